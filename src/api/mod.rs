@@ -1,0 +1,220 @@
+//! The HTTP surface (DESIGN.md §4a): dispatch by path and method, the gateway's own endpoints
+//! (`/`, `/health`, `/v1/models`, CORS preflight), and the entry into proxying for
+//! `/v1/chat/completions`.
+//!
+//! Invariants: every answer goes through the exchange's `Responder` (so `Date`, `x-request-id`,
+//! CORS and `Connection` are always right); unknown paths are 404 and known paths with the wrong
+//! method 405, both OpenAI-shaped. Paths are also accepted without the `/v1` prefix.
+//! Not here: upstream I/O (`proxy`), head/body reading (`server`).
+
+pub mod chat;
+
+use std::rc::Rc;
+
+pub use chat::JsonScratch;
+
+use crate::error::Error;
+use crate::h1::head::Method;
+use crate::json;
+use crate::server::{Exchange, Request};
+use crate::snapshot::Snapshot;
+use crate::worker::{SnapshotRef, Worker};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Root,
+    Health,
+    Models,
+    Model,
+    ChatCompletions,
+}
+
+impl Route {
+    fn allows(self, m: Method) -> bool {
+        match self {
+            Route::ChatCompletions => m == Method::Post,
+            _ => matches!(m, Method::Get | Method::Head),
+        }
+    }
+    fn allow_header(self) -> &'static str {
+        match self {
+            Route::ChatCompletions => "POST, OPTIONS",
+            _ => "GET, HEAD, OPTIONS",
+        }
+    }
+}
+
+/// The path without its `/v1` prefix.
+fn unversioned(path: &[u8]) -> &[u8] {
+    path.strip_prefix(b"/v1")
+        .filter(|p| p.starts_with(b"/"))
+        .unwrap_or(path)
+}
+
+fn route(path: &[u8]) -> Option<Route> {
+    let p = unversioned(path);
+    match p {
+        b"/" if path == b"/" => Some(Route::Root),
+        b"/health" if path == b"/health" => Some(Route::Health),
+        b"/models" => Some(Route::Models),
+        b"/chat/completions" => Some(Route::ChatCompletions),
+        _ if p.starts_with(b"/models/") && p.len() > 8 => Some(Route::Model),
+        _ => None,
+    }
+}
+
+/// Answers one request.
+pub async fn handle(
+    worker: &Rc<Worker>,
+    snap: &SnapshotRef,
+    req: &Request<'_>,
+    ex: &mut Exchange<'_>,
+) {
+    let method = req.head.method;
+    let path = req.path();
+    if method == Method::Options {
+        return preflight(req, ex).await;
+    }
+    let Some(r) = route(path) else {
+        let m = String::from_utf8_lossy(&req.buf[req.head.method_text.clone()]);
+        return ex
+            .out
+            .send_error(&Error::unknown_route(&m, &String::from_utf8_lossy(path)))
+            .await;
+    };
+    if !r.allows(method) {
+        let m = String::from_utf8_lossy(&req.buf[req.head.method_text.clone()]);
+        let e = Error::method_not_allowed(&m, &String::from_utf8_lossy(path), r.allow_header());
+        ex.out.begin(405);
+        ex.out.header(b"allow", r.allow_header().as_bytes());
+        return ex.out.body(b"application/json", &e.body()).await;
+    }
+    match r {
+        Route::Root => {
+            let mut b = Vec::with_capacity(64);
+            b.extend_from_slice(b"{\"name\":\"smart-ai-router\",\"version\":");
+            json::write_str(&mut b, crate::VERSION);
+            b.push(b'}');
+            ex.out.send_json(200, &b).await
+        }
+        Route::Health => health(worker, snap, ex).await,
+        Route::Models => ex.out.send_json(200, snap.catalog.models_json()).await,
+        Route::Model => {
+            let id = percent_decode(&unversioned(path)[b"/models/".len()..]);
+            match snap.catalog.model_json(&id) {
+                Some(body) => ex.out.send_json(200, body).await,
+                None => {
+                    let e = Error::new(
+                        404,
+                        crate::error::Kind::InvalidRequest,
+                        "model_not_found",
+                        format!(
+                            "The model `{}` does not exist or no channel serves it; GET /v1/models lists the available models.",
+                            crate::error::truncate(&id, 200)
+                        ),
+                    );
+                    ex.out.send_error(&e).await
+                }
+            }
+        }
+        Route::ChatCompletions => {
+            let features = {
+                let mut scratch = worker.json.borrow_mut();
+                chat::extract(req.body, &mut scratch)
+            };
+            match features {
+                Ok(f) => crate::proxy::chat(worker, snap, req, &f, ex).await,
+                Err(e) => ex.out.send_error(&e).await,
+            }
+        }
+    }
+}
+
+async fn health(worker: &Worker, snap: &Snapshot, ex: &mut Exchange<'_>) {
+    let board = &worker.board;
+    let ready = board.min_epoch() > 0;
+    let mut b = Vec::with_capacity(256);
+    b.extend_from_slice(b"{\"status\":");
+    json::write_str(&mut b, if ready { "ok" } else { "starting" });
+    b.extend_from_slice(b",\"workers\":");
+    json::write_u64(&mut b, board.workers() as u64);
+    b.extend_from_slice(b",\"driver\":");
+    json::write_str(&mut b, board.driver.driver.as_str());
+    b.extend_from_slice(b",\"driver_reason\":");
+    json::write_str(&mut b, &board.driver.reason);
+    b.extend_from_slice(b",\"epoch\":");
+    json::write_u64(&mut b, snap.epoch);
+    b.extend_from_slice(b",\"channels\":");
+    json::write_u64(&mut b, snap.channels.len() as u64);
+    b.extend_from_slice(b",\"mode\":");
+    json::write_str(&mut b, snap.mode.as_str());
+    b.extend_from_slice(b",\"worker\":");
+    json::write_u64(&mut b, worker.id as u64);
+    b.extend_from_slice(b",\"version\":");
+    json::write_str(&mut b, crate::VERSION);
+    b.push(b'}');
+    ex.out.send_json(if ready { 200 } else { 503 }, &b).await
+}
+
+async fn preflight(req: &Request<'_>, ex: &mut Exchange<'_>) {
+    ex.out.begin(204);
+    ex.out.header(b"allow", b"GET, HEAD, POST, OPTIONS");
+    if req.header(b"origin").is_some() {
+        ex.out
+            .header(b"access-control-allow-methods", b"GET, HEAD, POST, OPTIONS");
+        let asked = req
+            .header(b"access-control-request-headers")
+            .filter(|h| h.len() <= 1024 && h.iter().all(|&b| b.is_ascii_graphic() || b == b' '));
+        ex.out.header(
+            b"access-control-allow-headers",
+            asked.unwrap_or(b"authorization, content-type, x-request-id"),
+        );
+        ex.out.header(b"access-control-max-age", b"600");
+    }
+    ex.out.body(b"", b"").await
+}
+
+fn percent_decode(raw: &[u8]) -> String {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                raw.get(i + 1).and_then(|c| (*c as char).to_digit(16)),
+                raw.get(i + 2).and_then(|c| (*c as char).to_digit(16)),
+            )
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(raw[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_with_and_without_v1() {
+        assert_eq!(route(b"/v1/chat/completions"), Some(Route::ChatCompletions));
+        assert_eq!(route(b"/chat/completions"), Some(Route::ChatCompletions));
+        assert_eq!(route(b"/v1/models"), Some(Route::Models));
+        assert_eq!(route(b"/v1/models/openai/gpt-4o"), Some(Route::Model));
+        assert_eq!(route(b"/v1/models/"), None);
+        assert_eq!(route(b"/"), Some(Route::Root));
+        assert_eq!(route(b"/v1/"), None);
+        assert_eq!(route(b"/health"), Some(Route::Health));
+        assert_eq!(route(b"/v1/health"), None);
+        assert_eq!(route(b"/v1x/models"), None);
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode(b"openai%2Fgpt-4o"), "openai/gpt-4o");
+        assert_eq!(percent_decode(b"a%zz%4"), "a%zz%4");
+    }
+}

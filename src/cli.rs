@@ -1,0 +1,245 @@
+//! Command-line parsing: global flags (`--config`, `--listen`, `--workers`) accepted before or
+//! after a subcommand, and the subcommands `check` and `mock-upstream`.
+//!
+//! Invariants: pure: parses strings into [`Cli`], never reads files or the environment itself
+//! (the caller passes `SMART_AI_ROUTER_CONFIG`). Errors say which flag and what it takes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::units;
+
+/// What to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Run the gateway.
+    Run,
+    /// Validate the config, print a summary, exit non-zero on error.
+    Check,
+    /// Run the built-in mock upstream.
+    MockUpstream(MockArgs),
+    /// Print usage.
+    Help,
+    /// Print the version.
+    Version,
+}
+
+/// Options of `mock-upstream` (besides the global `--listen` and `--workers`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MockArgs {
+    /// Models served (empty: any).
+    pub models: Vec<String>,
+    /// Delay before each response head.
+    pub latency: Option<Duration>,
+    /// Content events per stream.
+    pub chunks: Option<usize>,
+    /// Delay between stream events.
+    pub interval: Option<Duration>,
+    /// Injected status for every chat request.
+    pub status: Option<u16>,
+    /// `Retry-After` seconds for 429s.
+    pub retry_after: Option<u32>,
+    /// Reset every connection.
+    pub reset: bool,
+}
+
+/// Parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cli {
+    /// `--config FILE`.
+    pub config: Option<PathBuf>,
+    /// `--listen ADDR`.
+    pub listen: Option<String>,
+    /// `--workers N`.
+    pub workers: Option<usize>,
+    /// The subcommand.
+    pub command: Command,
+}
+
+/// Usage text.
+pub const USAGE: &str = "\
+smart-ai-router — OpenAI-compatible LLM gateway
+
+USAGE:
+    smart-ai-router [--config FILE] [--listen ADDR] [--workers N] [COMMAND]
+
+COMMANDS:
+    (none)           run the gateway
+    check            validate the config and print a summary (exit 1 on error)
+    mock-upstream    run the built-in OpenAI-compatible mock upstream
+    help, version
+
+GLOBAL FLAGS (before or after the command):
+    -c, --config FILE   TOML config (also $SMART_AI_ROUTER_CONFIG). Without one, channels come
+                        from provider keys in the environment (OPENAI_API_KEY, …), else demo mode
+    -l, --listen ADDR   listen address, e.g. 127.0.0.1:7601
+    -w, --workers N     worker threads (0 = one per CPU)
+
+MOCK-UPSTREAM FLAGS:
+    --models a,b        models to serve (default: any)
+    --latency 20ms      delay before each response
+    --chunks N          content events per stream (default 8)
+    --interval 20ms     delay between stream events
+    --status N          answer every chat request with this status
+    --retry-after S     Retry-After seconds on 429
+    --reset             reset every connection
+";
+
+/// Parses arguments (without the program name).
+pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
+    let mut cli = Cli {
+        config: None,
+        listen: None,
+        workers: None,
+        command: Command::Run,
+    };
+    let mut mock = MockArgs::default();
+    let mut command: Option<&'static str> = None;
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |name: &str| -> Result<String, String> {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or_else(|| format!("{name} needs a value; see --help"))
+        };
+        match flag.as_str() {
+            "-c" | "--config" => cli.config = Some(PathBuf::from(value("--config")?)),
+            "-l" | "--listen" => cli.listen = Some(value("--listen")?),
+            "-w" | "--workers" => {
+                let v = value("--workers")?;
+                cli.workers = Some(
+                    v.parse()
+                        .map_err(|_| format!("--workers takes a number, got \"{v}\""))?,
+                );
+            }
+            "-h" | "--help" | "help" => command = Some("help"),
+            "-V" | "--version" | "version" => command = Some("version"),
+            "check" | "mock-upstream" if command.is_none() => {
+                command = Some(if flag == "check" {
+                    "check"
+                } else {
+                    "mock-upstream"
+                })
+            }
+            "--models" if command == Some("mock-upstream") => {
+                mock.models = value("--models")?
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            }
+            "--latency" if command == Some("mock-upstream") => {
+                mock.latency = Some(
+                    units::parse_duration(&value("--latency")?)
+                        .map_err(|e| format!("--latency: {e}"))?,
+                )
+            }
+            "--interval" if command == Some("mock-upstream") => {
+                mock.interval = Some(
+                    units::parse_duration(&value("--interval")?)
+                        .map_err(|e| format!("--interval: {e}"))?,
+                )
+            }
+            "--chunks" if command == Some("mock-upstream") => {
+                let v = value("--chunks")?;
+                mock.chunks = Some(
+                    v.parse()
+                        .map_err(|_| format!("--chunks takes a number, got \"{v}\""))?,
+                )
+            }
+            "--status" if command == Some("mock-upstream") => {
+                let v = value("--status")?;
+                mock.status = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|s| (100..600).contains(s))
+                        .ok_or_else(|| format!("--status takes an HTTP status, got \"{v}\""))?,
+                )
+            }
+            "--retry-after" if command == Some("mock-upstream") => {
+                let v = value("--retry-after")?;
+                mock.retry_after = Some(
+                    v.parse()
+                        .map_err(|_| format!("--retry-after takes seconds, got \"{v}\""))?,
+                )
+            }
+            "--reset" if command == Some("mock-upstream") => mock.reset = true,
+            other => {
+                return Err(format!(
+                    "unknown argument \"{other}\"; run `smart-ai-router --help` for usage"
+                ));
+            }
+        }
+    }
+    cli.command = match command {
+        None => Command::Run,
+        Some("check") => Command::Check,
+        Some("mock-upstream") => Command::MockUpstream(mock),
+        Some("version") => Command::Version,
+        _ => Command::Help,
+    };
+    Ok(cli)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Cli, String> {
+        parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn global_flags_before_or_after_the_command() {
+        let a = p(&["--config", "x.toml", "check"]).unwrap();
+        let b = p(&["check", "--config=x.toml"]).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.command, Command::Check);
+        assert_eq!(a.config.unwrap(), PathBuf::from("x.toml"));
+        let r = p(&["-l", "127.0.0.1:1", "-w", "3"]).unwrap();
+        assert_eq!(r.command, Command::Run);
+        assert_eq!(
+            (r.listen.as_deref(), r.workers),
+            (Some("127.0.0.1:1"), Some(3))
+        );
+    }
+
+    #[test]
+    fn mock_flags() {
+        let c = p(&[
+            "mock-upstream",
+            "--listen",
+            "127.0.0.1:9",
+            "--models",
+            "a,b",
+            "--latency",
+            "20ms",
+            "--status",
+            "503",
+        ])
+        .unwrap();
+        let Command::MockUpstream(m) = c.command else {
+            panic!()
+        };
+        assert_eq!(m.models, ["a", "b"]);
+        assert_eq!(m.latency, Some(Duration::from_millis(20)));
+        assert_eq!(m.status, Some(503));
+    }
+
+    #[test]
+    fn errors_name_the_flag() {
+        assert!(p(&["--workers", "many"]).unwrap_err().contains("--workers"));
+        assert!(p(&["--config"]).unwrap_err().contains("--config"));
+        assert!(p(&["--bogus"]).unwrap_err().contains("--bogus"));
+        assert!(
+            p(&["--models", "a"]).is_err(),
+            "mock flags only after mock-upstream"
+        );
+    }
+}

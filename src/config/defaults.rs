@@ -1,0 +1,53 @@
+//! Every default the config applies, with its unit and the reason for its value.
+//! `configs/example.toml` repeats these; a test keeps the two in agreement.
+
+use std::time::Duration;
+
+/// Listen address: loopback only, so a config-less start never exposes provider keys.
+pub const LISTEN: &str = "127.0.0.1:7601";
+/// Worker threads; 0 means one per CPU in the process's affinity mask.
+pub const WORKERS: usize = 0;
+/// How often a worker polls for a new snapshot and flushes its reports (50 ms): cores agree on
+/// cooldowns within one tick, and an idle worker wakes only 20 times a second.
+pub const TICK: Duration = Duration::from_millis(50);
+/// Largest request head in bytes (16 KiB), like nginx's large_client_header_buffers scale.
+pub const MAX_HEADER_BYTES: u64 = 16 * 1024;
+/// Most request headers (100); more is a 431.
+pub const MAX_HEADERS: usize = 100;
+/// Largest request body (32 MiB): room for a long conversation with inline images.
+pub const MAX_BODY: u64 = 32 * 1024 * 1024;
+/// Most open downstream connections per worker; more get a 503 and are closed.
+pub const MAX_CONNECTIONS: usize = 8192;
+/// Time to receive a whole request head once its first byte arrived (10 s): slowloris guard.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time to receive a whole request body after its head (30 s).
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Keep-alive: how long an idle client connection stays open between requests (75 s, above
+/// the 60 s idle timeout common in load balancers and SDK pools, so the client closes first).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// On shutdown, how long in-flight requests and streams may finish (10 s).
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the control thread re-resolves upstream host names (60 s).
+pub const DNS_REFRESH: Duration = Duration::from_secs(60);
+
+/// Upstream connect timeout (5 s), per address tried.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// From request sent to the first response byte (120 s): a non-streamed completion sends
+/// nothing until it has generated the whole answer.
+pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest silence between two reads of an upstream response once it started (60 s).
+pub const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Whole upstream exchange, streams included (600 s, the OpenAI SDK's own default).
+pub const TOTAL_TIMEOUT: Duration = Duration::from_secs(600);
+/// Idle upstream connections kept per worker and upstream address (64).
+pub const POOL_MAX_IDLE: usize = 64;
+/// How long an idle upstream connection is kept for reuse (30 s): below the 60 s idle timeout of
+/// common provider load balancers, so the gateway never writes into a connection being closed.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Channel priority (higher is tried first).
+pub const PRIORITY: i32 = 0;
+/// Channel weight among tied candidates.
+pub const WEIGHT: f64 = 1.0;
+/// Candidates tried per request before giving up (3).
+pub const MAX_ATTEMPTS: usize = 3;

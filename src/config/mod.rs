@@ -1,0 +1,1460 @@
+//! TOML → validated [`Config`]: `${VAR}` expansion, a serde mirror that denies unknown keys
+//! (`raw`), defaults with units (`defaults`), and validation that collects every problem and
+//! names each key path with its fix. Also the two config-less modes: channels from provider
+//! environment variables, and demo mode.
+//!
+//! Invariants: the rest of the program sees only validated types (`Duration`, `SocketAddr`,
+//! [`BaseUrl`], [`Secret`]), never raw TOML. API keys live in [`Secret`], which never prints.
+//! Not here: reading files on a worker (only `bootstrap`/`control` call [`Config::load_file`]),
+//! DNS resolution (`control`), snapshot building (`snapshot`).
+
+pub mod defaults;
+mod raw;
+pub mod units;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use units::{BaseUrl, Scheme};
+
+use crate::providers::{self, AuthStyle};
+
+/// A secret string (an API key): never printed by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Box<str>);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<Box<str>>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself, for the one place it belongs: the upstream request header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// True when no key is set.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "" } else { "***" })
+    }
+}
+
+/// Which event-loop driver workers use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriverChoice {
+    /// io_uring when the kernel allows, else the legacy epoll driver.
+    Auto,
+    /// io_uring, or fail at start.
+    IoUring,
+    /// The legacy epoll driver.
+    Legacy,
+}
+
+/// CORS policy for browser clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cors {
+    /// No CORS headers (the default: browsers cannot call the gateway cross-origin).
+    Off,
+    /// `Access-Control-Allow-Origin: *`.
+    Any,
+    /// Only these exact origins are echoed back.
+    List(Vec<String>),
+}
+
+/// `[server]`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Listen address of the client API.
+    pub listen: SocketAddr,
+    /// Worker threads (0 = one per CPU in the affinity mask).
+    pub workers: usize,
+    /// Event-loop driver.
+    pub driver: DriverChoice,
+    /// Pin worker `i` to the `i`-th CPU of the affinity mask.
+    pub pin_workers: bool,
+    /// Worker tick: snapshot polling and report flushing.
+    pub tick: Duration,
+    /// Largest request head.
+    pub max_header_bytes: usize,
+    /// Most request headers.
+    pub max_headers: usize,
+    /// Largest request body.
+    pub max_body: usize,
+    /// Most open client connections per worker.
+    pub max_connections: usize,
+    /// Deadline for a whole request head.
+    pub header_timeout: Duration,
+    /// Deadline for a whole request body.
+    pub body_timeout: Duration,
+    /// Keep-alive idle timeout between requests.
+    pub idle_timeout: Duration,
+    /// Shutdown drain time.
+    pub drain_timeout: Duration,
+    /// DNS re-resolution period.
+    pub dns_refresh: Duration,
+    /// CORS policy.
+    pub cors: Cors,
+}
+
+/// `[providers.ID]`.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// The table name.
+    pub id: String,
+    /// Wire family or preset.
+    pub kind: String,
+    /// Base URL (may be overridden per channel).
+    pub base_url: Option<BaseUrl>,
+    /// Path appended to the base URL for chat completions.
+    pub chat_path: String,
+    /// Auth header style.
+    pub auth: AuthStyle,
+    /// Extra headers sent on every request (preset headers first, config overrides by name).
+    pub headers: Vec<(String, String)>,
+    /// Extra PEM trust roots for this provider's TLS (private CAs, tests).
+    pub ca_file: Option<PathBuf>,
+    /// Connect timeout per address.
+    pub connect_timeout: Duration,
+    /// Request sent → first response byte.
+    pub first_byte_timeout: Duration,
+    /// Longest silence between reads of a started response.
+    pub idle_timeout: Duration,
+    /// Whole exchange.
+    pub total_timeout: Duration,
+    /// Idle pooled connections per worker and address.
+    pub pool_max_idle: usize,
+    /// How long an idle pooled connection is kept.
+    pub pool_idle_timeout: Duration,
+}
+
+/// `[[channels]]`.
+#[derive(Debug, Clone)]
+pub struct ChannelConfig {
+    /// Unique id (appears in `x-router-channel`).
+    pub id: String,
+    /// Index into [`Config::providers`].
+    pub provider: usize,
+    /// API key (may be empty for keyless local servers).
+    pub api_key: Secret,
+    /// Base URL override.
+    pub base_url: Option<BaseUrl>,
+    /// Models this channel serves (upstream ids).
+    pub models: Vec<String>,
+    /// Client-facing name → upstream model id.
+    pub aliases: Vec<(String, String)>,
+    /// Extra tags (used by tag routing).
+    pub tags: Vec<String>,
+    /// Higher is tried first.
+    pub priority: i32,
+    /// Share among tied candidates.
+    pub weight: f64,
+    /// Disabled channels are never routed to.
+    pub enabled: bool,
+}
+
+/// `[routing]`.
+#[derive(Debug, Clone)]
+pub struct RoutingConfig {
+    /// Candidates tried per request.
+    pub max_attempts: usize,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `key=value` lines.
+    Logfmt,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// Output format.
+    pub format: LogFormat,
+    /// Least severe level printed.
+    pub level: tracing::Level,
+}
+
+/// Where the config came from (reported at start and by `check`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A TOML file.
+    File(PathBuf),
+    /// A TOML string given in code (tests).
+    Inline,
+    /// Built from provider keys found in these environment variables.
+    Environment(Vec<String>),
+    /// Demo mode: the built-in mock upstream.
+    Demo,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[providers.*]`, sorted by id.
+    pub providers: Vec<ProviderConfig>,
+    /// `[[channels]]`, in file order.
+    pub channels: Vec<ChannelConfig>,
+    /// `[routing]`.
+    pub routing: RoutingConfig,
+    /// `[log]`.
+    pub log: LogConfig,
+    /// Where it came from.
+    pub source: Source,
+}
+
+/// One problem in a config: the key path and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Key path, e.g. `channels[0].provider`.
+    pub path: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// Every problem found in a config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file, when there is one.
+    pub origin: Option<PathBuf>,
+    /// The problems, in key order.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.origin {
+            Some(p) => writeln!(f, "invalid config {}:", p.display())?,
+            None => writeln!(f, "invalid config:")?,
+        }
+        for p in &self.problems {
+            if p.path.is_empty() {
+                writeln!(f, "  - {}", p.message)?;
+            } else {
+                writeln!(f, "  - `{}`: {}", p.path, p.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    fn one(origin: Option<PathBuf>, path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            origin,
+            problems: vec![Problem {
+                path: path.into(),
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+/// A source of environment variables (injectable so tests never call `set_var`).
+pub trait Env {
+    /// The variable's value, if set.
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Env for F {
+    fn var(&self, name: &str) -> Option<String> {
+        self(name)
+    }
+}
+
+impl Config {
+    /// Reads and validates a TOML file. Blocking file I/O: call from `main`/control only.
+    #[allow(clippy::disallowed_methods)] // control-side: config files are read off the data plane
+    pub fn load_file(path: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::one(
+                Some(path.to_path_buf()),
+                "",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        let mut cfg = Self::parse(&text, env).map_err(|mut e| {
+            e.origin = Some(path.to_path_buf());
+            e
+        })?;
+        cfg.source = Source::File(path.to_path_buf());
+        Ok(cfg)
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str, env: &dyn Env) -> Result<Config, ConfigError> {
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| {
+            ConfigError::one(
+                None,
+                "",
+                format!("not valid TOML: {}", e.to_string().trim()),
+            )
+        })?;
+        let mut problems = Vec::new();
+        expand_env_table(&mut table, "", env, &mut problems);
+        if !problems.is_empty() {
+            return Err(ConfigError {
+                origin: None,
+                problems,
+            });
+        }
+        let raw: raw::Root =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                ConfigError {
+                    origin: None,
+                    problems: vec![serde_problem(&e)],
+                }
+            })?;
+        build(raw)
+    }
+
+    /// Channels from well-known provider environment variables, or `None` when none is set.
+    pub fn from_environment(env: &dyn Env) -> Option<Config> {
+        let mut providers = Vec::new();
+        let mut channels = Vec::new();
+        let mut used = Vec::new();
+        for preset in providers::PRESETS {
+            let (Some(var), false) = (preset.env_key, preset.env_models.is_empty()) else {
+                continue;
+            };
+            let Some(key) = env.var(var).filter(|k| !k.trim().is_empty()) else {
+                continue;
+            };
+            let base = env
+                .var(&format!("{}_BASE_URL", var.trim_end_matches("_API_KEY")))
+                .and_then(|u| BaseUrl::parse(&u).ok())
+                .or_else(|| BaseUrl::parse(preset.base_url).ok());
+            used.push(var.to_string());
+            providers.push(provider_from_preset(preset.kind, preset, base));
+            channels.push(ChannelConfig {
+                id: preset.kind.to_string(),
+                provider: providers.len() - 1,
+                api_key: Secret::new(key.trim()),
+                base_url: None,
+                models: preset.env_models.iter().map(|m| m.to_string()).collect(),
+                aliases: Vec::new(),
+                tags: Vec::new(),
+                priority: defaults::PRIORITY,
+                weight: defaults::WEIGHT,
+                enabled: true,
+            });
+        }
+        if channels.is_empty() {
+            return None;
+        }
+        let mut cfg = Self::empty();
+        cfg.providers = providers;
+        cfg.channels = channels;
+        cfg.source = Source::Environment(used);
+        Some(cfg)
+    }
+
+    /// Demo mode: one channel on the built-in mock upstream at `mock`.
+    pub fn demo(mock: SocketAddr, models: &[&str]) -> Config {
+        let base = BaseUrl::parse(&format!("http://{mock}/v1")).ok();
+        let preset = providers::preset("openai").expect("openai preset exists");
+        let mut cfg = Self::empty();
+        cfg.providers = vec![provider_from_preset("demo", preset, base)];
+        cfg.channels = vec![ChannelConfig {
+            id: "demo".into(),
+            provider: 0,
+            api_key: Secret::new("demo-key"),
+            base_url: None,
+            models: models.iter().map(|m| m.to_string()).collect(),
+            aliases: Vec::new(),
+            tags: vec!["demo".into()],
+            priority: defaults::PRIORITY,
+            weight: defaults::WEIGHT,
+            enabled: true,
+        }];
+        cfg.source = Source::Demo;
+        cfg
+    }
+
+    /// A config with every default and no channels.
+    pub fn empty() -> Config {
+        build(raw::Root::default()).expect("defaults validate")
+    }
+
+    /// The effective base URL of a channel (its own, else its provider's).
+    pub fn channel_base_url<'a>(&'a self, ch: &'a ChannelConfig) -> Option<&'a BaseUrl> {
+        ch.base_url
+            .as_ref()
+            .or(self.providers[ch.provider].base_url.as_ref())
+    }
+
+    /// A human summary for `check` and the startup banner (no secrets).
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let workers = if self.server.workers == 0 {
+            "auto".to_string()
+        } else {
+            self.server.workers.to_string()
+        };
+        s.push_str(&format!(
+            "listen {} · workers {} · {} provider(s) · {} channel(s)\n",
+            self.server.listen,
+            workers,
+            self.providers.len(),
+            self.channels.len()
+        ));
+        for ch in &self.channels {
+            let p = &self.providers[ch.provider];
+            let url = self
+                .channel_base_url(ch)
+                .map(|u| u.to_url())
+                .unwrap_or_default();
+            s.push_str(&format!(
+                "  channel {} → provider {} ({}) {} · {} model(s){}{}\n",
+                ch.id,
+                p.id,
+                p.kind,
+                url,
+                ch.models.len(),
+                if ch.priority != 0 {
+                    format!(" · priority {}", ch.priority)
+                } else {
+                    String::new()
+                },
+                if ch.enabled { "" } else { " · disabled" }
+            ));
+        }
+        s
+    }
+}
+
+fn provider_from_preset(
+    id: &str,
+    preset: &providers::Preset,
+    base_url: Option<BaseUrl>,
+) -> ProviderConfig {
+    ProviderConfig {
+        id: id.to_string(),
+        kind: preset.kind.to_string(),
+        base_url,
+        chat_path: preset.chat_path.to_string(),
+        auth: preset.auth,
+        headers: preset
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ca_file: None,
+        connect_timeout: defaults::CONNECT_TIMEOUT,
+        first_byte_timeout: defaults::FIRST_BYTE_TIMEOUT,
+        idle_timeout: defaults::UPSTREAM_IDLE_TIMEOUT,
+        total_timeout: defaults::TOTAL_TIMEOUT,
+        pool_max_idle: defaults::POOL_MAX_IDLE,
+        pool_idle_timeout: defaults::POOL_IDLE_TIMEOUT,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ${VAR} expansion
+
+fn expand_env_table(table: &mut toml::Table, path: &str, env: &dyn Env, out: &mut Vec<Problem>) {
+    for (k, v) in table.iter_mut() {
+        let p = if path.is_empty() {
+            k.clone()
+        } else {
+            format!("{path}.{k}")
+        };
+        expand_env_value(v, &p, env, out);
+    }
+}
+
+fn expand_env_value(v: &mut toml::Value, path: &str, env: &dyn Env, out: &mut Vec<Problem>) {
+    match v {
+        toml::Value::String(s) => match expand_vars(s, env) {
+            Ok(Some(n)) => *s = n,
+            Ok(None) => {}
+            Err(m) => out.push(Problem {
+                path: path.to_string(),
+                message: m,
+            }),
+        },
+        toml::Value::Array(a) => {
+            for (i, item) in a.iter_mut().enumerate() {
+                expand_env_value(item, &format!("{path}[{i}]"), env, out);
+            }
+        }
+        toml::Value::Table(t) => expand_env_table(t, path, env, out),
+        _ => {}
+    }
+}
+
+/// Expands `${VAR}` and `${VAR:-default}`; `$${` is a literal `${`. `Ok(None)` = unchanged.
+fn expand_vars(s: &str, env: &dyn Env) -> Result<Option<String>, String> {
+    if !s.contains("${") {
+        return Ok(None);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        if i > 0 && rest.as_bytes()[i - 1] == b'$' {
+            out.push_str(&rest[..i - 1]);
+            out.push_str("${");
+            rest = &rest[i + 2..];
+            continue;
+        }
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unclosed ${{ in \"{s}\"; write ${{VAR}}"))?;
+        let inner = &after[..end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (inner, None),
+        };
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!(
+                "\"${{{inner}}}\" is not a variable reference; names are letters, digits and _"
+            ));
+        }
+        match (env.var(name), default) {
+            (Some(v), _) => out.push_str(&v),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => {
+                return Err(format!(
+                    "environment variable {name} is not set; export it, or write ${{{name}:-default}}"
+                ));
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(Some(out))
+}
+
+// ---------------------------------------------------------------------------------------------
+// serde errors → problems with key paths and suggestions
+
+fn serde_problem(e: &serde_path_to_error::Error<toml::de::Error>) -> Problem {
+    let parent = e.path().to_string();
+    let parent = if parent == "." { String::new() } else { parent };
+    let inner = e.inner().to_string();
+    let inner = inner.trim();
+    if let Some(rest) = inner.strip_prefix("unknown field `") {
+        let (field, tail) = rest.split_once('`').unwrap_or((rest, ""));
+        let expected: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
+        // The path already ends with the unknown key.
+        let path = if parent.is_empty() { field.to_string() } else { parent };
+        let message = match closest(field, &expected) {
+            Some(s) => format!("unknown key; did you mean `{s}`?"),
+            None if !expected.is_empty() => {
+                format!("unknown key; known keys here: {}", expected.join(", "))
+            }
+            None => "unknown key; this table takes no keys".to_string(),
+        };
+        return Problem { path, message };
+    }
+    if let Some(rest) = inner.strip_prefix("missing field `") {
+        let field = rest.split('`').next().unwrap_or(rest);
+        return Problem {
+            path: join_path(&parent, field),
+            message: "required key is missing".into(),
+        };
+    }
+    let message = if inner.starts_with("data did not match any variant") {
+        "wrong type; sizes are strings like \"16KiB\", durations strings like \"30s\"".into()
+    } else {
+        inner
+            .replace("i64", "an integer")
+            .replace("f64", "a number")
+    };
+    Problem {
+        path: parent,
+        message,
+    }
+}
+
+fn join_path(parent: &str, field: &str) -> String {
+    if parent.is_empty() {
+        field.to_string()
+    } else {
+        format!("{parent}.{field}")
+    }
+}
+
+/// The known name closest to `name` by edit distance, if it is plausibly a typo.
+pub fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(name, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+// ---------------------------------------------------------------------------------------------
+// raw → validated
+
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn duration(
+        &mut self,
+        path: &str,
+        v: Option<raw::DurationValue>,
+        default: Duration,
+        min: Duration,
+    ) -> Duration {
+        let d = match v {
+            None => return default,
+            Some(raw::DurationValue::Text(s)) => match units::parse_duration(&s) {
+                Ok(d) => d,
+                Err(m) => {
+                    self.err(path, m);
+                    return default;
+                }
+            },
+            Some(raw::DurationValue::Number(n)) => {
+                self.err(
+                    path,
+                    format!("durations are strings with a unit; write \"{n}s\" or \"{n}ms\""),
+                );
+                return default;
+            }
+        };
+        if d < min {
+            self.err(path, format!("must be at least {min:?}"));
+            return default;
+        }
+        d
+    }
+
+    fn size(
+        &mut self,
+        path: &str,
+        v: Option<raw::SizeValue>,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> u64 {
+        let n = match v {
+            None => return default,
+            Some(raw::SizeValue::Bytes(n)) if n >= 0 => n as u64,
+            Some(raw::SizeValue::Bytes(n)) => {
+                self.err(path, format!("{n} is negative"));
+                return default;
+            }
+            Some(raw::SizeValue::Text(s)) => match units::parse_size(&s) {
+                Ok(n) => n,
+                Err(m) => {
+                    self.err(path, m);
+                    return default;
+                }
+            },
+        };
+        if n < min || n > max {
+            self.err(
+                path,
+                format!("must be between {min} and {max} bytes, got {n}"),
+            );
+            return default;
+        }
+        n
+    }
+
+    fn int(&mut self, path: &str, v: Option<i64>, default: usize, min: i64, max: i64) -> usize {
+        match v {
+            None => default,
+            Some(n) if n >= min && n <= max => n as usize,
+            Some(n) => {
+                self.err(path, format!("must be between {min} and {max}, got {n}"));
+                default
+            }
+        }
+    }
+}
+
+fn build(raw: raw::Root) -> Result<Config, ConfigError> {
+    let mut c = Checker {
+        problems: Vec::new(),
+    };
+    let server = build_server(&mut c, raw.server);
+
+    let mut providers = Vec::new();
+    for (id, p) in raw.providers {
+        providers.push(build_provider(&mut c, id, p));
+    }
+
+    let mut channels = Vec::new();
+    let mut ids = HashSet::new();
+    for (i, ch) in raw.channels.into_iter().enumerate() {
+        if let Some(ch) = build_channel(&mut c, i, ch, &providers, &mut ids) {
+            channels.push(ch);
+        }
+    }
+    for (i, ch) in channels.iter().enumerate() {
+        let p = &providers[ch.provider];
+        if ch.base_url.is_none() && p.base_url.is_none() {
+            c.err(
+                format!("channels[{i}].base_url"),
+                format!(
+                    "neither the channel nor provider `{}` has a base_url; set providers.{}.base_url",
+                    p.id, p.id
+                ),
+            );
+        }
+    }
+
+    let routing = RoutingConfig {
+        max_attempts: c.int(
+            "routing.max_attempts",
+            raw.routing.max_attempts,
+            defaults::MAX_ATTEMPTS,
+            1,
+            20,
+        ),
+    };
+
+    let log = LogConfig {
+        format: match raw.log.format.as_deref() {
+            None | Some("logfmt") => LogFormat::Logfmt,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                c.err(
+                    "log.format",
+                    format!("\"{other}\" is not a format; use \"logfmt\" or \"json\""),
+                );
+                LogFormat::Logfmt
+            }
+        },
+        level: match raw.log.level.as_deref() {
+            None => tracing::Level::INFO,
+            Some(l) => match l.to_ascii_lowercase().as_str() {
+                "error" => tracing::Level::ERROR,
+                "warn" => tracing::Level::WARN,
+                "info" => tracing::Level::INFO,
+                "debug" => tracing::Level::DEBUG,
+                "trace" => tracing::Level::TRACE,
+                _ => {
+                    c.err(
+                        "log.level",
+                        format!("\"{l}\" is not a level; use error, warn, info, debug or trace"),
+                    );
+                    tracing::Level::INFO
+                }
+            },
+        },
+    };
+
+    if c.problems.is_empty() {
+        Ok(Config {
+            server,
+            providers,
+            channels,
+            routing,
+            log,
+            source: Source::Inline,
+        })
+    } else {
+        Err(ConfigError {
+            origin: None,
+            problems: c.problems,
+        })
+    }
+}
+
+fn build_server(c: &mut Checker, s: raw::Server) -> ServerConfig {
+    let listen = match s.listen.as_deref() {
+        None => units::parse_listen(defaults::LISTEN).expect("default listen parses"),
+        Some(l) => units::parse_listen(l).unwrap_or_else(|m| {
+            c.err("server.listen", m);
+            units::parse_listen(defaults::LISTEN).expect("default listen parses")
+        }),
+    };
+    let driver = match s.driver.as_deref() {
+        None | Some("auto") => DriverChoice::Auto,
+        Some("io_uring") | Some("iouring") => DriverChoice::IoUring,
+        Some("legacy") | Some("epoll") => DriverChoice::Legacy,
+        Some(other) => {
+            c.err(
+                "server.driver",
+                format!("\"{other}\" is not a driver; use \"auto\", \"io_uring\" or \"legacy\""),
+            );
+            DriverChoice::Auto
+        }
+    };
+    let cors = match s.cors_origins {
+        None => Cors::Off,
+        Some(list) if list.is_empty() => Cors::Off,
+        Some(list) if list.iter().any(|o| o == "*") => Cors::Any,
+        Some(list) => {
+            for (i, o) in list.iter().enumerate() {
+                if !(o.starts_with("http://") || o.starts_with("https://"))
+                    || o.ends_with('/')
+                    || o.bytes().any(|b| b <= b' ' || b == 0x7f)
+                {
+                    c.err(
+                        format!("server.cors_origins[{i}]"),
+                        format!("\"{o}\" is not an origin; write scheme://host[:port] without a path, or \"*\""),
+                    );
+                }
+            }
+            Cors::List(list)
+        }
+    };
+    ServerConfig {
+        listen,
+        workers: c.int("server.workers", s.workers, defaults::WORKERS, 0, 1024),
+        driver,
+        pin_workers: s.pin_workers.unwrap_or(true),
+        tick: c.duration(
+            "server.tick",
+            s.tick,
+            defaults::TICK,
+            Duration::from_millis(1),
+        ),
+        max_header_bytes: c.size(
+            "server.max_header_bytes",
+            s.max_header_bytes,
+            defaults::MAX_HEADER_BYTES,
+            1024,
+            1 << 20,
+        ) as usize,
+        max_headers: c.int(
+            "server.max_headers",
+            s.max_headers,
+            defaults::MAX_HEADERS,
+            8,
+            crate::h1::head::MAX_HEADERS as i64,
+        ),
+        max_body: c.size(
+            "server.max_body",
+            s.max_body,
+            defaults::MAX_BODY,
+            1024,
+            1 << 30,
+        ) as usize,
+        max_connections: c.int(
+            "server.max_connections",
+            s.max_connections,
+            defaults::MAX_CONNECTIONS,
+            1,
+            1 << 20,
+        ),
+        header_timeout: c.duration(
+            "server.header_timeout",
+            s.header_timeout,
+            defaults::HEADER_TIMEOUT,
+            Duration::from_millis(10),
+        ),
+        body_timeout: c.duration(
+            "server.body_timeout",
+            s.body_timeout,
+            defaults::BODY_TIMEOUT,
+            Duration::from_millis(10),
+        ),
+        idle_timeout: c.duration(
+            "server.idle_timeout",
+            s.idle_timeout,
+            defaults::IDLE_TIMEOUT,
+            Duration::from_millis(10),
+        ),
+        drain_timeout: c.duration(
+            "server.drain_timeout",
+            s.drain_timeout,
+            defaults::DRAIN_TIMEOUT,
+            Duration::ZERO,
+        ),
+        dns_refresh: c.duration(
+            "server.dns_refresh",
+            s.dns_refresh,
+            defaults::DNS_REFRESH,
+            Duration::from_secs(1),
+        ),
+        cors,
+    }
+}
+
+fn build_provider(c: &mut Checker, id: String, p: raw::Provider) -> ProviderConfig {
+    let at = |k: &str| format!("providers.{id}.{k}");
+    if !valid_id(&id) {
+        c.err(
+            format!("providers.{id}"),
+            "provider ids are 1-64 letters, digits, '.', '_' or '-'",
+        );
+    }
+    let kind = p.kind.unwrap_or_else(|| "openai".to_string());
+    let preset = providers::preset(&kind);
+    if preset.is_none() {
+        if providers::NATIVE_PENDING.contains(&kind.as_str()) {
+            c.err(
+                at("kind"),
+                format!(
+                    "\"{kind}\" needs its native wire adapter, which this build does not have yet; \
+                     point an OpenAI-compatible provider (kind = \"openai\") at its compatible endpoint"
+                ),
+            );
+        } else {
+            let known: Vec<&str> = providers::kinds().collect();
+            let hint = closest(&kind, &known)
+                .map(|k| format!("did you mean \"{k}\"? "))
+                .unwrap_or_default();
+            c.err(
+                at("kind"),
+                format!(
+                    "unknown kind \"{kind}\"; {hint}known kinds: {}",
+                    known.join(", ")
+                ),
+            );
+        }
+    }
+    let preset = preset.unwrap_or(&providers::PRESETS[0]);
+    let base_url = match p.base_url {
+        Some(u) => BaseUrl::parse(&u)
+            .map_err(|m| c.err(at("base_url"), m))
+            .ok(),
+        None if preset.base_url.is_empty() => None,
+        None => BaseUrl::parse(preset.base_url).ok(),
+    };
+    let chat_path = p.chat_path.unwrap_or_else(|| preset.chat_path.to_string());
+    if !chat_path.starts_with('/') || chat_path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        c.err(
+            at("chat_path"),
+            format!("\"{chat_path}\" must be a path starting with /"),
+        );
+    }
+    let auth = match p.auth.as_deref() {
+        None => preset.auth,
+        Some(a) => AuthStyle::parse(a).unwrap_or_else(|| {
+            c.err(
+                at("auth"),
+                format!(
+                    "\"{a}\" is not an auth style; use \"bearer\", \"x-api-key\" or \"api-key\""
+                ),
+            );
+            preset.auth
+        }),
+    };
+    let mut headers: Vec<(String, String)> = preset
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for (k, v) in p.headers.unwrap_or_default() {
+        if !is_token(&k) {
+            c.err(at(&format!("headers.{k}")), "not a valid header name");
+            continue;
+        }
+        if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            c.err(
+                at(&format!("headers.{k}")),
+                "header values must not contain CR, LF or NUL",
+            );
+            continue;
+        }
+        if is_managed_header(&k) {
+            c.err(
+                at(&format!("headers.{k}")),
+                "the gateway sets this header itself; remove it (auth goes in the channel's api_key)",
+            );
+            continue;
+        }
+        headers.retain(|(n, _)| !n.eq_ignore_ascii_case(&k));
+        headers.push((k, v));
+    }
+    let ca_file = p.ca_file.map(PathBuf::from);
+    ProviderConfig {
+        kind,
+        base_url,
+        chat_path,
+        auth,
+        headers,
+        ca_file,
+        connect_timeout: c.duration(
+            &at("connect_timeout"),
+            p.connect_timeout,
+            defaults::CONNECT_TIMEOUT,
+            Duration::from_millis(1),
+        ),
+        first_byte_timeout: c.duration(
+            &at("first_byte_timeout"),
+            p.first_byte_timeout,
+            defaults::FIRST_BYTE_TIMEOUT,
+            Duration::from_millis(1),
+        ),
+        idle_timeout: c.duration(
+            &at("idle_timeout"),
+            p.idle_timeout,
+            defaults::UPSTREAM_IDLE_TIMEOUT,
+            Duration::from_millis(1),
+        ),
+        total_timeout: c.duration(
+            &at("total_timeout"),
+            p.total_timeout,
+            defaults::TOTAL_TIMEOUT,
+            Duration::from_millis(1),
+        ),
+        pool_max_idle: c.int(
+            &at("pool_max_idle"),
+            p.pool_max_idle,
+            defaults::POOL_MAX_IDLE,
+            0,
+            65536,
+        ),
+        pool_idle_timeout: c.duration(
+            &at("pool_idle_timeout"),
+            p.pool_idle_timeout,
+            defaults::POOL_IDLE_TIMEOUT,
+            Duration::from_millis(1),
+        ),
+        id,
+    }
+}
+
+fn build_channel(
+    c: &mut Checker,
+    i: usize,
+    ch: raw::Channel,
+    providers: &[ProviderConfig],
+    ids: &mut HashSet<String>,
+) -> Option<ChannelConfig> {
+    let at = |k: &str| format!("channels[{i}].{k}");
+    let before = c.problems.len();
+    let id = match ch.id {
+        None => {
+            c.err(
+                at("id"),
+                "required key is missing; give each channel a unique id",
+            );
+            String::new()
+        }
+        Some(id) if !valid_id(&id) => {
+            c.err(
+                at("id"),
+                format!("\"{id}\": ids are 1-64 letters, digits, '.', '_' or '-'"),
+            );
+            id
+        }
+        Some(id) => {
+            if !ids.insert(id.clone()) {
+                c.err(
+                    at("id"),
+                    format!("\"{id}\" is used by another channel; ids must be unique"),
+                );
+            }
+            id
+        }
+    };
+    let provider = match ch.provider {
+        None => {
+            c.err(
+                at("provider"),
+                "required key is missing; name a [providers.ID] table",
+            );
+            None
+        }
+        Some(p) => match providers.iter().position(|x| x.id == p) {
+            Some(idx) => Some(idx),
+            None => {
+                let known: Vec<&str> = providers.iter().map(|x| x.id.as_str()).collect();
+                let hint = match closest(&p, &known) {
+                    Some(k) => format!("did you mean \"{k}\"?"),
+                    None if known.is_empty() => "add a [providers.ID] table".to_string(),
+                    None => format!("defined providers: {}", known.join(", ")),
+                };
+                c.err(at("provider"), format!("no provider \"{p}\"; {hint}"));
+                None
+            }
+        },
+    };
+    let api_key = ch.api_key.unwrap_or_default();
+    if api_key.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        c.err(at("api_key"), "must not contain CR, LF or NUL");
+    }
+    let base_url = ch.base_url.and_then(|u| {
+        BaseUrl::parse(&u)
+            .map_err(|m| c.err(at("base_url"), m))
+            .ok()
+    });
+    let models = ch.models.unwrap_or_default();
+    if models.is_empty() {
+        c.err(
+            at("models"),
+            "list the models this channel serves, e.g. models = [\"gpt-4o-mini\"]",
+        );
+    }
+    let mut seen = HashSet::new();
+    for (j, m) in models.iter().enumerate() {
+        if let Err(msg) = check_model_id(m) {
+            c.err(format!("channels[{i}].models[{j}]"), msg);
+        } else if !seen.insert(m.as_str()) {
+            c.err(
+                format!("channels[{i}].models[{j}]"),
+                format!("\"{m}\" is listed twice"),
+            );
+        }
+    }
+    let aliases: Vec<(String, String)> = ch.aliases.unwrap_or_default().into_iter().collect();
+    for (name, target) in &aliases {
+        if let Err(msg) = check_model_id(name).and(check_model_id(target)) {
+            c.err(at(&format!("aliases.{name}")), msg);
+        }
+    }
+    let weight = ch.weight.unwrap_or(defaults::WEIGHT);
+    if !(weight.is_finite() && weight > 0.0) {
+        c.err(
+            at("weight"),
+            format!("must be a positive number, got {weight}"),
+        );
+    }
+    let priority = match ch.priority {
+        None => defaults::PRIORITY,
+        Some(p) if (-1_000_000..=1_000_000).contains(&p) => p as i32,
+        Some(p) => {
+            c.err(
+                at("priority"),
+                format!("must be between -1000000 and 1000000, got {p}"),
+            );
+            0
+        }
+    };
+    let tags: Vec<String> = ch
+        .tags
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| t.to_ascii_lowercase())
+        .collect();
+    if c.problems.len() != before {
+        return None;
+    }
+    Some(ChannelConfig {
+        id,
+        provider: provider?,
+        api_key: Secret::new(api_key),
+        base_url,
+        models,
+        aliases,
+        tags,
+        priority,
+        weight,
+        enabled: ch.enabled.unwrap_or(true),
+    })
+}
+
+fn check_model_id(m: &str) -> Result<(), String> {
+    if m.is_empty() || m.len() > 256 {
+        return Err("model ids are 1-256 characters".into());
+    }
+    if m.chars().any(|c| c.is_control()) {
+        return Err(format!(
+            "\"{}\" contains control characters",
+            m.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// An HTTP token (header names).
+pub fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'!' | b'#'
+                        | b'$'
+                        | b'%'
+                        | b'&'
+                        | b'\''
+                        | b'*'
+                        | b'+'
+                        | b'-'
+                        | b'.'
+                        | b'^'
+                        | b'_'
+                        | b'`'
+                        | b'|'
+                        | b'~'
+                )
+        })
+}
+
+fn is_managed_header(name: &str) -> bool {
+    const MANAGED: &[&str] = &[
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "authorization",
+        "x-api-key",
+        "api-key",
+        "accept-encoding",
+    ];
+    MANAGED.iter().any(|m| m.eq_ignore_ascii_case(name))
+}
+
+/// Model ids served by at least one enabled channel, de-duplicated, in first-seen order, with
+/// the id of the provider that first offers it. Used for `/v1/models`.
+pub fn model_owners(cfg: &Config) -> Vec<(String, String)> {
+    let mut seen = BTreeMap::new();
+    let mut out = Vec::new();
+    for ch in cfg.channels.iter().filter(|c| c.enabled) {
+        let owner = &cfg.providers[ch.provider].id;
+        let names = ch.models.iter().chain(ch.aliases.iter().map(|(a, _)| a));
+        for m in names {
+            if seen.insert(m.clone(), ()).is_none() {
+                out.push((m.clone(), owner.clone()));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |n| {
+            vars.iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    fn problems(text: &str) -> Vec<Problem> {
+        Config::parse(text, &env(&[])).unwrap_err().problems
+    }
+
+    const MINIMAL: &str = r#"
+[server]
+listen = "127.0.0.1:7601"
+workers = 2                      # 0 = one per CPU in the affinity mask
+
+[providers.up]
+kind = "openai"                  # wire family or preset: openai, anthropic, gemini, azure, openrouter, groq, ollama, …
+base_url = "http://127.0.0.1:9000/v1"
+
+[[channels]]
+id = "up-1"
+provider = "up"
+api_key = "sk-test"              # or "${OPENAI_API_KEY}"
+models = ["gpt-4o-mini", "gpt-4o"]   # optional once discovery runs
+"#;
+
+    #[test]
+    fn minimal_design_file_parses_exactly_as_written() {
+        let c = Config::parse(MINIMAL, &env(&[])).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:7601".parse().unwrap());
+        assert_eq!(c.server.workers, 2);
+        assert_eq!(c.providers.len(), 1);
+        assert_eq!(c.providers[0].chat_path, "/chat/completions");
+        let ch = &c.channels[0];
+        assert_eq!(ch.id, "up-1");
+        assert_eq!(ch.api_key.expose(), "sk-test");
+        assert_eq!(ch.models, ["gpt-4o-mini", "gpt-4o"]);
+        assert_eq!(c.channel_base_url(ch).unwrap().path, "/v1");
+    }
+
+    #[test]
+    fn unknown_keys_name_the_path_and_suggest() {
+        let p = problems("[server]\nlistn = \"127.0.0.1:1\"\n");
+        assert_eq!(p[0].path, "server.listn");
+        assert!(p[0].message.contains("did you mean `listen`"), "{p:?}");
+        let p = problems("[providers.a]\nbase_url=\"http://x\"\nkindd=\"openai\"\n");
+        assert_eq!(p[0].path, "providers.a.kindd");
+        assert!(p[0].message.contains("`kind`"), "{p:?}");
+        let p = problems("[[channels]]\nid=\"a\"\nprovder=\"x\"\n");
+        assert_eq!(p[0].path, "channels[0].provder");
+        let p = problems("[sever]\n");
+        assert_eq!(p[0].path, "sever");
+        assert!(p[0].message.contains("`server`"), "{p:?}");
+    }
+
+    #[test]
+    fn bad_values_are_all_reported_with_paths() {
+        let p = problems(
+            r#"
+[server]
+workers = -1
+tick = 50
+max_body = "lots"
+driver = "fast"
+[providers.a]
+kind = "opena"
+base_url = "ftp://x"
+[[channels]]
+id = "c"
+provider = "b"
+models = []
+"#,
+        );
+        let paths: Vec<&str> = p.iter().map(|p| p.path.as_str()).collect();
+        for want in [
+            "server.workers",
+            "server.tick",
+            "server.max_body",
+            "server.driver",
+            "providers.a.kind",
+            "providers.a.base_url",
+            "channels[0].provider",
+            "channels[0].models",
+        ] {
+            assert!(paths.contains(&want), "missing {want} in {p:#?}");
+        }
+        let tick = p.iter().find(|p| p.path == "server.tick").unwrap();
+        assert!(tick.message.contains("\"50s\""), "{tick:?}");
+        let kind = p.iter().find(|p| p.path == "providers.a.kind").unwrap();
+        assert!(kind.message.contains("did you mean \"openai\""), "{kind:?}");
+    }
+
+    #[test]
+    fn env_vars_expand_with_defaults_and_missing_ones_name_the_key() {
+        let text = r#"
+[providers.up]
+base_url = "${UP_URL:-http://127.0.0.1:9/v1}"
+[[channels]]
+id = "c"
+provider = "up"
+api_key = "${KEY}"
+models = ["m"]
+"#;
+        let c = Config::parse(text, &env(&[("KEY", "sk-1")])).unwrap();
+        assert_eq!(c.channels[0].api_key.expose(), "sk-1");
+        assert_eq!(c.providers[0].base_url.as_ref().unwrap().port, 9);
+        let p = problems(text);
+        assert_eq!(p[0].path, "channels[0].api_key");
+        assert!(p[0].message.contains("KEY is not set"), "{p:?}");
+        assert_eq!(expand_vars("$${X}", &env(&[])).unwrap().unwrap(), "${X}");
+    }
+
+    #[test]
+    fn duplicate_channel_ids_and_header_injection_are_rejected() {
+        let p = problems(
+            r#"
+[providers.up]
+base_url = "http://127.0.0.1:9"
+headers = { "X-Ok" = "a\r\nInjected: 1", "Authorization" = "x" }
+[[channels]]
+id = "c"
+provider = "up"
+models = ["m"]
+[[channels]]
+id = "c"
+provider = "up"
+models = ["m"]
+"#,
+        );
+        let paths: Vec<&str> = p.iter().map(|p| p.path.as_str()).collect();
+        assert!(paths.contains(&"providers.up.headers.X-Ok"), "{p:#?}");
+        assert!(
+            paths.contains(&"providers.up.headers.Authorization"),
+            "{p:#?}"
+        );
+        assert!(paths.contains(&"channels[1].id"), "{p:#?}");
+    }
+
+    #[test]
+    fn native_kinds_are_refused_until_their_adapter_exists() {
+        let p = problems("[providers.a]\nkind = \"anthropic\"\nbase_url = \"https://x\"\n");
+        assert!(p[0].message.contains("native wire adapter"), "{p:?}");
+    }
+
+    #[test]
+    fn presets_fill_base_url_and_auth() {
+        let c = Config::parse(
+            "[providers.g]\nkind = \"groq\"\n[providers.z]\nkind=\"azure\"\nbase_url=\"https://r.openai.azure.com/openai/deployments/d\"\n[[channels]]\nid=\"g\"\nprovider=\"g\"\nmodels=[\"m\"]\n",
+            &env(&[]),
+        )
+        .unwrap();
+        let g = c.providers.iter().find(|p| p.id == "g").unwrap();
+        assert_eq!(
+            g.base_url.as_ref().unwrap().to_url(),
+            "https://api.groq.com/openai/v1"
+        );
+        let z = c.providers.iter().find(|p| p.id == "z").unwrap();
+        assert_eq!(z.auth, AuthStyle::ApiKey);
+    }
+
+    #[test]
+    fn environment_mode_uses_well_known_keys() {
+        assert!(Config::from_environment(&env(&[])).is_none());
+        let c = Config::from_environment(&env(&[
+            ("OPENAI_API_KEY", "sk-a"),
+            ("GROQ_API_KEY", "gsk-b"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.source,
+            Source::Environment(vec!["OPENAI_API_KEY".into(), "GROQ_API_KEY".into()])
+        );
+        assert_eq!(c.channels.len(), 2);
+        assert!(c.channels[0].models.iter().any(|m| m == "gpt-4o-mini"));
+        assert_eq!(c.channels[1].api_key.expose(), "gsk-b");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("sk-live-123");
+        assert_eq!(format!("{s:?} {s}"), "\"***\" ***");
+        let c = Config::parse(MINIMAL, &env(&[])).unwrap();
+        assert!(!format!("{c:?}").contains("sk-test"));
+        assert!(!c.summary().contains("sk-test"));
+    }
+}

@@ -1,0 +1,202 @@
+//! The control thread: owns the config, resolves upstream host names (on helper threads, every
+//! address, re-resolved every `server.dns_refresh`), builds immutable snapshots and publishes
+//! them to every worker (latest wins), and relays shutdown.
+//!
+//! Invariants: workers never wait on this thread: publication is a non-blocking `try_send` into
+//! a one-slot channel per worker (an older unread snapshot is dropped first). A failed
+//! re-resolution keeps the previous addresses. Blocking work (getaddrinfo, file reads) happens
+//! here or on helper threads, never on a worker.
+//! Not here: request handling of any kind.
+
+#![allow(clippy::disallowed_methods)] // the control plane may block: it is not a worker
+
+pub mod dns;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::config::{Config, Scheme};
+use crate::snapshot::{Resolved, Snapshot, TlsConfigs};
+use crate::upstream::tls::ClientTls;
+use crate::worker::Command;
+
+/// Requests to the control thread.
+#[derive(Debug)]
+pub enum Request {
+    /// Drain workers and stop.
+    Shutdown,
+}
+
+/// One worker's snapshot slot: the sender, and a receiver clone used to discard an unread
+/// older snapshot so the newest always fits.
+#[derive(Debug)]
+pub struct Slot {
+    /// Sends to the worker.
+    pub tx: Sender<Arc<Snapshot>>,
+    /// Drains the worker's unread snapshot.
+    pub rx: Receiver<Arc<Snapshot>>,
+    /// Commands to the worker.
+    pub commands: Sender<Command>,
+}
+
+impl Slot {
+    fn publish(&self, s: Arc<Snapshot>) {
+        let mut s = s;
+        loop {
+            match self.tx.try_send(s) {
+                Ok(()) | Err(TrySendError::Disconnected(_)) => return,
+                Err(TrySendError::Full(back)) => {
+                    let _ = self.rx.try_recv();
+                    s = back;
+                }
+            }
+        }
+    }
+}
+
+/// TLS client settings for every provider with an https base URL.
+pub fn build_tls(cfg: &Config) -> Result<TlsConfigs, String> {
+    let mut out = HashMap::new();
+    for p in &cfg.providers {
+        let https = cfg.channels.iter().any(|ch| {
+            ch.provider < cfg.providers.len()
+                && cfg.providers[ch.provider].id == p.id
+                && cfg
+                    .channel_base_url(ch)
+                    .is_some_and(|u| u.scheme == Scheme::Https)
+        });
+        if !https {
+            continue;
+        }
+        let pem = match &p.ca_file {
+            None => None,
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                format!(
+                    "providers.{}.ca_file: cannot read {}: {e}",
+                    p.id,
+                    path.display()
+                )
+            })?),
+        };
+        let tls = ClientTls::new(pem.as_deref())
+            .map_err(|e| format!("providers.{}.ca_file: {e}", p.id))?;
+        out.insert(p.id.clone(), tls);
+    }
+    Ok(out)
+}
+
+/// The control thread's state.
+pub struct Control {
+    cfg: Config,
+    epoch: u64,
+    resolved: Resolved,
+    tls: TlsConfigs,
+    slots: Vec<Slot>,
+    requests: Receiver<Request>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control")
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Control {
+    /// Control state after bootstrap published epoch `epoch`.
+    pub fn new(
+        cfg: Config,
+        epoch: u64,
+        tls: TlsConfigs,
+        slots: Vec<Slot>,
+        requests: Receiver<Request>,
+    ) -> Control {
+        Control {
+            cfg,
+            epoch,
+            resolved: Resolved::new(),
+            tls,
+            slots,
+            requests,
+        }
+    }
+
+    /// Runs the control loop on a new thread.
+    pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("sar-control".into())
+            .spawn(move || self.run())
+    }
+
+    fn publish(&mut self) {
+        self.epoch += 1;
+        let snap = Arc::new(Snapshot::build(
+            &self.cfg,
+            self.epoch,
+            &self.resolved,
+            &self.tls,
+        ));
+        for slot in &self.slots {
+            slot.publish(snap.clone());
+        }
+        tracing::debug!(epoch = self.epoch, "snapshot published");
+    }
+
+    fn run(mut self) {
+        let hosts = Snapshot::hosts_to_resolve(&self.cfg);
+        let resolver = dns::Resolver::start();
+        let refresh = self.cfg.server.dns_refresh;
+        let mut next_resolve = Instant::now();
+        loop {
+            if !hosts.is_empty() && Instant::now() >= next_resolve {
+                resolver.resolve(hosts.clone());
+                next_resolve = Instant::now() + refresh;
+            }
+            let wait = next_resolve
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1));
+            crossbeam_channel::select! {
+                recv(self.requests) -> r => match r {
+                    Ok(Request::Shutdown) | Err(_) => break,
+                },
+                recv(resolver.results()) -> r => {
+                    if let Ok(batch) = r
+                        && self.merge(batch)
+                    {
+                        self.publish();
+                    }
+                },
+                default(wait) => {},
+            }
+        }
+        for slot in &self.slots {
+            let _ = slot.commands.send(Command::Shutdown);
+        }
+    }
+
+    /// Merges resolver answers; true when any address set changed.
+    fn merge(&mut self, batch: Vec<dns::Answer>) -> bool {
+        let mut changed = false;
+        for a in batch {
+            match a.addrs {
+                Ok(addrs) if !addrs.is_empty() => {
+                    let key = (a.host.clone(), a.port);
+                    if self.resolved.get(&key) != Some(&addrs) {
+                        tracing::info!(host = %a.host, addrs = ?addrs, "upstream resolved");
+                        self.resolved.insert(key, addrs);
+                        changed = true;
+                    }
+                }
+                Ok(_) => tracing::warn!(host = %a.host, "upstream host resolved to no address"),
+                Err(e) => {
+                    tracing::warn!(host = %a.host, error = %e, "cannot resolve upstream host; keeping previous addresses")
+                }
+            }
+        }
+        changed
+    }
+}

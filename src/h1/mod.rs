@@ -1,0 +1,149 @@
+//! HTTP/1.1 framing shared by the downstream server, the upstream client and the mock upstream:
+//! request and response heads (httparse, recorded as offsets into the connection buffer),
+//! chunked transfer-coding, SSE event boundaries, status reason phrases.
+//!
+//! Invariants: pure functions over byte slices: no I/O, no allocation proportional to untrusted
+//! sizes, no panics on any input (the parsers are fuzz targets). Framing ambiguities that enable
+//! request smuggling (conflicting `Content-Length`, `Content-Length` with `Transfer-Encoding`,
+//! a transfer-coding other than `chunked`) are errors, never guesses.
+//! Not here: sockets, timeouts, limits policy (callers pass limits in).
+
+pub mod chunked;
+pub mod head;
+pub mod sse;
+
+/// The reason phrase for a status code (RFC 9110), or `""` for unknown codes.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        417 => "Expectation Failed",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        529 => "Site Overloaded",
+        _ => "",
+    }
+}
+
+/// Appends `HTTP/1.1 <status> <reason>\r\n`.
+pub fn write_status_line(out: &mut Vec<u8>, status: u16) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason(status).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `name: value\r\n`.
+pub fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// True for headers that describe one hop only and must never be forwarded (RFC 9110 §7.6.1),
+/// plus `proxy-*` credentials.
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    const HOP: &[&[u8]] = &[
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    ];
+    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// True when a comma-separated header value contains `token` (case-insensitive).
+pub fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// Formats an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) for `Date` headers.
+pub fn http_date(unix_secs: u64) -> [u8; 29] {
+    const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let days = unix_secs / 86400;
+    let secs = unix_secs % 86400;
+    // Civil-from-days (Howard Hinnant's algorithm), proleptic Gregorian.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u64;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as usize;
+    let year = (yoe + era * 400 + i64::from(month <= 2)) as u64;
+    let mut out = *b"Thu, 01 Jan 1970 00:00:00 GMT";
+    out[..3].copy_from_slice(DAYS[(days % 7) as usize]);
+    let two = |v: u64| [b'0' + (v / 10 % 10) as u8, b'0' + (v % 10) as u8];
+    out[5..7].copy_from_slice(&two(day));
+    out[8..11].copy_from_slice(MONTHS[month - 1]);
+    out[12..14].copy_from_slice(&two(year / 100));
+    out[14..16].copy_from_slice(&two(year % 100));
+    out[17..19].copy_from_slice(&two(secs / 3600));
+    out[20..22].copy_from_slice(&two(secs / 60 % 60));
+    out[23..25].copy_from_slice(&two(secs % 60));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn http_dates() {
+        assert_eq!(&http_date(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(&http_date(784_111_777), b"Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(&http_date(1_709_251_199), b"Thu, 29 Feb 2024 23:59:59 GMT");
+    }
+
+    use super::*;
+
+    #[test]
+    fn tokens_in_lists() {
+        assert!(has_token(b"keep-alive, Upgrade", b"upgrade"));
+        assert!(!has_token(b"keep-alive", b"close"));
+        assert!(is_hop_by_hop(b"Transfer-Encoding"));
+        assert!(!is_hop_by_hop(b"content-type"));
+    }
+
+    #[test]
+    fn status_lines() {
+        let mut v = Vec::new();
+        write_status_line(&mut v, 431);
+        assert_eq!(v, b"HTTP/1.1 431 Request Header Fields Too Large\r\n");
+    }
+}

@@ -1,0 +1,85 @@
+//! Server-sent events framing: where complete events end in a byte buffer, and whether an event
+//! batch carries the OpenAI terminator `data: [DONE]`.
+//!
+//! Invariants: events are forwarded whole (never split), so an error event the gateway appends
+//! after an upstream cut can never be glued to half an event. LF and CRLF line endings are both
+//! understood (the spec also allows lone CR; no LLM provider sends it).
+
+/// The end (exclusive) of the last complete event in `buf`, searching from `from` (a position at
+/// or before the start of any incomplete event). `None` when no event is complete.
+pub fn complete_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut end = None;
+    let mut i = from.saturating_sub(2);
+    while let Some(j) = memchr::memchr(b'\n', &buf[i..]) {
+        let nl = i + j;
+        // A blank line: "\n\n" or "\n\r\n".
+        match buf.get(nl + 1) {
+            Some(b'\n') => {
+                end = Some(nl + 2);
+                i = nl + 2;
+            }
+            Some(b'\r') if buf.get(nl + 2) == Some(&b'\n') => {
+                end = Some(nl + 3);
+                i = nl + 3;
+            }
+            _ => i = nl + 1,
+        }
+        if i >= buf.len() {
+            break;
+        }
+    }
+    end
+}
+
+/// True when `events` (whole events) contain a `data: [DONE]` line.
+pub fn has_done(events: &[u8]) -> bool {
+    let finder = memchr::memmem::Finder::new(b"[DONE]");
+    let mut start = 0;
+    while let Some(i) = finder.find(&events[start..]) {
+        let at = start + i;
+        let line_start = events[..at]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
+        let prefix = &events[line_start..at];
+        let rest = &events[at + 6..];
+        let line_end_ok = rest.first().is_none_or(|&b| b == b'\n' || b == b'\r');
+        if line_end_ok && (prefix == b"data: " || prefix == b"data:") {
+            return true;
+        }
+        start = at + 6;
+    }
+    false
+}
+
+/// Appends `data: <json>\n\n`.
+pub fn write_data(out: &mut Vec<u8>, json: &[u8]) {
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(json);
+    out.extend_from_slice(b"\n\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_last_complete_event() {
+        let b = b"data: a\n\ndata: b\n\ndata: c";
+        assert_eq!(complete_end(b, 0), Some(18));
+        assert_eq!(complete_end(b"data: a\n", 0), None);
+        assert_eq!(complete_end(b"data: a\r\n\r\nx", 0), Some(11));
+        // a boundary split across two reads is found when scanning resumes near the old end
+        let b = b"data: a\n\n";
+        assert_eq!(complete_end(b, 8), Some(9));
+        assert_eq!(complete_end(b": keepalive\n\n", 0), Some(13));
+    }
+
+    #[test]
+    fn done_only_as_a_data_line() {
+        assert!(has_done(b"data: [DONE]\n\n"));
+        assert!(has_done(b"data: {}\n\ndata:[DONE]\r\n\r\n"));
+        assert!(!has_done(b"data: {\"content\":\"[DONE]\"}\n\n"));
+        assert!(!has_done(b"data: x [DONE]\n\n"));
+    }
+}

@@ -1,0 +1,51 @@
+//! smart-ai-router: an OpenAI-compatible LLM gateway, thread-per-core.
+//!
+//! ```text
+//!                  ┌──────────────────────── control thread ─────────────────────────┐
+//!   config.toml ──►│ load + validate ─► resolve DNS ─► build Snapshot{epoch}          │
+//!   signals        │ merge worker reports ─► publish to every worker (latest wins)    │
+//!                  └───────┬───────────────────────────────────────────▲─────────────┘
+//!           Arc<Snapshot>  │ crossbeam, try_recv on a tick     reports │ crossbeam
+//!         ┌────────────────┼────────────────┬──────────────────────────┘
+//!    worker 0          worker 1   …     worker N-1        (one per core, pinned)
+//!    monoio io_uring loop · own SO_REUSEPORT listener · Rc<Snapshot> · upstream pool
+//! ```
+//!
+//! One request never leaves the worker that accepted it: `server` reads the head and body within
+//! limits, `api` dispatches and extracts what routing needs from a simd-json parse of a copy of
+//! the body, `routing` orders the candidate channels, `proxy` tries them in order through
+//! `upstream` pools and relays the answer (SSE event by event), and `server` writes it back.
+//!
+//! # Invariants
+//! * The data plane (`worker`, `server`, `api`, `proxy`, `upstream`, `providers`, `routing`,
+//!   `catalog`, `h1`) never blocks and never locks: `clippy.toml` bans mutexes, blocking DNS,
+//!   `thread::sleep`, blocking channel receives and file reads, and this crate denies the lint.
+//!   Only `control`, `bootstrap`, `mock` and `main` opt out, each with a reason.
+//! * A [`snapshot::Snapshot`] is immutable and published whole, stamped with an epoch.
+//! * Request bodies pass through byte for byte except targeted edits (the `model` value).
+//! * Every error a client sees is OpenAI-shaped with the right status ([`error::Error`]).
+//! * Secrets never reach logs, files or admin output ([`config::Secret`] redacts itself).
+
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
+
+pub mod api;
+pub mod bootstrap;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod error;
+pub mod h1;
+pub mod json;
+pub mod logging;
+pub mod mock;
+pub mod providers;
+pub mod proxy;
+pub mod routing;
+pub mod server;
+pub mod snapshot;
+pub mod upstream;
+pub mod worker;
+
+/// The crate version, as reported by `GET /` and the startup banner.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,416 @@
+//! Downstream HTTP/1.1 connections: read each request head and body within the limits and
+//! deadlines of `[server]`, hand the request to `api`, and keep the connection alive
+//! (pipelined requests are answered in order, one at a time).
+//!
+//! Invariants: every limit violation is answered with the right status and an OpenAI-shaped
+//! body, then the connection is closed gracefully (write side shut, unread input drained for a
+//! moment so the client sees the answer instead of a reset). Nothing here panics on input.
+//! A connection is read by exactly one task; while a response streams, `ClientInput` watches for
+//! the client going away with a cancel-safe read so no pipelined byte is lost.
+//! Not here: endpoint semantics (`api`), upstream I/O (`proxy`, `upstream`).
+
+pub mod response;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
+use monoio::net::TcpStream;
+
+use crate::error::Error;
+use crate::h1::chunked;
+use crate::h1::head::{Body, HeadError, Method, RequestHead};
+use crate::worker::Worker;
+pub use response::{ClientInput, Exchange, Responder};
+
+/// A request as `api` sees it: the head (offsets into `buf`) and the whole body.
+#[derive(Debug)]
+pub struct Request<'a> {
+    /// Parsed head.
+    pub head: &'a RequestHead,
+    /// The connection buffer the head's ranges point into.
+    pub buf: &'a [u8],
+    /// The body (de-chunked).
+    pub body: &'a [u8],
+    /// Client address.
+    pub peer: SocketAddr,
+}
+
+impl Request<'_> {
+    /// A header value by name.
+    pub fn header(&self, name: &[u8]) -> Option<&[u8]> {
+        self.head.header(self.buf, name)
+    }
+    /// The path (no query).
+    pub fn path(&self) -> &[u8] {
+        self.head.path(self.buf)
+    }
+}
+
+/// Minimum free space kept in the read buffer before each read.
+const READ_RESERVE: usize = 4096;
+/// How long and how much a closing connection drains unread input.
+const LINGER: Duration = Duration::from_millis(500);
+const LINGER_BYTES: usize = 256 * 1024;
+
+struct Buffers {
+    rbuf: Vec<u8>,
+    body: Vec<u8>,
+    wbuf: Vec<u8>,
+    spill: Vec<u8>,
+}
+
+enum Next {
+    KeepAlive,
+    Close,
+    /// Close after draining unread input (an error was answered mid-request).
+    Linger,
+}
+
+/// Serves one client connection until it closes, errs, times out or the worker drains.
+pub async fn serve(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
+    let (mut reader, mut writer) = stream.into_split();
+    let mut b = Buffers {
+        rbuf: Vec::with_capacity(READ_RESERVE),
+        body: Vec::new(),
+        wbuf: Vec::with_capacity(READ_RESERVE),
+        spill: Vec::new(),
+    };
+    loop {
+        match serve_one(worker, &mut reader, &mut writer, &mut b, peer).await {
+            Next::KeepAlive if !worker.draining.get() => continue,
+            Next::KeepAlive | Next::Close => return,
+            Next::Linger => {
+                linger_close(&mut reader, &mut writer).await;
+                return;
+            }
+        }
+    }
+}
+
+async fn serve_one(
+    worker: &Rc<Worker>,
+    reader: &mut OwnedReadHalf<TcpStream>,
+    writer: &mut OwnedWriteHalf<TcpStream>,
+    b: &mut Buffers,
+    peer: SocketAddr,
+) -> Next {
+    let snap = worker.snapshot();
+    let limits = &snap.server;
+
+    // 1. The head: idle wait (silent close) until a first byte, then the header deadline.
+    let mut head_deadline = (!b.rbuf.is_empty()).then(|| Instant::now() + limits.header_timeout);
+    let head = loop {
+        if !b.rbuf.is_empty() {
+            match RequestHead::parse(&b.rbuf, limits.max_headers, limits.max_header_bytes) {
+                Ok(Some(h)) => break h,
+                Ok(None) => {}
+                Err(e) => {
+                    let err = head_error(&e);
+                    let mut ex = early_exchange(worker, writer, reader, b, 1);
+                    ex.out.send_error(&err).await;
+                    return Next::Linger;
+                }
+            }
+        }
+        let timeout = match head_deadline {
+            None => limits.idle_timeout,
+            Some(d) => d.saturating_duration_since(Instant::now()),
+        };
+        match monoio::time::timeout(timeout, read_into(reader, &mut b.rbuf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Next::Close,
+            Ok(Ok(_)) => {
+                if head_deadline.is_none() {
+                    head_deadline = Some(Instant::now() + limits.header_timeout);
+                }
+            }
+            Err(_) if head_deadline.is_none() => return Next::Close,
+            Err(_) => {
+                let err = Error::new(
+                    408,
+                    crate::error::Kind::InvalidRequest,
+                    "request_timeout",
+                    format!(
+                        "The request head did not arrive within {:?}.",
+                        limits.header_timeout
+                    ),
+                );
+                let mut ex = early_exchange(worker, writer, reader, b, 1);
+                ex.out.send_error(&err).await;
+                return Next::Close;
+            }
+        }
+    };
+
+    // 2. The body, within max_body and the body deadline.
+    let body_deadline = Instant::now() + limits.body_timeout;
+    let (body_range, consumed, chunked_body) = match head.body {
+        Body::None | Body::Close => (head.len..head.len, head.len, false),
+        Body::Length(n) => {
+            if n > limits.max_body as u64 {
+                let err = too_large(limits.max_body);
+                let mut ex = early_exchange(worker, writer, reader, b, head.minor_version);
+                ex.out.send_error(&err).await;
+                return Next::Linger;
+            }
+            let end = head.len + n as usize;
+            if head.expect_continue && b.rbuf.len() < end && !continue_100(writer).await {
+                return Next::Close;
+            }
+            while b.rbuf.len() < end {
+                let left = body_deadline.saturating_duration_since(Instant::now());
+                let want = (end - b.rbuf.len()).min(1 << 20);
+                b.rbuf.reserve(want);
+                match monoio::time::timeout(left, read_into(reader, &mut b.rbuf)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => return Next::Close,
+                    Ok(Ok(_)) => {}
+                    Err(_) => {
+                        let mut ex = early_exchange(worker, writer, reader, b, head.minor_version);
+                        ex.out.send_error(&body_timeout(limits.body_timeout)).await;
+                        return Next::Close;
+                    }
+                }
+            }
+            (head.len..end, end, false)
+        }
+        Body::Chunked => {
+            if head.expect_continue && b.rbuf.len() == head.len && !continue_100(writer).await {
+                return Next::Close;
+            }
+            let mut dec = chunked::Decoder::new();
+            b.body.clear();
+            let mut pos = head.len;
+            loop {
+                match dec.decode(&b.rbuf[pos..], &mut b.body) {
+                    Ok(n) => pos += n,
+                    Err(e) => {
+                        let err = Error::bad_request(
+                            "invalid_chunked_body",
+                            format!("Malformed chunked request body: {}.", e.0),
+                        );
+                        let mut ex = early_exchange(worker, writer, reader, b, head.minor_version);
+                        ex.out.send_error(&err).await;
+                        return Next::Close;
+                    }
+                }
+                if b.body.len() > limits.max_body {
+                    let err = too_large(limits.max_body);
+                    let mut ex = early_exchange(worker, writer, reader, b, head.minor_version);
+                    ex.out.send_error(&err).await;
+                    return Next::Linger;
+                }
+                if dec.is_done() {
+                    break;
+                }
+                // Keep the buffer small: drop the raw chunk bytes already decoded.
+                b.rbuf.drain(head.len..pos);
+                pos = head.len;
+                let left = body_deadline.saturating_duration_since(Instant::now());
+                match monoio::time::timeout(left, read_into(reader, &mut b.rbuf)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => return Next::Close,
+                    Ok(Ok(_)) => {}
+                    Err(_) => {
+                        let mut ex = early_exchange(worker, writer, reader, b, head.minor_version);
+                        ex.out.send_error(&body_timeout(limits.body_timeout)).await;
+                        return Next::Close;
+                    }
+                }
+            }
+            (0..0, pos, true)
+        }
+    };
+
+    // 3. Dispatch.
+    let stats = &worker.stats;
+    stats.in_flight.set(stats.in_flight.get() + 1);
+    stats.requests.set(stats.requests.get() + 1);
+    let keep_alive = head.keep_alive && !worker.draining.get();
+    let (keep, client_closed) = {
+        let body: &[u8] = if chunked_body {
+            &b.body
+        } else {
+            &b.rbuf[body_range]
+        };
+        let req = Request {
+            head: &head,
+            buf: &b.rbuf,
+            body,
+            peer,
+        };
+        let request_id = response::RequestId::choose(req.header(b"x-request-id"), worker);
+        let cors = response::cors_origin(&snap.server.cors, req.header(b"origin"));
+        let mut ex = Exchange {
+            out: Responder::new(
+                writer,
+                &mut b.wbuf,
+                head.minor_version,
+                keep_alive,
+                head.method == Method::Head,
+                request_id,
+                cors,
+                worker.date(),
+                limits.idle_timeout,
+            ),
+            input: ClientInput::new(reader, &mut b.spill),
+        };
+        crate::api::handle(worker, &snap, &req, &mut ex).await;
+        (ex.out.keep_alive && !ex.out.failed, ex.input.closed)
+    };
+    stats.in_flight.set(stats.in_flight.get() - 1);
+
+    b.rbuf.drain(..consumed.min(b.rbuf.len()));
+    if !b.spill.is_empty() {
+        b.rbuf.extend_from_slice(&b.spill);
+        b.spill.clear();
+    }
+    if b.rbuf.capacity() > 64 * 1024 && b.rbuf.len() < READ_RESERVE {
+        b.rbuf.shrink_to(READ_RESERVE);
+    }
+    if b.body.capacity() > 64 * 1024 {
+        b.body = Vec::new();
+    }
+    if keep && !client_closed {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    }
+}
+
+fn early_exchange<'c>(
+    worker: &Worker,
+    writer: &'c mut OwnedWriteHalf<TcpStream>,
+    reader: &'c mut OwnedReadHalf<TcpStream>,
+    b: &'c mut Buffers,
+    minor_version: u8,
+) -> Exchange<'c> {
+    let snap = worker.snapshot();
+    Exchange {
+        out: Responder::new(
+            writer,
+            &mut b.wbuf,
+            minor_version,
+            false,
+            false,
+            response::RequestId::choose(None, worker),
+            None,
+            worker.date(),
+            snap.server.idle_timeout,
+        ),
+        input: ClientInput::new(reader, &mut b.spill),
+    }
+}
+
+fn head_error(e: &HeadError) -> Error {
+    use crate::error::Kind;
+    match e {
+        HeadError::TooLarge => Error::new(
+            431,
+            Kind::InvalidRequest,
+            "request_header_too_large",
+            "The request head is larger than server.max_header_bytes.",
+        ),
+        HeadError::TooManyHeaders => Error::new(
+            431,
+            Kind::InvalidRequest,
+            "too_many_headers",
+            "The request has more headers than server.max_headers.",
+        ),
+        HeadError::Malformed(m) => {
+            Error::bad_request("malformed_request", format!("Malformed HTTP request: {m}."))
+        }
+        HeadError::Framing(m) => {
+            Error::bad_request("bad_framing", format!("Rejected request framing: {m}."))
+        }
+        HeadError::Expectation => Error::new(
+            417,
+            Kind::InvalidRequest,
+            "expectation_failed",
+            "Only `Expect: 100-continue` is supported.",
+        ),
+    }
+}
+
+fn too_large(max: usize) -> Error {
+    Error::new(
+        413,
+        crate::error::Kind::InvalidRequest,
+        "request_too_large",
+        format!("The request body is larger than server.max_body ({max} bytes)."),
+    )
+}
+
+fn body_timeout(d: Duration) -> Error {
+    Error::new(
+        408,
+        crate::error::Kind::InvalidRequest,
+        "request_timeout",
+        format!("The request body did not arrive within {d:?}."),
+    )
+}
+
+async fn continue_100(writer: &mut OwnedWriteHalf<TcpStream>) -> bool {
+    let (r, _) = writer
+        .write_all(b"HTTP/1.1 100 Continue\r\n\r\n".as_slice())
+        .await;
+    r.is_ok()
+}
+
+/// Reads more bytes onto the end of `buf`.
+pub(crate) async fn read_into<R: AsyncReadRent>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    if buf.capacity() - buf.len() < READ_RESERVE {
+        buf.reserve(READ_RESERVE.max(buf.len()));
+    }
+    let owned = std::mem::take(buf);
+    let len = owned.len();
+    let cap = owned.capacity();
+    let (r, slice) = reader.read(owned.slice_mut(len..cap)).await;
+    *buf = slice.into_inner();
+    r
+}
+
+async fn linger_close(
+    reader: &mut OwnedReadHalf<TcpStream>,
+    writer: &mut OwnedWriteHalf<TcpStream>,
+) {
+    use monoio::io::AsyncWriteRent;
+    let _ = writer.shutdown().await;
+    let deadline = Instant::now() + LINGER;
+    let mut drained = 0;
+    let mut scratch = Vec::with_capacity(16 * 1024);
+    while drained < LINGER_BYTES {
+        let left = deadline.saturating_duration_since(Instant::now());
+        scratch.clear();
+        match monoio::time::timeout(left, read_into(reader, &mut scratch)).await {
+            Ok(Ok(n)) if n > 0 => drained += n,
+            _ => return,
+        }
+    }
+}
+
+/// Answers a connection over the per-worker cap with a 503 and closes it.
+pub async fn reject_overloaded(stream: TcpStream, worker: Rc<Worker>) {
+    let (mut reader, mut writer) = stream.into_split();
+    let mut wbuf = Vec::new();
+    let mut spill = Vec::new();
+    let mut ex = Exchange {
+        out: Responder::new(
+            &mut writer,
+            &mut wbuf,
+            1,
+            false,
+            false,
+            response::RequestId::choose(None, &worker),
+            None,
+            worker.date(),
+            Duration::from_secs(1),
+        ),
+        input: ClientInput::new(&mut reader, &mut spill),
+    };
+    let err = Error::overloaded("This gateway worker is at server.max_connections; retry shortly.");
+    ex.out.send_error(&err).await;
+}

@@ -1,0 +1,409 @@
+//! Writing one response: whole (`Content-Length`) or streamed (chunked, or close-delimited for
+//! HTTP/1.0 clients), with the headers every response carries (`Date`, `x-request-id`, CORS,
+//! `Connection`), and watching the client for disconnects while a stream is relayed.
+//!
+//! Invariants: header values the gateway writes are either its own constants or checked to
+//! hold no CR/LF (no header injection); a response is written at most once (`status` records
+//! it); every write has a deadline, so a client that stops reading cannot pin the task.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use monoio::io::{
+    AsyncWriteRentExt, CancelableAsyncReadRent, Canceller, OwnedReadHalf, OwnedWriteHalf,
+};
+use monoio::net::TcpStream;
+
+use crate::config::Cors;
+use crate::error::Error;
+use crate::h1::{self, chunked};
+use crate::worker::Worker;
+
+/// The request id echoed in `x-request-id`: the client's when it is sane, else generated.
+#[derive(Clone, Copy)]
+pub struct RequestId {
+    buf: [u8; 128],
+    len: u8,
+}
+
+impl std::fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl RequestId {
+    /// The client's id if it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new one.
+    pub fn choose(client: Option<&[u8]>, worker: &Worker) -> RequestId {
+        let mut id = RequestId {
+            buf: [0; 128],
+            len: 0,
+        };
+        match client {
+            Some(v)
+                if !v.is_empty()
+                    && v.len() <= 128
+                    && v.iter().all(|&b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-')
+                    }) =>
+            {
+                id.buf[..v.len()].copy_from_slice(v);
+                id.len = v.len() as u8;
+            }
+            _ => {
+                id.buf[..4].copy_from_slice(b"req_");
+                id.buf[4..28].copy_from_slice(&worker.request_id());
+                id.len = 28;
+            }
+        }
+        id
+    }
+
+    /// The id bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len as usize]
+    }
+
+    /// The id as text (always ASCII).
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+}
+
+/// The `Access-Control-Allow-Origin` value for this request, if CORS allows its origin.
+pub fn cors_origin(cors: &Cors, origin: Option<&[u8]>) -> Option<Vec<u8>> {
+    match (cors, origin) {
+        (Cors::Off, _) | (_, None) => None,
+        (Cors::Any, Some(_)) => Some(b"*".to_vec()),
+        (Cors::List(list), Some(o)) => list
+            .iter()
+            .find(|allowed| allowed.as_bytes() == o)
+            .map(|a| a.as_bytes().to_vec()),
+    }
+}
+
+/// The write side of one exchange.
+pub struct Responder<'c> {
+    writer: &'c mut OwnedWriteHalf<TcpStream>,
+    buf: &'c mut Vec<u8>,
+    /// Client's HTTP minor version.
+    pub minor_version: u8,
+    /// Whether the connection stays open after this response.
+    pub keep_alive: bool,
+    head_only: bool,
+    /// The request id.
+    pub request_id: RequestId,
+    cors: Option<Vec<u8>>,
+    date: [u8; 29],
+    write_timeout: Duration,
+    /// Status sent (0 = nothing sent yet).
+    pub status: u16,
+    /// True once a write failed or timed out: the connection is done.
+    pub failed: bool,
+    chunked: bool,
+}
+
+impl std::fmt::Debug for Responder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Responder")
+            .field("request_id", &self.request_id)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'c> Responder<'c> {
+    /// A responder writing through `writer`, building heads in `buf`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        writer: &'c mut OwnedWriteHalf<TcpStream>,
+        buf: &'c mut Vec<u8>,
+        minor_version: u8,
+        keep_alive: bool,
+        head_only: bool,
+        request_id: RequestId,
+        cors: Option<Vec<u8>>,
+        date: [u8; 29],
+        write_timeout: Duration,
+    ) -> Self {
+        buf.clear();
+        Responder {
+            writer,
+            buf,
+            minor_version,
+            keep_alive,
+            head_only,
+            request_id,
+            cors,
+            date,
+            write_timeout,
+            status: 0,
+            failed: false,
+            chunked: false,
+        }
+    }
+
+    /// Starts a response head: status line and the headers every response carries. Append
+    /// more with [`Responder::header`], then finish with [`Responder::body`] or
+    /// [`Responder::start_stream`].
+    pub fn begin(&mut self, status: u16) {
+        self.buf.clear();
+        self.status = status;
+        h1::write_status_line(self.buf, status);
+        h1::write_header(self.buf, b"date", &self.date);
+        h1::write_header(self.buf, b"x-request-id", self.request_id.as_bytes());
+        if let Some(origin) = &self.cors {
+            h1::write_header(self.buf, b"access-control-allow-origin", origin);
+            if origin.as_slice() != b"*" {
+                h1::write_header(self.buf, b"vary", b"origin");
+            }
+            h1::write_header(
+                self.buf,
+                b"access-control-expose-headers",
+                b"x-request-id, x-router-channel, x-router-provider, x-router-model, x-router-requested-model, x-router-attempts",
+            );
+        }
+    }
+
+    /// Appends a header. Values with CR or LF are dropped (they could inject headers).
+    pub fn header(&mut self, name: &[u8], value: &[u8]) {
+        if value.iter().any(|&b| b == b'\r' || b == b'\n') {
+            return;
+        }
+        h1::write_header(self.buf, name, value);
+    }
+
+    fn connection_header(&mut self) {
+        if !self.keep_alive {
+            h1::write_header(self.buf, b"connection", b"close");
+        } else if self.minor_version == 0 {
+            h1::write_header(self.buf, b"connection", b"keep-alive");
+        }
+    }
+
+    /// Finishes the head with `Content-Length` and writes it with `body`.
+    pub async fn body(&mut self, content_type: &[u8], body: &[u8]) {
+        if !content_type.is_empty() {
+            h1::write_header(self.buf, b"content-type", content_type);
+        }
+        h1::write_header(
+            self.buf,
+            b"content-length",
+            itoa::Buffer::new().format(body.len()).as_bytes(),
+        );
+        self.connection_header();
+        self.buf.extend_from_slice(b"\r\n");
+        if !self.head_only {
+            self.buf.extend_from_slice(body);
+        }
+        self.flush().await;
+    }
+
+    /// Finishes the head for a stream of unknown length and writes it. HTTP/1.1 clients get
+    /// chunked encoding; HTTP/1.0 clients get a close-delimited body.
+    pub async fn start_stream(&mut self, content_type: &[u8]) {
+        h1::write_header(self.buf, b"content-type", content_type);
+        h1::write_header(self.buf, b"cache-control", b"no-cache");
+        if self.minor_version == 0 {
+            self.keep_alive = false;
+            self.chunked = false;
+        } else {
+            h1::write_header(self.buf, b"transfer-encoding", b"chunked");
+            self.chunked = true;
+        }
+        self.connection_header();
+        self.buf.extend_from_slice(b"\r\n");
+        self.flush().await;
+    }
+
+    /// Writes one piece of a started stream (whole SSE events).
+    pub async fn stream_data(&mut self, data: &[u8]) {
+        if data.is_empty() || self.failed {
+            return;
+        }
+        self.buf.clear();
+        if self.chunked {
+            chunked::write_chunk(self.buf, data);
+        } else {
+            self.buf.extend_from_slice(data);
+        }
+        self.flush().await;
+    }
+
+    /// Ends a started stream (the last chunk; HTTP/1.0: nothing, the close ends it).
+    pub async fn end_stream(&mut self) {
+        if self.chunked && !self.failed {
+            self.buf.clear();
+            self.buf.extend_from_slice(chunked::LAST_CHUNK);
+            self.flush().await;
+        }
+    }
+
+    /// Sends an OpenAI-shaped error (if nothing was sent yet).
+    pub async fn send_error(&mut self, e: &Error) {
+        if self.status != 0 {
+            return;
+        }
+        let body = e.body();
+        self.begin(e.status);
+        if e.status == 405 {
+            self.header(b"allow", b"GET, POST, OPTIONS");
+        }
+        self.body(b"application/json", &body).await;
+    }
+
+    /// Sends a JSON document with status 200.
+    pub async fn send_json(&mut self, status: u16, body: &[u8]) {
+        self.begin(status);
+        self.body(b"application/json", body).await;
+    }
+
+    async fn flush(&mut self) {
+        if self.failed {
+            self.buf.clear();
+            return;
+        }
+        let data = std::mem::take(self.buf);
+        match monoio::time::timeout(self.write_timeout, self.writer.write_all(data)).await {
+            Ok((Ok(_), mut data)) => {
+                data.clear();
+                *self.buf = data;
+            }
+            Ok((Err(_), mut data)) => {
+                data.clear();
+                *self.buf = data;
+                self.failed = true;
+            }
+            Err(_) => self.failed = true,
+        }
+    }
+}
+
+/// The read side of one exchange, for noticing a client that disconnects mid-response.
+pub struct ClientInput<'c> {
+    reader: &'c mut OwnedReadHalf<TcpStream>,
+    spill: &'c mut Vec<u8>,
+    /// True once the client closed its side or the connection failed.
+    pub closed: bool,
+}
+
+impl std::fmt::Debug for ClientInput<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientInput")
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
+}
+
+type ReadFuture<'a> = Pin<Box<dyn Future<Output = monoio::BufResult<usize, Vec<u8>>> + 'a>>;
+
+/// A pending read on the client connection: completes when the client sends more bytes
+/// (pipelining), closes, or errs.
+pub struct ClientWatch<'a> {
+    canceller: Canceller,
+    read: Option<ReadFuture<'a>>,
+    spill: &'a mut Vec<u8>,
+    closed: &'a mut bool,
+}
+
+impl std::fmt::Debug for ClientWatch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientWatch")
+            .field("active", &self.read.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'c> ClientInput<'c> {
+    /// Wraps the read half; bytes read while watching land in `spill`.
+    pub fn new(reader: &'c mut OwnedReadHalf<TcpStream>, spill: &'c mut Vec<u8>) -> Self {
+        ClientInput {
+            reader,
+            spill,
+            closed: false,
+        }
+    }
+
+    /// Starts watching the client (a cancel-safe read).
+    pub fn watch(&mut self) -> ClientWatch<'_> {
+        let canceller = Canceller::new();
+        let handle = canceller.handle();
+        let buf = Vec::with_capacity(4096);
+        let reader = &mut *self.reader;
+        let read: ReadFuture<'_> =
+            Box::pin(async move { reader.cancelable_read(buf, handle).await });
+        ClientWatch {
+            canceller,
+            read: Some(read),
+            spill: self.spill,
+            closed: &mut self.closed,
+        }
+    }
+}
+
+const ECANCELED: i32 = 125;
+
+/// What a finished watch saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// The client closed or reset the connection.
+    Gone,
+    /// The client sent more bytes (kept for the next request).
+    Data,
+}
+
+impl ClientWatch<'_> {
+    /// Waits for the client to do something. Must not be called again after it returned.
+    pub async fn event(&mut self) -> ClientEvent {
+        let Some(read) = self.read.as_mut() else {
+            return std::future::pending().await;
+        };
+        let (r, buf) = read.await;
+        self.read = None;
+        self.absorb(r, buf)
+    }
+
+    /// True while the read is pending.
+    pub fn is_active(&self) -> bool {
+        self.read.is_some()
+    }
+
+    fn absorb(&mut self, r: std::io::Result<usize>, buf: Vec<u8>) -> ClientEvent {
+        match r {
+            Ok(n) if n > 0 => {
+                self.spill.extend_from_slice(&buf[..n]);
+                ClientEvent::Data
+            }
+            _ => {
+                *self.closed = true;
+                ClientEvent::Gone
+            }
+        }
+    }
+
+    /// Stops watching: cancels the read and keeps any bytes it had already received.
+    pub async fn finish(mut self) {
+        if let Some(read) = self.read.take() {
+            let canceller = std::mem::take(&mut self.canceller);
+            let _ = canceller.cancel();
+            let (r, buf) = read.await;
+            match r {
+                Ok(n) if n > 0 => self.spill.extend_from_slice(&buf[..n]),
+                Ok(_) => *self.closed = true,
+                // The cancellation itself (ECANCELED) is not a client error; anything else is.
+                Err(e) if e.raw_os_error() == Some(ECANCELED) => {}
+                Err(_) => *self.closed = true,
+            }
+        }
+    }
+}
+
+/// One request's response side and client-watch side.
+#[derive(Debug)]
+pub struct Exchange<'c> {
+    /// Writing the response.
+    pub out: Responder<'c>,
+    /// Watching the client.
+    pub input: ClientInput<'c>,
+}

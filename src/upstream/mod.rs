@@ -1,0 +1,275 @@
+//! Per-worker upstream connections: connect to pre-resolved addresses (never a name), TLS via
+//! [`tls`], `TCP_NODELAY`, and a keep-alive pool keyed by endpoint (scheme, authority, trust).
+//!
+//! Invariants: the pool is `!Send` worker state (`RefCell`, no locks). A connection goes back to
+//! the pool only when its response was read completely and both sides allow reuse; after an
+//! error, a timeout or a cancel it is dropped (closed). Idle connections expire after the
+//! endpoint's `pool_idle_timeout`, checked on checkout and swept on the worker tick.
+//! Not here: HTTP semantics (`proxy`), DNS (`control`).
+
+pub mod tls;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+use crate::snapshot::Endpoint;
+
+/// A connected upstream stream, plain or TLS.
+#[derive(Debug)]
+pub enum Stream {
+    /// Plain TCP.
+    Plain(TcpStream),
+    /// TLS over TCP.
+    Tls(Box<tls::TlsStream>),
+}
+
+impl AsyncReadRent for Stream {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
+        match self {
+            Stream::Plain(s) => s.read(buf).await,
+            Stream::Tls(s) => s.read(buf).await,
+        }
+    }
+
+    async fn readv<T: monoio::buf::IoVecBufMut>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
+        match self {
+            Stream::Plain(s) => s.readv(buf).await,
+            Stream::Tls(s) => s.readv(buf).await,
+        }
+    }
+}
+
+impl AsyncWriteRent for Stream {
+    async fn write<T: monoio::buf::IoBuf>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
+        match self {
+            Stream::Plain(s) => s.write(buf).await,
+            Stream::Tls(s) => s.write(buf).await,
+        }
+    }
+
+    async fn writev<T: monoio::buf::IoVecBuf>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
+        match self {
+            Stream::Plain(s) => s.writev(buf).await,
+            Stream::Tls(s) => s.writev(buf).await,
+        }
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush().await,
+            Stream::Tls(s) => s.flush().await,
+        }
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.shutdown().await,
+            Stream::Tls(s) => s.shutdown().await,
+        }
+    }
+}
+
+/// One upstream connection with its read buffer.
+#[derive(Debug)]
+pub struct Conn {
+    stream: Stream,
+    /// Bytes read and not yet consumed.
+    pub buf: Vec<u8>,
+    /// True when it came from the pool (a failure before any response byte may then be the
+    /// server having closed it while idle, and is retried once on a fresh connection).
+    pub reused: bool,
+    /// The address it is connected to.
+    pub addr: SocketAddr,
+}
+
+/// Initial read buffer per upstream connection.
+const READ_CHUNK: usize = 16 * 1024;
+
+impl Conn {
+    /// Writes all of `data`; hands the buffer back for reuse.
+    pub async fn write_all(&mut self, data: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        let (r, data) = self.stream.write_all(data).await;
+        (r.map(|_| ()), data)
+    }
+
+    /// Reads more bytes onto the end of `buf`. `Ok(0)` is end of stream.
+    pub async fn read_more(&mut self) -> io::Result<usize> {
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let len = buf.len();
+        let cap = buf.capacity();
+        let (r, slice) = self.stream.read(buf.slice_mut(len..cap)).await;
+        self.buf = slice.into_inner();
+        r
+    }
+}
+
+/// Why a connection could not be made.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// The endpoint has no resolved address yet.
+    NoAddress,
+    /// Every address refused or failed; the last error.
+    Io(io::Error),
+    /// Connect or TLS handshake took longer than the connect timeout.
+    Timeout,
+    /// TLS handshake failed (certificate, protocol).
+    Tls(io::Error),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::NoAddress => f.write_str("upstream address not resolved yet"),
+            ConnectError::Io(e) => write!(f, "connect failed: {e}"),
+            ConnectError::Timeout => f.write_str("connect timed out"),
+            ConnectError::Tls(e) => write!(f, "TLS handshake failed: {e}"),
+        }
+    }
+}
+
+struct Idle {
+    conn: Conn,
+    expires: Instant,
+}
+
+/// A worker's upstream connection pool.
+#[derive(Default)]
+pub struct Pool {
+    idle: RefCell<HashMap<Box<str>, Vec<Idle>>>,
+    next_addr: Cell<usize>,
+    opened: Cell<u64>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("keys", &self.idle.borrow().len())
+            .field("opened", &self.opened.get())
+            .finish()
+    }
+}
+
+impl Pool {
+    /// An empty pool.
+    pub fn new() -> Pool {
+        Pool::default()
+    }
+
+    /// Connections opened so far by this worker.
+    pub fn opened(&self) -> u64 {
+        self.opened.get()
+    }
+
+    /// Idle connections currently held.
+    pub fn idle_count(&self) -> usize {
+        self.idle.borrow().values().map(Vec::len).sum()
+    }
+
+    /// The most recently used idle connection for `ep`, if one has not expired.
+    pub fn take_idle(&self, ep: &Endpoint, now: Instant) -> Option<Conn> {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.get_mut(&*ep.key)?;
+        while let Some(i) = list.pop() {
+            if i.expires > now {
+                let mut conn = i.conn;
+                conn.reused = true;
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Returns a connection whose exchange completed cleanly.
+    pub fn put(&self, ep: &Endpoint, mut conn: Conn, now: Instant) {
+        if ep.pool_max_idle == 0 {
+            return;
+        }
+        conn.buf.clear();
+        if conn.buf.capacity() > 4 * READ_CHUNK {
+            conn.buf = Vec::with_capacity(READ_CHUNK);
+        }
+        let mut idle = self.idle.borrow_mut();
+        let list = match idle.get_mut(&*ep.key) {
+            Some(l) => l,
+            None => idle.entry(ep.key.clone()).or_default(),
+        };
+        if list.len() >= ep.pool_max_idle {
+            list.remove(0);
+        }
+        list.push(Idle {
+            conn,
+            expires: now + ep.pool_idle_timeout,
+        });
+    }
+
+    /// Drops expired idle connections (called on the worker tick).
+    pub fn sweep(&self, now: Instant) {
+        let mut idle = self.idle.borrow_mut();
+        idle.retain(|_, list| {
+            list.retain(|i| i.expires > now);
+            !list.is_empty()
+        });
+    }
+
+    /// Drops every idle connection (shutdown).
+    pub fn clear(&self) {
+        self.idle.borrow_mut().clear();
+    }
+
+    /// Opens a new connection to `ep`, trying its addresses in turn (starting at a rotating
+    /// offset so load spreads over all of them), each within `timeout` including TLS.
+    pub async fn connect(&self, ep: &Endpoint, timeout: Duration) -> Result<Conn, ConnectError> {
+        if ep.addrs.is_empty() {
+            return Err(ConnectError::NoAddress);
+        }
+        let start = self.next_addr.get();
+        self.next_addr.set(start.wrapping_add(1));
+        let mut last = ConnectError::NoAddress;
+        for k in 0..ep.addrs.len() {
+            let addr = ep.addrs[(start + k) % ep.addrs.len()];
+            match monoio::time::timeout(timeout, open(ep, addr)).await {
+                Ok(Ok(conn)) => {
+                    self.opened.set(self.opened.get() + 1);
+                    return Ok(conn);
+                }
+                Ok(Err(e @ ConnectError::Tls(_))) => return Err(e),
+                Ok(Err(e)) => last = e,
+                Err(_) => last = ConnectError::Timeout,
+            }
+        }
+        Err(last)
+    }
+}
+
+async fn open(ep: &Endpoint, addr: SocketAddr) -> Result<Conn, ConnectError> {
+    let tcp = TcpStream::connect_addr(addr)
+        .await
+        .map_err(ConnectError::Io)?;
+    let _ = tcp.set_nodelay(true);
+    let stream = match &ep.tls {
+        None => Stream::Plain(tcp),
+        Some(t) => Stream::Tls(Box::new(t.handshake(tcp).await.map_err(|e| {
+            if e.kind() == io::ErrorKind::InvalidData {
+                ConnectError::Tls(e)
+            } else {
+                ConnectError::Io(e)
+            }
+        })?)),
+    };
+    Ok(Conn {
+        stream,
+        buf: Vec::with_capacity(READ_CHUNK),
+        reused: false,
+        addr,
+    })
+}

@@ -1,0 +1,342 @@
+//! One worker per core: a pinned thread running a monoio event loop with its own listener,
+//! its own snapshot slot, upstream pool and JSON scratch buffers. Connections accepted here are
+//! served here to the end.
+//!
+//! Invariants: all state is `!Send` (`Rc`, `Cell`, `RefCell`) and lives on this thread; the
+//! only cross-thread paths are the crossbeam receivers polled with `try_recv` on the tick and
+//! the [`Board`] atomics written once per tick. No locks, no blocking calls, no DNS, no files.
+//! Not here: request semantics (`server`, `api`, `proxy`).
+
+pub mod listener;
+pub mod runtime;
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::Receiver;
+
+use crate::api::JsonScratch;
+use crate::snapshot::Snapshot;
+use crate::upstream::Pool;
+use runtime::Chosen;
+
+/// A worker's handle on the current snapshot. The extra `Rc` layer is deliberate: cloning it
+/// per request is a plain increment on this core, where cloning the `Arc` would bounce one
+/// shared cache line between all cores.
+#[allow(clippy::redundant_allocation)]
+pub type SnapshotRef = Rc<Arc<Snapshot>>;
+
+/// Commands from the control thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Stop accepting, finish in-flight requests within the drain timeout, exit.
+    Shutdown,
+}
+
+/// Cross-thread view of every worker, for `/health`: the epoch each holds (0 = not started).
+#[derive(Debug)]
+pub struct Board {
+    epochs: Box<[AtomicU64]>,
+    /// The driver every worker runs.
+    pub driver: Chosen,
+}
+
+impl Board {
+    /// A board for `n` workers.
+    pub fn new(n: usize, driver: Chosen) -> Board {
+        Board {
+            epochs: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            driver,
+        }
+    }
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.epochs.len()
+    }
+    fn set(&self, worker: usize, epoch: u64) {
+        self.epochs[worker].store(epoch, Ordering::Relaxed);
+    }
+    /// The lowest epoch any worker holds (0 while one is still starting).
+    pub fn min_epoch(&self) -> u64 {
+        self.epochs
+            .iter()
+            .map(|e| e.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0)
+    }
+}
+
+/// Everything a worker thread needs at start.
+#[derive(Debug)]
+pub struct Setup {
+    /// Worker index.
+    pub id: usize,
+    /// Its listener (bound by bootstrap).
+    pub listener: std::net::TcpListener,
+    /// The first snapshot.
+    pub snapshot: Arc<Snapshot>,
+    /// Later snapshots (latest wins).
+    pub snapshots: Receiver<Arc<Snapshot>>,
+    /// Commands.
+    pub commands: Receiver<Command>,
+    /// Shared health board.
+    pub board: Arc<Board>,
+    /// CPU to pin to.
+    pub core: Option<core_affinity::CoreId>,
+}
+
+/// Per-worker counters (plain cells: only this thread touches them).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Open client connections.
+    pub connections: Cell<usize>,
+    /// Requests being handled.
+    pub in_flight: Cell<usize>,
+    /// Requests handled since start.
+    pub requests: Cell<u64>,
+}
+
+/// The per-core state shared by this worker's tasks.
+#[derive(Debug)]
+pub struct Worker {
+    /// Worker index.
+    pub id: usize,
+    snapshot: RefCell<SnapshotRef>,
+    /// Upstream connections.
+    pub pool: Pool,
+    /// simd-json buffers reused across requests.
+    pub json: RefCell<JsonScratch>,
+    /// Counters.
+    pub stats: Stats,
+    /// Set when shutting down: connections close after their current request.
+    pub draining: Cell<bool>,
+    /// Shared health view.
+    pub board: Arc<Board>,
+    seq: Cell<u64>,
+    salt: u64,
+    date: Cell<[u8; 29]>,
+    date_secs: Cell<u64>,
+    rotation: Cell<u64>,
+}
+
+impl Worker {
+    /// A worker holding `snapshot`.
+    pub fn new(id: usize, snapshot: Arc<Snapshot>, board: Arc<Board>) -> Worker {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let salt = (now.as_nanos() as u64) ^ ((id as u64) << 56) ^ u64::from(std::process::id());
+        Worker {
+            id,
+            snapshot: RefCell::new(Rc::new(snapshot)),
+            pool: Pool::new(),
+            json: RefCell::new(JsonScratch::default()),
+            stats: Stats::default(),
+            draining: Cell::new(false),
+            board,
+            seq: Cell::new(0),
+            salt: mix(salt),
+            date: Cell::new(crate::h1::http_date(now.as_secs())),
+            date_secs: Cell::new(now.as_secs()),
+            rotation: Cell::new(id as u64),
+        }
+    }
+
+    /// The current snapshot (a non-atomic `Rc` clone).
+    pub fn snapshot(&self) -> SnapshotRef {
+        self.snapshot.borrow().clone()
+    }
+
+    /// Installs a newer snapshot.
+    pub fn install(&self, s: Arc<Snapshot>) {
+        self.board.set(self.id, s.epoch);
+        *self.snapshot.borrow_mut() = Rc::new(s);
+    }
+
+    /// A fresh request id: 24 hex digits, unique per process run and worker.
+    pub fn request_id(&self) -> [u8; 24] {
+        let n = self.seq.get().wrapping_add(1);
+        self.seq.set(n);
+        let v = mix(self.salt ^ n);
+        let mut out = [0u8; 24];
+        let hex = b"0123456789abcdef";
+        for (i, b) in out[..8].iter_mut().enumerate() {
+            *b = hex[((self.salt >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        for (i, b) in out[8..].iter_mut().enumerate() {
+            *b = hex[((v >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        out
+    }
+
+    /// The cached `Date` header value (refreshed on the tick).
+    pub fn date(&self) -> [u8; 29] {
+        self.date.get()
+    }
+
+    /// Next value of the rotation counter that spreads tied candidates.
+    pub fn next_rotation(&self) -> u64 {
+        let r = self.rotation.get().wrapping_add(1);
+        self.rotation.set(r);
+        r
+    }
+
+    fn refresh_clock(&self) {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if secs != self.date_secs.get() {
+            self.date_secs.set(secs);
+            self.date.set(crate::h1::http_date(secs));
+        }
+    }
+}
+
+fn mix(mut x: u64) -> u64 {
+    // splitmix64 finaliser: request ids must not be guessable from each other.
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// Starts a worker thread.
+pub fn spawn(setup: Setup, driver: Chosen) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("sar-worker-{}", setup.id))
+        .spawn(move || {
+            if let Some(core) = setup.core
+                && !core_affinity::set_for_current(core)
+            {
+                tracing::warn!(
+                    worker = setup.id,
+                    core = core.id,
+                    "could not pin worker to its CPU"
+                );
+            }
+            let id = setup.id;
+            match runtime::block_on(&driver, run(setup)) {
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::error!(worker = id, error = %e, "worker runtime failed to start")
+                }
+            }
+        })
+}
+
+async fn run(setup: Setup) {
+    let Setup {
+        id,
+        listener,
+        snapshot,
+        snapshots,
+        commands,
+        board,
+        core: _,
+    } = setup;
+    let listener = match monoio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(worker = id, error = %e, "cannot register listener");
+            return;
+        }
+    };
+    let tick = snapshot.server.tick;
+    let worker = Rc::new(Worker::new(id, snapshot.clone(), board));
+    worker.install(snapshot);
+    monoio::select! {
+        _ = accept_loop(worker.clone(), listener) => {}
+        _ = tick_loop(worker.clone(), snapshots, commands, tick) => {}
+    }
+    // Draining: the listener is closed (dropped with accept_loop); in-flight requests get the
+    // drain timeout, then the runtime ends and idle keep-alive connections close with it.
+    worker.draining.set(true);
+    let deadline = Instant::now() + worker.snapshot().server.drain_timeout;
+    while worker.stats.in_flight.get() > 0 && Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(5)).await;
+    }
+    worker.pool.clear();
+    tracing::debug!(worker = id, "worker stopped");
+}
+
+async fn accept_loop(worker: Rc<Worker>, listener: monoio::net::TcpListener) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE/ENFILE/ENOBUFS: back off briefly instead of spinning.
+                tracing::warn!(worker = worker.id, error = %e, "accept failed");
+                monoio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let max = worker.snapshot().server.max_connections;
+        if worker.stats.connections.get() >= max {
+            monoio::spawn(crate::server::reject_overloaded(stream, worker.clone()));
+            continue;
+        }
+        let w = worker.clone();
+        monoio::spawn(serve_guarded(w, stream, peer));
+    }
+}
+
+async fn serve_guarded(worker: Rc<Worker>, stream: monoio::net::TcpStream, peer: SocketAddr) {
+    let stats = &worker.stats;
+    stats.connections.set(stats.connections.get() + 1);
+    let result = CatchUnwind(Box::pin(crate::server::serve(&worker, stream, peer))).await;
+    stats.connections.set(stats.connections.get() - 1);
+    if result.is_err() {
+        tracing::error!(worker = worker.id, %peer, "connection task panicked; connection closed");
+    }
+}
+
+async fn tick_loop(
+    worker: Rc<Worker>,
+    snapshots: Receiver<Arc<Snapshot>>,
+    commands: Receiver<Command>,
+    tick: Duration,
+) {
+    loop {
+        monoio::time::sleep(tick).await;
+        let mut latest = None;
+        while let Ok(s) = snapshots.try_recv() {
+            latest = Some(s);
+        }
+        if let Some(s) = latest {
+            worker.install(s);
+        }
+        let now = Instant::now();
+        worker.pool.sweep(now);
+        worker.refresh_clock();
+        match commands.try_recv() {
+            Ok(Command::Shutdown) | Err(crossbeam_channel::TryRecvError::Disconnected) => return,
+            Err(crossbeam_channel::TryRecvError::Empty) => {}
+        }
+    }
+}
+
+/// Runs a future, turning a panic inside it into `Err(())` so one bad request cannot take the
+/// core's other connections down with it.
+struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, ()>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let fut = self.0.as_mut();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => Poll::Ready(Err(())),
+        }
+    }
+}
