@@ -36,12 +36,16 @@ fn bench(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("extract", name), &b, |bench, b| {
             bench.iter(|| extract(b, &mut scratch).expect("valid body"))
         });
-        g.bench_with_input(BenchmarkId::new("owned_value_baseline", name), &b, |bench, b| {
-            bench.iter(|| {
-                let mut copy = b.clone();
-                simd_json::to_owned_value(&mut copy).expect("valid body")
-            })
-        });
+        g.bench_with_input(
+            BenchmarkId::new("owned_value_baseline", name),
+            &b,
+            |bench, b| {
+                bench.iter(|| {
+                    let mut copy = b.clone();
+                    simd_json::to_owned_value(&mut copy).expect("valid body")
+                })
+            },
+        );
     }
     g.finish();
 }

@@ -569,7 +569,11 @@ fn serde_problem(e: &serde_path_to_error::Error<toml::de::Error>) -> Problem {
         let (field, tail) = rest.split_once('`').unwrap_or((rest, ""));
         let expected: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
         // The path already ends with the unknown key.
-        let path = if parent.is_empty() { field.to_string() } else { parent };
+        let path = if parent.is_empty() {
+            field.to_string()
+        } else {
+            parent
+        };
         let message = match closest(field, &expected) {
             Some(s) => format!("unknown key; did you mean `{s}`?"),
             None if !expected.is_empty() => {

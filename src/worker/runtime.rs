@@ -155,12 +155,18 @@ mod tests {
         assert_eq!(c.driver, Driver::Legacy);
         assert!(c.reason.contains("configured"));
         // the timer is enabled on both drivers: sleep must not panic
-        block_on(&c, async { monoio::time::sleep(std::time::Duration::from_millis(1)).await }).unwrap();
+        block_on(&c, async {
+            monoio::time::sleep(std::time::Duration::from_millis(1)).await
+        })
+        .unwrap();
     }
 
     #[test]
     fn auto_builds_a_runtime_whatever_the_kernel() {
         let c = choose(DriverChoice::Auto).unwrap();
-        block_on(&c, async { monoio::time::sleep(std::time::Duration::from_millis(1)).await }).unwrap();
+        block_on(&c, async {
+            monoio::time::sleep(std::time::Duration::from_millis(1)).await
+        })
+        .unwrap();
     }
 }

@@ -1,0 +1,594 @@
+//! Proxying end to end over real sockets, on both drivers: JSON and SSE relay, keep-alive
+//! reuse, pipelining, chunked bodies, byte-exact field passthrough, failover, stream cuts,
+//! client disconnects and HTTPS upstreams.
+
+#![allow(clippy::disallowed_methods)] // tests block on sockets and channels
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use simd_json::prelude::*;
+use smart_ai_router::mock::{MockConfig, MockEvent};
+
+both_drivers!(
+    json_completion_is_relayed_with_router_headers,
+    first_sse_event_reaches_the_client_while_the_upstream_holds_the_rest,
+    sequential_requests_on_one_connection_reuse_one_upstream_connection,
+    pipelined_requests_are_answered_in_order,
+    chunked_request_bodies_are_decoded_and_forwarded,
+    every_field_passes_through_and_only_model_is_rewritten,
+    failover_on_500_tries_the_next_channel,
+    failover_on_connect_refused_tries_the_next_channel,
+    all_attempts_failing_gives_502_naming_each,
+    last_429_is_returned_as_is_with_retry_after,
+    client_errors_are_returned_without_failover,
+    upstream_cut_mid_stream_ends_with_an_error_event_and_no_done,
+    client_disconnect_mid_stream_closes_the_upstream_connection,
+    close_delimited_upstream_streams_are_relayed,
+    https_upstream_with_a_private_ca,
+    http10_clients_get_close_delimited_streams,
+    unknown_model_is_404_naming_what_is_available,
+);
+
+fn json_completion_is_relayed_with_router_headers(driver: &str) {
+    let m = mock_models(&["gpt-4o-mini"]);
+    let gw = gateway(driver, &one_channel(m.addr(), &["gpt-4o-mini"]));
+    let mut c = Client::connect(gw.local_addr());
+    let r = c.post(
+        "/v1/chat/completions",
+        &[("x-request-id", "client-id-42")],
+        &chat_body("gpt-4o-mini", false),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-router-channel"), Some("up-1"));
+    assert_eq!(r.header("x-router-provider"), Some("up"));
+    assert_eq!(r.header("x-router-model"), Some("gpt-4o-mini"));
+    assert_eq!(r.header("x-router-requested-model"), Some("gpt-4o-mini"));
+    assert_eq!(r.header("x-router-attempts"), Some("1"));
+    assert_eq!(
+        r.header("x-request-id"),
+        Some("client-id-42"),
+        "a sane client id is echoed"
+    );
+    assert!(r.header("date").is_some());
+    let v = r.json();
+    assert_eq!(v["object"].as_str(), Some("chat.completion"));
+    assert!(
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("mock")
+    );
+    // the upstream saw our request id and the channel's key
+    let ev = drain(&m);
+    let rec = requests(&ev)[0];
+    assert_eq!(rec.header("x-request-id"), Some("client-id-42"));
+    assert_eq!(rec.header("authorization"), Some("Bearer sk-channel"));
+    // an insane client id is replaced
+    let r = c.post(
+        "/v1/chat/completions",
+        &[("x-request-id", "bad id with spaces")],
+        &chat_body("gpt-4o-mini", false),
+    );
+    assert!(r.header("x-request-id").unwrap().starts_with("req_"));
+}
+
+fn first_sse_event_reaches_the_client_while_the_upstream_holds_the_rest(driver: &str) {
+    let m = mock_models(&["m"]);
+    let gw = gateway(driver, &one_channel(m.addr(), &["m"]));
+    let mut c = Client::connect(gw.local_addr());
+    c.send(&post_bytes(
+        "/v1/chat/completions",
+        &[("x-mock-hold-after", "2")],
+        &chat_body("m", true),
+    ));
+    let (status, headers) = c.read_head();
+    assert_eq!(status, 200);
+    let h = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.as_str())
+    };
+    assert!(h("content-type").unwrap().starts_with("text/event-stream"));
+    assert_eq!(h("transfer-encoding"), Some("chunked"));
+    // The mock sent two events and now holds; both must arrive before the gate opens (the read
+    // timeout fails the test otherwise).
+    let mut early = Vec::new();
+    while sse_data(&early).len() < 2 {
+        early.extend(c.read_chunk().expect("stream still open"));
+    }
+    assert!(m.requests() == 1);
+    m.open_gate();
+    let mut rest = Vec::new();
+    while let Some(chunk) = c.read_chunk() {
+        rest.extend(chunk);
+    }
+    let all: Vec<String> = sse_data(&early)
+        .into_iter()
+        .chain(sse_data(&rest))
+        .collect();
+    assert_eq!(
+        all.iter().filter(|d| *d == "[DONE]").count(),
+        1,
+        "exactly one [DONE]"
+    );
+    assert_eq!(all.last().map(String::as_str), Some("[DONE]"));
+    assert!(all.len() >= 10, "all upstream events arrive: {all:?}");
+}
+
+fn sequential_requests_on_one_connection_reuse_one_upstream_connection(driver: &str) {
+    let m = mock_models(&["m"]);
+    let gw = gateway(
+        driver,
+        &format!("[server]\nworkers = 1\n{}", one_channel(m.addr(), &["m"])),
+    );
+    let mut c = Client::connect(gw.local_addr());
+    for i in 0..10 {
+        let stream = i % 2 == 1;
+        let r = c.post("/v1/chat/completions", &[], &chat_body("m", stream));
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+    }
+    let ev = drain(&m);
+    assert_eq!(requests(&ev).len(), 10);
+    assert_eq!(
+        connections(&ev),
+        1,
+        "ten sequential requests share one upstream connection"
+    );
+}
+
+fn pipelined_requests_are_answered_in_order(driver: &str) {
+    let m = mock_models(&["m"]);
+    let gw = gateway(driver, &one_channel(m.addr(), &["m"]));
+    let mut c = Client::connect(gw.local_addr());
+    let mut all = Vec::new();
+    for i in 0..3 {
+        all.extend(post_bytes(
+            "/v1/chat/completions",
+            &[
+                ("x-request-id", &format!("pipe-{i}")),
+                ("x-mock-latency-ms", &format!("{}", 30 - i * 10)),
+            ],
+            &chat_body("m", false),
+        ));
+    }
+    all.extend_from_slice(b"GET /health HTTP/1.1\r\nHost: gw\r\n\r\n");
+    c.send(&all);
+    for i in 0..3 {
+        let r = c.read_response();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-request-id"), Some(format!("pipe-{i}").as_str()));
+    }
+    let r = c.read_response();
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("\"status\""));
+}
+
+fn chunked_request_bodies_are_decoded_and_forwarded(driver: &str) {
+    let m = mock_models(&["m"]);
+    let gw = gateway(driver, &one_channel(m.addr(), &["m"]));
+    let body = chat_body("m", false);
+    let (a, b) = body.split_at(10);
+    let mut raw =
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n"
+            .to_vec();
+    raw.extend(format!("{:x};ext=1\r\n{a}\r\n", a.len()).as_bytes());
+    let mut c = Client::connect(gw.local_addr());
+    c.send(&raw);
+    std::thread::sleep(Duration::from_millis(50));
+    c.send(format!("{:x}\r\n{b}\r\n0\r\n\r\n", b.len()).as_bytes());
+    let r = c.read_response();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let ev = drain(&m);
+    let rec = requests(&ev)[0];
+    assert_eq!(
+        rec.body,
+        body.as_bytes(),
+        "the de-chunked body is forwarded"
+    );
+    assert_eq!(
+        rec.header("content-length"),
+        Some(body.len().to_string().as_str())
+    );
+    assert!(rec.header("transfer-encoding").is_none());
+    // Expect: 100-continue gets the interim response before the body is sent.
+    let mut c = Client::connect(gw.local_addr());
+    c.send(format!("POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
+    let (status, _) = c.read_head();
+    assert_eq!(status, 100);
+    c.send(body.as_bytes());
+    assert_eq!(c.read_response().status, 200);
+}
+
+fn every_field_passes_through_and_only_model_is_rewritten(driver: &str) {
+    let m = mock_models(&["upstream-model"]);
+    let cfg = format!(
+        r#"
+[providers.up]
+base_url = "http://{}/v1"
+headers = {{ "X-Provider-Extra" = "from-config" }}
+
+[[channels]]
+id = "up-1"
+provider = "up"
+api_key = "sk-channel"
+models = ["upstream-model"]
+aliases = {{ "my-alias" = "upstream-model" }}
+"#,
+        m.addr()
+    );
+    let gw = gateway(driver, &cfg);
+    let body = r#"{
+  "model" : "my-alias",
+  "messages": [
+    {"role": "system", "content": "be brief"},
+    {"role": "user", "content": [{"type": "text", "text": "what \"model\" are you?"}]},
+    {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{\"model\":\"x\"}"}}]},
+    {"role": "tool", "tool_call_id": "call_1", "content": "42"}
+  ],
+  "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"model": {"type": "string"}}}}}],
+  "response_format": {"type": "json_object"},
+  "stop": ["\n\n", "END"],
+  "seed": 7,
+  "logit_bias": {"50256": -100},
+  "n": 2,
+  "user": "u-1",
+  "temperature": 0.25,
+  "stream_options": {"include_usage": true},
+  "x_unknown_field": {"nested": [1, 2.5e3, true, null]},
+  "unicode": "é漢🙂\u00e9"
+}"#;
+    let mut c = Client::connect(gw.local_addr());
+    let r = c.post(
+        "/v1/chat/completions",
+        &[
+            ("Authorization", "Bearer client-key-must-not-leak"),
+            ("OpenAI-Organization", "org-1"),
+            ("anthropic-beta", "tools-2024"),
+            ("x-provider-extra", "from-client"),
+            ("x-router-strategy", "cheap"),
+            ("Connection", "keep-alive, X-Hop"),
+            ("X-Hop", "must-not-pass"),
+        ],
+        body,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-router-model"), Some("upstream-model"));
+    assert_eq!(r.header("x-router-requested-model"), Some("my-alias"));
+    let ev = drain(&m);
+    let rec = requests(&ev)[0];
+    // Byte-exact except the model value.
+    let expected = body.replacen("\"my-alias\"", "\"upstream-model\"", 1);
+    assert_eq!(String::from_utf8_lossy(&rec.body), expected);
+    assert_eq!(rec.header("authorization"), Some("Bearer sk-channel"));
+    assert_eq!(rec.header("openai-organization"), Some("org-1"));
+    assert_eq!(rec.header("anthropic-beta"), Some("tools-2024"));
+    assert_eq!(
+        rec.header("x-provider-extra"),
+        Some("from-config"),
+        "config wins"
+    );
+    assert_eq!(
+        rec.headers
+            .iter()
+            .filter(|(n, _)| n == "x-provider-extra")
+            .count(),
+        1
+    );
+    assert!(
+        rec.header("x-router-strategy").is_none(),
+        "router headers are not forwarded"
+    );
+    assert!(
+        rec.header("x-hop").is_none(),
+        "headers named in Connection are hop-by-hop"
+    );
+    assert_eq!(rec.header("host"), Some(m.addr().to_string().as_str()));
+    assert_eq!(rec.header("accept-encoding"), Some("identity"));
+    assert_eq!(rec.target, "/v1/chat/completions");
+}
+
+fn two_channels(first: std::net::SocketAddr, second: std::net::SocketAddr) -> String {
+    format!(
+        r#"
+[providers.a]
+base_url = "http://{first}/v1"
+[providers.b]
+base_url = "http://{second}/v1"
+
+[[channels]]
+id = "a"
+provider = "a"
+api_key = "sk-a"
+models = ["m"]
+priority = 10
+
+[[channels]]
+id = "b"
+provider = "b"
+api_key = "sk-b"
+models = ["m"]
+"#
+    )
+}
+
+fn failover_on_500_tries_the_next_channel(driver: &str) {
+    let bad = mock(MockConfig {
+        status: Some(500),
+        ..Default::default()
+    });
+    let good = mock_models(&["m"]);
+    let gw = gateway(driver, &two_channels(bad.addr(), good.addr()));
+    let mut c = Client::connect(gw.local_addr());
+    for stream in [false, true] {
+        let r = c.post("/v1/chat/completions", &[], &chat_body("m", stream));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("x-router-channel"), Some("b"));
+        assert_eq!(r.header("x-router-attempts"), Some("2"));
+        if stream {
+            let data = sse_data(&r.body);
+            assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+        }
+    }
+    assert_eq!(
+        bad.requests(),
+        2,
+        "the higher-priority channel was tried first each time"
+    );
+}
+
+fn failover_on_connect_refused_tries_the_next_channel(driver: &str) {
+    let closed: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let good = mock_models(&["m"]);
+    let gw = gateway(driver, &two_channels(closed, good.addr()));
+    let mut c = Client::connect(gw.local_addr());
+    let r = c.post("/v1/chat/completions", &[], &chat_body("m", false));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-router-channel"), Some("b"));
+}
+
+fn all_attempts_failing_gives_502_naming_each(driver: &str) {
+    let a = mock(MockConfig {
+        status: Some(503),
+        ..Default::default()
+    });
+    let closed: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let gw = gateway(driver, &two_channels(a.addr(), closed));
+    let mut c = Client::connect(gw.local_addr());
+    let r = c.post("/v1/chat/completions", &[], &chat_body("m", true));
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(r.error_code(), "upstream_error");
+    let msg = r.text();
+    assert!(
+        msg.contains("a: HTTP 503") && msg.contains("b: connect failed"),
+        "{msg}"
+    );
+    // A reset connection counts as a failed attempt too.
+    let reset = mock(MockConfig {
+        fault: Some(smart_ai_router::mock::Fault::Reset),
+        ..Default::default()
+    });
+    let good = mock_models(&["m"]);
+    let gw = gateway(driver, &two_channels(reset.addr(), good.addr()));
+    let r =
+        Client::connect(gw.local_addr()).post("/v1/chat/completions", &[], &chat_body("m", false));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-router-attempts"), Some("2"));
+}
+
+fn last_429_is_returned_as_is_with_retry_after(driver: &str) {
+    let a = mock(MockConfig {
+        status: Some(500),
+        ..Default::default()
+    });
+    let b = mock(MockConfig {
+        status: Some(429),
+        retry_after: Some(7),
+        ..Default::default()
+    });
+    let gw = gateway(driver, &two_channels(a.addr(), b.addr()));
+    let r =
+        Client::connect(gw.local_addr()).post("/v1/chat/completions", &[], &chat_body("m", false));
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("7"));
+    assert!(r.text().contains("injected status 429"));
+}
+
+fn client_errors_are_returned_without_failover(driver: &str) {
+    let a = mock(MockConfig {
+        status: Some(400),
+        ..Default::default()
+    });
+    let b = mock_models(&["m"]);
+    let gw = gateway(driver, &two_channels(a.addr(), b.addr()));
+    let r =
+        Client::connect(gw.local_addr()).post("/v1/chat/completions", &[], &chat_body("m", false));
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        b.requests(),
+        0,
+        "a 400 is the client's problem: no failover"
+    );
+    assert_eq!(r.header("x-router-channel"), Some("a"));
+}
+
+fn upstream_cut_mid_stream_ends_with_an_error_event_and_no_done(driver: &str) {
+    let m = mock_models(&["m"]);
+    let gw = gateway(driver, &one_channel(m.addr(), &["m"]));
+    let mut c = Client::connect(gw.local_addr());
+    let r = c.post(
+        "/v1/chat/completions",
+        &[("x-mock-cut-after", "3")],
+        &chat_body("m", true),
+    );
+    assert_eq!(r.status, 200);
+    let data = sse_data(&r.body);
+    assert_eq!(
+        data.len(),
+        4,
+        "three upstream events then the error event: {data:?}"
+    );
+    assert!(data[3].contains("upstream_stream_cut"), "{data:?}");
+    assert!(!data.iter().any(|d| d == "[DONE]"), "no fake [DONE]");
+    // the client connection is still usable
+    assert_eq!(c.get("/health").status, 200);
+}
+
+fn client_disconnect_mid_stream_closes_the_upstream_connection(driver: &str) {
+    let m = mock_models(&["m"]);
+    let gw = gateway(driver, &one_channel(m.addr(), &["m"]));
+    let mut c = Client::connect(gw.local_addr());
+    c.send(&post_bytes(
+        "/v1/chat/completions",
+        &[("x-mock-hold-after", "1")],
+        &chat_body("m", true),
+    ));
+    c.read_head();
+    assert!(c.read_chunk().is_some());
+    drop(c);
+    // The gate stays closed: the mock only sees the close if the gateway closed the upstream.
+    let seen = wait_event(&m, Duration::from_secs(5), |e| {
+        matches!(e, MockEvent::PeerClosedWhileHeld)
+    });
+    assert!(
+        seen.is_some(),
+        "the gateway closed the upstream connection when the client left"
+    );
+}
+
+fn close_delimited_upstream_streams_are_relayed(driver: &str) {
+    let m = mock(MockConfig {
+        close_delimited: true,
+        ..Default::default()
+    });
+    let gw = gateway(driver, &one_channel(m.addr(), &["m"]));
+    let mut c = Client::connect(gw.local_addr());
+    for _ in 0..2 {
+        let r = c.post("/v1/chat/completions", &[], &chat_body("m", true));
+        let data = sse_data(&r.body);
+        assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{data:?}");
+        assert!(!data.iter().any(|d| d.contains("error")));
+    }
+}
+
+fn https_upstream_with_a_private_ca(driver: &str) {
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca, rcgen::KeyPair::generate().unwrap()).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+        )
+        .unwrap();
+    let m = mock(MockConfig {
+        tls: Some(std::sync::Arc::new(server)),
+        ..Default::default()
+    });
+    let dir = std::env::temp_dir().join(format!("sar-tls-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_path = dir.join("ca.pem");
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    let cfg = |with_ca: bool| {
+        format!(
+            r#"
+[providers.tls]
+base_url = "https://localhost:{}/v1"
+{}
+[[channels]]
+id = "tls-1"
+provider = "tls"
+api_key = "sk"
+models = ["m"]
+"#,
+            m.addr().port(),
+            if with_ca {
+                format!("ca_file = \"{}\"", ca_path.display())
+            } else {
+                String::new()
+            }
+        )
+    };
+    let gw = gateway(driver, &cfg(true));
+    let mut c = Client::connect(gw.local_addr());
+    for stream in [false, true, false] {
+        let r = c.post("/v1/chat/completions", &[], &chat_body("m", stream));
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let ev = drain(&m);
+    assert!(requests(&ev).len() == 3);
+    // Without the CA the certificate is not trusted: verification is on.
+    let gw = gateway(driver, &cfg(false));
+    let r =
+        Client::connect(gw.local_addr()).post("/v1/chat/completions", &[], &chat_body("m", false));
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().contains("TLS"), "{}", r.text());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn http10_clients_get_close_delimited_streams(driver: &str) {
+    let m = mock_models(&["m"]);
+    let gw = gateway(driver, &one_channel(m.addr(), &["m"]));
+    let body = chat_body("m", true);
+    let mut c = Client::connect(gw.local_addr());
+    c.send(
+        format!(
+            "POST /v1/chat/completions HTTP/1.0\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    let r = c.read_response();
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("transfer-encoding").is_none(),
+        "no chunked for HTTP/1.0"
+    );
+    assert_eq!(sse_data(&r.body).last().map(String::as_str), Some("[DONE]"));
+    // and a non-streamed HTTP/1.0 request closes after the answer
+    let mut c = Client::connect(gw.local_addr());
+    c.send(b"GET /health HTTP/1.0\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(c.is_closed());
+    // HTTP/1.0 with keep-alive stays open
+    let mut c = Client::connect(gw.local_addr());
+    c.send(b"GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!(r.header("connection"), Some("keep-alive"));
+    c.send(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert_eq!(c.read_response().status, 200);
+}
+
+fn unknown_model_is_404_naming_what_is_available(driver: &str) {
+    let m = mock_models(&["gpt-4o-mini"]);
+    let gw = gateway(driver, &one_channel(m.addr(), &["gpt-4o-mini", "gpt-4o"]));
+    let r = Client::connect(gw.local_addr()).post(
+        "/v1/chat/completions",
+        &[],
+        &chat_body("gpt-4o-mnii", false),
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error_code(), "model_not_found");
+    let t = r.text();
+    assert!(
+        t.contains("gpt-4o-mnii")
+            && t.contains("Did you mean `gpt-4o-mini`")
+            && t.contains("Available"),
+        "{t}"
+    );
+    assert_eq!(m.requests(), 0);
+}
