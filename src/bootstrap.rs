@@ -114,6 +114,12 @@ pub fn start(cfg: Config) -> Result<Gateway, String> {
             commands: cmd_tx,
         });
     }
+    if let Err(e) = wait_until_serving(&board, &workers) {
+        for slot in &slots {
+            let _ = slot.commands.send(worker::Command::Shutdown);
+        }
+        return Err(e);
+    }
     let (req_tx, req_rx) = crossbeam_channel::unbounded();
     let control = Control::new(cfg, 1, tls, slots, req_rx)
         .spawn()
@@ -125,6 +131,21 @@ pub fn start(cfg: Config) -> Result<Gateway, String> {
         workers,
         board,
     })
+}
+
+/// Waits until every worker holds its first snapshot (and so accepts), failing if one exits.
+fn wait_until_serving(board: &Board, workers: &[JoinHandle<()>]) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while board.min_epoch() == 0 {
+        if let Some(i) = workers.iter().position(|w| w.is_finished()) {
+            return Err(format!("worker {i} failed to start (see the log above)"));
+        }
+        if std::time::Instant::now() > deadline {
+            return Err("workers did not start within 10 s".into());
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    Ok(())
 }
 
 /// Raises `RLIMIT_NOFILE` to its hard limit: a proxied stream holds two descriptors.

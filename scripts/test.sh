@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every test of smart-ai-router on a fresh machine: formatting, lints, the Rust unit and
+# integration tests (each socket test runs on both the io_uring and the legacy epoll driver),
+# and the end-to-end test with the official OpenAI Python SDK (installed into target/sdk-venv).
+# Needs only the Rust toolchain, gcc and Python 3; everything else is installed here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+started=$SECONDS
+
+step "cargo fmt --check"
+cargo fmt --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+step "cargo test (unit + integration, both drivers)"
+cargo test
+
+step "OpenAI Python SDK end to end"
+cargo build
+bash tests/sdk/run.sh target/debug/smart-ai-router
+
+step "all tests passed in $((SECONDS - started)) s"

@@ -1,0 +1,319 @@
+//! The binary as users run it: `check`, the shipped config files, demo mode, provider keys from
+//! the environment, the port-in-use check and graceful shutdown on SIGTERM.
+
+#![allow(clippy::disallowed_methods)] // tests block on processes and sockets
+
+mod common;
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use simd_json::prelude::*;
+use smart_ai_router::config::{Config, defaults};
+
+const BIN: &str = env!("CARGO_BIN_EXE_smart-ai-router");
+
+fn repo(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// A command with an empty environment (no provider keys leak in from the machine).
+fn bin() -> Command {
+    let mut c = Command::new(BIN);
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdin(Stdio::null());
+    c
+}
+
+fn temp_file(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sar-cli-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_healthy(port: u16, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(e) = child.stderr.as_mut() {
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("gateway exited early with {status}: {err}");
+        }
+        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            drop(s);
+            let mut c = Client::connect(format!("127.0.0.1:{port}").parse().unwrap());
+            if c.get("/health").status == 200 {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "gateway became healthy");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn example_config_parses_and_holds_the_defaults() {
+    let cfg = Config::load_file(&repo("configs/example.toml"), &|_: &str| None)
+        .expect("example.toml is valid");
+    let s = &cfg.server;
+    assert_eq!(s.listen.to_string(), defaults::LISTEN);
+    assert_eq!(s.workers, defaults::WORKERS);
+    assert_eq!(s.tick, defaults::TICK);
+    assert_eq!(s.max_header_bytes as u64, defaults::MAX_HEADER_BYTES);
+    assert_eq!(s.max_headers, defaults::MAX_HEADERS);
+    assert_eq!(s.max_body as u64, defaults::MAX_BODY);
+    assert_eq!(s.max_connections, defaults::MAX_CONNECTIONS);
+    assert_eq!(s.header_timeout, defaults::HEADER_TIMEOUT);
+    assert_eq!(s.body_timeout, defaults::BODY_TIMEOUT);
+    assert_eq!(s.idle_timeout, defaults::IDLE_TIMEOUT);
+    assert_eq!(s.drain_timeout, defaults::DRAIN_TIMEOUT);
+    assert_eq!(s.dns_refresh, defaults::DNS_REFRESH);
+    assert_eq!(cfg.routing.max_attempts, defaults::MAX_ATTEMPTS);
+    let p = cfg.providers.iter().find(|p| p.id == "openai").unwrap();
+    assert_eq!(p.connect_timeout, defaults::CONNECT_TIMEOUT);
+    assert_eq!(p.first_byte_timeout, defaults::FIRST_BYTE_TIMEOUT);
+    assert_eq!(p.idle_timeout, defaults::UPSTREAM_IDLE_TIMEOUT);
+    assert_eq!(p.total_timeout, defaults::TOTAL_TIMEOUT);
+    assert_eq!(p.pool_max_idle, defaults::POOL_MAX_IDLE);
+    assert_eq!(p.pool_idle_timeout, defaults::POOL_IDLE_TIMEOUT);
+    assert_eq!(cfg.channels[0].api_key.expose(), "sk-replace-me");
+    // and the binary's `check` agrees
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(repo("configs/example.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("channel openai-main") && !text.contains("sk-replace-me"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_names_every_bad_key_and_exits_non_zero() {
+    let p = temp_file("bad.toml", "[server]\nlisten = \"nowhere\"\nworkrs = 2\n");
+    let out = bin()
+        .args(["--config"])
+        .arg(&p)
+        .arg("check")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`server.workrs`") && err.contains("did you mean `workers`"),
+        "{err}"
+    );
+    let p = temp_file(
+        "bad2.toml",
+        "[server]\nlisten = \"nowhere\"\n[providers.x]\nkind = \"openai\"\nbase_url = \"ftp://x\"\n[[channels]]\nid = \"c\"\nprovider = \"y\"\nmodels = [\"m\"]\napi_key = \"${NOT_SET_ANYWHERE}\"\n",
+    );
+    let out = bin()
+        .arg("check")
+        .env("SMART_AI_ROUTER_CONFIG", &p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("channels[0].api_key") && err.contains("NOT_SET_ANYWHERE"),
+        "{err}"
+    );
+    let p = temp_file(
+        "bad3.toml",
+        "[server]\nlisten = \"nowhere\"\n[providers.x]\nkind = \"openai\"\nbase_url = \"ftp://x\"\n[[channels]]\nid = \"c\"\nprovider = \"y\"\nmodels = [\"m\"]\n",
+    );
+    let out = bin()
+        .arg("check")
+        .env("SMART_AI_ROUTER_CONFIG", &p)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in [
+        "`server.listen`",
+        "`providers.x.base_url`",
+        "`channels[0].provider`",
+    ] {
+        assert!(err.contains(key), "{key} missing in {err}");
+    }
+    // a usage error is exit code 2
+    let out = bin().args(["--workers", "lots"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn the_minimal_design_config_works_as_written() {
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(repo("configs/minimal.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Serve it for real when its fixed ports are free on this machine.
+    let (Ok(_), Ok(_)) = (
+        std::net::TcpListener::bind("127.0.0.1:9000"),
+        std::net::TcpListener::bind("127.0.0.1:7601"),
+    ) else {
+        eprintln!("ports 9000/7601 busy: skipped serving the minimal config");
+        return;
+    };
+    let m = mock(smart_ai_router::mock::MockConfig {
+        listen: "127.0.0.1:9000".parse().unwrap(),
+        ..Default::default()
+    });
+    let mut child = Running(
+        bin()
+            .args(["--config"])
+            .arg(repo("configs/minimal.toml"))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    wait_healthy(7601, &mut child.0);
+    let r = Client::connect("127.0.0.1:7601".parse().unwrap()).post(
+        "/v1/chat/completions",
+        &[],
+        &chat_body("gpt-4o", false),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(m.requests(), 1);
+}
+
+#[test]
+fn demo_mode_serves_a_completion_through_the_proxy() {
+    let port = free_port();
+    let mut child = Running(
+        bin()
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--workers", "2"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    wait_healthy(port, &mut child.0);
+    let mut c = Client::connect(format!("127.0.0.1:{port}").parse().unwrap());
+    let h = c.get("/health").json();
+    assert_eq!(h["mode"].as_str(), Some("demo"));
+    let models = c.get("/v1/models").json();
+    assert!(
+        models["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["owned_by"].as_str() == Some("demo"))
+    );
+    let r = c.post("/v1/chat/completions", &[], &chat_body("demo-model", false));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-router-channel"), Some("demo"));
+    let r = c.post("/v1/chat/completions", &[], &chat_body("gpt-4o-mini", true));
+    assert_eq!(sse_data(&r.body).last().map(String::as_str), Some("[DONE]"));
+    // SIGTERM drains and exits cleanly, and the log announced demo mode
+    let pid = child.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let mut log = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(log.contains("DEMO MODE"), "{log}");
+}
+
+#[test]
+fn provider_keys_in_the_environment_build_channels() {
+    let m = mock_models(&[]);
+    let port = free_port();
+    let mut child = Running(
+        bin()
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--workers", "1"])
+            .env("OPENAI_API_KEY", "sk-from-env")
+            .env("OPENAI_BASE_URL", format!("http://{}/v1", m.addr()))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    wait_healthy(port, &mut child.0);
+    let mut c = Client::connect(format!("127.0.0.1:{port}").parse().unwrap());
+    assert_eq!(
+        c.get("/health").json()["mode"].as_str(),
+        Some("environment")
+    );
+    let r = c.post(
+        "/v1/chat/completions",
+        &[],
+        &chat_body("gpt-4o-mini", false),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let ev = drain(&m);
+    assert_eq!(
+        requests(&ev)[0].header("authorization"),
+        Some("Bearer sk-from-env")
+    );
+    drop(child);
+}
+
+#[test]
+fn a_taken_port_fails_the_start_with_a_clear_message() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let out = bin()
+        .args(["--listen", &addr.to_string()])
+        .env("OPENAI_API_KEY", "sk-x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already in use"), "{err}");
+    // a second gateway on the first one's port is refused the same way
+    let port = free_port();
+    let mut first = Running(
+        bin()
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--workers", "1"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    wait_healthy(port, &mut first.0);
+    let out = bin()
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already in use"));
+}
