@@ -30,6 +30,10 @@ both_drivers!(
     https_upstream_with_a_private_ca,
     http10_clients_get_close_delimited_streams,
     unknown_model_is_404_naming_what_is_available,
+    first_byte_timeouts_fail_over_and_end_in_504,
+    stream_silence_beyond_the_idle_timeout_is_a_cut,
+    stale_pooled_connections_are_retried_on_a_fresh_one,
+    shutdown_drains_in_flight_streams,
 );
 
 fn json_completion_is_relayed_with_router_headers(driver: &str) {
@@ -591,4 +595,130 @@ fn unknown_model_is_404_naming_what_is_available(driver: &str) {
         "{t}"
     );
     assert_eq!(m.requests(), 0);
+}
+
+fn first_byte_timeouts_fail_over_and_end_in_504(driver: &str) {
+    let slow = mock(MockConfig {
+        latency: Duration::from_secs(3),
+        ..Default::default()
+    });
+    let good = mock_models(&["m"]);
+    let cfg = two_channels(slow.addr(), good.addr()).replacen(
+        "[providers.a]\n",
+        "[providers.a]\nfirst_byte_timeout = \"200ms\"\n",
+        1,
+    );
+    let gw = gateway(driver, &cfg);
+    let mut c = Client::connect(gw.local_addr());
+    for _ in 0..2 {
+        let started = std::time::Instant::now();
+        let r = c.post("/v1/chat/completions", &[], &chat_body("m", false));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("x-router-channel"), Some("b"));
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the slow channel was abandoned at its timeout"
+        );
+    }
+    // a timed-out connection is never reused: each attempt on `a` opened its own
+    let ev = drain(&slow);
+    assert_eq!(connections(&ev), 2);
+    // alone, the slow channel ends in a 504
+    let cfg = one_channel(slow.addr(), &["m"]).replacen(
+        "[providers.up]\n",
+        "[providers.up]\nfirst_byte_timeout = \"200ms\"\n",
+        1,
+    );
+    let gw = gateway(driver, &cfg);
+    let r =
+        Client::connect(gw.local_addr()).post("/v1/chat/completions", &[], &chat_body("m", false));
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert_eq!(r.error_code(), "upstream_timeout");
+}
+
+fn stream_silence_beyond_the_idle_timeout_is_a_cut(driver: &str) {
+    let m = mock_models(&["m"]);
+    let cfg = one_channel(m.addr(), &["m"]).replacen(
+        "[providers.up]\n",
+        "[providers.up]\nidle_timeout = \"300ms\"\n",
+        1,
+    );
+    let gw = gateway(driver, &cfg);
+    let mut c = Client::connect(gw.local_addr());
+    // the gate is never opened: the upstream goes silent after two events
+    let r = c.post(
+        "/v1/chat/completions",
+        &[("x-mock-hold-after", "2")],
+        &chat_body("m", true),
+    );
+    let data = sse_data(&r.body);
+    assert_eq!(data.len(), 3, "{data:?}");
+    assert!(
+        data[2].contains("upstream_stream_cut") && data[2].contains("sent nothing"),
+        "{data:?}"
+    );
+}
+
+fn stale_pooled_connections_are_retried_on_a_fresh_one(driver: &str) {
+    let m = mock(MockConfig {
+        drop_after_response: true,
+        ..Default::default()
+    });
+    let gw = gateway(
+        driver,
+        &format!("[server]\nworkers = 1\n{}", one_channel(m.addr(), &["m"])),
+    );
+    let mut c = Client::connect(gw.local_addr());
+    for i in 0..4 {
+        std::thread::sleep(Duration::from_millis(20)); // let the upstream's close land
+        let r = c.post("/v1/chat/completions", &[], &chat_body("m", i % 2 == 0));
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+        assert_eq!(
+            r.header("x-router-attempts"),
+            Some("1"),
+            "a dead pooled connection is not a failed attempt"
+        );
+    }
+    assert_eq!(m.requests(), 4);
+}
+
+fn shutdown_drains_in_flight_streams(driver: &str) {
+    let m = mock_models(&["m"]);
+    let gw = gateway(
+        driver,
+        &format!(
+            "[server]\ndrain_timeout = \"5s\"\n{}",
+            one_channel(m.addr(), &["m"])
+        ),
+    );
+    let addr = gw.local_addr();
+    let mut c = Client::connect(addr);
+    c.send(&post_bytes(
+        "/v1/chat/completions",
+        &[("x-mock-hold-after", "1")],
+        &chat_body("m", true),
+    ));
+    c.read_head();
+    assert!(c.read_chunk().is_some());
+    let stopper = std::thread::spawn(move || gw.shutdown());
+    // new connections are no longer accepted once the workers drain
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(addr).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "listeners close on shutdown"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    m.open_gate();
+    let mut rest = Vec::new();
+    while let Some(chunk) = c.read_chunk() {
+        rest.extend(chunk);
+    }
+    assert_eq!(
+        sse_data(&rest).last().map(String::as_str),
+        Some("[DONE]"),
+        "the in-flight stream finished"
+    );
+    stopper.join().unwrap();
 }

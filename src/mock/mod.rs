@@ -55,6 +55,9 @@ pub struct MockConfig {
     pub fault: Option<Fault>,
     /// Stream bodies close-delimited (HTTP/1.0 style) instead of chunked.
     pub close_delimited: bool,
+    /// Close every connection right after answering while advertising keep-alive (what a
+    /// provider's load balancer does to an idle pooled connection).
+    pub drop_after_response: bool,
     /// TLS server config (https mock).
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Record every request on the events channel.
@@ -75,6 +78,7 @@ impl Default for MockConfig {
             retry_after: None,
             fault: None,
             close_delimited: false,
+            drop_after_response: false,
             tls: None,
             record: false,
             workers: 1,
@@ -328,7 +332,7 @@ async fn serve<S: AsyncReadRent + AsyncWriteRent>(mut s: S, shared: &Shared) {
             let body = error_json(404, "unknown path on the mock upstream");
             write_simple(&mut s, 404, &[], &body, keep).await
         };
-        if !ok || !keep {
+        if !ok || !keep || shared.cfg.drop_after_response {
             return;
         }
     }
