@@ -279,3 +279,120 @@ fn literal_addresses(host: &str, port: u16) -> Option<Vec<SocketAddr>> {
 pub fn all_literal(cfg: &Config) -> bool {
     Snapshot::hosts_to_resolve(cfg).is_empty()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(text: &str) -> Snapshot {
+        let cfg = Config::parse(text, &|_: &str| None).unwrap();
+        let tls = crate::control::build_tls(&cfg).unwrap();
+        Snapshot::build(&cfg, 7, &Resolved::new(), &tls)
+    }
+
+    fn head(s: &Snapshot, i: usize) -> String {
+        String::from_utf8(s.channels[i].request_head.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn request_heads_follow_each_auth_style_and_keep_version_paths() {
+        let s = build(
+            r#"
+[providers.b]
+base_url = "http://127.0.0.1:9/v1"
+[providers.x]
+base_url = "http://127.0.0.1:9/anthropic-compatible"
+auth = "x-api-key"
+[providers.z]
+kind = "azure"
+base_url = "http://127.0.0.1:9/openai/deployments/gpt4o"
+headers = { "X-Extra" = "1" }
+[providers.v3]
+kind = "doubao"
+base_url = "http://[::1]:8443/api/v3"
+[[channels]]
+id = "b"
+provider = "b"
+api_key = "kb"
+models = ["m"]
+[[channels]]
+id = "x"
+provider = "x"
+api_key = "kx"
+models = ["m"]
+[[channels]]
+id = "z"
+provider = "z"
+api_key = "kz"
+models = ["m"]
+[[channels]]
+id = "v3"
+provider = "v3"
+models = ["m"]
+"#,
+        );
+        assert_eq!(s.epoch, 7);
+        assert_eq!(
+            head(&s, 0),
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:9\r\nAuthorization: Bearer kb\r\n"
+        );
+        assert!(head(&s, 1).contains("\r\nx-api-key: kx\r\n"));
+        assert!(head(&s, 1).starts_with("POST /anthropic-compatible/chat/completions "));
+        assert!(head(&s, 2).contains("\r\napi-key: kz\r\nX-Extra: 1\r\n"));
+        assert_eq!(
+            &*s.channels[2].managed_headers,
+            &["x-extra".into()] as &[Box<str>]
+        );
+        // keyless channel: no auth header at all; IPv6 authority bracketed
+        assert_eq!(
+            head(&s, 3),
+            "POST /api/v3/chat/completions HTTP/1.1\r\nHost: [::1]:8443\r\n"
+        );
+        assert_eq!(
+            &*s.channels[3].endpoint.addrs,
+            &["[::1]:8443".parse().unwrap()]
+        );
+        // the same authority shares one endpoint (and so one pool)
+        assert!(Arc::ptr_eq(
+            &s.channels[0].endpoint,
+            &s.channels[1].endpoint
+        ));
+        // secrets do not appear in Debug output
+        assert!(!format!("{s:?}").contains("kb"));
+    }
+
+    #[test]
+    fn host_names_wait_for_the_resolver() {
+        let text = r#"
+[providers.p]
+base_url = "https://api.example.com/v1"
+[[channels]]
+id = "c"
+provider = "p"
+models = ["m"]
+"#;
+        let cfg = Config::parse(text, &|_: &str| None).unwrap();
+        assert_eq!(
+            Snapshot::hosts_to_resolve(&cfg),
+            vec![("api.example.com".to_string(), 443)]
+        );
+        let tls = crate::control::build_tls(&cfg).unwrap();
+        let s = Snapshot::build(&cfg, 1, &Resolved::new(), &tls);
+        assert!(s.channels[0].endpoint.addrs.is_empty());
+        assert!(s.channels[0].endpoint.tls.is_some());
+        let mut r = Resolved::new();
+        r.insert(
+            ("api.example.com".into(), 443),
+            vec![
+                "192.0.2.1:443".parse().unwrap(),
+                "192.0.2.2:443".parse().unwrap(),
+            ],
+        );
+        let s = Snapshot::build(&cfg, 2, &r, &tls);
+        assert_eq!(
+            s.channels[0].endpoint.addrs.len(),
+            2,
+            "every address is kept"
+        );
+    }
+}

@@ -59,3 +59,21 @@ impl Resolver {
         &self.rx
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn resolves_every_address_off_thread() {
+        let r = Resolver::start();
+        r.resolve(vec![("localhost".into(), 80)]);
+        let batch = r
+            .results()
+            .recv_timeout(Duration::from_secs(10))
+            .expect("an answer arrives");
+        let addrs = batch[0].addrs.as_ref().expect("localhost resolves");
+        assert!(addrs.iter().any(|a| a.ip().is_loopback() && a.port() == 80));
+    }
+}
