@@ -23,6 +23,9 @@ use crate::snapshot::{Resolved, Snapshot, TlsConfigs};
 use crate::upstream::tls::ClientTls;
 use crate::worker::Command;
 
+/// Longest the control loop sleeps when it has no timed work.
+const IDLE_WAIT: Duration = Duration::from_secs(3600);
+
 /// Requests to the control thread.
 #[derive(Debug)]
 pub enum Request {
@@ -156,9 +159,15 @@ impl Control {
                 resolver.resolve(hosts.clone());
                 next_resolve = Instant::now() + refresh;
             }
-            let wait = next_resolve
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(1));
+            // Sleep until the next re-resolution; with nothing to resolve, only requests wake
+            // this thread.
+            let wait = if hosts.is_empty() {
+                IDLE_WAIT
+            } else {
+                next_resolve
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1))
+            };
             crossbeam_channel::select! {
                 recv(self.requests) -> r => match r {
                     Ok(Request::Shutdown) | Err(_) => break,
