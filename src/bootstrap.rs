@@ -121,7 +121,7 @@ pub fn start(cfg: Config) -> Result<Gateway, String> {
         return Err(e);
     }
     let (req_tx, req_rx) = crossbeam_channel::unbounded();
-    let control = Control::new(cfg, 1, tls, slots, req_rx)
+    let control = Control::new(cfg, 1, tls, slots, req_rx, board.clone())
         .spawn()
         .map_err(|e| e.to_string())?;
     Ok(Gateway {

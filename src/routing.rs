@@ -69,7 +69,7 @@ fn not_found(snap: &Snapshot, model: &str) -> Error {
     let shown = crate::error::truncate(model, 200);
     let mut msg = format!("The model `{shown}` does not exist or no channel serves it.");
     let refs: Vec<&str> = names.iter().map(|n| &**n).collect();
-    if names.len() <= 5000
+    if names.len() <= 20_000
         && let Some(close) = crate::config::closest(model, &refs)
     {
         msg.push_str(&format!(" Did you mean `{close}`?"));

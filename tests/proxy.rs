@@ -34,6 +34,10 @@ both_drivers!(
     stream_silence_beyond_the_idle_timeout_is_a_cut,
     stale_pooled_connections_are_retried_on_a_fresh_one,
     shutdown_drains_in_flight_streams,
+    stray_bytes_on_an_idle_pooled_connection_never_answer_a_request,
+    a_client_leaving_before_the_first_byte_closes_the_upstream,
+    the_stream_ends_at_done_even_if_the_upstream_lingers,
+    upstream_auth_failures_become_502_without_leaking_the_body,
 );
 
 fn json_completion_is_relayed_with_router_headers(driver: &str) {
@@ -721,4 +725,107 @@ fn shutdown_drains_in_flight_streams(driver: &str) {
         "the in-flight stream finished"
     );
     stopper.join().unwrap();
+}
+
+fn stray_bytes_on_an_idle_pooled_connection_never_answer_a_request(driver: &str) {
+    for (late_408, late_200) in [(true, false), (false, true)] {
+        stray_bytes_case(driver, late_408, late_200);
+    }
+}
+
+fn stray_bytes_case(driver: &str, late_408: bool, late_200: bool) {
+    let m = mock(MockConfig {
+        late_408,
+        late_200,
+        chunks: 40, // long enough to echo the user's words
+        ..Default::default()
+    });
+    let gw = gateway(
+        driver,
+        &format!("[server]\nworkers = 1\n{}", one_channel(m.addr(), &["m"])),
+    );
+    let mut c = Client::connect(gw.local_addr());
+    for who in ["alice", "bob", "carol", "dave"] {
+        let body = format!(r#"{{"model":"m","messages":[{{"role":"user","content":"{who}"}}]}}"#);
+        let r = c.post("/v1/chat/completions", &[], &body);
+        assert_eq!(r.status, 200, "{who}: {}", r.text());
+        assert!(
+            r.text().contains(&format!("You said: {who}")),
+            "{who} got someone else's answer: {}",
+            r.text()
+        );
+        std::thread::sleep(Duration::from_millis(120)); // the stray 408 arrives meanwhile
+    }
+}
+
+fn a_client_leaving_before_the_first_byte_closes_the_upstream(driver: &str) {
+    let m = mock_models(&["m"]);
+    let gw = gateway(driver, &one_channel(m.addr(), &["m"]));
+    for stream in [false, true] {
+        let mut c = Client::connect(gw.local_addr());
+        c.send(&post_bytes(
+            "/v1/chat/completions",
+            &[("x-mock-latency-ms", "5000")],
+            &chat_body("m", stream),
+        ));
+        std::thread::sleep(Duration::from_millis(100));
+        drop(c);
+        // The mock would answer after 5 s; it sees the close long before only if the gateway
+        // closed the upstream connection when the client left.
+        let seen = wait_event(&m, Duration::from_secs(3), |e| {
+            matches!(e, MockEvent::PeerClosedWhileHeld)
+        });
+        assert!(
+            seen.is_some(),
+            "stream={stream}: upstream closed when the client left"
+        );
+    }
+}
+
+fn the_stream_ends_at_done_even_if_the_upstream_lingers(driver: &str) {
+    let m = mock(MockConfig {
+        chunks: 2,
+        ..Default::default()
+    });
+    let gw = gateway(driver, &one_channel(m.addr(), &["m"]));
+    let mut c = Client::connect(gw.local_addr());
+    // role + 2 content + finish + [DONE] = 5 events; the mock then holds its last chunk forever
+    let r = c.post(
+        "/v1/chat/completions",
+        &[("x-mock-hold-after", "5")],
+        &chat_body("m", true),
+    );
+    let data = sse_data(&r.body);
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{data:?}");
+    assert!(
+        !data.iter().any(|d| d.contains("error")),
+        "no error after [DONE]: {data:?}"
+    );
+    let cache_control = r
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "cache-control")
+        .count();
+    assert_eq!(
+        cache_control, 1,
+        "one cache-control header: {:?}",
+        r.headers
+    );
+}
+
+fn upstream_auth_failures_become_502_without_leaking_the_body(driver: &str) {
+    let a = mock(MockConfig {
+        status: Some(401),
+        ..Default::default()
+    });
+    let gw = gateway(driver, &one_channel(a.addr(), &["m"]));
+    let r =
+        Client::connect(gw.local_addr()).post("/v1/chat/completions", &[], &chat_body("m", false));
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(r.error_code(), "upstream_auth_failed");
+    assert!(
+        !r.text().contains("injected"),
+        "the provider's text stays behind: {}",
+        r.text()
+    );
 }

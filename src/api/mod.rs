@@ -132,7 +132,7 @@ pub async fn handle(
 
 async fn health(worker: &Worker, snap: &Snapshot, ex: &mut Exchange<'_>) {
     let board = &worker.board;
-    let ready = board.min_epoch() > 0;
+    let ready = board.ready();
     let mut b = Vec::with_capacity(256);
     b.extend_from_slice(b"{\"status\":");
     json::write_str(&mut b, if ready { "ok" } else { "starting" });

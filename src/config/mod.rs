@@ -350,6 +350,10 @@ impl Config {
             let Some(key) = env.var(var).filter(|k| !k.trim().is_empty()) else {
                 continue;
             };
+            if key.trim().bytes().any(|b| b.is_ascii_control()) {
+                tracing::warn!(var, "ignored: the key contains control characters");
+                continue;
+            }
             let base = env
                 .var(&format!("{}_BASE_URL", var.trim_end_matches("_API_KEY")))
                 .and_then(|u| BaseUrl::parse(&u).ok())
@@ -611,28 +615,49 @@ fn join_path(parent: &str, field: &str) -> String {
     }
 }
 
-/// The known name closest to `name` by edit distance, if it is plausibly a typo.
+/// The known name closest to `name` by edit distance, if it is plausibly a typo. Bounded work:
+/// names longer than 64 characters are never matched, and only names of similar length are
+/// compared, so an attacker's huge or random input costs next to nothing.
 pub fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
-    known
-        .iter()
-        .map(|k| (edit_distance(name, k), *k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
+    if name.len() > 64 {
+        return None;
+    }
+    let mut best: Option<(usize, &'a str)> = None;
+    for k in known {
+        let limit = 2.max(k.len() / 3);
+        if k.len() > 64 || k.len().abs_diff(name.len()) > limit {
+            continue;
+        }
+        let limit = best.map_or(limit, |(d, _)| limit.min(d.saturating_sub(1)));
+        if let Some(d) = edit_distance_within(name.as_bytes(), k.as_bytes(), limit) {
+            best = Some((d, k));
+        }
+    }
+    best.map(|(_, k)| k)
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
+/// Levenshtein distance between `a` and `b` (bytes, both at most 64 long) if it is at most
+/// `limit`; gives up as soon as every path exceeds it.
+fn edit_distance_within(a: &[u8], b: &[u8], limit: usize) -> Option<usize> {
+    let mut prev = [0usize; 65];
+    let mut cur = [0usize; 65];
+    for (j, p) in prev.iter_mut().enumerate().take(b.len() + 1) {
+        *p = j;
     }
-    prev[b.len()]
+    for (i, &ca) in a.iter().enumerate() {
+        cur[0] = i + 1;
+        let mut row_min = cur[0];
+        for (j, &cb) in b.iter().enumerate() {
+            let cost = usize::from(!ca.eq_ignore_ascii_case(&cb));
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+            row_min = row_min.min(cur[j + 1]);
+        }
+        if row_min > limit {
+            return None;
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    (prev[b.len()] <= limit).then_some(prev[b.len()])
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1451,6 +1476,29 @@ models = ["m"]
         assert_eq!(c.channels.len(), 2);
         assert!(c.channels[0].models.iter().any(|m| m == "gpt-4o-mini"));
         assert_eq!(c.channels[1].api_key.expose(), "gsk-b");
+        // a key that could inject headers upstream is ignored
+        let c = Config::from_environment(&env(&[
+            ("OPENAI_API_KEY", "sk-a\r\nX-Injected: yes"),
+            ("GROQ_API_KEY", "gsk-b"),
+        ]))
+        .unwrap();
+        assert_eq!(c.channels.len(), 1);
+        assert_eq!(c.channels[0].id, "groq");
+    }
+
+    #[test]
+    fn closest_is_bounded_and_finds_typos() {
+        assert_eq!(closest("listn", &["listen", "workers"]), Some("listen"));
+        assert_eq!(
+            closest("gpt-4o-mnii", &["gpt-4o-mini", "gpt-4o"]),
+            Some("gpt-4o-mini")
+        );
+        assert_eq!(closest("zzzzzz", &["listen"]), None);
+        let huge = "x".repeat(1 << 20);
+        assert_eq!(closest(&huge, &["x"]), None);
+        let many: Vec<String> = (0..20_000).map(|i| format!("model-{i}")).collect();
+        let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert_eq!(closest("model-1234x", &refs), Some("model-1234"));
     }
 
     #[test]

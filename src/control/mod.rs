@@ -21,7 +21,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use crate::config::{Config, Scheme};
 use crate::snapshot::{Resolved, Snapshot, TlsConfigs};
 use crate::upstream::tls::ClientTls;
-use crate::worker::Command;
+use crate::worker::{Board, Command};
 
 /// Longest the control loop sleeps when it has no timed work.
 const IDLE_WAIT: Duration = Duration::from_secs(3600);
@@ -99,6 +99,7 @@ pub struct Control {
     tls: TlsConfigs,
     slots: Vec<Slot>,
     requests: Receiver<Request>,
+    board: Arc<Board>,
 }
 
 impl std::fmt::Debug for Control {
@@ -117,6 +118,7 @@ impl Control {
         tls: TlsConfigs,
         slots: Vec<Slot>,
         requests: Receiver<Request>,
+        board: Arc<Board>,
     ) -> Control {
         Control {
             cfg,
@@ -125,6 +127,7 @@ impl Control {
             tls,
             slots,
             requests,
+            board,
         }
     }
 
@@ -151,6 +154,11 @@ impl Control {
 
     fn run(mut self) {
         let hosts = Snapshot::hosts_to_resolve(&self.cfg);
+        // Hosts still unanswered in the first round; /health says `starting` until it is 0.
+        let mut first_round = hosts.len();
+        if first_round == 0 {
+            self.board.set_resolved();
+        }
         let resolver = dns::Resolver::start();
         let refresh = self.cfg.server.dns_refresh;
         let mut next_resolve = Instant::now();
@@ -173,10 +181,17 @@ impl Control {
                     Ok(Request::Shutdown) | Err(_) => break,
                 },
                 recv(resolver.results()) -> r => {
-                    if let Ok(batch) = r
-                        && self.merge(batch)
-                    {
-                        self.publish();
+                    if let Ok(batch) = r {
+                        let answered = batch.len();
+                        if self.merge(batch) {
+                            self.publish();
+                        }
+                        if first_round > 0 {
+                            first_round = first_round.saturating_sub(answered);
+                            if first_round == 0 {
+                                self.board.set_resolved();
+                            }
+                        }
                     }
                 },
                 default(wait) => {},

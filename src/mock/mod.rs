@@ -58,6 +58,12 @@ pub struct MockConfig {
     /// Close every connection right after answering while advertising keep-alive (what a
     /// provider's load balancer does to an idle pooled connection).
     pub drop_after_response: bool,
+    /// 50 ms after each answer, send an unsolicited `408` and close (what some load balancers
+    /// do to idle keep-alive connections).
+    pub late_408: bool,
+    /// 50 ms after each answer, send an unsolicited complete `200` and keep the connection
+    /// open (a confused upstream: those bytes must never answer the next request).
+    pub late_200: bool,
     /// TLS server config (https mock).
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Record every request on the events channel.
@@ -79,6 +85,8 @@ impl Default for MockConfig {
             fault: None,
             close_delimited: false,
             drop_after_response: false,
+            late_408: false,
+            late_200: false,
             tls: None,
             record: false,
             workers: 1,
@@ -335,6 +343,20 @@ async fn serve<S: AsyncReadRent + AsyncWriteRent>(mut s: S, shared: &Shared) {
         if !ok || !keep || shared.cfg.drop_after_response {
             return;
         }
+        if shared.cfg.late_200 {
+            monoio::time::sleep(Duration::from_millis(50)).await;
+            let stray = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 14\r\n\r\n{\"stray\":true}";
+            if s.write_all(stray.as_slice()).await.0.is_err() {
+                return;
+            }
+        }
+        if shared.cfg.late_408 {
+            monoio::time::sleep(Duration::from_millis(50)).await;
+            let stray =
+                b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+            let _ = s.write_all(stray.as_slice()).await;
+            return;
+        }
     }
 }
 
@@ -472,8 +494,9 @@ async fn chat<S: AsyncReadRent + AsyncWriteRent>(
         .header_num("x-mock-latency-ms")
         .map(Duration::from_millis)
         .unwrap_or(cfg.latency);
-    if !latency.is_zero() {
-        monoio::time::sleep(latency).await;
+    if !latency.is_zero() && !wait_unless_peer_closes(s, buf, latency, None).await {
+        let _ = shared.events.send(MockEvent::PeerClosedWhileHeld);
+        return false;
     }
     let status = req
         .header_num("x-mock-status")
@@ -703,6 +726,10 @@ async fn stream<S: AsyncReadRent + AsyncWriteRent>(
             return false;
         }
     }
+    if hold_after == Some(events.len()) && !hold(s, shared, buf).await {
+        let _ = shared.events.send(MockEvent::PeerClosedWhileHeld);
+        return false;
+    }
     if chunked_framing {
         s.write_all(chunked::LAST_CHUNK).await.0.is_ok()
     } else {
@@ -712,13 +739,23 @@ async fn stream<S: AsyncReadRent + AsyncWriteRent>(
 
 /// Waits for the gate; `false` when the peer closed the connection meanwhile.
 async fn hold<S: AsyncReadRent>(s: &mut S, shared: &Shared, buf: &mut Vec<u8>) -> bool {
+    wait_unless_peer_closes(s, buf, Duration::MAX, Some(&shared.gate)).await
+}
+
+/// Waits `d` (or until `gate` opens); `false` as soon as the peer closes the connection.
+async fn wait_unless_peer_closes<S: AsyncReadRent>(
+    s: &mut S,
+    buf: &mut Vec<u8>,
+    d: Duration,
+    gate: Option<&AtomicBool>,
+) -> bool {
+    let start = std::time::Instant::now();
     loop {
-        if shared.gate.load(Ordering::SeqCst) {
+        if gate.is_some_and(|g| g.load(Ordering::SeqCst)) || start.elapsed() >= d {
             return true;
         }
-        match monoio::time::timeout(Duration::from_millis(2), crate::server::read_into(s, buf))
-            .await
-        {
+        let step = Duration::from_millis(2).min(d.saturating_sub(start.elapsed()));
+        match monoio::time::timeout(step, crate::server::read_into(s, buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => return false,
             Ok(Ok(_)) | Err(_) => {}
         }

@@ -24,7 +24,8 @@ use crate::error::{Error, Kind};
 use crate::h1::head::ResponseHead;
 use crate::json;
 use crate::routing;
-use crate::server::{Exchange, Request};
+use crate::server::response::ClientGuard;
+use crate::server::{Exchange, Request, Responder};
 use crate::snapshot::{Channel, Snapshot};
 use crate::upstream::{Conn, ConnectError};
 use crate::worker::{SnapshotRef, Worker};
@@ -79,10 +80,12 @@ pub async fn chat(
     features: &Features,
     ex: &mut Exchange<'_>,
 ) {
+    let Exchange { out, input } = ex;
     let mut plan = Vec::with_capacity(4);
     if let Err(e) = routing::plan(snap, &features.model, worker.next_rotation(), &mut plan) {
-        return ex.out.send_error(&e).await;
+        return out.send_error(&e).await;
     }
+    let mut guard = ClientGuard::new(input);
     let mut outgoing = Vec::with_capacity(req.body.len() + 1024);
     let mut failures: Vec<(usize, Failure)> = Vec::new();
     for (n, attempt) in plan.iter().enumerate() {
@@ -93,7 +96,7 @@ pub async fn chat(
             req,
             features,
             attempt.model,
-            ex.out.request_id.as_bytes(),
+            out.request_id.as_bytes(),
         );
         let started = Instant::now();
         let info = Info {
@@ -103,22 +106,33 @@ pub async fn chat(
             attempts: n + 1,
             started,
         };
-        match attempt_once(worker, ch, &mut outgoing, started).await {
+        let Some(result) = guard
+            .run(attempt_once(worker, ch, &mut outgoing, started))
+            .await
+        else {
+            tracing::debug!(channel = %ch.id, "client left while waiting for the upstream");
+            return guard.finish().await;
+        };
+        match result {
             Err(f) => {
                 tracing::debug!(channel = %ch.id, failure = %f.describe(), "attempt failed");
                 failures.push((attempt.channel, f));
             }
             Ok((conn, head)) if fails_over(head.status) => {
-                let kept = read_kept(worker, ch, conn, &head).await;
+                let Some(kept) = guard.run(read_kept(worker, ch, conn, &head)).await else {
+                    return guard.finish().await;
+                };
                 tracing::debug!(channel = %ch.id, status = head.status, "upstream status fails over");
                 failures.push((attempt.channel, Failure::Status(kept)));
             }
             Ok((conn, head)) => {
-                return relay::respond(worker, ch, conn, head, &info, ex).await;
+                relay::respond(worker, ch, conn, head, &info, out, &mut guard).await;
+                return guard.finish().await;
             }
         }
     }
-    give_up(snap, &features.model, failures, ex).await;
+    guard.finish().await;
+    give_up(snap, &features.model, failures, out).await;
 }
 
 /// Response-header facts about the attempt that answered.
@@ -177,11 +191,16 @@ fn build_request(
     );
     out.extend_from_slice(request_id);
     out.extend_from_slice(b"\r\n");
-    let connection_tokens = req.header(b"connection").unwrap_or(b"");
+    let named_by_connection = |name: &[u8]| {
+        req.head.headers.iter().any(|h| {
+            req.buf[h.name.clone()].eq_ignore_ascii_case(b"connection")
+                && crate::h1::has_token(&req.buf[h.value.clone()], name)
+        })
+    };
     for h in &req.head.headers {
         let name = &req.buf[h.name.clone()];
         if drop_request_header(name)
-            || crate::h1::has_token(connection_tokens, name)
+            || named_by_connection(name)
             || ch
                 .managed_headers
                 .iter()
@@ -225,35 +244,46 @@ async fn attempt_once(
             .await
             .map_err(Failure::Connect)?,
     };
+    let mut retried = false;
     loop {
         let budget = t.first_byte.min(t.total.saturating_sub(started.elapsed()));
         let data = std::mem::take(outgoing);
         let r = monoio::time::timeout(budget, send_and_read_head(&mut conn, data)).await;
-        match r {
+        let stale = match r {
             Ok((Ok(head), data)) => {
                 *outgoing = data;
-                return Ok((conn, head));
+                // A 408 on a reused connection is the server timing out the idle connection,
+                // not an answer to this request.
+                if head.status == 408 && conn.reused && !retried {
+                    true
+                } else {
+                    return Ok((conn, head));
+                }
             }
             Ok((Err(e), data)) => {
                 *outgoing = data;
-                if conn.reused && conn.buf.is_empty() {
-                    // A pooled connection the server had closed: one fresh retry.
-                    conn = worker
-                        .pool
-                        .connect(ep, t.connect)
-                        .await
-                        .map_err(Failure::Connect)?;
-                    continue;
+                if conn.reused && !retried && conn.buf.is_empty() {
+                    true
+                } else {
+                    return Err(Failure::Broken(e));
                 }
-                return Err(Failure::Broken(e));
             }
             Err(_) => {
-                // The buffer was inside the cancelled future; rebuild is the caller's job only
-                // if it tries again, and a timeout moves to another channel anyway.
+                // The request buffer was inside the cancelled future; a timeout moves on to
+                // another channel, whose request is built afresh.
                 *outgoing = Vec::new();
                 return Err(Failure::Timeout("first byte"));
             }
-        }
+        };
+        debug_assert!(stale);
+        // A pooled connection the server had closed or timed out: one fresh retry, which does
+        // not count as an attempt.
+        retried = true;
+        conn = worker
+            .pool
+            .connect(ep, t.connect)
+            .await
+            .map_err(Failure::Connect)?;
     }
 }
 
@@ -267,6 +297,9 @@ async fn send_and_read_head(
     }
     loop {
         match ResponseHead::parse(&conn.buf, MAX_RESPONSE_HEAD, false) {
+            Ok(Some(h)) if h.status == 101 => {
+                return (Err("unexpected protocol switch (101)".to_string()), data);
+            }
             Ok(Some(h)) if (100..200).contains(&h.status) => {
                 // Interim response (e.g. 100 Continue): skip it.
                 conn.buf.drain(..h.len);
@@ -289,22 +322,17 @@ async fn send_and_read_head(
 /// Reads a failed attempt's body (bounded) so it can be returned if no later attempt answers;
 /// pools the connection when it was read cleanly.
 async fn read_kept(worker: &Worker, ch: &Channel, mut conn: Conn, head: &ResponseHead) -> Kept {
-    let headers = head
-        .headers
-        .iter()
-        .filter(|h| relay::forward_response_header(&conn.buf[h.name.clone()]))
-        .map(|h| {
-            (
-                conn.buf[h.name.clone()].to_vec(),
-                conn.buf[h.value.clone()].to_vec(),
-            )
-        })
+    let mut headers: Vec<(Vec<u8>, Vec<u8>)> = relay::forwarded(&conn.buf, head)
+        .map(|(n, v)| (n.to_vec(), v.to_vec()))
         .collect();
+    if let Some(ct) = head.header(&conn.buf, b"content-type") {
+        headers.push((b"content-type".to_vec(), ct.to_vec()));
+    }
     let status = head.status;
     let mut body = Vec::new();
     let deadline = Instant::now() + ch.timeouts.idle.min(Duration::from_secs(10));
-    let clean = relay::read_body(&mut conn, head, &mut body, MAX_ERROR_BODY, deadline).await;
-    if clean.is_ok() && head.keep_alive {
+    let exact = relay::read_body(&mut conn, head, &mut body, MAX_ERROR_BODY, deadline).await;
+    if matches!(exact, Ok(true)) && head.keep_alive {
         worker.pool.put(&ch.endpoint, conn, Instant::now());
     }
     Kept {
@@ -319,7 +347,7 @@ async fn give_up(
     snap: &Snapshot,
     model: &str,
     failures: Vec<(usize, Failure)>,
-    ex: &mut Exchange<'_>,
+    out: &mut Responder<'_>,
 ) {
     let summary: Vec<String> = failures
         .iter()
@@ -327,22 +355,16 @@ async fn give_up(
         .collect();
     tracing::warn!(model, attempts = failures.len(), failures = %summary.join("; "), "all attempts failed");
     let Some((_, last)) = failures.into_iter().last() else {
-        return ex
-            .out
-            .send_error(&Error::new(
-                502,
-                Kind::Server,
-                "upstream_error",
-                "No attempt was made.",
-            ))
-            .await;
+        let e = Error::new(502, Kind::Server, "upstream_error", "No attempt was made.");
+        return out.send_error(&e).await;
     };
     match last {
-        Failure::Status(k) if k.status < 500 => {
-            ex.out.begin(k.status);
+        // A rate limit or an unknown model is the client's business: relayed as it came.
+        Failure::Status(k) if matches!(k.status, 404 | 429) => {
+            out.begin(k.status);
             for (n, v) in &k.headers {
                 if !n.eq_ignore_ascii_case(b"content-type") {
-                    ex.out.header(n, v);
+                    out.header(n, v);
                 }
             }
             let ct = k
@@ -350,26 +372,39 @@ async fn give_up(
                 .iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case(b"content-type"))
                 .map_or(&b"application/json"[..], |(_, v)| v.as_slice());
-            ex.out.body(ct, &k.body).await
+            out.body(ct, &k.body).await
         }
         last => {
-            let (status, code) = match last {
+            // 401/402/403 describe the *gateway's* key, not the client's: relaying them would
+            // tell the client its own credentials are wrong and leak the provider's text about
+            // ours. They become a 502 naming the channel.
+            let (status, code, hint) = match &last {
                 Failure::Timeout(_) | Failure::Connect(ConnectError::Timeout) => {
-                    (504, "upstream_timeout")
+                    (504, "upstream_timeout", "")
                 }
-                _ => (502, "upstream_error"),
+                Failure::Status(k) if matches!(k.status, 401 | 403) => (
+                    502,
+                    "upstream_auth_failed",
+                    " The provider rejected the channel's API key; check its api_key.",
+                ),
+                Failure::Status(k) if k.status == 402 => (
+                    502,
+                    "upstream_quota_exhausted",
+                    " The provider reports the channel's credit or quota is exhausted.",
+                ),
+                _ => (502, "upstream_error", ""),
             };
             let e = Error::new(
                 status,
                 Kind::Server,
                 code,
                 format!(
-                    "Every upstream attempt for `{}` failed ({}).",
+                    "Every upstream attempt for `{}` failed ({}).{hint}",
                     crate::error::truncate(model, 200),
                     summary.join("; ")
                 ),
             );
-            ex.out.send_error(&e).await
+            out.send_error(&e).await
         }
     }
 }

@@ -3,8 +3,11 @@
 //!
 //! Invariants: only complete SSE events are forwarded (an error event after a cut is never
 //! glued to half an event); the upstream's events pass unchanged — the gateway adds no
-//! `[DONE]` and never a second one; a stream cut by the upstream (EOF or silence before the
-//! framing completes, or a close-delimited stream without `[DONE]`) ends with an error event.
+//! `[DONE]` and never a second one; once `[DONE]` went out the client's stream ends, whatever
+//! the upstream does next; a stream cut by the upstream (EOF or silence before the framing
+//! completes, or a close-delimited stream without `[DONE]`) ends with an error event. A
+//! connection whose response was not framed exactly (trailing bytes, early close) is never
+//! pooled, but a complete answer is still relayed.
 
 use std::time::{Duration, Instant};
 
@@ -12,16 +15,21 @@ use crate::error::{Error, Kind};
 use crate::h1::chunked::Decoder;
 use crate::h1::head::{Body, ResponseHead};
 use crate::h1::sse;
-use crate::server::Exchange;
-use crate::server::response::ClientEvent;
+use crate::server::Responder;
+use crate::server::response::ClientGuard;
 use crate::snapshot::Channel;
 use crate::upstream::Conn;
 use crate::worker::Worker;
 
 use super::{Info, MAX_RESPONSE_BODY};
 
+/// After the client's stream ended with `[DONE]`, how long the upstream may take to finish its
+/// framing so the connection can be pooled.
+const FRAMING_GRACE: Duration = Duration::from_secs(2);
+
 /// True for upstream response headers passed on to the client. Framing, hop-by-hop, identity
-/// (`server`, `date`, `x-request-id`), cookies and CORS are the gateway's own business.
+/// (`server`, `date`, `x-request-id`), cookies, CORS and facts about the gateway's own
+/// provider account (organization, project, auth challenges) stay behind.
 pub(super) fn forward_response_header(name: &[u8]) -> bool {
     const DROP: &[&[u8]] = &[
         b"content-length",
@@ -31,6 +39,9 @@ pub(super) fn forward_response_header(name: &[u8]) -> bool {
         b"x-request-id",
         b"set-cookie",
         b"alt-svc",
+        b"www-authenticate",
+        b"openai-organization",
+        b"openai-project",
     ];
     !(crate::h1::is_hop_by_hop(name)
         || DROP.iter().any(|d| d.eq_ignore_ascii_case(name))
@@ -42,19 +53,37 @@ fn starts_with_ci(name: &[u8], prefix: &[u8]) -> bool {
     name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
 
-fn write_forwarded_headers(
-    conn: &Conn,
+/// The upstream headers to relay, as (name, value) slices of `buf`: [`forward_response_header`]
+/// minus anything the upstream's own `Connection` header names.
+pub(super) fn forwarded<'b>(
+    buf: &'b [u8],
     head: &ResponseHead,
-    out: &mut crate::server::Responder<'_>,
-) {
+) -> impl Iterator<Item = (&'b [u8], &'b [u8])> {
+    let named_by_connection = |name: &[u8]| {
+        head.headers.iter().any(|h| {
+            buf[h.name.clone()].eq_ignore_ascii_case(b"connection")
+                && crate::h1::has_token(&buf[h.value.clone()], name)
+        })
+    };
+    head.headers
+        .iter()
+        .map(|h| (&buf[h.name.clone()], &buf[h.value.clone()]))
+        .filter(move |(n, _)| forward_response_header(n) && !named_by_connection(n))
+}
+
+fn write_forwarded_headers(conn: &Conn, head: &ResponseHead, out: &mut Responder<'_>, sse: bool) {
     for h in &head.headers {
         let name = &conn.buf[h.name.clone()];
-        let value = &conn.buf[h.value.clone()];
         if name.eq_ignore_ascii_case(b"x-request-id") {
-            out.header(b"x-upstream-request-id", value);
-        } else if forward_response_header(name) {
-            out.header(name, value);
+            out.header(b"x-upstream-request-id", &conn.buf[h.value.clone()]);
         }
+    }
+    for (name, value) in forwarded(&conn.buf, head) {
+        // The gateway writes its own cache-control on streams.
+        if sse && name.eq_ignore_ascii_case(b"cache-control") {
+            continue;
+        }
+        out.header(name, value);
     }
 }
 
@@ -87,8 +116,8 @@ async fn read_timed(
     }
 }
 
-/// Reads a whole body per `head`'s framing. `Ok` means the framing completed exactly (the
-/// connection may be reused if the head allows it).
+/// Reads a whole body per `head`'s framing. The flag says whether the framing ended exactly at
+/// the end of the bytes read (only then may the connection be reused).
 async fn read_body_at(
     conn: &mut Conn,
     head: &ResponseHead,
@@ -96,9 +125,9 @@ async fn read_body_at(
     max: usize,
     idle: Duration,
     deadline: Instant,
-) -> Result<BodyAt, BodyError> {
+) -> Result<(BodyAt, bool), BodyError> {
     match head.body {
-        Body::None => Ok(BodyAt::Conn(head.len..head.len)),
+        Body::None => Ok((BodyAt::Conn(head.len..head.len), conn.buf.len() == head.len)),
         Body::Length(n) => {
             if n > max as u64 {
                 return Err(BodyError::TooLarge);
@@ -110,10 +139,7 @@ async fn read_body_at(
                     return Err(BodyError::Broken("connection closed mid-body".into()));
                 }
             }
-            if conn.buf.len() > end {
-                return Err(BodyError::Broken("extra bytes after the body".into()));
-            }
-            Ok(BodyAt::Conn(head.len..end))
+            Ok((BodyAt::Conn(head.len..end), conn.buf.len() == end))
         }
         Body::Chunked => {
             let mut dec = Decoder::new();
@@ -127,13 +153,8 @@ async fn read_body_at(
                     return Err(BodyError::TooLarge);
                 }
                 if dec.is_done() {
-                    return if pos == conn.buf.len() {
-                        Ok(BodyAt::Out)
-                    } else {
-                        Err(BodyError::Broken("extra bytes after the body".into()))
-                    };
+                    return Ok((BodyAt::Out, pos == conn.buf.len()));
                 }
-                conn.buf.truncate(pos);
                 conn.buf.drain(head.len..pos);
                 pos = head.len;
                 if read_timed(conn, idle, deadline).await? == 0 {
@@ -150,30 +171,27 @@ async fn read_body_at(
                     break;
                 }
             }
-            // Close-delimited: the head's keep_alive is false, so the connection is not reused.
             out.extend_from_slice(&conn.buf[head.len..]);
-            Ok(BodyAt::Out)
+            Ok((BodyAt::Out, false))
         }
     }
 }
 
-/// Reads a body into `out` (bounded); `Ok` when the framing completed (the connection may then
-/// be reused if `head.keep_alive`).
+/// Reads a body into `out` (bounded); `Ok(true)` when the connection may be reused (if the
+/// head allows it).
 pub(super) async fn read_body(
     conn: &mut Conn,
     head: &ResponseHead,
     out: &mut Vec<u8>,
     max: usize,
     deadline: Instant,
-) -> Result<(), BodyError> {
+) -> Result<bool, BodyError> {
     let idle = deadline.saturating_duration_since(Instant::now());
-    match read_body_at(conn, head, out, max, idle, deadline).await? {
-        BodyAt::Conn(r) => {
-            out.extend_from_slice(&conn.buf[r]);
-            Ok(())
-        }
-        BodyAt::Out => Ok(()),
+    let (at, exact) = read_body_at(conn, head, out, max, idle, deadline).await?;
+    if let BodyAt::Conn(r) = at {
+        out.extend_from_slice(&conn.buf[r]);
     }
+    Ok(exact)
 }
 
 /// Relays the answering attempt's response.
@@ -183,27 +201,31 @@ pub(super) async fn respond(
     mut conn: Conn,
     head: ResponseHead,
     info: &Info<'_>,
-    ex: &mut Exchange<'_>,
+    out: &mut Responder<'_>,
+    guard: &mut ClientGuard<'_, '_>,
 ) {
     let deadline = info.started + ch.timeouts.total;
     if head.event_stream && (200..300).contains(&head.status) {
-        return relay_sse(worker, ch, conn, head, info, ex, deadline).await;
+        return relay_sse(worker, ch, conn, head, info, out, guard, deadline).await;
     }
     let mut decoded = Vec::new();
-    match read_body_at(
+    let read = read_body_at(
         &mut conn,
         &head,
         &mut decoded,
         MAX_RESPONSE_BODY,
         ch.timeouts.idle,
         deadline,
-    )
-    .await
-    {
-        Ok(at) => {
-            ex.out.begin(head.status);
-            write_forwarded_headers(&conn, &head, &mut ex.out);
-            info.write_headers(&mut ex.out);
+    );
+    let Some(result) = guard.run(read).await else {
+        tracing::debug!(channel = %ch.id, "client left during the upstream body; upstream closed");
+        return;
+    };
+    match result {
+        Ok((at, exact)) => {
+            out.begin(head.status);
+            write_forwarded_headers(&conn, &head, out, false);
+            info.write_headers(out);
             let ct = head
                 .header(&conn.buf, b"content-type")
                 .unwrap_or(b"application/json");
@@ -211,8 +233,8 @@ pub(super) async fn respond(
                 BodyAt::Conn(r) => &conn.buf[r],
                 BodyAt::Out => &decoded[..],
             };
-            ex.out.body(ct, body).await;
-            if head.keep_alive {
+            out.body(ct, body).await;
+            if head.keep_alive && exact {
                 worker.pool.put(&ch.endpoint, conn, Instant::now());
             }
         }
@@ -236,8 +258,7 @@ pub(super) async fn respond(
                 ),
             };
             tracing::warn!(channel = %ch.id, code, "upstream body failed");
-            ex.out
-                .send_error(&Error::new(status, Kind::Server, code, msg))
+            out.send_error(&Error::new(status, Kind::Server, code, msg))
                 .await;
         }
     }
@@ -252,7 +273,7 @@ enum Framing {
 
 impl Framing {
     /// Takes raw upstream bytes, appends payload to `pending`. Returns `true` once the framing
-    /// is complete. Excess bytes after the end are an error (the connection is not reusable).
+    /// is complete. Bytes after the end are an error (the connection is not reusable).
     fn absorb(&mut self, raw: &[u8], pending: &mut Vec<u8>) -> Result<bool, String> {
         match self {
             Framing::Length(left) => {
@@ -282,7 +303,10 @@ impl Framing {
 }
 
 enum End {
+    /// The upstream finished (framing complete, or close after `[DONE]`).
     Clean,
+    /// `[DONE]` went out; the framing may still be open.
+    Done,
     Cut(String),
     ClientGone,
 }
@@ -294,12 +318,12 @@ async fn relay_sse(
     mut conn: Conn,
     head: ResponseHead,
     info: &Info<'_>,
-    ex: &mut Exchange<'_>,
+    out: &mut Responder<'_>,
+    guard: &mut ClientGuard<'_, '_>,
     deadline: Instant,
 ) {
-    let Exchange { out, input } = ex;
     out.begin(head.status);
-    write_forwarded_headers(&conn, &head, out);
+    write_forwarded_headers(&conn, &head, out, true);
     info.write_headers(out);
     let ct: Vec<u8> = head
         .header(&conn.buf, b"content-type")
@@ -307,9 +331,9 @@ async fn relay_sse(
         .to_vec();
     out.start_stream(&ct).await;
     if out.failed {
-        input.closed = true;
         return;
     }
+    guard.arm();
 
     let mut framing = match head.body {
         Body::Length(n) => Framing::Length(n),
@@ -318,7 +342,6 @@ async fn relay_sse(
         Body::None => Framing::Length(0),
     };
     let mut pending: Vec<u8> = Vec::with_capacity(8 * 1024);
-    let mut done_seen = false;
     let mut reusable = head.keep_alive;
     let mut complete = matches!(framing, Framing::Length(0));
     let first = conn.buf.split_off(head.len);
@@ -332,15 +355,18 @@ async fn relay_sse(
         Err(m) => Some(End::Cut(m)),
     };
 
-    let mut watch = input.watch();
     while end.is_none() {
         // Forward every complete event now.
         if let Some(e) = sse::complete_end(&pending, scan_from) {
-            done_seen |= sse::has_done(&pending[..e]);
+            let done = sse::has_done(&pending[..e]);
             out.stream_data(&pending[..e]).await;
             pending.drain(..e);
             if out.failed {
                 end = Some(End::ClientGone);
+                break;
+            }
+            if done {
+                end = Some(if complete { End::Clean } else { End::Done });
                 break;
             }
         }
@@ -357,24 +383,10 @@ async fn relay_sse(
             .timeouts
             .idle
             .min(deadline.saturating_duration_since(Instant::now()));
-        let step = {
-            let read = monoio::time::timeout(wait, conn.read_more());
-            let mut read = std::pin::pin!(read);
-            loop {
-                if !watch.is_active() {
-                    break Some((&mut read).await);
-                }
-                monoio::select! {
-                    r = &mut read => break Some(r),
-                    ev = watch.event() => {
-                        if ev == ClientEvent::Gone {
-                            break None;
-                        }
-                    }
-                }
-            }
-        };
-        match step {
+        match guard
+            .run(monoio::time::timeout(wait, conn.read_more()))
+            .await
+        {
             None => end = Some(End::ClientGone),
             Some(Err(_)) => {
                 end = Some(End::Cut(if Instant::now() >= deadline {
@@ -386,14 +398,12 @@ async fn relay_sse(
             Some(Ok(Err(e))) => end = Some(End::Cut(format!("read failed: {e}"))),
             Some(Ok(Ok(0))) => {
                 reusable = false;
-                end = Some(if matches!(framing, Framing::Close) && done_seen {
-                    End::Clean
-                } else if matches!(framing, Framing::Close) {
-                    // Flush what arrived, then decide: a close right after [DONE] is clean.
-                    if let Some(e) = sse::complete_end(&pending, 0) {
-                        done_seen |= sse::has_done(&pending[..e]);
-                    }
-                    if done_seen {
+                // A close-delimited stream ends with the close; whether that is clean depends
+                // on whether its last complete event was [DONE] (checked below).
+                end = Some(if matches!(framing, Framing::Close) {
+                    let done = sse::complete_end(&pending, 0)
+                        .is_some_and(|e| sse::has_done(&pending[..e]));
+                    if done {
                         End::Clean
                     } else {
                         End::Cut("the upstream closed the stream before [DONE]".into())
@@ -419,16 +429,37 @@ async fn relay_sse(
     match end.unwrap_or(End::Clean) {
         End::ClientGone => {
             // Dropping `conn` closes the upstream connection now.
-            drop(conn);
-            watch.finish().await;
             tracing::debug!(channel = %ch.id, "client went away mid-stream; upstream closed");
         }
         End::Clean => {
             // Trailing bytes without a final blank line are still the upstream's data.
             out.stream_data(&pending).await;
             out.end_stream().await;
-            watch.finish().await;
             if reusable && complete && !out.failed {
+                worker.pool.put(&ch.endpoint, conn, Instant::now());
+            }
+        }
+        End::Done => {
+            out.end_stream().await;
+            // The client is finished; give the upstream a moment to close its framing so the
+            // connection can be reused, and drop it otherwise.
+            let grace = Instant::now() + FRAMING_GRACE.min(ch.timeouts.idle);
+            let mut rest = Vec::new();
+            while !complete && reusable {
+                match read_timed(&mut conn, FRAMING_GRACE, grace).await {
+                    Ok(n) if n > 0 => {
+                        let raw = std::mem::take(&mut conn.buf);
+                        match framing.absorb(&raw, &mut rest) {
+                            Ok(c) => complete = c,
+                            Err(_) => reusable = false,
+                        }
+                        conn.buf = raw;
+                        conn.buf.clear();
+                    }
+                    _ => reusable = false,
+                }
+            }
+            if reusable && complete && rest.iter().all(u8::is_ascii_whitespace) {
                 worker.pool.put(&ch.endpoint, conn, Instant::now());
             }
         }
@@ -450,7 +481,6 @@ async fn relay_sse(
             sse::write_data(&mut event, &body);
             out.stream_data(&event).await;
             out.end_stream().await;
-            watch.finish().await;
         }
     }
 }

@@ -156,7 +156,10 @@ async fn serve_one(
                 return Next::Linger;
             }
             let end = head.len + n as usize;
-            if head.expect_continue && b.rbuf.len() < end && !continue_100(writer).await {
+            if head.expect_continue
+                && b.rbuf.len() < end
+                && !continue_100(writer, limits.idle_timeout).await
+            {
                 return Next::Close;
             }
             while b.rbuf.len() < end {
@@ -176,7 +179,10 @@ async fn serve_one(
             (head.len..end, end, false)
         }
         Body::Chunked => {
-            if head.expect_continue && b.rbuf.len() == head.len && !continue_100(writer).await {
+            if head.expect_continue
+                && b.rbuf.len() == head.len
+                && !continue_100(writer, limits.idle_timeout).await
+            {
                 return Next::Close;
             }
             let mut dec = chunked::Decoder::new();
@@ -223,9 +229,7 @@ async fn serve_one(
     };
 
     // 3. Dispatch.
-    let stats = &worker.stats;
-    stats.in_flight.set(stats.in_flight.get() + 1);
-    stats.requests.set(stats.requests.get() + 1);
+    let in_flight = InFlight::enter(worker);
     let keep_alive = head.keep_alive && !worker.draining.get();
     let (keep, client_closed) = {
         let body: &[u8] = if chunked_body {
@@ -258,7 +262,7 @@ async fn serve_one(
         crate::api::handle(worker, &snap, &req, &mut ex).await;
         (ex.out.keep_alive && !ex.out.failed, ex.input.closed)
     };
-    stats.in_flight.set(stats.in_flight.get() - 1);
+    drop(in_flight);
 
     b.rbuf.drain(..consumed.min(b.rbuf.len()));
     if !b.spill.is_empty() {
@@ -275,6 +279,26 @@ async fn serve_one(
         Next::KeepAlive
     } else {
         Next::Close
+    }
+}
+
+/// Counts a request in `in_flight` for as long as it lives, unwinding included (shutdown waits
+/// for this count to reach zero).
+struct InFlight<'w>(&'w Worker);
+
+impl<'w> InFlight<'w> {
+    fn enter(worker: &'w Worker) -> Self {
+        let s = &worker.stats;
+        s.in_flight.set(s.in_flight.get() + 1);
+        s.requests.set(s.requests.get() + 1);
+        InFlight(worker)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let s = &self.0.stats;
+        s.in_flight.set(s.in_flight.get() - 1);
     }
 }
 
@@ -350,11 +374,9 @@ fn body_timeout(d: Duration) -> Error {
     )
 }
 
-async fn continue_100(writer: &mut OwnedWriteHalf<TcpStream>) -> bool {
-    let (r, _) = writer
-        .write_all(b"HTTP/1.1 100 Continue\r\n\r\n".as_slice())
-        .await;
-    r.is_ok()
+async fn continue_100(writer: &mut OwnedWriteHalf<TcpStream>, timeout: Duration) -> bool {
+    let write = writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n".as_slice());
+    matches!(monoio::time::timeout(timeout, write).await, Ok((Ok(_), _)))
 }
 
 /// Reads more bytes onto the end of `buf`.

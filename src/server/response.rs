@@ -187,14 +187,18 @@ impl<'c> Responder<'c> {
         if !content_type.is_empty() {
             h1::write_header(self.buf, b"content-type", content_type);
         }
-        h1::write_header(
-            self.buf,
-            b"content-length",
-            itoa::Buffer::new().format(body.len()).as_bytes(),
-        );
+        // RFC 9110 §8.6: no Content-Length on 1xx and 204 (and 304 has no body to measure).
+        let bodiless = matches!(self.status, 100..=199 | 204 | 304);
+        if !bodiless {
+            h1::write_header(
+                self.buf,
+                b"content-length",
+                itoa::Buffer::new().format(body.len()).as_bytes(),
+            );
+        }
         self.connection_header();
         self.buf.extend_from_slice(b"\r\n");
-        if !self.head_only {
+        if !self.head_only && !bodiless {
             self.buf.extend_from_slice(body);
         }
         self.flush().await;
@@ -395,6 +399,80 @@ impl ClientWatch<'_> {
                 Err(e) if e.raw_os_error() == Some(ECANCELED) => {}
                 Err(_) => *self.closed = true,
             }
+        }
+    }
+}
+
+/// How long an upstream exchange may run before the client is watched for disconnects. Quick
+/// exchanges never pay for the extra read; slow generations (the ones worth abandoning) do.
+pub const WATCH_AFTER: Duration = Duration::from_millis(20);
+
+/// Runs upstream work while keeping an eye on the client: once work outlasts [`WATCH_AFTER`]
+/// (or at once, for streams), a cancel-safe read on the client connection races it, and the
+/// work is abandoned (dropped, which closes its upstream connection) when the client leaves.
+pub struct ClientGuard<'a, 'c> {
+    input: Option<&'a mut ClientInput<'c>>,
+    watch: Option<ClientWatch<'a>>,
+}
+
+impl std::fmt::Debug for ClientGuard<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientGuard")
+            .field(
+                "watching",
+                &self.watch.as_ref().is_some_and(ClientWatch::is_active),
+            )
+            .finish()
+    }
+}
+
+impl<'a, 'c> ClientGuard<'a, 'c> {
+    /// A guard over `input`, not watching yet.
+    pub fn new(input: &'a mut ClientInput<'c>) -> Self {
+        ClientGuard {
+            input: Some(input),
+            watch: None,
+        }
+    }
+
+    /// Starts watching now.
+    pub fn arm(&mut self) {
+        if self.watch.is_none()
+            && let Some(input) = self.input.take()
+        {
+            self.watch = Some(input.watch());
+        }
+    }
+
+    /// Runs `work` to completion, or returns `None` as soon as the client goes away.
+    pub async fn run<F: Future>(&mut self, work: F) -> Option<F::Output> {
+        let mut work = std::pin::pin!(work);
+        if self.watch.is_none() {
+            monoio::select! {
+                out = &mut work => return Some(out),
+                _ = monoio::time::sleep(WATCH_AFTER) => {}
+            }
+            self.arm();
+        }
+        loop {
+            let Some(watch) = self.watch.as_mut().filter(|w| w.is_active()) else {
+                return Some(work.await);
+            };
+            monoio::select! {
+                out = &mut work => return Some(out),
+                ev = watch.event() => {
+                    if ev == ClientEvent::Gone {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops watching, keeping any pipelined bytes the watch read.
+    pub async fn finish(self) {
+        if let Some(w) = self.watch {
+            w.finish().await;
         }
     }
 }

@@ -13,6 +13,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
@@ -80,6 +81,8 @@ impl AsyncWriteRent for Stream {
 #[derive(Debug)]
 pub struct Conn {
     stream: Stream,
+    /// The TCP socket under `stream` (valid as long as `stream` lives).
+    fd: RawFd,
     /// Bytes read and not yet consumed.
     pub buf: Vec<u8>,
     /// True when it came from the pool (a failure before any response byte may then be the
@@ -93,6 +96,22 @@ pub struct Conn {
 const READ_CHUNK: usize = 16 * 1024;
 
 impl Conn {
+    /// True when an idle connection can no longer carry a request: the peer closed it, it
+    /// errored, or it holds bytes nobody asked for (a late `408`, a `close_notify`). Reading
+    /// those as the next response would hand one client another exchange's answer.
+    fn is_stale(&self) -> bool {
+        use nix::sys::socket::{MsgFlags, recv};
+        let mut probe = [0u8; 1];
+        match recv(
+            self.fd,
+            &mut probe,
+            MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+        ) {
+            Err(nix::errno::Errno::EAGAIN) => false,
+            Ok(_) | Err(_) => true,
+        }
+    }
+
     /// Writes all of `data`; hands the buffer back for reuse.
     pub async fn write_all(&mut self, data: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
         let (r, data) = self.stream.write_all(data).await;
@@ -175,12 +194,13 @@ impl Pool {
         self.idle.borrow().values().map(Vec::len).sum()
     }
 
-    /// The most recently used idle connection for `ep`, if one has not expired.
+    /// The most recently used idle connection for `ep` that has not expired and is still
+    /// clean (see [`Conn::is_stale`]); stale ones are closed on the way.
     pub fn take_idle(&self, ep: &Endpoint, now: Instant) -> Option<Conn> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&*ep.key)?;
         while let Some(i) = list.pop() {
-            if i.expires > now {
+            if i.expires > now && !i.conn.is_stale() {
                 let mut conn = i.conn;
                 conn.reused = true;
                 return Some(conn);
@@ -256,6 +276,7 @@ async fn open(ep: &Endpoint, addr: SocketAddr) -> Result<Conn, ConnectError> {
         .await
         .map_err(ConnectError::Io)?;
     let _ = tcp.set_nodelay(true);
+    let fd = tcp.as_raw_fd();
     let stream = match &ep.tls {
         None => Stream::Plain(tcp),
         Some(t) => Stream::Tls(Box::new(t.handshake(tcp).await.map_err(|e| {
@@ -268,6 +289,7 @@ async fn open(ep: &Endpoint, addr: SocketAddr) -> Result<Conn, ConnectError> {
     };
     Ok(Conn {
         stream,
+        fd,
         buf: Vec::with_capacity(READ_CHUNK),
         reused: false,
         addr,

@@ -17,7 +17,7 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -45,6 +45,7 @@ pub enum Command {
 #[derive(Debug)]
 pub struct Board {
     epochs: Box<[AtomicU64]>,
+    resolved: AtomicBool,
     /// The driver every worker runs.
     pub driver: Chosen,
 }
@@ -54,8 +55,18 @@ impl Board {
     pub fn new(n: usize, driver: Chosen) -> Board {
         Board {
             epochs: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            resolved: AtomicBool::new(false),
             driver,
         }
+    }
+    /// Marks the first round of upstream name resolution as finished.
+    pub fn set_resolved(&self) {
+        self.resolved.store(true, Ordering::Relaxed);
+    }
+    /// True once every worker holds a snapshot and upstream names had their first resolution
+    /// round: before that, `/health` says `starting`.
+    pub fn ready(&self) -> bool {
+        self.resolved.load(Ordering::Relaxed) && self.min_epoch() > 0
     }
     /// Number of workers.
     pub fn workers(&self) -> usize {
