@@ -14,8 +14,18 @@ ROOT=$(dirname "$PERF_DIR")
 
 ROUNDS=${ROUNDS:-5}             # throughput rounds; each round runs every target at c32 and c256
 DURATION=${DURATION:-5}         # seconds per wrk run
-LAT_ROUNDS=${LAT_ROUNDS:-3}     # rounds of the one-connection latency runs
+LAT_ROUNDS=${LAT_ROUNDS:-5}     # rounds of the one-connection latency runs
+LAT_DURATION=${LAT_DURATION:-3} # seconds per latency run: more short rounds beat fewer long
+                                # ones against this VM's bursts of jitter
 COLD_RUNS=${COLD_RUNS:-10}      # gateway starts for the cold-start median
+# Where the static upstream runs: `server` (default) puts it on the proxies' core, so the gateway
+# and nginx each share one core with it under identical conditions; `client` moves it next to
+# wrk, leaving each proxy a core of its own (fewer context switches; a different baseline).
+UPSTREAM_CPU=${UPSTREAM_CPU:-server}
+# Idle upstream connections each proxy keeps (nginx `keepalive`, gateway `pool_max_idle`; 64 is
+# the gateway's default). Below the client concurrency, both proxies close and reopen upstream
+# connections under load: c256 then measures that churn, not steady-state proxying.
+UPSTREAM_POOL=${UPSTREAM_POOL:-64}
 PERF_TIMEOUT=${PERF_TIMEOUT:-900}  # hard ceiling for the whole script, build included
 
 # Overall guard. --foreground keeps Ctrl-C working from a terminal; on expiry only this script
@@ -37,25 +47,36 @@ die() { log "FAILED: $*"; exit 1; }
 PIDS=()          # masters / gateways: TERM first so they shut their children down cleanly
 STRAY_PIDS=()    # nginx workers: only SIGKILLed if still alive after their master is gone
 
+# alive PID: running, not merely an unreaped zombie (an orphaned nginx worker can linger as one).
+alive() {
+    local s
+    s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    s=${s##*) }
+    [[ ${s:0:1} != Z ]]
+}
+
+# shellcheck disable=SC2317  # reached through the trap only
 cleanup() {
-    local rc=$? pid alive i
+    local rc=$? pid any i
     trap - EXIT INT TERM
     for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for ((i = 0; i < 50; i++)); do
-        alive=0
+        any=0
         for pid in "${PIDS[@]}" "${STRAY_PIDS[@]}"; do
-            kill -0 "$pid" 2>/dev/null && alive=1
+            alive "$pid" && any=1
         done
-        ((alive)) || break
+        ((any)) || break
         sleep 0.1
     done
-    for pid in "${PIDS[@]}" "${STRAY_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}" "${STRAY_PIDS[@]}"; do
+        if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
+    done
     wait 2>/dev/null || true
     exit "$rc"
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'log "interrupted"; exit 130' INT
+trap 'log "terminated (overall timeout of ${PERF_TIMEOUT}s?)"; exit 143' TERM
 
 # ---------------------------------------------------------------------------------------------
 # 1. Tools. Installed here, never assumed: a fresh machine has none of them.
@@ -96,10 +117,17 @@ read -r CLIENT_CPU SERVER_CPU < <(python3 -c 'import os; c = sorted(os.sched_get
 if ((CLIENT_CPU != SERVER_CPU)); then
     PIN_CLIENT=(taskset -c "$CLIENT_CPU")
     PIN_SERVER=(taskset -c "$SERVER_CPU")
-    LAYOUT="wrk on CPU $CLIENT_CPU; upstream nginx, nginx proxy and gateway on CPU $SERVER_CPU"
+    if [[ $UPSTREAM_CPU == client ]]; then
+        PIN_UPSTREAM=("${PIN_CLIENT[@]}")
+        LAYOUT="wrk and upstream nginx on CPU $CLIENT_CPU; nginx proxy and gateway on CPU $SERVER_CPU"
+    else
+        PIN_UPSTREAM=("${PIN_SERVER[@]}")
+        LAYOUT="wrk on CPU $CLIENT_CPU; upstream nginx, nginx proxy and gateway on CPU $SERVER_CPU"
+    fi
 else
     PIN_CLIENT=()
     PIN_SERVER=()
+    PIN_UPSTREAM=()
     LAYOUT="single CPU: nothing pinned"
 fi
 
@@ -136,21 +164,21 @@ http_status() {
 wait_200() {
     local i
     for ((i = 0; i < 200; i++)); do
-        kill -0 "$1" 2>/dev/null || die "process $1 exited before $3 answered (see $WORK/*.log)"
+        alive "$1" || die "process $1 exited before $3 answered (see $WORK/*.log)"
         [[ $(http_status "$2" "$3") == 200 ]] && return 0
         sleep 0.05
     done
     die "$3 did not answer 200 within 10 s"
 }
 
-# start_nginx NAME CONF: nginx in the foreground of a background job, own prefix and error log
+# start_nginx NAME CONF PIN...: nginx in the foreground of a background job, own prefix and error log
 # (-e, so it never opens /var/log/nginx even before reading CONF). Sets NGINX_PID and, once it
 # answers, NGINX_WORKER (the single worker: the process whose CPU we time).
 start_nginx() {
     local dir=$WORK/$1 i
     mkdir -p "$dir"
     "$NGINX" -t -q -p "$dir" -c "$2" -e "$dir/error.log" || die "nginx config $2"
-    "${PIN_SERVER[@]}" "$NGINX" -p "$dir" -c "$2" -e "$dir/error.log" >"$dir/stdout.log" 2>&1 &
+    "${@:3}" "$NGINX" -p "$dir" -c "$2" -e "$dir/error.log" >"$dir/stdout.log" 2>&1 &
     NGINX_PID=$!
     PIDS+=("$NGINX_PID")
     NGINX_WORKER=
@@ -173,8 +201,25 @@ cpu_ticks() {
     echo $((${12} + ${13}))
 }
 
+# busy_pct: share of all CPUs in use over one second, by anyone. Taken while our own servers
+# are idle, it shows whether something else (a build, another test run) shares the box: the
+# ratios survive moderate noise, absolute figures do not.
+busy_pct() {
+    local a b
+    read -r -a a < <(grep '^cpu ' /proc/stat)
+    sleep 1
+    read -r -a b < <(grep '^cpu ' /proc/stat)
+    # fields: user nice system idle iowait irq softirq steal
+    local busy=$(((b[1] + b[2] + b[3] + b[6] + b[7] + b[8]) - (a[1] + a[2] + a[3] + a[6] + a[7] + a[8])))
+    local idle=$(((b[4] + b[5]) - (a[4] + a[5])))
+    echo $((100 * busy / (busy + idle > 0 ? busy + idle : 1)))
+}
+
 # rss_kib PID FIELD: VmRSS / VmHWM in KiB.
 rss_kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
+
+BUSY_BEFORE=$(busy_pct)
+((BUSY_BEFORE < 10)) || log "WARNING: the box is ${BUSY_BEFORE}% busy before we start: expect noisy figures"
 
 # ---------------------------------------------------------------------------------------------
 # 3. Static upstream.
@@ -183,21 +228,23 @@ BODY=$(<"$PERF_DIR/chat_completion.json")
 printf '%s' '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello"}]}' >"$WORK/request.json"
 
 render "$PERF_DIR/nginx/upstream.conf.tmpl" "$WORK/upstream.conf" WORK="$WORK" PORT="$P_UP" BODY="$BODY"
-start_nginx upstream "$WORK/upstream.conf"
+start_nginx upstream "$WORK/upstream.conf" "${PIN_UPSTREAM[@]}"
 UP_PID=$NGINX_PID UP_W=$NGINX_WORKER
 URL_DIRECT=http://127.0.0.1:$P_UP/v1/chat/completions
 wait_200 "$UP_PID" POST "$URL_DIRECT"
 
 # 4. nginx reverse proxy.
-render "$PERF_DIR/nginx/proxy.conf.tmpl" "$WORK/proxy.conf" WORK="$WORK" PORT="$P_PROXY" UPSTREAM_PORT="$P_UP"
-start_nginx proxy "$WORK/proxy.conf"
+render "$PERF_DIR/nginx/proxy.conf.tmpl" "$WORK/proxy.conf" WORK="$WORK" PORT="$P_PROXY" UPSTREAM_PORT="$P_UP" \
+    POOL="$UPSTREAM_POOL"
+start_nginx proxy "$WORK/proxy.conf" "${PIN_SERVER[@]}"
 PX_PID=$NGINX_PID PX_W=$NGINX_WORKER
 URL_NGINX=http://127.0.0.1:$P_PROXY/v1/chat/completions
 wait_200 "$PX_PID" POST "$URL_NGINX"
 
 # 5. The gateway, one worker, pinned by taskset; its own pin_workers then pins the worker
 # thread inside that one-CPU mask.
-render "$PERF_DIR/gateway.toml.tmpl" "$WORK/gateway-1.toml" LISTEN="127.0.0.1:$P_GW" WORKERS=1 UPSTREAM_PORT="$P_UP"
+render "$PERF_DIR/gateway.toml.tmpl" "$WORK/gateway-1.toml" LISTEN="127.0.0.1:$P_GW" WORKERS=1 \
+    UPSTREAM_PORT="$P_UP" POOL="$UPSTREAM_POOL"
 "$BIN" check --config "$WORK/gateway-1.toml" >"$WORK/gateway-check.txt" || die "gateway config (see $WORK/gateway-check.txt)"
 "${PIN_SERVER[@]}" "$BIN" --config "$WORK/gateway-1.toml" --workers 1 >"$WORK/gateway-1.log" 2>&1 &
 GW_PID=$!
@@ -221,7 +268,8 @@ sleep 1
 GW_RSS_IDLE1=$(rss_kib "$GW_PID" VmRSS)
 
 # ---------------------------------------------------------------------------------------------
-# 6-8. Load. One wrk thread is enough to saturate one server core from the other core.
+# 6-8. Load. One wrk thread on its own core outruns one proxy core by far; only the direct runs
+# come near wrk's own limit (so "÷ direct" is, if anything, flattering to the gateway).
 # Each run records the CPU ticks the gateway, the proxy worker and the upstream worker spent
 # during it, so CPU per request comes from the same runs as the throughput.
 RUNS=$DATA/runs.tsv
@@ -264,12 +312,15 @@ for ((r = 1; r <= ROUNDS; r++)); do
     done
 done
 
-log "latency at one connection: $LAT_ROUNDS rounds"
+log "latency at one connection: $LAT_ROUNDS rounds, ${LAT_DURATION}s each"
 for ((r = 1; r <= LAT_ROUNDS; r++)); do
     for ((k = 0; k < 3; k++)); do
-        measure lat "$r" 1 "${TARGETS[(r - 1 + k) % 3]}" "$DURATION"
+        measure lat "$r" 1 "${TARGETS[(r - 1 + k) % 3]}" "$LAT_DURATION"
     done
 done
+
+BUSY_AFTER=$(busy_pct)   # our servers are idle again here
+((BUSY_AFTER < 10)) || log "WARNING: the box is ${BUSY_AFTER}% busy with our servers idle: expect noisy figures"
 
 # If anything answered non-2xx, capture what it was while the setup is still up.
 if awk -F'\t' 'NR > 1 && $4 == "gateway" && $12 > 0 { bad = 1 } END { exit !bad }' "$RUNS"; then
@@ -285,7 +336,8 @@ sleep 1
 GW_RSS_LOADED=$(rss_kib "$GW_PID" VmRSS)
 GW_HWM_LOADED=$(rss_kib "$GW_PID" VmHWM)
 
-render "$PERF_DIR/gateway.toml.tmpl" "$WORK/gateway-2.toml" LISTEN="127.0.0.1:$P_GW2" WORKERS=2 UPSTREAM_PORT="$P_UP"
+render "$PERF_DIR/gateway.toml.tmpl" "$WORK/gateway-2.toml" LISTEN="127.0.0.1:$P_GW2" WORKERS=2 \
+    UPSTREAM_PORT="$P_UP" POOL="$UPSTREAM_POOL"
 "$BIN" --config "$WORK/gateway-2.toml" --workers 2 >"$WORK/gateway-2.log" 2>&1 &
 GW2_PID=$!
 PIDS+=("$GW2_PID")
@@ -318,7 +370,10 @@ timeout -k 5 120 python3 "$PERF_DIR/coldstart.py" "$BIN" "$WORK/gateway-1.toml" 
     printf 'clk_tck\t%s\n' "$(getconf CLK_TCK)"
     printf 'rounds\t%s\n' "$ROUNDS"
     printf 'lat_rounds\t%s\n' "$LAT_ROUNDS"
+    printf 'lat_duration\t%s\n' "$LAT_DURATION"
     printf 'duration\t%s\n' "$DURATION"
+    printf 'upstream_pool\t%s\n' "$UPSTREAM_POOL"
+    printf 'busy\t%s%% before the run, %s%% after the load phases (our servers idle)\n' "$BUSY_BEFORE" "$BUSY_AFTER"
     printf 'rss_idle_1w_kib\t%s\n' "$GW_RSS_IDLE1"
     printf 'rss_loaded_1w_kib\t%s\n' "$GW_RSS_LOADED"
     printf 'hwm_loaded_1w_kib\t%s\n' "$GW_HWM_LOADED"
