@@ -448,6 +448,16 @@ impl<'a, 'c> ClientGuard<'a, 'c> {
     pub async fn run<F: Future>(&mut self, work: F) -> Option<F::Output> {
         let mut work = std::pin::pin!(work);
         if self.watch.is_none() {
+            // Most work is ready at once (a body already buffered) or soon: poll it before
+            // arming a timer at all.
+            let first = std::future::poll_fn(|cx| match work.as_mut().poll(cx) {
+                std::task::Poll::Ready(v) => std::task::Poll::Ready(Some(v)),
+                std::task::Poll::Pending => std::task::Poll::Ready(None),
+            })
+            .await;
+            if let Some(out) = first {
+                return Some(out);
+            }
             monoio::select! {
                 out = &mut work => return Some(out),
                 _ = monoio::time::sleep(WATCH_AFTER) => {}

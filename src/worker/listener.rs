@@ -31,8 +31,15 @@ pub fn bind(addr: SocketAddr, n: usize) -> Result<Vec<TcpListener>, String> {
     Ok(out)
 }
 
+/// Binds (without listening, so it can never capture a client's SYN) a socket without
+/// `SO_REUSEPORT`: that fails with `EADDRINUSE` while any process listens on `addr`.
 fn probe_free(addr: SocketAddr) -> Result<(), String> {
-    match open(addr, false) {
+    let probe = || -> std::io::Result<()> {
+        let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        s.set_reuse_address(true)?;
+        s.bind(&addr.into())
+    };
+    match probe() {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(format!(
             "{addr} is already in use: another process (perhaps another smart-ai-router) listens \
