@@ -19,7 +19,7 @@ step "cargo test (unit + integration, both drivers)"
 cargo test
 
 step "OpenAI Python SDK end to end"
-cargo build
+# `cargo test` built target/debug/smart-ai-router for the integration tests.
 bash tests/sdk/run.sh target/debug/smart-ai-router
 
 step "all tests passed in $((SECONDS - started)) s"
