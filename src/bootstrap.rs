@@ -90,8 +90,9 @@ pub fn start(cfg: Config) -> Result<Gateway, String> {
     let listeners = worker::listener::bind(cfg.server.listen, n)?;
     let addr = listeners[0].local_addr().map_err(|e| e.to_string())?;
     let tls = control::build_tls(&cfg)?;
-    let first = Arc::new(Snapshot::build(&cfg, 1, &Resolved::new(), &tls));
+    let first = Arc::new(Snapshot::build(&cfg, 1, &Resolved::new(), &tls, n, 1));
     let board = Arc::new(Board::new(n, driver.clone()));
+    let (report_tx, report_rx) = crossbeam_channel::unbounded();
 
     let mut slots = Vec::with_capacity(n);
     let mut workers = Vec::with_capacity(n);
@@ -106,6 +107,7 @@ pub fn start(cfg: Config) -> Result<Gateway, String> {
             commands: cmd_rx,
             board: board.clone(),
             core,
+            reports: report_tx.clone(),
         };
         workers.push(worker::spawn(setup, driver.clone()).map_err(|e| e.to_string())?);
         slots.push(Slot {
@@ -120,10 +122,23 @@ pub fn start(cfg: Config) -> Result<Gateway, String> {
         }
         return Err(e);
     }
+    if Snapshot::hosts_to_resolve(&cfg).is_empty() {
+        // Nothing to resolve: ready as soon as start() returns.
+        board.set_resolved();
+    }
     let (req_tx, req_rx) = crossbeam_channel::unbounded();
-    let control = Control::new(cfg, 1, tls, slots, req_rx, board.clone())
-        .spawn()
-        .map_err(|e| e.to_string())?;
+    let control = Control::new(control::Setup {
+        cfg,
+        first,
+        workers: n,
+        tls,
+        slots,
+        requests: req_rx,
+        reports: report_rx,
+        board: board.clone(),
+    })
+    .spawn()
+    .map_err(|e| e.to_string())?;
     Ok(Gateway {
         addr,
         requests: req_tx,

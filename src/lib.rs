@@ -37,6 +37,7 @@ pub mod control;
 pub mod error;
 pub mod h1;
 pub mod json;
+pub mod live;
 pub mod logging;
 pub mod mock;
 pub mod providers;

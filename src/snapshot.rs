@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::catalog::Catalog;
-use crate::config::{Config, RoutingConfig, Scheme, ServerConfig, Source};
+use crate::config::{Config, RoutingConfig, Scheme, ServerConfig, Source, StrategyConfig};
+use crate::live::Live;
 use crate::providers::AuthStyle;
 use crate::upstream::tls::TlsTarget;
 
@@ -98,6 +99,10 @@ pub struct Channel {
     pub managed_headers: Box<[Box<str>]>,
     /// Upstream timeouts.
     pub timeouts: Timeouts,
+    /// Skip the channel when a worker used it less than this long ago.
+    pub min_request_interval: Duration,
+    /// `max_concurrent` split across workers (rounded up).
+    pub max_concurrent_per_worker: Option<u32>,
 }
 
 impl fmt::Debug for Channel {
@@ -113,8 +118,9 @@ impl fmt::Debug for Channel {
     }
 }
 
-/// The published state.
-#[derive(Debug)]
+/// The published state. Its parts are shared `Arc`s, so a new epoch that only changes live
+/// health re-uses the channels and the catalog.
+#[derive(Debug, Clone)]
 pub struct Snapshot {
     /// Strictly increasing publication number (1 for the first).
     pub epoch: u64,
@@ -122,12 +128,16 @@ pub struct Snapshot {
     pub mode: Mode,
     /// Downstream server settings (limits, timeouts, CORS).
     pub server: ServerConfig,
-    /// Failover settings.
+    /// Routing and failover settings.
     pub routing: RoutingConfig,
+    /// User-defined strategies.
+    pub strategies: Arc<[StrategyConfig]>,
     /// Channels, in config order.
-    pub channels: Box<[Channel]>,
-    /// Models → candidates, and pre-rendered model listings.
-    pub catalog: Catalog,
+    pub channels: Arc<[Channel]>,
+    /// Entries, tags, groups and model listings.
+    pub catalog: Arc<Catalog>,
+    /// Health and live averages, indexed like the catalog.
+    pub live: Arc<Live>,
 }
 
 const _: () = {
@@ -143,9 +153,17 @@ pub type TlsConfigs = HashMap<String, crate::upstream::tls::ClientTls>;
 
 impl Snapshot {
     /// Builds a snapshot from a validated config, the addresses resolved so far and the TLS
-    /// settings per provider. Channels whose host is not resolved yet get no addresses (they
-    /// are skipped by routing until a later snapshot has them).
-    pub fn build(cfg: &Config, epoch: u64, resolved: &Resolved, tls: &TlsConfigs) -> Snapshot {
+    /// settings per provider, for `workers` workers, with catalog `generation` and fresh live
+    /// state. Channels whose host is not resolved yet get no addresses (they are skipped by
+    /// routing until a later snapshot has them).
+    pub fn build(
+        cfg: &Config,
+        epoch: u64,
+        resolved: &Resolved,
+        tls: &TlsConfigs,
+        workers: usize,
+        generation: u64,
+    ) -> Snapshot {
         let mut endpoints: HashMap<String, Arc<Endpoint>> = HashMap::new();
         let mut channels = Vec::with_capacity(cfg.channels.len());
         for ch in &cfg.channels {
@@ -220,6 +238,10 @@ impl Snapshot {
                     idle: p.idle_timeout,
                     total: p.total_timeout,
                 },
+                min_request_interval: ch.min_request_interval,
+                max_concurrent_per_worker: ch
+                    .max_concurrent
+                    .map(|m| m.div_ceil(workers.max(1) as u32)),
             });
         }
         let mode = match cfg.source {
@@ -227,14 +249,35 @@ impl Snapshot {
             Source::Demo => Mode::Demo,
             Source::File(_) | Source::Inline => Mode::Config,
         };
-        let catalog = Catalog::build(cfg, &channels, mode);
+        let catalog = Catalog::build(cfg, &channels, mode, generation);
+        let live = Live::new(generation, channels.len(), catalog.entries.len());
         Snapshot {
             epoch,
             mode,
             server: cfg.server.clone(),
             routing: cfg.routing.clone(),
+            strategies: cfg.strategies.clone().into(),
             channels: channels.into(),
-            catalog,
+            catalog: Arc::new(catalog),
+            live: Arc::new(live),
+        }
+    }
+
+    /// The same snapshot with new live state, as epoch `epoch`.
+    pub fn with_live(&self, epoch: u64, live: Arc<Live>) -> Snapshot {
+        Snapshot {
+            epoch,
+            live,
+            ..self.clone()
+        }
+    }
+
+    /// The same config with new endpoints (after DNS), keeping catalog and live state.
+    pub fn with_channels(&self, epoch: u64, fresh: &Snapshot) -> Snapshot {
+        Snapshot {
+            epoch,
+            channels: fresh.channels.clone(),
+            ..self.clone()
         }
     }
 
@@ -287,7 +330,7 @@ mod tests {
     fn build(text: &str) -> Snapshot {
         let cfg = Config::parse(text, &|_: &str| None).unwrap();
         let tls = crate::control::build_tls(&cfg).unwrap();
-        Snapshot::build(&cfg, 7, &Resolved::new(), &tls)
+        Snapshot::build(&cfg, 7, &Resolved::new(), &tls, 1, 1)
     }
 
     fn head(s: &Snapshot, i: usize) -> String {
@@ -377,7 +420,7 @@ models = ["m"]
             vec![("api.example.com".to_string(), 443)]
         );
         let tls = crate::control::build_tls(&cfg).unwrap();
-        let s = Snapshot::build(&cfg, 1, &Resolved::new(), &tls);
+        let s = Snapshot::build(&cfg, 1, &Resolved::new(), &tls, 1, 1);
         assert!(s.channels[0].endpoint.addrs.is_empty());
         assert!(s.channels[0].endpoint.tls.is_some());
         let mut r = Resolved::new();
@@ -388,7 +431,7 @@ models = ["m"]
                 "192.0.2.2:443".parse().unwrap(),
             ],
         );
-        let s = Snapshot::build(&cfg, 2, &r, &tls);
+        let s = Snapshot::build(&cfg, 2, &r, &tls, 1, 1);
         assert_eq!(
             s.channels[0].endpoint.addrs.len(),
             2,

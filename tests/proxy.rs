@@ -257,7 +257,7 @@ aliases = {{ "my-alias" = "upstream-model" }}
             ("OpenAI-Organization", "org-1"),
             ("anthropic-beta", "tools-2024"),
             ("x-provider-extra", "from-client"),
-            ("x-router-strategy", "cheap"),
+            ("x-router-strategy", "cost_first"),
             ("Connection", "keep-alive, X-Hop"),
             ("X-Hop", "must-not-pass"),
         ],
@@ -329,9 +329,15 @@ fn failover_on_500_tries_the_next_channel(driver: &str) {
         ..Default::default()
     });
     let good = mock_models(&["m"]);
-    let gw = gateway(driver, &two_channels(bad.addr(), good.addr()));
+    // A 1 ms cooldown: the failing channel is half-open again by the next request.
+    let cfg = format!(
+        "[routing]\ncooldown_base = \"1ms\"\n{}",
+        two_channels(bad.addr(), good.addr())
+    );
+    let gw = gateway(driver, &cfg);
     let mut c = Client::connect(gw.local_addr());
     for stream in [false, true] {
+        std::thread::sleep(Duration::from_millis(20));
         let r = c.post("/v1/chat/completions", &[], &chat_body("m", stream));
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(r.header("x-router-channel"), Some("b"));
@@ -612,7 +618,11 @@ fn first_byte_timeouts_fail_over_and_end_in_504(driver: &str) {
         "[providers.a]\nfirst_byte_timeout = \"200ms\"\n",
         1,
     );
-    let gw = gateway(driver, &cfg);
+    // A 1 ms cooldown, so the second request tries the slow channel again (half-open).
+    let gw = gateway(
+        driver,
+        &format!("[routing]\ncooldown_base = \"1ms\"\n{cfg}"),
+    );
     let mut c = Client::connect(gw.local_addr());
     for _ in 0..2 {
         let started = std::time::Instant::now();

@@ -280,7 +280,7 @@ models = ["hidden"]
     // a model only a disabled channel serves: 503 naming why
     let r = c.post("/v1/chat/completions", &[], &chat_body("hidden", false));
     assert_openai_error(&r, 503);
-    assert!(r.text().contains("off: disabled"), "{}", r.text());
+    assert!(r.text().contains("off/hidden disabled"), "{}", r.text());
     // HEAD gets the head only
     c.send(b"HEAD /v1/models HTTP/1.1\r\n\r\n");
     let (status, headers) = c.read_head();

@@ -9,7 +9,9 @@ use std::ops::Range;
 
 use simd_json::prelude::*;
 
+use crate::catalog::Caps;
 use crate::error::{Error, Kind};
+use crate::routing::Options;
 
 /// simd-json's reusable buffers, one set per worker.
 pub struct JsonScratch {
@@ -36,19 +38,75 @@ impl std::fmt::Debug for JsonScratch {
     }
 }
 
-/// The request features routing and proxying need.
+/// A targeted edit of the forwarded body.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edit {
+    /// Replace a top-level `model` value with the upstream's model id.
+    Model(Range<usize>),
+    /// Remove a router-only member (with one adjacent comma).
+    Remove(Range<usize>),
+}
+
+impl Edit {
+    /// The byte range edited.
+    pub fn range(&self) -> &Range<usize> {
+        match self {
+            Edit::Model(r) | Edit::Remove(r) => r,
+        }
+    }
+}
+
+/// The request features routing and proxying need.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Features {
     /// The `model` value (a model id or expression).
     pub model: Box<str>,
     /// `stream: true`.
     pub stream: bool,
-    /// Byte ranges of every top-level `model` value (quotes included) in the original body.
-    pub model_spans: Vec<Range<usize>>,
+    /// Edits of the original body, sorted, non-overlapping.
+    pub edits: Vec<Edit>,
+    /// Capabilities the body needs (images → vision, tools → tools, JSON response format).
+    pub needs: Caps,
+    /// Estimated prompt tokens (see [`estimate`]).
+    pub prompt_tokens: u32,
+    /// `max_tokens` or `max_completion_tokens`.
+    pub max_tokens: Option<u32>,
+    /// Router-only `strategy` field.
+    pub strategy: Option<Box<str>>,
+    /// Router-only option fields.
+    pub options: Options,
 }
+
+/// Router-only body fields: accepted, applied, and removed before forwarding.
+pub const ROUTER_FIELDS: &[&str] = &[
+    "strategy",
+    "required_capabilities",
+    "max_cost_per_1k",
+    "prefer_local",
+    "exclude_providers",
+];
 
 /// Largest body kept in the scratch buffer between requests (larger ones are freed after use).
 const KEEP_SCRATCH: usize = 1 << 20;
+
+/// Tokens counted per image part (a high-detail image tile budget; images are routed by
+/// capability, so this only feeds the context check and the cost estimate).
+pub const IMAGE_TOKENS: u32 = 765;
+/// Tokens counted per tool definition.
+pub const TOOL_TOKENS: u32 = 100;
+/// Tokens of framing per message.
+pub const MESSAGE_TOKENS: u32 = 4;
+
+/// The prompt-token estimate: a quarter of the bytes of message text, plus fixed amounts per
+/// message, image and tool. Fast and within tens of percent of real tokenizers for English and
+/// code; it only has to decide context fits and rank costs.
+pub fn estimate(text_bytes: u64, messages: u32, images: u32, tools: u32) -> u32 {
+    let t = text_bytes.div_ceil(4)
+        + u64::from(messages) * u64::from(MESSAGE_TOKENS)
+        + u64::from(images) * u64::from(IMAGE_TOKENS)
+        + u64::from(tools) * u64::from(TOOL_TOKENS);
+    t.min(u64::from(u32::MAX)) as u32
+}
 
 /// Reads the features of a chat-completions body, or the 400 that explains what is wrong.
 pub fn extract(body: &[u8], scratch: &mut JsonScratch) -> Result<Features, Error> {
@@ -80,23 +138,41 @@ pub fn extract(body: &[u8], scratch: &mut JsonScratch) -> Result<Features, Error
     if scratch.input.capacity() > KEEP_SCRATCH {
         scratch.input = Vec::new();
     }
-    let (model, stream) = result?;
-    let model_spans = top_level_spans(body, b"model");
-    if model_spans.is_empty() {
+    let mut f = result?;
+    let members = top_level_members(body);
+    let is_router = |m: &Member| {
+        ROUTER_FIELDS
+            .iter()
+            .any(|k| key_matches(&body[m.key.clone()], k.as_bytes()))
+    };
+    let last_kept = (0..members.len()).rev().find(|&i| !is_router(&members[i]));
+    for (i, m) in members.iter().enumerate() {
+        if key_matches(&body[m.key.clone()], b"model") {
+            f.edits.push(Edit::Model(m.value.clone()));
+        } else if is_router(m) {
+            // Kept members must stay joined by single commas: before the last kept member a
+            // removed one takes its trailing comma; after it, its leading one.
+            let range = match last_kept {
+                Some(k) if i < k => m.start..members[i + 1].start,
+                Some(_) => members[i - 1].value.end..m.value.end,
+                None => m.start..m.value.end,
+            };
+            f.edits.push(Edit::Remove(range));
+        }
+    }
+    if !f.edits.iter().any(|e| matches!(e, Edit::Model(_))) {
         // simd-json saw the key but the scanner did not: refuse rather than forward unedited.
         return Err(Error::bad_request(
             "invalid_json",
             "The `model` field could not be located in the request body.",
         ));
     }
-    Ok(Features {
-        model,
-        stream,
-        model_spans,
-    })
+    // Members come in order and removals never reach into a kept member: already sorted and
+    // disjoint.
+    Ok(f)
 }
 
-fn read_features(tape: &simd_json::Tape<'_>) -> Result<(Box<str>, bool), Error> {
+fn read_features(tape: &simd_json::Tape<'_>) -> Result<Features, Error> {
     let root = tape.as_value();
     let Some(obj) = root.as_object() else {
         return Err(Error::bad_request(
@@ -125,25 +201,173 @@ fn read_features(tape: &simd_json::Tape<'_>) -> Result<(Box<str>, bool), Error> 
     let stream = match obj.get("stream") {
         None => false,
         Some(v) if v.is_null() => false,
-        Some(v) => v.as_bool().ok_or_else(|| {
-            Error::new(
-                400,
-                Kind::InvalidRequest,
-                "invalid_stream",
-                "`stream` must be a boolean.",
-            )
-        })?,
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| param_error("invalid_stream", "`stream` must be a boolean."))?,
     };
-    Ok((model, stream))
+
+    let mut needs = Caps::NONE;
+    let (mut text, mut messages, mut images) = (0u64, 0u32, 0u32);
+    if let Some(list) = obj.get("messages").and_then(|m| m.as_array()) {
+        for msg in list.iter() {
+            messages += 1;
+            match msg.get("content") {
+                Some(c) if c.as_str().is_some() => text += c.as_str().map_or(0, |s| s.len() as u64),
+                Some(c) => {
+                    if let Some(parts) = c.as_array() {
+                        for part in parts.iter() {
+                            match part.get("type").and_then(|t| t.into_string()) {
+                                Some("image_url" | "input_image" | "image") => {
+                                    needs = needs.union(Caps::VISION);
+                                    images += 1;
+                                }
+                                _ => {
+                                    text += part
+                                        .get("text")
+                                        .and_then(|t| t.into_string())
+                                        .map_or(0, |s| s.len() as u64)
+                                }
+                            }
+                        }
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+    let non_empty_array = |key: &str| {
+        obj.get(key)
+            .and_then(|t| t.as_array())
+            .map_or(0, |a| a.len())
+    };
+    let tools = non_empty_array("tools") + non_empty_array("functions");
+    if tools > 0 {
+        needs = needs.union(Caps::TOOLS);
+    }
+    if let Some(kind) = obj
+        .get("response_format")
+        .and_then(|r| r.get("type"))
+        .and_then(|t| t.into_string())
+        && matches!(kind, "json_object" | "json_schema")
+    {
+        needs = needs.union(Caps::JSON);
+    }
+    let max_tokens = ["max_completion_tokens", "max_tokens"]
+        .iter()
+        .find_map(|k| obj.get(k).and_then(|v| v.as_u64()))
+        .map(|n| n.min(u64::from(u32::MAX)) as u32);
+
+    // Router-only fields.
+    let strategy = match obj.get("strategy") {
+        None => None,
+        Some(v) if v.is_null() => None,
+        Some(v) => Some(
+            v.as_str()
+                .ok_or_else(|| {
+                    param_error(
+                        "invalid_strategy",
+                        "`strategy` must be a string, e.g. \"cost_first\".",
+                    )
+                })?
+                .into(),
+        ),
+    };
+    let mut options = Options::default();
+    if let Some(v) = obj.get("required_capabilities") {
+        for name in string_list(v, "required_capabilities")? {
+            options.required = options.required.union(Caps::parse(name).ok_or_else(|| {
+                Error::bad_request(
+                    "invalid_required_capabilities",
+                    format!("`required_capabilities`: unknown capability `{}`; use vision, tools or json.", crate::error::truncate(name, 50)),
+                )
+            })?);
+        }
+    }
+    if let Some(v) = obj.get("max_cost_per_1k").filter(|v| !v.is_null()) {
+        let x = v
+            .as_f64()
+            .or_else(|| v.as_u64().map(|u| u as f64))
+            .filter(|x| x.is_finite() && *x >= 0.0)
+            .ok_or_else(|| {
+                param_error(
+                    "invalid_max_cost_per_1k",
+                    "`max_cost_per_1k` must be a non-negative number (USD per 1K tokens).",
+                )
+            })?;
+        options.max_cost_per_1k = Some(x);
+    }
+    if let Some(v) = obj.get("prefer_local").filter(|v| !v.is_null()) {
+        options.prefer_local = Some(v.as_bool().ok_or_else(|| {
+            param_error("invalid_prefer_local", "`prefer_local` must be a boolean.")
+        })?);
+    }
+    if let Some(v) = obj.get("exclude_providers") {
+        options.exclude_providers = string_list(v, "exclude_providers")?
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+    }
+
+    Ok(Features {
+        model,
+        stream,
+        edits: Vec::new(),
+        needs,
+        prompt_tokens: estimate(text, messages, images, tools as u32),
+        max_tokens,
+        strategy,
+        options,
+    })
+}
+
+/// A list of strings given as a JSON array or a comma-separated string.
+fn string_list<'v>(v: simd_json::tape::Value<'_, 'v>, key: &str) -> Result<Vec<&'v str>, Error> {
+    if v.is_null() {
+        return Ok(Vec::new());
+    }
+    if let Some(s) = v.into_string() {
+        return Ok(s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect());
+    }
+    if let Some(a) = v.as_array() {
+        let mut out = Vec::with_capacity(a.len());
+        for item in a.iter() {
+            match item.into_string() {
+                Some(s) => out.push(s),
+                None => break,
+            }
+        }
+        if out.len() == a.len() {
+            return Ok(out);
+        }
+    }
+    Err(Error::bad_request(
+        "invalid_router_field",
+        format!("`{key}` must be a list of strings."),
+    ))
 }
 
 fn param_error(code: &'static str, msg: &'static str) -> Error {
     Error::new(400, Kind::InvalidRequest, code, msg)
 }
 
-/// Byte ranges of the values of top-level members named `key` in a JSON object (duplicates
-/// included: every copy gets rewritten, so no parser downstream can pick a stale one).
-pub fn top_level_spans(json: &[u8], key: &[u8]) -> Vec<Range<usize>> {
+/// One top-level member of a JSON object, as byte ranges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Where the member starts (its key's opening quote).
+    pub start: usize,
+    /// The key's bytes between the quotes (still escaped).
+    pub key: Range<usize>,
+    /// The value.
+    pub value: Range<usize>,
+}
+
+/// The top-level members of a JSON object, in order (duplicates included: every copy of
+/// `model` gets rewritten, so no parser downstream can pick a stale one).
+pub fn top_level_members(json: &[u8]) -> Vec<Member> {
     let mut out = Vec::new();
     let mut i = skip_ws(json, 0);
     if json.get(i) != Some(&b'{') {
@@ -156,11 +380,11 @@ pub fn top_level_spans(json: &[u8], key: &[u8]) -> Vec<Range<usize>> {
             Some(b'"') => {}
             _ => return out,
         }
-        let key_start = i + 1;
+        let start = i;
         let Some(key_end) = skip_string(json, i) else {
             return out;
         };
-        let raw_key = &json[key_start..key_end - 1];
+        let key = start + 1..key_end - 1;
         i = skip_ws(json, key_end);
         if json.get(i) != Some(&b':') {
             return out;
@@ -170,9 +394,11 @@ pub fn top_level_spans(json: &[u8], key: &[u8]) -> Vec<Range<usize>> {
         let Some(value_end) = skip_value(json, i) else {
             return out;
         };
-        if key_matches(raw_key, key) {
-            out.push(value_start..value_end);
-        }
+        out.push(Member {
+            start,
+            key,
+            value: value_start..value_end,
+        });
         i = skip_ws(json, value_end);
         match json.get(i) {
             Some(b',') => i += 1,
@@ -263,6 +489,16 @@ mod tests {
         extract(body.as_bytes(), &mut JsonScratch::default())
     }
 
+    fn models(body: &str, f: &Features) -> Vec<String> {
+        f.edits
+            .iter()
+            .filter_map(|e| match e {
+                Edit::Model(r) => Some(body[r.clone()].to_string()),
+                Edit::Remove(_) => None,
+            })
+            .collect()
+    }
+
     #[test]
     fn reads_model_stream_and_spans() {
         let body =
@@ -270,22 +506,85 @@ mod tests {
         let f = ex(body).unwrap();
         assert_eq!(&*f.model, "gpt-4o");
         assert!(f.stream);
-        assert_eq!(&body[f.model_spans[0].clone()], "\"gpt-4o\"");
+        assert_eq!(models(body, &f), ["\"gpt-4o\""]);
+        assert_eq!(f.needs, Caps::NONE);
     }
 
     #[test]
     fn nested_model_keys_are_not_top_level() {
         let body = r#"{"tools":[{"model":"x"}],"meta":{"model":"y"},"model" : "z"}"#;
         let f = ex(body).unwrap();
-        assert_eq!(f.model_spans.len(), 1);
-        assert_eq!(&body[f.model_spans[0].clone()], "\"z\"");
+        assert_eq!(models(body, &f), ["\"z\""]);
     }
 
     #[test]
     fn escaped_values_and_duplicate_keys() {
         let body = r#"{"model":"a\"b","mod\u0065l":"gpt"}"#;
         let f = ex(body).unwrap();
-        assert_eq!(f.model_spans.len(), 2);
+        assert_eq!(models(body, &f).len(), 2);
+    }
+
+    #[test]
+    fn needs_and_token_estimates() {
+        let body = r#"{"model":"m","max_tokens":300,"response_format":{"type":"json_object"},
+            "tools":[{"type":"function","function":{"name":"f"}}],
+            "messages":[{"role":"user","content":[{"type":"text","text":"12345678"},{"type":"image_url","image_url":{"url":"data:x"}}]},
+                        {"role":"assistant","content":null,"tool_calls":[]}]}"#;
+        let f = ex(body).unwrap();
+        assert!(
+            f.needs.contains(Caps::VISION)
+                && f.needs.contains(Caps::TOOLS)
+                && f.needs.contains(Caps::JSON)
+        );
+        assert_eq!(f.max_tokens, Some(300));
+        assert_eq!(
+            f.prompt_tokens,
+            2 + 2 * MESSAGE_TOKENS + IMAGE_TOKENS + TOOL_TOKENS
+        );
+        let f = ex(r#"{"model":"m","tools":[],"max_completion_tokens":5}"#).unwrap();
+        assert!(
+            !f.needs.contains(Caps::TOOLS),
+            "an empty tools list needs nothing"
+        );
+        assert_eq!(f.max_tokens, Some(5));
+    }
+
+    #[test]
+    fn router_fields_are_read_and_removed() {
+        let body = r#"{"strategy":"cost_first","model":"m","prefer_local":true,"messages":[],"exclude_providers":["a","b"],"max_cost_per_1k":0.5,"required_capabilities":"vision, tools"}"#;
+        let f = ex(body).unwrap();
+        assert_eq!(f.strategy.as_deref(), Some("cost_first"));
+        assert_eq!(f.options.prefer_local, Some(true));
+        assert_eq!(f.options.exclude_providers, ["a", "b"]);
+        assert_eq!(f.options.max_cost_per_1k, Some(0.5));
+        assert!(
+            f.options.required.contains(Caps::VISION) && f.options.required.contains(Caps::TOOLS)
+        );
+        // apply the edits the way the proxy does
+        let mut out = String::new();
+        let mut at = 0;
+        for e in &f.edits {
+            let r = e.range();
+            out.push_str(&body[at..r.start]);
+            if let Edit::Model(_) = e {
+                out.push_str("\"up\"");
+            }
+            at = r.end;
+        }
+        out.push_str(&body[at..]);
+        assert_eq!(out, r#"{"model":"up","messages":[]}"#);
+        // a router field last, after kept members, takes its leading comma
+        let body2 = r#"{"model":"m", "messages":[] , "strategy":"x"}"#;
+        let f2 = ex(body2).unwrap();
+        let Edit::Remove(r) = &f2.edits[1] else {
+            panic!()
+        };
+        assert_eq!(
+            format!("{}{}", &body2[..r.start], &body2[r.end..]),
+            r#"{"model":"m", "messages":[]}"#
+        );
+        let v: simd_json::OwnedValue = simd_json::to_owned_value(&mut out.into_bytes()).unwrap();
+        assert_eq!(v["model"].as_str(), Some("up"));
     }
 
     #[test]
@@ -301,6 +600,28 @@ mod tests {
             "invalid_stream"
         );
         assert!(!ex(r#"{"model":"m","stream":null}"#).unwrap().stream);
+        assert_eq!(
+            ex(r#"{"model":"m","strategy":1}"#).unwrap_err().code,
+            "invalid_strategy"
+        );
+        assert_eq!(
+            ex(r#"{"model":"m","max_cost_per_1k":-1}"#)
+                .unwrap_err()
+                .code,
+            "invalid_max_cost_per_1k"
+        );
+        assert_eq!(
+            ex(r#"{"model":"m","required_capabilities":["x"]}"#)
+                .unwrap_err()
+                .code,
+            "invalid_required_capabilities"
+        );
+        assert_eq!(
+            ex(r#"{"model":"m","exclude_providers":[1]}"#)
+                .unwrap_err()
+                .code,
+            "invalid_router_field"
+        );
     }
 
     #[test]
@@ -315,7 +636,7 @@ mod tests {
             "\"x\"",
             "{\"a\":1,}",
         ] {
-            let _ = top_level_spans(s.as_bytes(), b"model");
+            let _ = top_level_members(s.as_bytes());
         }
     }
 }

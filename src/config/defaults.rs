@@ -51,3 +51,19 @@ pub const PRIORITY: i32 = 0;
 pub const WEIGHT: f64 = 1.0;
 /// Candidates tried per request before giving up (3).
 pub const MAX_ATTEMPTS: usize = 3;
+/// Strategy when neither the request nor its group names one.
+pub const DEFAULT_STRATEGY: &str = "balanced";
+/// Scores closer than this are tied and spread by weight (smooth weighted round-robin).
+pub const TIE_EPSILON: f32 = 0.01;
+/// First backoff after a transient failure (1 s); doubles per consecutive failure.
+pub const COOLDOWN_BASE: Duration = Duration::from_secs(1);
+/// Longest backoff (5 min).
+pub const COOLDOWN_MAX: Duration = Duration::from_secs(300);
+/// Longest `Retry-After` honoured (10 min): a provider asking for more is still retried then.
+pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(600);
+/// A channel answering 401/403 stays out this long (1 h) unless a reload changes its key.
+pub const AUTH_COOLDOWN: Duration = Duration::from_secs(3600);
+/// A (channel, model) answering 404 for the model stays out this long (1 h).
+pub const MODEL_MISSING_COOLDOWN: Duration = Duration::from_secs(3600);
+/// Base currency of prices, scores and budgets.
+pub const CURRENCY: &str = "USD";

@@ -141,6 +141,40 @@ pub struct ProviderConfig {
     pub pool_idle_timeout: Duration,
 }
 
+/// Prices per 1M tokens in `currency`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Price {
+    /// Prompt tokens.
+    pub input: f64,
+    /// Completion tokens.
+    pub output: f64,
+    /// Cached prompt tokens (defaults to `input`).
+    pub cached: Option<f64>,
+    /// Currency code (converted through `[pricing] fx`).
+    pub currency: String,
+}
+
+/// What config says about one model of a channel (wins over discovery and heuristics).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelInfo {
+    /// Context length in tokens.
+    pub context: Option<u32>,
+    /// Parameters in millions.
+    pub params_m: Option<u32>,
+    /// Takes images.
+    pub vision: Option<bool>,
+    /// Calls tools.
+    pub tools: Option<bool>,
+    /// Supports JSON mode.
+    pub json: Option<bool>,
+    /// Is an embedding model.
+    pub embedding: Option<bool>,
+    /// Quality in [0, 1].
+    pub quality: Option<f32>,
+    /// Price for this model (wins over the channel's).
+    pub pricing: Option<Price>,
+}
+
 /// `[[channels]]`.
 #[derive(Debug, Clone)]
 pub struct ChannelConfig {
@@ -164,6 +198,29 @@ pub struct ChannelConfig {
     pub weight: f64,
     /// Disabled channels are never routed to.
     pub enabled: bool,
+    /// Price for every model of the channel (per 1M tokens).
+    pub pricing: Option<Price>,
+    /// Per-model facts.
+    pub model_info: Vec<(String, ModelInfo)>,
+    /// Skip the channel when it was used less than this long ago (per worker).
+    pub min_request_interval: Duration,
+    /// Most requests in flight on the channel (split evenly across workers).
+    pub max_concurrent: Option<u32>,
+}
+
+/// How long channels cool down after failures (DESIGN.md §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CooldownPolicy {
+    /// First backoff after a transient failure; doubles per consecutive failure.
+    pub base: Duration,
+    /// Longest backoff.
+    pub max: Duration,
+    /// Longest `Retry-After` honoured.
+    pub retry_after_max: Duration,
+    /// How long a channel stays out after a 401/403.
+    pub auth: Duration,
+    /// How long a (channel, model) stays out after a 404 naming the model.
+    pub model_missing: Duration,
 }
 
 /// `[routing]`.
@@ -171,6 +228,43 @@ pub struct ChannelConfig {
 pub struct RoutingConfig {
     /// Candidates tried per request.
     pub max_attempts: usize,
+    /// Strategy when the request names none.
+    pub default_strategy: String,
+    /// Scores this close are tied and spread by weight.
+    pub tie_epsilon: f32,
+    /// Cooldown durations.
+    pub cooldown: CooldownPolicy,
+}
+
+/// `[strategies.NAME]`: a user-defined weight vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StrategyConfig {
+    /// Name.
+    pub name: String,
+    /// Weights.
+    pub weights: crate::routing::score::Weights,
+}
+
+/// `[groups."auto:NAME"]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupConfig {
+    /// `auto:NAME`.
+    pub name: String,
+    /// The model expression the group stands for.
+    pub query: String,
+    /// Strategy (else the routing default).
+    pub strategy: Option<String>,
+    /// Filters applied to every request through the group.
+    pub options: crate::routing::Options,
+}
+
+/// `[pricing]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PricingConfig {
+    /// The currency scores and budgets are computed in.
+    pub currency: String,
+    /// Conversion rates: one unit of the key is worth this much of `currency`.
+    pub fx: Vec<(String, f64)>,
 }
 
 /// Log output format.
@@ -215,6 +309,12 @@ pub struct Config {
     pub channels: Vec<ChannelConfig>,
     /// `[routing]`.
     pub routing: RoutingConfig,
+    /// `[strategies.*]`, user-defined.
+    pub strategies: Vec<StrategyConfig>,
+    /// `[groups."auto:*"]`.
+    pub groups: Vec<GroupConfig>,
+    /// `[pricing]`.
+    pub pricing: PricingConfig,
     /// `[log]`.
     pub log: LogConfig,
     /// Where it came from.
@@ -371,6 +471,10 @@ impl Config {
                 priority: defaults::PRIORITY,
                 weight: defaults::WEIGHT,
                 enabled: true,
+                pricing: None,
+                model_info: Vec::new(),
+                min_request_interval: Duration::ZERO,
+                max_concurrent: None,
             });
         }
         if channels.is_empty() {
@@ -396,10 +500,14 @@ impl Config {
             base_url: None,
             models: models.iter().map(|m| m.to_string()).collect(),
             aliases: Vec::new(),
-            tags: vec!["demo".into()],
+            tags: vec!["demo".into(), "free".into()],
             priority: defaults::PRIORITY,
             weight: defaults::WEIGHT,
             enabled: true,
+            pricing: None,
+            model_info: Vec::new(),
+            min_request_interval: Duration::ZERO,
+            max_concurrent: None,
         }];
         cfg.source = Source::Demo;
         cfg
@@ -782,6 +890,141 @@ fn build(raw: raw::Root) -> Result<Config, ConfigError> {
         }
     }
 
+    let pricing = build_pricing(&mut c, raw.pricing);
+    for (i, ch) in channels.iter().enumerate() {
+        let prices = ch
+            .pricing
+            .iter()
+            .map(|p| (format!("channels[{i}].pricing"), p))
+            .chain(ch.model_info.iter().filter_map(|(m, info)| {
+                info.pricing
+                    .as_ref()
+                    .map(|p| (format!("channels[{i}].model_info.\"{m}\".pricing"), p))
+            }));
+        for (path, p) in prices {
+            let known = p.currency.eq_ignore_ascii_case(&pricing.currency)
+                || pricing
+                    .fx
+                    .iter()
+                    .any(|(cur, _)| cur.eq_ignore_ascii_case(&p.currency));
+            if !known {
+                c.err(
+                    format!("{path}.currency"),
+                    format!(
+                        "no rate for \"{}\"; add it to [pricing] fx, e.g. fx = {{ {} = 0.14 }}",
+                        p.currency, p.currency
+                    ),
+                );
+            }
+        }
+    }
+
+    let mut strategies = Vec::new();
+    for (name, st) in raw.strategies {
+        let at = |k: &str| format!("strategies.{name}.{k}");
+        if crate::routing::score::builtin(&name).is_some() {
+            c.err(
+                format!("strategies.{name}"),
+                "this name is a built-in strategy; choose another name for your weights",
+            );
+        }
+        let mut weight = |key: &str, v: Option<f64>| -> f32 {
+            match v {
+                None => 0.0,
+                Some(x) if x.is_finite() && x >= 0.0 => x as f32,
+                Some(x) => {
+                    c.err(
+                        at(key),
+                        format!("weights are non-negative numbers, got {x}"),
+                    );
+                    0.0
+                }
+            }
+        };
+        let weights = crate::routing::score::Weights {
+            cost: weight("cost", st.cost),
+            speed: weight("speed", st.speed),
+            quality: weight("quality", st.quality),
+            reliability: weight("reliability", st.reliability),
+            context: weight("context", st.context),
+            parameters: weight("parameters", st.parameters),
+            free: weight("free", st.free),
+            local: weight("local", st.local),
+        };
+        if weights.sum() <= 0.0 {
+            c.err(
+                format!("strategies.{name}"),
+                "give at least one positive weight (cost, speed, quality, reliability, context, parameters, free, local)",
+            );
+        }
+        strategies.push(StrategyConfig { name, weights });
+    }
+    let strategy_known = |name: &str| {
+        crate::routing::score::builtin(name).is_some() || strategies.iter().any(|s| s.name == name)
+    };
+    let strategy_hint = |name: &str| -> String {
+        let mut known: Vec<&str> = crate::routing::score::BUILTIN
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
+        known.extend(strategies.iter().map(|s| s.name.as_str()));
+        match closest(name, &known) {
+            Some(k) => format!("unknown strategy \"{name}\"; did you mean \"{k}\"?"),
+            None => format!("unknown strategy \"{name}\"; known: {}", known.join(", ")),
+        }
+    };
+
+    let default_strategy = raw
+        .routing
+        .default_strategy
+        .unwrap_or_else(|| defaults::DEFAULT_STRATEGY.to_string());
+    if !strategy_known(&default_strategy) {
+        c.err("routing.default_strategy", strategy_hint(&default_strategy));
+    }
+    let tie_epsilon = match raw.routing.tie_epsilon {
+        None => defaults::TIE_EPSILON,
+        Some(e) if (0.0..=1.0).contains(&e) => e as f32,
+        Some(e) => {
+            c.err(
+                "routing.tie_epsilon",
+                format!("must be between 0 and 1, got {e}"),
+            );
+            defaults::TIE_EPSILON
+        }
+    };
+    let ms = Duration::from_millis(1);
+    let cooldown = CooldownPolicy {
+        base: c.duration(
+            "routing.cooldown_base",
+            raw.routing.cooldown_base,
+            defaults::COOLDOWN_BASE,
+            ms,
+        ),
+        max: c.duration(
+            "routing.cooldown_max",
+            raw.routing.cooldown_max,
+            defaults::COOLDOWN_MAX,
+            ms,
+        ),
+        retry_after_max: c.duration(
+            "routing.retry_after_max",
+            raw.routing.retry_after_max,
+            defaults::RETRY_AFTER_MAX,
+            ms,
+        ),
+        auth: c.duration(
+            "routing.auth_cooldown",
+            raw.routing.auth_cooldown,
+            defaults::AUTH_COOLDOWN,
+            ms,
+        ),
+        model_missing: c.duration(
+            "routing.model_missing_cooldown",
+            raw.routing.model_missing_cooldown,
+            defaults::MODEL_MISSING_COOLDOWN,
+            ms,
+        ),
+    };
     let routing = RoutingConfig {
         max_attempts: c.int(
             "routing.max_attempts",
@@ -790,7 +1033,70 @@ fn build(raw: raw::Root) -> Result<Config, ConfigError> {
             1,
             20,
         ),
+        default_strategy,
+        tie_epsilon,
+        cooldown,
     };
+
+    let mut groups = Vec::new();
+    for (name, g) in raw.groups {
+        let at = |k: &str| format!("groups.\"{name}\".{k}");
+        if !name.to_ascii_lowercase().starts_with("auto:") || name.len() <= 5 {
+            c.err(
+                format!("groups.\"{name}\""),
+                "group names start with `auto:`, e.g. [groups.\"auto:fast\"]",
+            );
+        }
+        let Some(query) = g.query else {
+            c.err(
+                at("query"),
+                "required key is missing; give the model expression the group stands for",
+            );
+            continue;
+        };
+        match crate::routing::expr::parse(&query) {
+            Err(e) => c.err(at("query"), e),
+            Ok(crate::routing::expr::Expr::Group(_)) => {
+                c.err(at("query"), "a group's query cannot be another group")
+            }
+            Ok(_) => {}
+        }
+        if let Some(s) = &g.strategy
+            && !strategy_known(s)
+        {
+            c.err(at("strategy"), strategy_hint(s));
+        }
+        let mut options = crate::routing::Options::default();
+        if let Some(caps) = &g.required_capabilities {
+            for (i, cap) in caps.iter().enumerate() {
+                match crate::catalog::Caps::parse(cap) {
+                    Some(x) => options.required = options.required.union(x),
+                    None => c.err(
+                        format!("groups.\"{name}\".required_capabilities[{i}]"),
+                        format!("\"{cap}\" is not a capability; use vision, tools or json"),
+                    ),
+                }
+            }
+        }
+        if let Some(m) = g.max_cost_per_1k {
+            if m.is_finite() && m >= 0.0 {
+                options.max_cost_per_1k = Some(m);
+            } else {
+                c.err(
+                    at("max_cost_per_1k"),
+                    format!("must be a non-negative number, got {m}"),
+                );
+            }
+        }
+        options.prefer_local = g.prefer_local;
+        options.exclude_providers = g.exclude_providers.unwrap_or_default();
+        groups.push(GroupConfig {
+            name,
+            query,
+            strategy: g.strategy,
+            options,
+        });
+    }
 
     let log = LogConfig {
         format: match raw.log.format.as_deref() {
@@ -829,6 +1135,9 @@ fn build(raw: raw::Root) -> Result<Config, ConfigError> {
             providers,
             channels,
             routing,
+            strategies,
+            groups,
+            pricing,
             log,
             source: Source::Inline,
         })
@@ -837,6 +1146,121 @@ fn build(raw: raw::Root) -> Result<Config, ConfigError> {
             origin: None,
             problems: c.problems,
         })
+    }
+}
+
+fn build_pricing(c: &mut Checker, p: raw::Pricing) -> PricingConfig {
+    let currency = p.currency.unwrap_or_else(|| defaults::CURRENCY.to_string());
+    if !valid_currency(&currency) {
+        c.err(
+            "pricing.currency",
+            format!("\"{currency}\" is not a currency code like \"USD\""),
+        );
+    }
+    let mut fx = Vec::new();
+    for (code, rate) in p.fx.unwrap_or_default() {
+        if !valid_currency(&code) {
+            c.err(
+                format!("pricing.fx.{code}"),
+                "not a currency code like \"CNY\"",
+            );
+        } else if !(rate.is_finite() && rate > 0.0) {
+            c.err(
+                format!("pricing.fx.{code}"),
+                format!("rates are positive numbers, got {rate}"),
+            );
+        } else {
+            fx.push((code, rate));
+        }
+    }
+    PricingConfig { currency, fx }
+}
+
+fn valid_currency(code: &str) -> bool {
+    (3..=4).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphabetic())
+}
+
+fn build_price(c: &mut Checker, path: &str, p: raw::Price) -> Option<Price> {
+    let before = c.problems.len();
+    let mut num = |k: &str, v: Option<f64>| -> Option<f64> {
+        match v {
+            Some(x) if x.is_finite() && x >= 0.0 => Some(x),
+            Some(x) => {
+                c.err(
+                    format!("{path}.{k}"),
+                    format!("prices are non-negative numbers per 1M tokens, got {x}"),
+                );
+                None
+            }
+            None => None,
+        }
+    };
+    let input = num("input", p.input);
+    let output = num("output", p.output);
+    let cached = num("cached", p.cached);
+    let (Some(input), Some(output)) = (input, output) else {
+        if c.problems.len() == before {
+            c.err(path, "give both input and output prices per 1M tokens, e.g. { input = 0.15, output = 0.6 }");
+        }
+        return None;
+    };
+    let currency = p.currency.unwrap_or_else(|| defaults::CURRENCY.to_string());
+    Some(Price {
+        input,
+        output,
+        cached,
+        currency,
+    })
+}
+
+fn build_model_info(c: &mut Checker, path: &str, m: raw::ModelInfo) -> ModelInfo {
+    let amount =
+        |c: &mut Checker, key: &str, v: Option<raw::Amount>, context: bool| -> Option<u32> {
+            let parsed = match v? {
+                raw::Amount::Number(n) if n.is_finite() && n >= 0.0 => {
+                    Ok(if context { n } else { n * 1000.0 } as u64)
+                }
+                raw::Amount::Number(n) => Err(format!("must be a non-negative number, got {n}")),
+                raw::Amount::Text(t) if context => crate::routing::expr::context_size(&t),
+                raw::Amount::Text(t) => crate::routing::expr::param_size(&t),
+            };
+            match parsed {
+                Ok(v) if v <= u64::from(u32::MAX) => Some(v as u32),
+                Ok(_) => {
+                    c.err(format!("{path}.{key}"), "too large");
+                    None
+                }
+                Err(e) => {
+                    c.err(format!("{path}.{key}"), e);
+                    None
+                }
+            }
+        };
+    let context = amount(c, "context", m.context, true);
+    let params_m = amount(c, "params", m.params, false);
+    let quality = match m.quality {
+        None => None,
+        Some(q) if (0.0..=1.0).contains(&q) => Some(q as f32),
+        Some(q) => {
+            c.err(
+                format!("{path}.quality"),
+                format!("quality is between 0 and 1, got {q}"),
+            );
+            None
+        }
+    };
+    let pricing = m
+        .pricing
+        .and_then(|p| build_price(c, &format!("{path}.pricing"), p));
+    ModelInfo {
+        context,
+        params_m,
+        vision: m.vision,
+        tools: m.tools,
+        json: m.json,
+        embedding: m.embedding,
+        quality,
+        pricing,
     }
 }
 
@@ -1201,6 +1625,35 @@ fn build_channel(
         .into_iter()
         .map(|t| t.to_ascii_lowercase())
         .collect();
+    let pricing = ch.pricing.and_then(|p| build_price(c, &at("pricing"), p));
+    let mut model_info = Vec::new();
+    for (m, info) in ch.model_info.unwrap_or_default() {
+        let path = format!("channels[{i}].model_info.\"{m}\"");
+        if !models.contains(&m) && !aliases.iter().any(|(_, t)| *t == m) {
+            c.err(
+                &path,
+                format!("\"{m}\" is not one of this channel's models; list it in models first"),
+            );
+        }
+        model_info.push((m, build_model_info(c, &path, info)));
+    }
+    let min_request_interval = c.duration(
+        &at("min_request_interval"),
+        ch.min_request_interval,
+        Duration::ZERO,
+        Duration::ZERO,
+    );
+    let max_concurrent = match ch.max_concurrent {
+        None => None,
+        Some(n) if (1..=1_000_000).contains(&n) => Some(n as u32),
+        Some(n) => {
+            c.err(
+                at("max_concurrent"),
+                format!("must be between 1 and 1000000, got {n}"),
+            );
+            None
+        }
+    };
     if c.problems.len() != before {
         return None;
     }
@@ -1215,6 +1668,10 @@ fn build_channel(
         priority,
         weight,
         enabled: ch.enabled.unwrap_or(true),
+        pricing,
+        model_info,
+        min_request_interval,
+        max_concurrent,
     })
 }
 

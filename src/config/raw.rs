@@ -35,6 +35,12 @@ pub(super) struct Root {
     #[serde(default)]
     pub routing: Routing,
     #[serde(default)]
+    pub strategies: BTreeMap<String, Strategy>,
+    #[serde(default)]
+    pub groups: BTreeMap<String, Group>,
+    #[serde(default)]
+    pub pricing: Pricing,
+    #[serde(default)]
     pub log: Log,
 }
 
@@ -88,12 +94,85 @@ pub(super) struct Channel {
     pub priority: Option<i64>,
     pub weight: Option<f64>,
     pub enabled: Option<bool>,
+    pub pricing: Option<Price>,
+    pub model_info: Option<BTreeMap<String, ModelInfo>>,
+    pub min_request_interval: Option<DurationValue>,
+    pub max_concurrent: Option<i64>,
+}
+
+/// Prices per 1M tokens.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Price {
+    pub input: Option<f64>,
+    pub output: Option<f64>,
+    pub cached: Option<f64>,
+    pub currency: Option<String>,
+}
+
+/// A number of tokens or parameters, as a number or a string with a unit.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub(super) enum Amount {
+    Number(f64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ModelInfo {
+    pub context: Option<Amount>,
+    pub params: Option<Amount>,
+    pub vision: Option<bool>,
+    pub tools: Option<bool>,
+    pub json: Option<bool>,
+    pub embedding: Option<bool>,
+    pub quality: Option<f64>,
+    pub pricing: Option<Price>,
 }
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Routing {
     pub max_attempts: Option<i64>,
+    pub default_strategy: Option<String>,
+    pub tie_epsilon: Option<f64>,
+    pub cooldown_base: Option<DurationValue>,
+    pub cooldown_max: Option<DurationValue>,
+    pub retry_after_max: Option<DurationValue>,
+    pub auth_cooldown: Option<DurationValue>,
+    pub model_missing_cooldown: Option<DurationValue>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Strategy {
+    pub cost: Option<f64>,
+    pub speed: Option<f64>,
+    pub quality: Option<f64>,
+    pub reliability: Option<f64>,
+    pub context: Option<f64>,
+    pub parameters: Option<f64>,
+    pub free: Option<f64>,
+    pub local: Option<f64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Group {
+    pub query: Option<String>,
+    pub strategy: Option<String>,
+    pub max_cost_per_1k: Option<f64>,
+    pub required_capabilities: Option<Vec<String>>,
+    pub prefer_local: Option<bool>,
+    pub exclude_providers: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Pricing {
+    pub currency: Option<String>,
+    pub fx: Option<BTreeMap<String, f64>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -189,6 +189,22 @@ impl BaseUrl {
         format!("{scheme}://{}{}", self.authority(), self.path)
     }
 
+    /// True for loopback, private (RFC 1918, ULA), link-local and `.local`/`.lan` hosts: the
+    /// endpoints the router counts as `local`.
+    pub fn is_private(&self) -> bool {
+        if self.is_loopback() || self.host.ends_with(".local") || self.host.ends_with(".lan") {
+            return true;
+        }
+        match self.host.parse::<IpAddr>() {
+            Ok(IpAddr::V4(v4)) => v4.is_private() || v4.is_link_local(),
+            Ok(IpAddr::V6(v6)) => {
+                let first = v6.segments()[0];
+                (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+            }
+            Err(_) => false,
+        }
+    }
+
     /// True when the host is a loopback literal or `localhost`.
     pub fn is_loopback(&self) -> bool {
         self.host == "localhost"
@@ -292,7 +308,22 @@ mod tests {
             ("127.0.0.1", 9000, "/v1")
         );
         assert_eq!(u.authority(), "127.0.0.1:9000");
-        assert!(u.is_loopback());
+        assert!(u.is_loopback() && u.is_private());
+        assert!(
+            BaseUrl::parse("http://192.168.1.5:11434/v1")
+                .unwrap()
+                .is_private()
+        );
+        assert!(
+            BaseUrl::parse("http://gpu-box.local:8000")
+                .unwrap()
+                .is_private()
+        );
+        assert!(
+            !BaseUrl::parse("https://api.openai.com/v1")
+                .unwrap()
+                .is_private()
+        );
         let u = BaseUrl::parse("http://[::1]:8080").unwrap();
         assert_eq!((u.host.as_str(), u.path.as_str()), ("::1", ""));
         assert_eq!(u.authority(), "[::1]:8080");

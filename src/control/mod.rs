@@ -19,9 +19,17 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::config::{Config, Scheme};
+use crate::live::{Merger, Report};
 use crate::snapshot::{Resolved, Snapshot, TlsConfigs};
 use crate::upstream::tls::ClientTls;
 use crate::worker::{Board, Command};
+
+fn until_midnight() -> Duration {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    crate::routing::health::until_utc_midnight(now)
+}
 
 /// Longest the control loop sleeps when it has no timed work.
 const IDLE_WAIT: Duration = Duration::from_secs(3600);
@@ -94,40 +102,61 @@ pub fn build_tls(cfg: &Config) -> Result<TlsConfigs, String> {
 /// The control thread's state.
 pub struct Control {
     cfg: Config,
-    epoch: u64,
+    current: Arc<Snapshot>,
+    workers: usize,
     resolved: Resolved,
     tls: TlsConfigs,
     slots: Vec<Slot>,
     requests: Receiver<Request>,
+    reports: Receiver<Report>,
+    merger: Merger,
     board: Arc<Board>,
 }
 
 impl std::fmt::Debug for Control {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Control")
-            .field("epoch", &self.epoch)
+            .field("epoch", &self.current.epoch)
             .finish_non_exhaustive()
     }
 }
 
+/// What the control thread is given at start.
+#[derive(Debug)]
+pub struct Setup {
+    /// The validated config.
+    pub cfg: Config,
+    /// The snapshot every worker started with.
+    pub first: Arc<Snapshot>,
+    /// Worker count.
+    pub workers: usize,
+    /// TLS settings per provider.
+    pub tls: TlsConfigs,
+    /// One slot per worker.
+    pub slots: Vec<Slot>,
+    /// Requests (shutdown).
+    pub requests: Receiver<Request>,
+    /// Worker outcome reports.
+    pub reports: Receiver<Report>,
+    /// The health board.
+    pub board: Arc<Board>,
+}
+
 impl Control {
-    /// Control state after bootstrap published epoch `epoch`.
-    pub fn new(
-        cfg: Config,
-        epoch: u64,
-        tls: TlsConfigs,
-        slots: Vec<Slot>,
-        requests: Receiver<Request>,
-        board: Arc<Board>,
-    ) -> Control {
+    /// Control state after bootstrap published `first`.
+    pub fn new(setup: Setup) -> Control {
+        let live = (*setup.first.live).clone();
         Control {
-            cfg,
-            epoch,
+            merger: Merger::new(live, setup.cfg.routing.cooldown),
+            cfg: setup.cfg,
+            current: setup.first,
+            workers: setup.workers,
             resolved: Resolved::new(),
-            tls,
-            slots,
-            requests,
-            board,
+            tls: setup.tls,
+            slots: setup.slots,
+            requests: setup.requests,
+            reports: setup.reports,
+            board: setup.board,
         }
     }
 
@@ -138,18 +167,36 @@ impl Control {
             .spawn(move || self.run())
     }
 
-    fn publish(&mut self) {
-        self.epoch += 1;
-        let snap = Arc::new(Snapshot::build(
-            &self.cfg,
-            self.epoch,
-            &self.resolved,
-            &self.tls,
-        ));
+    fn publish(&mut self, next: Snapshot) {
+        let snap = Arc::new(next);
         for slot in &self.slots {
             slot.publish(snap.clone());
         }
-        tracing::debug!(epoch = self.epoch, "snapshot published");
+        tracing::debug!(epoch = snap.epoch, "snapshot published");
+        self.current = snap;
+    }
+
+    /// New endpoints after DNS: same catalog and live state.
+    fn publish_endpoints(&mut self) {
+        let epoch = self.current.epoch + 1;
+        let fresh = Snapshot::build(
+            &self.cfg,
+            epoch,
+            &self.resolved,
+            &self.tls,
+            self.workers,
+            self.current.catalog.generation,
+        );
+        let next = self.current.with_channels(epoch, &fresh);
+        self.publish(next);
+    }
+
+    /// New live state after worker reports.
+    fn publish_live(&mut self) {
+        let epoch = self.current.epoch + 1;
+        let live = self.merger.publish();
+        let next = self.current.with_live(epoch, live);
+        self.publish(next);
     }
 
     fn run(mut self) {
@@ -161,30 +208,51 @@ impl Control {
         }
         let resolver = dns::Resolver::start();
         let refresh = self.cfg.server.dns_refresh;
+        let tick = self.cfg.server.tick;
         let mut next_resolve = Instant::now();
+        // Averages changed: publish no later than this (health changes publish at once).
+        let mut stats_due: Option<Instant> = None;
         loop {
-            if !hosts.is_empty() && Instant::now() >= next_resolve {
+            let now = Instant::now();
+            if !hosts.is_empty() && now >= next_resolve {
                 resolver.resolve(hosts.clone());
-                next_resolve = Instant::now() + refresh;
+                next_resolve = now + refresh;
             }
-            // Sleep until the next re-resolution; with nothing to resolve, only requests wake
-            // this thread.
-            let wait = if hosts.is_empty() {
-                IDLE_WAIT
-            } else {
-                next_resolve
-                    .saturating_duration_since(Instant::now())
-                    .max(Duration::from_millis(1))
-            };
+            if stats_due.is_some_and(|t| now >= t) {
+                stats_due = None;
+                self.publish_live();
+            }
+            // Sleep until the next timed job; with none, only messages wake this thread.
+            let mut wake = now + IDLE_WAIT;
+            if !hosts.is_empty() {
+                wake = wake.min(next_resolve);
+            }
+            if let Some(t) = stats_due {
+                wake = wake.min(t);
+            }
+            let wait = wake
+                .saturating_duration_since(now)
+                .max(Duration::from_millis(1));
             crossbeam_channel::select! {
                 recv(self.requests) -> r => match r {
                     Ok(Request::Shutdown) | Err(_) => break,
+                },
+                recv(self.reports) -> r => {
+                    if let Ok(first) = r {
+                        self.merge_reports(first);
+                        if self.merger.health_changed {
+                            stats_due = None;
+                            self.publish_live();
+                        } else if self.merger.stats_changed && stats_due.is_none() {
+                            stats_due = Some(Instant::now() + tick);
+                        }
+                    }
                 },
                 recv(resolver.results()) -> r => {
                     if let Ok(batch) = r {
                         let answered = batch.len();
                         if self.merge(batch) {
-                            self.publish();
+                            self.publish_endpoints();
                         }
                         if first_round > 0 {
                             first_round = first_round.saturating_sub(answered);
@@ -197,8 +265,21 @@ impl Control {
                 default(wait) => {},
             }
         }
+        // Counts are never dropped: merge what is still queued before stopping.
+        while let Ok(r) = self.reports.try_recv() {
+            self.merger.apply(&r, until_midnight());
+        }
         for slot in &self.slots {
             let _ = slot.commands.send(Command::Shutdown);
+        }
+    }
+
+    /// Merges `first` and every report already queued behind it.
+    fn merge_reports(&mut self, first: Report) {
+        let midnight = until_midnight();
+        self.merger.apply(&first, midnight);
+        while let Ok(r) = self.reports.try_recv() {
+            self.merger.apply(&r, midnight);
         }
     }
 

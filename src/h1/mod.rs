@@ -121,8 +121,57 @@ pub fn http_date(unix_secs: u64) -> [u8; 29] {
     out
 }
 
+/// Parses a `Retry-After` value: delay seconds, or an IMF-fixdate compared with `now_unix`.
+pub fn parse_retry_after(value: &[u8], now_unix: u64) -> Option<std::time::Duration> {
+    let v = std::str::from_utf8(value).ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(std::time::Duration::from_secs(secs));
+    }
+    // "Sun, 06 Nov 1994 08:49:37 GMT"
+    let b = v.as_bytes();
+    if b.len() != 29 || &b[26..] != b"GMT" {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| std::str::from_utf8(&b[r]).ok()?.parse::<i64>().ok();
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let day = num(5..7)?;
+    let month = MONTHS.iter().position(|m| &b[8..11] == *m)? as i64 + 1;
+    let year = num(12..16)?;
+    let (h, mi, s) = (num(17..19)?, num(20..22)?, num(23..25)?);
+    // Days from civil (Howard Hinnant).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let at = days * 86_400 + h * 3600 + mi * 60 + s;
+    Some(std::time::Duration::from_secs(
+        (at - now_unix as i64).max(0) as u64,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn retry_after_forms() {
+        use std::time::Duration;
+        assert_eq!(parse_retry_after(b"7", 0), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after(b"Sun, 06 Nov 1994 08:49:47 GMT", 784_111_777),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            parse_retry_after(b"Sun, 06 Nov 1994 08:49:37 GMT", 784_111_900),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after(b"soon", 0), None);
+    }
+
     #[test]
     fn http_dates() {
         assert_eq!(&http_date(0), b"Thu, 01 Jan 1970 00:00:00 GMT");

@@ -16,14 +16,18 @@
 
 mod relay;
 
+use std::fmt::Write as _;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::api::chat::Features;
+use arrayvec::{ArrayString, ArrayVec};
+
+use crate::api::chat::{Edit, Features};
 use crate::error::{Error, Kind};
 use crate::h1::head::ResponseHead;
 use crate::json;
 use crate::routing;
+use crate::routing::health::Outcome;
 use crate::server::response::ClientGuard;
 use crate::server::{Exchange, Request, Responder};
 use crate::snapshot::{Channel, Snapshot};
@@ -72,6 +76,151 @@ fn fails_over(status: u16) -> bool {
     matches!(status, 401 | 402 | 403 | 404 | 429) || status >= 500
 }
 
+/// One planned attempt, copied out of the routing arena.
+#[derive(Debug, Clone, Copy)]
+struct Planned {
+    entry: u32,
+    half_open: bool,
+    score: f32,
+}
+
+/// The attempts to make, in order, and the strategy that ordered them.
+#[derive(Debug)]
+struct Plan {
+    attempts: ArrayVec<Planned, 20>,
+    strategy: ArrayString<64>,
+}
+
+/// Ranks the candidates (synchronously, in the worker's arena) and copies out the attempts.
+fn plan(
+    worker: &Worker,
+    snap: &Snapshot,
+    features: &Features,
+    options: &routing::Options,
+    strategy: Option<&str>,
+    now: Instant,
+) -> Result<Plan, Error> {
+    let mut local = worker.routing.borrow_mut();
+    let mut arena = worker.arena.borrow_mut();
+    arena.reset();
+    let ask = routing::Ask {
+        model: &features.model,
+        needs: features.needs,
+        prompt_tokens: features.prompt_tokens,
+        max_tokens: features.max_tokens,
+        stream: features.stream,
+        strategy,
+        options,
+    };
+    let ranking = routing::rank(snap, &mut local, &ask, now, &arena, false)
+        .map_err(routing::RouteError::into_error)?;
+    let mut attempts = ArrayVec::new();
+    for c in ranking
+        .candidates
+        .iter()
+        .take(snap.routing.max_attempts.min(20))
+    {
+        attempts.push(Planned {
+            entry: c.entry,
+            half_open: c.half_open,
+            score: c.score,
+        });
+    }
+    let mut name = ArrayString::new();
+    let _ = name.try_push_str(crate::error::truncate(ranking.strategy, 64));
+    Ok(Plan {
+        attempts,
+        strategy: name,
+    })
+}
+
+/// Router options from the body, overridden by `x-router-*` request headers.
+pub fn options_with_headers(
+    req: &Request<'_>,
+    body: &routing::Options,
+) -> Result<routing::Options, Error> {
+    let mut o = body.clone();
+    let text = |name: &[u8]| {
+        req.header(name)
+            .map(|v| String::from_utf8_lossy(v).trim().to_string())
+    };
+    if let Some(v) = text(b"x-router-prefer-local") {
+        o.prefer_local = Some(match v.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" => true,
+            "0" | "false" | "no" => false,
+            _ => {
+                return Err(Error::bad_request(
+                    "invalid_router_header",
+                    "x-router-prefer-local must be true or false.",
+                ));
+            }
+        });
+    }
+    if let Some(v) = text(b"x-router-max-cost-per-1k") {
+        let x = v
+            .parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite() && *x >= 0.0)
+            .ok_or_else(|| {
+                Error::bad_request(
+                    "invalid_router_header",
+                    "x-router-max-cost-per-1k must be a non-negative number (USD per 1K tokens).",
+                )
+            })?;
+        o.max_cost_per_1k = Some(x);
+    }
+    if let Some(v) = text(b"x-router-exclude-providers") {
+        o.exclude_providers = v
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+    }
+    if let Some(v) = text(b"x-router-required-capabilities") {
+        o.required = crate::catalog::Caps::NONE;
+        for name in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let cap = crate::catalog::Caps::parse(name).ok_or_else(|| {
+                Error::bad_request(
+                    "invalid_router_header",
+                    format!(
+                        "x-router-required-capabilities: unknown capability `{}`; use vision, tools or json.",
+                        crate::error::truncate(name, 50)
+                    ),
+                )
+            })?;
+            o.required = o.required.union(cap);
+        }
+    }
+    Ok(o)
+}
+
+/// The strategy named by the `x-router-strategy` header, else the body's `strategy`.
+pub fn strategy_of<'a>(req: &'a Request<'_>, features: &'a Features) -> Option<&'a str> {
+    req.header(b"x-router-strategy")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .or(features.strategy.as_deref())
+}
+
+/// Releases a channel's per-worker slot (in-flight count, half-open trial) when an attempt
+/// ends, however it ends.
+struct Slot<'w> {
+    worker: &'w Worker,
+    channel: u32,
+    half_open: bool,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.worker
+            .routing
+            .borrow_mut()
+            .end(self.channel, self.half_open);
+    }
+}
+
 /// Proxies a chat-completions request.
 pub async fn chat(
     worker: &Rc<Worker>,
@@ -81,30 +230,45 @@ pub async fn chat(
     ex: &mut Exchange<'_>,
 ) {
     let Exchange { out, input } = ex;
-    let mut plan = Vec::with_capacity(4);
-    if let Err(e) = routing::plan(snap, &features.model, worker.next_rotation(), &mut plan) {
-        return out.send_error(&e).await;
-    }
+    let now = Instant::now();
+    let planned = options_with_headers(req, &features.options)
+        .and_then(|o| plan(worker, snap, features, &o, strategy_of(req, features), now));
+    let plan = match planned {
+        Ok(p) => p,
+        Err(e) => return out.send_error(&e).await,
+    };
     let mut guard = ClientGuard::new(input);
     let mut outgoing = Vec::with_capacity(req.body.len() + 1024);
     let mut failures: Vec<(usize, Failure)> = Vec::new();
-    for (n, attempt) in plan.iter().enumerate() {
-        let ch = &snap.channels[attempt.channel];
+    for (n, p) in plan.attempts.iter().enumerate() {
+        let entry = &snap.catalog.entries[p.entry as usize];
+        let ch = &snap.channels[entry.channel as usize];
         build_request(
             &mut outgoing,
             ch,
             req,
             features,
-            attempt.model,
+            &entry.model,
             out.request_id.as_bytes(),
         );
         let started = Instant::now();
+        worker
+            .routing
+            .borrow_mut()
+            .begin(entry.channel, p.half_open, started);
+        let _slot = Slot {
+            worker,
+            channel: entry.channel,
+            half_open: p.half_open,
+        };
         let info = Info {
             channel: ch,
-            model: attempt.model,
+            model: &entry.model,
             requested: &features.model,
             attempts: n + 1,
             started,
+            strategy: &plan.strategy,
+            score: p.score,
         };
         let Some(result) = guard
             .run(attempt_once(worker, ch, &mut outgoing, started))
@@ -116,23 +280,55 @@ pub async fn chat(
         match result {
             Err(f) => {
                 tracing::debug!(channel = %ch.id, failure = %f.describe(), "attempt failed");
-                failures.push((attempt.channel, f));
+                worker.report(snap, p.entry, Some(Outcome::Transient), started, None, None);
+                failures.push((entry.channel as usize, f));
             }
             Ok((conn, head)) if fails_over(head.status) => {
+                let retry_after = head
+                    .header(&conn.buf, b"retry-after")
+                    .and_then(|v| crate::h1::parse_retry_after(v, unix_now()));
+                let ttft = ms(started.elapsed());
+                worker.report(
+                    snap,
+                    p.entry,
+                    Outcome::of_status(head.status, retry_after),
+                    started,
+                    None,
+                    Some(ttft),
+                );
                 let Some(kept) = guard.run(read_kept(worker, ch, conn, &head)).await else {
                     return guard.finish().await;
                 };
                 tracing::debug!(channel = %ch.id, status = head.status, "upstream status fails over");
-                failures.push((attempt.channel, Failure::Status(kept)));
+                failures.push((entry.channel as usize, Failure::Status(kept)));
             }
             Ok((conn, head)) => {
-                relay::respond(worker, ch, conn, head, &info, out, &mut guard).await;
+                let ttft = ms(started.elapsed());
+                let status = head.status;
+                let outcome = relay::respond(worker, ch, conn, head, &info, out, &mut guard).await;
+                let health = match outcome {
+                    relay::Outcome::Complete => Outcome::of_status(status, None),
+                    relay::Outcome::Broken => Some(Outcome::Transient),
+                    relay::Outcome::ClientGone => None,
+                };
+                let latency = ms(started.elapsed());
+                worker.report(snap, p.entry, health, started, Some(latency), Some(ttft));
                 return guard.finish().await;
             }
         }
     }
     guard.finish().await;
     give_up(snap, &features.model, failures, out).await;
+}
+
+fn ms(d: Duration) -> f32 {
+    d.as_secs_f32() * 1000.0
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Response-header facts about the attempt that answered.
@@ -142,6 +338,8 @@ pub(crate) struct Info<'a> {
     pub(crate) requested: &'a str,
     pub(crate) attempts: usize,
     pub(crate) started: Instant,
+    pub(crate) strategy: &'a str,
+    pub(crate) score: f32,
 }
 
 impl Info<'_> {
@@ -150,6 +348,10 @@ impl Info<'_> {
         out.header(b"x-router-provider", self.channel.provider.as_bytes());
         out.header(b"x-router-model", self.model.as_bytes());
         out.header(b"x-router-requested-model", self.requested.as_bytes());
+        out.header(b"x-router-strategy", self.strategy.as_bytes());
+        let mut score = ArrayString::<16>::new();
+        let _ = write!(score, "{:.3}", self.score);
+        out.header(b"x-router-score", score.as_bytes());
         out.header(
             b"x-router-attempts",
             itoa::Buffer::new().format(self.attempts).as_bytes(),
@@ -212,16 +414,24 @@ fn build_request(
     }
     let mut quoted = Vec::with_capacity(model.len() + 2);
     json::write_str(&mut quoted, model);
-    let removed: usize = f.model_spans.iter().map(|r| r.len()).sum();
-    let len = req.body.len() - removed + quoted.len() * f.model_spans.len();
+    let mut len = req.body.len();
+    for e in &f.edits {
+        len -= e.range().len();
+        if let Edit::Model(_) = e {
+            len += quoted.len();
+        }
+    }
     out.extend_from_slice(b"Content-Length: ");
     out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
     out.extend_from_slice(b"\r\n\r\n");
     let mut at = 0;
-    for span in &f.model_spans {
-        out.extend_from_slice(&req.body[at..span.start]);
-        out.extend_from_slice(&quoted);
-        at = span.end;
+    for e in &f.edits {
+        let r = e.range();
+        out.extend_from_slice(&req.body[at..r.start]);
+        if let Edit::Model(_) = e {
+            out.extend_from_slice(&quoted);
+        }
+        at = r.end;
     }
     out.extend_from_slice(&req.body[at..]);
 }

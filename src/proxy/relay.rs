@@ -194,6 +194,17 @@ pub(super) async fn read_body(
     Ok(exact)
 }
 
+/// How relaying ended, for the channel's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// The whole answer reached the client (or the client stopped reading it).
+    Complete,
+    /// The upstream broke off, stalled or sent a malformed body.
+    Broken,
+    /// The client left before the end; says nothing about the upstream.
+    ClientGone,
+}
+
 /// Relays the answering attempt's response.
 pub(super) async fn respond(
     worker: &Worker,
@@ -203,7 +214,7 @@ pub(super) async fn respond(
     info: &Info<'_>,
     out: &mut Responder<'_>,
     guard: &mut ClientGuard<'_, '_>,
-) {
+) -> Outcome {
     let deadline = info.started + ch.timeouts.total;
     if head.event_stream && (200..300).contains(&head.status) {
         return relay_sse(worker, ch, conn, head, info, out, guard, deadline).await;
@@ -219,7 +230,7 @@ pub(super) async fn respond(
     );
     let Some(result) = guard.run(read).await else {
         tracing::debug!(channel = %ch.id, "client left during the upstream body; upstream closed");
-        return;
+        return Outcome::ClientGone;
     };
     match result {
         Ok((at, exact)) => {
@@ -237,6 +248,7 @@ pub(super) async fn respond(
             if head.keep_alive && exact {
                 worker.pool.put(&ch.endpoint, conn, Instant::now());
             }
+            Outcome::Complete
         }
         Err(e) => {
             let (status, code, msg) = match e {
@@ -260,6 +272,7 @@ pub(super) async fn respond(
             tracing::warn!(channel = %ch.id, code, "upstream body failed");
             out.send_error(&Error::new(status, Kind::Server, code, msg))
                 .await;
+            Outcome::Broken
         }
     }
 }
@@ -321,7 +334,7 @@ async fn relay_sse(
     out: &mut Responder<'_>,
     guard: &mut ClientGuard<'_, '_>,
     deadline: Instant,
-) {
+) -> Outcome {
     out.begin(head.status);
     write_forwarded_headers(&conn, &head, out, true);
     info.write_headers(out);
@@ -331,7 +344,7 @@ async fn relay_sse(
         .to_vec();
     out.start_stream(&ct).await;
     if out.failed {
-        return;
+        return Outcome::ClientGone;
     }
     guard.arm();
 
@@ -430,6 +443,7 @@ async fn relay_sse(
         End::ClientGone => {
             // Dropping `conn` closes the upstream connection now.
             tracing::debug!(channel = %ch.id, "client went away mid-stream; upstream closed");
+            Outcome::ClientGone
         }
         End::Clean => {
             // Trailing bytes without a final blank line are still the upstream's data.
@@ -438,6 +452,7 @@ async fn relay_sse(
             if reusable && complete && !out.failed {
                 worker.pool.put(&ch.endpoint, conn, Instant::now());
             }
+            Outcome::Complete
         }
         End::Done => {
             out.end_stream().await;
@@ -462,6 +477,7 @@ async fn relay_sse(
             if reusable && complete && rest.iter().all(u8::is_ascii_whitespace) {
                 worker.pool.put(&ch.endpoint, conn, Instant::now());
             }
+            Outcome::Complete
         }
         End::Cut(why) => {
             drop(conn);
@@ -481,6 +497,7 @@ async fn relay_sse(
             sse::write_data(&mut event, &body);
             out.stream_data(&event).await;
             out.end_stream().await;
+            Outcome::Broken
         }
     }
 }

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::Receiver;
 
 use crate::api::JsonScratch;
+use crate::live::Report;
 use crate::snapshot::Snapshot;
 use crate::upstream::Pool;
 use runtime::Chosen;
@@ -102,6 +103,8 @@ pub struct Setup {
     pub board: Arc<Board>,
     /// CPU to pin to.
     pub core: Option<core_affinity::CoreId>,
+    /// Outcome reports to the control thread.
+    pub reports: crossbeam_channel::Sender<Report>,
 }
 
 /// Per-worker counters (plain cells: only this thread touches them).
@@ -131,16 +134,25 @@ pub struct Worker {
     pub draining: Cell<bool>,
     /// Shared health view.
     pub board: Arc<Board>,
+    /// This worker's routing view (cooldown overlay, trials, in-flight counts, round-robin).
+    pub routing: RefCell<crate::routing::Local>,
+    /// Arena for ranking, reset per request.
+    pub arena: RefCell<bumpalo::Bump>,
+    reports: crossbeam_channel::Sender<Report>,
     seq: Cell<u64>,
     salt: u64,
     date: Cell<[u8; 29]>,
     date_secs: Cell<u64>,
-    rotation: Cell<u64>,
 }
 
 impl Worker {
     /// A worker holding `snapshot`.
-    pub fn new(id: usize, snapshot: Arc<Snapshot>, board: Arc<Board>) -> Worker {
+    pub fn new(
+        id: usize,
+        snapshot: Arc<Snapshot>,
+        board: Arc<Board>,
+        reports: crossbeam_channel::Sender<Report>,
+    ) -> Worker {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -153,11 +165,13 @@ impl Worker {
             stats: Stats::default(),
             draining: Cell::new(false),
             board,
+            routing: RefCell::new(crate::routing::Local::default()),
+            arena: RefCell::new(bumpalo::Bump::with_capacity(16 * 1024)),
+            reports,
             seq: Cell::new(0),
             salt: mix(salt),
             date: Cell::new(crate::h1::http_date(now.as_secs())),
             date_secs: Cell::new(now.as_secs()),
-            rotation: Cell::new(id as u64),
         }
     }
 
@@ -193,11 +207,36 @@ impl Worker {
         self.date.get()
     }
 
-    /// Next value of the rotation counter that spreads tied candidates.
-    pub fn next_rotation(&self) -> u64 {
-        let r = self.rotation.get().wrapping_add(1);
-        self.rotation.set(r);
-        r
+    /// Records an attempt's outcome: applied to this worker's routing view at once, and sent
+    /// to the control thread, which merges it and republishes to every worker.
+    pub fn report(
+        &self,
+        snap: &Snapshot,
+        entry: u32,
+        outcome: Option<crate::routing::health::Outcome>,
+        at: Instant,
+        latency_ms: Option<f32>,
+        ttft_ms: Option<f32>,
+    ) {
+        let Some(e) = snap.catalog.entries.get(entry as usize) else {
+            return;
+        };
+        if let Some(o) = outcome {
+            let midnight = crate::routing::health::until_utc_midnight(self.date_secs.get());
+            self.routing
+                .borrow_mut()
+                .record(snap, entry, o, at, midnight);
+        }
+        // Unbounded: never blocks, never drops (DESIGN.md §2.8).
+        let _ = self.reports.send(Report {
+            generation: snap.catalog.generation,
+            channel: e.channel,
+            entry,
+            at,
+            outcome,
+            latency_ms,
+            ttft_ms,
+        });
     }
 
     fn refresh_clock(&self) {
@@ -253,6 +292,7 @@ async fn run(setup: Setup) {
         commands,
         board,
         core: _,
+        reports,
     } = setup;
     let listener = match monoio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -262,7 +302,7 @@ async fn run(setup: Setup) {
         }
     };
     let tick = snapshot.server.tick;
-    let worker = Rc::new(Worker::new(id, snapshot.clone(), board));
+    let worker = Rc::new(Worker::new(id, snapshot.clone(), board, reports));
     worker.install(snapshot);
     monoio::select! {
         _ = accept_loop(worker.clone(), listener) => {}

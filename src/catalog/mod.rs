@@ -1,0 +1,472 @@
+//! The immutable index of every (channel, model) pair — an *entry* — inside a snapshot: each
+//! entry's tags, capabilities, context, parameters, price, quality and free/local flags; exact
+//! ids and aliases → entries; tag → entry bitsets; `auto:` groups; pre-rendered model listings.
+//!
+//! Where entry facts come from, in order: the channel's `model_info` in config, then (with the
+//! control-plane work) discovery data, then the heuristics of [`specs`].
+//!
+//! Invariants: built once per config/discovery change by the control thread; lookups on workers
+//! are hash probes and bitset reads and never allocate. Entry and channel indices are stable
+//! for a given `generation` (live state and worker reports are keyed by them).
+//! Not here: ranking (`routing`), live health (`live`).
+
+pub mod specs;
+pub mod tags;
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::config::{Config, GroupConfig, ModelInfo, Price};
+use crate::json;
+use crate::snapshot::{Channel, Mode};
+use tags::{Bitset, Interner, TagId};
+
+/// Model capabilities, as a small bit set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Caps(u8);
+
+impl Caps {
+    /// No capability.
+    pub const NONE: Caps = Caps(0);
+    /// Image input.
+    pub const VISION: Caps = Caps(1);
+    /// Tool / function calling.
+    pub const TOOLS: Caps = Caps(2);
+    /// JSON mode (`response_format`).
+    pub const JSON: Caps = Caps(4);
+    /// An embedding model (never serves chat).
+    pub const EMBEDDING: Caps = Caps(8);
+
+    /// Names, as in `required_capabilities`.
+    pub const NAMES: &[(&'static str, Caps)] = &[
+        ("vision", Caps::VISION),
+        ("tools", Caps::TOOLS),
+        ("function_calling", Caps::TOOLS),
+        ("json", Caps::JSON),
+        ("json_mode", Caps::JSON),
+        ("embedding", Caps::EMBEDDING),
+    ];
+
+    /// A capability by name.
+    pub fn parse(name: &str) -> Option<Caps> {
+        Caps::NAMES
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.trim()))
+            .map(|(_, c)| *c)
+    }
+    /// Both sets.
+    pub fn union(self, other: Caps) -> Caps {
+        Caps(self.0 | other.0)
+    }
+    /// True when every capability of `other` is in `self`.
+    pub fn contains(self, other: Caps) -> bool {
+        self.0 & other.0 == other.0
+    }
+    /// Capabilities of `self` missing from `have`.
+    pub fn missing_from(self, have: Caps) -> Caps {
+        Caps(self.0 & !have.0)
+    }
+    /// True when empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    /// The first capability's name (for messages).
+    pub fn first_name(self) -> &'static str {
+        for (n, c) in [
+            ("vision", Caps::VISION),
+            ("tools", Caps::TOOLS),
+            ("json mode", Caps::JSON),
+            ("embedding", Caps::EMBEDDING),
+        ] {
+            if self.contains(c) {
+                return n;
+            }
+        }
+        "none"
+    }
+}
+
+/// Prices in the gateway's currency per 1M tokens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EntryPrice {
+    /// Prompt tokens.
+    pub input: f64,
+    /// Completion tokens.
+    pub output: f64,
+    /// Cached prompt tokens.
+    pub cached: f64,
+}
+
+/// One (channel, model) pair.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Index into `Snapshot::channels`.
+    pub channel: u32,
+    /// The model id the upstream expects.
+    pub model: Box<str>,
+    /// Capabilities.
+    pub caps: Caps,
+    /// Context length in tokens (0: unknown).
+    pub context: u32,
+    /// Parameters in millions (0: unknown).
+    pub params_m: u32,
+    /// Price, when known.
+    pub price: Option<EntryPrice>,
+    /// Quality prior in [0, 1].
+    pub quality: f32,
+    /// Zero price, `:free` id or a channel tagged `free`.
+    pub free: bool,
+    /// Loopback or private-network endpoint.
+    pub local: bool,
+    /// Sorted tag ids.
+    pub tags: Box<[TagId]>,
+}
+
+/// An `auto:` group, ready to evaluate.
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// `auto:NAME`.
+    pub name: Box<str>,
+    /// The model expression it stands for.
+    pub query: Box<str>,
+    /// Its configuration (strategy, filters).
+    pub config: GroupConfig,
+}
+
+/// Channels × models, indexed.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    /// Changes whenever entry or channel indices could change (config reload, discovery).
+    pub generation: u64,
+    /// Every (channel, model) pair.
+    pub entries: Box<[Entry]>,
+    tags: Interner,
+    postings: Box<[Bitset]>,
+    all: Option<Bitset>,
+    by_name: HashMap<Box<str>, Box<[u32]>>,
+    groups: HashMap<Box<str>, Group>,
+    names: Box<[Box<str>]>,
+    models_json: Box<[u8]>,
+    model_json: HashMap<Box<str>, Box<[u8]>>,
+}
+
+impl Catalog {
+    /// Indexes `channels` (already built from `cfg`, same order).
+    pub fn build(cfg: &Config, channels: &[Channel], mode: Mode, generation: u64) -> Catalog {
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut entry_tags: Vec<Vec<String>> = Vec::new();
+        let mut by_name: HashMap<Box<str>, Vec<u32>> = HashMap::new();
+        let mut listing: Vec<(Box<str>, Box<str>)> = Vec::new();
+        let fx = |currency: &str| -> f64 {
+            if currency.eq_ignore_ascii_case(&cfg.pricing.currency) {
+                1.0
+            } else {
+                cfg.pricing
+                    .fx
+                    .iter()
+                    .find(|(c, _)| c.eq_ignore_ascii_case(currency))
+                    .map_or(1.0, |(_, r)| *r)
+            }
+        };
+        for (ci, (ch_cfg, ch)) in cfg.channels.iter().zip(channels).enumerate() {
+            let provider = &cfg.providers[ch_cfg.provider];
+            let local = cfg.channel_base_url(ch_cfg).is_some_and(|u| u.is_private());
+            let channel_free = ch_cfg.tags.iter().any(|t| t == "free");
+            // Every model the channel serves, including alias targets it does not list.
+            let mut models: Vec<&str> = ch_cfg.models.iter().map(String::as_str).collect();
+            for (_, target) in &ch_cfg.aliases {
+                if !models.contains(&target.as_str()) {
+                    models.push(target);
+                }
+            }
+            let channel_first = entries.len();
+            for model in models {
+                let info = ch_cfg
+                    .model_info
+                    .iter()
+                    .find(|(m, _)| m == model)
+                    .map(|(_, i)| i);
+                let entry_index = entries.len() as u32;
+                let e = entry(
+                    ci as u32,
+                    model,
+                    info,
+                    ch_cfg.pricing.as_ref(),
+                    local,
+                    channel_free,
+                    &fx,
+                );
+                let mut t = Vec::new();
+                tags::from_model_id(model, &mut t);
+                t.extend(ch_cfg.tags.iter().cloned());
+                t.push(provider.id.to_ascii_lowercase());
+                t.push(provider.kind.to_ascii_lowercase());
+                for (alias, target) in &ch_cfg.aliases {
+                    if target == model {
+                        tags::from_model_id(alias, &mut t);
+                        t.push(alias.to_ascii_lowercase());
+                    }
+                }
+                for (flag, name) in [
+                    (e.free, "free"),
+                    (e.local, "local"),
+                    (e.caps.contains(Caps::VISION), "vision"),
+                    (e.caps.contains(Caps::TOOLS), "tools"),
+                    (e.caps.contains(Caps::EMBEDDING), "embedding"),
+                ] {
+                    if flag {
+                        t.push(name.to_string());
+                    }
+                }
+                if let Some(class) = tags::size_class(e.params_m) {
+                    t.push(class.to_string());
+                }
+                by_name.entry(model.into()).or_default().push(entry_index);
+                if ch.enabled && ch_cfg.models.iter().any(|m| m == model) {
+                    listing.push((model.into(), listing_owner(mode, ch)));
+                }
+                entries.push(e);
+                entry_tags.push(t);
+            }
+            for (alias, target) in &ch_cfg.aliases {
+                let target_index = (channel_first..entries.len())
+                    .find(|&i| entries[i].channel == ci as u32 && &*entries[i].model == target);
+                if let Some(i) = target_index {
+                    by_name
+                        .entry(alias.as_str().into())
+                        .or_default()
+                        .push(i as u32);
+                }
+                if ch.enabled {
+                    listing.push((alias.as_str().into(), listing_owner(mode, ch)));
+                }
+            }
+        }
+
+        let mut interner = Interner::default();
+        for (e, t) in entries.iter_mut().zip(&entry_tags) {
+            let mut ids: Vec<TagId> = t
+                .iter()
+                .map(|x| interner.intern(&x.to_ascii_lowercase()))
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            e.tags = ids.into();
+        }
+        let n = entries.len();
+        let mut postings = vec![Bitset::new(n); interner.len()];
+        for (i, e) in entries.iter().enumerate() {
+            for &t in e.tags.iter() {
+                postings[t as usize].insert(i);
+            }
+        }
+        let mut all = Bitset::new(n);
+        for i in 0..n {
+            all.insert(i);
+        }
+
+        let groups = cfg
+            .groups
+            .iter()
+            .map(|g| {
+                (
+                    g.name.to_ascii_lowercase().into_boxed_str(),
+                    Group {
+                        name: g.name.as_str().into(),
+                        query: g.query.as_str().into(),
+                        config: g.clone(),
+                    },
+                )
+            })
+            .collect();
+
+        // Listing: de-duplicated, first owner wins, config order.
+        let mut seen = std::collections::HashSet::new();
+        listing.retain(|(name, _)| seen.insert(name.clone()));
+        let created = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut models_json = Vec::with_capacity(64 + listing.len() * 80);
+        models_json.extend_from_slice(b"{\"object\":\"list\",\"data\":[");
+        let mut model_json = HashMap::with_capacity(listing.len());
+        for (i, (name, owner)) in listing.iter().enumerate() {
+            let mut one = Vec::with_capacity(80);
+            one.extend_from_slice(b"{\"id\":");
+            json::write_str(&mut one, name);
+            one.extend_from_slice(b",\"object\":\"model\",\"created\":");
+            json::write_u64(&mut one, created);
+            one.extend_from_slice(b",\"owned_by\":");
+            json::write_str(&mut one, owner);
+            one.push(b'}');
+            if i > 0 {
+                models_json.push(b',');
+            }
+            models_json.extend_from_slice(&one);
+            model_json.insert(name.clone(), one.into_boxed_slice());
+        }
+        models_json.extend_from_slice(b"]}");
+
+        Catalog {
+            generation,
+            entries: entries.into(),
+            tags: interner,
+            postings: postings.into(),
+            all: Some(all),
+            by_name: by_name
+                .into_iter()
+                .map(|(k, v)| (k, v.into_boxed_slice()))
+                .collect(),
+            groups,
+            names: listing.into_iter().map(|(n, _)| n).collect(),
+            models_json: models_json.into(),
+            model_json,
+        }
+    }
+
+    /// Entries serving `name` exactly (model id or alias).
+    pub fn lookup(&self, name: &str) -> Option<&[u32]> {
+        self.by_name.get(name).map(|c| &**c)
+    }
+
+    /// The tag id of `tag` (case-insensitive).
+    pub fn tag(&self, tag: &str) -> Option<TagId> {
+        self.tags.get(tag)
+    }
+
+    /// Entries carrying tag `id`.
+    pub fn posting(&self, id: TagId) -> &Bitset {
+        &self.postings[id as usize]
+    }
+
+    /// Every entry.
+    pub fn all(&self) -> &[u64] {
+        self.all.as_ref().map_or(&[], |b| b.words())
+    }
+
+    /// A tag's text.
+    pub fn tag_name(&self, id: TagId) -> &str {
+        self.tags.name(id)
+    }
+
+    /// Every tag's text.
+    pub fn tag_names(&self) -> impl Iterator<Item = &str> {
+        self.tags.names()
+    }
+
+    /// An `auto:` group (case-insensitive).
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        if name.len() > 128 {
+            return None;
+        }
+        let mut buf = [0u8; 128];
+        let folded = &mut buf[..name.len()];
+        folded.copy_from_slice(name.as_bytes());
+        folded.make_ascii_lowercase();
+        self.groups.get(std::str::from_utf8(folded).ok()?)
+    }
+
+    /// Configured group names.
+    pub fn group_names(&self) -> impl Iterator<Item = &str> {
+        self.groups.values().map(|g| &*g.name)
+    }
+
+    /// The `/v1/models` body.
+    pub fn models_json(&self) -> &[u8] {
+        &self.models_json
+    }
+
+    /// The `/v1/models/{id}` body.
+    pub fn model_json(&self, id: &str) -> Option<&[u8]> {
+        self.model_json.get(id).map(|b| &**b)
+    }
+
+    /// Client-facing model ids of enabled channels.
+    pub fn names(&self) -> &[Box<str>] {
+        &self.names
+    }
+}
+
+fn listing_owner(mode: Mode, ch: &Channel) -> Box<str> {
+    if mode == Mode::Demo {
+        "demo".into()
+    } else {
+        ch.provider.clone()
+    }
+}
+
+fn convert(p: &Price, fx: &impl Fn(&str) -> f64) -> EntryPrice {
+    let r = fx(&p.currency);
+    EntryPrice {
+        input: p.input * r,
+        output: p.output * r,
+        cached: p.cached.unwrap_or(p.input) * r,
+    }
+}
+
+fn entry(
+    channel: u32,
+    model: &str,
+    info: Option<&ModelInfo>,
+    channel_price: Option<&Price>,
+    local: bool,
+    channel_free: bool,
+    fx: &impl Fn(&str) -> f64,
+) -> Entry {
+    let mut caps = Caps::NONE;
+    let embedding = info
+        .and_then(|i| i.embedding)
+        .unwrap_or_else(|| specs::is_embedding(model));
+    let vision = info
+        .and_then(|i| i.vision)
+        .unwrap_or_else(|| specs::has_vision(model));
+    let tools = info
+        .and_then(|i| i.tools)
+        .unwrap_or_else(|| specs::has_tools(model));
+    let json_mode = info.and_then(|i| i.json).unwrap_or(tools);
+    for (flag, c) in [
+        (embedding, Caps::EMBEDDING),
+        (vision, Caps::VISION),
+        (tools, Caps::TOOLS),
+        (json_mode, Caps::JSON),
+    ] {
+        if flag {
+            caps = caps.union(c);
+        }
+    }
+    let price = info
+        .and_then(|i| i.pricing.as_ref())
+        .or(channel_price)
+        .map(|p| convert(p, fx));
+    let free_id = {
+        let l = model.to_ascii_lowercase();
+        l.ends_with(":free") || l.contains("-free")
+    };
+    let free = channel_free || free_id || price.is_some_and(|p| p.input == 0.0 && p.output == 0.0);
+    Entry {
+        channel,
+        model: model.into(),
+        caps,
+        context: info
+            .and_then(|i| i.context)
+            .unwrap_or_else(|| specs::context_tokens(model)),
+        params_m: info
+            .and_then(|i| i.params_m)
+            .unwrap_or_else(|| specs::params_millions(model)),
+        price: if free && price.is_none() {
+            Some(EntryPrice {
+                input: 0.0,
+                output: 0.0,
+                cached: 0.0,
+            })
+        } else {
+            price
+        },
+        quality: info
+            .and_then(|i| i.quality)
+            .unwrap_or_else(|| specs::quality(model)),
+        free,
+        local,
+        tags: Box::new([]),
+    }
+}

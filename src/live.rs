@@ -1,0 +1,246 @@
+//! Live state: per-channel and per-(channel, model) health, and per-entry latency, time to
+//! first token and success rate as EWMAs. Workers report outcomes; the control thread merges
+//! them here and publishes the result inside the next snapshot.
+//!
+//! Invariants: a published [`Live`] is immutable and indexed like the catalog of the same
+//! `generation`; reports for another generation are ignored. Health merges apply the same pure
+//! transition ([`Health::apply`]) a worker applied locally, at the report's own timestamp, so
+//! both views agree. Counts are never dropped: reports travel on an unbounded channel.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::CooldownPolicy;
+use crate::routing::health::{Health, Outcome};
+
+/// Smoothing of latency and TTFT averages (weight of the newest sample).
+pub const LATENCY_ALPHA: f32 = 0.2;
+/// Smoothing of the success rate (weight of the newest outcome).
+pub const SUCCESS_ALPHA: f32 = 0.1;
+
+/// Live facts about one catalog entry.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryLive {
+    /// Model-level health (404s).
+    pub health: Health,
+    /// EWMA of whole-exchange latency in ms (NaN: no sample yet).
+    pub latency_ms: f32,
+    /// EWMA of time to first byte in ms (NaN: no sample yet).
+    pub ttft_ms: f32,
+    /// EWMA of success (1 healthy, 0 failing); starts at 1.
+    pub success: f32,
+    /// Samples seen.
+    pub samples: u32,
+}
+
+impl Default for EntryLive {
+    fn default() -> Self {
+        EntryLive {
+            health: Health::default(),
+            latency_ms: f32::NAN,
+            ttft_ms: f32::NAN,
+            success: 1.0,
+            samples: 0,
+        }
+    }
+}
+
+/// The published live state.
+#[derive(Debug, Clone, Default)]
+pub struct Live {
+    /// Catalog generation these indices belong to.
+    pub generation: u64,
+    /// Channel health, indexed like `Snapshot::channels`.
+    pub channels: Box<[Health]>,
+    /// Entry facts, indexed like `Catalog::entries`.
+    pub entries: Box<[EntryLive]>,
+}
+
+impl Live {
+    /// Fresh state for a catalog.
+    pub fn new(generation: u64, channels: usize, entries: usize) -> Live {
+        Live {
+            generation,
+            channels: vec![Health::default(); channels].into(),
+            entries: vec![EntryLive::default(); entries].into(),
+        }
+    }
+}
+
+/// One attempt's outcome, from a worker.
+#[derive(Debug, Clone, Copy)]
+pub struct Report {
+    /// Catalog generation of the indices.
+    pub generation: u64,
+    /// Channel index.
+    pub channel: u32,
+    /// Entry index.
+    pub entry: u32,
+    /// When the outcome was observed.
+    pub at: Instant,
+    /// Health meaning, if any.
+    pub outcome: Option<Outcome>,
+    /// Whole-exchange latency.
+    pub latency_ms: Option<f32>,
+    /// Time to the response head.
+    pub ttft_ms: Option<f32>,
+}
+
+/// Applies one outcome to a channel and entry health pair (the transition both workers and the
+/// control thread use).
+pub fn apply_outcome(
+    channel: &mut Health,
+    entry: &mut Health,
+    outcome: Outcome,
+    at: Instant,
+    policy: &CooldownPolicy,
+    until_midnight: Duration,
+) {
+    match outcome {
+        Outcome::Success => {
+            channel.apply(outcome, at, policy, until_midnight);
+            entry.apply(outcome, at, policy, until_midnight);
+        }
+        o if o.is_per_model() => entry.apply(o, at, policy, until_midnight),
+        o => channel.apply(o, at, policy, until_midnight),
+    }
+}
+
+/// The control thread's mutable copy of the live state.
+#[derive(Debug)]
+pub struct Merger {
+    live: Live,
+    policy: CooldownPolicy,
+    /// A health state changed since the last publication (publish now).
+    pub health_changed: bool,
+    /// Only averages changed (publish on the next tick).
+    pub stats_changed: bool,
+}
+
+impl Merger {
+    /// A merger over fresh state.
+    pub fn new(live: Live, policy: CooldownPolicy) -> Merger {
+        Merger {
+            live,
+            policy,
+            health_changed: false,
+            stats_changed: false,
+        }
+    }
+
+    /// Merges one report.
+    pub fn apply(&mut self, r: &Report, until_midnight: Duration) {
+        if r.generation != self.live.generation {
+            return;
+        }
+        let (Some(ch), Some(en)) = (
+            self.live.channels.get_mut(r.channel as usize),
+            self.live.entries.get_mut(r.entry as usize),
+        ) else {
+            return;
+        };
+        if let Some(o) = r.outcome {
+            let before = (*ch, en.health);
+            apply_outcome(ch, &mut en.health, o, r.at, &self.policy, until_midnight);
+            let after = (*ch, en.health);
+            // A success on an already healthy pair only refreshes `updated`: not worth a
+            // publication of its own.
+            let transition = (
+                before.0.until,
+                before.0.failures,
+                before.1.until,
+                before.1.failures,
+            ) != (
+                after.0.until,
+                after.0.failures,
+                after.1.until,
+                after.1.failures,
+            );
+            self.health_changed |= transition;
+            let ok = matches!(o, Outcome::Success);
+            en.success = en.success * (1.0 - SUCCESS_ALPHA) + if ok { SUCCESS_ALPHA } else { 0.0 };
+            self.stats_changed = true;
+        }
+        if let Some(ms) = r.latency_ms {
+            en.latency_ms = ewma(en.latency_ms, ms);
+            en.samples = en.samples.saturating_add(1);
+            self.stats_changed = true;
+        }
+        if let Some(ms) = r.ttft_ms {
+            en.ttft_ms = ewma(en.ttft_ms, ms);
+            self.stats_changed = true;
+        }
+    }
+
+    /// The state to publish; clears the change flags.
+    pub fn publish(&mut self) -> Arc<Live> {
+        self.health_changed = false;
+        self.stats_changed = false;
+        Arc::new(self.live.clone())
+    }
+
+    /// The generation merged.
+    pub fn generation(&self) -> u64 {
+        self.live.generation
+    }
+}
+
+fn ewma(old: f32, sample: f32) -> f32 {
+    if old.is_nan() {
+        sample
+    } else {
+        old * (1.0 - LATENCY_ALPHA) + sample * LATENCY_ALPHA
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> CooldownPolicy {
+        CooldownPolicy {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            retry_after_max: Duration::from_secs(30),
+            auth: Duration::from_secs(3600),
+            model_missing: Duration::from_secs(600),
+        }
+    }
+
+    fn report(outcome: Option<Outcome>, latency: Option<f32>) -> Report {
+        Report {
+            generation: 1,
+            channel: 0,
+            entry: 1,
+            at: Instant::now(),
+            outcome,
+            latency_ms: latency,
+            ttft_ms: None,
+        }
+    }
+
+    #[test]
+    fn merges_health_and_averages() {
+        let mut m = Merger::new(Live::new(1, 1, 2), policy());
+        m.apply(&report(Some(Outcome::Transient), None), Duration::ZERO);
+        assert!(m.health_changed);
+        let live = m.publish();
+        assert_eq!(live.channels[0].failures, 1);
+        assert!(live.entries[1].success < 1.0);
+        m.apply(&report(Some(Outcome::Success), Some(100.0)), Duration::ZERO);
+        m.apply(&report(None, Some(200.0)), Duration::ZERO);
+        let live = m.publish();
+        assert_eq!(live.channels[0].failures, 0);
+        assert!((live.entries[1].latency_ms - 120.0).abs() < 1e-3);
+        // model-level outcomes stay on the entry
+        m.apply(&report(Some(Outcome::ModelMissing), None), Duration::ZERO);
+        let live = m.publish();
+        assert_eq!(live.channels[0].failures, 0);
+        assert_eq!(live.entries[1].health.failures, 1);
+        // reports for another catalog generation are ignored
+        let mut stale = report(Some(Outcome::Transient), None);
+        stale.generation = 7;
+        m.apply(&stale, Duration::ZERO);
+        assert!(!m.health_changed);
+    }
+}

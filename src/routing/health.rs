@@ -1,0 +1,271 @@
+//! Channel and (channel, model) health: what an upstream outcome does to a cooldown
+//! (DESIGN.md §6), as a pure state machine over an injected `now`.
+//!
+//! | outcome | scope | cooldown |
+//! |---|---|---|
+//! | connect error, reset, timeout, 5xx, 529, stream cut | channel | `base · 2^(n−1)`, capped at `max`, n = consecutive failures |
+//! | 429 | channel | `Retry-After` (capped at `retry_after_max`), else the backoff |
+//! | 401, 403 | channel | `auth` (long), until a reload changes the key or a probe passes |
+//! | 402 | channel | until the next UTC midnight (the daily window) |
+//! | 404 naming the model | (channel, model) | `model_missing` |
+//! | success | both | healed: failures reset, no cooldown |
+//!
+//! When a cooldown ends the channel is *half-open*: one trial request per worker may go
+//! through; its success heals, its failure backs off again (with a longer backoff).
+//!
+//! Invariants: no clock reads, no I/O; the same outcome applied to the same state at the same
+//! `at` gives the same result on every thread, so a worker's local view and the control
+//! thread's merged view agree.
+
+use std::time::{Duration, Instant};
+
+use crate::config::CooldownPolicy;
+
+/// Why a channel or entry is (or was last) out of rotation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Why {
+    /// Healthy.
+    #[default]
+    Healthy,
+    /// Connect errors, timeouts, 5xx or cut streams.
+    Failing,
+    /// 429.
+    RateLimited,
+    /// 401/403: the key was rejected.
+    Auth,
+    /// 402: no credit or quota left.
+    NoCredit,
+    /// 404 for the model.
+    ModelMissing,
+}
+
+impl Why {
+    /// Short text for messages and the dry run.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Why::Healthy => "healthy",
+            Why::Failing => "failing",
+            Why::RateLimited => "rate limited",
+            Why::Auth => "API key rejected",
+            Why::NoCredit => "out of credit",
+            Why::ModelMissing => "model not found upstream",
+        }
+    }
+}
+
+/// What an attempt's outcome means for health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The upstream answered (2xx), or the stream completed.
+    Success,
+    /// Connect error, reset, timeout, 5xx, 529, stream cut.
+    Transient,
+    /// 429, with its `Retry-After` if any.
+    RateLimited(Option<Duration>),
+    /// 401/403.
+    Auth,
+    /// 402.
+    NoCredit,
+    /// 404 for the model.
+    ModelMissing,
+}
+
+impl Outcome {
+    /// The health outcome of an upstream status, if it has one (4xx like 400/422 do not).
+    pub fn of_status(status: u16, retry_after: Option<Duration>) -> Option<Outcome> {
+        match status {
+            200..=399 => Some(Outcome::Success),
+            401 | 403 => Some(Outcome::Auth),
+            402 => Some(Outcome::NoCredit),
+            404 => Some(Outcome::ModelMissing),
+            429 => Some(Outcome::RateLimited(retry_after)),
+            s if s >= 500 => Some(Outcome::Transient),
+            _ => None,
+        }
+    }
+
+    /// True when the outcome concerns one model of the channel rather than the channel.
+    pub fn is_per_model(self) -> bool {
+        matches!(self, Outcome::ModelMissing)
+    }
+}
+
+/// A cooldown state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Health {
+    /// Out of rotation until then.
+    pub until: Option<Instant>,
+    /// Consecutive failures (0 = healthy).
+    pub failures: u16,
+    /// Why.
+    pub why: Why,
+    /// When this state was last changed (the later of two views wins).
+    pub updated: Option<Instant>,
+}
+
+/// How a health state looks at `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// In rotation.
+    Ok,
+    /// Cooling down until then.
+    Cooling(Instant),
+    /// Cooldown over after failures: one trial request may go.
+    HalfOpen,
+}
+
+impl Health {
+    /// The state at `now`.
+    pub fn state(&self, now: Instant) -> State {
+        match self.until {
+            Some(t) if t > now => State::Cooling(t),
+            _ if self.failures > 0 => State::HalfOpen,
+            _ => State::Ok,
+        }
+    }
+
+    /// Applies an outcome observed at `at`. `until_midnight` is the time from `at` to the next
+    /// UTC midnight (the caller reads the wall clock).
+    pub fn apply(
+        &mut self,
+        outcome: Outcome,
+        at: Instant,
+        policy: &CooldownPolicy,
+        until_midnight: Duration,
+    ) {
+        self.updated = Some(at);
+        match outcome {
+            Outcome::Success => {
+                *self = Health {
+                    updated: Some(at),
+                    ..Health::default()
+                }
+            }
+            Outcome::Transient => {
+                self.failures = self.failures.saturating_add(1);
+                self.why = Why::Failing;
+                self.until = Some(at + backoff(policy, self.failures));
+            }
+            Outcome::RateLimited(retry_after) => {
+                self.failures = self.failures.saturating_add(1);
+                self.why = Why::RateLimited;
+                let wait = match retry_after {
+                    Some(d) => d.min(policy.retry_after_max),
+                    None => backoff(policy, self.failures),
+                };
+                self.until = Some(at + wait);
+            }
+            Outcome::Auth => {
+                self.failures = self.failures.saturating_add(1);
+                self.why = Why::Auth;
+                self.until = Some(at + policy.auth);
+            }
+            Outcome::NoCredit => {
+                self.failures = self.failures.saturating_add(1);
+                self.why = Why::NoCredit;
+                self.until = Some(at + until_midnight.max(Duration::from_secs(60)));
+            }
+            Outcome::ModelMissing => {
+                self.failures = self.failures.saturating_add(1);
+                self.why = Why::ModelMissing;
+                self.until = Some(at + policy.model_missing);
+            }
+        }
+    }
+}
+
+/// `base · 2^(failures−1)`, capped at `max`.
+pub fn backoff(policy: &CooldownPolicy, failures: u16) -> Duration {
+    let exp = u32::from(failures.saturating_sub(1)).min(30);
+    policy
+        .base
+        .checked_mul(1u32 << exp)
+        .unwrap_or(policy.max)
+        .min(policy.max)
+}
+
+/// Seconds from a Unix time to the next UTC midnight.
+pub fn until_utc_midnight(unix_secs: u64) -> Duration {
+    Duration::from_secs(86_400 - unix_secs % 86_400)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> CooldownPolicy {
+        CooldownPolicy {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            retry_after_max: Duration::from_secs(30),
+            auth: Duration::from_secs(3600),
+            model_missing: Duration::from_secs(600),
+        }
+    }
+
+    #[test]
+    fn transient_failures_back_off_exponentially_then_heal() {
+        let p = policy();
+        let t0 = Instant::now();
+        let mut h = Health::default();
+        assert_eq!(h.state(t0), State::Ok);
+        h.apply(Outcome::Transient, t0, &p, Duration::ZERO);
+        assert_eq!(h.state(t0), State::Cooling(t0 + Duration::from_secs(1)));
+        let t1 = t0 + Duration::from_secs(2);
+        assert_eq!(h.state(t1), State::HalfOpen, "cooldown over: one trial");
+        h.apply(Outcome::Transient, t1, &p, Duration::ZERO);
+        assert_eq!(
+            h.until,
+            Some(t1 + Duration::from_secs(2)),
+            "the trial failed: longer backoff"
+        );
+        for _ in 0..20 {
+            h.apply(Outcome::Transient, t1, &p, Duration::ZERO);
+        }
+        assert_eq!(h.until, Some(t1 + Duration::from_secs(60)), "capped");
+        h.apply(Outcome::Success, t1, &p, Duration::ZERO);
+        assert_eq!(h.state(t1), State::Ok);
+        assert_eq!(h.failures, 0);
+    }
+
+    #[test]
+    fn retry_after_is_honoured_and_capped() {
+        let p = policy();
+        let t0 = Instant::now();
+        let mut h = Health::default();
+        h.apply(
+            Outcome::RateLimited(Some(Duration::from_secs(7))),
+            t0,
+            &p,
+            Duration::ZERO,
+        );
+        assert_eq!(h.until, Some(t0 + Duration::from_secs(7)));
+        assert_eq!(h.why, Why::RateLimited);
+        h.apply(
+            Outcome::RateLimited(Some(Duration::from_secs(9999))),
+            t0,
+            &p,
+            Duration::ZERO,
+        );
+        assert_eq!(h.until, Some(t0 + Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn auth_credit_and_missing_models() {
+        let p = policy();
+        let t0 = Instant::now();
+        let mut h = Health::default();
+        h.apply(Outcome::Auth, t0, &p, Duration::ZERO);
+        assert_eq!(h.until, Some(t0 + Duration::from_secs(3600)));
+        let mut h = Health::default();
+        h.apply(Outcome::NoCredit, t0, &p, Duration::from_secs(5000));
+        assert_eq!(h.until, Some(t0 + Duration::from_secs(5000)));
+        assert_eq!(
+            until_utc_midnight(86_400 * 3 + 100),
+            Duration::from_secs(86_300)
+        );
+        assert!(Outcome::of_status(404, None).unwrap().is_per_model());
+        assert_eq!(Outcome::of_status(400, None), None);
+        assert_eq!(Outcome::of_status(529, None), Some(Outcome::Transient));
+    }
+}
