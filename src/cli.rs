@@ -16,12 +16,27 @@ pub enum Command {
     Run,
     /// Validate the config, print a summary, exit non-zero on error.
     Check,
+    /// Dry-run routing for a model expression.
+    Route(RouteArgs),
     /// Run the built-in mock upstream.
     MockUpstream(MockArgs),
     /// Print usage.
     Help,
     /// Print the version.
     Version,
+}
+
+/// Options of `route`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RouteArgs {
+    /// The model expression.
+    pub expr: String,
+    /// Strategy override.
+    pub strategy: Option<String>,
+    /// Capabilities the imagined request needs (vision, tools, json).
+    pub needs: Vec<String>,
+    /// Print the `/v1/route` JSON instead of a table.
+    pub json: bool,
 }
 
 /// Options of `mock-upstream` (besides the global `--listen` and `--workers`).
@@ -66,6 +81,8 @@ USAGE:
 COMMANDS:
     (none)           run the gateway
     check            validate the config and print a summary (exit 1 on error)
+    route EXPR       dry-run routing: ranked candidates with scores and why others were
+                     filtered (flags: --strategy NAME, --needs vision,tools, --json)
     mock-upstream    run the built-in OpenAI-compatible mock upstream
     help, version
 
@@ -94,6 +111,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
         command: Command::Run,
     };
     let mut mock = MockArgs::default();
+    let mut route = RouteArgs::default();
     let mut command: Option<&'static str> = None;
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -119,12 +137,25 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
             }
             "-h" | "--help" | "help" => command = Some("help"),
             "-V" | "--version" | "version" => command = Some("version"),
-            "check" | "mock-upstream" if command.is_none() => {
-                command = Some(if flag == "check" {
-                    "check"
-                } else {
-                    "mock-upstream"
+            "check" | "mock-upstream" | "route" if command.is_none() => {
+                command = Some(match flag.as_str() {
+                    "check" => "check",
+                    "route" => "route",
+                    _ => "mock-upstream",
                 })
+            }
+            "--strategy" if command == Some("route") => route.strategy = Some(value("--strategy")?),
+            "--needs" if command == Some("route") => {
+                route.needs = value("--needs")?
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            }
+            "--json" if command == Some("route") => route.json = true,
+            expr if command == Some("route") && route.expr.is_empty() && !expr.starts_with('-') => {
+                route.expr = expr.to_string()
             }
             "--models" if command == Some("mock-upstream") => {
                 mock.models = value("--models")?
@@ -180,6 +211,10 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
     cli.command = match command {
         None => Command::Run,
         Some("check") => Command::Check,
+        Some("route") if route.expr.is_empty() => {
+            return Err("route needs a model expression, e.g. `route 'tag:free,qwen3'`".into());
+        }
+        Some("route") => Command::Route(route),
         Some("mock-upstream") => Command::MockUpstream(mock),
         Some("version") => Command::Version,
         _ => Command::Help,
@@ -230,6 +265,30 @@ mod tests {
         assert_eq!(m.models, ["a", "b"]);
         assert_eq!(m.latency, Some(Duration::from_millis(20)));
         assert_eq!(m.status, Some(503));
+    }
+
+    #[test]
+    fn route_arguments() {
+        let c = p(&[
+            "route",
+            "tag:free,qwen3",
+            "--config",
+            "x.toml",
+            "--strategy",
+            "cost_first",
+            "--needs",
+            "vision",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Route(r) = c.command else {
+            panic!()
+        };
+        assert_eq!(r.expr, "tag:free,qwen3");
+        assert_eq!(r.strategy.as_deref(), Some("cost_first"));
+        assert_eq!(r.needs, ["vision"]);
+        assert!(r.json);
+        assert!(p(&["route"]).unwrap_err().contains("model expression"));
     }
 
     #[test]

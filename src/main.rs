@@ -33,6 +33,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check => check(&cli),
+        Command::Route(args) => route(&cli, &args),
         Command::MockUpstream(args) => mock_upstream(&cli, args),
         Command::Run => run(&cli),
     }
@@ -76,6 +77,138 @@ fn check(cli: &cli::Cli) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn route(cli: &cli::Cli, args: &cli::RouteArgs) -> ExitCode {
+    use smart_ai_router::{api, catalog, control, routing, snapshot};
+    let cfg = match config_path(cli) {
+        Some(path) => Config::load_file(&path, &ProcessEnv),
+        None => match Config::from_environment(&ProcessEnv) {
+            Some(c) => Ok(c),
+            None => {
+                eprintln!(
+                    "error: `route` needs a config: --config FILE (or SMART_AI_ROUTER_CONFIG, or provider keys in the environment)"
+                );
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let cfg = match cfg {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let tls = match control::build_tls(&cfg) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    // Resolve host names the way the control thread would, waiting at most 3 s.
+    let mut resolved = snapshot::Resolved::new();
+    let hosts = snapshot::Snapshot::hosts_to_resolve(&cfg);
+    if !hosts.is_empty() {
+        let resolver = control::dns::Resolver::start();
+        resolver.resolve(hosts.clone());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        for _ in 0..hosts.len() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let Ok(batch) = resolver.results().recv_timeout(left) else {
+                break;
+            };
+            for a in batch {
+                if let Ok(addrs) = a.addrs {
+                    resolved.insert((a.host, a.port), addrs);
+                }
+            }
+        }
+    }
+    let snap = snapshot::Snapshot::build(&cfg, 1, &resolved, &tls, 1, 1);
+    let mut needs = catalog::Caps::NONE;
+    for n in &args.needs {
+        match catalog::Caps::parse(n) {
+            Some(c) => needs = needs.union(c),
+            None => {
+                eprintln!("error: --needs: unknown capability `{n}`; use vision, tools or json");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let options = routing::Options::default();
+    let ask = routing::Ask {
+        model: &args.expr,
+        needs,
+        prompt_tokens: 1000,
+        max_tokens: None,
+        stream: false,
+        strategy: args.strategy.as_deref(),
+        options: &options,
+    };
+    let arena = bumpalo::Bump::new();
+    let now = std::time::Instant::now();
+    let mut local = routing::Local::default();
+    let ranking = match routing::rank(&snap, &mut local, &ask, now, &arena, true) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {}", e.into_error().message);
+            return ExitCode::from(1);
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            String::from_utf8_lossy(&api::route::render(&snap, &args.expr, &ranking, now))
+        );
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "route `{}` · strategy {} · {} candidate(s), {} filtered out (estimate: 1000 prompt tokens)",
+        args.expr,
+        ranking.strategy,
+        ranking.candidates.len(),
+        ranking.rejected.len()
+    );
+    if !ranking.candidates.is_empty() {
+        println!(
+            "  {:>2}  {:<16} {:<40} {:>4} {:>6}   cost  speed qual  rel   ctx   par  free local",
+            "#", "channel", "model", "prio", "score"
+        );
+    }
+    for (i, c) in ranking.candidates.iter().enumerate() {
+        let e = &snap.catalog.entries[c.entry as usize];
+        let ch = &snap.channels[e.channel as usize];
+        let s = &c.scores;
+        println!(
+            "  {:>2}  {:<16} {:<40} {:>4} {:>6.3}  {:.2}  {:.2}  {:.2}  {:.2}  {:.2}  {:.2}  {:.0}    {:.0}",
+            i + 1,
+            ch.id,
+            e.model,
+            ch.priority,
+            c.score,
+            s.cost,
+            s.speed,
+            s.quality,
+            s.reliability,
+            s.context,
+            s.parameters,
+            s.free,
+            s.local
+        );
+    }
+    for r in ranking.rejected.iter() {
+        let e = &snap.catalog.entries[r.entry as usize];
+        let ch = &snap.channels[e.channel as usize];
+        println!(
+            "  filtered: {}/{} — {}",
+            ch.id,
+            e.model,
+            r.reason.describe(now)
+        );
+    }
+    ExitCode::SUCCESS
 }
 
 fn wait_for_signal() -> Option<i32> {

@@ -8,6 +8,7 @@
 //! Not here: upstream I/O (`proxy`), head/body reading (`server`).
 
 pub mod chat;
+pub mod route;
 
 use std::rc::Rc;
 
@@ -27,18 +28,19 @@ enum Route {
     Models,
     Model,
     ChatCompletions,
+    DryRun,
 }
 
 impl Route {
     fn allows(self, m: Method) -> bool {
         match self {
-            Route::ChatCompletions => m == Method::Post,
+            Route::ChatCompletions | Route::DryRun => m == Method::Post,
             _ => matches!(m, Method::Get | Method::Head),
         }
     }
     fn allow_header(self) -> &'static str {
         match self {
-            Route::ChatCompletions => "POST, OPTIONS",
+            Route::ChatCompletions | Route::DryRun => "POST, OPTIONS",
             _ => "GET, HEAD, OPTIONS",
         }
     }
@@ -58,6 +60,7 @@ fn route(path: &[u8]) -> Option<Route> {
         b"/health" if path == b"/health" => Some(Route::Health),
         b"/models" => Some(Route::Models),
         b"/chat/completions" => Some(Route::ChatCompletions),
+        b"/route" => Some(Route::DryRun),
         _ if p.starts_with(b"/models/") && p.len() > 8 => Some(Route::Model),
         _ => None,
     }
@@ -117,6 +120,17 @@ pub async fn handle(
                 }
             }
         }
+        Route::DryRun => {
+            let features = {
+                let mut scratch = worker.json.borrow_mut();
+                chat::extract(req.body, &mut scratch)
+            };
+            let doc = features.and_then(|f| dry_run(worker, snap, req, &f));
+            match doc {
+                Ok(body) => ex.out.send_json(200, &body).await,
+                Err(e) => ex.out.send_error(&e).await,
+            }
+        }
         Route::ChatCompletions => {
             let features = {
                 let mut scratch = worker.json.borrow_mut();
@@ -128,6 +142,32 @@ pub async fn handle(
             }
         }
     }
+}
+
+/// Ranks without sending anything (no round-robin or trial state changes).
+fn dry_run(
+    worker: &Worker,
+    snap: &crate::snapshot::Snapshot,
+    req: &Request<'_>,
+    f: &chat::Features,
+) -> Result<Vec<u8>, Error> {
+    let options = crate::proxy::options_with_headers(req, &f.options)?;
+    let now = std::time::Instant::now();
+    let mut local = worker.routing.borrow_mut();
+    let mut arena = worker.arena.borrow_mut();
+    arena.reset();
+    let ask = crate::routing::Ask {
+        model: &f.model,
+        needs: f.needs,
+        prompt_tokens: f.prompt_tokens,
+        max_tokens: f.max_tokens,
+        stream: f.stream,
+        strategy: crate::proxy::strategy_of(req, f),
+        options: &options,
+    };
+    let ranking = crate::routing::rank(snap, &mut local, &ask, now, &arena, true)
+        .map_err(crate::routing::RouteError::into_error)?;
+    Ok(route::render(snap, &f.model, &ranking, now))
 }
 
 async fn health(worker: &Worker, snap: &Snapshot, ex: &mut Exchange<'_>) {
@@ -210,6 +250,7 @@ mod tests {
         assert_eq!(route(b"/health"), Some(Route::Health));
         assert_eq!(route(b"/v1/health"), None);
         assert_eq!(route(b"/v1x/models"), None);
+        assert_eq!(route(b"/v1/route"), Some(Route::DryRun));
     }
 
     #[test]

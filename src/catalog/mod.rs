@@ -120,6 +120,10 @@ pub struct Entry {
     pub local: bool,
     /// Sorted tag ids.
     pub tags: Box<[TagId]>,
+    /// Context sub-score (static per entry, precomputed).
+    pub context_score: f32,
+    /// Parameter sub-score (static per entry, precomputed).
+    pub parameter_score: f32,
 }
 
 /// An `auto:` group, ready to evaluate.
@@ -443,6 +447,12 @@ fn entry(
         l.ends_with(":free") || l.contains("-free")
     };
     let free = channel_free || free_id || price.is_some_and(|p| p.input == 0.0 && p.output == 0.0);
+    // A local endpoint without a configured price costs nothing per token.
+    let price = price.or(local.then_some(EntryPrice {
+        input: 0.0,
+        output: 0.0,
+        cached: 0.0,
+    }));
     Entry {
         channel,
         model: model.into(),
@@ -453,7 +463,8 @@ fn entry(
         params_m: info
             .and_then(|i| i.params_m)
             .unwrap_or_else(|| specs::params_millions(model)),
-        price: if free && price.is_none() {
+        // A `:free` id or a channel tagged `free` costs nothing, whatever the channel's price.
+        price: if free {
             Some(EntryPrice {
                 input: 0.0,
                 output: 0.0,
@@ -468,5 +479,16 @@ fn entry(
         free,
         local,
         tags: Box::new([]),
+        context_score: 0.0,
+        parameter_score: 0.0,
+    }
+    .with_static_scores()
+}
+
+impl Entry {
+    fn with_static_scores(mut self) -> Entry {
+        self.context_score = crate::routing::score::context_score(self.context);
+        self.parameter_score = crate::routing::score::parameter_score(self.params_m);
+        self
     }
 }

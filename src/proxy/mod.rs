@@ -114,6 +114,9 @@ fn plan(
     };
     let ranking = routing::rank(snap, &mut local, &ask, now, &arena, false)
         .map_err(routing::RouteError::into_error)?;
+    if let Some(e) = ranking.unusable(snap, &features.model, now) {
+        return Err(e.into_error());
+    }
     let mut attempts = ArrayVec::new();
     for c in ranking
         .candidates

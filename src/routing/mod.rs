@@ -138,6 +138,8 @@ impl Reason {
 pub struct Scored {
     /// Entry index.
     pub entry: u32,
+    /// Its channel's priority tier.
+    pub priority: i32,
     /// Weighted total in [0, 1].
     pub score: f32,
     /// The sub-scores.
@@ -164,6 +166,8 @@ pub struct Ranking<'b> {
     pub candidates: BVec<'b, Scored>,
     /// Matched entries that were filtered out.
     pub rejected: BVec<'b, Rejected>,
+    /// Entries the expression matched (candidates before truncation plus rejected).
+    pub matched: usize,
 }
 
 /// The worker's own view, overlaid on the published live state: its latest outcomes (applied
@@ -274,6 +278,15 @@ fn newer(a: Option<&Health>, b: Option<&Health>) -> Health {
     }
 }
 
+impl Ranking<'_> {
+    /// The 503 for a ranking whose every match was filtered out (`None` when some survived).
+    pub fn unusable(&self, snap: &Snapshot, model: &str, now: Instant) -> Option<RouteError> {
+        self.candidates
+            .is_empty()
+            .then(|| RouteError::Unusable(unusable(snap, model, &self.rejected, now)))
+    }
+}
+
 /// Why ranking produced no candidate list.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RouteError {
@@ -298,7 +311,9 @@ impl RouteError {
     }
 }
 
-/// Ranks the candidates for `ask`. `dry_run` leaves the round-robin state untouched.
+/// Ranks the candidates for `ask`. `dry_run` leaves the round-robin state untouched. When
+/// entries matched but every one was filtered out, the ranking has no candidates and lists the
+/// rejections (see [`Ranking::unusable`]).
 pub fn rank<'b>(
     snap: &Snapshot,
     local: &mut Local,
@@ -429,6 +444,7 @@ pub fn rank<'b>(
     let mut candidates = BVec::with_capacity_in(16, arena);
     let mut rejected = BVec::new_in(arena);
     let live = &*snap.live;
+    let verdicts = arena.alloc_slice_fill_copy(snap.channels.len(), None::<Result<bool, Reason>>);
     tags_for_each(words, |i| {
         let e = &cat.entries[i];
         if let Some(q) = filters
@@ -437,26 +453,23 @@ pub fn rank<'b>(
             size_misses += 1;
             return;
         }
-        let reason = filter(
-            snap,
-            local,
-            e,
-            i,
-            required,
-            tokens_needed,
-            max_cost,
-            &excluded,
-            now,
-        );
+        let c = e.channel as usize;
+        let channel =
+            *verdicts[c].get_or_insert_with(|| channel_verdict(snap, local, c, &excluded, now));
+        let reason = channel.and_then(|channel_half_open| {
+            entry_verdict(snap, local, e, i, required, tokens_needed, max_cost, now)
+                .map(|entry_half_open| channel_half_open || entry_half_open)
+        });
         match reason {
             Err(r) => rejected.push(Rejected {
                 entry: i as u32,
                 reason: r,
             }),
             Ok(half_open) => {
-                let s = sub_scores(e, live.entries.get(i), ask, snap);
+                let s = sub_scores(e, live.entries.get(i), ask);
                 candidates.push(Scored {
                     entry: i as u32,
+                    priority: snap.channels[e.channel as usize].priority,
                     score: weights.total(&s),
                     scores: s,
                     half_open,
@@ -465,66 +478,72 @@ pub fn rank<'b>(
         }
     });
 
-    if candidates.is_empty() {
-        if rejected.is_empty() {
-            return Err(RouteError::NotFound(format!(
-                "No model matches `{}`{}.",
-                short(ask.model),
-                if size_misses > 0 {
-                    format!(" ({size_misses} matched the tags but not the size filters)")
-                } else {
-                    String::new()
-                }
-            )));
-        }
-        return Err(RouteError::Unusable(unusable(
-            snap, ask.model, &rejected, now,
+    if candidates.is_empty() && rejected.is_empty() {
+        return Err(RouteError::NotFound(format!(
+            "No model matches `{}`{}.",
+            short(ask.model),
+            if size_misses > 0 {
+                format!(" ({size_misses} matched the tags but not the size filters)")
+            } else {
+                String::new()
+            }
         )));
     }
 
-    // Priority tier first (higher first), then score; entry index keeps it deterministic.
-    let prio = |s: &Scored| snap.channels[cat.entries[s.entry as usize].channel as usize].priority;
-    candidates.sort_unstable_by(|a, b| {
-        prio(b)
-            .cmp(&prio(a))
+    // Order: priority tier first (higher first), then score; entry index keeps it
+    // deterministic. A request only needs its first `max_attempts` candidates, so outside a dry
+    // run the order is built by selection (O(n)) rather than a full sort.
+    let by_rank = |a: &Scored, b: &Scored| {
+        b.priority
+            .cmp(&a.priority)
             .then(b.score.total_cmp(&a.score))
             .then(a.entry.cmp(&b.entry))
-    });
-    // Spread near-ties by smooth weighted round-robin on channel weight.
-    let eps = snap.routing.tie_epsilon;
-    let mut start = 0;
-    while start < candidates.len() {
-        let top = candidates[start];
-        let mut end = start + 1;
-        while end < candidates.len()
-            && prio(&candidates[end]) == prio(&top)
-            && candidates[end].score >= top.score - eps
-        {
-            end += 1;
-        }
-        if end - start > 1 && !dry_run {
-            let weight = |s: &Scored| {
-                snap.channels[cat.entries[s.entry as usize].channel as usize].weight as f32
-            };
-            let group = &mut candidates[start..end];
-            let total: f32 = group.iter().map(weight).sum();
-            let mut best = 0;
-            for (k, s) in group.iter().enumerate() {
+    };
+    let matched = candidates.len() + rejected.len();
+    if dry_run || candidates.len() <= 1 {
+        candidates.sort_unstable_by(by_rank);
+    } else {
+        // Near-ties of the best are spread by smooth weighted round-robin on channel weight.
+        let best = (0..candidates.len())
+            .min_by(|&a, &b| by_rank(&candidates[a], &candidates[b]))
+            .unwrap_or(0);
+        let top = candidates[best];
+        let eps = snap.routing.tie_epsilon;
+        let tied = |s: &Scored| s.priority == top.priority && s.score >= top.score - eps;
+        let weight = |s: &Scored| {
+            snap.channels[cat.entries[s.entry as usize].channel as usize].weight as f32
+        };
+        let mut total = 0.0f32;
+        let mut chosen = best;
+        let mut chosen_cw = f32::NEG_INFINITY;
+        for (k, s) in candidates.iter().enumerate() {
+            if tied(s) {
+                let w = weight(s);
+                total += w;
                 let cw = &mut local.swrr[s.entry as usize];
-                *cw += weight(s);
-                if *cw > local.swrr[group[best].entry as usize] {
-                    best = k;
+                *cw += w;
+                if *cw > chosen_cw {
+                    chosen_cw = *cw;
+                    chosen = k;
                 }
             }
-            local.swrr[group[best].entry as usize] -= total;
-            group[..=best].rotate_right(1);
         }
-        start = end;
+        local.swrr[candidates[chosen].entry as usize] -= total;
+        candidates.swap(0, chosen);
+        let limit = snap.routing.max_attempts.max(1);
+        let rest = &mut candidates[1..];
+        if limit >= 2 && limit - 1 < rest.len() {
+            rest.select_nth_unstable_by(limit - 2, by_rank);
+        }
+        let keep = rest.len().min(limit.saturating_sub(1));
+        rest[..keep].sort_unstable_by(by_rank);
+        candidates.truncate(keep + 1);
     }
     Ok(Ranking {
         strategy: arena.alloc_str(strategy),
         candidates,
         rejected,
+        matched,
     })
 }
 
@@ -580,19 +599,15 @@ fn size_ok(e: &Entry, q: &Query<'_>) -> bool {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn filter(
+/// The channel-level verdict for a candidate: everything that depends only on the channel
+/// (computed once per channel per request, however many of its models matched).
+fn channel_verdict(
     snap: &Snapshot,
     local: &Local,
-    e: &Entry,
-    i: usize,
-    required: Caps,
-    tokens_needed: u32,
-    max_cost: Option<f64>,
+    c: usize,
     excluded: &impl Fn(&str, &str) -> bool,
     now: Instant,
 ) -> Result<bool, Reason> {
-    let c = e.channel as usize;
     let ch = &snap.channels[c];
     if !ch.enabled {
         return Err(Reason::Disabled);
@@ -603,6 +618,41 @@ fn filter(
     if excluded(&ch.provider, &ch.kind) {
         return Err(Reason::Excluded);
     }
+    let h = local.channel_health(&snap.live, c);
+    let half_open = match h.state(now) {
+        State::Cooling(until) => return Err(Reason::Cooling { until, why: h.why }),
+        State::HalfOpen => true,
+        State::Ok => false,
+    };
+    if half_open && local.trials.get(c).copied().unwrap_or(false) {
+        return Err(Reason::TrialInFlight);
+    }
+    if !ch.min_request_interval.is_zero()
+        && let Some(Some(last)) = local.last_used.get(c)
+        && now.saturating_duration_since(*last) < ch.min_request_interval
+    {
+        return Err(Reason::MinInterval);
+    }
+    if let Some(share) = ch.max_concurrent_per_worker
+        && local.in_flight.get(c).copied().unwrap_or(0) >= share
+    {
+        return Err(Reason::Busy);
+    }
+    Ok(half_open)
+}
+
+/// The entry-level checks, after its channel passed.
+#[allow(clippy::too_many_arguments)]
+fn entry_verdict(
+    snap: &Snapshot,
+    local: &Local,
+    e: &Entry,
+    i: usize,
+    required: Caps,
+    tokens_needed: u32,
+    max_cost: Option<f64>,
+    now: Instant,
+) -> Result<bool, Reason> {
     if e.caps.contains(Caps::EMBEDDING) {
         return Err(Reason::Embedding);
     }
@@ -623,40 +673,15 @@ fn filter(
             Some(_) => {}
         }
     }
-    let mut half_open = false;
-    for h in [
-        local.channel_health(&snap.live, c),
-        local.entry_health(&snap.live, i),
-    ] {
-        match h.state(now) {
-            State::Cooling(until) => return Err(Reason::Cooling { until, why: h.why }),
-            State::HalfOpen => half_open = true,
-            State::Ok => {}
-        }
+    let h = local.entry_health(&snap.live, i);
+    match h.state(now) {
+        State::Cooling(until) => Err(Reason::Cooling { until, why: h.why }),
+        State::HalfOpen => Ok(true),
+        State::Ok => Ok(false),
     }
-    if half_open && local.trials.get(c).copied().unwrap_or(false) {
-        return Err(Reason::TrialInFlight);
-    }
-    if !ch.min_request_interval.is_zero()
-        && let Some(Some(last)) = local.last_used.get(c)
-        && now.saturating_duration_since(*last) < ch.min_request_interval
-    {
-        return Err(Reason::MinInterval);
-    }
-    if let Some(share) = ch.max_concurrent_per_worker
-        && local.in_flight.get(c).copied().unwrap_or(0) >= share
-    {
-        return Err(Reason::Busy);
-    }
-    Ok(half_open)
 }
 
-fn sub_scores(
-    e: &Entry,
-    live: Option<&crate::live::EntryLive>,
-    ask: &Ask<'_>,
-    _snap: &Snapshot,
-) -> SubScores {
+fn sub_scores(e: &Entry, live: Option<&crate::live::EntryLive>, ask: &Ask<'_>) -> SubScores {
     let cost = e.price.map(|p| {
         (f64::from(ask.prompt_tokens) * p.input
             + f64::from(ask.max_tokens.unwrap_or(DEFAULT_OUTPUT_TOKENS)) * p.output)
@@ -674,8 +699,8 @@ fn sub_scores(
         speed: score::speed_score(speed_ms),
         quality: e.quality,
         reliability,
-        context: score::context_score(e.context),
-        parameters: score::parameter_score(e.params_m),
+        context: e.context_score,
+        parameters: e.parameter_score,
         free: if e.free { 1.0 } else { 0.0 },
         local: if e.local { 1.0 } else { 0.0 },
     }
@@ -744,4 +769,620 @@ fn unusable(snap: &Snapshot, model: &str, rejected: &[Rejected], now: Instant) -
     }
     msg.push('.');
     msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::snapshot::{Resolved, Snapshot};
+    use std::sync::Arc;
+
+    const CFG: &str = r#"
+[routing]
+tie_epsilon = 0.0001
+[strategies.mine]
+quality = 1.0
+[groups."auto:cheap-qwen"]
+query = "tag:qwen"
+strategy = "cost_first"
+exclude_providers = ["pricey"]
+[providers.cheap]
+base_url = "http://203.0.113.1:1/v1"
+[providers.pricey]
+base_url = "http://203.0.113.2:2/v1"
+[providers.local]
+kind = "ollama"
+base_url = "http://127.0.0.1:3/v1"
+[providers.offline]
+base_url = "http://203.0.113.4:4/v1"
+[[channels]]
+id = "cheap"
+provider = "cheap"
+models = ["gpt-4o-mini", "qwen/qwen3-30b-a3b:free", "text-embedding-3-small"]
+pricing = { input = 0.15, output = 0.6 }
+aliases = { "fast" = "gpt-4o-mini" }
+[[channels]]
+id = "pricey"
+provider = "pricey"
+models = ["gpt-4o", "gpt-4o-mini", "qwen/qwen3-235b-a22b"]
+pricing = { input = 2.5, output = 10.0 }
+model_info = { "qwen/qwen3-235b-a22b" = { context = "128k", vision = false, tools = false } }
+[[channels]]
+id = "local"
+provider = "local"
+models = ["qwen3:8b"]
+[[channels]]
+id = "offline"
+provider = "offline"
+enabled = false
+models = ["gpt-4o"]
+"#;
+
+    fn snap(text: &str) -> Snapshot {
+        let cfg = Config::parse(text, &|_: &str| None).unwrap();
+        Snapshot::build(&cfg, 1, &Resolved::new(), &Default::default(), 1, 1)
+    }
+
+    #[derive(Debug)]
+    struct R {
+        channels: Vec<String>,
+        models: Vec<String>,
+        rejected: Vec<(String, Reason)>,
+        strategy: String,
+    }
+
+    fn rank_with(
+        s: &Snapshot,
+        local: &mut Local,
+        model: &str,
+        needs: Caps,
+        options: &Options,
+        strategy: Option<&str>,
+    ) -> Result<R, RouteError> {
+        let arena = Bump::new();
+        let ask = Ask {
+            model,
+            needs,
+            prompt_tokens: 1000,
+            max_tokens: None,
+            stream: false,
+            strategy,
+            options,
+        };
+        let r = rank(s, local, &ask, Instant::now(), &arena, false)?;
+        let name = |e: u32| {
+            let en = &s.catalog.entries[e as usize];
+            (
+                s.channels[en.channel as usize].id.to_string(),
+                en.model.to_string(),
+            )
+        };
+        Ok(R {
+            channels: r.candidates.iter().map(|c| name(c.entry).0).collect(),
+            models: r.candidates.iter().map(|c| name(c.entry).1).collect(),
+            rejected: r
+                .rejected
+                .iter()
+                .map(|x| (name(x.entry).0, x.reason))
+                .collect(),
+            strategy: r.strategy.to_string(),
+        })
+    }
+
+    fn r(s: &Snapshot, model: &str) -> R {
+        rank_with(
+            s,
+            &mut Local::default(),
+            model,
+            Caps::NONE,
+            &Options::default(),
+            None,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn exact_ids_aliases_and_segments() {
+        let s = snap(CFG);
+        let x = r(&s, "gpt-4o-mini");
+        assert_eq!(x.channels.len(), 2);
+        assert_eq!(
+            x.channels[0], "cheap",
+            "balanced prefers the cheaper equal model"
+        );
+        let x = r(&s, "fast");
+        assert_eq!(
+            (x.channels.clone(), x.models),
+            (vec!["cheap".to_string()], vec!["gpt-4o-mini".to_string()])
+        );
+        // a segment of an id works like a one-tag query
+        let x = r(&s, "qwen3");
+        assert_eq!(x.models.len(), 3, "{:?}", x.models);
+        // disabled channels are matched but filtered, with the reason
+        let x = r(&s, "gpt-4o");
+        assert_eq!(x.channels, ["pricey"]);
+        assert!(
+            x.rejected
+                .iter()
+                .any(|(c, r)| c == "offline" && *r == Reason::Disabled)
+        );
+    }
+
+    #[test]
+    fn tag_queries_negations_and_size_filters() {
+        let s = snap(CFG);
+        assert_eq!(r(&s, "tag:qwen3,free").models, ["qwen/qwen3-30b-a3b:free"]);
+        assert_eq!(r(&s, "TAG:Qwen3,!free").models.len(), 2);
+        assert_eq!(r(&s, "tag:qwen,>=30b").models.len(), 2);
+        assert_eq!(r(&s, "qwen3->30b").models, ["qwen/qwen3-235b-a22b"]);
+        assert_eq!(r(&s, "qwen3->=30b").models.len(), 2, ">= includes 30b");
+        assert_eq!(r(&s, "tag:qwen,ctx>=100k").models, ["qwen/qwen3-235b-a22b"]);
+        assert_eq!(r(&s, "tag:local").channels, ["local"]);
+        let e = rank_with(
+            &s,
+            &mut Local::default(),
+            "tag:qwen,>=1000b",
+            Caps::NONE,
+            &Options::default(),
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, RouteError::NotFound(m) if m.contains("size filters")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_names_and_tags_are_404_with_the_closest() {
+        let s = snap(CFG);
+        let e = rank_with(
+            &s,
+            &mut Local::default(),
+            "gpt-4o-mnii",
+            Caps::NONE,
+            &Options::default(),
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, RouteError::NotFound(m) if m.contains("`gpt-4o-mini`")),
+            "{e:?}"
+        );
+        let e = rank_with(
+            &s,
+            &mut Local::default(),
+            "tag:qwne",
+            Caps::NONE,
+            &Options::default(),
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, RouteError::NotFound(m) if m.contains("Closest tag: `qwen`")),
+            "{e:?}"
+        );
+        let e = rank_with(
+            &s,
+            &mut Local::default(),
+            "tag:a,,b",
+            Caps::NONE,
+            &Options::default(),
+            None,
+        )
+        .unwrap_err();
+        assert!(matches!(e, RouteError::Invalid(_)));
+        let e = rank_with(
+            &s,
+            &mut Local::default(),
+            "auto:nope",
+            Caps::NONE,
+            &Options::default(),
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, RouteError::NotFound(m) if m.contains("auto:cheap-qwen")),
+            "{e:?}"
+        );
+        let e = rank_with(
+            &s,
+            &mut Local::default(),
+            "gpt-4o",
+            Caps::NONE,
+            &Options::default(),
+            Some("fastest"),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, RouteError::Invalid(m) if m.contains("Unknown strategy")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn capability_context_price_and_provider_filters() {
+        let s = snap(CFG);
+        let mut l = Local::default();
+        let x = rank_with(
+            &s,
+            &mut l,
+            "tag:qwen",
+            Caps::TOOLS,
+            &Options::default(),
+            None,
+        )
+        .unwrap();
+        assert!(!x.models.contains(&"qwen/qwen3-235b-a22b".to_string()));
+        assert!(
+            x.rejected
+                .iter()
+                .any(|(c, r)| c == "pricey" && *r == Reason::Lacks(Caps::TOOLS))
+        );
+        let x = rank_with(
+            &s,
+            &mut l,
+            "gpt-4o-mini",
+            Caps::VISION,
+            &Options::default(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(x.channels.len(), 2, "gpt-4o-mini takes images");
+        let x = rank_with(
+            &s,
+            &mut l,
+            "tag:qwen3",
+            Caps::VISION,
+            &Options::default(),
+            None,
+        )
+        .unwrap();
+        assert!(x.channels.is_empty() && x.rejected.len() == 3);
+        let x = rank_with(
+            &s,
+            &mut l,
+            "text-embedding-3-small",
+            Caps::NONE,
+            &Options::default(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(x.rejected[0].1, Reason::Embedding);
+        // price cap: per 1K tokens, the larger of input and output
+        let cap = Options {
+            max_cost_per_1k: Some(0.001),
+            ..Default::default()
+        };
+        let x = rank_with(&s, &mut l, "gpt-4o-mini", Caps::NONE, &cap, None).unwrap();
+        assert_eq!(x.channels, ["cheap"]);
+        assert!(
+            x.rejected
+                .iter()
+                .any(|(c, r)| c == "pricey" && *r == Reason::PriceCap)
+        );
+        let ex = Options {
+            exclude_providers: vec!["CHEAP".into()],
+            ..Default::default()
+        };
+        let x = rank_with(&s, &mut l, "gpt-4o-mini", Caps::NONE, &ex, None).unwrap();
+        assert_eq!(x.channels, ["pricey"]);
+        // context: a request bigger than the window is filtered
+        let arena = Bump::new();
+        let opts = Options::default();
+        let ask = Ask {
+            model: "qwen/qwen3-235b-a22b",
+            needs: Caps::NONE,
+            prompt_tokens: 120_000,
+            max_tokens: Some(10_000),
+            stream: false,
+            strategy: None,
+            options: &opts,
+        };
+        let rk = rank(&s, &mut l, &ask, Instant::now(), &arena, false).unwrap();
+        assert!(matches!(
+            rk.rejected[0].reason,
+            Reason::Context {
+                need: 130_000,
+                have: 128_000
+            }
+        ));
+        let err = rk
+            .unusable(&s, "qwen/qwen3-235b-a22b", Instant::now())
+            .unwrap();
+        assert!(
+            matches!(&err, RouteError::Unusable(m) if m.contains("context 128000 tokens < 130000 needed")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn strategies_decide_the_order() {
+        let s = snap(CFG);
+        let mut l = Local::default();
+        let none = Options::default();
+        assert_eq!(
+            rank_with(
+                &s,
+                &mut l,
+                "tag:qwen",
+                Caps::NONE,
+                &none,
+                Some("quality_first")
+            )
+            .unwrap()
+            .models[0],
+            "qwen/qwen3-235b-a22b"
+        );
+        assert_eq!(
+            rank_with(
+                &s,
+                &mut l,
+                "tag:qwen",
+                Caps::NONE,
+                &none,
+                Some("free_first")
+            )
+            .unwrap()
+            .models[0],
+            "qwen/qwen3-30b-a3b:free"
+        );
+        // `qwen3:8b` has the tag qwen3 (not qwen)
+        assert_eq!(
+            rank_with(
+                &s,
+                &mut l,
+                "tag:qwen3",
+                Caps::NONE,
+                &none,
+                Some("local_first")
+            )
+            .unwrap()
+            .models[0],
+            "qwen3:8b"
+        );
+        assert_eq!(
+            rank_with(
+                &s,
+                &mut l,
+                "tag:qwen3",
+                Caps::NONE,
+                &none,
+                Some("quality_first")
+            )
+            .unwrap()
+            .models[0],
+            "qwen/qwen3-235b-a22b"
+        );
+        let prefer = Options {
+            prefer_local: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(
+            rank_with(
+                &s,
+                &mut l,
+                "tag:qwen3",
+                Caps::NONE,
+                &prefer,
+                Some("quality_first")
+            )
+            .unwrap()
+            .models[0],
+            "qwen3:8b"
+        );
+        // a user-defined strategy
+        let x = rank_with(&s, &mut l, "gpt-4o-mini", Caps::NONE, &none, Some("mine")).unwrap();
+        assert_eq!(x.strategy, "mine");
+        // a group brings its query, strategy and filters
+        let x = rank_with(&s, &mut l, "auto:cheap-qwen", Caps::NONE, &none, None).unwrap();
+        assert_eq!(x.strategy, "cost_first");
+        assert!(
+            !x.channels.contains(&"pricey".to_string()),
+            "the group excludes pricey"
+        );
+        assert_eq!(x.models[0], "qwen/qwen3-30b-a3b:free");
+    }
+
+    #[test]
+    fn speed_uses_live_latency() {
+        let s = snap(CFG);
+        let mini: Vec<usize> = s
+            .catalog
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| &*e.model == "gpt-4o-mini")
+            .map(|(i, _)| i)
+            .collect();
+        let mut live = (*s.live).clone();
+        live.entries[mini[0]].latency_ms = 3000.0; // cheap is slow
+        live.entries[mini[1]].latency_ms = 100.0;
+        let s = s.with_live(2, Arc::new(live));
+        let x = rank_with(
+            &s,
+            &mut Local::default(),
+            "gpt-4o-mini",
+            Caps::NONE,
+            &Options::default(),
+            Some("speed_first"),
+        )
+        .unwrap();
+        assert_eq!(x.channels[0], "pricey");
+        let x = rank_with(
+            &s,
+            &mut Local::default(),
+            "gpt-4o-mini",
+            Caps::NONE,
+            &Options::default(),
+            Some("cost_first"),
+        )
+        .unwrap();
+        assert_eq!(x.channels[0], "cheap", "weights are not ignored");
+    }
+
+    #[test]
+    fn priority_tiers_come_first() {
+        let s = snap(&CFG.replace("id = \"pricey\"\n", "id = \"pricey\"\npriority = 5\n"));
+        let x = r(&s, "gpt-4o-mini");
+        assert_eq!(
+            x.channels,
+            ["pricey", "cheap"],
+            "the higher tier wins over a better score"
+        );
+    }
+
+    #[test]
+    fn cooldowns_half_open_trials_intervals_and_concurrency() {
+        let s = snap(&CFG.replace(
+            "id = \"cheap\"\n",
+            "id = \"cheap\"\nmin_request_interval = \"10s\"\nmax_concurrent = 1\n",
+        ));
+        let mut l = Local::default();
+        let now = Instant::now();
+        let entry = s.catalog.lookup("fast").unwrap()[0];
+        l.record(&s, entry, Outcome::Transient, now, Duration::ZERO);
+        let x = rank_with(
+            &s,
+            &mut l,
+            "gpt-4o-mini",
+            Caps::NONE,
+            &Options::default(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(x.channels, ["pricey"]);
+        assert!(matches!(
+            x.rejected[0].1,
+            Reason::Cooling {
+                why: Why::Failing,
+                ..
+            }
+        ));
+        // after the cooldown: half-open, one trial at a time
+        let later = now + Duration::from_secs(5);
+        let arena = Bump::new();
+        let opts = Options::default();
+        let ask = Ask {
+            model: "fast",
+            needs: Caps::NONE,
+            prompt_tokens: 10,
+            max_tokens: None,
+            stream: false,
+            strategy: None,
+            options: &opts,
+        };
+        let rk = rank(&s, &mut l, &ask, later, &arena, false).unwrap();
+        assert!(rk.candidates[0].half_open);
+        l.begin(0, true, later);
+        let rk = rank(&s, &mut l, &ask, later, &arena, false).unwrap();
+        assert!(rk.candidates.is_empty());
+        assert_eq!(rk.rejected[0].reason, Reason::TrialInFlight);
+        l.end(0, true);
+        // a success heals; the channel was just used, so min_request_interval applies
+        l.record(&s, entry, Outcome::Success, later, Duration::ZERO);
+        let rk = rank(
+            &s,
+            &mut l,
+            &ask,
+            later + Duration::from_secs(1),
+            &arena,
+            false,
+        )
+        .unwrap();
+        assert_eq!(rk.rejected[0].reason, Reason::MinInterval);
+        let rk = rank(
+            &s,
+            &mut l,
+            &ask,
+            later + Duration::from_secs(11),
+            &arena,
+            false,
+        )
+        .unwrap();
+        assert!(!rk.candidates.is_empty() && !rk.candidates[0].half_open);
+        l.begin(0, false, later + Duration::from_secs(11));
+        let rk = rank(
+            &s,
+            &mut l,
+            &ask,
+            later + Duration::from_secs(30),
+            &arena,
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            rk.rejected[0].reason,
+            Reason::Busy,
+            "max_concurrent = 1 with one in flight"
+        );
+        // a 404 cools only that model of the channel
+        let mut l = Local::default();
+        let qwen = s.catalog.lookup("qwen/qwen3-30b-a3b:free").unwrap()[0];
+        l.record(
+            &s,
+            qwen,
+            Outcome::ModelMissing,
+            Instant::now(),
+            Duration::ZERO,
+        );
+        let x = rank_with(
+            &s,
+            &mut l,
+            "qwen/qwen3-30b-a3b:free",
+            Caps::NONE,
+            &Options::default(),
+            None,
+        )
+        .unwrap();
+        assert!(
+            matches!(
+                x.rejected[0].1,
+                Reason::Cooling {
+                    why: Why::ModelMissing,
+                    ..
+                }
+            ),
+            "{x:?}"
+        );
+        let x = rank_with(&s, &mut l, "fast", Caps::NONE, &Options::default(), None).unwrap();
+        assert_eq!(
+            x.channels,
+            ["cheap"],
+            "the channel's other models still serve"
+        );
+    }
+
+    #[test]
+    fn near_ties_spread_by_weight() {
+        let text = r#"
+[providers.a]
+base_url = "http://127.0.0.1:1/v1"
+[providers.b]
+base_url = "http://127.0.0.1:2/v1"
+[[channels]]
+id = "a"
+provider = "a"
+models = ["m"]
+weight = 3.0
+[[channels]]
+id = "b"
+provider = "b"
+models = ["m"]
+"#;
+        let s = snap(text);
+        let mut l = Local::default();
+        let mut firsts = Vec::new();
+        for _ in 0..8 {
+            let x = rank_with(&s, &mut l, "m", Caps::NONE, &Options::default(), None).unwrap();
+            assert_eq!(x.channels.len(), 2, "both stay in the failover list");
+            firsts.push(x.channels[0].clone());
+        }
+        assert_eq!(firsts.iter().filter(|c| *c == "a").count(), 6, "{firsts:?}");
+        assert!(
+            firsts[..4].contains(&"b".to_string()),
+            "smooth: b gets its turn every 4: {firsts:?}"
+        );
+    }
 }
