@@ -228,7 +228,10 @@ async fn serve_one(
         }
     };
 
-    // 3. Dispatch.
+    // 3. Dispatch, on the snapshot current now (the one above may have aged while this
+    // keep-alive connection sat idle).
+    let snap = worker.snapshot();
+    let limits = &snap.server;
     let in_flight = InFlight::enter(worker);
     let keep_alive = head.keep_alive && !worker.draining.get();
     let (keep, client_closed) = {
