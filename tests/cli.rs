@@ -86,6 +86,22 @@ fn example_config_parses_and_holds_the_defaults() {
     assert_eq!(s.drain_timeout, defaults::DRAIN_TIMEOUT);
     assert_eq!(s.dns_refresh, defaults::DNS_REFRESH);
     assert_eq!(cfg.routing.max_attempts, defaults::MAX_ATTEMPTS);
+    assert_eq!(cfg.routing.default_strategy, defaults::DEFAULT_STRATEGY);
+    assert_eq!(cfg.routing.tie_epsilon, defaults::TIE_EPSILON);
+    let cd = cfg.routing.cooldown;
+    assert_eq!(
+        (cd.base, cd.max, cd.retry_after_max, cd.auth, cd.model_missing),
+        (
+            defaults::COOLDOWN_BASE,
+            defaults::COOLDOWN_MAX,
+            defaults::RETRY_AFTER_MAX,
+            defaults::AUTH_COOLDOWN,
+            defaults::MODEL_MISSING_COOLDOWN
+        )
+    );
+    assert_eq!(cfg.pricing.currency, defaults::CURRENCY);
+    assert_eq!(cfg.groups[0].name, "auto:coding");
+    assert_eq!(cfg.strategies[0].name, "cheap_but_good");
     let p = cfg.providers.iter().find(|p| p.id == "openai").unwrap();
     assert_eq!(p.connect_timeout, defaults::CONNECT_TIMEOUT);
     assert_eq!(p.first_byte_timeout, defaults::FIRST_BYTE_TIMEOUT);
