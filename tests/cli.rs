@@ -90,7 +90,13 @@ fn example_config_parses_and_holds_the_defaults() {
     assert_eq!(cfg.routing.tie_epsilon, defaults::TIE_EPSILON);
     let cd = cfg.routing.cooldown;
     assert_eq!(
-        (cd.base, cd.max, cd.retry_after_max, cd.auth, cd.model_missing),
+        (
+            cd.base,
+            cd.max,
+            cd.retry_after_max,
+            cd.auth,
+            cd.model_missing
+        ),
         (
             defaults::COOLDOWN_BASE,
             defaults::COOLDOWN_MAX,

@@ -108,7 +108,7 @@ pub struct Control {
     tls: TlsConfigs,
     slots: Vec<Slot>,
     requests: Receiver<Request>,
-    reports: Receiver<Report>,
+    reports: Receiver<Vec<Report>>,
     merger: Merger,
     board: Arc<Board>,
 }
@@ -136,8 +136,8 @@ pub struct Setup {
     pub slots: Vec<Slot>,
     /// Requests (shutdown).
     pub requests: Receiver<Request>,
-    /// Worker outcome reports.
-    pub reports: Receiver<Report>,
+    /// Worker outcome report batches.
+    pub reports: Receiver<Vec<Report>>,
     /// The health board.
     pub board: Arc<Board>,
 }
@@ -265,21 +265,43 @@ impl Control {
                 default(wait) => {},
             }
         }
-        // Counts are never dropped: merge what is still queued before stopping.
-        while let Ok(r) = self.reports.try_recv() {
-            self.merger.apply(&r, until_midnight());
-        }
         for slot in &self.slots {
             let _ = slot.commands.send(Command::Shutdown);
         }
+        // Counts are never dropped: merge every report until each worker has flushed its last
+        // ones and stopped, bounded by the drain time.
+        let deadline = Instant::now() + self.cfg.server.drain_timeout + Duration::from_secs(5);
+        loop {
+            let stopped = self.board.all_stopped();
+            while let Ok(batch) = self.reports.try_recv() {
+                for r in &batch {
+                    self.merger.apply(r, until_midnight());
+                }
+            }
+            if stopped || Instant::now() >= deadline {
+                break;
+            }
+            let _ = self
+                .reports
+                .recv_timeout(Duration::from_millis(5))
+                .map(|batch| {
+                    for r in &batch {
+                        self.merger.apply(r, until_midnight());
+                    }
+                });
+        }
     }
 
-    /// Merges `first` and every report already queued behind it.
-    fn merge_reports(&mut self, first: Report) {
+    /// Merges `first` and every batch already queued behind it.
+    fn merge_reports(&mut self, first: Vec<Report>) {
         let midnight = until_midnight();
-        self.merger.apply(&first, midnight);
-        while let Ok(r) = self.reports.try_recv() {
-            self.merger.apply(&r, midnight);
+        for r in &first {
+            self.merger.apply(r, midnight);
+        }
+        while let Ok(batch) = self.reports.try_recv() {
+            for r in &batch {
+                self.merger.apply(r, midnight);
+            }
         }
     }
 

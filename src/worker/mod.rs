@@ -46,6 +46,7 @@ pub enum Command {
 #[derive(Debug)]
 pub struct Board {
     epochs: Box<[AtomicU64]>,
+    stopped: Box<[AtomicBool]>,
     resolved: AtomicBool,
     /// The driver every worker runs.
     pub driver: Chosen,
@@ -56,9 +57,17 @@ impl Board {
     pub fn new(n: usize, driver: Chosen) -> Board {
         Board {
             epochs: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            stopped: (0..n).map(|_| AtomicBool::new(false)).collect(),
             resolved: AtomicBool::new(false),
             driver,
         }
+    }
+    /// True once every worker has stopped (after flushing its last reports).
+    pub fn all_stopped(&self) -> bool {
+        self.stopped.iter().all(|s| s.load(Ordering::Acquire))
+    }
+    fn set_stopped(&self, worker: usize) {
+        self.stopped[worker].store(true, Ordering::Release);
     }
     /// Marks the first round of upstream name resolution as finished.
     pub fn set_resolved(&self) {
@@ -103,8 +112,8 @@ pub struct Setup {
     pub board: Arc<Board>,
     /// CPU to pin to.
     pub core: Option<core_affinity::CoreId>,
-    /// Outcome reports to the control thread.
-    pub reports: crossbeam_channel::Sender<Report>,
+    /// Outcome report batches to the control thread.
+    pub reports: crossbeam_channel::Sender<Vec<Report>>,
 }
 
 /// Per-worker counters (plain cells: only this thread touches them).
@@ -138,7 +147,9 @@ pub struct Worker {
     pub routing: RefCell<crate::routing::Local>,
     /// Arena for ranking, reset per request.
     pub arena: RefCell<bumpalo::Bump>,
-    reports: crossbeam_channel::Sender<Report>,
+    reports: crossbeam_channel::Sender<Vec<Report>>,
+    /// Reports waiting for the next tick (successes and samples; failures go at once).
+    pending: RefCell<Vec<Report>>,
     seq: Cell<u64>,
     salt: u64,
     date: Cell<[u8; 29]>,
@@ -151,7 +162,7 @@ impl Worker {
         id: usize,
         snapshot: Arc<Snapshot>,
         board: Arc<Board>,
-        reports: crossbeam_channel::Sender<Report>,
+        reports: crossbeam_channel::Sender<Vec<Report>>,
     ) -> Worker {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -168,6 +179,7 @@ impl Worker {
             routing: RefCell::new(crate::routing::Local::default()),
             arena: RefCell::new(bumpalo::Bump::with_capacity(16 * 1024)),
             reports,
+            pending: RefCell::new(Vec::with_capacity(256)),
             seq: Cell::new(0),
             salt: mix(salt),
             date: Cell::new(crate::h1::http_date(now.as_secs())),
@@ -227,8 +239,7 @@ impl Worker {
                 .borrow_mut()
                 .record(snap, entry, o, at, midnight);
         }
-        // Unbounded: never blocks, never drops (DESIGN.md §2.8).
-        let _ = self.reports.send(Report {
+        let report = Report {
             generation: snap.catalog.generation,
             channel: e.channel,
             entry,
@@ -236,7 +247,28 @@ impl Worker {
             outcome,
             latency_ms,
             ttft_ms,
-        });
+        };
+        let urgent = !matches!(
+            outcome,
+            None | Some(crate::routing::health::Outcome::Success)
+        );
+        self.pending.borrow_mut().push(report);
+        // A failure changes health: other workers must learn it within a tick, so it goes
+        // now (with everything queued before it, keeping order); the rest waits for the tick.
+        if urgent {
+            self.flush_reports();
+        }
+    }
+
+    /// Sends the queued reports to the control thread as one batch. The channel is
+    /// unbounded: sending never blocks and never drops (DESIGN.md §2.8).
+    pub fn flush_reports(&self) {
+        let mut pending = self.pending.borrow_mut();
+        if pending.is_empty() {
+            return;
+        }
+        let batch = std::mem::replace(&mut *pending, Vec::with_capacity(256));
+        let _ = self.reports.send(batch);
     }
 
     fn refresh_clock(&self) {
@@ -316,6 +348,8 @@ async fn run(setup: Setup) {
         monoio::time::sleep(Duration::from_millis(5)).await;
     }
     worker.pool.clear();
+    worker.flush_reports();
+    worker.board.set_stopped(id);
     tracing::debug!(worker = id, "worker stopped");
 }
 
@@ -369,6 +403,7 @@ async fn tick_loop(
         let now = Instant::now();
         worker.pool.sweep(now);
         worker.refresh_clock();
+        worker.flush_reports();
         match commands.try_recv() {
             Ok(Command::Shutdown) | Err(crossbeam_channel::TryRecvError::Disconnected) => return,
             Err(crossbeam_channel::TryRecvError::Empty) => {}
