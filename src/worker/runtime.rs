@@ -51,7 +51,7 @@ impl fmt::Display for Chosen {
 
 /// Ring size per worker: enough submissions in flight for thousands of connections per loop
 /// iteration without overflowing, small enough to keep locked memory modest.
-pub const RING_ENTRIES: u32 = 4096;
+pub const RING_ENTRIES: u32 = 1024;
 
 /// Chooses the driver for `choice`, honouring `MONOIO_FORCE_LEGACY_DRIVER`.
 pub fn choose(choice: DriverChoice) -> Result<Chosen, String> {
