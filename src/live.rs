@@ -76,8 +76,12 @@ pub struct Report {
     pub channel: u32,
     /// Entry index.
     pub entry: u32,
+    /// When the attempt started.
+    pub started: Instant,
     /// When the outcome was observed.
     pub at: Instant,
+    /// Time from `at` to the next UTC midnight, as the observer read it (402 cooldowns).
+    pub until_midnight: Duration,
     /// Health meaning, if any.
     pub outcome: Option<Outcome>,
     /// Whole-exchange latency.
@@ -92,17 +96,18 @@ pub fn apply_outcome(
     channel: &mut Health,
     entry: &mut Health,
     outcome: Outcome,
+    started: Instant,
     at: Instant,
     policy: &CooldownPolicy,
     until_midnight: Duration,
 ) {
     match outcome {
         Outcome::Success => {
-            channel.apply(outcome, at, policy, until_midnight);
-            entry.apply(outcome, at, policy, until_midnight);
+            channel.apply(outcome, started, at, policy, until_midnight);
+            entry.apply(outcome, started, at, policy, until_midnight);
         }
-        o if o.is_per_model() => entry.apply(o, at, policy, until_midnight),
-        o => channel.apply(o, at, policy, until_midnight),
+        o if o.is_per_model() => entry.apply(o, started, at, policy, until_midnight),
+        o => channel.apply(o, started, at, policy, until_midnight),
     }
 }
 
@@ -129,7 +134,7 @@ impl Merger {
     }
 
     /// Merges one report.
-    pub fn apply(&mut self, r: &Report, until_midnight: Duration) {
+    pub fn apply(&mut self, r: &Report) {
         if r.generation != self.live.generation {
             return;
         }
@@ -141,7 +146,15 @@ impl Merger {
         };
         if let Some(o) = r.outcome {
             let before = (*ch, en.health);
-            apply_outcome(ch, &mut en.health, o, r.at, &self.policy, until_midnight);
+            apply_outcome(
+                ch,
+                &mut en.health,
+                o,
+                r.started,
+                r.at,
+                &self.policy,
+                r.until_midnight,
+            );
             let after = (*ch, en.health);
             // A success on an already healthy pair only refreshes `updated`: not worth a
             // publication of its own.
@@ -212,7 +225,9 @@ mod tests {
             generation: 1,
             channel: 0,
             entry: 1,
+            started: Instant::now(),
             at: Instant::now(),
+            until_midnight: Duration::ZERO,
             outcome,
             latency_ms: latency,
             ttft_ms: None,
@@ -222,25 +237,25 @@ mod tests {
     #[test]
     fn merges_health_and_averages() {
         let mut m = Merger::new(Live::new(1, 1, 2), policy());
-        m.apply(&report(Some(Outcome::Transient), None), Duration::ZERO);
+        m.apply(&report(Some(Outcome::Transient), None));
         assert!(m.health_changed);
         let live = m.publish();
         assert_eq!(live.channels[0].failures, 1);
         assert!(live.entries[1].success < 1.0);
-        m.apply(&report(Some(Outcome::Success), Some(100.0)), Duration::ZERO);
-        m.apply(&report(None, Some(200.0)), Duration::ZERO);
+        m.apply(&report(Some(Outcome::Success), Some(100.0)));
+        m.apply(&report(None, Some(200.0)));
         let live = m.publish();
         assert_eq!(live.channels[0].failures, 0);
         assert!((live.entries[1].latency_ms - 120.0).abs() < 1e-3);
         // model-level outcomes stay on the entry
-        m.apply(&report(Some(Outcome::ModelMissing), None), Duration::ZERO);
+        m.apply(&report(Some(Outcome::ModelMissing), None));
         let live = m.publish();
         assert_eq!(live.channels[0].failures, 0);
         assert_eq!(live.entries[1].health.failures, 1);
         // reports for another catalog generation are ignored
         let mut stale = report(Some(Outcome::Transient), None);
         stale.generation = 7;
-        m.apply(&stale, Duration::ZERO);
+        m.apply(&stale);
         assert!(!m.health_changed);
     }
 }

@@ -625,6 +625,7 @@ fn first_byte_timeouts_fail_over_and_end_in_504(driver: &str) {
     );
     let mut c = Client::connect(gw.local_addr());
     for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(20)); // past the 1 ms cooldown
         let started = std::time::Instant::now();
         let r = c.post("/v1/chat/completions", &[], &chat_body("m", false));
         assert_eq!(r.status, 200, "{}", r.text());

@@ -24,13 +24,6 @@ use crate::snapshot::{Resolved, Snapshot, TlsConfigs};
 use crate::upstream::tls::ClientTls;
 use crate::worker::{Board, Command};
 
-fn until_midnight() -> Duration {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    crate::routing::health::until_utc_midnight(now)
-}
-
 /// Longest the control loop sleeps when it has no timed work.
 const IDLE_WAIT: Duration = Duration::from_secs(3600);
 
@@ -275,7 +268,7 @@ impl Control {
             let stopped = self.board.all_stopped();
             while let Ok(batch) = self.reports.try_recv() {
                 for r in &batch {
-                    self.merger.apply(r, until_midnight());
+                    self.merger.apply(r);
                 }
             }
             if stopped || Instant::now() >= deadline {
@@ -286,7 +279,7 @@ impl Control {
                 .recv_timeout(Duration::from_millis(5))
                 .map(|batch| {
                     for r in &batch {
-                        self.merger.apply(r, until_midnight());
+                        self.merger.apply(r);
                     }
                 });
         }
@@ -294,13 +287,12 @@ impl Control {
 
     /// Merges `first` and every batch already queued behind it.
     fn merge_reports(&mut self, first: Vec<Report>) {
-        let midnight = until_midnight();
         for r in &first {
-            self.merger.apply(r, midnight);
+            self.merger.apply(r);
         }
         while let Ok(batch) = self.reports.try_recv() {
             for r in &batch {
-                self.merger.apply(r, midnight);
+                self.merger.apply(r);
             }
         }
     }

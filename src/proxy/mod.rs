@@ -118,11 +118,9 @@ fn plan(
         return Err(e.into_error());
     }
     let mut attempts = ArrayVec::new();
-    for c in ranking
-        .candidates
-        .iter()
-        .take(snap.routing.max_attempts.min(20))
-    {
+    // Spares beyond max_attempts: the loop skips the other models of a channel that failed
+    // as a whole during this request.
+    for c in ranking.candidates.iter().take(20) {
         attempts.push(Planned {
             entry: c.entry,
             half_open: c.half_open,
@@ -211,6 +209,7 @@ pub fn strategy_of<'a>(req: &'a Request<'_>, features: &'a Features) -> Option<&
 /// ends, however it ends.
 struct Slot<'w> {
     worker: &'w Worker,
+    generation: u64,
     channel: u32,
     half_open: bool,
 }
@@ -220,7 +219,7 @@ impl Drop for Slot<'_> {
         self.worker
             .routing
             .borrow_mut()
-            .end(self.channel, self.half_open);
+            .end(self.generation, self.channel, self.half_open);
     }
 }
 
@@ -240,11 +239,24 @@ pub async fn chat(
         Ok(p) => p,
         Err(e) => return out.send_error(&e).await,
     };
+    let generation = snap.catalog.generation;
     let mut guard = ClientGuard::new(input);
     let mut outgoing = Vec::with_capacity(req.body.len() + 1024);
     let mut failures: Vec<(usize, Failure)> = Vec::new();
-    for (n, p) in plan.attempts.iter().enumerate() {
+    // Channels that failed as a whole in this request: their other models are skipped.
+    let mut failed_channels: ArrayVec<u32, 20> = ArrayVec::new();
+    // Time spent waiting on upstreams so far (the rest is gateway overhead).
+    let mut upstream = Duration::ZERO;
+    let mut made = 0;
+    for p in plan.attempts.iter() {
+        if made >= snap.routing.max_attempts {
+            break;
+        }
         let entry = &snap.catalog.entries[p.entry as usize];
+        if failed_channels.contains(&entry.channel) {
+            continue;
+        }
+        made += 1;
         let ch = &snap.channels[entry.channel as usize];
         build_request(
             &mut outgoing,
@@ -258,20 +270,12 @@ pub async fn chat(
         worker
             .routing
             .borrow_mut()
-            .begin(entry.channel, p.half_open, started);
+            .begin(generation, entry.channel, p.half_open, started);
         let _slot = Slot {
             worker,
+            generation,
             channel: entry.channel,
             half_open: p.half_open,
-        };
-        let info = Info {
-            channel: ch,
-            model: &entry.model,
-            requested: &features.model,
-            attempts: n + 1,
-            started,
-            strategy: &plan.strategy,
-            score: p.score,
         };
         let Some(result) = guard
             .run(attempt_once(worker, ch, &mut outgoing, started))
@@ -280,48 +284,85 @@ pub async fn chat(
             tracing::debug!(channel = %ch.id, "client left while waiting for the upstream");
             return guard.finish().await;
         };
-        match result {
+        let to_head = started.elapsed();
+        let failure = match result {
             Err(f) => {
-                tracing::debug!(channel = %ch.id, failure = %f.describe(), "attempt failed");
                 worker.report(snap, p.entry, Some(Outcome::Transient), started, None, None);
-                failures.push((entry.channel as usize, f));
+                f
             }
             Ok((conn, head)) if fails_over(head.status) => {
                 let retry_after = head
                     .header(&conn.buf, b"retry-after")
                     .and_then(|v| crate::h1::parse_retry_after(v, unix_now()));
-                let ttft = ms(started.elapsed());
-                worker.report(
-                    snap,
-                    p.entry,
-                    Outcome::of_status(head.status, retry_after),
-                    started,
-                    None,
-                    Some(ttft),
-                );
                 let Some(kept) = guard.run(read_kept(worker, ch, conn, &head)).await else {
                     return guard.finish().await;
                 };
-                tracing::debug!(channel = %ch.id, status = head.status, "upstream status fails over");
-                failures.push((entry.channel as usize, Failure::Status(kept)));
+                let outcome = match head.status {
+                    // Only a 404 that names the model takes that model out; any other 404
+                    // (a wrong chat_path, say) is the channel failing.
+                    404 if !mentions(&kept.body, &entry.model) => Some(Outcome::Transient),
+                    s => Outcome::of_status(s, retry_after),
+                };
+                worker.report(snap, p.entry, outcome, started, None, None);
+                Failure::Status(kept)
             }
             Ok((conn, head)) => {
-                let ttft = ms(started.elapsed());
+                let info = Info {
+                    channel: ch,
+                    model: &entry.model,
+                    requested: &features.model,
+                    attempts: made,
+                    started,
+                    strategy: &plan.strategy,
+                    score: p.score,
+                    received: req.received,
+                    upstream: upstream + to_head,
+                };
                 let status = head.status;
                 let outcome = relay::respond(worker, ch, conn, head, &info, out, &mut guard).await;
-                let health = match outcome {
-                    relay::Outcome::Complete => Outcome::of_status(status, None),
-                    relay::Outcome::Broken => Some(Outcome::Transient),
-                    relay::Outcome::ClientGone => None,
-                };
-                let latency = ms(started.elapsed());
-                worker.report(snap, p.entry, health, started, Some(latency), Some(ttft));
-                return guard.finish().await;
+                let latency = Some(ms(started.elapsed()));
+                let ttft = Some(ms(to_head));
+                match outcome {
+                    relay::Outcome::Complete => {
+                        let health = Outcome::of_status(status, None);
+                        worker.report(snap, p.entry, health, started, latency, ttft);
+                        return guard.finish().await;
+                    }
+                    relay::Outcome::Broken => {
+                        let transient = Some(Outcome::Transient);
+                        worker.report(snap, p.entry, transient, started, latency, None);
+                        return guard.finish().await;
+                    }
+                    relay::Outcome::ClientGone => {
+                        worker.report(snap, p.entry, None, started, None, ttft);
+                        return guard.finish().await;
+                    }
+                    relay::Outcome::FailedUnsent(why) => {
+                        // Nothing reached the client yet: the next candidate may still answer.
+                        let transient = Some(Outcome::Transient);
+                        worker.report(snap, p.entry, transient, started, None, None);
+                        match why {
+                            relay::Unsent::Timeout => Failure::Timeout("response body"),
+                            relay::Unsent::Broken(m) => Failure::Broken(m),
+                        }
+                    }
+                }
             }
+        };
+        tracing::debug!(channel = %ch.id, failure = %failure.describe(), "attempt failed");
+        upstream += started.elapsed();
+        if !matches!(&failure, Failure::Status(k) if k.status == 404) {
+            let _ = failed_channels.try_push(entry.channel);
         }
+        failures.push((entry.channel as usize, failure));
     }
     guard.finish().await;
     give_up(snap, &features.model, failures, out).await;
+}
+
+/// True when an upstream error body names `model` (so a 404 is about that model).
+fn mentions(body: &[u8], model: &str) -> bool {
+    !model.is_empty() && memchr::memmem::find(body, model.as_bytes()).is_some()
 }
 
 fn ms(d: Duration) -> f32 {
@@ -343,22 +384,39 @@ pub(crate) struct Info<'a> {
     pub(crate) started: Instant,
     pub(crate) strategy: &'a str,
     pub(crate) score: f32,
+    /// When the whole request had been received.
+    pub(crate) received: Instant,
+    /// Time spent waiting on upstreams before this response's head arrived.
+    pub(crate) upstream: Duration,
 }
 
 impl Info<'_> {
-    pub(crate) fn write_headers(&self, out: &mut crate::server::Responder<'_>) {
+    /// Writes the `x-router-*` headers; `more_upstream` is upstream time after the head (the
+    /// body of a whole response) that is not gateway overhead either.
+    pub(crate) fn write_headers(
+        &self,
+        out: &mut crate::server::Responder<'_>,
+        more_upstream: Duration,
+    ) {
         out.header(b"x-router-channel", self.channel.id.as_bytes());
         out.header(b"x-router-provider", self.channel.provider.as_bytes());
         out.header(b"x-router-model", self.model.as_bytes());
         out.header(b"x-router-requested-model", self.requested.as_bytes());
         out.header(b"x-router-strategy", self.strategy.as_bytes());
-        let mut score = ArrayString::<16>::new();
-        let _ = write!(score, "{:.3}", self.score);
-        out.header(b"x-router-score", score.as_bytes());
+        let mut v = ArrayString::<24>::new();
+        let _ = write!(v, "{:.3}", self.score);
+        out.header(b"x-router-score", v.as_bytes());
         out.header(
             b"x-router-attempts",
             itoa::Buffer::new().format(self.attempts).as_bytes(),
         );
+        let overhead = self
+            .received
+            .elapsed()
+            .saturating_sub(self.upstream + more_upstream);
+        v.clear();
+        let _ = write!(v, "{:.3}", overhead.as_secs_f64() * 1000.0);
+        out.header(b"x-router-overhead-ms", v.as_bytes());
     }
 }
 

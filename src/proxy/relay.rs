@@ -71,14 +71,14 @@ pub(super) fn forwarded<'b>(
         .filter(move |(n, _)| forward_response_header(n) && !named_by_connection(n))
 }
 
-fn write_forwarded_headers(conn: &Conn, head: &ResponseHead, out: &mut Responder<'_>, sse: bool) {
+fn write_forwarded_headers(buf: &[u8], head: &ResponseHead, out: &mut Responder<'_>, sse: bool) {
     for h in &head.headers {
-        let name = &conn.buf[h.name.clone()];
+        let name = &buf[h.name.clone()];
         if name.eq_ignore_ascii_case(b"x-request-id") {
-            out.header(b"x-upstream-request-id", &conn.buf[h.value.clone()]);
+            out.header(b"x-upstream-request-id", &buf[h.value.clone()]);
         }
     }
-    for (name, value) in forwarded(&conn.buf, head) {
+    for (name, value) in forwarded(buf, head) {
         // The gateway writes its own cache-control on streams.
         if sse && name.eq_ignore_ascii_case(b"cache-control") {
             continue;
@@ -194,15 +194,26 @@ pub(super) async fn read_body(
     Ok(exact)
 }
 
-/// How relaying ended, for the channel's health.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How relaying ended, for the channel's health and for failover.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Outcome {
     /// The whole answer reached the client (or the client stopped reading it).
     Complete,
-    /// The upstream broke off, stalled or sent a malformed body.
+    /// The upstream broke off after bytes reached the client (no failover possible).
     Broken,
     /// The client left before the end; says nothing about the upstream.
     ClientGone,
+    /// The upstream failed before anything reached the client: fail over.
+    FailedUnsent(Unsent),
+}
+
+/// Why an answer failed before anything was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Unsent {
+    /// The upstream went silent.
+    Timeout,
+    /// The body or stream broke off or was malformed.
+    Broken(String),
 }
 
 /// Relays the answering attempt's response.
@@ -219,6 +230,7 @@ pub(super) async fn respond(
     if head.event_stream && (200..300).contains(&head.status) {
         return relay_sse(worker, ch, conn, head, info, out, guard, deadline).await;
     }
+    let body_started = Instant::now();
     let mut decoded = Vec::new();
     let read = read_body_at(
         &mut conn,
@@ -235,8 +247,8 @@ pub(super) async fn respond(
     match result {
         Ok((at, exact)) => {
             out.begin(head.status);
-            write_forwarded_headers(&conn, &head, out, false);
-            info.write_headers(out);
+            write_forwarded_headers(&conn.buf, &head, out, false);
+            info.write_headers(out, body_started.elapsed());
             let ct = head
                 .header(&conn.buf, b"content-type")
                 .unwrap_or(b"application/json");
@@ -250,29 +262,13 @@ pub(super) async fn respond(
             }
             Outcome::Complete
         }
-        Err(e) => {
-            let (status, code, msg) = match e {
-                BodyError::TooLarge => (
-                    502,
-                    "upstream_response_too_large",
-                    "The upstream response body is larger than the gateway relays (64 MiB)."
-                        .to_string(),
-                ),
-                BodyError::Timeout => (
-                    504,
-                    "upstream_timeout",
-                    "The upstream stopped sending its response body.".to_string(),
-                ),
-                BodyError::Broken(m) => (
-                    502,
-                    "upstream_error",
-                    format!("The upstream response body broke off: {m}."),
-                ),
-            };
-            tracing::warn!(channel = %ch.id, code, "upstream body failed");
-            out.send_error(&Error::new(status, Kind::Server, code, msg))
-                .await;
-            Outcome::Broken
+        // Nothing reached the client yet: the proxy may still try another channel.
+        Err(BodyError::TooLarge) => {
+            Outcome::FailedUnsent(Unsent::Broken("response body larger than 64 MiB".into()))
+        }
+        Err(BodyError::Timeout) => Outcome::FailedUnsent(Unsent::Timeout),
+        Err(BodyError::Broken(m)) => {
+            Outcome::FailedUnsent(Unsent::Broken(format!("response body broke off: {m}")))
         }
     }
 }
@@ -320,8 +316,25 @@ enum End {
     Clean,
     /// `[DONE]` went out; the framing may still be open.
     Done,
-    Cut(String),
+    Cut(String, bool),
     ClientGone,
+}
+
+/// Sends the client's stream head (once the first event is in hand).
+async fn start_stream(
+    head_bytes: &[u8],
+    head: &ResponseHead,
+    info: &Info<'_>,
+    out: &mut Responder<'_>,
+    waited: Duration,
+) {
+    out.begin(head.status);
+    write_forwarded_headers(head_bytes, head, out, true);
+    info.write_headers(out, waited);
+    let ct = head
+        .header(head_bytes, b"content-type")
+        .unwrap_or(b"text/event-stream");
+    out.start_stream(ct).await;
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -335,18 +348,12 @@ async fn relay_sse(
     guard: &mut ClientGuard<'_, '_>,
     deadline: Instant,
 ) -> Outcome {
-    out.begin(head.status);
-    write_forwarded_headers(&conn, &head, out, true);
-    info.write_headers(out);
-    let ct: Vec<u8> = head
-        .header(&conn.buf, b"content-type")
-        .unwrap_or(b"text/event-stream")
-        .to_vec();
-    out.start_stream(&ct).await;
-    if out.failed {
-        return Outcome::ClientGone;
-    }
+    // The client's head waits for the first event: an upstream that answers 200 and then
+    // breaks before any event can still fail over to another channel.
     guard.arm();
+    let waiting_since = Instant::now();
+    let head_bytes = conn.buf[..head.len].to_vec();
+    let mut sent = false;
 
     let mut framing = match head.body {
         Body::Length(n) => Framing::Length(n),
@@ -365,12 +372,16 @@ async fn relay_sse(
             complete |= c;
             None
         }
-        Err(m) => Some(End::Cut(m)),
+        Err(m) => Some(End::Cut(m, false)),
     };
 
     while end.is_none() {
         // Forward every complete event now.
         if let Some(e) = sse::complete_end(&pending, scan_from) {
+            if !sent {
+                start_stream(&head_bytes, &head, info, out, waiting_since.elapsed()).await;
+                sent = true;
+            }
             let done = sse::has_done(&pending[..e]);
             out.stream_data(&pending[..e]).await;
             pending.drain(..e);
@@ -389,7 +400,7 @@ async fn relay_sse(
             break;
         }
         if pending.len() > MAX_RESPONSE_BODY {
-            end = Some(End::Cut("an SSE event larger than 64 MiB".into()));
+            end = Some(End::Cut("an SSE event larger than 64 MiB".into(), false));
             break;
         }
         let wait = ch
@@ -402,13 +413,16 @@ async fn relay_sse(
         {
             None => end = Some(End::ClientGone),
             Some(Err(_)) => {
-                end = Some(End::Cut(if Instant::now() >= deadline {
-                    "the upstream exceeded its total timeout".into()
+                end = Some(if Instant::now() >= deadline {
+                    End::Cut("the upstream exceeded its total timeout".into(), true)
                 } else {
-                    format!("the upstream sent nothing for {:?}", ch.timeouts.idle)
-                }))
+                    End::Cut(
+                        format!("the upstream sent nothing for {:?}", ch.timeouts.idle),
+                        true,
+                    )
+                })
             }
-            Some(Ok(Err(e))) => end = Some(End::Cut(format!("read failed: {e}"))),
+            Some(Ok(Err(e))) => end = Some(End::Cut(format!("read failed: {e}"), false)),
             Some(Ok(Ok(0))) => {
                 reusable = false;
                 // A close-delimited stream ends with the close; whether that is clean depends
@@ -419,10 +433,13 @@ async fn relay_sse(
                     if done {
                         End::Clean
                     } else {
-                        End::Cut("the upstream closed the stream before [DONE]".into())
+                        End::Cut("the upstream closed the stream before [DONE]".into(), false)
                     }
                 } else {
-                    End::Cut("the upstream closed the connection mid-stream".into())
+                    End::Cut(
+                        "the upstream closed the connection mid-stream".into(),
+                        false,
+                    )
                 });
             }
             Some(Ok(Ok(_))) => {
@@ -431,7 +448,7 @@ async fn relay_sse(
                     Ok(c) => complete = c,
                     Err(m) => {
                         reusable = false;
-                        end = Some(End::Cut(m));
+                        end = Some(End::Cut(m, false));
                     }
                 }
                 conn.buf = raw;
@@ -439,7 +456,24 @@ async fn relay_sse(
             }
         }
     }
-    match end.unwrap_or(End::Clean) {
+    let end = end.unwrap_or(End::Clean);
+    if !sent {
+        match end {
+            End::ClientGone => return Outcome::ClientGone,
+            End::Cut(why, true) => {
+                tracing::debug!(channel = %ch.id, reason = %why, "stream failed before its first event");
+                return Outcome::FailedUnsent(Unsent::Timeout);
+            }
+            End::Cut(why, false) => {
+                tracing::debug!(channel = %ch.id, reason = %why, "stream failed before its first event");
+                return Outcome::FailedUnsent(Unsent::Broken(why));
+            }
+            End::Clean | End::Done => {
+                start_stream(&head_bytes, &head, info, out, waiting_since.elapsed()).await;
+            }
+        }
+    }
+    match end {
         End::ClientGone => {
             // Dropping `conn` closes the upstream connection now.
             tracing::debug!(channel = %ch.id, "client went away mid-stream; upstream closed");
@@ -479,7 +513,7 @@ async fn relay_sse(
             }
             Outcome::Complete
         }
-        End::Cut(why) => {
+        End::Cut(why, _) => {
             drop(conn);
             if let Some(e) = sse::complete_end(&pending, 0) {
                 out.stream_data(&pending[..e]).await;

@@ -124,53 +124,55 @@ impl Health {
         }
     }
 
-    /// Applies an outcome observed at `at`. `until_midnight` is the time from `at` to the next
-    /// UTC midnight (the caller reads the wall clock).
+    /// Applies an outcome observed at `at` by an attempt that started at `started`.
+    /// `until_midnight` is the time from `at` to the next UTC midnight (the observer reads the
+    /// wall clock and ships it with the report, so every view computes the same cooldown).
+    ///
+    /// Reports arrive out of order (successes wait for a tick, failures do not), so:
+    /// * a success heals only if its attempt began after the last recorded failure — a
+    ///   request that was already in flight proves nothing about recovery;
+    /// * a failure older than the latest update still counts, but only extends the cooldown.
     pub fn apply(
         &mut self,
         outcome: Outcome,
+        started: Instant,
         at: Instant,
         policy: &CooldownPolicy,
         until_midnight: Duration,
     ) {
-        self.updated = Some(at);
-        match outcome {
+        let latest = self.updated.map_or(at, |u| u.max(at));
+        let why = match outcome {
             Outcome::Success => {
-                *self = Health {
-                    updated: Some(at),
-                    ..Health::default()
+                if self.failures > 0 && self.updated.is_some_and(|u| started < u) {
+                    return;
                 }
-            }
-            Outcome::Transient => {
-                self.failures = self.failures.saturating_add(1);
-                self.why = Why::Failing;
-                self.until = Some(at + backoff(policy, self.failures));
-            }
-            Outcome::RateLimited(retry_after) => {
-                self.failures = self.failures.saturating_add(1);
-                self.why = Why::RateLimited;
-                let wait = match retry_after {
-                    Some(d) => d.min(policy.retry_after_max),
-                    None => backoff(policy, self.failures),
+                *self = Health {
+                    updated: Some(latest),
+                    ..Health::default()
                 };
-                self.until = Some(at + wait);
+                return;
             }
-            Outcome::Auth => {
-                self.failures = self.failures.saturating_add(1);
-                self.why = Why::Auth;
-                self.until = Some(at + policy.auth);
-            }
-            Outcome::NoCredit => {
-                self.failures = self.failures.saturating_add(1);
-                self.why = Why::NoCredit;
-                self.until = Some(at + until_midnight.max(Duration::from_secs(60)));
-            }
-            Outcome::ModelMissing => {
-                self.failures = self.failures.saturating_add(1);
-                self.why = Why::ModelMissing;
-                self.until = Some(at + policy.model_missing);
-            }
+            Outcome::Transient => Why::Failing,
+            Outcome::RateLimited(_) => Why::RateLimited,
+            Outcome::Auth => Why::Auth,
+            Outcome::NoCredit => Why::NoCredit,
+            Outcome::ModelMissing => Why::ModelMissing,
+        };
+        self.failures = self.failures.saturating_add(1);
+        let wait = match outcome {
+            Outcome::RateLimited(Some(d)) => d.min(policy.retry_after_max),
+            Outcome::Auth => policy.auth,
+            Outcome::NoCredit => until_midnight.max(Duration::from_secs(60)),
+            Outcome::ModelMissing => policy.model_missing,
+            _ => backoff(policy, self.failures),
+        };
+        let until = at + wait;
+        self.until = Some(self.until.map_or(until, |u| u.max(until)));
+        // The most severe reason of a cooldown stays visible.
+        if self.why == Why::Healthy || at >= latest || why != Why::Failing {
+            self.why = why;
         }
+        self.updated = Some(latest);
     }
 }
 
@@ -209,21 +211,21 @@ mod tests {
         let t0 = Instant::now();
         let mut h = Health::default();
         assert_eq!(h.state(t0), State::Ok);
-        h.apply(Outcome::Transient, t0, &p, Duration::ZERO);
+        h.apply(Outcome::Transient, t0, t0, &p, Duration::ZERO);
         assert_eq!(h.state(t0), State::Cooling(t0 + Duration::from_secs(1)));
         let t1 = t0 + Duration::from_secs(2);
         assert_eq!(h.state(t1), State::HalfOpen, "cooldown over: one trial");
-        h.apply(Outcome::Transient, t1, &p, Duration::ZERO);
+        h.apply(Outcome::Transient, t1, t1, &p, Duration::ZERO);
         assert_eq!(
             h.until,
             Some(t1 + Duration::from_secs(2)),
             "the trial failed: longer backoff"
         );
         for _ in 0..20 {
-            h.apply(Outcome::Transient, t1, &p, Duration::ZERO);
+            h.apply(Outcome::Transient, t1, t1, &p, Duration::ZERO);
         }
         assert_eq!(h.until, Some(t1 + Duration::from_secs(60)), "capped");
-        h.apply(Outcome::Success, t1, &p, Duration::ZERO);
+        h.apply(Outcome::Success, t1, t1, &p, Duration::ZERO);
         assert_eq!(h.state(t1), State::Ok);
         assert_eq!(h.failures, 0);
     }
@@ -233,21 +235,49 @@ mod tests {
         let p = policy();
         let t0 = Instant::now();
         let mut h = Health::default();
-        h.apply(
-            Outcome::RateLimited(Some(Duration::from_secs(7))),
-            t0,
-            &p,
-            Duration::ZERO,
-        );
+        let seven = Outcome::RateLimited(Some(Duration::from_secs(7)));
+        h.apply(seven, t0, t0, &p, Duration::ZERO);
         assert_eq!(h.until, Some(t0 + Duration::from_secs(7)));
         assert_eq!(h.why, Why::RateLimited);
+        let mut h = Health::default();
+        let huge = Outcome::RateLimited(Some(Duration::from_secs(9999)));
+        h.apply(huge, t0, t0, &p, Duration::ZERO);
+        assert_eq!(h.until, Some(t0 + Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn out_of_order_reports_do_not_undo_failures() {
+        let p = policy();
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut h = Health::default();
+        // a 429 at t0+10 arrives first …
         h.apply(
-            Outcome::RateLimited(Some(Duration::from_secs(9999))),
-            t0,
+            Outcome::RateLimited(Some(Duration::from_secs(30))),
+            t0 + ms(5),
+            t0 + ms(10),
             &p,
             Duration::ZERO,
         );
-        assert_eq!(h.until, Some(t0 + Duration::from_secs(30)));
+        // … then a success of an attempt that started before it, finishing later: ignored
+        h.apply(Outcome::Success, t0, t0 + ms(2000), &p, Duration::ZERO);
+        assert_eq!(
+            h.state(t0 + ms(2500)),
+            State::Cooling(t0 + ms(10) + Duration::from_secs(30))
+        );
+        // a late failure only extends
+        h.apply(Outcome::Transient, t0, t0 + ms(1), &p, Duration::ZERO);
+        assert_eq!(h.until, Some(t0 + ms(10) + Duration::from_secs(30)));
+        assert_eq!(h.why, Why::RateLimited);
+        // an attempt started after the failure heals
+        h.apply(
+            Outcome::Success,
+            t0 + Duration::from_secs(31),
+            t0 + Duration::from_secs(32),
+            &p,
+            Duration::ZERO,
+        );
+        assert_eq!(h.state(t0 + Duration::from_secs(32)), State::Ok);
     }
 
     #[test]
@@ -255,10 +285,10 @@ mod tests {
         let p = policy();
         let t0 = Instant::now();
         let mut h = Health::default();
-        h.apply(Outcome::Auth, t0, &p, Duration::ZERO);
+        h.apply(Outcome::Auth, t0, t0, &p, Duration::ZERO);
         assert_eq!(h.until, Some(t0 + Duration::from_secs(3600)));
         let mut h = Health::default();
-        h.apply(Outcome::NoCredit, t0, &p, Duration::from_secs(5000));
+        h.apply(Outcome::NoCredit, t0, t0, &p, Duration::from_secs(5000));
         assert_eq!(h.until, Some(t0 + Duration::from_secs(5000)));
         assert_eq!(
             until_utc_midnight(86_400 * 3 + 100),

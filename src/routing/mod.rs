@@ -216,10 +216,14 @@ impl Local {
         snap: &Snapshot,
         entry: u32,
         outcome: Outcome,
+        started: Instant,
         at: Instant,
         until_midnight: Duration,
     ) {
-        self.sync(snap);
+        // An attempt that began on an older catalog says nothing about this one's indices.
+        if snap.catalog.generation != self.generation {
+            return;
+        }
         let e = entry as usize;
         let Some(c) = snap.catalog.entries.get(e).map(|x| x.channel as usize) else {
             return;
@@ -230,6 +234,7 @@ impl Local {
             &mut ch,
             &mut en,
             outcome,
+            started,
             at,
             &snap.routing.cooldown,
             until_midnight,
@@ -238,8 +243,11 @@ impl Local {
         self.entries[e] = en;
     }
 
-    /// An attempt on `channel` starts.
-    pub fn begin(&mut self, channel: u32, half_open: bool, now: Instant) {
+    /// An attempt on `channel` of catalog `generation` starts.
+    pub fn begin(&mut self, generation: u64, channel: u32, half_open: bool, now: Instant) {
+        if generation != self.generation {
+            return;
+        }
         let c = channel as usize;
         if let Some(n) = self.in_flight.get_mut(c) {
             *n += 1;
@@ -252,8 +260,11 @@ impl Local {
         }
     }
 
-    /// An attempt on `channel` ended.
-    pub fn end(&mut self, channel: u32, half_open: bool) {
+    /// An attempt on `channel` of catalog `generation` ended.
+    pub fn end(&mut self, generation: u64, channel: u32, half_open: bool) {
+        if generation != self.generation {
+            return;
+        }
         let c = channel as usize;
         if let Some(n) = self.in_flight.get_mut(c) {
             *n = n.saturating_sub(1);
@@ -530,7 +541,9 @@ pub fn rank<'b>(
         }
         local.swrr[candidates[chosen].entry as usize] -= total;
         candidates.swap(0, chosen);
-        let limit = snap.routing.max_attempts.max(1);
+        // Spares beyond max_attempts: the proxy skips the other models of a channel that
+        // failed as a whole during the request.
+        let limit = (snap.routing.max_attempts + 8).min(20);
         let rest = &mut candidates[1..];
         if limit >= 2 && limit - 1 < rest.len() {
             rest.select_nth_unstable_by(limit - 2, by_rank);
@@ -1242,7 +1255,8 @@ models = ["gpt-4o"]
         let mut l = Local::default();
         let now = Instant::now();
         let entry = s.catalog.lookup("fast").unwrap()[0];
-        l.record(&s, entry, Outcome::Transient, now, Duration::ZERO);
+        l.sync(&s);
+        l.record(&s, entry, Outcome::Transient, now, now, Duration::ZERO);
         let x = rank_with(
             &s,
             &mut l,
@@ -1275,13 +1289,13 @@ models = ["gpt-4o"]
         };
         let rk = rank(&s, &mut l, &ask, later, &arena, false).unwrap();
         assert!(rk.candidates[0].half_open);
-        l.begin(0, true, later);
+        l.begin(1, 0, true, later);
         let rk = rank(&s, &mut l, &ask, later, &arena, false).unwrap();
         assert!(rk.candidates.is_empty());
         assert_eq!(rk.rejected[0].reason, Reason::TrialInFlight);
-        l.end(0, true);
+        l.end(1, 0, true);
         // a success heals; the channel was just used, so min_request_interval applies
-        l.record(&s, entry, Outcome::Success, later, Duration::ZERO);
+        l.record(&s, entry, Outcome::Success, later, later, Duration::ZERO);
         let rk = rank(
             &s,
             &mut l,
@@ -1302,7 +1316,7 @@ models = ["gpt-4o"]
         )
         .unwrap();
         assert!(!rk.candidates.is_empty() && !rk.candidates[0].half_open);
-        l.begin(0, false, later + Duration::from_secs(11));
+        l.begin(1, 0, false, later + Duration::from_secs(11));
         let rk = rank(
             &s,
             &mut l,
@@ -1319,14 +1333,10 @@ models = ["gpt-4o"]
         );
         // a 404 cools only that model of the channel
         let mut l = Local::default();
+        l.sync(&s);
         let qwen = s.catalog.lookup("qwen/qwen3-30b-a3b:free").unwrap()[0];
-        l.record(
-            &s,
-            qwen,
-            Outcome::ModelMissing,
-            Instant::now(),
-            Duration::ZERO,
-        );
+        let t = Instant::now();
+        l.record(&s, qwen, Outcome::ModelMissing, t, t, Duration::ZERO);
         let x = rank_with(
             &s,
             &mut l,

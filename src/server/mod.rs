@@ -36,6 +36,8 @@ pub struct Request<'a> {
     pub body: &'a [u8],
     /// Client address.
     pub peer: SocketAddr,
+    /// When the whole request (head and body) had been received.
+    pub received: Instant,
 }
 
 impl Request<'_> {
@@ -245,6 +247,7 @@ async fn serve_one(
             buf: &b.rbuf,
             body,
             peer,
+            received: Instant::now(),
         };
         let request_id = response::RequestId::choose(req.header(b"x-request-id"), worker);
         let cors = response::cors_origin(&snap.server.cors, req.header(b"origin"));

@@ -226,24 +226,29 @@ impl Worker {
         snap: &Snapshot,
         entry: u32,
         outcome: Option<crate::routing::health::Outcome>,
-        at: Instant,
+        started: Instant,
         latency_ms: Option<f32>,
         ttft_ms: Option<f32>,
     ) {
+        // Cooldowns run from when the outcome is known, not from when the attempt began: a
+        // timeout longer than the backoff would otherwise leave no cooldown at all.
+        let at = Instant::now();
+        let until_midnight = crate::routing::health::until_utc_midnight(self.date_secs.get());
         let Some(e) = snap.catalog.entries.get(entry as usize) else {
             return;
         };
         if let Some(o) = outcome {
-            let midnight = crate::routing::health::until_utc_midnight(self.date_secs.get());
             self.routing
                 .borrow_mut()
-                .record(snap, entry, o, at, midnight);
+                .record(snap, entry, o, started, at, until_midnight);
         }
         let report = Report {
             generation: snap.catalog.generation,
             channel: e.channel,
             entry,
+            started,
             at,
+            until_midnight,
             outcome,
             latency_ms,
             ttft_ms,
