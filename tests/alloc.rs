@@ -21,11 +21,15 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 fn ranking_never_touches_the_heap() {
     let snap = synthetic::snapshot();
     let options = Options::default();
-    let cases: [(&str, Caps); 4] = [
+    let cases: [(&str, Caps); 8] = [
         ("openai/gpt-4o-mini", Caps::NONE),
         ("tag:free", Caps::NONE),
         ("tag:gpt,4o,!mini", Caps::TOOLS),
         ("auto:llama", Caps::NONE),
+        ("auto:big-qwen", Caps::NONE),
+        ("tag:qwen3,>=30B", Caps::NONE),
+        ("qwen3->8b", Caps::NONE),
+        ("tag:llama,ctx>=100k", Caps::NONE),
     ];
     let mut arena = Bump::with_capacity(1 << 20);
     let mut local = Local::default();

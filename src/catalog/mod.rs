@@ -47,12 +47,14 @@ impl Caps {
         ("embedding", Caps::EMBEDDING),
     ];
 
-    /// A capability by name.
+    /// A capability a chat request can require, by name (`embedding` is not one: embedding
+    /// models never serve chat).
     pub fn parse(name: &str) -> Option<Caps> {
         Caps::NAMES
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name.trim()))
             .map(|(_, c)| *c)
+            .filter(|c| *c != Caps::EMBEDDING)
     }
     /// Both sets.
     pub fn union(self, other: Caps) -> Caps {
@@ -147,7 +149,8 @@ pub struct Catalog {
     tags: Interner,
     postings: Box<[Bitset]>,
     all: Option<Bitset>,
-    by_name: HashMap<Box<str>, Box<[u32]>>,
+    by_id: HashMap<Box<str>, Box<[u32]>>,
+    by_alias: HashMap<Box<str>, Box<[u32]>>,
     groups: HashMap<Box<str>, Group>,
     names: Box<[Box<str>]>,
     models_json: Box<[u8]>,
@@ -159,7 +162,8 @@ impl Catalog {
     pub fn build(cfg: &Config, channels: &[Channel], mode: Mode, generation: u64) -> Catalog {
         let mut entries: Vec<Entry> = Vec::new();
         let mut entry_tags: Vec<Vec<String>> = Vec::new();
-        let mut by_name: HashMap<Box<str>, Vec<u32>> = HashMap::new();
+        let mut by_id: HashMap<Box<str>, Vec<u32>> = HashMap::new();
+        let mut by_alias: HashMap<Box<str>, Vec<u32>> = HashMap::new();
         let mut listing: Vec<(Box<str>, Box<str>)> = Vec::new();
         let fx = |currency: &str| -> f64 {
             if currency.eq_ignore_ascii_case(&cfg.pricing.currency) {
@@ -225,7 +229,7 @@ impl Catalog {
                 if let Some(class) = tags::size_class(e.params_m) {
                     t.push(class.to_string());
                 }
-                by_name.entry(model.into()).or_default().push(entry_index);
+                by_id.entry(model.into()).or_default().push(entry_index);
                 if ch.enabled && ch_cfg.models.iter().any(|m| m == model) {
                     listing.push((model.into(), listing_owner(mode, ch)));
                 }
@@ -236,7 +240,7 @@ impl Catalog {
                 let target_index = (channel_first..entries.len())
                     .find(|&i| entries[i].channel == ci as u32 && &*entries[i].model == target);
                 if let Some(i) = target_index {
-                    by_name
+                    by_alias
                         .entry(alias.as_str().into())
                         .or_default()
                         .push(i as u32);
@@ -317,10 +321,8 @@ impl Catalog {
             tags: interner,
             postings: postings.into(),
             all: Some(all),
-            by_name: by_name
-                .into_iter()
-                .map(|(k, v)| (k, v.into_boxed_slice()))
-                .collect(),
+            by_id: boxed(by_id),
+            by_alias: boxed(by_alias),
             groups,
             names: listing.into_iter().map(|(n, _)| n).collect(),
             models_json: models_json.into(),
@@ -328,9 +330,13 @@ impl Catalog {
         }
     }
 
-    /// Entries serving `name` exactly (model id or alias).
+    /// Entries serving `name`: channels that serve that exact model id, else channels with an
+    /// alias of that name (DESIGN.md §5: an exact id wins over an alias).
     pub fn lookup(&self, name: &str) -> Option<&[u32]> {
-        self.by_name.get(name).map(|c| &**c)
+        self.by_id
+            .get(name)
+            .or_else(|| self.by_alias.get(name))
+            .map(|c| &**c)
     }
 
     /// The tag id of `tag` (case-insensitive).
@@ -389,6 +395,12 @@ impl Catalog {
     pub fn names(&self) -> &[Box<str>] {
         &self.names
     }
+}
+
+fn boxed(m: HashMap<Box<str>, Vec<u32>>) -> HashMap<Box<str>, Box<[u32]>> {
+    m.into_iter()
+        .map(|(k, v)| (k, v.into_boxed_slice()))
+        .collect()
 }
 
 fn listing_owner(mode: Mode, ch: &Channel) -> Box<str> {

@@ -52,11 +52,12 @@ pub fn params_millions(id: &str) -> u32 {
 
 /// `70b` → 70000, `1.5b` → 1500, `8x7b` → 56000, `360m` → 360.
 fn size_segment(seg: &str) -> Option<u32> {
-    let (num, unit) = seg.split_at(seg.len().checked_sub(1)?);
-    let scale = match unit {
-        "b" => 1000.0,
-        "m" => 1.0,
-        _ => return None,
+    let (num, scale) = if let Some(n) = seg.strip_suffix('b') {
+        (n, 1000.0)
+    } else if let Some(n) = seg.strip_suffix('m') {
+        (n, 1.0)
+    } else {
+        return None;
     };
     let value = match num.split_once('x') {
         Some((n, each)) => n.parse::<f64>().ok()? * each.parse::<f64>().ok()?,
@@ -81,6 +82,12 @@ pub fn context_tokens(id: &str) -> u32 {
             && (2..=10_000).contains(&n)
         {
             return n * 1000;
+        }
+        if let Some(m) = seg.strip_suffix('m')
+            && let Ok(n) = m.parse::<u32>()
+            && (1..=10).contains(&n)
+        {
+            return n * 1_000_000;
         }
     }
     const TABLE: &[(&str, u32)] = &[
@@ -153,7 +160,11 @@ pub fn has_vision(id: &str) -> bool {
         "internvl",
         "glm-4v",
     ];
-    !is_embedding(id) && PATTERNS.iter().any(|p| lower.contains(p))
+    // Text-only members of otherwise multimodal families.
+    const TEXT_ONLY: &[&str] = &["o3-mini", "o1-mini", "claude-3-5-haiku", "claude-3.5-haiku"];
+    !is_embedding(id)
+        && !TEXT_ONLY.iter().any(|p| lower.contains(p))
+        && PATTERNS.iter().any(|p| lower.contains(p))
 }
 
 /// True when the id suggests tool calling (and JSON mode) works.
@@ -264,12 +275,14 @@ mod tests {
         assert_eq!(context_tokens("gpt-4o-mini"), 128_000);
         assert_eq!(context_tokens("claude-3-5-sonnet-20241022"), 200_000);
         assert_eq!(context_tokens("unknown"), 0);
+        assert_eq!(context_tokens("minimax-text-01-1m"), 1_000_000);
     }
 
     #[test]
     fn capability_heuristics() {
         assert!(has_vision("gpt-4o") && has_vision("Qwen/Qwen2-VL-72B") && has_vision("llava:13b"));
         assert!(!has_vision("gpt-3.5-turbo") && !has_vision("text-embedding-3-small"));
+        assert!(has_vision("o3") && !has_vision("o3-mini"));
         assert!(is_embedding("text-embedding-3-small") && is_embedding("BAAI/bge-m3"));
         assert!(has_tools("gpt-4o-mini") && !has_tools("deepseek-reasoner"));
         assert!(!has_tools("text-embedding-3-small"));

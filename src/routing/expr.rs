@@ -79,6 +79,9 @@ pub struct Query<'a> {
     pub pos: ArrayVec<&'a str, MAX_TERMS>,
     /// Tags no match has.
     pub neg: ArrayVec<&'a str, MAX_TERMS>,
+    /// Id prefixes every match has (`qwen3->8b`: the id, or its part after the vendor's `/`,
+    /// starts with `qwen3`).
+    pub prefixes: ArrayVec<&'a str, MAX_TERMS>,
     /// Size filters.
     pub filters: ArrayVec<SizeFilter, MAX_TERMS>,
 }
@@ -118,7 +121,9 @@ pub fn parse(input: &str) -> Result<Expr<'_>, String> {
     if let Some(t) = terms {
         return parse_terms(t).map(Expr::Query);
     }
-    if s.contains(',') || comparison(s).is_some() {
+    let lone_filter = s.starts_with(['>', '<', '='])
+        || strip_prefix_ci(s, "ctx").is_some_and(|r| r.starts_with(['>', '<', '=']));
+    if s.contains(',') || lone_filter || comparison(s).is_some() {
         return parse_terms(s).map(Expr::Query);
     }
     Ok(Expr::Name(s))
@@ -187,7 +192,7 @@ fn parse_terms(list: &str) -> Result<Query<'_>, String> {
                 .map_err(|_| full())?;
         } else if let Some((prefix, cmp, size)) = comparison(term) {
             let value = param_size(size).map_err(|e| format!("`{term}`: {e}"))?;
-            q.pos.try_push(prefix).map_err(|_| full())?;
+            q.prefixes.try_push(prefix).map_err(|_| full())?;
             q.filters
                 .try_push(SizeFilter {
                     dim: Dim::Params,
@@ -199,7 +204,7 @@ fn parse_terms(list: &str) -> Result<Query<'_>, String> {
             q.pos.try_push(term).map_err(|_| full())?;
         }
     }
-    if q.pos.is_empty() && q.neg.is_empty() && q.filters.is_empty() {
+    if q.pos.is_empty() && q.neg.is_empty() && q.prefixes.is_empty() && q.filters.is_empty() {
         return Err("the tag query has no terms".into());
     }
     Ok(q)
@@ -236,15 +241,17 @@ fn number_and_unit(s: &str) -> Result<(f64, &str), String> {
 /// A parameter count in millions: `30b`, `1.5b`, `500m` (a bare number means billions).
 pub fn param_size(s: &str) -> Result<u64, String> {
     let (n, unit) = number_and_unit(s)?;
-    let scale = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1000.0,
-        "m" => 1.0,
-        "t" => 1_000_000.0,
-        u => {
-            return Err(format!(
-                "unknown parameter unit `{u}`; use `b` (billions) or `m` (millions), e.g. `>=30b`"
-            ));
-        }
+    // Units compared case-insensitively in place: parsing never allocates.
+    let scale = if unit.is_empty() || unit.eq_ignore_ascii_case("b") {
+        1000.0
+    } else if unit.eq_ignore_ascii_case("m") {
+        1.0
+    } else if unit.eq_ignore_ascii_case("t") {
+        1_000_000.0
+    } else {
+        return Err(format!(
+            "unknown parameter unit `{unit}`; use `b` (billions) or `m` (millions), e.g. `>=30b`"
+        ));
     };
     Ok((n * scale).round() as u64)
 }
@@ -252,15 +259,16 @@ pub fn param_size(s: &str) -> Result<u64, String> {
 /// A context length in tokens: `128k`, `1m`, `200000`.
 pub fn context_size(s: &str) -> Result<u64, String> {
     let (n, unit) = number_and_unit(s)?;
-    let scale = match unit.to_ascii_lowercase().as_str() {
-        "" => 1.0,
-        "k" => 1000.0,
-        "m" => 1_000_000.0,
-        u => {
-            return Err(format!(
-                "unknown context unit `{u}`; use `k` or `m` tokens, e.g. `ctx>=128k`"
-            ));
-        }
+    let scale = if unit.is_empty() {
+        1.0
+    } else if unit.eq_ignore_ascii_case("k") {
+        1000.0
+    } else if unit.eq_ignore_ascii_case("m") {
+        1_000_000.0
+    } else {
+        return Err(format!(
+            "unknown context unit `{unit}`; use `k` or `m` tokens, e.g. `ctx>=128k`"
+        ));
     };
     Ok((n * scale).round() as u64)
 }
@@ -346,7 +354,7 @@ mod tests {
             ("qwen3-<=8b", Cmp::Le),
         ] {
             let x = q(s);
-            assert_eq!(&x.pos[..], &["qwen3"], "{s}");
+            assert_eq!(&x.prefixes[..], &["qwen3"], "{s}");
             assert_eq!(
                 x.filters[0],
                 SizeFilter {
@@ -362,6 +370,12 @@ mod tests {
             parse("claude-3-haiku").unwrap(),
             Expr::Name("claude-3-haiku")
         );
+    }
+
+    #[test]
+    fn a_lone_filter_is_a_query() {
+        assert_eq!(q(">=14b").filters[0].value, 14_000);
+        assert_eq!(q("ctx>=32k").filters[0].dim, Dim::Context);
     }
 
     #[test]

@@ -181,6 +181,7 @@ pub struct Local {
     trials: Vec<bool>,
     last_used: Vec<Option<Instant>>,
     in_flight: Vec<u32>,
+    /// Smooth weighted round-robin "current weight" per channel.
     swrr: Vec<f32>,
 }
 
@@ -197,7 +198,7 @@ impl Local {
                 trials: vec![false; nc],
                 last_used: vec![None; nc],
                 in_flight: vec![0; nc],
-                swrr: vec![0.0; ne],
+                swrr: vec![0.0; nc],
             };
         }
     }
@@ -411,7 +412,7 @@ pub fn rank<'b>(
     {
         weights = weights.preferring_local();
     }
-    let excluded = |provider: &str, kind: &str| {
+    let excluded = |provider: &str| {
         opts.exclude_providers
             .iter()
             .chain(
@@ -419,7 +420,7 @@ pub fn rank<'b>(
                     .iter()
                     .flat_map(|g| g.exclude_providers.iter()),
             )
-            .any(|x| x.eq_ignore_ascii_case(provider) || x.eq_ignore_ascii_case(kind))
+            .any(|x| x.eq_ignore_ascii_case(provider))
     };
 
     // Matching entries as a bitset in the arena.
@@ -490,15 +491,28 @@ pub fn rank<'b>(
     });
 
     if candidates.is_empty() && rejected.is_empty() {
-        return Err(RouteError::NotFound(format!(
-            "No model matches `{}`{}.",
-            short(ask.model),
-            if size_misses > 0 {
-                format!(" ({size_misses} matched the tags but not the size filters)")
-            } else {
-                String::new()
+        let mut msg = format!("No model matches `{}`", short(ask.model));
+        if size_misses > 0 {
+            let _ = write!(
+                msg,
+                ": {size_misses} matched the tags but not the size filters"
+            );
+        } else if let Some(q) = filters {
+            // Say how many models each tag has, so the empty intersection is visible.
+            let counts: Vec<String> = q
+                .pos
+                .iter()
+                .map(|t| {
+                    let n = cat.tag(t).map_or(0, |id| cat.posting(id).count());
+                    format!("`{}` has {n}", short(t))
+                })
+                .collect();
+            if !counts.is_empty() {
+                let _ = write!(msg, ": {}, but no model has all of them", counts.join(", "));
             }
-        )));
+        }
+        msg.push('.');
+        return Err(RouteError::NotFound(msg));
     }
 
     // Order: priority tier first (higher first), then score; entry index keeps it
@@ -521,25 +535,38 @@ pub fn rank<'b>(
         let top = candidates[best];
         let eps = snap.routing.tie_epsilon;
         let tied = |s: &Scored| s.priority == top.priority && s.score >= top.score - eps;
-        let weight = |s: &Scored| {
-            snap.channels[cat.entries[s.entry as usize].channel as usize].weight as f32
-        };
-        let mut total = 0.0f32;
-        let mut chosen = best;
-        let mut chosen_cw = f32::NEG_INFINITY;
+        // Round-robin state is per channel: a channel serving several tied models still gets
+        // its weight once, and sends its best-ranked tied model.
+        let best_of = arena.alloc_slice_fill_copy(snap.channels.len(), u32::MAX);
         for (k, s) in candidates.iter().enumerate() {
             if tied(s) {
-                let w = weight(s);
-                total += w;
-                let cw = &mut local.swrr[s.entry as usize];
-                *cw += w;
-                if *cw > chosen_cw {
-                    chosen_cw = *cw;
-                    chosen = k;
+                let c = cat.entries[s.entry as usize].channel as usize;
+                let cur = best_of[c];
+                if cur == u32::MAX || by_rank(s, &candidates[cur as usize]).is_lt() {
+                    best_of[c] = k as u32;
                 }
             }
         }
-        local.swrr[candidates[chosen].entry as usize] -= total;
+        let mut total = 0.0f32;
+        let mut chosen = best;
+        let mut chosen_channel = usize::MAX;
+        let mut chosen_cw = f32::NEG_INFINITY;
+        for (c, &k) in best_of.iter().enumerate() {
+            if k == u32::MAX {
+                continue;
+            }
+            let w = snap.channels[c].weight as f32;
+            total += w;
+            local.swrr[c] += w;
+            if local.swrr[c] > chosen_cw {
+                chosen_cw = local.swrr[c];
+                chosen = k as usize;
+                chosen_channel = c;
+            }
+        }
+        if chosen_channel != usize::MAX {
+            local.swrr[chosen_channel] -= total;
+        }
         candidates.swap(0, chosen);
         // Spares beyond max_attempts: the proxy skips the other models of a channel that
         // failed as a whole during the request.
@@ -599,7 +626,38 @@ fn match_query(cat: &Catalog, q: &Query<'_>, words: &mut [u64]) -> Result<(), St
             }
         }
     }
+    for prefix in &q.prefixes {
+        let mut any = false;
+        for (wi, w) in words.iter_mut().enumerate() {
+            let mut bits = *w;
+            while bits != 0 {
+                let b = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let e = &cat.entries[wi * 64 + b];
+                if has_prefix(&e.model, prefix) {
+                    any = true;
+                } else {
+                    *w &= !(1 << b);
+                }
+            }
+        }
+        if !any {
+            return Err(format!(
+                "No model id starts with `{}` (the part before `->`/`-<`).",
+                short(prefix)
+            ));
+        }
+    }
     Ok(())
+}
+
+/// True when `id`, or its part after the last `/`, starts with `prefix` (ASCII case folded).
+fn has_prefix(id: &str, prefix: &str) -> bool {
+    let starts = |s: &str| {
+        s.len() >= prefix.len()
+            && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+    };
+    starts(id) || id.rsplit_once('/').is_some_and(|(_, tail)| starts(tail))
 }
 
 fn size_ok(e: &Entry, q: &Query<'_>) -> bool {
@@ -618,7 +676,7 @@ fn channel_verdict(
     snap: &Snapshot,
     local: &Local,
     c: usize,
-    excluded: &impl Fn(&str, &str) -> bool,
+    excluded: &impl Fn(&str) -> bool,
     now: Instant,
 ) -> Result<bool, Reason> {
     let ch = &snap.channels[c];
@@ -628,7 +686,7 @@ fn channel_verdict(
     if ch.endpoint.addrs.is_empty() {
         return Err(Reason::Unresolved);
     }
-    if excluded(&ch.provider, &ch.kind) {
+    if excluded(&ch.provider) {
         return Err(Reason::Excluded);
     }
     let h = local.channel_health(&snap.live, c);
@@ -919,6 +977,67 @@ models = ["gpt-4o"]
             x.rejected
                 .iter()
                 .any(|(c, r)| c == "offline" && *r == Reason::Disabled)
+        );
+    }
+
+    #[test]
+    fn an_exact_id_wins_over_an_alias_and_prefixes_are_prefixes() {
+        let text = r#"
+[providers.x]
+base_url = "http://203.0.113.1:1/v1"
+[providers.y]
+base_url = "http://203.0.113.2:2/v1"
+[[channels]]
+id = "x"
+provider = "x"
+models = ["gpt-4o", "meta-llama/llama-3.1-70b-instruct", "meta-llama/llama-3.1-8b-instruct"]
+[[channels]]
+id = "y"
+provider = "y"
+models = ["gpt-4o-2024-08-06"]
+aliases = { "gpt-4o" = "gpt-4o-2024-08-06", "only-alias" = "gpt-4o-2024-08-06" }
+"#;
+        let s = snap(text);
+        assert_eq!(r(&s, "gpt-4o").channels, ["x"], "exact id first");
+        assert_eq!(r(&s, "only-alias").channels, ["y"], "else the alias");
+        assert_eq!(
+            r(&s, "llama-3.1->8b").models,
+            ["meta-llama/llama-3.1-70b-instruct"]
+        );
+        assert_eq!(r(&s, "llama-3.1->=8b").models.len(), 2);
+        // excluding by provider id only (every provider here has kind "openai")
+        let ex = Options {
+            exclude_providers: vec!["openai".into()],
+            ..Default::default()
+        };
+        let x = rank_with(&s, &mut Local::default(), "gpt-4o", Caps::NONE, &ex, None).unwrap();
+        assert_eq!(x.channels, ["x"]);
+        // an empty intersection says how many models each tag has
+        let e = rank_with(
+            &s,
+            &mut Local::default(),
+            "tag:llama,gpt",
+            Caps::NONE,
+            &Options::default(),
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, RouteError::NotFound(m) if m.contains("`llama` has 2") && m.contains("`gpt` has 2")),
+            "{e:?}"
+        );
+        let e = rank_with(
+            &s,
+            &mut Local::default(),
+            "mistral->7b",
+            Caps::NONE,
+            &Options::default(),
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, RouteError::NotFound(m) if m.contains("starts with `mistral`")),
+            "{e:?}"
         );
     }
 
@@ -1390,6 +1509,33 @@ models = ["m"]
             firsts.push(x.channels[0].clone());
         }
         assert_eq!(firsts.iter().filter(|c| *c == "a").count(), 6, "{firsts:?}");
+        // a channel serving two tied models still counts its weight once
+        let two = r#"
+[providers.a]
+base_url = "http://203.0.113.1:1/v1"
+[providers.b]
+base_url = "http://203.0.113.2:2/v1"
+[[channels]]
+id = "a"
+provider = "a"
+models = ["foo-1", "foo-2"]
+[[channels]]
+id = "b"
+provider = "b"
+models = ["foo-1"]
+weight = 2.0
+"#;
+        let s = snap(two);
+        let mut l = Local::default();
+        let mut b = 0;
+        for _ in 0..30 {
+            let x =
+                rank_with(&s, &mut l, "tag:foo", Caps::NONE, &Options::default(), None).unwrap();
+            if x.channels[0] == "b" {
+                b += 1;
+            }
+        }
+        assert_eq!(b, 20, "b has 2/3 of the weight");
         assert!(
             firsts[..4].contains(&"b".to_string()),
             "smooth: b gets its turn every 4: {firsts:?}"

@@ -55,7 +55,8 @@ pub fn model_pool() -> Vec<String> {
 pub fn config_text() -> String {
     let pool = model_pool();
     let mut t = String::from(
-        "[groups.\"auto:llama\"]\nquery = \"tag:llama,!nitro\"\nstrategy = \"cost_first\"\n\n",
+        "[groups.\"auto:llama\"]\nquery = \"tag:llama,!nitro\"\nstrategy = \"cost_first\"\n\n\
+         [groups.\"auto:big-qwen\"]\nquery = \"tag:qwen,>=30b\"\nstrategy = \"quality_first\"\n\n",
     );
     for c in 0..CHANNELS {
         t.push_str(&format!(
