@@ -41,7 +41,8 @@ pub const DEFAULT_OUTPUT_TOKENS: u32 = 256;
 pub struct Options {
     /// Capabilities every candidate must have.
     pub required: Caps,
-    /// Price cap: USD per 1K tokens, compared with the larger of input and output price.
+    /// Price cap per 1K tokens in the `[pricing]` currency (USD by default), compared with the
+    /// larger of input and output price.
     pub max_cost_per_1k: Option<f64>,
     /// Prefer local endpoints.
     pub prefer_local: Option<bool>,
@@ -747,6 +748,10 @@ fn entry_verdict(
     let h = local.entry_health(&snap.live, i);
     match h.state(now) {
         State::Cooling(until) => Err(Reason::Cooling { until, why: h.why }),
+        // One trial at a time per channel, whether the channel or this model is half-open.
+        State::HalfOpen if local.trials.get(e.channel as usize).copied().unwrap_or(false) => {
+            Err(Reason::TrialInFlight)
+        }
         State::HalfOpen => Ok(true),
         State::Ok => Ok(false),
     }
