@@ -749,7 +749,13 @@ fn entry_verdict(
     match h.state(now) {
         State::Cooling(until) => Err(Reason::Cooling { until, why: h.why }),
         // One trial at a time per channel, whether the channel or this model is half-open.
-        State::HalfOpen if local.trials.get(e.channel as usize).copied().unwrap_or(false) => {
+        State::HalfOpen
+            if local
+                .trials
+                .get(e.channel as usize)
+                .copied()
+                .unwrap_or(false) =>
+        {
             Err(Reason::TrialInFlight)
         }
         State::HalfOpen => Ok(true),
