@@ -602,7 +602,9 @@ async fn read_kept(worker: &Worker, ch: &Channel, mut conn: Conn, head: &Respons
     let status = head.status;
     let mut body = Vec::new();
     let deadline = Instant::now() + ch.timeouts.idle.min(Duration::from_secs(10));
-    let exact = relay::read_body(&mut conn, head, &mut body, MAX_ERROR_BODY, deadline).await;
+    let exact =
+        crate::upstream::body::read_body(&mut conn, head, &mut body, MAX_ERROR_BODY, deadline)
+            .await;
     if matches!(exact, Ok(true)) && head.keep_alive {
         worker.pool.put(&ch.endpoint, conn, Instant::now());
     }

@@ -19,6 +19,7 @@ use crate::server::Responder;
 use crate::server::response::ClientGuard;
 use crate::snapshot::Channel;
 use crate::upstream::Conn;
+use crate::upstream::body::{BodyAt, BodyError, read_body_at, read_timed};
 use crate::worker::Worker;
 
 use super::{Info, MAX_RESPONSE_BODY};
@@ -85,113 +86,6 @@ fn write_forwarded_headers(buf: &[u8], head: &ResponseHead, out: &mut Responder<
         }
         out.header(name, value);
     }
-}
-
-/// Why reading a body stopped short.
-#[derive(Debug)]
-pub(super) enum BodyError {
-    TooLarge,
-    Timeout,
-    Broken(String),
-}
-
-/// Where a fully read body is.
-enum BodyAt {
-    /// In the connection buffer at this range.
-    Conn(std::ops::Range<usize>),
-    /// Decoded into the caller's vector.
-    Out,
-}
-
-async fn read_timed(
-    conn: &mut Conn,
-    idle: Duration,
-    deadline: Instant,
-) -> Result<usize, BodyError> {
-    let wait = idle.min(deadline.saturating_duration_since(Instant::now()));
-    match monoio::time::timeout(wait, conn.read_more()).await {
-        Ok(Ok(n)) => Ok(n),
-        Ok(Err(e)) => Err(BodyError::Broken(format!("read failed: {e}"))),
-        Err(_) => Err(BodyError::Timeout),
-    }
-}
-
-/// Reads a whole body per `head`'s framing. The flag says whether the framing ended exactly at
-/// the end of the bytes read (only then may the connection be reused).
-async fn read_body_at(
-    conn: &mut Conn,
-    head: &ResponseHead,
-    out: &mut Vec<u8>,
-    max: usize,
-    idle: Duration,
-    deadline: Instant,
-) -> Result<(BodyAt, bool), BodyError> {
-    match head.body {
-        Body::None => Ok((BodyAt::Conn(head.len..head.len), conn.buf.len() == head.len)),
-        Body::Length(n) => {
-            if n > max as u64 {
-                return Err(BodyError::TooLarge);
-            }
-            let end = head.len + n as usize;
-            while conn.buf.len() < end {
-                conn.buf.reserve((end - conn.buf.len()).min(1 << 20));
-                if read_timed(conn, idle, deadline).await? == 0 {
-                    return Err(BodyError::Broken("connection closed mid-body".into()));
-                }
-            }
-            Ok((BodyAt::Conn(head.len..end), conn.buf.len() == end))
-        }
-        Body::Chunked => {
-            let mut dec = Decoder::new();
-            let mut pos = head.len;
-            loop {
-                let n = dec
-                    .decode(&conn.buf[pos..], out)
-                    .map_err(|e| BodyError::Broken(format!("bad chunked body: {}", e.0)))?;
-                pos += n;
-                if out.len() > max {
-                    return Err(BodyError::TooLarge);
-                }
-                if dec.is_done() {
-                    return Ok((BodyAt::Out, pos == conn.buf.len()));
-                }
-                conn.buf.drain(head.len..pos);
-                pos = head.len;
-                if read_timed(conn, idle, deadline).await? == 0 {
-                    return Err(BodyError::Broken("connection closed mid-body".into()));
-                }
-            }
-        }
-        Body::Close => {
-            loop {
-                if conn.buf.len() - head.len > max {
-                    return Err(BodyError::TooLarge);
-                }
-                if read_timed(conn, idle, deadline).await? == 0 {
-                    break;
-                }
-            }
-            out.extend_from_slice(&conn.buf[head.len..]);
-            Ok((BodyAt::Out, false))
-        }
-    }
-}
-
-/// Reads a body into `out` (bounded); `Ok(true)` when the connection may be reused (if the
-/// head allows it).
-pub(super) async fn read_body(
-    conn: &mut Conn,
-    head: &ResponseHead,
-    out: &mut Vec<u8>,
-    max: usize,
-    deadline: Instant,
-) -> Result<bool, BodyError> {
-    let idle = deadline.saturating_duration_since(Instant::now());
-    let (at, exact) = read_body_at(conn, head, out, max, idle, deadline).await?;
-    if let BodyAt::Conn(r) = at {
-        out.extend_from_slice(&conn.buf[r]);
-    }
-    Ok(exact)
 }
 
 /// How relaying ended, for the channel's health and for failover.

@@ -7,6 +7,7 @@
 //! endpoint's `pool_idle_timeout`, checked on checkout and swept on the worker tick.
 //! Not here: HTTP semantics (`proxy`), DNS (`control`).
 
+pub mod body;
 pub mod tls;
 
 use std::cell::{Cell, RefCell};
