@@ -198,6 +198,48 @@ impl Merger {
     }
 }
 
+impl Live {
+    /// Fresh live state for `new`, keeping what `old` knew about the same channels (by id) and
+    /// the same (channel, model) pairs: a reload or a discovery refresh must not forget a
+    /// cooldown or the latency averages.
+    pub fn carried_over(old: &crate::snapshot::Snapshot, new: &crate::snapshot::Snapshot) -> Live {
+        let mut live = Live::new(
+            new.catalog.generation,
+            new.channels.len(),
+            new.catalog.entries.len(),
+        );
+        let old_channel: std::collections::HashMap<&str, usize> = old
+            .channels
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (&*c.id, i))
+            .collect();
+        for (i, c) in new.channels.iter().enumerate() {
+            if let Some(&j) = old_channel.get(&*c.id)
+                && let Some(h) = old.live.channels.get(j)
+            {
+                live.channels[i] = *h;
+            }
+        }
+        let old_entry: std::collections::HashMap<(&str, &str), usize> = old
+            .catalog
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| ((&*old.channels[e.channel as usize].id, &*e.model), i))
+            .collect();
+        for (i, e) in new.catalog.entries.iter().enumerate() {
+            let key = (&*new.channels[e.channel as usize].id, &*e.model);
+            if let Some(&j) = old_entry.get(&key)
+                && let Some(x) = old.live.entries.get(j)
+            {
+                live.entries[i] = *x;
+            }
+        }
+        live
+    }
+}
+
 fn ewma(old: f32, sample: f32) -> f32 {
     if old.is_nan() {
         sample

@@ -9,14 +9,17 @@
 //! Not here: DNS (the caller passes resolved addresses), file reads other than `ca_file` (done
 //! by the control thread that calls `build`), any per-request work.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::catalog::Catalog;
-use crate::config::{Config, RoutingConfig, Scheme, ServerConfig, Source, StrategyConfig};
+use crate::catalog::{Catalog, DiscoveryMap};
+use crate::config::{
+    ChannelConfig, Config, ProviderConfig, RoutingConfig, Scheme, ServerConfig, Source,
+    StrategyConfig,
+};
 use crate::live::Live;
 use crate::providers::AuthStyle;
 use crate::upstream::tls::TlsTarget;
@@ -95,6 +98,12 @@ pub struct Channel {
     /// `POST <path> HTTP/1.1\r\nHost: …\r\n<auth>\r\n<provider headers>` — holds the API key,
     /// so `Debug` never prints it.
     pub request_head: Box<[u8]>,
+    /// `GET <base><models_path>` with the same credentials: discovery and health probes.
+    pub models_head: Box<[u8]>,
+    /// First 8 hex digits of the API key's SHA-256 (safe to show; never the key).
+    pub key_fingerprint: Box<str>,
+    /// Whether discovery fetches this channel's model list.
+    pub discover: bool,
     /// Lower-cased names of headers the provider config sets (client copies are dropped).
     pub managed_headers: Box<[Box<str>]>,
     /// Upstream timeouts.
@@ -164,6 +173,30 @@ impl Snapshot {
         workers: usize,
         generation: u64,
     ) -> Snapshot {
+        Self::build_with(
+            cfg,
+            epoch,
+            resolved,
+            tls,
+            workers,
+            generation,
+            &DiscoveryMap::new(),
+            &Overrides::default(),
+        )
+    }
+
+    /// [`Snapshot::build`] with discovered models and admin overrides.
+    #[allow(clippy::too_many_arguments)]
+    pub fn build_with(
+        cfg: &Config,
+        epoch: u64,
+        resolved: &Resolved,
+        tls: &TlsConfigs,
+        workers: usize,
+        generation: u64,
+        discovered: &DiscoveryMap,
+        overrides: &Overrides,
+    ) -> Snapshot {
         let mut endpoints: HashMap<String, Arc<Endpoint>> = HashMap::new();
         let mut channels = Vec::with_capacity(cfg.channels.len());
         for ch in &cfg.channels {
@@ -199,34 +232,25 @@ impl Snapshot {
                     })
                 })
                 .clone();
-            let mut head = Vec::with_capacity(256);
-            head.extend_from_slice(b"POST ");
-            head.extend_from_slice(url.path.as_bytes());
-            head.extend_from_slice(p.chat_path.as_bytes());
-            head.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-            head.extend_from_slice(url.authority().as_bytes());
-            head.extend_from_slice(b"\r\n");
-            if !ch.api_key.is_empty() {
-                match p.auth {
-                    AuthStyle::Bearer => head.extend_from_slice(b"Authorization: Bearer "),
-                    AuthStyle::XApiKey => head.extend_from_slice(b"x-api-key: "),
-                    AuthStyle::ApiKey => head.extend_from_slice(b"api-key: "),
-                }
-                head.extend_from_slice(ch.api_key.expose().as_bytes());
-                head.extend_from_slice(b"\r\n");
-            }
-            for (k, v) in &p.headers {
-                crate::h1::write_header(&mut head, k.as_bytes(), v.as_bytes());
-            }
+            let head = request_head("POST", &url.path, &p.chat_path, &url.authority(), ch, p);
+            let mut models_head =
+                request_head("GET", &url.path, &p.models_path, &url.authority(), ch, p).into_vec();
+            models_head.extend_from_slice(
+                b"Accept: application/json\r\nAccept-Encoding: identity\r\n\r\n",
+            );
+            let ov = overrides.channels.get(&ch.id).copied().unwrap_or_default();
             channels.push(Channel {
                 id: ch.id.as_str().into(),
                 provider: p.id.as_str().into(),
                 kind: p.kind.as_str().into(),
-                enabled: ch.enabled,
-                priority: ch.priority,
+                enabled: ov.enabled.unwrap_or(ch.enabled),
+                priority: ov.priority.unwrap_or(ch.priority),
                 weight: ch.weight,
                 endpoint,
-                request_head: head.into(),
+                request_head: head,
+                models_head: models_head.into(),
+                key_fingerprint: fingerprint(ch.api_key.expose()).into(),
+                discover: ch.discover,
                 managed_headers: p
                     .headers
                     .iter()
@@ -249,7 +273,7 @@ impl Snapshot {
             Source::Demo => Mode::Demo,
             Source::File(_) | Source::Inline => Mode::Config,
         };
-        let catalog = Catalog::build(cfg, &channels, mode, generation);
+        let catalog = Catalog::build(cfg, &channels, mode, generation, discovered);
         let live = Live::new(generation, channels.len(), catalog.entries.len());
         Snapshot {
             epoch,
@@ -294,6 +318,66 @@ impl Snapshot {
         out.dedup();
         out
     }
+}
+
+/// Admin overrides applied on top of the config (persisted in the state dir by the control
+/// thread, so they survive reloads and restarts until cleared).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// Per channel id.
+    pub channels: BTreeMap<String, ChannelOverride>,
+}
+
+/// One channel's overrides.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChannelOverride {
+    /// Enabled or disabled regardless of the config.
+    pub enabled: Option<bool>,
+    /// Priority regardless of the config.
+    pub priority: Option<i32>,
+}
+
+/// `METHOD <base path><path> HTTP/1.1`, `Host`, the channel's credentials and the provider's
+/// headers (no blank line).
+fn request_head(
+    method: &str,
+    base: &str,
+    path: &str,
+    authority: &str,
+    ch: &ChannelConfig,
+    p: &ProviderConfig,
+) -> Box<[u8]> {
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(method.as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(base.as_bytes());
+    head.extend_from_slice(path.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    head.extend_from_slice(authority.as_bytes());
+    head.extend_from_slice(b"\r\n");
+    if !ch.api_key.is_empty() {
+        match p.auth {
+            AuthStyle::Bearer => head.extend_from_slice(b"Authorization: Bearer "),
+            AuthStyle::XApiKey => head.extend_from_slice(b"x-api-key: "),
+            AuthStyle::ApiKey => head.extend_from_slice(b"api-key: "),
+        }
+        head.extend_from_slice(ch.api_key.expose().as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    for (k, v) in &p.headers {
+        crate::h1::write_header(&mut head, k.as_bytes(), v.as_bytes());
+    }
+    head.into()
+}
+
+/// The first 8 hex digits of SHA-256(`secret`), or `none` for an empty key.
+pub fn fingerprint(secret: &str) -> String {
+    use sha2::{Digest, Sha256};
+    if secret.is_empty() {
+        return "none".into();
+    }
+    let d = Sha256::digest(secret.as_bytes());
+    d[..4].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Addresses for a host: literal IPs and `localhost` directly, others from the resolver map.

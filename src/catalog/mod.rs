@@ -10,6 +10,7 @@
 //! for a given `generation` (live state and worker reports are keyed by them).
 //! Not here: ranking (`routing`), live health (`live`).
 
+pub mod discovered;
 pub mod specs;
 pub mod tags;
 
@@ -19,6 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::config::{Config, GroupConfig, ModelInfo, Price};
 use crate::json;
 use crate::snapshot::{Channel, Mode};
+pub use discovered::{Discovered, DiscoveryMap};
 use tags::{Bitset, Interner, TagId};
 
 /// Model capabilities, as a small bit set.
@@ -159,7 +161,13 @@ pub struct Catalog {
 
 impl Catalog {
     /// Indexes `channels` (already built from `cfg`, same order).
-    pub fn build(cfg: &Config, channels: &[Channel], mode: Mode, generation: u64) -> Catalog {
+    pub fn build(
+        cfg: &Config,
+        channels: &[Channel],
+        mode: Mode,
+        generation: u64,
+        discovered: &DiscoveryMap,
+    ) -> Catalog {
         let mut entries: Vec<Entry> = Vec::new();
         let mut entry_tags: Vec<Vec<String>> = Vec::new();
         let mut by_id: HashMap<Box<str>, Vec<u32>> = HashMap::new();
@@ -180,10 +188,21 @@ impl Catalog {
             let provider = &cfg.providers[ch_cfg.provider];
             let local = cfg.channel_base_url(ch_cfg).is_some_and(|u| u.is_private());
             let channel_free = ch_cfg.tags.iter().any(|t| t == "free");
-            // Every model the channel serves, including alias targets it does not list.
+            // Every model the channel serves: configured ones, discovered ones, and alias
+            // targets it does not list.
+            let found: &[Discovered] = match discovered.get(&ch_cfg.id) {
+                Some(d) if ch_cfg.discover => d,
+                _ => &[],
+            };
             let mut models: Vec<&str> = ch_cfg.models.iter().map(String::as_str).collect();
+            let mut seen: std::collections::HashSet<&str> = models.iter().copied().collect();
+            for d in found {
+                if seen.insert(&d.id) {
+                    models.push(&d.id);
+                }
+            }
             for (_, target) in &ch_cfg.aliases {
-                if !models.contains(&target.as_str()) {
+                if seen.insert(target) {
                     models.push(target);
                 }
             }
@@ -195,10 +214,12 @@ impl Catalog {
                     .find(|(m, _)| m == model)
                     .map(|(_, i)| i);
                 let entry_index = entries.len() as u32;
+                let disc = found.iter().find(|d| &*d.id == model);
                 let e = entry(
                     ci as u32,
                     model,
                     info,
+                    disc,
                     ch_cfg.pricing.as_ref(),
                     local,
                     channel_free,
@@ -230,7 +251,8 @@ impl Catalog {
                     t.push(class.to_string());
                 }
                 by_id.entry(model.into()).or_default().push(entry_index);
-                if ch.enabled && ch_cfg.models.iter().any(|m| m == model) {
+                let listed = ch_cfg.models.iter().any(|m| m == model) || disc.is_some();
+                if ch.enabled && listed {
                     listing.push((model.into(), listing_owner(mode, ch)));
                 }
                 entries.push(e);
@@ -420,10 +442,12 @@ fn convert(p: &Price, fx: &impl Fn(&str) -> f64) -> EntryPrice {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn entry(
     channel: u32,
     model: &str,
     info: Option<&ModelInfo>,
+    disc: Option<&Discovered>,
     channel_price: Option<&Price>,
     local: bool,
     channel_free: bool,
@@ -433,13 +457,19 @@ fn entry(
     let embedding = info
         .and_then(|i| i.embedding)
         .unwrap_or_else(|| specs::is_embedding(model));
+    // Config first, then discovery, then the id heuristics.
     let vision = info
         .and_then(|i| i.vision)
+        .or(disc.and_then(|d| d.vision))
         .unwrap_or_else(|| specs::has_vision(model));
     let tools = info
         .and_then(|i| i.tools)
+        .or(disc.and_then(|d| d.tools))
         .unwrap_or_else(|| specs::has_tools(model));
-    let json_mode = info.and_then(|i| i.json).unwrap_or(tools);
+    let json_mode = info
+        .and_then(|i| i.json)
+        .or(disc.and_then(|d| d.json))
+        .unwrap_or(tools);
     for (flag, c) in [
         (embedding, Caps::EMBEDDING),
         (vision, Caps::VISION),
@@ -453,7 +483,18 @@ fn entry(
     let price = info
         .and_then(|i| i.pricing.as_ref())
         .or(channel_price)
-        .map(|p| convert(p, fx));
+        .map(|p| convert(p, fx))
+        .or_else(|| {
+            // Discovered prices are USD.
+            disc.and_then(|d| d.price).map(|(input, output)| {
+                let r = fx("USD");
+                EntryPrice {
+                    input: input * r,
+                    output: output * r,
+                    cached: input * r,
+                }
+            })
+        });
     let free_id = {
         let l = model.to_ascii_lowercase();
         l.ends_with(":free") || l.contains("-free")
@@ -471,6 +512,7 @@ fn entry(
         caps,
         context: info
             .and_then(|i| i.context)
+            .or(disc.and_then(|d| d.context))
             .unwrap_or_else(|| specs::context_tokens(model)),
         params_m: info
             .and_then(|i| i.params_m)

@@ -67,3 +67,17 @@ pub const AUTH_COOLDOWN: Duration = Duration::from_secs(3600);
 pub const MODEL_MISSING_COOLDOWN: Duration = Duration::from_secs(3600);
 /// Base currency of prices, scores and budgets.
 pub const CURRENCY: &str = "USD";
+/// Model discovery runs at start and this often (6 h), with up to 10 % jitter.
+pub const DISCOVERY_INTERVAL: Duration = Duration::from_secs(6 * 3600);
+/// Per-channel discovery timeout (10 s).
+pub const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Channels discovered at once (4): one slow provider never holds up the others.
+pub const DISCOVERY_CONCURRENCY: usize = 4;
+/// How often channels out of rotation get a recovery probe (15 s).
+pub const HEALTH_INTERVAL: Duration = Duration::from_secs(15);
+/// Probe timeout (5 s).
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Admin listener when `[admin]` has no `listen`.
+pub const ADMIN_LISTEN: &str = "127.0.0.1:7602";
+/// Path of the model list under a provider's base URL.
+pub const MODELS_PATH: &str = "/models";

@@ -139,6 +139,41 @@ pub struct ProviderConfig {
     pub pool_max_idle: usize,
     /// How long an idle pooled connection is kept.
     pub pool_idle_timeout: Duration,
+    /// Path of the model list under the base URL (discovery and probes).
+    pub models_path: String,
+}
+
+/// `[discovery]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveryConfig {
+    /// Fetch model lists from providers.
+    pub enabled: bool,
+    /// Refresh period (with up to 10 % jitter).
+    pub interval: Duration,
+    /// Per-channel timeout.
+    pub timeout: Duration,
+    /// Channels fetched at once.
+    pub concurrency: usize,
+}
+
+/// `[health]`: recovery probes for channels out of rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthConfig {
+    /// Probe channels that are cooling down or out on 401/403.
+    pub enabled: bool,
+    /// Probe period.
+    pub interval: Duration,
+    /// Probe timeout.
+    pub timeout: Duration,
+}
+
+/// `[admin]`: the operator API on its own listener.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Bearer token (none: loopback only).
+    pub token: Option<Secret>,
 }
 
 /// Prices per 1M tokens in `currency`.
@@ -206,6 +241,8 @@ pub struct ChannelConfig {
     pub min_request_interval: Duration,
     /// Most requests in flight on the channel (split evenly across workers).
     pub max_concurrent: Option<u32>,
+    /// Fetch this channel's model list (when `[discovery]` is enabled).
+    pub discover: bool,
 }
 
 /// How long channels cool down after failures (DESIGN.md §6).
@@ -315,6 +352,14 @@ pub struct Config {
     pub groups: Vec<GroupConfig>,
     /// `[pricing]`.
     pub pricing: PricingConfig,
+    /// `[discovery]`.
+    pub discovery: DiscoveryConfig,
+    /// `[health]`.
+    pub health: HealthConfig,
+    /// `[state] dir`: discovery cache and admin overrides (none: nothing persists).
+    pub state_dir: Option<PathBuf>,
+    /// `[admin]`, when present.
+    pub admin: Option<AdminConfig>,
     /// `[log]`.
     pub log: LogConfig,
     /// Where it came from.
@@ -435,7 +480,11 @@ impl Config {
                     problems: vec![serde_problem(&e)],
                 }
             })?;
-        build(raw)
+        let mut cfg = build(raw)?;
+        if cfg.state_dir.is_none() {
+            cfg.state_dir = default_state_dir(env);
+        }
+        Ok(cfg)
     }
 
     /// Channels from well-known provider environment variables, or `None` when none is set.
@@ -475,6 +524,7 @@ impl Config {
                 model_info: Vec::new(),
                 min_request_interval: Duration::ZERO,
                 max_concurrent: None,
+                discover: true,
             });
         }
         if channels.is_empty() {
@@ -484,6 +534,7 @@ impl Config {
         cfg.providers = providers;
         cfg.channels = channels;
         cfg.source = Source::Environment(used);
+        cfg.state_dir = default_state_dir(env);
         Some(cfg)
     }
 
@@ -508,6 +559,7 @@ impl Config {
             model_info: Vec::new(),
             min_request_interval: Duration::ZERO,
             max_concurrent: None,
+            discover: true,
         }];
         cfg.source = Source::Demo;
         cfg
@@ -565,6 +617,20 @@ impl Config {
     }
 }
 
+/// `$XDG_STATE_HOME/smart-ai-router`, else `$HOME/.local/state/smart-ai-router`, else none.
+pub fn default_state_dir(env: &dyn Env) -> Option<PathBuf> {
+    let base = env
+        .var("XDG_STATE_HOME")
+        .filter(|v| v.starts_with('/'))
+        .map(PathBuf::from)
+        .or_else(|| {
+            env.var("HOME")
+                .filter(|v| v.starts_with('/'))
+                .map(|h| PathBuf::from(h).join(".local/state"))
+        })?;
+    Some(base.join("smart-ai-router"))
+}
+
 fn provider_from_preset(
     id: &str,
     preset: &providers::Preset,
@@ -588,6 +654,7 @@ fn provider_from_preset(
         total_timeout: defaults::TOTAL_TIMEOUT,
         pool_max_idle: defaults::POOL_MAX_IDLE,
         pool_idle_timeout: defaults::POOL_IDLE_TIMEOUT,
+        models_path: defaults::MODELS_PATH.to_string(),
     }
 }
 
@@ -1098,6 +1165,79 @@ fn build(raw: raw::Root) -> Result<Config, ConfigError> {
         });
     }
 
+    let ms = Duration::from_millis(1);
+    let discovery = DiscoveryConfig {
+        enabled: raw.discovery.enabled.unwrap_or(true),
+        interval: c.duration(
+            "discovery.interval",
+            raw.discovery.interval,
+            defaults::DISCOVERY_INTERVAL,
+            Duration::from_secs(1),
+        ),
+        timeout: c.duration(
+            "discovery.timeout",
+            raw.discovery.timeout,
+            defaults::DISCOVERY_TIMEOUT,
+            ms,
+        ),
+        concurrency: c.int(
+            "discovery.concurrency",
+            raw.discovery.concurrency,
+            defaults::DISCOVERY_CONCURRENCY,
+            1,
+            256,
+        ),
+    };
+    let health = HealthConfig {
+        enabled: raw.health.enabled.unwrap_or(true),
+        interval: c.duration(
+            "health.interval",
+            raw.health.interval,
+            defaults::HEALTH_INTERVAL,
+            ms,
+        ),
+        timeout: c.duration(
+            "health.timeout",
+            raw.health.timeout,
+            defaults::HEALTH_TIMEOUT,
+            ms,
+        ),
+    };
+    let state_dir = raw.state.dir.map(PathBuf::from);
+    if let Some(d) = &state_dir
+        && !d.is_absolute()
+    {
+        c.err(
+            "state.dir",
+            format!("\"{}\" must be an absolute path", d.display()),
+        );
+    }
+    let admin = raw.admin.map(|a| {
+        let listen = units::parse_listen(a.listen.as_deref().unwrap_or(defaults::ADMIN_LISTEN))
+            .unwrap_or_else(|m| {
+                c.err("admin.listen", m);
+                units::parse_listen(defaults::ADMIN_LISTEN).expect("default admin listen parses")
+            });
+        let token = a.token.filter(|t| !t.is_empty());
+        if let Some(t) = &token
+            && (t.len() < 16 || t.bytes().any(|b| b.is_ascii_control() || b == b' '))
+        {
+            c.err("admin.token", "use at least 16 printable characters without spaces");
+        }
+        if token.is_none() && !listen.ip().is_loopback() {
+            c.err(
+                "admin.token",
+                format!(
+                    "required when admin.listen ({listen}) is not a loopback address: the admin API can change routing"
+                ),
+            );
+        }
+        AdminConfig {
+            listen,
+            token: token.map(Secret::new),
+        }
+    });
+
     let log = LogConfig {
         format: match raw.log.format.as_deref() {
             None | Some("logfmt") => LogFormat::Logfmt,
@@ -1138,6 +1278,10 @@ fn build(raw: raw::Root) -> Result<Config, ConfigError> {
             strategies,
             groups,
             pricing,
+            discovery,
+            health,
+            state_dir,
+            admin,
             log,
             source: Source::Inline,
         })
@@ -1464,6 +1608,15 @@ fn build_provider(c: &mut Checker, id: String, p: raw::Provider) -> ProviderConf
         headers.push((k, v));
     }
     let ca_file = p.ca_file.map(PathBuf::from);
+    let models_path = p
+        .models_path
+        .unwrap_or_else(|| defaults::MODELS_PATH.to_string());
+    if !models_path.starts_with('/') || models_path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        c.err(
+            at("models_path"),
+            format!("\"{models_path}\" must be a path starting with /"),
+        );
+    }
     ProviderConfig {
         kind,
         base_url,
@@ -1508,6 +1661,7 @@ fn build_provider(c: &mut Checker, id: String, p: raw::Provider) -> ProviderConf
             defaults::POOL_IDLE_TIMEOUT,
             Duration::from_millis(1),
         ),
+        models_path,
         id,
     }
 }
@@ -1672,6 +1826,7 @@ fn build_channel(
         model_info,
         min_request_interval,
         max_concurrent,
+        discover: ch.discover.unwrap_or(true),
     })
 }
 

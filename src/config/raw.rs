@@ -41,7 +41,44 @@ pub(super) struct Root {
     #[serde(default)]
     pub pricing: Pricing,
     #[serde(default)]
+    pub discovery: Discovery,
+    #[serde(default)]
+    pub health: Health,
+    #[serde(default)]
+    pub state: State,
+    pub admin: Option<Admin>,
+    #[serde(default)]
     pub log: Log,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Discovery {
+    pub enabled: Option<bool>,
+    pub interval: Option<DurationValue>,
+    pub timeout: Option<DurationValue>,
+    pub concurrency: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Health {
+    pub enabled: Option<bool>,
+    pub interval: Option<DurationValue>,
+    pub timeout: Option<DurationValue>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct State {
+    pub dir: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Admin {
+    pub listen: Option<String>,
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -79,6 +116,7 @@ pub(super) struct Provider {
     pub total_timeout: Option<DurationValue>,
     pub pool_max_idle: Option<i64>,
     pub pool_idle_timeout: Option<DurationValue>,
+    pub models_path: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -98,6 +136,7 @@ pub(super) struct Channel {
     pub model_info: Option<BTreeMap<String, ModelInfo>>,
     pub min_request_interval: Option<DurationValue>,
     pub max_concurrent: Option<i64>,
+    pub discover: Option<bool>,
 }
 
 /// Prices per 1M tokens.

@@ -11,6 +11,8 @@
 #![allow(clippy::disallowed_methods)] // the control plane may block: it is not a worker
 
 pub mod dns;
+pub mod http;
+pub mod store;
 
 use std::collections::HashMap;
 use std::sync::Arc;

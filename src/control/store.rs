@@ -1,0 +1,229 @@
+//! The state directory (`[state] dir`): the discovery cache and the admin overrides, so a
+//! restart serves at once from what it knew and keeps what an operator changed.
+//!
+//! Layout: `discovery/<channel id>-<16 hex of SHA-256(api key)>.json` (the model list in the
+//! `{"data": [...]}` form) and `overrides.json`. A changed key gives a new file name, so a list
+//! fetched with one key is never served for another.
+//!
+//! Invariants: no file ever contains an API key (only a hash prefix in the name). Writes are
+//! atomic (temp file, fsync, rename) and happen on a helper thread, never on the control loop.
+//! A corrupt or unreadable file is reported and ignored, never fatal.
+
+#![allow(clippy::disallowed_methods)] // file I/O belongs here (helper thread and start-up)
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+use simd_json::prelude::*;
+
+use crate::catalog::discovered::{self, Discovered, DiscoveryMap};
+use crate::config::Config;
+use crate::json;
+use crate::snapshot::{ChannelOverride, Overrides};
+
+/// The state directory and its writer thread.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: Option<PathBuf>,
+    writes: Option<Sender<(PathBuf, Vec<u8>)>>,
+}
+
+impl Store {
+    /// Opens `dir` (creating it); `None` or an unusable directory means nothing persists.
+    pub fn open(dir: Option<PathBuf>) -> Store {
+        let Some(dir) = dir else {
+            return Store {
+                dir: None,
+                writes: None,
+            };
+        };
+        if let Err(e) = std::fs::create_dir_all(dir.join("discovery")) {
+            tracing::warn!(dir = %dir.display(), error = %e, "state dir unusable; nothing will persist");
+            return Store {
+                dir: None,
+                writes: None,
+            };
+        }
+        let (tx, rx) = crossbeam_channel::unbounded::<(PathBuf, Vec<u8>)>();
+        let spawned = std::thread::Builder::new()
+            .name("sar-store".into())
+            .spawn(move || {
+                while let Ok((path, bytes)) = rx.recv() {
+                    if let Err(e) = write_atomic(&path, &bytes) {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot write state file");
+                    }
+                }
+            });
+        Store {
+            writes: spawned.ok().map(|_| tx),
+            dir: Some(dir),
+        }
+    }
+
+    /// The directory, if state persists.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    fn discovery_path(&self, channel: &str, key: &str) -> Option<PathBuf> {
+        Some(
+            self.dir
+                .as_ref()?
+                .join("discovery")
+                .join(format!("{channel}-{}.json", key_hash(key))),
+        )
+    }
+
+    /// Every cached model list for the channels of `cfg` (blocking: call at start-up).
+    pub fn load_discovery(&self, cfg: &Config) -> DiscoveryMap {
+        let mut out = DiscoveryMap::new();
+        for ch in &cfg.channels {
+            let Some(path) = self.discovery_path(&ch.id, ch.api_key.expose()) else {
+                continue;
+            };
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            match discovered::parse(&bytes) {
+                Ok(models) => {
+                    out.insert(ch.id.clone(), Arc::from(models));
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "corrupt discovery cache ignored")
+                }
+            }
+        }
+        out
+    }
+
+    /// Queues a channel's model list for writing.
+    pub fn save_discovery(&self, channel: &str, key: &str, models: &[Discovered]) {
+        if let (Some(path), Some(w)) = (self.discovery_path(channel, key), &self.writes) {
+            let _ = w.send((path, discovered::to_json(models)));
+        }
+    }
+
+    /// The saved overrides (blocking: call at start-up).
+    pub fn load_overrides(&self) -> Overrides {
+        let Some(path) = self.dir.as_ref().map(|d| d.join("overrides.json")) else {
+            return Overrides::default();
+        };
+        let Ok(bytes) = std::fs::read(&path) else {
+            return Overrides::default();
+        };
+        match parse_overrides(&bytes) {
+            Some(o) => o,
+            None => {
+                tracing::warn!(path = %path.display(), "corrupt overrides file ignored");
+                Overrides::default()
+            }
+        }
+    }
+
+    /// Queues the overrides for writing.
+    pub fn save_overrides(&self, o: &Overrides) {
+        if let (Some(dir), Some(w)) = (&self.dir, &self.writes) {
+            let _ = w.send((dir.join("overrides.json"), overrides_json(o)));
+        }
+    }
+}
+
+/// 16 hex digits of SHA-256(`key`): identifies the key without revealing it.
+pub fn key_hash(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(key.as_bytes());
+    d[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// `{"channels":{"id":{"enabled":false,"priority":5}}}`
+pub fn overrides_json(o: &Overrides) -> Vec<u8> {
+    let mut b = b"{\"channels\":{".to_vec();
+    for (i, (id, ov)) in o.channels.iter().enumerate() {
+        if i > 0 {
+            b.push(b',');
+        }
+        json::write_key(&mut b, id);
+        b.push(b'{');
+        let mut first = true;
+        if let Some(e) = ov.enabled {
+            b.extend_from_slice(if e {
+                b"\"enabled\":true"
+            } else {
+                b"\"enabled\":false"
+            });
+            first = false;
+        }
+        if let Some(p) = ov.priority {
+            if !first {
+                b.push(b',');
+            }
+            b.extend_from_slice(b"\"priority\":");
+            b.extend_from_slice(itoa::Buffer::new().format(p).as_bytes());
+        }
+        b.push(b'}');
+    }
+    b.extend_from_slice(b"}}");
+    b
+}
+
+fn parse_overrides(bytes: &[u8]) -> Option<Overrides> {
+    let mut copy = bytes.to_vec();
+    let v = simd_json::to_owned_value(&mut copy).ok()?;
+    let mut channels = BTreeMap::new();
+    for (id, ov) in v.get("channels")?.as_object()? {
+        let enabled = ov.get("enabled").and_then(|x| x.as_bool());
+        let priority = ov
+            .get("priority")
+            .and_then(|x| x.as_i64())
+            .map(|p| p.clamp(-1_000_000, 1_000_000) as i32);
+        channels.insert(id.to_string(), ChannelOverride { enabled, priority });
+    }
+    Some(Overrides { channels })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_round_trip() {
+        let mut o = Overrides::default();
+        o.channels.insert(
+            "a".into(),
+            ChannelOverride {
+                enabled: Some(false),
+                priority: Some(5),
+            },
+        );
+        o.channels.insert(
+            "b".into(),
+            ChannelOverride {
+                enabled: None,
+                priority: Some(-2),
+            },
+        );
+        assert_eq!(parse_overrides(&overrides_json(&o)), Some(o));
+        assert_eq!(parse_overrides(b"{garbage"), None);
+    }
+
+    #[test]
+    fn key_hashes_hide_the_key() {
+        let h = key_hash("sk-live-secret");
+        assert_eq!(h.len(), 16);
+        assert!(!h.contains("secret"));
+        assert_ne!(h, key_hash("sk-live-other"));
+    }
+}
