@@ -1,7 +1,9 @@
 //! Start and stop order: choose the driver, raise the file-descriptor limit, bind every
-//! listener (failing clearly if the address is taken), read TLS roots, build the first
-//! snapshot, start N pinned workers holding it, then the control thread. Shutdown goes the
-//! other way: control tells workers to drain, workers finish in-flight requests, threads join.
+//! listener (client API and admin API, failing clearly if an address is taken), read TLS
+//! roots, open the state dir and load the discovery cache and admin overrides, build the first
+//! snapshot from them (so a restart serves its cached catalog at once), start N pinned workers
+//! holding it, then the control thread. Shutdown goes the other way: control tells workers to
+//! drain, workers finish in-flight requests, threads join.
 //!
 //! Invariants: listeners are bound before any thread starts (a start either fully succeeds or
 //! fails with one message); every worker holds a snapshot before its first accept.
@@ -15,7 +17,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::Sender;
 
 use crate::config::Config;
-use crate::control::{self, Control, Slot};
+use crate::control::{self, Loader, ReloadReport, Slot};
 use crate::snapshot::{Resolved, Snapshot};
 use crate::worker::{self, Board, runtime};
 
@@ -23,6 +25,7 @@ use crate::worker::{self, Board, runtime};
 #[derive(Debug)]
 pub struct Gateway {
     addr: SocketAddr,
+    admin: Option<SocketAddr>,
     requests: Sender<control::Request>,
     control: Option<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
@@ -33,6 +36,30 @@ impl Gateway {
     /// The client API address (with the real port when configured with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The admin API address, when it is on.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+    }
+
+    /// Reloads the config (as `SIGHUP` does) and waits for the outcome.
+    pub fn reload(&self) -> Result<ReloadReport, Vec<String>> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if self
+            .requests
+            .send(control::Request::Reload(Some(tx)))
+            .is_err()
+        {
+            return Err(vec!["the control thread has stopped".into()]);
+        }
+        rx.recv()
+            .unwrap_or_else(|_| Err(vec!["the control thread has stopped".into()]))
+    }
+
+    /// Asks for a reload without waiting (the signal handler's path).
+    pub fn request_reload(&self) {
+        let _ = self.requests.send(control::Request::Reload(None));
     }
 
     /// The health board (driver, epochs).
@@ -82,15 +109,75 @@ pub fn worker_cores(configured: usize, pin: bool) -> (usize, Vec<Option<core_aff
     (n, pins)
 }
 
-/// Starts the gateway for `cfg`.
+/// The default reload source for `cfg`: its file, or the environment it was built from.
+pub fn default_loader(cfg: &Config) -> Option<Loader> {
+    use crate::config::{ProcessEnv, Source};
+    match &cfg.source {
+        Source::File(path) => {
+            let path = path.clone();
+            Some(Box::new(move || {
+                Config::load_file(&path, &ProcessEnv).map_err(|e| problems(&e))
+            }))
+        }
+        Source::Environment(_) => Some(Box::new(|| {
+            Config::from_environment(&ProcessEnv)
+                .ok_or_else(|| vec!["no provider key is set in the environment any more".into()])
+        })),
+        Source::Inline | Source::Demo => None,
+    }
+}
+
+/// A config error as one line per problem.
+pub fn problems(e: &crate::config::ConfigError) -> Vec<String> {
+    e.to_string()
+        .lines()
+        .skip(1)
+        .map(|l| l.trim_start_matches("  - ").to_string())
+        .collect()
+}
+
+/// Starts the gateway for `cfg`, reloading from its source.
 pub fn start(cfg: Config) -> Result<Gateway, String> {
+    let loader = default_loader(&cfg);
+    start_with(cfg, loader)
+}
+
+/// Starts the gateway for `cfg`; `loader` re-reads the config on reload.
+pub fn start_with(cfg: Config, loader: Option<Loader>) -> Result<Gateway, String> {
     let driver = runtime::choose(cfg.server.driver)?;
     let (n, pins) = worker_cores(cfg.server.workers, cfg.server.pin_workers);
     raise_fd_limit();
     let listeners = worker::listener::bind(cfg.server.listen, n)?;
     let addr = listeners[0].local_addr().map_err(|e| e.to_string())?;
+    let admin = match &cfg.admin {
+        None => None,
+        Some(a) => Some(bind_admin(a.listen)?),
+    };
+    let admin_addr = match &admin {
+        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
+        None => None,
+    };
     let tls = control::build_tls(&cfg)?;
-    let first = Arc::new(Snapshot::build(&cfg, 1, &Resolved::new(), &tls, n, 1));
+    let store = control::store::Store::open(cfg.state_dir.clone());
+    let discovered = store.load_discovery(&cfg);
+    let overrides = store.load_overrides();
+    if !discovered.is_empty() || !overrides.channels.is_empty() {
+        tracing::info!(
+            cached_channels = discovered.len(),
+            overrides = overrides.channels.len(),
+            "state dir loaded"
+        );
+    }
+    let first = Arc::new(Snapshot::build_with(
+        &cfg,
+        1,
+        &Resolved::new(),
+        &tls,
+        n,
+        1,
+        &discovered,
+        &overrides,
+    ));
     let board = Arc::new(Board::new(n, driver.clone()));
     let (report_tx, report_rx) = crossbeam_channel::unbounded();
 
@@ -127,25 +214,42 @@ pub fn start(cfg: Config) -> Result<Gateway, String> {
         board.set_resolved();
     }
     let (req_tx, req_rx) = crossbeam_channel::unbounded();
-    let control = Control::new(control::Setup {
+    let control = control::spawn(control::Setup {
         cfg,
         first,
         workers: n,
+        driver,
         tls,
         slots,
         requests: req_rx,
         reports: report_rx,
         board: board.clone(),
+        discovered,
+        overrides,
+        store,
+        admin,
+        loader,
     })
-    .spawn()
     .map_err(|e| e.to_string())?;
     Ok(Gateway {
         addr,
+        admin: admin_addr,
         requests: req_tx,
         control: Some(control),
         workers,
         board,
     })
+}
+
+/// Binds the admin API listener (non-blocking, for the control loop).
+fn bind_admin(addr: SocketAddr) -> Result<std::net::TcpListener, String> {
+    let l = std::net::TcpListener::bind(addr).map_err(|e| {
+        format!(
+            "cannot listen for the admin API on {addr}: {e} (set [admin] listen, or [admin] enabled = false)"
+        )
+    })?;
+    l.set_nonblocking(true).map_err(|e| e.to_string())?;
+    Ok(l)
 }
 
 /// Waits until every worker holds its first snapshot (and so accepts), failing if one exits.

@@ -67,6 +67,8 @@ pub struct Cli {
     pub listen: Option<String>,
     /// `--workers N`.
     pub workers: Option<usize>,
+    /// `--admin-listen ADDR|off`.
+    pub admin_listen: Option<String>,
     /// The subcommand.
     pub command: Command,
 }
@@ -76,7 +78,7 @@ pub const USAGE: &str = "\
 smart-ai-router — OpenAI-compatible LLM gateway
 
 USAGE:
-    smart-ai-router [--config FILE] [--listen ADDR] [--workers N] [COMMAND]
+    smart-ai-router [--config FILE] [--listen ADDR] [--workers N] [--admin-listen ADDR|off] [COMMAND]
 
 COMMANDS:
     (none)           run the gateway
@@ -91,6 +93,7 @@ GLOBAL FLAGS (before or after the command):
                         from provider keys in the environment (OPENAI_API_KEY, …), else demo mode
     -l, --listen ADDR   listen address, e.g. 127.0.0.1:7601
     -w, --workers N     worker threads (0 = one per CPU)
+    --admin-listen ADDR the admin API address (default 127.0.0.1:7602), or `off`
 
 MOCK-UPSTREAM FLAGS:
     --models a,b        models to serve (default: any)
@@ -108,6 +111,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
         config: None,
         listen: None,
         workers: None,
+        admin_listen: None,
         command: Command::Run,
     };
     let mut mock = MockArgs::default();
@@ -135,6 +139,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
                         .map_err(|_| format!("--workers takes a number, got \"{v}\""))?,
                 );
             }
+            "--admin-listen" => cli.admin_listen = Some(value("--admin-listen")?),
             "-h" | "--help" | "help" => command = Some("help"),
             "-V" | "--version" | "version" => command = Some("version"),
             "check" | "mock-upstream" | "route" if command.is_none() => {

@@ -1,5 +1,5 @@
 //! Hand-written JSON output for the small documents the gateway renders itself (errors,
-//! `/health`, `/v1/models`, SSE error events, the mock upstream's answers).
+//! `/health`, `/v1/models`, SSE error events, the mock upstream's answers, the admin API).
 //!
 //! Invariants: every string goes through [`write_str`], which escapes per RFC 8259, so no input
 //! (model ids, upstream messages, header values) can break out of a JSON string.
@@ -48,8 +48,144 @@ pub fn write_key(out: &mut Vec<u8>, key: &str) {
     out.push(b':');
 }
 
+/// Writes nested objects and arrays with commas placed automatically (the admin API's
+/// documents). Numbers that are not finite are written as `null`.
+#[derive(Debug, Default)]
+pub struct Writer {
+    /// The document so far.
+    pub out: Vec<u8>,
+    /// Per open container: no element written yet.
+    fresh: Vec<bool>,
+    /// A key was just written: the next value needs no comma.
+    after_key: bool,
+}
+
+impl Writer {
+    /// An empty document.
+    pub fn new() -> Writer {
+        Writer::default()
+    }
+
+    fn value(&mut self) {
+        if self.after_key {
+            self.after_key = false;
+        } else if let Some(f) = self.fresh.last_mut() {
+            if *f {
+                *f = false;
+            } else {
+                self.out.push(b',');
+            }
+        }
+    }
+
+    /// `"k":` inside an object.
+    pub fn key(&mut self, k: &str) -> &mut Writer {
+        self.value();
+        write_key(&mut self.out, k);
+        self.after_key = true;
+        self
+    }
+
+    /// Opens an object.
+    pub fn obj(&mut self) -> &mut Writer {
+        self.value();
+        self.out.push(b'{');
+        self.fresh.push(true);
+        self
+    }
+
+    /// Closes an object.
+    pub fn end_obj(&mut self) -> &mut Writer {
+        self.fresh.pop();
+        self.out.push(b'}');
+        self
+    }
+
+    /// Opens an array.
+    pub fn arr(&mut self) -> &mut Writer {
+        self.value();
+        self.out.push(b'[');
+        self.fresh.push(true);
+        self
+    }
+
+    /// Closes an array.
+    pub fn end_arr(&mut self) -> &mut Writer {
+        self.fresh.pop();
+        self.out.push(b']');
+        self
+    }
+
+    /// A string.
+    pub fn str(&mut self, v: &str) -> &mut Writer {
+        self.value();
+        write_str(&mut self.out, v);
+        self
+    }
+
+    /// An unsigned integer.
+    pub fn uint(&mut self, v: u64) -> &mut Writer {
+        self.value();
+        write_u64(&mut self.out, v);
+        self
+    }
+
+    /// A signed integer.
+    pub fn int(&mut self, v: i64) -> &mut Writer {
+        self.value();
+        self.out
+            .extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+        self
+    }
+
+    /// A number with up to three decimals (`null` when not finite).
+    pub fn num(&mut self, v: f64) -> &mut Writer {
+        if !v.is_finite() {
+            return self.null();
+        }
+        self.value();
+        let r = (v * 1000.0).round() / 1000.0;
+        self.out.extend_from_slice(format!("{r}").as_bytes());
+        self
+    }
+
+    /// A boolean.
+    pub fn bool(&mut self, v: bool) -> &mut Writer {
+        self.value();
+        self.out
+            .extend_from_slice(if v { b"true" } else { b"false" });
+        self
+    }
+
+    /// `null`.
+    pub fn null(&mut self) -> &mut Writer {
+        self.value();
+        self.out.extend_from_slice(b"null");
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn writer_places_commas() {
+        let mut w = Writer::new();
+        w.obj()
+            .key("a")
+            .uint(1)
+            .key("b")
+            .arr()
+            .str("x")
+            .num(1.5)
+            .null()
+            .end_arr();
+        w.key("c").obj().end_obj().key("d").num(f64::NAN).end_obj();
+        assert_eq!(
+            String::from_utf8(w.out).unwrap(),
+            r#"{"a":1,"b":["x",1.5,null],"c":{},"d":null}"#
+        );
+    }
+
     use super::*;
 
     fn s(v: &str) -> String {

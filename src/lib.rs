@@ -40,6 +40,7 @@ pub mod json;
 pub mod live;
 pub mod logging;
 pub mod mock;
+pub mod notify;
 pub mod providers;
 pub mod proxy;
 pub mod routing;

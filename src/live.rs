@@ -115,6 +115,8 @@ pub fn apply_outcome(
 #[derive(Debug)]
 pub struct Merger {
     live: Live,
+    /// Channel index of each entry (for clearing a channel's model cooldowns).
+    owners: Box<[u32]>,
     policy: CooldownPolicy,
     /// A health state changed since the last publication (publish now).
     pub health_changed: bool,
@@ -123,10 +125,11 @@ pub struct Merger {
 }
 
 impl Merger {
-    /// A merger over fresh state.
-    pub fn new(live: Live, policy: CooldownPolicy) -> Merger {
+    /// A merger over `live`; `owners[i]` is the channel of entry `i`.
+    pub fn new(live: Live, owners: Box<[u32]>, policy: CooldownPolicy) -> Merger {
         Merger {
             live,
+            owners,
             policy,
             health_changed: false,
             stats_changed: false,
@@ -185,6 +188,54 @@ impl Merger {
         }
     }
 
+    /// Applies a control-plane observation (discovery or a health probe) to a channel only:
+    /// a probe says nothing about any one model.
+    pub fn apply_channel(
+        &mut self,
+        channel: usize,
+        outcome: Outcome,
+        started: Instant,
+        at: Instant,
+    ) {
+        let Some(ch) = self.live.channels.get_mut(channel) else {
+            return;
+        };
+        let before = *ch;
+        ch.apply(outcome, started, at, &self.policy, Duration::ZERO);
+        if (before.until, before.failures) != (ch.until, ch.failures) {
+            self.health_changed = true;
+        }
+    }
+
+    /// Clears the cooldowns of one channel and its entries (`Some(i)`) or of everything, as of
+    /// `now`: the newer `updated` wins over every worker's local view.
+    pub fn clear(&mut self, channel: Option<usize>, now: Instant) -> usize {
+        let healed = Health {
+            updated: Some(now),
+            ..Health::default()
+        };
+        let mut cleared = 0;
+        for (i, h) in self.live.channels.iter_mut().enumerate() {
+            if channel.is_none_or(|c| c == i) {
+                cleared += usize::from(h.failures > 0 || h.until.is_some());
+                *h = healed;
+            }
+        }
+        for (e, owner) in self.live.entries.iter_mut().zip(self.owners.iter()) {
+            if channel.is_none_or(|c| c == *owner as usize) {
+                cleared += usize::from(e.health.failures > 0 || e.health.until.is_some());
+                e.health = healed;
+            }
+        }
+        self.health_changed = true;
+        cleared
+    }
+
+    /// The merged (possibly unpublished) state.
+    pub fn view(&self) -> &Live {
+        &self.live
+    }
+
     /// The state to publish; clears the change flags.
     pub fn publish(&mut self) -> Arc<Live> {
         self.health_changed = false;
@@ -215,7 +266,9 @@ impl Live {
             .map(|(i, c)| (&*c.id, i))
             .collect();
         for (i, c) in new.channels.iter().enumerate() {
+            // A new key is a fresh start: its predecessor's 401 says nothing about it.
             if let Some(&j) = old_channel.get(&*c.id)
+                && old.channels[j].key_fingerprint == c.key_fingerprint
                 && let Some(h) = old.live.channels.get(j)
             {
                 live.channels[i] = *h;
@@ -278,7 +331,7 @@ mod tests {
 
     #[test]
     fn merges_health_and_averages() {
-        let mut m = Merger::new(Live::new(1, 1, 2), policy());
+        let mut m = Merger::new(Live::new(1, 1, 2), vec![0, 0].into(), policy());
         m.apply(&report(Some(Outcome::Transient), None));
         assert!(m.health_changed);
         let live = m.publish();

@@ -54,6 +54,20 @@ fn apply_overrides(cfg: &mut Config, cli: &cli::Cli) -> Result<(), String> {
     if let Some(w) = cli.workers {
         cfg.server.workers = w;
     }
+    match cli.admin_listen.as_deref() {
+        None => {}
+        Some("off") => cfg.admin = None,
+        Some(l) => {
+            let listen = units::parse_listen(l).map_err(|e| format!("--admin-listen: {e}"))?;
+            let token = cfg.admin.take().and_then(|a| a.token);
+            if token.is_none() && !listen.ip().is_loopback() {
+                return Err(format!(
+                    "--admin-listen {listen}: a non-loopback admin address needs [admin] token"
+                ));
+            }
+            cfg.admin = Some(smart_ai_router::config::AdminConfig { listen, token });
+        }
+    }
     Ok(())
 }
 
@@ -211,12 +225,14 @@ fn route(cli: &cli::Cli, args: &cli::RouteArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn wait_for_signal() -> Option<i32> {
+/// Blocks until SIGINT or SIGTERM; SIGHUP calls `on_hup` (a reload) and keeps waiting.
+fn wait_for_signal(on_hup: &dyn Fn()) -> Option<i32> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]).ok()?;
     for s in signals.forever() {
         if s == SIGHUP {
-            tracing::info!("SIGHUP: config reload arrives with the control-plane work; ignored");
+            tracing::info!("SIGHUP: reloading the config");
+            on_hup();
             continue;
         }
         return Some(s);
@@ -249,7 +265,7 @@ fn mock_upstream(cli: &cli::Cli, args: cli::MockArgs) -> ExitCode {
     match mock::start(cfg) {
         Ok(h) => {
             println!("mock upstream listening on http://{}/v1", h.addr());
-            wait_for_signal();
+            wait_for_signal(&|| {});
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -295,7 +311,23 @@ fn run(cli: &cli::Cli) -> ExitCode {
         return ExitCode::from(2);
     }
     let _guard = logging::init(&cfg.log);
-    let gateway = match bootstrap::start(cfg.clone()) {
+    // Reloads re-read the same source and re-apply the command-line overrides.
+    let loader: Option<smart_ai_router::control::Loader> = match &cfg.source {
+        smart_ai_router::config::Source::File(_)
+        | smart_ai_router::config::Source::Environment(_) => {
+            let source = bootstrap::default_loader(&cfg);
+            let cli = cli.clone();
+            source.map(|load| -> smart_ai_router::control::Loader {
+                Box::new(move || {
+                    let mut c = load()?;
+                    apply_overrides(&mut c, &cli).map_err(|e| vec![e])?;
+                    Ok(c)
+                })
+            })
+        }
+        _ => None,
+    };
+    let gateway = match bootstrap::start_with(cfg.clone(), loader) {
         Ok(g) => g,
         Err(e) => {
             tracing::error!("cannot start: {e}");
@@ -304,7 +336,8 @@ fn run(cli: &cli::Cli) -> ExitCode {
         }
     };
     banner(&cfg, &gateway, demo_mock.as_ref());
-    let sig = wait_for_signal();
+    smart_ai_router::notify::ready();
+    let sig = wait_for_signal(&|| gateway.request_reload());
     tracing::info!(signal = ?sig, "shutting down: draining in-flight requests");
     gateway.shutdown();
     tracing::info!("stopped");
@@ -320,6 +353,7 @@ fn banner(cfg: &Config, g: &bootstrap::Gateway, demo: Option<&mock::MockHandle>)
         driver = board.driver.driver.as_str(),
         driver_reason = %board.driver.reason,
         channels = cfg.channels.len(),
+        admin = %g.admin_addr().map_or("off".to_string(), |a| a.to_string()),
         "smart-ai-router started"
     );
     match &cfg.source {

@@ -20,12 +20,15 @@ fn repo(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-/// A command with an empty environment (no provider keys leak in from the machine).
+/// A command with an empty environment (no provider keys leak in from the machine) and the
+/// admin API on an ephemeral port.
 fn bin() -> Command {
     let mut c = Command::new(BIN);
     c.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .stdin(Stdio::null());
+        .stdin(Stdio::null())
+        // Tests run side by side: the admin API must not contend for its fixed default port.
+        .args(["--admin-listen", "127.0.0.1:0"]);
     c
 }
 

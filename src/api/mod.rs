@@ -103,7 +103,7 @@ pub async fn handle(
         Route::Health => health(worker, snap, ex).await,
         Route::Models => ex.out.send_json(200, snap.catalog.models_json()).await,
         Route::Model => {
-            let id = percent_decode(&unversioned(path)[b"/models/".len()..]);
+            let id = crate::h1::percent_decode(&unversioned(path)[b"/models/".len()..]);
             match snap.catalog.model_json(&id) {
                 Some(body) => ex.out.send_json(200, body).await,
                 None => {
@@ -214,26 +214,6 @@ async fn preflight(req: &Request<'_>, ex: &mut Exchange<'_>) {
     ex.out.body(b"", b"").await
 }
 
-fn percent_decode(raw: &[u8]) -> String {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] == b'%'
-            && let (Some(h), Some(l)) = (
-                raw.get(i + 1).and_then(|c| (*c as char).to_digit(16)),
-                raw.get(i + 2).and_then(|c| (*c as char).to_digit(16)),
-            )
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-            continue;
-        }
-        out.push(raw[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,7 +235,10 @@ mod tests {
 
     #[test]
     fn percent_decoding() {
-        assert_eq!(percent_decode(b"openai%2Fgpt-4o"), "openai/gpt-4o");
-        assert_eq!(percent_decode(b"a%zz%4"), "a%zz%4");
+        assert_eq!(
+            crate::h1::percent_decode(b"openai%2Fgpt-4o"),
+            "openai/gpt-4o"
+        );
+        assert_eq!(crate::h1::percent_decode(b"a%zz%4"), "a%zz%4");
     }
 }

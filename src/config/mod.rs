@@ -358,7 +358,7 @@ pub struct Config {
     pub health: HealthConfig,
     /// `[state] dir`: discovery cache and admin overrides (none: nothing persists).
     pub state_dir: Option<PathBuf>,
-    /// `[admin]`, when present.
+    /// `[admin]` (on unless `enabled = false`).
     pub admin: Option<AdminConfig>,
     /// `[log]`.
     pub log: LogConfig,
@@ -1212,7 +1212,9 @@ fn build(raw: raw::Root) -> Result<Config, ConfigError> {
             format!("\"{}\" must be an absolute path", d.display()),
         );
     }
-    let admin = raw.admin.map(|a| {
+    let admin = Some(raw.admin.unwrap_or_default())
+        .filter(|a| a.enabled != Some(false))
+        .map(|a| {
         let listen = units::parse_listen(a.listen.as_deref().unwrap_or(defaults::ADMIN_LISTEN))
             .unwrap_or_else(|m| {
                 c.err("admin.listen", m);

@@ -77,6 +77,7 @@ pub(super) struct State {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Admin {
+    pub enabled: Option<bool>,
     pub listen: Option<String>,
     pub token: Option<String>,
 }

@@ -1,39 +1,58 @@
-//! The control thread: owns the config, resolves upstream host names (on helper threads, every
-//! address, re-resolved every `server.dns_refresh`), builds immutable snapshots and publishes
-//! them to every worker (latest wins), and relays shutdown.
+//! The control thread: owns the config and everything derived from it, and keeps the workers'
+//! snapshots true while providers change. It runs its own monoio event loop with these tasks:
+//!
+//! * the main loop (every [`POLL`]): shutdown and reload requests, worker reports merged into
+//!   live state (a health change publishes at once, averages within a tick), DNS answers, and
+//!   a coalesced catalog rebuild when discovery, a reload or an admin override changed it;
+//! * discovery rounds (`discovery`): every channel's model list, bounded concurrency;
+//! * health probes (`probe`): recovery checks for channels out of rotation and idle ones;
+//! * the admin API (`admin`) on its own listener; reloads (`reload`).
 //!
 //! Invariants: workers never wait on this thread: publication is a non-blocking `try_send` into
-//! a one-slot channel per worker (an older unread snapshot is dropped first). A failed
-//! re-resolution keeps the previous addresses. Blocking work (getaddrinfo, file reads) happens
-//! here or on helper threads, never on a worker.
+//! a one-slot channel per worker (an older unread snapshot is dropped first). Blocking work
+//! (getaddrinfo, state-file writes) runs on helper threads, so a slow resolver or disk never
+//! delays probes or the admin API. State lives in one `RefCell` borrowed only between awaits.
+//! A failed re-resolution keeps the previous addresses.
 //! Not here: request handling of any kind.
 
-#![allow(clippy::disallowed_methods)] // the control plane may block: it is not a worker
+#![allow(clippy::disallowed_methods)] // the control plane may block briefly: it is not a worker
 
+pub mod admin;
 pub mod dns;
+pub mod fetch;
 pub mod http;
+pub mod reload;
 pub mod store;
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 
+use crate::catalog::DiscoveryMap;
 use crate::config::{Config, Scheme};
-use crate::live::{Merger, Report};
-use crate::snapshot::{Resolved, Snapshot, TlsConfigs};
+use crate::live::{Live, Merger, Report};
+use crate::snapshot::{Overrides, Resolved, Snapshot, TlsConfigs};
+use crate::upstream::Pool;
 use crate::upstream::tls::ClientTls;
+use crate::worker::runtime::Chosen;
 use crate::worker::{Board, Command};
 
-/// Longest the control loop sleeps when it has no timed work.
-const IDLE_WAIT: Duration = Duration::from_secs(3600);
+pub use reload::{Loader, ReloadReport};
+
+/// How often the main loop looks for work (reports, requests, DNS answers, due rounds).
+pub const POLL: Duration = Duration::from_millis(5);
 
 /// Requests to the control thread.
 #[derive(Debug)]
 pub enum Request {
     /// Drain workers and stop.
     Shutdown,
+    /// Re-read the config; the outcome goes to the sender, if any.
+    Reload(Option<Sender<Result<ReloadReport, Vec<String>>>>),
 }
 
 /// One worker's snapshot slot: the sender, and a receiver clone used to discard an unread
@@ -94,30 +113,7 @@ pub fn build_tls(cfg: &Config) -> Result<TlsConfigs, String> {
     Ok(out)
 }
 
-/// The control thread's state.
-pub struct Control {
-    cfg: Config,
-    current: Arc<Snapshot>,
-    workers: usize,
-    resolved: Resolved,
-    tls: TlsConfigs,
-    slots: Vec<Slot>,
-    requests: Receiver<Request>,
-    reports: Receiver<Vec<Report>>,
-    merger: Merger,
-    board: Arc<Board>,
-}
-
-impl std::fmt::Debug for Control {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Control")
-            .field("epoch", &self.current.epoch)
-            .finish_non_exhaustive()
-    }
-}
-
 /// What the control thread is given at start.
-#[derive(Debug)]
 pub struct Setup {
     /// The validated config.
     pub cfg: Config,
@@ -125,199 +121,478 @@ pub struct Setup {
     pub first: Arc<Snapshot>,
     /// Worker count.
     pub workers: usize,
+    /// The event-loop driver (the control loop runs the same one).
+    pub driver: Chosen,
     /// TLS settings per provider.
     pub tls: TlsConfigs,
     /// One slot per worker.
     pub slots: Vec<Slot>,
-    /// Requests (shutdown).
+    /// Requests (shutdown, reload).
     pub requests: Receiver<Request>,
     /// Worker outcome report batches.
     pub reports: Receiver<Vec<Report>>,
     /// The health board.
     pub board: Arc<Board>,
+    /// Model lists from the discovery cache (already in `first`).
+    pub discovered: DiscoveryMap,
+    /// Admin overrides from the state dir (already in `first`).
+    pub overrides: Overrides,
+    /// The state directory.
+    pub store: store::Store,
+    /// The bound admin listener, if the admin API is on.
+    pub admin: Option<std::net::TcpListener>,
+    /// Re-reads the config on reload (none: nothing to re-read).
+    pub loader: Option<Loader>,
 }
 
-impl Control {
-    /// Control state after bootstrap published `first`.
-    pub fn new(setup: Setup) -> Control {
+impl std::fmt::Debug for Setup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Setup")
+            .field("epoch", &self.first.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts the control thread.
+pub fn spawn(setup: Setup) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("sar-control".into())
+        .spawn(move || {
+            let driver = setup.driver.clone();
+            let ctl = Rc::new(Ctl::new(setup));
+            if let Err(e) = crate::worker::runtime::block_on(&driver, run(ctl.clone())) {
+                // No event loop: still stop the workers, or the process would hang on join.
+                tracing::error!(error = %e, "control event loop failed to start");
+                ctl.stop_workers_blocking();
+            }
+        })
+}
+
+/// The last fetch (discovery or probe) of a channel, for the admin API.
+#[derive(Debug, Clone)]
+pub struct Fetch {
+    /// When it finished.
+    pub at: SystemTime,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// HTTP status, if one came back.
+    pub status: Option<u16>,
+    /// What happened, in words (never a key).
+    pub detail: String,
+    /// How long it took.
+    pub ms: f32,
+    /// Models found (discovery).
+    pub models: Option<usize>,
+}
+
+/// What the control plane knows about a channel beyond the snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct ChannelStatus {
+    /// Last discovery fetch.
+    pub discovery: Option<Fetch>,
+    /// Last health probe.
+    pub probe: Option<Fetch>,
+}
+
+/// The outcome of the latest reload, for the admin API.
+#[derive(Debug, Clone)]
+pub struct LastReload {
+    /// When.
+    pub at: SystemTime,
+    /// The errors that rejected it (empty: applied).
+    pub errors: Vec<String>,
+}
+
+/// Everything the control thread owns and changes.
+#[derive(Debug)]
+pub struct State {
+    /// The config in force.
+    pub cfg: Config,
+    /// The last published snapshot.
+    pub current: Arc<Snapshot>,
+    /// Worker count.
+    pub workers: usize,
+    /// Resolved upstream addresses.
+    pub resolved: Resolved,
+    /// TLS client settings per provider.
+    pub tls: TlsConfigs,
+    /// Discovered model lists by channel id.
+    pub discovered: DiscoveryMap,
+    /// Admin overrides.
+    pub overrides: Overrides,
+    /// Merged live state (ahead of `current.live` until published).
+    pub merger: Merger,
+    /// Host names to re-resolve.
+    pub hosts: Vec<(String, u16)>,
+    /// The catalog must be rebuilt (coalesced: one rebuild per loop turn).
+    pub rebuild_due: bool,
+    /// Averages changed: publish no later than this.
+    pub stats_due: Option<Instant>,
+    /// Per-channel fetch results.
+    pub status: HashMap<String, ChannelStatus>,
+    /// Time the last catalog rebuild took.
+    pub build_time: Duration,
+    /// Epoch and time of a publication not yet adopted by every worker.
+    pub propagating: Option<(u64, Instant)>,
+    /// How long the last publication took to reach every worker.
+    pub propagation: Option<Duration>,
+    /// Publications so far.
+    pub publications: u64,
+    /// Next discovery round.
+    pub next_discovery: Option<Instant>,
+    /// Channels an operator or a reload asked to (re)discover (empty list: all).
+    pub discovery_wanted: Option<Vec<String>>,
+    /// Next probe round.
+    pub next_probe: Option<Instant>,
+    /// Reloads applied and rejected so far.
+    pub reloads: (u64, u64),
+    /// The latest reload.
+    pub last_reload: Option<LastReload>,
+    /// Changes the running gateway could not apply (need a restart), from the last reload.
+    pub restart_required: Vec<String>,
+}
+
+/// The control thread's shared context (single-threaded: `Rc` + `RefCell`).
+pub struct Ctl {
+    /// Mutable state.
+    pub st: RefCell<State>,
+    /// Upstream connections for discovery and probes.
+    pub pool: Pool,
+    /// Worker epochs and readiness.
+    pub board: Arc<Board>,
+    slots: Vec<Slot>,
+    requests: Receiver<Request>,
+    reports: Receiver<Vec<Report>>,
+    /// The state directory.
+    pub store: store::Store,
+    resolver: dns::Resolver,
+    admin: RefCell<Option<std::net::TcpListener>>,
+    loader: Option<Loader>,
+    /// A reload is running (reloads are serialized).
+    pub reloading: Cell<bool>,
+    /// A discovery round is running.
+    pub discovering: Cell<bool>,
+    /// A probe round is running.
+    pub probing: Cell<bool>,
+    /// When the control thread started.
+    pub started: Instant,
+}
+
+impl std::fmt::Debug for Ctl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctl")
+            .field("epoch", &self.st.borrow().current.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ctl {
+    fn new(setup: Setup) -> Ctl {
+        let now = Instant::now();
         let live = (*setup.first.live).clone();
-        Control {
-            merger: Merger::new(live, setup.cfg.routing.cooldown),
-            cfg: setup.cfg,
+        let owners = owners(&setup.first);
+        let cfg = setup.cfg;
+        let next_discovery = cfg.discovery.enabled.then_some(now);
+        // Discovery validates every key at start; without it, the first probe round does.
+        let next_probe = cfg.health.enabled.then(|| {
+            if cfg.discovery.enabled {
+                now + cfg.health.interval
+            } else {
+                now
+            }
+        });
+        let state = State {
+            merger: Merger::new(live, owners, cfg.routing.cooldown),
+            hosts: Snapshot::hosts_to_resolve(&cfg),
             current: setup.first,
             workers: setup.workers,
             resolved: Resolved::new(),
             tls: setup.tls,
+            discovered: setup.discovered,
+            overrides: setup.overrides,
+            rebuild_due: false,
+            stats_due: None,
+            status: HashMap::new(),
+            build_time: Duration::ZERO,
+            propagating: None,
+            propagation: None,
+            publications: 0,
+            next_discovery,
+            discovery_wanted: None,
+            next_probe,
+            reloads: (0, 0),
+            last_reload: None,
+            restart_required: Vec::new(),
+            cfg,
+        };
+        Ctl {
+            st: RefCell::new(state),
+            pool: Pool::new(),
+            board: setup.board,
             slots: setup.slots,
             requests: setup.requests,
             reports: setup.reports,
-            board: setup.board,
+            store: setup.store,
+            resolver: dns::Resolver::start(),
+            admin: RefCell::new(setup.admin),
+            loader: setup.loader,
+            reloading: Cell::new(false),
+            discovering: Cell::new(false),
+            probing: Cell::new(false),
+            started: now,
         }
     }
 
-    /// Runs the control loop on a new thread.
-    pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
-        std::thread::Builder::new()
-            .name("sar-control".into())
-            .spawn(move || self.run())
-    }
-
-    fn publish(&mut self, next: Snapshot) {
+    /// Publishes `next` to every worker.
+    fn publish(&self, st: &mut State, next: Snapshot) {
         let snap = Arc::new(next);
         for slot in &self.slots {
             slot.publish(snap.clone());
         }
         tracing::debug!(epoch = snap.epoch, "snapshot published");
-        self.current = snap;
+        st.propagating = Some((snap.epoch, Instant::now()));
+        st.publications += 1;
+        st.current = snap;
+    }
+
+    /// Publishes the merged live state (health or averages changed).
+    fn publish_live(&self, st: &mut State) {
+        let epoch = st.current.epoch + 1;
+        let live = st.merger.publish();
+        let next = st.current.with_live(epoch, live);
+        st.stats_due = None;
+        self.publish(st, next);
     }
 
     /// New endpoints after DNS: same catalog and live state.
-    fn publish_endpoints(&mut self) {
-        let epoch = self.current.epoch + 1;
-        let fresh = Snapshot::build(
-            &self.cfg,
+    fn publish_endpoints(&self, st: &mut State) {
+        let epoch = st.current.epoch + 1;
+        let fresh = Snapshot::build_with(
+            &st.cfg,
             epoch,
-            &self.resolved,
-            &self.tls,
-            self.workers,
-            self.current.catalog.generation,
+            &st.resolved,
+            &st.tls,
+            st.workers,
+            st.current.catalog.generation,
+            &st.discovered,
+            &st.overrides,
         );
-        let next = self.current.with_channels(epoch, &fresh);
-        self.publish(next);
+        let next = st.current.with_channels(epoch, &fresh);
+        self.publish(st, next);
     }
 
-    /// New live state after worker reports.
-    fn publish_live(&mut self) {
-        let epoch = self.current.epoch + 1;
-        let live = self.merger.publish();
-        let next = self.current.with_live(epoch, live);
-        self.publish(next);
+    /// Rebuilds channels and catalog (new generation), carrying live state over by channel id
+    /// and (channel id, model), and publishes.
+    pub fn rebuild(&self, st: &mut State) {
+        let t = Instant::now();
+        let epoch = st.current.epoch + 1;
+        // Merged but unpublished health must not be lost in the carry-over.
+        let merged = st
+            .current
+            .with_live(st.current.epoch, Arc::new(st.merger.view().clone()));
+        let mut next = Snapshot::build_with(
+            &st.cfg,
+            epoch,
+            &st.resolved,
+            &st.tls,
+            st.workers,
+            st.current.catalog.generation + 1,
+            &st.discovered,
+            &st.overrides,
+        );
+        let live = Live::carried_over(&merged, &next);
+        next.live = Arc::new(live.clone());
+        st.merger = Merger::new(live, owners(&next), st.cfg.routing.cooldown);
+        st.build_time = t.elapsed();
+        st.rebuild_due = false;
+        st.stats_due = None;
+        tracing::info!(
+            epoch,
+            generation = next.catalog.generation,
+            channels = next.channels.len(),
+            entries = next.catalog.entries.len(),
+            build_us = st.build_time.as_micros() as u64,
+            "catalog rebuilt"
+        );
+        self.publish(st, next);
     }
 
-    fn run(mut self) {
-        let hosts = Snapshot::hosts_to_resolve(&self.cfg);
-        // Hosts still unanswered in the first round; /health says `starting` until it is 0.
-        let mut first_round = hosts.len();
-        if first_round == 0 {
-            self.board.set_resolved();
-        }
-        let resolver = dns::Resolver::start();
-        let refresh = self.cfg.server.dns_refresh;
-        let tick = self.cfg.server.tick;
-        let mut next_resolve = Instant::now();
-        // Averages changed: publish no later than this (health changes publish at once).
-        let mut stats_due: Option<Instant> = None;
-        loop {
-            let now = Instant::now();
-            if !hosts.is_empty() && now >= next_resolve {
-                resolver.resolve(hosts.clone());
-                next_resolve = now + refresh;
-            }
-            if stats_due.is_some_and(|t| now >= t) {
-                stats_due = None;
-                self.publish_live();
-            }
-            // Sleep until the next timed job; with none, only messages wake this thread.
-            let mut wake = now + IDLE_WAIT;
-            if !hosts.is_empty() {
-                wake = wake.min(next_resolve);
-            }
-            if let Some(t) = stats_due {
-                wake = wake.min(t);
-            }
-            let wait = wake
-                .saturating_duration_since(now)
-                .max(Duration::from_millis(1));
-            crossbeam_channel::select! {
-                recv(self.requests) -> r => match r {
-                    Ok(Request::Shutdown) | Err(_) => break,
-                },
-                recv(self.reports) -> r => {
-                    if let Ok(first) = r {
-                        self.merge_reports(first);
-                        if self.merger.health_changed {
-                            stats_due = None;
-                            self.publish_live();
-                        } else if self.merger.stats_changed && stats_due.is_none() {
-                            stats_due = Some(Instant::now() + tick);
-                        }
-                    }
-                },
-                recv(resolver.results()) -> r => {
-                    if let Ok(batch) = r {
-                        let answered = batch.len();
-                        if self.merge(batch) {
-                            self.publish_endpoints();
-                        }
-                        if first_round > 0 {
-                            first_round = first_round.saturating_sub(answered);
-                            if first_round == 0 {
-                                self.board.set_resolved();
-                            }
-                        }
-                    }
-                },
-                default(wait) => {},
+    /// Index of the channel `id` in the current snapshot.
+    pub fn channel_index(st: &State, id: &str) -> Option<usize> {
+        st.current.channels.iter().position(|c| &*c.id == id)
+    }
+
+    /// Merges every queued report batch.
+    fn merge_reports(&self, st: &mut State) {
+        while let Ok(batch) = self.reports.try_recv() {
+            for r in &batch {
+                st.merger.apply(r);
             }
         }
+    }
+
+    /// Merges resolver answers; true when any address set changed. Returns hosts answered.
+    fn merge_dns(&self, st: &mut State) -> (bool, usize) {
+        let mut changed = false;
+        let mut answered = 0;
+        while let Ok(batch) = self.resolver.results().try_recv() {
+            for a in batch {
+                answered += 1;
+                match a.addrs {
+                    Ok(addrs) if !addrs.is_empty() => {
+                        let key = (a.host.clone(), a.port);
+                        if st.resolved.get(&key) != Some(&addrs) {
+                            tracing::info!(host = %a.host, addrs = ?addrs, "upstream resolved");
+                            st.resolved.insert(key, addrs);
+                            changed = true;
+                        }
+                    }
+                    Ok(_) => tracing::warn!(host = %a.host, "upstream host resolved to no address"),
+                    Err(e) => {
+                        tracing::warn!(host = %a.host, error = %e, "cannot resolve upstream host; keeping previous addresses")
+                    }
+                }
+            }
+        }
+        (changed, answered)
+    }
+
+    /// Starts resolving `hosts` on helper threads.
+    pub fn resolve(&self, hosts: Vec<(String, u16)>) {
+        if !hosts.is_empty() {
+            self.resolver.resolve(hosts);
+        }
+    }
+
+    /// Asks for a discovery round (all channels, or these ids) as soon as none is running.
+    pub fn want_discovery(&self, ids: Option<Vec<String>>) {
+        let mut st = self.st.borrow_mut();
+        st.discovery_wanted = match (st.discovery_wanted.take(), ids) {
+            (Some(mut a), Some(b)) if !a.is_empty() => {
+                a.extend(b);
+                Some(a)
+            }
+            (Some(_), _) | (None, None) => Some(Vec::new()),
+            (None, Some(b)) => Some(b),
+        };
+    }
+
+    /// Stops the workers when no event loop could be built.
+    fn stop_workers_blocking(&self) {
         for slot in &self.slots {
             let _ = slot.commands.send(Command::Shutdown);
         }
-        // Counts are never dropped: merge every report until each worker has flushed its last
-        // ones and stopped, bounded by the drain time.
-        let deadline = Instant::now() + self.cfg.server.drain_timeout + Duration::from_secs(5);
+    }
+}
+
+/// Channel index of every catalog entry.
+fn owners(s: &Snapshot) -> Box<[u32]> {
+    s.catalog.entries.iter().map(|e| e.channel).collect()
+}
+
+/// Up to ±10 % of `d`, from a per-call random seed (no crate needed for this).
+pub fn jittered(d: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let r = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let frac = (r % 2001) as f64 / 1000.0 - 1.0; // [-1, 1]
+    d.mul_f64(1.0 + 0.1 * frac)
+}
+
+async fn run(ctl: Rc<Ctl>) {
+    if let Some(l) = ctl.admin.borrow_mut().take() {
+        match monoio::net::TcpListener::from_std(l) {
+            Ok(l) => {
+                monoio::spawn(admin::serve(ctl.clone(), l));
+            }
+            Err(e) => tracing::error!(error = %e, "admin API listener unusable"),
+        }
+    }
+    // Hosts still unanswered in the first round; /health says `starting` until it is 0.
+    let mut first_round = {
+        let st = ctl.st.borrow();
+        ctl.resolve(st.hosts.clone());
+        st.hosts.len()
+    };
+    if first_round == 0 {
+        ctl.board.set_resolved();
+    }
+    let mut next_resolve = Instant::now() + ctl.st.borrow().cfg.server.dns_refresh;
+    'main: loop {
         loop {
-            let stopped = self.board.all_stopped();
-            while let Ok(batch) = self.reports.try_recv() {
-                for r in &batch {
-                    self.merger.apply(r);
+            match ctl.requests.try_recv() {
+                Ok(Request::Shutdown) | Err(TryRecvError::Disconnected) => break 'main,
+                Ok(Request::Reload(reply)) => {
+                    let c = ctl.clone();
+                    monoio::spawn(async move {
+                        let r = reload::reload(&c).await;
+                        if let Some(tx) = reply {
+                            let _ = tx.send(r);
+                        }
+                    });
+                }
+                Err(TryRecvError::Empty) => break,
+            }
+        }
+        let now = Instant::now();
+        {
+            let mut st = ctl.st.borrow_mut();
+            let st = &mut *st;
+            ctl.merge_reports(st);
+            if st.merger.health_changed {
+                ctl.publish_live(st);
+            } else if st.merger.stats_changed && st.stats_due.is_none() {
+                st.stats_due = Some(now + st.cfg.server.tick);
+            }
+            if st.stats_due.is_some_and(|t| now >= t) {
+                ctl.publish_live(st);
+            }
+            let (changed, answered) = ctl.merge_dns(st);
+            if changed {
+                ctl.publish_endpoints(st);
+            }
+            if first_round > 0 && answered > 0 {
+                first_round = first_round.saturating_sub(answered);
+                if first_round == 0 {
+                    ctl.board.set_resolved();
                 }
             }
-            if stopped || Instant::now() >= deadline {
-                break;
+            if now >= next_resolve {
+                ctl.resolve(st.hosts.clone());
+                next_resolve = now + st.cfg.server.dns_refresh;
             }
-            let _ = self
-                .reports
-                .recv_timeout(Duration::from_millis(5))
-                .map(|batch| {
-                    for r in &batch {
-                        self.merger.apply(r);
-                    }
-                });
+            if st.rebuild_due {
+                ctl.rebuild(st);
+            }
+            if let Some((epoch, at)) = st.propagating
+                && ctl.board.min_epoch() >= epoch
+            {
+                st.propagation = Some(at.elapsed());
+                st.propagating = None;
+            }
         }
+        fetch::schedule(&ctl, now);
+        monoio::time::sleep(POLL).await;
     }
+    shutdown(&ctl).await;
+}
 
-    /// Merges `first` and every batch already queued behind it.
-    fn merge_reports(&mut self, first: Vec<Report>) {
-        for r in &first {
-            self.merger.apply(r);
-        }
-        while let Ok(batch) = self.reports.try_recv() {
-            for r in &batch {
-                self.merger.apply(r);
-            }
-        }
+/// Tells every worker to drain, then merges reports until each has flushed its last ones and
+/// stopped (counts are never dropped), bounded by the drain time.
+async fn shutdown(ctl: &Ctl) {
+    crate::notify::stopping();
+    for slot in &ctl.slots {
+        let _ = slot.commands.send(Command::Shutdown);
     }
-
-    /// Merges resolver answers; true when any address set changed.
-    fn merge(&mut self, batch: Vec<dns::Answer>) -> bool {
-        let mut changed = false;
-        for a in batch {
-            match a.addrs {
-                Ok(addrs) if !addrs.is_empty() => {
-                    let key = (a.host.clone(), a.port);
-                    if self.resolved.get(&key) != Some(&addrs) {
-                        tracing::info!(host = %a.host, addrs = ?addrs, "upstream resolved");
-                        self.resolved.insert(key, addrs);
-                        changed = true;
-                    }
-                }
-                Ok(_) => tracing::warn!(host = %a.host, "upstream host resolved to no address"),
-                Err(e) => {
-                    tracing::warn!(host = %a.host, error = %e, "cannot resolve upstream host; keeping previous addresses")
-                }
-            }
+    let drain = ctl.st.borrow().cfg.server.drain_timeout;
+    let deadline = Instant::now() + drain + Duration::from_secs(5);
+    loop {
+        let stopped = ctl.board.all_stopped();
+        ctl.merge_reports(&mut ctl.st.borrow_mut());
+        if stopped || Instant::now() >= deadline {
+            break;
         }
-        changed
+        monoio::time::sleep(POLL).await;
     }
 }

@@ -34,6 +34,21 @@ pub enum Fault {
     Reset,
 }
 
+/// The shape of the mock's model list (discovery must accept each).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ListFormat {
+    /// OpenAI: `{"object":"list","data":[{"id":…}]}`.
+    #[default]
+    Data,
+    /// OpenRouter: `data` entries with `context_length`, `pricing` (USD per token),
+    /// `architecture.input_modalities` and `supported_parameters`.
+    OpenRouter,
+    /// A bare JSON array of model objects.
+    Bare,
+    /// Gemini / Ollama style: `{"models":[{"name":…}]}` (Gemini names carry `models/`).
+    Models,
+}
+
 /// How the mock behaves.
 #[derive(Debug, Clone)]
 pub struct MockConfig {
@@ -70,6 +85,11 @@ pub struct MockConfig {
     pub record: bool,
     /// Event-loop threads.
     pub workers: usize,
+    /// Shape of the `GET …/models` answer.
+    pub list_format: ListFormat,
+    /// When set, every request must carry this key (`Authorization: Bearer`, `x-api-key` or
+    /// `api-key`), else it gets a 401 like a provider's.
+    pub require_key: Option<String>,
 }
 
 impl Default for MockConfig {
@@ -90,6 +110,8 @@ impl Default for MockConfig {
             tls: None,
             record: false,
             workers: 1,
+            list_format: ListFormat::Data,
+            require_key: None,
         }
     }
 }
@@ -247,6 +269,13 @@ impl Req {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
+    fn carries_key(&self, key: &str) -> bool {
+        self.header("authorization")
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .or_else(|| self.header("x-api-key"))
+            .or_else(|| self.header("api-key"))
+            .is_some_and(|k| k == key)
+    }
     fn header_num(&self, name: &str) -> Option<u64> {
         self.header(name).and_then(|v| v.trim().parse().ok())
     }
@@ -327,8 +356,17 @@ async fn serve<S: AsyncReadRent + AsyncWriteRent>(mut s: S, shared: &Shared) {
         }
         let path = req.target.split('?').next().unwrap_or("");
         let keep = req.keep_alive;
-        let ok = if req.method == "GET" && path.ends_with("/models") {
-            let body = models_json(&shared.cfg.models);
+        let ok = if let Some(want) = &shared.cfg.require_key
+            && !req.carries_key(want)
+        {
+            if req.method == "POST" {
+                shared.requests.fetch_add(1, Ordering::SeqCst);
+            }
+            let body = error_json(401, "Incorrect API key provided");
+            write_simple(&mut s, 401, &[], &body, keep).await
+        } else if req.method == "GET" && (path.ends_with("/models") || path.ends_with("/api/tags"))
+        {
+            let body = models_json(&shared.cfg.models, shared.cfg.list_format);
             write_simple(&mut s, 200, &[], &body, keep).await
         } else if req.method == "POST" && path.ends_with("/chat/completions") {
             shared.requests.fetch_add(1, Ordering::SeqCst);
@@ -367,17 +405,48 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-fn models_json(models: &[String]) -> Vec<u8> {
-    let mut b = b"{\"object\":\"list\",\"data\":[".to_vec();
+fn models_json(models: &[String], format: ListFormat) -> Vec<u8> {
+    let mut b = match format {
+        ListFormat::Data | ListFormat::OpenRouter => b"{\"object\":\"list\",\"data\":[".to_vec(),
+        ListFormat::Bare => b"[".to_vec(),
+        ListFormat::Models => b"{\"models\":[".to_vec(),
+    };
     for (i, m) in models.iter().enumerate() {
         if i > 0 {
             b.push(b',');
         }
-        b.extend_from_slice(b"{\"id\":");
-        json::write_str(&mut b, m);
-        b.extend_from_slice(b",\"object\":\"model\",\"created\":1700000000,\"owned_by\":\"mock\"}");
+        match format {
+            ListFormat::Data | ListFormat::Bare => {
+                b.extend_from_slice(b"{\"id\":");
+                json::write_str(&mut b, m);
+                b.extend_from_slice(
+                    b",\"object\":\"model\",\"created\":1700000000,\"owned_by\":\"mock\"}",
+                );
+            }
+            ListFormat::OpenRouter => {
+                // The same figures for every model: 128k context, $1 / $2 per 1M tokens,
+                // text + image input, tools.
+                b.extend_from_slice(b"{\"id\":");
+                json::write_str(&mut b, m);
+                b.extend_from_slice(
+                    b",\"context_length\":131072,\"top_provider\":{\"max_completion_tokens\":16384},\
+                      \"pricing\":{\"prompt\":\"0.000001\",\"completion\":\"0.000002\"},\
+                      \"architecture\":{\"input_modalities\":[\"text\",\"image\"]},\
+                      \"supported_parameters\":[\"tools\",\"response_format\"]}",
+                );
+            }
+            ListFormat::Models => {
+                b.extend_from_slice(b"{\"name\":");
+                json::write_str(&mut b, &format!("models/{m}"));
+                b.extend_from_slice(b",\"inputTokenLimit\":32768,\"outputTokenLimit\":8192}");
+            }
+        }
     }
-    b.extend_from_slice(b"]}");
+    b.extend_from_slice(if format == ListFormat::Bare {
+        b"]"
+    } else {
+        b"]}"
+    });
     b
 }
 

@@ -85,6 +85,13 @@ impl Board {
     fn set(&self, worker: usize, epoch: u64) {
         self.epochs[worker].store(epoch, Ordering::Relaxed);
     }
+    /// Every worker's current snapshot epoch, by worker id.
+    pub fn epochs(&self) -> Vec<u64> {
+        self.epochs
+            .iter()
+            .map(|e| e.load(Ordering::Relaxed))
+            .collect()
+    }
     /// The lowest epoch any worker holds (0 while one is still starting).
     pub fn min_epoch(&self) -> u64 {
         self.epochs

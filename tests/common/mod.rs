@@ -49,7 +49,7 @@ pub fn mock_models(models: &[&str]) -> MockHandle {
 }
 
 /// Starts a gateway from TOML (the `[server]` table gets `listen`, `driver` and `pin_workers`
-/// filled in unless given).
+/// filled in unless given; see [`control_plane_defaults`] for the rest).
 pub fn gateway(driver: &str, toml: &str) -> Gateway {
     let mut text = String::new();
     if !toml.contains("[server]") {
@@ -63,9 +63,24 @@ pub fn gateway(driver: &str, toml: &str) -> Gateway {
             1,
         ));
     }
+    control_plane_defaults(&mut text);
     let cfg = Config::parse(&text, &|_: &str| None)
         .unwrap_or_else(|e| panic!("test config is valid: {e}\n{text}"));
     bootstrap::start(cfg).expect("gateway starts")
+}
+
+/// Unless a test configures them: no discovery and no probes (their GETs would show up in
+/// the mock's connection and request counts), and the admin API on an ephemeral port.
+pub fn control_plane_defaults(text: &mut String) {
+    if !text.contains("[discovery]") {
+        text.push_str("\n[discovery]\nenabled = false\n");
+    }
+    if !text.contains("[health]") {
+        text.push_str("\n[health]\nenabled = false\n");
+    }
+    if !text.contains("[admin]") {
+        text.push_str("\n[admin]\nlisten = \"127.0.0.1:0\"\n");
+    }
 }
 
 fn server_defaults(driver: &str) -> String {

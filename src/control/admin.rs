@@ -1,0 +1,786 @@
+//! The admin API, on its own listener (`[admin] listen`) inside the control thread's event
+//! loop: see and steer channels, cooldowns, discovery, snapshots and reloads. Formats are
+//! documented in the README ("Admin API").
+//!
+//! Invariants: with `[admin] token` set, every request must carry `Authorization: Bearer
+//! <token>`, compared in constant time; without one the config only allows a loopback
+//! address. No response ever contains an API key: channels show an 8-hex SHA-256 fingerprint.
+//! Overrides are persisted before the answer is sent. One request per connection, bounded in
+//! size (64 KiB body) and time (10 s), at most [`MAX_CONNECTIONS`] at once. Never panics on
+//! input.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::net::{TcpListener, TcpStream};
+use simd_json::prelude::*;
+
+use super::{Ctl, Fetch, State};
+use crate::error::{Error, Kind};
+use crate::h1::head::{Body, RequestHead};
+use crate::json::Writer;
+use crate::routing::health::{Health, State as HealthState};
+
+/// Concurrent admin connections; more are closed at once.
+pub const MAX_CONNECTIONS: usize = 64;
+const MAX_HEAD: usize = 16 * 1024;
+const MAX_BODY: usize = 64 * 1024;
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts admin connections until the thread stops.
+pub async fn serve(ctl: Rc<Ctl>, listener: TcpListener) {
+    let open = Rc::new(Cell::new(0usize));
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            monoio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        if open.get() >= MAX_CONNECTIONS {
+            drop(stream);
+            continue;
+        }
+        open.set(open.get() + 1);
+        let (ctl, open) = (ctl.clone(), open.clone());
+        monoio::spawn(async move {
+            let _ = monoio::time::timeout(IO_TIMEOUT, connection(&ctl, stream)).await;
+            open.set(open.get() - 1);
+        });
+    }
+}
+
+/// A parsed admin request.
+struct Req {
+    method: String,
+    path: String,
+    authorization: Option<Vec<u8>>,
+    body: Vec<u8>,
+}
+
+/// An answer: status, JSON body, extra headers.
+struct Answer {
+    status: u16,
+    body: Vec<u8>,
+    challenge: bool,
+}
+
+impl Answer {
+    fn ok(w: Writer) -> Answer {
+        Answer {
+            status: 200,
+            body: w.out,
+            challenge: false,
+        }
+    }
+    fn error(e: Error) -> Answer {
+        Answer {
+            status: e.status,
+            body: e.body(),
+            challenge: e.status == 401,
+        }
+    }
+}
+
+async fn connection(ctl: &Rc<Ctl>, mut stream: TcpStream) {
+    let answer = match read_request(&mut stream).await {
+        Ok(req) => handle(ctl, req).await,
+        Err(Some(e)) => Answer::error(e),
+        Err(None) => return,
+    };
+    let mut out = Vec::with_capacity(answer.body.len() + 160);
+    crate::h1::write_status_line(&mut out, answer.status);
+    crate::h1::write_header(&mut out, b"content-type", b"application/json");
+    crate::h1::write_header(
+        &mut out,
+        b"content-length",
+        itoa::Buffer::new().format(answer.body.len()).as_bytes(),
+    );
+    crate::h1::write_header(&mut out, b"cache-control", b"no-store");
+    if answer.challenge {
+        crate::h1::write_header(
+            &mut out,
+            b"www-authenticate",
+            b"Bearer realm=\"smart-ai-router admin\"",
+        );
+    }
+    crate::h1::write_header(&mut out, b"connection", b"close");
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&answer.body);
+    let _ = stream.write_all(out).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Reads one request; `Err(None)` when the peer left before sending one.
+async fn read_request(stream: &mut TcpStream) -> Result<Req, Option<Error>> {
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let head = loop {
+        match RequestHead::parse(&buf, 64, MAX_HEAD) {
+            Ok(Some(h)) => break h,
+            Ok(None) => {}
+            Err(e) => {
+                return Err(Some(Error::bad_request(
+                    "invalid_request",
+                    format!("malformed admin request: {e:?}"),
+                )));
+            }
+        }
+        if read_more(stream, &mut buf).await == 0 {
+            return Err(None);
+        }
+    };
+    let text = |r: &std::ops::Range<usize>| String::from_utf8_lossy(&buf[r.clone()]).into_owned();
+    let method = text(&head.method_text);
+    let target = text(&head.target);
+    let path = target.split('?').next().unwrap_or("").to_string();
+    let authorization = head
+        .headers
+        .iter()
+        .find(|h| buf[h.name.clone()].eq_ignore_ascii_case(b"authorization"))
+        .map(|h| buf[h.value.clone()].to_vec());
+    let len = match head.body {
+        Body::None => 0,
+        Body::Length(n) if n as usize <= MAX_BODY => n as usize,
+        Body::Length(_) => {
+            return Err(Some(Error::new(
+                413,
+                Kind::InvalidRequest,
+                "request_too_large",
+                format!("admin request bodies are at most {MAX_BODY} bytes"),
+            )));
+        }
+        Body::Chunked | Body::Close => {
+            return Err(Some(Error::new(
+                411,
+                Kind::InvalidRequest,
+                "length_required",
+                "send admin request bodies with Content-Length",
+            )));
+        }
+    };
+    let mut body = buf.split_off(head.len);
+    while body.len() < len {
+        if read_more(stream, &mut body).await == 0 {
+            return Err(None);
+        }
+    }
+    body.truncate(len);
+    Ok(Req {
+        method,
+        path,
+        authorization,
+        body,
+    })
+}
+
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> usize {
+    if buf.len() > MAX_HEAD + MAX_BODY {
+        return 0;
+    }
+    let chunk = Vec::with_capacity(4096);
+    let (r, chunk) = stream.read(chunk).await;
+    match r {
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            n
+        }
+        Err(_) => 0,
+    }
+}
+
+/// Constant-time equality (length is not secret; content is).
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn authorized(st: &State, header: Option<&[u8]>) -> Result<(), Error> {
+    let Some(token) = st.cfg.admin.as_ref().and_then(|a| a.token.as_ref()) else {
+        return Ok(());
+    };
+    let given = header
+        .and_then(|h| h.strip_prefix(b"Bearer "))
+        .map(<[u8]>::trim_ascii);
+    match given {
+        Some(g) if same_secret(g, token.expose().as_bytes()) => Ok(()),
+        Some(_) => Err(Error::new(
+            401,
+            Kind::Authentication,
+            "invalid_admin_token",
+            "the admin token is not valid",
+        )),
+        None => Err(Error::new(
+            401,
+            Kind::Authentication,
+            "missing_admin_token",
+            "the admin API needs `Authorization: Bearer <[admin] token>`",
+        )),
+    }
+}
+
+fn not_found(what: &str) -> Error {
+    Error::new(404, Kind::InvalidRequest, "not_found", what.to_string())
+}
+
+async fn handle(ctl: &Rc<Ctl>, req: Req) -> Answer {
+    if let Err(e) = authorized(&ctl.st.borrow(), req.authorization.as_deref()) {
+        return Answer::error(e);
+    }
+    let parts: Vec<String> = req
+        .path
+        .trim_end_matches('/')
+        .split('/')
+        .skip(1)
+        .map(|p| crate::h1::percent_decode(p.as_bytes()))
+        .collect();
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let m = req.method.as_str();
+    let result = match (m, parts.as_slice()) {
+        ("GET", ["admin", "channels"]) => Ok(channels(&ctl.st.borrow(), None)),
+        ("GET", ["admin", "channels", id]) => {
+            let st = ctl.st.borrow();
+            Ctl::channel_index(&st, id)
+                .map(|i| channels(&st, Some(i)))
+                .ok_or_else(|| not_found(&format!("no channel `{id}`")))
+        }
+        ("POST", ["admin", "channels", id, "enable"]) => {
+            set_override(ctl, id, |o| o.enabled = Some(true))
+        }
+        ("POST", ["admin", "channels", id, "disable"]) => {
+            set_override(ctl, id, |o| o.enabled = Some(false))
+        }
+        ("PUT", ["admin", "channels", id, "priority"]) => match priority(&req.body) {
+            Ok(p) => set_override(ctl, id, |o| o.priority = Some(p)),
+            Err(e) => Err(e),
+        },
+        ("DELETE", ["admin", "channels", id, "overrides"]) => clear_overrides(ctl, id),
+        ("GET", ["admin", "cooldowns"]) => Ok(cooldowns(&ctl.st.borrow())),
+        ("DELETE", ["admin", "cooldowns"]) => Ok(clear_cooldowns(ctl, None)),
+        ("DELETE", ["admin", "cooldowns", id]) => {
+            let i = Ctl::channel_index(&ctl.st.borrow(), id);
+            match i {
+                Some(i) => Ok(clear_cooldowns(ctl, Some(i))),
+                None => Err(not_found(&format!("no channel `{id}`"))),
+            }
+        }
+        ("POST", ["admin", "discovery", "refresh"]) => refresh(ctl, &req.body),
+        ("GET", ["admin", "snapshot"]) => Ok(snapshot(ctl)),
+        ("POST", ["admin", "reload"]) => {
+            return match super::reload::reload(ctl).await {
+                Ok(r) => {
+                    let mut w = Writer::new();
+                    w.obj().key("status").str("reloaded");
+                    w.key("epoch")
+                        .uint(r.epoch)
+                        .key("generation")
+                        .uint(r.generation);
+                    w.key("channels").uint(r.channels as u64);
+                    w.key("entries").uint(r.entries as u64);
+                    w.key("restart_required").arr();
+                    for s in &r.restart_required {
+                        w.str(s);
+                    }
+                    w.end_arr().end_obj();
+                    Answer::ok(w)
+                }
+                Err(errors) => {
+                    let e = Error::new(
+                        422,
+                        Kind::InvalidRequest,
+                        "config_rejected",
+                        format!(
+                            "config rejected, the previous one keeps serving: {}",
+                            errors.join("; ")
+                        ),
+                    );
+                    Answer::error(e)
+                }
+            };
+        }
+        (_, ["admin", ..]) if known_path(&parts) => {
+            Err(Error::method_not_allowed(m, &req.path, allowed(&parts)))
+        }
+        _ => Err(Error::unknown_route(m, &req.path)),
+    };
+    match result {
+        Ok(w) => Answer::ok(w),
+        Err(e) => Answer::error(e),
+    }
+}
+
+fn known_path(parts: &[&str]) -> bool {
+    matches!(
+        parts,
+        ["admin", "channels"]
+            | ["admin", "channels", _]
+            | [
+                "admin",
+                "channels",
+                _,
+                "enable" | "disable" | "priority" | "overrides"
+            ]
+            | ["admin", "cooldowns"]
+            | ["admin", "cooldowns", _]
+            | ["admin", "discovery", "refresh"]
+            | ["admin", "snapshot"]
+            | ["admin", "reload"]
+    )
+}
+
+fn allowed(parts: &[&str]) -> &'static str {
+    match parts {
+        ["admin", "channels"] | ["admin", "channels", _] | ["admin", "snapshot"] => "GET",
+        ["admin", "channels", _, "priority"] => "PUT",
+        ["admin", "channels", _, "overrides"] | ["admin", "cooldowns", _] => "DELETE",
+        ["admin", "cooldowns"] => "GET, DELETE",
+        _ => "POST",
+    }
+}
+
+/// `{"priority": N}` with N an integer in ±1,000,000.
+fn priority(body: &[u8]) -> Result<i32, Error> {
+    let bad = || {
+        Error::bad_request(
+            "invalid_priority",
+            "send {\"priority\": N} with N an integer between -1000000 and 1000000",
+        )
+    };
+    let mut copy = body.to_vec();
+    let v = simd_json::to_owned_value(&mut copy).map_err(|_| bad())?;
+    let p = v.get("priority").and_then(|p| p.as_i64()).ok_or_else(bad)?;
+    if !(-1_000_000..=1_000_000).contains(&p) {
+        return Err(bad());
+    }
+    Ok(p as i32)
+}
+
+fn set_override(
+    ctl: &Rc<Ctl>,
+    id: &str,
+    change: impl FnOnce(&mut crate::snapshot::ChannelOverride),
+) -> Result<Writer, Error> {
+    let mut st = ctl.st.borrow_mut();
+    let st = &mut *st;
+    if !st.cfg.channels.iter().any(|c| c.id == id) {
+        return Err(not_found(&format!("no channel `{id}` in the config")));
+    }
+    change(st.overrides.channels.entry(id.to_string()).or_default());
+    ctl.store.save_overrides(&st.overrides);
+    ctl.rebuild(st);
+    tracing::info!(channel = id, "admin override set");
+    let i = Ctl::channel_index(st, id).ok_or_else(|| not_found(id))?;
+    Ok(channels(st, Some(i)))
+}
+
+fn clear_overrides(ctl: &Rc<Ctl>, id: &str) -> Result<Writer, Error> {
+    let mut st = ctl.st.borrow_mut();
+    let st = &mut *st;
+    if st.overrides.channels.remove(id).is_none() {
+        return Err(not_found(&format!("channel `{id}` has no overrides")));
+    }
+    ctl.store.save_overrides(&st.overrides);
+    ctl.rebuild(st);
+    tracing::info!(channel = id, "admin overrides cleared");
+    match Ctl::channel_index(st, id) {
+        Some(i) => Ok(channels(st, Some(i))),
+        None => {
+            let mut w = Writer::new();
+            w.obj().key("id").str(id).key("overrides").null().end_obj();
+            Ok(w)
+        }
+    }
+}
+
+fn clear_cooldowns(ctl: &Rc<Ctl>, channel: Option<usize>) -> Writer {
+    let mut st = ctl.st.borrow_mut();
+    let st = &mut *st;
+    let cleared = st.merger.clear(channel, Instant::now());
+    ctl.publish_live(st);
+    tracing::info!(cleared, "admin cleared cooldowns");
+    let mut w = Writer::new();
+    w.obj().key("cleared").uint(cleared as u64);
+    w.key("epoch").uint(st.current.epoch).end_obj();
+    w
+}
+
+fn refresh(ctl: &Rc<Ctl>, body: &[u8]) -> Result<Writer, Error> {
+    let ids = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let mut copy = body.to_vec();
+        let bad = || {
+            Error::bad_request(
+                "invalid_body",
+                "send nothing, or {\"channels\": [\"id\", …]}",
+            )
+        };
+        let v = simd_json::to_owned_value(&mut copy).map_err(|_| bad())?;
+        let list = v
+            .get("channels")
+            .and_then(|c| c.as_array())
+            .ok_or_else(bad)?;
+        let ids: Vec<String> = list
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect();
+        let st = ctl.st.borrow();
+        if let Some(unknown) = ids.iter().find(|id| Ctl::channel_index(&st, id).is_none()) {
+            return Err(not_found(&format!("no channel `{unknown}`")));
+        }
+        Some(ids)
+    };
+    ctl.want_discovery(ids);
+    let mut w = Writer::new();
+    w.obj().key("status").str("started");
+    w.key("running").bool(ctl.discovering.get()).end_obj();
+    Ok(w)
+}
+
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// `{"state":…,"reason":…,"failures":…,"remaining_s":…,"until_unix":…}`
+fn write_health(w: &mut Writer, h: &Health, now: Instant, wall: SystemTime) {
+    w.obj();
+    let (state, until) = match h.state(now) {
+        HealthState::Ok => ("ok", None),
+        HealthState::HalfOpen => ("half_open", None),
+        HealthState::Cooling(t) => ("cooling", Some(t.duration_since(now))),
+    };
+    w.key("state").str(state);
+    w.key("reason").str(h.why.as_str());
+    w.key("failures").uint(u64::from(h.failures));
+    match until {
+        Some(left) => {
+            w.key("remaining_s").num(left.as_secs_f64());
+            w.key("until_unix").num(unix(wall + left));
+        }
+        None => {
+            w.key("remaining_s").null();
+            w.key("until_unix").null();
+        }
+    }
+    w.end_obj();
+}
+
+fn write_fetch(w: &mut Writer, f: Option<&Fetch>) {
+    let Some(f) = f else {
+        w.null();
+        return;
+    };
+    w.obj().key("at_unix").num(unix(f.at)).key("ok").bool(f.ok);
+    match f.status {
+        Some(s) => w.key("status").uint(u64::from(s)),
+        None => w.key("status").null(),
+    };
+    w.key("detail")
+        .str(&f.detail)
+        .key("ms")
+        .num(f64::from(f.ms));
+    if let Some(n) = f.models {
+        w.key("models").uint(n as u64);
+    }
+    w.end_obj();
+}
+
+/// Every channel (`None`) or one, with health, cooldowns, stats, fetches and overrides.
+fn channels(st: &State, only: Option<usize>) -> Writer {
+    let now = Instant::now();
+    let wall = SystemTime::now();
+    let snap = &st.current;
+    let live = st.merger.view();
+    let mut w = Writer::new();
+    if only.is_none() {
+        w.obj().key("object").str("list").key("data").arr();
+    }
+    for (i, ch) in snap.channels.iter().enumerate() {
+        if only.is_some_and(|o| o != i) {
+            continue;
+        }
+        let cfg = st.cfg.channels.iter().find(|c| *c.id == *ch.id);
+        let health = live.channels.get(i).copied().unwrap_or_default();
+        let state = if !ch.enabled {
+            "disabled"
+        } else {
+            match health.state(now) {
+                HealthState::Ok => "ok",
+                HealthState::HalfOpen => "half_open",
+                HealthState::Cooling(_) => "cooling",
+            }
+        };
+        w.obj();
+        w.key("id")
+            .str(&ch.id)
+            .key("provider")
+            .str(&ch.provider)
+            .key("kind")
+            .str(&ch.kind);
+        let scheme = match ch.endpoint.scheme {
+            crate::config::Scheme::Http => "http",
+            crate::config::Scheme::Https => "https",
+        };
+        w.key("endpoint")
+            .str(&format!("{scheme}://{}", ch.endpoint.authority));
+        w.key("key_fingerprint")
+            .str(&format!("sha256:{}", ch.key_fingerprint));
+        w.key("state").str(state);
+        w.key("enabled")
+            .bool(ch.enabled)
+            .key("priority")
+            .int(i64::from(ch.priority));
+        w.key("weight").num(ch.weight);
+        w.key("config").obj();
+        match cfg {
+            Some(c) => {
+                w.key("enabled")
+                    .bool(c.enabled)
+                    .key("priority")
+                    .int(i64::from(c.priority));
+                w.key("models").uint(c.models.len() as u64);
+            }
+            None => {
+                w.key("enabled").null().key("priority").null();
+            }
+        }
+        w.end_obj();
+        w.key("overrides");
+        match st.overrides.channels.get(&*ch.id) {
+            Some(o) => {
+                w.obj();
+                match o.enabled {
+                    Some(e) => w.key("enabled").bool(e),
+                    None => w.key("enabled").null(),
+                };
+                match o.priority {
+                    Some(p) => w.key("priority").int(i64::from(p)),
+                    None => w.key("priority").null(),
+                };
+                w.end_obj();
+            }
+            None => {
+                w.null();
+            }
+        }
+        w.key("health");
+        write_health(&mut w, &health, now, wall);
+        // Entries of this channel: models, model cooldowns, stats.
+        let (mut models, mut samples, mut lat, mut ttft, mut succ) = (0u64, 0u64, 0f64, 0f64, 0f64);
+        let (mut lat_n, mut ttft_n) = (0u64, 0u64);
+        w.key("model_cooldowns").arr();
+        for (e, el) in snap.catalog.entries.iter().zip(live.entries.iter()) {
+            if e.channel as usize != i {
+                continue;
+            }
+            models += 1;
+            samples += u64::from(el.samples);
+            succ += f64::from(el.success);
+            if !el.latency_ms.is_nan() {
+                lat += f64::from(el.latency_ms) * f64::from(el.samples.max(1));
+                lat_n += u64::from(el.samples.max(1));
+            }
+            if !el.ttft_ms.is_nan() {
+                ttft += f64::from(el.ttft_ms) * f64::from(el.samples.max(1));
+                ttft_n += u64::from(el.samples.max(1));
+            }
+            if el.health.failures > 0 || el.health.until.is_some_and(|t| t > now) {
+                w.obj().key("model").str(&e.model).key("health");
+                write_health(&mut w, &el.health, now, wall);
+                w.end_obj();
+            }
+        }
+        w.end_arr();
+        w.key("models").uint(models);
+        w.key("discovered_models")
+            .uint(st.discovered.get(&*ch.id).map_or(0, |d| d.len() as u64));
+        w.key("stats").obj().key("samples").uint(samples);
+        w.key("latency_ms").num(if lat_n > 0 {
+            lat / lat_n as f64
+        } else {
+            f64::NAN
+        });
+        w.key("ttft_ms").num(if ttft_n > 0 {
+            ttft / ttft_n as f64
+        } else {
+            f64::NAN
+        });
+        w.key("success_rate").num(if models > 0 {
+            succ / models as f64
+        } else {
+            f64::NAN
+        });
+        w.end_obj();
+        let status = st.status.get(&*ch.id);
+        w.key("discovery");
+        write_fetch(&mut w, status.and_then(|s| s.discovery.as_ref()));
+        w.key("probe");
+        write_fetch(&mut w, status.and_then(|s| s.probe.as_ref()));
+        w.end_obj();
+    }
+    if only.is_none() {
+        w.end_arr().end_obj();
+    }
+    w
+}
+
+/// Every cooldown in effect or half-open, channel-level and model-level.
+fn cooldowns(st: &State) -> Writer {
+    let now = Instant::now();
+    let wall = SystemTime::now();
+    let snap = &st.current;
+    let live = st.merger.view();
+    let mut w = Writer::new();
+    w.obj().key("object").str("list").key("data").arr();
+    for (i, (ch, h)) in snap.channels.iter().zip(live.channels.iter()).enumerate() {
+        if h.state(now) != HealthState::Ok {
+            w.obj()
+                .key("channel")
+                .str(&ch.id)
+                .key("model")
+                .null()
+                .key("health");
+            write_health(&mut w, h, now, wall);
+            w.end_obj();
+        }
+        for (e, el) in snap.catalog.entries.iter().zip(live.entries.iter()) {
+            if e.channel as usize == i && el.health.state(now) != HealthState::Ok {
+                w.obj()
+                    .key("channel")
+                    .str(&ch.id)
+                    .key("model")
+                    .str(&e.model)
+                    .key("health");
+                write_health(&mut w, &el.health, now, wall);
+                w.end_obj();
+            }
+        }
+    }
+    w.end_arr().end_obj();
+    w
+}
+
+/// Epoch, generation, counts, build and propagation times, per-worker epochs, reloads.
+fn snapshot(ctl: &Ctl) -> Writer {
+    let st = ctl.st.borrow();
+    let snap = &st.current;
+    let now = Instant::now();
+    let mut w = Writer::new();
+    w.obj();
+    w.key("epoch").uint(snap.epoch);
+    w.key("generation").uint(snap.catalog.generation);
+    w.key("channels").uint(snap.channels.len() as u64);
+    w.key("channels_enabled")
+        .uint(snap.channels.iter().filter(|c| c.enabled).count() as u64);
+    w.key("entries").uint(snap.catalog.entries.len() as u64);
+    let mut names: Vec<&str> = snap.catalog.entries.iter().map(|e| &*e.model).collect();
+    names.sort_unstable();
+    names.dedup();
+    w.key("models").uint(names.len() as u64);
+    w.key("build_ms").num(st.build_time.as_secs_f64() * 1000.0);
+    match st.propagation {
+        Some(p) => w.key("propagation_ms").num(p.as_secs_f64() * 1000.0),
+        None => w.key("propagation_ms").null(),
+    };
+    w.key("publications").uint(st.publications);
+    w.key("workers").arr();
+    for (i, e) in ctl.board.epochs().iter().enumerate() {
+        w.obj()
+            .key("id")
+            .uint(i as u64)
+            .key("epoch")
+            .uint(*e)
+            .end_obj();
+    }
+    w.end_arr();
+    w.key("uptime_s")
+        .num(now.duration_since(ctl.started).as_secs_f64());
+    w.key("config").str(&match &st.cfg.source {
+        crate::config::Source::File(p) => format!("file {}", p.display()),
+        crate::config::Source::Inline => "inline".into(),
+        crate::config::Source::Environment(v) => format!("environment ({})", v.join(", ")),
+        crate::config::Source::Demo => "demo".into(),
+    });
+    w.key("state_dir");
+    match ctl.store.dir() {
+        Some(d) => w.str(&d.display().to_string()),
+        None => w.null(),
+    };
+    w.key("discovery")
+        .obj()
+        .key("enabled")
+        .bool(st.cfg.discovery.enabled);
+    w.key("running").bool(ctl.discovering.get());
+    match st.next_discovery {
+        Some(t) => w
+            .key("next_in_s")
+            .num(t.saturating_duration_since(now).as_secs_f64()),
+        None => w.key("next_in_s").null(),
+    };
+    w.end_obj();
+    w.key("health")
+        .obj()
+        .key("enabled")
+        .bool(st.cfg.health.enabled);
+    match st.next_probe {
+        Some(t) => w
+            .key("next_in_s")
+            .num(t.saturating_duration_since(now).as_secs_f64()),
+        None => w.key("next_in_s").null(),
+    };
+    w.end_obj();
+    w.key("reloads")
+        .obj()
+        .key("applied")
+        .uint(st.reloads.0)
+        .key("rejected")
+        .uint(st.reloads.1);
+    w.key("last");
+    match &st.last_reload {
+        Some(r) => {
+            w.obj()
+                .key("at_unix")
+                .num(unix(r.at))
+                .key("ok")
+                .bool(r.errors.is_empty());
+            w.key("errors").arr();
+            for e in &r.errors {
+                w.str(e);
+            }
+            w.end_arr().end_obj();
+        }
+        None => {
+            w.null();
+        }
+    }
+    w.key("restart_required").arr();
+    for r in &st.restart_required {
+        w.str(r);
+    }
+    w.end_arr().end_obj();
+    w.end_obj();
+    w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"abcdefghijklmnop", b"abcdefghijklmnop"));
+        assert!(!same_secret(b"abcdefghijklmnop", b"abcdefghijklmnoq"));
+        assert!(!same_secret(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn priority_bodies() {
+        assert_eq!(priority(br#"{"priority": 5}"#).unwrap(), 5);
+        assert_eq!(priority(br#"{"priority": -3}"#).unwrap(), -3);
+        assert!(priority(br#"{"priority": "high"}"#).is_err());
+        assert!(priority(br#"{"priority": 1e12}"#).is_err());
+        assert!(priority(b"not json").is_err());
+    }
+}
