@@ -939,8 +939,9 @@ fn build(raw: raw::Root) -> Result<Config, ConfigError> {
 
     let mut channels = Vec::new();
     let mut ids = HashSet::new();
+    let discovery_on = raw.discovery.enabled.unwrap_or(true);
     for (i, ch) in raw.channels.into_iter().enumerate() {
-        if let Some(ch) = build_channel(&mut c, i, ch, &providers, &mut ids) {
+        if let Some(ch) = build_channel(&mut c, i, ch, &providers, &mut ids, discovery_on) {
             channels.push(ch);
         }
     }
@@ -1674,6 +1675,7 @@ fn build_channel(
     ch: raw::Channel,
     providers: &[ProviderConfig],
     ids: &mut HashSet<String>,
+    discovery_on: bool,
 ) -> Option<ChannelConfig> {
     let at = |k: &str| format!("channels[{i}].{k}");
     let before = c.problems.len();
@@ -1734,10 +1736,10 @@ fn build_channel(
             .ok()
     });
     let models = ch.models.unwrap_or_default();
-    if models.is_empty() {
+    if models.is_empty() && !(discovery_on && ch.discover.unwrap_or(true)) {
         c.err(
             at("models"),
-            "list the models this channel serves, e.g. models = [\"gpt-4o-mini\"]",
+            "list the models this channel serves, e.g. models = [\"gpt-4o-mini\"] (or leave discovery on to fetch them)",
         );
     }
     let mut seen = HashSet::new();
@@ -1986,6 +1988,7 @@ base_url = "ftp://x"
 id = "c"
 provider = "b"
 models = []
+discover = false
 "#,
         );
         let paths: Vec<&str> = p.iter().map(|p| p.path.as_str()).collect();

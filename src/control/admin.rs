@@ -237,6 +237,7 @@ async fn handle(ctl: &Rc<Ctl>, req: Req) -> Answer {
         .collect();
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     let m = req.method.as_str();
+    let epoch_before = ctl.st.borrow().current.epoch;
     let result = match (m, parts.as_slice()) {
         ("GET", ["admin", "channels"]) => Ok(channels(&ctl.st.borrow(), None)),
         ("GET", ["admin", "channels", id]) => {
@@ -304,6 +305,11 @@ async fn handle(ctl: &Rc<Ctl>, req: Req) -> Answer {
         }
         _ => Err(Error::unknown_route(m, &req.path)),
     };
+    // A change answers once every worker routes by it.
+    let epoch = ctl.st.borrow().current.epoch;
+    if epoch != epoch_before {
+        super::propagated(ctl, epoch).await;
+    }
     match result {
         Ok(w) => Answer::ok(w),
         Err(e) => Answer::error(e),

@@ -485,6 +485,17 @@ impl Ctl {
     }
 }
 
+/// Longest an admin change or a reload waits for every worker to adopt its snapshot.
+pub const PROPAGATION_WAIT: Duration = Duration::from_secs(2);
+
+/// Waits until every worker holds snapshot `epoch` or a later one (bounded).
+pub async fn propagated(ctl: &Ctl, epoch: u64) {
+    let deadline = Instant::now() + PROPAGATION_WAIT;
+    while ctl.board.min_epoch() < epoch && Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 /// Channel index of every catalog entry.
 fn owners(s: &Snapshot) -> Box<[u32]> {
     s.catalog.entries.iter().map(|e| e.channel).collect()

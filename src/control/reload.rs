@@ -7,7 +7,8 @@
 //! and are reported as needing a restart. In-flight requests finish on the snapshot they
 //! started with (workers swap snapshots between requests). Live state carries over by channel
 //! id and (channel id, model), except a channel whose key changed starts healthy. Admin
-//! overrides survive. Reloads are serialized.
+//! overrides survive. Reloads are serialized, and one returns once every worker runs the new
+//! snapshot (or after [`super::PROPAGATION_WAIT`]).
 
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
@@ -46,6 +47,9 @@ pub async fn reload(ctl: &Rc<Ctl>) -> Result<ReloadReport, Vec<String>> {
     ctl.reloading.set(true);
     crate::notify::reloading();
     let result = apply(ctl).await;
+    if let Ok(r) = &result {
+        super::propagated(ctl, r.epoch).await;
+    }
     ctl.reloading.set(false);
     crate::notify::ready();
     let mut st = ctl.st.borrow_mut();

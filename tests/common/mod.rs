@@ -51,6 +51,14 @@ pub fn mock_models(models: &[&str]) -> MockHandle {
 /// Starts a gateway from TOML (the `[server]` table gets `listen`, `driver` and `pin_workers`
 /// filled in unless given; see [`control_plane_defaults`] for the rest).
 pub fn gateway(driver: &str, toml: &str) -> Gateway {
+    let text = test_config(driver, toml);
+    let cfg = Config::parse(&text, &|_: &str| None)
+        .unwrap_or_else(|e| panic!("test config is valid: {e}\n{text}"));
+    bootstrap::start(cfg).expect("gateway starts")
+}
+
+/// The full text [`gateway`] starts from.
+pub fn test_config(driver: &str, toml: &str) -> String {
     let mut text = String::new();
     if !toml.contains("[server]") {
         text.push_str("[server]\n");
@@ -64,9 +72,43 @@ pub fn gateway(driver: &str, toml: &str) -> Gateway {
         ));
     }
     control_plane_defaults(&mut text);
-    let cfg = Config::parse(&text, &|_: &str| None)
-        .unwrap_or_else(|e| panic!("test config is valid: {e}\n{text}"));
-    bootstrap::start(cfg).expect("gateway starts")
+    text
+}
+
+/// Sends one admin API request (`token`: the bearer token, if any).
+pub fn admin(gw: &Gateway, method: &str, path: &str, token: Option<&str>, body: &str) -> Response {
+    let mut c = Client::connect(gw.admin_addr().expect("admin API on"));
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: admin\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    if !body.is_empty() || method != "GET" {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    c.send(req.as_bytes());
+    c.read_response()
+}
+
+/// Polls `f` every 10 ms until it returns `Some`, for at most `within`.
+pub fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A fresh temporary directory for one test.
+pub fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("sar-{tag}-{}-{}", std::process::id(), free_port()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
 }
 
 /// Unless a test configures them: no discovery and no probes (their GETs would show up in
