@@ -342,3 +342,153 @@ fn a_taken_port_fails_the_start_with_a_clear_message() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("already in use"));
 }
+
+/// The systemd contract, end to end with the real binary: `READY=1` once serving, SIGHUP →
+/// `RELOADING=1` then `READY=1` with the new config in force, SIGTERM → `STOPPING=1`, the
+/// in-flight stream finishes, and the process exits 0.
+#[test]
+fn systemd_notify_reload_on_sighup_and_sigterm_drain() {
+    use std::os::unix::net::UnixDatagram;
+    let m = mock(smart_ai_router::mock::MockConfig {
+        models: vec!["m".into()],
+        chunks: 12,
+        interval: Duration::from_millis(50),
+        ..Default::default()
+    });
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("sar-notify-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock_path = dir.join("notify.sock");
+    let notify = UnixDatagram::bind(&sock_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let next = || {
+        let mut buf = [0u8; 512];
+        loop {
+            match notify.recv(&mut buf) {
+                Ok(n) => return String::from_utf8_lossy(&buf[..n]).into_owned(),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => panic!("no notify datagram within 10 s: {e}"),
+            }
+        }
+    };
+    let config = |alias: &str| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nworkers = 1\n\n[discovery]\nenabled = false\n\n\
+             [providers.up]\nkind = \"openai\"\nbase_url = \"http://{}/v1\"\n\n\
+             [[channels]]\nid = \"up\"\nprovider = \"up\"\napi_key = \"k\"\nmodels = [\"m\"]\n\
+             aliases = {{ \"{alias}\" = \"m\" }}\n",
+            m.addr()
+        )
+    };
+    let cfg_path = dir.join("config.toml");
+    std::fs::write(&cfg_path, config("first-alias")).unwrap();
+    let mut child = Running(
+        bin()
+            .arg("--config")
+            .arg(&cfg_path)
+            .env("NOTIFY_SOCKET", &sock_path)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(next().starts_with("READY=1"));
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let status = |model: &str| {
+        Client::connect(addr)
+            .post("/v1/chat/completions", &[], &chat_body(model, false))
+            .status
+    };
+    assert_eq!(status("first-alias"), 200);
+    assert_eq!(status("second-alias"), 404);
+
+    // systemctl reload
+    std::fs::write(&cfg_path, config("second-alias")).unwrap();
+    let kill = |sig: &str| {
+        let pid = child.0.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    kill("-HUP");
+    let reloading = next();
+    assert!(
+        reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reloading}"
+    );
+    assert!(next().starts_with("READY=1"));
+    assert_eq!(status("second-alias"), 200);
+
+    // systemctl stop, with a stream in flight (12 events, 50 ms apart)
+    let stream = std::thread::spawn(move || {
+        Client::connect(addr).post("/v1/chat/completions", &[], &chat_body("m", true))
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    kill("-TERM");
+    assert!(next().starts_with("STOPPING=1"));
+    let r = stream.join().unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(sse_data(&r.body).last().map(String::as_str), Some("[DONE]"));
+    let exit = child.0.wait().unwrap();
+    assert!(exit.success(), "{exit}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `scripts/install.sh --destdir` stages the binary, a valid starter config, a private key
+/// file and the unit with the directives the README promises.
+#[test]
+fn install_script_stages_a_working_service() {
+    let dest = std::env::temp_dir().join(format!(
+        "sar-install-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    let out = Command::new("bash")
+        .arg(repo("scripts/install.sh"))
+        .args(["--bin", BIN, "--destdir"])
+        .arg(&dest)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dest.join("usr/local/bin/smart-ai-router").exists());
+    let unit =
+        std::fs::read_to_string(dest.join("etc/systemd/system/smart-ai-router.service")).unwrap();
+    for directive in [
+        "Type=notify",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "LimitMEMLOCK=infinity",
+        "LimitNOFILE=",
+        "DynamicUser=yes",
+        "StateDirectory=smart-ai-router",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+    ] {
+        assert!(unit.contains(directive), "unit lacks {directive}");
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    let env = std::fs::metadata(dest.join("etc/smart-ai-router/env")).unwrap();
+    assert_eq!(env.permissions().mode() & 0o777, 0o600);
+    // The starter config validates once its key variable is set.
+    let cfg = dest.join("etc/smart-ai-router/config.toml");
+    let check = bin()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .env("OPENAI_API_KEY", "sk-test")
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dest);
+}
