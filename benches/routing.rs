@@ -5,6 +5,10 @@
 //! an exact id served by many channels; `tag:free`; `tag:gpt,4o,!mini` with tools required; and
 //! an `auto:` group matching hundreds of pairs. Targets (issue 3): ≤ 2 µs for an exact id,
 //! ≤ 20 µs for a 500-candidate group, zero heap allocations (`tests/alloc.rs`).
+//!
+//! And the control plane's side of it (issue 4): building that snapshot from the config (what a
+//! start, a reload, a discovery change or an admin override costs), the carry-over of live
+//! state into it, and parsing one provider's 85-model list.
 
 use std::time::Instant;
 
@@ -54,5 +58,68 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+fn control(c: &mut Criterion) {
+    use smart_ai_router::catalog::discovered;
+    use smart_ai_router::config::Config;
+    use smart_ai_router::live::Live;
+    use smart_ai_router::snapshot::{Overrides, Resolved, Snapshot};
+    let cfg = Config::parse(&synthetic::config_text(), &|_: &str| None).expect("valid");
+    let none = Default::default();
+    let old = synthetic::snapshot();
+    let mut g = c.benchmark_group("control_3400_pairs");
+    g.sample_size(30);
+    g.bench_function("snapshot_build", |b| {
+        b.iter(|| {
+            let s = Snapshot::build_with(
+                &cfg,
+                2,
+                &Resolved::new(),
+                &none,
+                2,
+                2,
+                &Default::default(),
+                &Overrides::default(),
+            );
+            std::hint::black_box(s.catalog.entries.len())
+        })
+    });
+    g.bench_function("rebuild_with_carry_over", |b| {
+        b.iter(|| {
+            let mut s = Snapshot::build_with(
+                &cfg,
+                2,
+                &Resolved::new(),
+                &none,
+                2,
+                2,
+                &Default::default(),
+                &Overrides::default(),
+            );
+            s.live = std::sync::Arc::new(Live::carried_over(&old, &s));
+            std::hint::black_box(s.live.entries.len())
+        })
+    });
+    let list = {
+        let mut b = b"{\"data\":[".to_vec();
+        for (i, m) in synthetic::model_pool().iter().take(85).enumerate() {
+            if i > 0 {
+                b.push(b',');
+            }
+            b.extend_from_slice(
+                format!(
+                    "{{\"id\":\"{m}\",\"context_length\":131072,\"pricing\":{{\"prompt\":\"0.0000002\",\"completion\":\"0.0000008\"}},\"supported_parameters\":[\"tools\"]}}"
+                )
+                .as_bytes(),
+            );
+        }
+        b.extend_from_slice(b"]}");
+        b
+    };
+    g.bench_function("parse_85_model_list", |b| {
+        b.iter(|| std::hint::black_box(discovered::parse(&list).expect("parses").len()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, control);
 criterion_main!(benches);

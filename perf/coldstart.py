@@ -2,7 +2,8 @@
 """Cold start: time from spawning the gateway to its first `GET /health` 200, and to its first
 routed `POST /v1/chat/completions` 200 (which also opens the first upstream connection).
 
-Usage: coldstart.py BINARY CONFIG RUNS CLIENT_CPU SERVER_CPU OUT_TSV
+Usage: coldstart.py BINARY CONFIG RUNS CLIENT_CPU SERVER_CPU OUT_TSV [MODEL]
+(MODEL, default gpt-4o-mini: the model the routed request asks for.)
 
 Plain sockets rather than curl: spawning curl per poll costs more than the thing measured.
 The poller spins on CLIENT_CPU while the gateway starts pinned to SERVER_CPU, so the busy loop
@@ -52,14 +53,16 @@ def wait_for(port, request, t0):
 
 def main():
     binary, config, runs, client_cpu, server_cpu, out = sys.argv[1:7]
+    model = sys.argv[7] if len(sys.argv) > 7 else "gpt-4o-mini"
+    body = BODY.replace(b"gpt-4o-mini", model.encode())
     client_cpu, server_cpu = int(client_cpu), int(server_cpu)
     health = b"GET /health HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
     chat = (
         b"POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n"
         b"Content-Type: application/json\r\nContent-Length: "
-        + str(len(BODY)).encode()
+        + str(len(body)).encode()
         + b"\r\n\r\n"
-        + BODY
+        + body
     )
     rows = []
     for i in range(int(runs)):

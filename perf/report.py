@@ -33,9 +33,15 @@ def load(data):
         r["errors"] = int(
             r["err_connect"] + r["err_read"] + r["err_write"] + r["err_timeout"] + r["err_status"]
         )
-    with open(os.path.join(data, "coldstart.tsv")) as f:
-        cold = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f, delimiter="\t")]
-    return meta, runs, cold
+    cold = read_cold(os.path.join(data, "coldstart.tsv"))
+    warm = read_cold(os.path.join(data, "coldstart_warm.tsv")) if os.path.exists(
+        os.path.join(data, "coldstart_warm.tsv")) else []
+    return meta, runs, cold + [dict(w, warm=1.0) for w in warm]
+
+
+def read_cold(path):
+    with open(path) as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f, delimiter="\t")]
 
 
 def cpu_us_per_req(run, who, clk_tck):
@@ -82,6 +88,11 @@ def summarise(meta, runs, cold):
             s[f"added_{p}_{t}"] = median(
                 [b[t][f"{p}_us"] - b["direct"][f"{p}_us"] for b in lat_rounds.values() if len(b) == 3]
             )
+    warm = [c for c in cold if c.get("warm")]
+    cold = [c for c in cold if not c.get("warm")]
+    s["warm_routed"] = median([c["routed_ms"] for c in warm])
+    s["warm_routed_range"] = (min((c["routed_ms"] for c in warm), default=float("nan")),
+                              max((c["routed_ms"] for c in warm), default=float("nan")))
     s["cold_health"] = median([c["health_ms"] for c in cold])
     s["cold_routed"] = median([c["routed_ms"] for c in cold])
     s["cold_health_range"] = (min(c["health_ms"] for c in cold), max(c["health_ms"] for c in cold))
@@ -128,6 +139,8 @@ def summary_table(meta, s):
          f"**{s['cold_health']:.1f} ms** ({s['cold_health_range'][0]:.1f}–{s['cold_health_range'][1]:.1f})"),
         ("exec → first routed chat 200",
          f"{s['cold_routed']:.1f} ms ({s['cold_routed_range'][0]:.1f}–{s['cold_routed_range'][1]:.1f})"),
+        ("exec → first routed chat 200, warm restart: 40 channels, 3,400 pairs from the discovery cache",
+         f"**{s['warm_routed']:.1f} ms** ({s['warm_routed_range'][0]:.1f}–{s['warm_routed_range'][1]:.1f})"),
         ("non-2xx + socket errors: direct / nginx / gateway",
          " / ".join(str(s["errors"][t]) for t in TARGETS)),
     ]
@@ -228,10 +241,14 @@ def main():
         "",
         "## Cold starts",
         "",
-        "| run | exec → /health 200 (ms) | exec → routed chat 200 (ms) |",
-        "|---|---|---|",
+        "| start | run | exec → /health 200 (ms) | exec → routed chat 200 (ms) |",
+        "|---|---|---|---|",
     ]
-    md += [f"| {int(c['run'])} | {c['health_ms']:.2f} | {c['routed_ms']:.2f} |" for c in cold]
+    md += [
+        f"| {'warm cache, 3,400 pairs' if c.get('warm') else '1 channel'} | {int(c['run'])}"
+        f" | {c['health_ms']:.2f} | {c['routed_ms']:.2f} |"
+        for c in cold
+    ]
     md += [
         "",
         "## Gateway at start",

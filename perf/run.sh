@@ -347,10 +347,18 @@ GW_RSS_IDLE2=$(rss_kib "$GW2_PID" VmRSS)
 kill -TERM "$GW2_PID"; wait "$GW2_PID" 2>/dev/null || true
 
 # ---------------------------------------------------------------------------------------------
-# 10. Cold start: spawn -> first /health 200, and -> first routed chat 200.
+# 10. Cold start: spawn -> first /health 200, and -> first routed chat 200; then the same from a
+#     warm discovery cache of 3,400 pairs.
 log "cold start: $COLD_RUNS starts"
 timeout -k 5 120 python3 "$PERF_DIR/coldstart.py" "$BIN" "$WORK/gateway-1.toml" "$COLD_RUNS" \
     "$CLIENT_CPU" "$SERVER_CPU" "$DATA/coldstart.tsv" || die "cold start"
+# Warm restart: 40 channels whose 3,400 (channel, model) pairs come only from the discovery
+# cache in the state dir; providers answer /models with 404, so the cache is what serves.
+python3 "$PERF_DIR/warmcache.py" "$WORK/gateway-warm.toml" "$WORK/warm-state" "127.0.0.1:0" "$P_UP" \
+    || die "warm cache"
+log "warm restart from the discovery cache: $COLD_RUNS starts"
+timeout -k 5 120 python3 "$PERF_DIR/coldstart.py" "$BIN" "$WORK/gateway-warm.toml" "$COLD_RUNS" \
+    "$CLIENT_CPU" "$SERVER_CPU" "$DATA/coldstart_warm.tsv" "qwen/qwen3-8b-instruct" || die "warm start"
 
 # ---------------------------------------------------------------------------------------------
 # 11. Report.

@@ -46,7 +46,7 @@ pub type DiscoveryMap = HashMap<String, Arc<[Discovered]>>;
 /// Reads a model-list response body.
 pub fn parse(body: &[u8]) -> Result<Vec<Discovered>, String> {
     let mut copy = body.to_vec();
-    let v = simd_json::to_owned_value(&mut copy).map_err(|e| format!("not JSON: {e}"))?;
+    let v = simd_json::to_borrowed_value(&mut copy).map_err(|e| format!("not JSON: {e}"))?;
     let list = if let Some(a) = v.as_array() {
         a
     } else if let Some(a) = v.get("data").and_then(|d| d.as_array()) {
@@ -65,7 +65,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<Discovered>, String> {
     Ok(out)
 }
 
-fn num(v: Option<&simd_json::OwnedValue>) -> Option<f64> {
+fn num(v: Option<&simd_json::BorrowedValue<'_>>) -> Option<f64> {
     let v = v?;
     v.as_f64()
         .or_else(|| v.as_u64().map(|n| n as f64))
@@ -74,13 +74,13 @@ fn num(v: Option<&simd_json::OwnedValue>) -> Option<f64> {
         .filter(|x| x.is_finite() && *x >= 0.0)
 }
 
-fn tokens(v: Option<&simd_json::OwnedValue>) -> Option<u32> {
+fn tokens(v: Option<&simd_json::BorrowedValue<'_>>) -> Option<u32> {
     num(v)
         .filter(|x| *x >= 1.0)
         .map(|x| x.min(f64::from(u32::MAX)) as u32)
 }
 
-fn strings_contain(v: Option<&simd_json::OwnedValue>, words: &[&str]) -> Option<bool> {
+fn strings_contain(v: Option<&simd_json::BorrowedValue<'_>>, words: &[&str]) -> Option<bool> {
     let a = v?.as_array()?;
     Some(
         a.iter()
@@ -89,7 +89,7 @@ fn strings_contain(v: Option<&simd_json::OwnedValue>, words: &[&str]) -> Option<
     )
 }
 
-fn model(item: &simd_json::OwnedValue) -> Option<Discovered> {
+fn model(item: &simd_json::BorrowedValue<'_>) -> Option<Discovered> {
     let id = if let Some(s) = item.as_str() {
         s.to_string()
     } else {

@@ -169,10 +169,17 @@ impl Catalog {
         discovered: &DiscoveryMap,
     ) -> Catalog {
         let mut entries: Vec<Entry> = Vec::new();
-        let mut entry_tags: Vec<Vec<String>> = Vec::new();
+        let mut interner = Interner::default();
+        // The id heuristics depend on the id alone, and most ids are served by many channels:
+        // each distinct id is analysed once per build (a 3,400-pair rebuild is dominated by it).
+        let mut facts: HashMap<&str, IdFacts> = HashMap::new();
+        let flag_tags =
+            ["free", "local", "vision", "tools", "embedding"].map(|t| interner.intern(t));
         let mut by_id: HashMap<Box<str>, Vec<u32>> = HashMap::new();
         let mut by_alias: HashMap<Box<str>, Vec<u32>> = HashMap::new();
+        // Listing: de-duplicated as it grows (first owner wins, config order).
         let mut listing: Vec<(Box<str>, Box<str>)> = Vec::new();
+        let mut listed_names: std::collections::HashSet<&str> = std::collections::HashSet::new();
         let fx = |currency: &str| -> f64 {
             if currency.eq_ignore_ascii_case(&cfg.pricing.currency) {
                 1.0
@@ -195,7 +202,10 @@ impl Catalog {
                 _ => &[],
             };
             let mut models: Vec<&str> = ch_cfg.models.iter().map(String::as_str).collect();
+            let configured = models.len();
             let mut seen: std::collections::HashSet<&str> = models.iter().copied().collect();
+            let found_by_id: HashMap<&str, &Discovered> =
+                found.iter().map(|d| (&*d.id, d)).collect();
             for d in found {
                 if seen.insert(&d.id) {
                     models.push(&d.id);
@@ -207,17 +217,28 @@ impl Catalog {
                 }
             }
             let channel_first = entries.len();
-            for model in models {
+            let mut channel_tags: Vec<TagId> = ch_cfg
+                .tags
+                .iter()
+                .map(|t| interner.intern(&t.to_ascii_lowercase()))
+                .collect();
+            channel_tags.push(interner.intern(&provider.id.to_ascii_lowercase()));
+            channel_tags.push(interner.intern(&provider.kind.to_ascii_lowercase()));
+            for (k, model) in models.into_iter().enumerate() {
+                let id_facts = facts
+                    .entry(model)
+                    .or_insert_with(|| IdFacts::of(model, &mut interner));
                 let info = ch_cfg
                     .model_info
                     .iter()
                     .find(|(m, _)| m == model)
                     .map(|(_, i)| i);
                 let entry_index = entries.len() as u32;
-                let disc = found.iter().find(|d| &*d.id == model);
-                let e = entry(
+                let disc = found_by_id.get(model).copied();
+                let mut e = entry(
                     ci as u32,
                     model,
+                    id_facts,
                     info,
                     disc,
                     ch_cfg.pricing.as_ref(),
@@ -225,38 +246,51 @@ impl Catalog {
                     channel_free,
                     &fx,
                 );
-                let mut t = Vec::new();
-                tags::from_model_id(model, &mut t);
-                t.extend(ch_cfg.tags.iter().cloned());
-                t.push(provider.id.to_ascii_lowercase());
-                t.push(provider.kind.to_ascii_lowercase());
+                let mut t: Vec<TagId> = id_facts.tags.to_vec();
+                t.extend_from_slice(&channel_tags);
                 for (alias, target) in &ch_cfg.aliases {
                     if target == model {
-                        tags::from_model_id(alias, &mut t);
-                        t.push(alias.to_ascii_lowercase());
+                        let mut words = Vec::new();
+                        tags::from_model_id(alias, &mut words);
+                        words.push(alias.clone());
+                        t.extend(
+                            words
+                                .iter()
+                                .map(|w| interner.intern(&w.to_ascii_lowercase())),
+                        );
                     }
                 }
-                for (flag, name) in [
-                    (e.free, "free"),
-                    (e.local, "local"),
-                    (e.caps.contains(Caps::VISION), "vision"),
-                    (e.caps.contains(Caps::TOOLS), "tools"),
-                    (e.caps.contains(Caps::EMBEDDING), "embedding"),
-                ] {
+                for (flag, tag) in [
+                    e.free,
+                    e.local,
+                    e.caps.contains(Caps::VISION),
+                    e.caps.contains(Caps::TOOLS),
+                    e.caps.contains(Caps::EMBEDDING),
+                ]
+                .into_iter()
+                .zip(flag_tags)
+                {
                     if flag {
-                        t.push(name.to_string());
+                        t.push(tag);
                     }
                 }
                 if let Some(class) = tags::size_class(e.params_m) {
-                    t.push(class.to_string());
+                    t.push(interner.intern(class));
                 }
-                by_id.entry(model.into()).or_default().push(entry_index);
-                let listed = ch_cfg.models.iter().any(|m| m == model) || disc.is_some();
-                if ch.enabled && listed {
+                t.sort_unstable();
+                t.dedup();
+                e.tags = t.into();
+                match by_id.get_mut(model) {
+                    Some(list) => list.push(entry_index),
+                    None => {
+                        by_id.insert(model.into(), vec![entry_index]);
+                    }
+                }
+                let listed = k < configured || disc.is_some();
+                if ch.enabled && listed && listed_names.insert(model) {
                     listing.push((model.into(), listing_owner(mode, ch)));
                 }
                 entries.push(e);
-                entry_tags.push(t);
             }
             for (alias, target) in &ch_cfg.aliases {
                 let target_index = (channel_first..entries.len())
@@ -267,22 +301,12 @@ impl Catalog {
                         .or_default()
                         .push(i as u32);
                 }
-                if ch.enabled {
+                if ch.enabled && listed_names.insert(alias) {
                     listing.push((alias.as_str().into(), listing_owner(mode, ch)));
                 }
             }
         }
 
-        let mut interner = Interner::default();
-        for (e, t) in entries.iter_mut().zip(&entry_tags) {
-            let mut ids: Vec<TagId> = t
-                .iter()
-                .map(|x| interner.intern(&x.to_ascii_lowercase()))
-                .collect();
-            ids.sort_unstable();
-            ids.dedup();
-            e.tags = ids.into();
-        }
         let n = entries.len();
         let mut postings = vec![Bitset::new(n); interner.len()];
         for (i, e) in entries.iter().enumerate() {
@@ -310,9 +334,6 @@ impl Catalog {
             })
             .collect();
 
-        // Listing: de-duplicated, first owner wins, config order.
-        let mut seen = std::collections::HashSet::new();
-        listing.retain(|(name, _)| seen.insert(name.clone()));
         let created = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -442,10 +463,45 @@ fn convert(p: &Price, fx: &impl Fn(&str) -> f64) -> EntryPrice {
     }
 }
 
+/// What the id heuristics say about one model id.
+struct IdFacts {
+    embedding: bool,
+    vision: bool,
+    tools: bool,
+    context: u32,
+    params_m: u32,
+    quality: f32,
+    free_id: bool,
+    /// Tags derived from the id.
+    tags: Box<[TagId]>,
+}
+
+impl IdFacts {
+    fn of(model: &str, interner: &mut Interner) -> IdFacts {
+        let mut words = Vec::new();
+        tags::from_model_id(model, &mut words);
+        let lower = model.to_ascii_lowercase();
+        IdFacts {
+            embedding: specs::is_embedding(model),
+            vision: specs::has_vision(model),
+            tools: specs::has_tools(model),
+            context: specs::context_tokens(model),
+            params_m: specs::params_millions(model),
+            quality: specs::quality(model),
+            free_id: lower.ends_with(":free") || lower.contains("-free"),
+            tags: words
+                .iter()
+                .map(|w| interner.intern(&w.to_ascii_lowercase()))
+                .collect(),
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn entry(
     channel: u32,
     model: &str,
+    id: &IdFacts,
     info: Option<&ModelInfo>,
     disc: Option<&Discovered>,
     channel_price: Option<&Price>,
@@ -454,18 +510,16 @@ fn entry(
     fx: &impl Fn(&str) -> f64,
 ) -> Entry {
     let mut caps = Caps::NONE;
-    let embedding = info
-        .and_then(|i| i.embedding)
-        .unwrap_or_else(|| specs::is_embedding(model));
+    let embedding = info.and_then(|i| i.embedding).unwrap_or(id.embedding);
     // Config first, then discovery, then the id heuristics.
     let vision = info
         .and_then(|i| i.vision)
         .or(disc.and_then(|d| d.vision))
-        .unwrap_or_else(|| specs::has_vision(model));
+        .unwrap_or(id.vision);
     let tools = info
         .and_then(|i| i.tools)
         .or(disc.and_then(|d| d.tools))
-        .unwrap_or_else(|| specs::has_tools(model));
+        .unwrap_or(id.tools);
     let json_mode = info
         .and_then(|i| i.json)
         .or(disc.and_then(|d| d.json))
@@ -495,11 +549,8 @@ fn entry(
                 }
             })
         });
-    let free_id = {
-        let l = model.to_ascii_lowercase();
-        l.ends_with(":free") || l.contains("-free")
-    };
-    let free = channel_free || free_id || price.is_some_and(|p| p.input == 0.0 && p.output == 0.0);
+    let free =
+        channel_free || id.free_id || price.is_some_and(|p| p.input == 0.0 && p.output == 0.0);
     // A local endpoint without a configured price costs nothing per token.
     let price = price.or(local.then_some(EntryPrice {
         input: 0.0,
@@ -513,10 +564,8 @@ fn entry(
         context: info
             .and_then(|i| i.context)
             .or(disc.and_then(|d| d.context))
-            .unwrap_or_else(|| specs::context_tokens(model)),
-        params_m: info
-            .and_then(|i| i.params_m)
-            .unwrap_or_else(|| specs::params_millions(model)),
+            .unwrap_or(id.context),
+        params_m: info.and_then(|i| i.params_m).unwrap_or(id.params_m),
         // A `:free` id or a channel tagged `free` costs nothing, whatever the channel's price.
         price: if free {
             Some(EntryPrice {
@@ -527,9 +576,7 @@ fn entry(
         } else {
             price
         },
-        quality: info
-            .and_then(|i| i.quality)
-            .unwrap_or_else(|| specs::quality(model)),
+        quality: info.and_then(|i| i.quality).unwrap_or(id.quality),
         free,
         local,
         tags: Box::new([]),

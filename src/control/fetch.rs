@@ -4,8 +4,8 @@
 //!
 //! * Discovery: every enabled channel with `discover = true`, at start and every
 //!   `[discovery] interval` (±10 % jitter). A list that differs from the known one is saved to
-//!   the state dir and triggers one coalesced catalog rebuild. A failed fetch keeps what was
-//!   known (cache or config).
+//!   the state dir and triggers one coalesced catalog rebuild. A failed fetch, or an empty
+//!   list, keeps what was known (cache or config).
 //! * Probes, every `[health] interval`: channels cooling down after failures whose cooldown
 //!   ended (half-open), channels out on 401/403 (every round: the key may have been fixed),
 //!   and healthy channels with no success for an interval (catches a revoked key or a dead
@@ -199,6 +199,13 @@ fn apply(
             fetch.status = Some(*status);
             if kind == Kind::Discovery {
                 match discovered::parse(body) {
+                    // An empty list is more likely a provider hiccup than a channel with no
+                    // models: it never erases what is known.
+                    Ok(models) if models.is_empty() => {
+                        fetch.ok = true;
+                        fetch.models = Some(0);
+                        fetch.detail = "empty model list; keeping the known models".into();
+                    }
                     Ok(models) => {
                         fetch.ok = true;
                         fetch.models = Some(models.len());

@@ -76,25 +76,41 @@ impl Store {
         )
     }
 
-    /// Every cached model list for the channels of `cfg` (blocking: call at start-up).
+    /// Every cached model list for the channels of `cfg` (blocking: call at start-up or on a
+    /// reload). Files are read and parsed on every CPU at once: a warm restart of a large
+    /// deployment is dominated by this.
     pub fn load_discovery(&self, cfg: &Config) -> DiscoveryMap {
+        let jobs: Vec<(&str, PathBuf)> = cfg
+            .channels
+            .iter()
+            .filter_map(|ch| {
+                Some((
+                    ch.id.as_str(),
+                    self.discovery_path(&ch.id, ch.api_key.expose())?,
+                ))
+            })
+            .collect();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 8)
+            .min(jobs.len().div_ceil(8).max(1));
+        let chunk = jobs.len().div_ceil(threads).max(1);
         let mut out = DiscoveryMap::new();
-        for ch in &cfg.channels {
-            let Some(path) = self.discovery_path(&ch.id, ch.api_key.expose()) else {
-                continue;
-            };
-            let Ok(bytes) = std::fs::read(&path) else {
-                continue;
-            };
-            match discovered::parse(&bytes) {
-                Ok(models) => {
-                    out.insert(ch.id.clone(), Arc::from(models));
-                }
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "corrupt discovery cache ignored")
-                }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = jobs
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .filter_map(|(id, path)| load_one(id, path))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for h in handles {
+                out.extend(h.join().unwrap_or_default());
             }
-        }
+        });
         out
     }
 
@@ -126,6 +142,18 @@ impl Store {
     pub fn save_overrides(&self, o: &Overrides) {
         if let (Some(dir), Some(w)) = (&self.dir, &self.writes) {
             let _ = w.send((dir.join("overrides.json"), overrides_json(o)));
+        }
+    }
+}
+
+/// One channel's cached list, if its file exists and parses.
+fn load_one(id: &str, path: &Path) -> Option<(String, Arc<[Discovered]>)> {
+    let bytes = std::fs::read(path).ok()?;
+    match discovered::parse(&bytes) {
+        Ok(models) => Some((id.to_string(), Arc::from(models))),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "corrupt discovery cache ignored");
+            None
         }
     }
 }
