@@ -1,5 +1,5 @@
 //! Command-line parsing: global flags (`--config`, `--listen`, `--workers`) accepted before or
-//! after a subcommand, and the subcommands `check` and `mock-upstream`.
+//! after a subcommand, and the subcommands `check`, `route`, `import` and `mock-upstream`.
 //!
 //! Invariants: pure: parses strings into [`Cli`], never reads files or the environment itself
 //! (the caller passes `SMART_AI_ROUTER_CONFIG`). Errors say which flag and what it takes.
@@ -20,6 +20,8 @@ pub enum Command {
     Route(RouteArgs),
     /// Run the built-in mock upstream.
     MockUpstream(MockArgs),
+    /// Convert the Python original's `router_config.yaml` to TOML.
+    Import(ImportArgs),
     /// Print usage.
     Help,
     /// Print the version.
@@ -37,6 +39,15 @@ pub struct RouteArgs {
     pub needs: Vec<String>,
     /// Print the `/v1/route` JSON instead of a table.
     pub json: bool,
+}
+
+/// Options of `import`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ImportArgs {
+    /// The original's YAML config.
+    pub file: PathBuf,
+    /// Where to write the TOML (stdout when absent).
+    pub out: Option<PathBuf>,
 }
 
 /// Options of `mock-upstream` (besides the global `--listen` and `--workers`).
@@ -85,6 +96,9 @@ COMMANDS:
     check            validate the config and print a summary (exit 1 on error)
     route EXPR       dry-run routing: ranked candidates with scores and why others were
                      filtered (flags: --strategy NAME, --needs vision,tools, --json)
+    import FILE      convert the Python smart-ai-router's router_config.yaml to TOML: the
+                     config on stdout (or -o OUT), every key that did not carry over on
+                     stderr; exit 1 if FILE is unreadable or not valid YAML
     mock-upstream    run the built-in OpenAI-compatible mock upstream
     help, version
 
@@ -116,6 +130,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
     };
     let mut mock = MockArgs::default();
     let mut route = RouteArgs::default();
+    let mut import = ImportArgs::default();
+    let mut import_file: Option<PathBuf> = None;
     let mut command: Option<&'static str> = None;
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -142,12 +158,22 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
             "--admin-listen" => cli.admin_listen = Some(value("--admin-listen")?),
             "-h" | "--help" | "help" => command = Some("help"),
             "-V" | "--version" | "version" => command = Some("version"),
-            "check" | "mock-upstream" | "route" if command.is_none() => {
+            "check" | "mock-upstream" | "route" | "import" if command.is_none() => {
                 command = Some(match flag.as_str() {
                     "check" => "check",
                     "route" => "route",
+                    "import" => "import",
                     _ => "mock-upstream",
                 })
+            }
+            "-o" | "--out" | "--output" if command == Some("import") => {
+                import.out = Some(PathBuf::from(value("--out")?))
+            }
+            file if command == Some("import")
+                && import_file.is_none()
+                && !file.starts_with('-') =>
+            {
+                import_file = Some(PathBuf::from(file))
             }
             "--strategy" if command == Some("route") => route.strategy = Some(value("--strategy")?),
             "--needs" if command == Some("route") => {
@@ -220,6 +246,15 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
             return Err("route needs a model expression, e.g. `route 'tag:free,qwen3'`".into());
         }
         Some("route") => Command::Route(route),
+        Some("import") => match import_file {
+            Some(file) => Command::Import(ImportArgs { file, ..import }),
+            None => {
+                return Err(
+                    "import needs the YAML file, e.g. `import config/router_config.yaml -o config.toml`"
+                        .into(),
+                );
+            }
+        },
         Some("mock-upstream") => Command::MockUpstream(mock),
         Some("version") => Command::Version,
         _ => Command::Help,
@@ -294,6 +329,41 @@ mod tests {
         assert_eq!(r.needs, ["vision"]);
         assert!(r.json);
         assert!(p(&["route"]).unwrap_err().contains("model expression"));
+    }
+
+    #[test]
+    fn import_arguments() {
+        let c = p(&["import", "router_config.yaml", "-o", "out.toml"]).unwrap();
+        assert_eq!(
+            c.command,
+            Command::Import(ImportArgs {
+                file: PathBuf::from("router_config.yaml"),
+                out: Some(PathBuf::from("out.toml")),
+            })
+        );
+        let c = p(&["import", "--out=x.toml", "a.yaml"]).unwrap();
+        let Command::Import(i) = c.command else {
+            panic!()
+        };
+        assert_eq!(
+            (i.file, i.out),
+            (PathBuf::from("a.yaml"), Some(PathBuf::from("x.toml")))
+        );
+        let c = p(&["import", "a.yaml"]).unwrap();
+        assert_eq!(
+            c.command,
+            Command::Import(ImportArgs {
+                file: "a.yaml".into(),
+                out: None
+            })
+        );
+        assert!(p(&["import"]).unwrap_err().contains("YAML file"));
+        assert!(
+            p(&["import", "a.yaml", "b.yaml"])
+                .unwrap_err()
+                .contains("b.yaml")
+        );
+        assert!(p(&["-o", "x", "check"]).is_err(), "-o only after import");
     }
 
     #[test]

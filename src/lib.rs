@@ -36,6 +36,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod h1;
+pub mod import;
 pub mod json;
 pub mod live;
 pub mod logging;

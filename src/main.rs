@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         Command::Check => check(&cli),
         Command::Route(args) => route(&cli, &args),
         Command::MockUpstream(args) => mock_upstream(&cli, args),
+        Command::Import(args) => import(&args),
         Command::Run => run(&cli),
     }
 }
@@ -223,6 +224,59 @@ fn route(cli: &cli::Cli, args: &cli::RouteArgs) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// `import FILE [-o OUT]`: the TOML goes to OUT or stdout, the report to stderr. Exit 0 even
+/// when keys were dropped (they are listed), 1 when FILE cannot be read or converted.
+fn import(args: &cli::ImportArgs) -> ExitCode {
+    let yaml = match std::fs::read_to_string(&args.file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", args.file.display());
+            return ExitCode::from(1);
+        }
+    };
+    let conversion = match smart_ai_router::import::convert(&yaml) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {}: {e}", args.file.display());
+            return ExitCode::from(1);
+        }
+    };
+    for line in &conversion.report {
+        eprintln!("import: {line}");
+    }
+    match &args.out {
+        None => print!("{}", conversion.toml),
+        Some(out) => {
+            if let Err(e) = write_private(out, &conversion.toml) {
+                eprintln!("error: cannot write {}: {e}", out.display());
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let target = args
+        .out
+        .as_ref()
+        .map_or("FILE".to_string(), |o| o.display().to_string());
+    eprintln!(
+        "import: {} item(s) dropped or changed, listed above; check the result with `smart-ai-router check --config {target}`",
+        conversion.report.len()
+    );
+    ExitCode::SUCCESS
+}
+
+/// Writes a file only its owner can read when it is created: it may hold literal API keys.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())
 }
 
 /// Blocks until SIGINT or SIGTERM; SIGHUP calls `on_hup` (a reload) and keeps waiting.
