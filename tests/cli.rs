@@ -118,7 +118,27 @@ fn example_config_parses_and_holds_the_defaults() {
     assert_eq!(p.total_timeout, defaults::TOTAL_TIMEOUT);
     assert_eq!(p.pool_max_idle, defaults::POOL_MAX_IDLE);
     assert_eq!(p.pool_idle_timeout, defaults::POOL_IDLE_TIMEOUT);
+    assert_eq!(p.models_path, defaults::MODELS_PATH);
     assert_eq!(cfg.channels[0].api_key.expose(), "sk-replace-me");
+    assert!(cfg.channels[0].discover);
+    let d = &cfg.discovery;
+    assert_eq!(
+        (d.enabled, d.interval, d.timeout, d.concurrency),
+        (
+            true,
+            defaults::DISCOVERY_INTERVAL,
+            defaults::DISCOVERY_TIMEOUT,
+            defaults::DISCOVERY_CONCURRENCY
+        )
+    );
+    let h = &cfg.health;
+    assert_eq!(
+        (h.enabled, h.interval, h.timeout),
+        (true, defaults::HEALTH_INTERVAL, defaults::HEALTH_TIMEOUT)
+    );
+    let admin = cfg.admin.as_ref().expect("admin on by default");
+    assert_eq!(admin.listen.to_string(), defaults::ADMIN_LISTEN);
+    assert!(admin.token.is_none());
     // and the binary's `check` agrees
     let out = bin()
         .args(["check", "--config"])
