@@ -36,6 +36,9 @@ def load(data):
     cold = read_cold(os.path.join(data, "coldstart.tsv"))
     warm = read_cold(os.path.join(data, "coldstart_warm.tsv")) if os.path.exists(
         os.path.join(data, "coldstart_warm.tsv")) else []
+    control = read_cold(os.path.join(data, "control.tsv")) if os.path.exists(
+        os.path.join(data, "control.tsv")) else []
+    meta["control"] = control
     return meta, runs, cold + [dict(w, warm=1.0) for w in warm]
 
 
@@ -101,6 +104,12 @@ def summarise(meta, runs, cold):
     return s
 
 
+def fmt_range(xs, unit):
+    if not xs:
+        return "not measured"
+    return f"**{median(xs):.1f} {unit}** ({min(xs):.1f}–{max(xs):.1f})"
+
+
 def mib(kib):
     return f"{int(kib) / 1024:.1f} MiB"
 
@@ -141,6 +150,10 @@ def summary_table(meta, s):
          f"{s['cold_routed']:.1f} ms ({s['cold_routed_range'][0]:.1f}–{s['cold_routed_range'][1]:.1f})"),
         ("exec → first routed chat 200, warm restart: 40 channels, 3,400 pairs from the discovery cache",
          f"**{s['warm_routed']:.1f} ms** ({s['warm_routed_range'][0]:.1f}–{s['warm_routed_range'][1]:.1f})"),
+        ("catalog rebuild, 40 channels / 3,400 pairs (median of admin overrides, min–max)",
+         fmt_range([c["build_ms"] for c in meta["control"]], "ms")),
+        ("publication → every worker on the new snapshot (tick 50 ms)",
+         fmt_range([c["propagation_ms"] for c in meta["control"]], "ms")),
         ("non-2xx + socket errors: direct / nginx / gateway",
          " / ".join(str(s["errors"][t]) for t in TARGETS)),
     ]

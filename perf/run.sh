@@ -359,6 +359,9 @@ python3 "$PERF_DIR/warmcache.py" "$WORK/gateway-warm.toml" "$WORK/warm-state" "1
 log "warm restart from the discovery cache: $COLD_RUNS starts"
 timeout -k 5 120 python3 "$PERF_DIR/coldstart.py" "$BIN" "$WORK/gateway-warm.toml" "$COLD_RUNS" \
     "$CLIENT_CPU" "$SERVER_CPU" "$DATA/coldstart_warm.tsv" "qwen/qwen3-8b-instruct" || die "warm start"
+log "control plane: 20 admin overrides on the 3,400-pair deployment (2 workers)"
+timeout -k 5 120 python3 "$PERF_DIR/control.py" "$BIN" "$WORK/gateway-warm.toml" 2 20 "$DATA/control.tsv" \
+    || die "control plane"
 
 # ---------------------------------------------------------------------------------------------
 # 11. Report.

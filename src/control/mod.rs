@@ -494,6 +494,17 @@ pub async fn propagated(ctl: &Ctl, epoch: u64) {
     while ctl.board.min_epoch() < epoch && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(1)).await;
     }
+    track_propagation(&mut ctl.st.borrow_mut(), &ctl.board);
+}
+
+/// Records how long the pending publication took to reach every worker, once it has.
+fn track_propagation(st: &mut State, board: &Board) {
+    if let Some((epoch, at)) = st.propagating
+        && board.min_epoch() >= epoch
+    {
+        st.propagation = Some(at.elapsed());
+        st.propagating = None;
+    }
 }
 
 /// Channel index of every catalog entry.
@@ -576,12 +587,7 @@ async fn run(ctl: Rc<Ctl>) {
             if st.rebuild_due {
                 ctl.rebuild(st);
             }
-            if let Some((epoch, at)) = st.propagating
-                && ctl.board.min_epoch() >= epoch
-            {
-                st.propagation = Some(at.elapsed());
-                st.propagating = None;
-            }
+            track_propagation(st, &ctl.board);
         }
         fetch::schedule(&ctl, now);
         monoio::time::sleep(POLL).await;
