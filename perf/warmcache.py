@@ -8,7 +8,7 @@ Usage: warmcache.py OUT_CONFIG STATE_DIR LISTEN UPSTREAM_PORT
 Every provider points at the perf upstream (static nginx): chat requests succeed, and its
 `GET /v1/models` answers 404, so the background refresh fails and the cached lists stay in
 force — the "providers unreachable" restart the cache exists for. The cache file names follow
-the gateway's contract: <channel id>-<16 hex of SHA-256(api key)>.json.
+the gateway's contract: <channel id>-<16 hex of SHA-256(api key, NUL, base URL)>.json.
 """
 
 import hashlib
@@ -70,7 +70,8 @@ def main():
                          "completion": f"{0.0000004 * (1 + c % 9):.10f}"}}
             for m in chosen
         ]
-        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        base = f"http://127.0.0.1:{upstream_port}/v1"
+        digest = hashlib.sha256(key.encode() + b"\0" + base.encode()).hexdigest()[:16]
         with open(os.path.join(state_dir, "discovery", f"ch-{c}-{digest}.json"), "w") as f:
             json.dump({"data": data}, f)
     with open(out_config, "w") as f:

@@ -190,6 +190,10 @@ impl Merger {
 
     /// Applies a control-plane observation (discovery or a health probe) to a channel only:
     /// a probe says nothing about any one model.
+    ///
+    /// A model list cannot say a quota or a credit is back, so it never ends a 429 or 402
+    /// cooldown; and a probe that merely timed out never replaces a stronger reason (401/403,
+    /// 402, 429) whose cooldown is still running — the channel keeps being probed as such.
     pub fn apply_channel(
         &mut self,
         channel: usize,
@@ -197,9 +201,22 @@ impl Merger {
         started: Instant,
         at: Instant,
     ) {
+        use crate::routing::health::Why;
         let Some(ch) = self.live.channels.get_mut(channel) else {
             return;
         };
+        let cooling = ch.until.is_some_and(|u| u > at);
+        match outcome {
+            Outcome::Success if cooling && matches!(ch.why, Why::RateLimited | Why::NoCredit) => {
+                return;
+            }
+            Outcome::Transient
+                if cooling && matches!(ch.why, Why::Auth | Why::NoCredit | Why::RateLimited) =>
+            {
+                return;
+            }
+            _ => {}
+        }
         let before = *ch;
         ch.apply(outcome, started, at, &self.policy, Duration::ZERO);
         if (before.until, before.failures) != (ch.until, ch.failures) {
@@ -327,6 +344,33 @@ mod tests {
             latency_ms: latency,
             ttft_ms: None,
         }
+    }
+
+    #[test]
+    fn a_model_list_never_ends_a_quota_cooldown_nor_masks_a_key_rejection() {
+        use crate::routing::health::Why;
+        let t0 = Instant::now();
+        let mut m = Merger::new(Live::new(1, 2, 0), Box::new([]), policy());
+        // channel 0 out of credit, channel 1 out on 401
+        m.live.channels[0].apply(
+            Outcome::NoCredit,
+            t0,
+            t0,
+            &policy(),
+            Duration::from_secs(600),
+        );
+        m.live.channels[1].apply(Outcome::Auth, t0, t0, &policy(), Duration::ZERO);
+        let later = t0 + Duration::from_millis(10);
+        m.apply_channel(0, Outcome::Success, later, later);
+        assert_eq!(m.view().channels[0].why, Why::NoCredit);
+        assert!(m.view().channels[0].until.is_some_and(|u| u > later));
+        // a probe timeout keeps the 401 reason, so the channel keeps being probed for a fix
+        m.apply_channel(1, Outcome::Transient, later, later);
+        assert_eq!(m.view().channels[1].why, Why::Auth);
+        // and a successful probe (the key works again) heals it
+        m.apply_channel(1, Outcome::Success, later, later);
+        assert_eq!(m.view().channels[1].failures, 0);
+        assert!(m.health_changed);
     }
 
     #[test]

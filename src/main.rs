@@ -279,10 +279,20 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     f.write_all(text.as_bytes())
 }
 
-/// Blocks until SIGINT or SIGTERM; SIGHUP calls `on_hup` (a reload) and keeps waiting.
-fn wait_for_signal(on_hup: &dyn Fn()) -> Option<i32> {
+/// SIGINT, SIGTERM and SIGHUP, caught from now on (registered before the gateway starts, so
+/// a `systemctl reload` right after READY never meets SIGHUP's default action: exit).
+fn catch_signals() -> Option<signal_hook::iterator::Signals> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]).ok()?;
+    signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]).ok()
+}
+
+/// Blocks until SIGINT or SIGTERM; SIGHUP calls `on_hup` (a reload) and keeps waiting.
+fn wait_for_signal(
+    signals: Option<signal_hook::iterator::Signals>,
+    on_hup: &dyn Fn(),
+) -> Option<i32> {
+    use signal_hook::consts::SIGHUP;
+    let mut signals = signals?;
     for s in signals.forever() {
         if s == SIGHUP {
             tracing::info!("SIGHUP: reloading the config");
@@ -319,7 +329,7 @@ fn mock_upstream(cli: &cli::Cli, args: cli::MockArgs) -> ExitCode {
     match mock::start(cfg) {
         Ok(h) => {
             println!("mock upstream listening on http://{}/v1", h.addr());
-            wait_for_signal(&|| {});
+            wait_for_signal(catch_signals(), &|| {});
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -365,6 +375,7 @@ fn run(cli: &cli::Cli) -> ExitCode {
         return ExitCode::from(2);
     }
     let _guard = logging::init(&cfg.log);
+    let signals = catch_signals();
     // Reloads re-read the same source and re-apply the command-line overrides.
     let loader: Option<smart_ai_router::control::Loader> = match &cfg.source {
         smart_ai_router::config::Source::File(_)
@@ -391,7 +402,7 @@ fn run(cli: &cli::Cli) -> ExitCode {
     };
     banner(&cfg, &gateway, demo_mock.as_ref());
     smart_ai_router::notify::ready();
-    let sig = wait_for_signal(&|| gateway.request_reload());
+    let sig = wait_for_signal(signals, &|| gateway.request_reload());
     tracing::info!(signal = ?sig, "shutting down: draining in-flight requests");
     gateway.shutdown();
     tracing::info!("stopped");

@@ -196,13 +196,10 @@ fn a_restart_serves_the_cache_while_the_provider_is_down_and_no_file_holds_a_key
         );
         assert!(!f.to_string_lossy().contains("secret"), "{}", f.display());
     }
-    // The provider is gone: a closed port. The restart still lists and routes the cached models
-    // from its first snapshot.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let gw = gateway(DRIVER, &toml(dead));
+    // The provider is down. The restart still lists and routes the cached models from its
+    // first snapshot.
+    m.set_down(true);
+    let gw = gateway(DRIVER, &toml(m.addr()));
     assert_eq!(listed_models(&gw), ["cached-a", "cached-b"]);
     let r = Client::connect(gw.local_addr()).post("/v1/route", &[], &chat_body("cached-b", false));
     assert_eq!(

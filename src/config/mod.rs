@@ -358,7 +358,7 @@ pub struct Config {
     pub health: HealthConfig,
     /// `[state] dir`: discovery cache and admin overrides (none: nothing persists).
     pub state_dir: Option<PathBuf>,
-    /// `[admin]` (on unless `enabled = false`).
+    /// `[admin]`: present (and not `enabled = false`) turns the admin API on.
     pub admin: Option<AdminConfig>,
     /// `[log]`.
     pub log: LogConfig,
@@ -459,10 +459,18 @@ impl Config {
     /// Parses and validates TOML text.
     pub fn parse(text: &str, env: &dyn Env) -> Result<Config, ConfigError> {
         let mut table: toml::Table = toml::from_str(text).map_err(|e| {
+            // Position and message only: the parser's own rendering quotes the source line,
+            // which may hold an API key, into logs and admin answers.
+            let at = e.span().map_or(String::new(), |span| {
+                let before = &text.as_bytes()[..span.start.min(text.len())];
+                let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+                let col = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+                format!(" at line {line}, column {col}")
+            });
             ConfigError::one(
                 None,
                 "",
-                format!("not valid TOML: {}", e.to_string().trim()),
+                format!("not valid TOML{at}: {}", e.message().trim()),
             )
         })?;
         let mut problems = Vec::new();
@@ -1213,7 +1221,9 @@ fn build(raw: raw::Root) -> Result<Config, ConfigError> {
             format!("\"{}\" must be an absolute path", d.display()),
         );
     }
-    let admin = Some(raw.admin.unwrap_or_default())
+    // The admin listener exists only when `[admin]` is present (DESIGN.md §4).
+    let admin = raw
+        .admin
         .filter(|a| a.enabled != Some(false))
         .map(|a| {
         let listen = units::parse_listen(a.listen.as_deref().unwrap_or(defaults::ADMIN_LISTEN))
@@ -1970,6 +1980,14 @@ models = ["gpt-4o-mini", "gpt-4o"]   # optional once discovery runs
         let p = problems("[sever]\n");
         assert_eq!(p[0].path, "sever");
         assert!(p[0].message.contains("`server`"), "{p:?}");
+    }
+
+    #[test]
+    fn a_syntax_error_names_the_place_but_never_quotes_the_line() {
+        let p = problems("[[channels]]\nid = \"a\"\napi_key = \"sk-live-SECRET123 \n");
+        let text = format!("{p:?}");
+        assert!(text.contains("line 3"), "{text}");
+        assert!(!text.contains("SECRET"), "{text}");
     }
 
     #[test]

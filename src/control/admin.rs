@@ -44,7 +44,7 @@ pub async fn serve(ctl: Rc<Ctl>, listener: TcpListener) {
         open.set(open.get() + 1);
         let (ctl, open) = (ctl.clone(), open.clone());
         monoio::spawn(async move {
-            let _ = monoio::time::timeout(IO_TIMEOUT, connection(&ctl, stream)).await;
+            connection(&ctl, stream).await;
             open.set(open.get() - 1);
         });
     }
@@ -82,11 +82,13 @@ impl Answer {
     }
 }
 
+/// One request: reading and writing are bounded by [`IO_TIMEOUT`]; the handling is not (a
+/// reload is bounded on its own, and must not be cut short by a slow client).
 async fn connection(ctl: &Rc<Ctl>, mut stream: TcpStream) {
-    let answer = match read_request(&mut stream).await {
-        Ok(req) => handle(ctl, req).await,
-        Err(Some(e)) => Answer::error(e),
-        Err(None) => return,
+    let answer = match monoio::time::timeout(IO_TIMEOUT, read_request(&mut stream)).await {
+        Ok(Ok(req)) => handle(ctl, req).await,
+        Ok(Err(Some(e))) => Answer::error(e),
+        Ok(Err(None)) | Err(_) => return,
     };
     let mut out = Vec::with_capacity(answer.body.len() + 160);
     crate::h1::write_status_line(&mut out, answer.status);
@@ -107,8 +109,11 @@ async fn connection(ctl: &Rc<Ctl>, mut stream: TcpStream) {
     crate::h1::write_header(&mut out, b"connection", b"close");
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(&answer.body);
-    let _ = stream.write_all(out).await;
-    let _ = stream.shutdown().await;
+    let _ = monoio::time::timeout(IO_TIMEOUT, async {
+        let _ = stream.write_all(out).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }
 
 /// Reads one request; `Err(None)` when the peer left before sending one.
@@ -305,7 +310,11 @@ async fn handle(ctl: &Rc<Ctl>, req: Req) -> Answer {
         }
         _ => Err(Error::unknown_route(m, &req.path)),
     };
-    // A change answers once every worker routes by it.
+    // A change answers once it is durable and every worker routes by it.
+    let saved = ctl.pending_save.take();
+    if let Some(done) = saved {
+        super::written(&done, super::PROPAGATION_WAIT).await;
+    }
     let epoch = ctl.st.borrow().current.epoch;
     if epoch != epoch_before {
         super::propagated(ctl, epoch).await;
@@ -373,7 +382,8 @@ fn set_override(
         return Err(not_found(&format!("no channel `{id}` in the config")));
     }
     change(st.overrides.channels.entry(id.to_string()).or_default());
-    ctl.store.save_overrides(&st.overrides);
+    ctl.pending_save
+        .set(ctl.store.save_overrides(&st.overrides));
     ctl.rebuild(st);
     tracing::info!(channel = id, "admin override set");
     let i = Ctl::channel_index(st, id).ok_or_else(|| not_found(id))?;
@@ -386,7 +396,8 @@ fn clear_overrides(ctl: &Rc<Ctl>, id: &str) -> Result<Writer, Error> {
     if st.overrides.channels.remove(id).is_none() {
         return Err(not_found(&format!("channel `{id}` has no overrides")));
     }
-    ctl.store.save_overrides(&st.overrides);
+    ctl.pending_save
+        .set(ctl.store.save_overrides(&st.overrides));
     ctl.rebuild(st);
     tracing::info!(channel = id, "admin overrides cleared");
     match Ctl::channel_index(st, id) {

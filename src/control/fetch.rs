@@ -12,20 +12,23 @@
 //!   host before a user request does). Rate-limited and out-of-credit channels are left to
 //!   their cooldowns: a model list cannot tell whether they recovered.
 //!
-//! Outcomes: 2xx heals (if the fetch started after the last failure), 401/403 is `Auth`,
-//! connect errors, timeouts and 5xx are `Transient` (probes only: a discovery failure is not a
-//! reason to stop routing); other statuses (404 for a provider without a model list, 429)
-//! change nothing.
+//! Outcomes: 2xx heals (if the fetch started after the last failure, and never a running 429
+//! or 402 cooldown), 401/403 is `Auth`, connect errors, timeouts and 5xx are `Transient`
+//! (probes only: a discovery failure is not a reason to stop routing, and a timeout never
+//! replaces a stronger running reason); other statuses (404 for a provider without a model
+//! list, 429) change nothing. Rounds wait for the first DNS round; a channel without
+//! addresses is skipped, not failed. A discovery round that missed a channel is retried
+//! within [`RETRY_AFTER_FAILURE`].
 //!
 //! Invariants: channels that share an endpoint and credentials are fetched once. A result is
 //! applied to the channel with the same id *and* key fingerprint in the current snapshot; one
 //! for a channel a reload removed or re-keyed is dropped. Never logs a key.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::http::{self, GetError};
 use super::{Ctl, Fetch, State, jittered};
@@ -40,8 +43,18 @@ enum Kind {
     Probe,
 }
 
+/// After a round in which some channel could not be fetched, the next one comes this soon
+/// (or at the configured interval, if shorter): a provider that was down at start is not left
+/// undiscovered for hours.
+pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(60);
+
 /// Starts the rounds that are due (called by the main loop every turn).
 pub fn schedule(ctl: &Rc<Ctl>, now: Instant) {
+    // Nothing before the first DNS round has answered: a fetch without addresses proves
+    // nothing and would count as a failure.
+    if !ctl.board.ready() {
+        return;
+    }
     let (discover, probe) = {
         let st = ctl.st.borrow();
         let discover = !ctl.discovering.get()
@@ -58,11 +71,15 @@ pub fn schedule(ctl: &Rc<Ctl>, now: Instant) {
         ctl.discovering.set(true);
         let c = ctl.clone();
         monoio::spawn(async move {
-            round(&c, Kind::Discovery, only).await;
+            let complete = round(&c, Kind::Discovery, only).await;
             c.discovering.set(false);
             let mut st = c.st.borrow_mut();
             if st.cfg.discovery.enabled {
-                st.next_discovery = Some(Instant::now() + jittered(st.cfg.discovery.interval));
+                let mut wait = st.cfg.discovery.interval;
+                if !complete {
+                    wait = wait.min(RETRY_AFTER_FAILURE);
+                }
+                st.next_discovery = Some(Instant::now() + jittered(wait));
             }
         });
     }
@@ -81,13 +98,17 @@ pub fn schedule(ctl: &Rc<Ctl>, now: Instant) {
     }
 }
 
-/// Channels to fetch, grouped by identical request (endpoint + head with credentials).
-fn groups(st: &State, kind: Kind, only: Option<&[String]>, now: Instant) -> Vec<Vec<usize>> {
+/// A channel to fetch, by identity (the snapshot may change while the round runs).
+type Target = (Box<str>, Box<str>);
+
+/// Channels to fetch (id, key fingerprint), grouped by identical request (endpoint + head
+/// with credentials).
+fn groups(st: &State, kind: Kind, only: Option<&[String]>, now: Instant) -> Vec<Vec<Target>> {
     let snap = &st.current;
     let live = st.merger.view();
     let interval = st.cfg.health.interval;
     let mut index: HashMap<(&str, &[u8]), usize> = HashMap::new();
-    let mut out: Vec<Vec<usize>> = Vec::new();
+    let mut out: Vec<Vec<Target>> = Vec::new();
     for (i, ch) in snap.channels.iter().enumerate() {
         if !ch.enabled || only.is_some_and(|ids| !ids.iter().any(|id| **id == *ch.id)) {
             continue;
@@ -111,53 +132,67 @@ fn groups(st: &State, kind: Kind, only: Option<&[String]>, now: Instant) -> Vec<
             continue;
         }
         let key = (&*ch.endpoint.key, &*ch.models_head);
+        let target = (ch.id.clone(), ch.key_fingerprint.clone());
         match index.get(&key) {
-            Some(&g) => out[g].push(i),
+            Some(&g) => out[g].push(target),
             None => {
                 index.insert(key, out.len());
-                out.push(vec![i]);
+                out.push(vec![target]);
             }
         }
     }
     out
 }
 
-/// One round: `concurrency` tasks pull groups from a queue until it is empty.
-async fn round(ctl: &Rc<Ctl>, kind: Kind, only: Option<Vec<String>>) {
+/// One round: `concurrency` tasks pull groups from a queue until it is empty. Each fetch uses
+/// the channel as the current snapshot has it (addresses resolved meanwhile included). True
+/// when every channel was fetched successfully.
+async fn round(ctl: &Rc<Ctl>, kind: Kind, only: Option<Vec<String>>) -> bool {
     let now = Instant::now();
-    let (snap, jobs, timeout, concurrency) = {
+    let (jobs, timeout, concurrency) = {
         let st = ctl.st.borrow();
         let (timeout, concurrency) = match kind {
             Kind::Discovery => (st.cfg.discovery.timeout, st.cfg.discovery.concurrency),
             Kind::Probe => (st.cfg.health.timeout, st.cfg.discovery.concurrency),
         };
         (
-            st.current.clone(),
             groups(&st, kind, only.as_deref(), now),
             timeout,
             concurrency.max(1),
         )
     };
     if jobs.is_empty() {
-        return;
+        return true;
     }
     tracing::debug!(kind = ?kind, groups = jobs.len(), "fetch round");
     let n = concurrency.min(jobs.len());
     let queue = Rc::new(RefCell::new(VecDeque::from(jobs)));
+    let complete = Rc::new(Cell::new(true));
     let mut tasks = Vec::with_capacity(n);
     for _ in 0..n {
-        let (ctl, queue, snap) = (ctl.clone(), queue.clone(), snap.clone());
+        let (ctl, queue, complete) = (ctl.clone(), queue.clone(), complete.clone());
         tasks.push(monoio::spawn(async move {
             loop {
                 let Some(group) = queue.borrow_mut().pop_front() else {
                     break;
                 };
-                let ch = &snap.channels[group[0]];
+                let Some((snap, i)) = current(&ctl, &group[0]) else {
+                    continue;
+                };
+                let ch = &snap.channels[i];
+                if ch.endpoint.addrs.is_empty() {
+                    // Not resolved (yet, or any more): not a failure of the channel.
+                    complete.set(false);
+                    continue;
+                }
                 let started = Instant::now();
                 let result = http::get_models(&ctl.pool, ch, timeout).await;
+                if !matches!(&result, Ok((s, _)) if (200..300).contains(s)) {
+                    complete.set(false);
+                }
                 let mut st = ctl.st.borrow_mut();
-                for &i in &group {
-                    apply(&ctl, &mut st, kind, &snap, i, started, &result);
+                for target in &group {
+                    apply(&ctl, &mut st, kind, target, started, &result);
                 }
             }
         }));
@@ -165,22 +200,30 @@ async fn round(ctl: &Rc<Ctl>, kind: Kind, only: Option<Vec<String>>) {
     for t in tasks {
         t.await;
     }
+    complete.get()
 }
 
-/// Applies one fetch result to channel `i` of `snap`.
+/// The current snapshot and the index of `target` in it (same id and key), if still there.
+fn current(ctl: &Ctl, target: &Target) -> Option<(Arc<Snapshot>, usize)> {
+    let st = ctl.st.borrow();
+    let i = Ctl::channel_index(&st, &target.0)
+        .filter(|&i| st.current.channels[i].key_fingerprint == target.1)?;
+    Some((st.current.clone(), i))
+}
+
+/// Applies one fetch result to the channel `target`.
 fn apply(
     ctl: &Ctl,
     st: &mut State,
     kind: Kind,
-    snap: &Arc<Snapshot>,
-    i: usize,
+    target: &Target,
     started: Instant,
     result: &Result<(u16, Vec<u8>), GetError>,
 ) {
-    let ch = &snap.channels[i];
+    let id = &*target.0;
     // The same channel with the same key in the current snapshot, or nothing to do.
-    let Some(cur) = Ctl::channel_index(st, &ch.id)
-        .filter(|&c| st.current.channels[c].key_fingerprint == ch.key_fingerprint)
+    let Some(cur) =
+        Ctl::channel_index(st, id).filter(|&c| st.current.channels[c].key_fingerprint == target.1)
     else {
         return;
     };
@@ -211,12 +254,18 @@ fn apply(
                         fetch.models = Some(models.len());
                         fetch.detail = format!("{} models", models.len());
                         let models: Arc<[discovered::Discovered]> = models.into();
-                        if st.discovered.get(&*ch.id) != Some(&models) {
-                            if let Some(c) = st.cfg.channels.iter().find(|c| *c.id == *ch.id) {
-                                ctl.store
-                                    .save_discovery(&ch.id, c.api_key.expose(), &models);
+                        if st.discovered.get(id) != Some(&models) {
+                            if let Some(c) = st.cfg.channels.iter().find(|c| c.id == id)
+                                && let Some(base) = st.cfg.channel_base_url(c)
+                            {
+                                ctl.store.save_discovery(
+                                    id,
+                                    c.api_key.expose(),
+                                    &base.to_url(),
+                                    &models,
+                                );
                             }
-                            st.discovered.insert(ch.id.to_string(), models);
+                            st.discovered.insert(id.to_string(), models);
                             st.rebuild_due = true;
                         }
                     }
@@ -246,12 +295,12 @@ fn apply(
         }
     };
     if !fetch.ok {
-        tracing::warn!(channel = %ch.id, kind = ?kind, result = %fetch.detail, "model list fetch failed");
+        tracing::warn!(channel = %id, kind = ?kind, result = %fetch.detail, "model list fetch failed");
     }
     if let Some(o) = outcome {
         st.merger.apply_channel(cur, o, started, at);
     }
-    let status = st.status.entry(ch.id.to_string()).or_default();
+    let status = st.status.entry(id.to_string()).or_default();
     match kind {
         Kind::Discovery => status.discovery = Some(fetch),
         Kind::Probe => status.probe = Some(fetch),

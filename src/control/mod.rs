@@ -224,6 +224,8 @@ pub struct State {
     pub merger: Merger,
     /// Host names to re-resolve.
     pub hosts: Vec<(String, u16)>,
+    /// Host names whose latest lookup failed (a reload stops waiting for them).
+    pub dns_failed: std::collections::HashSet<(String, u16)>,
     /// The catalog must be rebuilt (coalesced: one rebuild per loop turn).
     pub rebuild_due: bool,
     /// Averages changed: publish no later than this.
@@ -274,6 +276,9 @@ pub struct Ctl {
     pub discovering: Cell<bool>,
     /// A probe round is running.
     pub probing: Cell<bool>,
+    /// The acknowledgement of the admin API's latest overrides write (awaited before it
+    /// answers).
+    pub pending_save: Cell<Option<Receiver<()>>>,
     /// When the control thread started.
     pub started: Instant,
 }
@@ -304,6 +309,7 @@ impl Ctl {
         let state = State {
             merger: Merger::new(live, owners, cfg.routing.cooldown),
             hosts: Snapshot::hosts_to_resolve(&cfg),
+            dns_failed: std::collections::HashSet::new(),
             current: setup.first,
             workers: setup.workers,
             resolved: Resolved::new(),
@@ -339,6 +345,7 @@ impl Ctl {
             reloading: Cell::new(false),
             discovering: Cell::new(false),
             probing: Cell::new(false),
+            pending_save: Cell::new(None),
             started: now,
         }
     }
@@ -384,6 +391,9 @@ impl Ctl {
     /// Rebuilds channels and catalog (new generation), carrying live state over by channel id
     /// and (channel id, model), and publishes.
     pub fn rebuild(&self, st: &mut State) {
+        // Reports already queued belong to the outgoing generation: merge them first, or the
+        // new merger would drop them.
+        self.merge_reports(st);
         let t = Instant::now();
         let epoch = st.current.epoch + 1;
         // Merged but unpublished health must not be lost in the carry-over.
@@ -441,15 +451,20 @@ impl Ctl {
                 match a.addrs {
                     Ok(addrs) if !addrs.is_empty() => {
                         let key = (a.host.clone(), a.port);
+                        st.dns_failed.remove(&key);
                         if st.resolved.get(&key) != Some(&addrs) {
                             tracing::info!(host = %a.host, addrs = ?addrs, "upstream resolved");
                             st.resolved.insert(key, addrs);
                             changed = true;
                         }
                     }
-                    Ok(_) => tracing::warn!(host = %a.host, "upstream host resolved to no address"),
+                    Ok(_) => {
+                        tracing::warn!(host = %a.host, "upstream host resolved to no address");
+                        st.dns_failed.insert((a.host, a.port));
+                    }
                     Err(e) => {
-                        tracing::warn!(host = %a.host, error = %e, "cannot resolve upstream host; keeping previous addresses")
+                        tracing::warn!(host = %a.host, error = %e, "cannot resolve upstream host; keeping previous addresses");
+                        st.dns_failed.insert((a.host, a.port));
                     }
                 }
             }
@@ -611,5 +626,17 @@ async fn shutdown(ctl: &Ctl) {
             break;
         }
         monoio::time::sleep(POLL).await;
+    }
+    // Every queued state write (overrides, discovery lists) lands before the process exits.
+    if let Some(done) = ctl.store.flush() {
+        written(&done, Duration::from_secs(5)).await;
+    }
+}
+
+/// Waits (bounded) for a state-store acknowledgement.
+pub async fn written(done: &Receiver<()>, within: Duration) {
+    let deadline = Instant::now() + within;
+    while done.try_recv().is_err() && Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(1)).await;
     }
 }

@@ -39,19 +39,35 @@ pub struct ReloadReport {
     pub restart_required: Vec<String>,
 }
 
-/// Runs one reload (waiting for a running one to finish first).
+/// Runs one reload (waiting for a running one to finish first). The reload is a task of its
+/// own: a caller that stops waiting (an admin client that hung up) never leaves it half done.
 pub async fn reload(ctl: &Rc<Ctl>) -> Result<ReloadReport, Vec<String>> {
+    let c = ctl.clone();
+    monoio::spawn(async move { run(&c).await }).await
+}
+
+/// Clears the reloading flag and tells systemd the reload is over, however `run` ends.
+struct Reloading<'a>(&'a Ctl);
+
+impl Drop for Reloading<'_> {
+    fn drop(&mut self) {
+        self.0.reloading.set(false);
+        crate::notify::ready();
+    }
+}
+
+async fn run(ctl: &Rc<Ctl>) -> Result<ReloadReport, Vec<String>> {
     while ctl.reloading.get() {
         monoio::time::sleep(POLL).await;
     }
     ctl.reloading.set(true);
+    let guard = Reloading(ctl);
     crate::notify::reloading();
     let result = apply(ctl).await;
     if let Ok(r) = &result {
         super::propagated(ctl, r.epoch).await;
     }
-    ctl.reloading.set(false);
-    crate::notify::ready();
+    drop(guard);
     let mut st = ctl.st.borrow_mut();
     match &result {
         Ok(r) => {
@@ -86,6 +102,17 @@ async fn apply(ctl: &Rc<Ctl>) -> Result<ReloadReport, Vec<String>> {
     let mut new = loader()?;
     let tls = build_tls(&new).map_err(|e| vec![e])?;
     let restart_required = keep_bound_settings(&ctl.st.borrow().cfg, &mut new);
+    // The running admin listener may be non-loopback while the new file says loopback: it
+    // must not lose its token before the restart that moves it.
+    if let Some(a) = &new.admin
+        && !a.listen.ip().is_loopback()
+        && a.token.is_none()
+    {
+        return Err(vec![format!(
+            "admin.token: required while the admin API listens on {} (a restart applies the new admin.listen)",
+            a.listen
+        )]);
+    }
 
     // New host names resolve before the snapshot that needs them is published, so no request
     // meets a channel without addresses.
@@ -99,12 +126,20 @@ async fn apply(ctl: &Rc<Ctl>) -> Result<ReloadReport, Vec<String>> {
             .collect()
     };
     if !missing.is_empty() {
+        {
+            let mut st = ctl.st.borrow_mut();
+            for h in &missing {
+                st.dns_failed.remove(h);
+            }
+        }
         ctl.resolve(missing.clone());
+        // Until every new host has an answer, success or failure.
         let deadline = Instant::now() + RESOLVE_WAIT;
         while Instant::now() < deadline
-            && missing
-                .iter()
-                .any(|h| !ctl.st.borrow().resolved.contains_key(h))
+            && missing.iter().any(|h| {
+                let st = ctl.st.borrow();
+                !st.resolved.contains_key(h) && !st.dns_failed.contains(h)
+            })
         {
             monoio::time::sleep(POLL).await;
         }
@@ -118,11 +153,13 @@ async fn apply(ctl: &Rc<Ctl>) -> Result<ReloadReport, Vec<String>> {
         // Model lists: kept for a channel with the same key, else from the cache, else fetched.
         let mut discovered = DiscoveryMap::new();
         for ch in &new.channels {
-            let same_key = st
-                .cfg
-                .channels
-                .iter()
-                .any(|o| o.id == ch.id && o.api_key == ch.api_key);
+            // Same key and same endpoint: the list still describes this channel.
+            let base = |c: &Config, x: &crate::config::ChannelConfig| {
+                c.channel_base_url(x).map(|u| u.to_url())
+            };
+            let same_key = st.cfg.channels.iter().any(|o| {
+                o.id == ch.id && o.api_key == ch.api_key && base(&st.cfg, o) == base(&new, ch)
+            });
             if let Some(d) = st.discovered.get(&ch.id).filter(|_| same_key) {
                 discovered.insert(ch.id.clone(), d.clone());
             } else if let Some(d) = cached.get(&ch.id) {

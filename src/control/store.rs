@@ -1,13 +1,16 @@
 //! The state directory (`[state] dir`): the discovery cache and the admin overrides, so a
 //! restart serves at once from what it knew and keeps what an operator changed.
 //!
-//! Layout: `discovery/<channel id>-<16 hex of SHA-256(api key)>.json` (the model list in the
-//! `{"data": [...]}` form) and `overrides.json`. A changed key gives a new file name, so a list
-//! fetched with one key is never served for another.
+//! Layout: `discovery/<channel id>-<16 hex of SHA-256(api key, NUL, base URL)>.json` (the
+//! model list in the `{"data": [...]}` form) and `overrides.json`. A changed key or endpoint
+//! gives a new file name, so a list fetched with one key or from one endpoint is never served
+//! for another.
 //!
 //! Invariants: no file ever contains an API key (only a hash prefix in the name). Writes are
-//! atomic (temp file, fsync, rename) and happen on a helper thread, never on the control loop.
-//! A corrupt or unreadable file is reported and ignored, never fatal.
+//! atomic (temp file, fsync, rename, fsync of the directory) and happen on a helper thread,
+//! never on the control loop; a caller that must know a write is durable (admin overrides,
+//! shutdown) waits for its acknowledgement. A corrupt or unreadable file is reported and
+//! ignored, never fatal.
 
 #![allow(clippy::disallowed_methods)] // file I/O belongs here (helper thread and start-up)
 
@@ -15,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 use simd_json::prelude::*;
 
 use crate::catalog::discovered::{self, Discovered, DiscoveryMap};
@@ -23,11 +26,20 @@ use crate::config::Config;
 use crate::json;
 use crate::snapshot::{ChannelOverride, Overrides};
 
+/// Work for the writer thread.
+#[derive(Debug)]
+enum Job {
+    /// Write a file atomically; acknowledge when durable, if asked.
+    Write(PathBuf, Vec<u8>, Option<Sender<()>>),
+    /// Acknowledge once every earlier write is done.
+    Barrier(Sender<()>),
+}
+
 /// The state directory and its writer thread.
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: Option<PathBuf>,
-    writes: Option<Sender<(PathBuf, Vec<u8>)>>,
+    writes: Option<Sender<Job>>,
 }
 
 impl Store {
@@ -46,13 +58,23 @@ impl Store {
                 writes: None,
             };
         }
-        let (tx, rx) = crossbeam_channel::unbounded::<(PathBuf, Vec<u8>)>();
+        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let spawned = std::thread::Builder::new()
             .name("sar-store".into())
             .spawn(move || {
-                while let Ok((path, bytes)) = rx.recv() {
-                    if let Err(e) = write_atomic(&path, &bytes) {
-                        tracing::warn!(path = %path.display(), error = %e, "cannot write state file");
+                while let Ok(job) = rx.recv() {
+                    match job {
+                        Job::Write(path, bytes, ack) => {
+                            if let Err(e) = write_atomic(&path, &bytes) {
+                                tracing::warn!(path = %path.display(), error = %e, "cannot write state file");
+                            }
+                            if let Some(a) = ack {
+                                let _ = a.send(());
+                            }
+                        }
+                        Job::Barrier(ack) => {
+                            let _ = ack.send(());
+                        }
                     }
                 }
             });
@@ -67,12 +89,12 @@ impl Store {
         self.dir.as_deref()
     }
 
-    fn discovery_path(&self, channel: &str, key: &str) -> Option<PathBuf> {
+    fn discovery_path(&self, channel: &str, key: &str, base_url: &str) -> Option<PathBuf> {
         Some(
             self.dir
                 .as_ref()?
                 .join("discovery")
-                .join(format!("{channel}-{}.json", key_hash(key))),
+                .join(format!("{channel}-{}.json", cache_key(key, base_url))),
         )
     }
 
@@ -84,9 +106,10 @@ impl Store {
             .channels
             .iter()
             .filter_map(|ch| {
+                let base = cfg.channel_base_url(ch)?.to_url();
                 Some((
                     ch.id.as_str(),
-                    self.discovery_path(&ch.id, ch.api_key.expose())?,
+                    self.discovery_path(&ch.id, ch.api_key.expose(), &base)?,
                 ))
             })
             .collect();
@@ -115,9 +138,9 @@ impl Store {
     }
 
     /// Queues a channel's model list for writing.
-    pub fn save_discovery(&self, channel: &str, key: &str, models: &[Discovered]) {
-        if let (Some(path), Some(w)) = (self.discovery_path(channel, key), &self.writes) {
-            let _ = w.send((path, discovered::to_json(models)));
+    pub fn save_discovery(&self, channel: &str, key: &str, base_url: &str, models: &[Discovered]) {
+        if let (Some(path), Some(w)) = (self.discovery_path(channel, key, base_url), &self.writes) {
+            let _ = w.send(Job::Write(path, discovered::to_json(models), None));
         }
     }
 
@@ -138,11 +161,26 @@ impl Store {
         }
     }
 
-    /// Queues the overrides for writing.
-    pub fn save_overrides(&self, o: &Overrides) {
-        if let (Some(dir), Some(w)) = (&self.dir, &self.writes) {
-            let _ = w.send((dir.join("overrides.json"), overrides_json(o)));
-        }
+    /// Queues the overrides for writing; the receiver fires once they are durable (none when
+    /// nothing persists).
+    pub fn save_overrides(&self, o: &Overrides) -> Option<Receiver<()>> {
+        let (dir, w) = (self.dir.as_ref()?, self.writes.as_ref()?);
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        w.send(Job::Write(
+            dir.join("overrides.json"),
+            overrides_json(o),
+            Some(tx),
+        ))
+        .ok()?;
+        Some(rx)
+    }
+
+    /// Fires once every write queued before it is done (shutdown waits for this).
+    pub fn flush(&self) -> Option<Receiver<()>> {
+        let w = self.writes.as_ref()?;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        w.send(Job::Barrier(tx)).ok()?;
+        Some(rx)
     }
 }
 
@@ -158,11 +196,18 @@ fn load_one(id: &str, path: &Path) -> Option<(String, Arc<[Discovered]>)> {
     }
 }
 
-/// 16 hex digits of SHA-256(`key`): identifies the key without revealing it.
-pub fn key_hash(key: &str) -> String {
+/// 16 hex digits of SHA-256(`key`, NUL, `base_url`): identifies the key and endpoint without
+/// revealing the key.
+pub fn cache_key(key: &str, base_url: &str) -> String {
     use sha2::{Digest, Sha256};
-    let d = Sha256::digest(key.as_bytes());
-    d[..8].iter().map(|b| format!("{b:02x}")).collect()
+    let mut h = Sha256::new();
+    h.update(key.as_bytes());
+    h.update([0u8]);
+    h.update(base_url.as_bytes());
+    h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -173,7 +218,12 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         f.write_all(bytes)?;
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    // The rename itself is durable only once the directory is synced.
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// `{"channels":{"id":{"enabled":false,"priority":5}}}`
@@ -248,10 +298,11 @@ mod tests {
     }
 
     #[test]
-    fn key_hashes_hide_the_key() {
-        let h = key_hash("sk-live-secret");
+    fn cache_keys_hide_the_key_and_follow_the_endpoint() {
+        let h = cache_key("sk-live-secret", "https://a.example/v1");
         assert_eq!(h.len(), 16);
         assert!(!h.contains("secret"));
-        assert_ne!(h, key_hash("sk-live-other"));
+        assert_ne!(h, cache_key("sk-live-other", "https://a.example/v1"));
+        assert_ne!(h, cache_key("sk-live-secret", "https://b.example/v1"));
     }
 }

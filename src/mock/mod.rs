@@ -159,9 +159,14 @@ pub struct MockHandle {
     events: Receiver<MockEvent>,
     gate: Arc<AtomicBool>,
     requests: Arc<AtomicU64>,
+    down: Arc<AtomicBool>,
 }
 
 impl MockHandle {
+    /// While down, every connection is closed as soon as it is accepted (a provider outage).
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -182,6 +187,7 @@ impl MockHandle {
 
 struct Shared {
     cfg: MockConfig,
+    down: Arc<AtomicBool>,
     events: Sender<MockEvent>,
     gate: Arc<AtomicBool>,
     requests: Arc<AtomicU64>,
@@ -202,8 +208,10 @@ pub fn start(cfg: MockConfig) -> std::io::Result<MockHandle> {
     let (tx, rx) = crossbeam_channel::unbounded();
     let gate = Arc::new(AtomicBool::new(false));
     let requests = Arc::new(AtomicU64::new(0));
+    let down = Arc::new(AtomicBool::new(false));
     let shared = Arc::new(Shared {
         cfg,
+        down: down.clone(),
         events: tx,
         gate: gate.clone(),
         requests: requests.clone(),
@@ -225,6 +233,7 @@ pub fn start(cfg: MockConfig) -> std::io::Result<MockHandle> {
         events: rx,
         gate,
         requests,
+        down,
     })
 }
 
@@ -237,6 +246,10 @@ async fn accept_loop(l: std::net::TcpListener, shared: Arc<Shared>) {
             monoio::time::sleep(Duration::from_millis(5)).await;
             continue;
         };
+        if shared.down.load(Ordering::SeqCst) {
+            drop(stream);
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         let _ = shared.events.send(MockEvent::Connected);
