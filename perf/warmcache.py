@@ -8,11 +8,10 @@ Usage: warmcache.py OUT_CONFIG STATE_DIR LISTEN UPSTREAM_PORT
 Every provider points at the perf upstream (static nginx): chat requests succeed, and its
 `GET /v1/models` answers 404, so the background refresh fails and the cached lists stay in
 force — the "providers unreachable" restart the cache exists for. The cache file names follow
-the gateway's contract: <channel id>-<16 hex of SHA-256(api key, NUL, base URL)>.json.
+the gateway's contract: <channel id>-<16 hex of SHA-256(api key, NUL, base URL)>.tsv.
 """
 
 import hashlib
-import json
 import os
 import sys
 
@@ -20,6 +19,9 @@ CHANNELS = 40
 MODELS_PER_CHANNEL = 85
 # The model the cold-start probe routes to; present in every channel's list.
 PROBE_MODEL = "qwen/qwen3-8b-instruct"
+# The cache format's header line (catalog::discovered::to_cache).
+CACHE_HEADER = ("# smart-ai-router discovery cache v1: id, context, max output, USD per 1M input,"
+                " USD per 1M output, vision, tools, json (- unknown)")
 
 
 def pool():
@@ -64,16 +66,14 @@ def main():
         ]
         chosen = list(dict.fromkeys(chosen))[:MODELS_PER_CHANNEL]
         assert len(chosen) == MODELS_PER_CHANNEL, len(chosen)
-        data = [
-            {"id": m, "context_length": 131072,
-             "pricing": {"prompt": f"{0.0000001 * (1 + c % 9):.10f}",
-                         "completion": f"{0.0000004 * (1 + c % 9):.10f}"}}
-            for m in chosen
-        ]
         base = f"http://127.0.0.1:{upstream_port}/v1"
         digest = hashlib.sha256(key.encode() + b"\0" + base.encode()).hexdigest()[:16]
-        with open(os.path.join(state_dir, "discovery", f"ch-{c}-{digest}.json"), "w") as f:
-            json.dump({"data": data}, f)
+        cache = [CACHE_HEADER]
+        for m in chosen:
+            price_in, price_out = 0.1 * (1 + c % 9), 0.4 * (1 + c % 9)
+            cache.append(f"{m}\t131072\t-\t{price_in}\t{price_out}\t-\t-\t-")
+        with open(os.path.join(state_dir, "discovery", f"ch-{c}-{digest}.tsv"), "w") as f:
+            f.write("\n".join(cache) + "\n")
     with open(out_config, "w") as f:
         f.write("\n".join(lines) + "\n")
 

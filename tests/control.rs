@@ -183,7 +183,7 @@ fn a_restart_serves_the_cache_while_the_provider_is_down_and_no_file_holds_a_key
         let f: Vec<PathBuf> = std::fs::read_dir(state.join("discovery"))
             .ok()?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .filter(|p| p.extension().is_some_and(|x| x == "tsv"))
             .collect();
         (!f.is_empty()).then_some(f)
     });
@@ -230,7 +230,7 @@ fn a_corrupt_cache_file_is_ignored() {
         state.display()
     );
     // Whatever the file name, garbage in the cache directory must not stop the start.
-    for name in ["up-0000000000000000.json", "up-garbage.json"] {
+    for name in ["up-0000000000000000.tsv", "up-garbage.tsv"] {
         std::fs::write(state.join("discovery").join(name), b"{\"data\": [oops").unwrap();
     }
     std::fs::write(state.join("overrides.json"), b"not json").unwrap();

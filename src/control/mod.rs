@@ -43,6 +43,9 @@ use crate::worker::{Board, Command};
 
 pub use reload::{Loader, ReloadReport};
 
+/// Ring size of the control loop: a few dozen fetches and admin connections at most.
+const CONTROL_RING_ENTRIES: u32 = 128;
+
 /// How often the main loop looks for work (reports, requests, DNS answers, due rounds).
 pub const POLL: Duration = Duration::from_millis(5);
 
@@ -160,7 +163,11 @@ pub fn spawn(setup: Setup) -> std::io::Result<std::thread::JoinHandle<()>> {
         .spawn(move || {
             let driver = setup.driver.clone();
             let ctl = Rc::new(Ctl::new(setup));
-            if let Err(e) = crate::worker::runtime::block_on(&driver, run(ctl.clone())) {
+            if let Err(e) = crate::worker::runtime::block_on_with(
+                &driver,
+                CONTROL_RING_ENTRIES,
+                run(ctl.clone()),
+            ) {
                 // No event loop: still stop the workers, or the process would hang on join.
                 tracing::error!(error = %e, "control event loop failed to start");
                 ctl.stop_workers_blocking();

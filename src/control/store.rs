@@ -1,8 +1,8 @@
 //! The state directory (`[state] dir`): the discovery cache and the admin overrides, so a
 //! restart serves at once from what it knew and keeps what an operator changed.
 //!
-//! Layout: `discovery/<channel id>-<16 hex of SHA-256(api key, NUL, base URL)>.json` (the
-//! model list in the `{"data": [...]}` form) and `overrides.json`. A changed key or endpoint
+//! Layout: `discovery/<channel id>-<16 hex of SHA-256(api key, NUL, base URL)>.tsv` (the
+//! model list, one line per model: `catalog::discovered::to_cache`) and `overrides.json`. A changed key or endpoint
 //! gives a new file name, so a list fetched with one key or from one endpoint is never served
 //! for another.
 //!
@@ -94,7 +94,7 @@ impl Store {
             self.dir
                 .as_ref()?
                 .join("discovery")
-                .join(format!("{channel}-{}.json", cache_key(key, base_url))),
+                .join(format!("{channel}-{}.tsv", cache_key(key, base_url))),
         )
     }
 
@@ -140,7 +140,7 @@ impl Store {
     /// Queues a channel's model list for writing.
     pub fn save_discovery(&self, channel: &str, key: &str, base_url: &str, models: &[Discovered]) {
         if let (Some(path), Some(w)) = (self.discovery_path(channel, key, base_url), &self.writes) {
-            let _ = w.send(Job::Write(path, discovered::to_json(models), None));
+            let _ = w.send(Job::Write(path, discovered::to_cache(models), None));
         }
     }
 
@@ -187,7 +187,7 @@ impl Store {
 /// One channel's cached list, if its file exists and parses.
 fn load_one(id: &str, path: &Path) -> Option<(String, Arc<[Discovered]>)> {
     let bytes = std::fs::read(path).ok()?;
-    match discovered::parse(&bytes) {
+    match discovered::from_cache(&bytes) {
         Ok(models) => Some((id.to_string(), Arc::from(models))),
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "corrupt discovery cache ignored");

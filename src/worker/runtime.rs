@@ -121,6 +121,16 @@ fn explain(e: &std::io::Error) -> String {
 
 /// Builds a runtime for `chosen` on the current thread and runs `fut` to completion.
 pub fn block_on<F: std::future::Future>(chosen: &Chosen, fut: F) -> std::io::Result<F::Output> {
+    block_on_with(chosen, RING_ENTRIES, fut)
+}
+
+/// [`block_on`] with a ring of `entries` submissions (the control loop needs far fewer than a
+/// worker, and every ring costs locked memory).
+pub fn block_on_with<F: std::future::Future>(
+    chosen: &Chosen,
+    entries: u32,
+    fut: F,
+) -> std::io::Result<F::Output> {
     match chosen.driver {
         Driver::IoUring => {
             let mut urb =
@@ -131,7 +141,7 @@ pub fn block_on<F: std::future::Future>(chosen: &Chosen, fut: F) -> std::io::Res
             }
             let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
                 .uring_builder(urb)
-                .with_entries(RING_ENTRIES)
+                .with_entries(entries)
                 .enable_timer()
                 .build()?;
             Ok(rt.block_on(fut))
