@@ -42,6 +42,7 @@ pub mod live;
 pub mod logging;
 pub mod mock;
 pub mod notify;
+pub mod pricing;
 pub mod providers;
 pub mod proxy;
 pub mod routing;

@@ -7,6 +7,36 @@
 //! families (Anthropic, Gemini) arrives with its own file per family; until then those kinds are
 //! rejected at config load rather than spoken wrongly.
 
+pub mod anthropic;
+pub mod gemini;
+
+/// The wire format a provider speaks; picks the adapter that translates to and from the
+/// gateway's canonical form (OpenAI chat completions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// OpenAI chat completions (and every compatible preset): bodies pass through.
+    OpenAi,
+    /// Anthropic Messages (`/v1/messages`).
+    Anthropic,
+    /// Google Gemini (`generateContent` / `streamGenerateContent`).
+    Gemini,
+}
+
+/// Token usage of one answer, in OpenAI's terms: `prompt` counts every input token, cached
+/// ones included; `cached` (read from a prompt cache) and `cache_write` (written to one) are
+/// parts of `prompt`, priced differently.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// All input tokens.
+    pub prompt: u64,
+    /// Output tokens (reasoning included).
+    pub completion: u64,
+    /// Input tokens served from a prompt cache.
+    pub cached: u64,
+    /// Input tokens written to a prompt cache.
+    pub cache_write: u64,
+}
+
 /// How a provider expects the API key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthStyle {

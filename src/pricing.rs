@@ -1,0 +1,1 @@
+//! Token prices and request cost (placeholder; filled by the pricing work).

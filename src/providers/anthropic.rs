@@ -1,0 +1,1 @@
+//! Anthropic Messages wire family (placeholder; filled by the adapter work).

@@ -1,0 +1,1 @@
+//! Google Gemini wire family (placeholder; filled by the adapter work).
