@@ -49,6 +49,7 @@ pub mod routing;
 pub mod server;
 pub mod snapshot;
 pub mod upstream;
+pub mod usage;
 pub mod worker;
 
 /// The crate version, as reported by `GET /` and the startup banner.

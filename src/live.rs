@@ -68,7 +68,7 @@ impl Live {
 }
 
 /// One attempt's outcome, from a worker.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Report {
     /// Catalog generation of the indices.
     pub generation: u64,
@@ -88,6 +88,9 @@ pub struct Report {
     pub latency_ms: Option<f32>,
     /// Time to the response head.
     pub ttft_ms: Option<f32>,
+    /// The request's usage record (on usage-only reports: generation 0, no outcome). Taken
+    /// by the control thread before the generation check, so a rebuild never loses one.
+    pub usage: Option<Box<crate::usage::Record>>,
 }
 
 /// Applies one outcome to a channel and entry health pair (the transition both workers and the
@@ -343,6 +346,7 @@ mod tests {
             outcome,
             latency_ms: latency,
             ttft_ms: None,
+            usage: None,
         }
     }
 

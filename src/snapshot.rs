@@ -21,7 +21,7 @@ use crate::config::{
     StrategyConfig,
 };
 use crate::live::Live;
-use crate::providers::AuthStyle;
+use crate::providers::{AuthStyle, Family};
 use crate::upstream::tls::TlsTarget;
 
 /// How the gateway got its channels (shown in `/health` and `/v1/models`).
@@ -87,6 +87,17 @@ pub struct Channel {
     pub provider: Box<str>,
     /// Provider kind.
     pub kind: Box<str>,
+    /// The wire format the provider speaks.
+    pub family: Family,
+    /// `stream_options.include_usage` may be added to streamed requests.
+    pub stream_usage: bool,
+    /// Set when the chat path names the model (`{model}`): the request line is built per
+    /// request and `request_head` starts at `Host:`.
+    pub path: Option<PathTemplate>,
+    /// The base URL's path (`/v1`): other endpoints (`/embeddings` …) are under it.
+    pub base_path: Box<str>,
+    /// Where the credentials (`Host:` onwards) start in `request_head`.
+    pub credentials_at: usize,
     /// Disabled channels are never tried.
     pub enabled: bool,
     /// Higher is tried first.
@@ -124,6 +135,59 @@ impl fmt::Debug for Channel {
             .field("endpoint", &self.endpoint.key)
             .field("addrs", &self.endpoint.addrs)
             .finish_non_exhaustive()
+    }
+}
+
+/// A chat path with the upstream model id in it (Gemini, Azure deployments).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathTemplate {
+    /// `POST <base path><path up to {model}>`.
+    pub before: Box<[u8]>,
+    /// The rest of the path and ` HTTP/1.1\r\n`.
+    pub after: Box<[u8]>,
+    /// The same for a streamed request (Gemini's `:streamGenerateContent?alt=sse`).
+    pub stream_after: Box<[u8]>,
+}
+
+impl PathTemplate {
+    fn parse(base: &str, path: &str) -> Option<PathTemplate> {
+        let (before, after) = path.split_once("{model}")?;
+        let stream = if after.contains(":generateContent") {
+            after.replacen(":generateContent", ":streamGenerateContent", 1)
+        } else {
+            after.to_string()
+        };
+        let stream = if stream.contains(":streamGenerateContent") && !stream.contains("alt=sse") {
+            let sep = if stream.contains('?') { '&' } else { '?' };
+            format!("{stream}{sep}alt=sse")
+        } else {
+            stream
+        };
+        let line_end = |s: &str| format!("{s} HTTP/1.1\r\n").into_bytes().into_boxed_slice();
+        Some(PathTemplate {
+            before: format!("POST {base}{before}").into_bytes().into(),
+            after: line_end(after),
+            stream_after: line_end(&stream),
+        })
+    }
+
+    /// Writes the request line for `model` (percent-encoding anything outside the path-safe set,
+    /// so no model id can break the request line).
+    pub fn write_line(&self, out: &mut Vec<u8>, model: &str, stream: bool) {
+        out.extend_from_slice(&self.before);
+        for &b in model.as_bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~:@!$&'()*+,;=".contains(&b) {
+                out.push(b);
+            } else {
+                const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+            }
+        }
+        out.extend_from_slice(if stream {
+            &self.stream_after
+        } else {
+            &self.after
+        });
     }
 }
 
@@ -232,7 +296,12 @@ impl Snapshot {
                     })
                 })
                 .clone();
-            let head = request_head("POST", &url.path, &p.chat_path, &url.authority(), ch, p);
+            let path = PathTemplate::parse(&url.path, &p.chat_path);
+            let head = if path.is_some() {
+                credentials_head(&url.authority(), ch, p)
+            } else {
+                request_head("POST", &url.path, &p.chat_path, &url.authority(), ch, p)
+            };
             let mut models_head =
                 request_head("GET", &url.path, &p.models_path, &url.authority(), ch, p).into_vec();
             models_head.extend_from_slice(
@@ -243,6 +312,15 @@ impl Snapshot {
                 id: ch.id.as_str().into(),
                 provider: p.id.as_str().into(),
                 kind: p.kind.as_str().into(),
+                family: p.family,
+                stream_usage: p.stream_usage,
+                credentials_at: if path.is_some() {
+                    0
+                } else {
+                    head.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1)
+                },
+                path,
+                base_path: url.path.as_str().into(),
                 enabled: ov.enabled.unwrap_or(ch.enabled),
                 priority: ov.priority.unwrap_or(ch.priority),
                 weight: ch.weight,
@@ -352,7 +430,15 @@ fn request_head(
     head.push(b' ');
     head.extend_from_slice(base.as_bytes());
     head.extend_from_slice(path.as_bytes());
-    head.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    head.extend_from_slice(b" HTTP/1.1\r\n");
+    head.extend_from_slice(&credentials_head(authority, ch, p));
+    head.into()
+}
+
+/// `Host`, the channel's credentials and the provider's headers.
+fn credentials_head(authority: &str, ch: &ChannelConfig, p: &ProviderConfig) -> Box<[u8]> {
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(b"Host: ");
     head.extend_from_slice(authority.as_bytes());
     head.extend_from_slice(b"\r\n");
     if !ch.api_key.is_empty() {
@@ -360,6 +446,7 @@ fn request_head(
             AuthStyle::Bearer => head.extend_from_slice(b"Authorization: Bearer "),
             AuthStyle::XApiKey => head.extend_from_slice(b"x-api-key: "),
             AuthStyle::ApiKey => head.extend_from_slice(b"api-key: "),
+            AuthStyle::GoogApiKey => head.extend_from_slice(b"x-goog-api-key: "),
         }
         head.extend_from_slice(ch.api_key.expose().as_bytes());
         head.extend_from_slice(b"\r\n");

@@ -211,7 +211,12 @@ fn a_restart_serves_the_cache_while_the_provider_is_down_and_no_file_holds_a_key
     // The failed refresh is reported and keeps the cached list.
     let ch = eventually(Duration::from_secs(5), "discovery attempt", || {
         let ch = admin_channel(&gw, "up", None);
-        (ch["discovery"]["ok"].as_bool() == Some(false)).then_some(ch)
+        // Before the first attempt the channel has no `discovery` object yet.
+        let ok = ch
+            .get("discovery")
+            .and_then(|d| d.get("ok"))
+            .and_then(|v| v.as_bool());
+        (ok == Some(false)).then_some(ch)
     });
     assert_eq!(ch["discovered_models"].as_u64(), Some(2));
     assert_eq!(listed_models(&gw).len(), 2);

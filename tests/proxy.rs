@@ -800,13 +800,18 @@ fn the_stream_ends_at_done_even_if_the_upstream_lingers(driver: &str) {
     });
     let gw = gateway(driver, &one_channel(m.addr(), &["m"]));
     let mut c = Client::connect(gw.local_addr());
-    // role + 2 content + finish + [DONE] = 5 events; the mock then holds its last chunk forever
+    // role + 2 content + finish + the usage chunk the gateway asked for + [DONE] = 6 events;
+    // the mock then holds its last chunk forever
     let r = c.post(
         "/v1/chat/completions",
-        &[("x-mock-hold-after", "5")],
+        &[("x-mock-hold-after", "6")],
         &chat_body("m", true),
     );
     let data = sse_data(&r.body);
+    assert!(
+        !data.iter().any(|d| d.contains("\"usage\"")),
+        "the client did not ask for usage: {data:?}"
+    );
     assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{data:?}");
     assert!(
         !data.iter().any(|d| d.contains("error")),

@@ -75,6 +75,10 @@ pub struct Features {
     pub strategy: Option<Box<str>>,
     /// Router-only option fields.
     pub options: Options,
+    /// `stream_options.include_usage` as the client sent it (`None`: no `stream_options`).
+    pub usage_asked: Option<bool>,
+    /// Router-only `strip_think`: remove `<think>…</think>` blocks from a whole answer.
+    pub strip_think: bool,
 }
 
 /// Router-only body fields: accepted, applied, and removed before forwarding.
@@ -84,6 +88,7 @@ pub const ROUTER_FIELDS: &[&str] = &[
     "max_cost_per_1k",
     "prefer_local",
     "exclude_providers",
+    "strip_think",
 ];
 
 /// Largest body kept in the scratch buffer between requests (larger ones are freed after use).
@@ -206,6 +211,23 @@ fn read_features(tape: &simd_json::Tape<'_>) -> Result<Features, Error> {
             .ok_or_else(|| param_error("invalid_stream", "`stream` must be a boolean."))?,
     };
 
+    let usage_asked = match obj.get("stream_options") {
+        None => None,
+        Some(v) if v.is_null() => None,
+        Some(v) => Some(
+            v.get("include_usage")
+                .and_then(|u| u.as_bool())
+                .unwrap_or(false),
+        ),
+    };
+    let strip_think = match obj.get("strip_think") {
+        None => false,
+        Some(v) if v.is_null() => false,
+        Some(v) => v.as_bool().ok_or_else(|| {
+            param_error("invalid_strip_think", "`strip_think` must be a boolean.")
+        })?,
+    };
+
     let mut needs = Caps::NONE;
     let (mut text, mut messages, mut images) = (0u64, 0u32, 0u32);
     if let Some(list) = obj.get("messages").and_then(|m| m.as_array()) {
@@ -233,6 +255,20 @@ fn read_features(tape: &simd_json::Tape<'_>) -> Result<Features, Error> {
                 }
                 None => {}
             }
+        }
+    }
+    // Embeddings (`input`) and text completions (`prompt`): a string or a list of strings.
+    for key in ["input", "prompt"] {
+        match obj.get(key) {
+            Some(v) if v.as_str().is_some() => text += v.as_str().map_or(0, |s| s.len() as u64),
+            Some(v) => {
+                if let Some(list) = v.as_array() {
+                    for item in list.iter() {
+                        text += item.into_string().map_or(0, |s| s.len() as u64);
+                    }
+                }
+            }
+            None => {}
         }
     }
     let non_empty_array = |key: &str| {
@@ -317,6 +353,8 @@ fn read_features(tape: &simd_json::Tape<'_>) -> Result<Features, Error> {
         max_tokens,
         strategy,
         options,
+        usage_asked,
+        strip_think,
     })
 }
 

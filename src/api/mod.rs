@@ -17,6 +17,8 @@ pub use chat::JsonScratch;
 use crate::error::Error;
 use crate::h1::head::Method;
 use crate::json;
+use crate::providers::{Family, anthropic, gemini};
+use crate::proxy::Endpoint;
 use crate::server::{Exchange, Request};
 use crate::snapshot::Snapshot;
 use crate::worker::{SnapshotRef, Worker};
@@ -28,25 +30,57 @@ enum Route {
     Models,
     Model,
     ChatCompletions,
+    Embeddings,
+    Completions,
+    Responses,
+    /// Anthropic Messages ingress.
+    Messages,
+    CountTokens,
+    /// Gemini ingress: `/v1beta/models/{model}:generateContent` or `:streamGenerateContent`.
+    Gemini,
+    /// An OpenAI endpoint this gateway does not serve (yet): a documented 404.
+    Unsupported,
     DryRun,
 }
 
 impl Route {
     fn allows(self, m: Method) -> bool {
         match self {
-            Route::ChatCompletions | Route::DryRun => m == Method::Post,
-            _ => matches!(m, Method::Get | Method::Head),
+            Route::Root | Route::Health | Route::Models | Route::Model => {
+                matches!(m, Method::Get | Method::Head)
+            }
+            Route::Unsupported => true,
+            _ => m == Method::Post,
         }
     }
     fn allow_header(self) -> &'static str {
         match self {
-            Route::ChatCompletions | Route::DryRun => "POST, OPTIONS",
-            _ => "GET, HEAD, OPTIONS",
+            Route::Root | Route::Health | Route::Models | Route::Model => "GET, HEAD, OPTIONS",
+            _ => "POST, OPTIONS",
         }
     }
 }
 
 /// The path without its `/v1` prefix.
+/// OpenAI endpoints answered with a documented 404 (README: Endpoints).
+const UNSUPPORTED: &[&[u8]] = &[
+    b"/images/generations",
+    b"/images/edits",
+    b"/images/variations",
+    b"/audio/speech",
+    b"/audio/transcriptions",
+    b"/audio/translations",
+    b"/files",
+    b"/uploads",
+    b"/batches",
+    b"/fine_tuning/jobs",
+    b"/moderations",
+    b"/assistants",
+    b"/threads",
+    b"/vector_stores",
+    b"/realtime/sessions",
+];
+
 fn unversioned(path: &[u8]) -> &[u8] {
     path.strip_prefix(b"/v1")
         .filter(|p| p.starts_with(b"/"))
@@ -60,7 +94,24 @@ fn route(path: &[u8]) -> Option<Route> {
         b"/health" if path == b"/health" => Some(Route::Health),
         b"/models" => Some(Route::Models),
         b"/chat/completions" => Some(Route::ChatCompletions),
+        b"/embeddings" => Some(Route::Embeddings),
+        b"/completions" => Some(Route::Completions),
+        b"/responses" => Some(Route::Responses),
+        b"/messages" => Some(Route::Messages),
+        b"/messages/count_tokens" => Some(Route::CountTokens),
         b"/route" => Some(Route::DryRun),
+        _ if path.starts_with(b"/v1beta/models/")
+            && (path.ends_with(b":generateContent")
+                || path.ends_with(b":streamGenerateContent")) =>
+        {
+            Some(Route::Gemini)
+        }
+        _ if UNSUPPORTED
+            .iter()
+            .any(|u| p == *u || (p.starts_with(u) && p.get(u.len()) == Some(&b'/'))) =>
+        {
+            Some(Route::Unsupported)
+        }
         _ if p.starts_with(b"/models/") && p.len() > 8 => Some(Route::Model),
         _ => None,
     }
@@ -131,20 +182,112 @@ pub async fn handle(
                 Err(e) => ex.out.send_error(&e).await,
             }
         }
-        Route::ChatCompletions => {
-            let features = {
-                let mut scratch = worker.json.borrow_mut();
-                chat::extract(req.body, &mut scratch)
-            };
-            match features {
-                Ok(f) => crate::proxy::chat(worker, snap, req, &f, ex).await,
+        Route::ChatCompletions => openai(worker, snap, req, ex, Endpoint::Chat).await,
+        Route::Embeddings => openai(worker, snap, req, ex, Endpoint::Embeddings).await,
+        Route::Completions => openai(worker, snap, req, ex, Endpoint::Completions).await,
+        Route::Responses => openai(worker, snap, req, ex, Endpoint::Responses).await,
+        Route::Messages => {
+            ex.out.errors_as = Family::Anthropic;
+            match anthropic::ingress_request(req.body) {
+                Ok(body) => translated(worker, snap, req, &body, Family::Anthropic, ex).await,
                 Err(e) => ex.out.send_error(&e).await,
             }
+        }
+        Route::CountTokens => {
+            ex.out.errors_as = Family::Anthropic;
+            match anthropic::count_tokens(req.body) {
+                Ok(body) => ex.out.send_json(200, &body).await,
+                Err(e) => ex.out.send_error(&e).await,
+            }
+        }
+        Route::Gemini => {
+            ex.out.errors_as = Family::Gemini;
+            let rest = &path[b"/v1beta/models/".len()..];
+            let (model, stream) = match rest.strip_suffix(b":streamGenerateContent") {
+                Some(m) => (m, true),
+                None => (
+                    rest.strip_suffix(b":generateContent").unwrap_or(rest),
+                    false,
+                ),
+            };
+            let model = crate::h1::percent_decode(model);
+            match gemini::ingress_request(req.body, &model, stream) {
+                Ok(body) => translated(worker, snap, req, &body, Family::Gemini, ex).await,
+                Err(e) => ex.out.send_error(&e).await,
+            }
+        }
+        Route::Unsupported => {
+            let e = Error::new(
+                404,
+                crate::error::Kind::InvalidRequest,
+                "unsupported_endpoint",
+                format!(
+                    "{} is not served by this gateway yet; it serves /v1/chat/completions, \
+                     /v1/completions, /v1/embeddings, /v1/responses, /v1/messages and /v1/models.",
+                    String::from_utf8_lossy(path)
+                ),
+            );
+            ex.out.send_error(&e).await
         }
     }
 }
 
 /// Ranks without sending anything (no round-robin or trial state changes).
+/// An OpenAI-format request: routed with the client's own bytes.
+async fn openai(
+    worker: &Rc<Worker>,
+    snap: &SnapshotRef,
+    req: &Request<'_>,
+    ex: &mut Exchange<'_>,
+    endpoint: Endpoint,
+) {
+    let features = {
+        let mut scratch = worker.json.borrow_mut();
+        chat::extract(req.body, &mut scratch)
+    };
+    match features {
+        Ok(mut f) => {
+            if endpoint == Endpoint::Embeddings {
+                f.needs = crate::catalog::Caps::EMBEDDING;
+                f.stream = false;
+            }
+            crate::proxy::forward(
+                worker,
+                snap,
+                req,
+                req.body,
+                &f,
+                Family::OpenAi,
+                endpoint,
+                ex,
+            )
+            .await
+        }
+        Err(e) => ex.out.send_error(&e).await,
+    }
+}
+
+/// A request ingress translated to the OpenAI form, answered in the client's `family`.
+async fn translated(
+    worker: &Rc<Worker>,
+    snap: &SnapshotRef,
+    req: &Request<'_>,
+    body: &[u8],
+    family: Family,
+    ex: &mut Exchange<'_>,
+) {
+    let features = {
+        let mut scratch = worker.json.borrow_mut();
+        chat::extract(body, &mut scratch)
+    };
+    match features {
+        Ok(f) => {
+            crate::proxy::forward(worker, snap, req, body, &f, family, Endpoint::Chat, ex).await
+        }
+        Err(e) => ex.out.send_error(&e).await,
+    }
+}
+
 fn dry_run(
     worker: &Worker,
     snap: &crate::snapshot::Snapshot,

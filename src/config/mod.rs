@@ -117,6 +117,11 @@ pub struct ProviderConfig {
     pub id: String,
     /// Wire family or preset.
     pub kind: String,
+    /// The wire format the kind speaks.
+    pub family: providers::Family,
+    /// Whether streamed requests may carry `stream_options.include_usage` (added when the
+    /// client did not ask, so every stream's usage is known; the usage chunk is then stripped).
+    pub stream_usage: bool,
     /// Base URL (may be overridden per channel).
     pub base_url: Option<BaseUrl>,
     /// Path appended to the base URL for chat completions.
@@ -647,6 +652,8 @@ fn provider_from_preset(
     ProviderConfig {
         id: id.to_string(),
         kind: preset.kind.to_string(),
+        family: preset.family,
+        stream_usage: preset.stream_usage,
         base_url,
         chat_path: preset.chat_path.to_string(),
         auth: preset.auth,
@@ -662,7 +669,7 @@ fn provider_from_preset(
         total_timeout: defaults::TOTAL_TIMEOUT,
         pool_max_idle: defaults::POOL_MAX_IDLE,
         pool_idle_timeout: defaults::POOL_IDLE_TIMEOUT,
-        models_path: defaults::MODELS_PATH.to_string(),
+        models_path: preset.models_path.to_string(),
     }
 }
 
@@ -1544,27 +1551,17 @@ fn build_provider(c: &mut Checker, id: String, p: raw::Provider) -> ProviderConf
     let kind = p.kind.unwrap_or_else(|| "openai".to_string());
     let preset = providers::preset(&kind);
     if preset.is_none() {
-        if providers::NATIVE_PENDING.contains(&kind.as_str()) {
-            c.err(
-                at("kind"),
-                format!(
-                    "\"{kind}\" needs its native wire adapter, which this build does not have yet; \
-                     point an OpenAI-compatible provider (kind = \"openai\") at its compatible endpoint"
-                ),
-            );
-        } else {
-            let known: Vec<&str> = providers::kinds().collect();
-            let hint = closest(&kind, &known)
-                .map(|k| format!("did you mean \"{k}\"? "))
-                .unwrap_or_default();
-            c.err(
-                at("kind"),
-                format!(
-                    "unknown kind \"{kind}\"; {hint}known kinds: {}",
-                    known.join(", ")
-                ),
-            );
-        }
+        let known: Vec<&str> = providers::kinds().collect();
+        let hint = closest(&kind, &known)
+            .map(|k| format!("did you mean \"{k}\"? "))
+            .unwrap_or_default();
+        c.err(
+            at("kind"),
+            format!(
+                "unknown kind \"{kind}\"; {hint}known kinds: {}",
+                known.join(", ")
+            ),
+        );
     }
     let preset = preset.unwrap_or(&providers::PRESETS[0]);
     let base_url = match p.base_url {
@@ -1587,7 +1584,7 @@ fn build_provider(c: &mut Checker, id: String, p: raw::Provider) -> ProviderConf
             c.err(
                 at("auth"),
                 format!(
-                    "\"{a}\" is not an auth style; use \"bearer\", \"x-api-key\" or \"api-key\""
+                    "\"{a}\" is not an auth style; use \"bearer\", \"x-api-key\", \"api-key\" or \"x-goog-api-key\""
                 ),
             );
             preset.auth
@@ -1623,7 +1620,7 @@ fn build_provider(c: &mut Checker, id: String, p: raw::Provider) -> ProviderConf
     let ca_file = p.ca_file.map(PathBuf::from);
     let models_path = p
         .models_path
-        .unwrap_or_else(|| defaults::MODELS_PATH.to_string());
+        .unwrap_or_else(|| preset.models_path.to_string());
     if !models_path.starts_with('/') || models_path.bytes().any(|b| b <= b' ' || b == 0x7f) {
         c.err(
             at("models_path"),
@@ -1632,6 +1629,8 @@ fn build_provider(c: &mut Checker, id: String, p: raw::Provider) -> ProviderConf
     }
     ProviderConfig {
         kind,
+        family: preset.family,
+        stream_usage: p.stream_usage.unwrap_or(preset.stream_usage),
         base_url,
         chat_path,
         auth,
@@ -2075,9 +2074,26 @@ models = ["m"]
     }
 
     #[test]
-    fn native_kinds_are_refused_until_their_adapter_exists() {
-        let p = problems("[providers.a]\nkind = \"anthropic\"\nbase_url = \"https://x\"\n");
-        assert!(p[0].message.contains("native wire adapter"), "{p:?}");
+    fn native_kinds_bring_their_family_path_and_auth() {
+        let c = Config::parse(
+            "[providers.a]\nkind = \"anthropic\"\n[providers.g]\nkind = \"gemini\"\n[[channels]]\nid=\"a\"\nprovider=\"a\"\nmodels=[\"m\"]\n[[channels]]\nid=\"g\"\nprovider=\"g\"\nmodels=[\"m\"]\n",
+            &env(&[]),
+        )
+        .unwrap();
+        let a = c.providers.iter().find(|p| p.id == "a").unwrap();
+        assert_eq!(a.family, providers::Family::Anthropic);
+        assert_eq!(a.chat_path, "/messages");
+        assert_eq!(a.auth, AuthStyle::XApiKey);
+        assert!(
+            a.headers
+                .iter()
+                .any(|(k, v)| k == "anthropic-version" && v == "2023-06-01")
+        );
+        let g = c.providers.iter().find(|p| p.id == "g").unwrap();
+        assert_eq!(g.family, providers::Family::Gemini);
+        assert_eq!(g.chat_path, "/models/{model}:generateContent");
+        assert_eq!(g.auth, AuthStyle::GoogApiKey);
+        assert_eq!(g.models_path, "/models?pageSize=1000");
     }
 
     #[test]

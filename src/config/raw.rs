@@ -118,6 +118,7 @@ pub(super) struct Provider {
     pub pool_max_idle: Option<i64>,
     pub pool_idle_timeout: Option<DurationValue>,
     pub models_path: Option<String>,
+    pub stream_usage: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]

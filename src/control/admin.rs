@@ -54,6 +54,8 @@ pub async fn serve(ctl: Rc<Ctl>, listener: TcpListener) {
 struct Req {
     method: String,
     path: String,
+    /// The query string (after `?`), raw.
+    query: String,
     authorization: Option<Vec<u8>>,
     body: Vec<u8>,
 }
@@ -137,7 +139,8 @@ async fn read_request(stream: &mut TcpStream) -> Result<Req, Option<Error>> {
     let text = |r: &std::ops::Range<usize>| String::from_utf8_lossy(&buf[r.clone()]).into_owned();
     let method = text(&head.method_text);
     let target = text(&head.target);
-    let path = target.split('?').next().unwrap_or("").to_string();
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let (path, query) = (path.to_string(), query.to_string());
     let authorization = head
         .headers
         .iter()
@@ -173,6 +176,7 @@ async fn read_request(stream: &mut TcpStream) -> Result<Req, Option<Error>> {
     Ok(Req {
         method,
         path,
+        query,
         authorization,
         body,
     })
@@ -273,6 +277,7 @@ async fn handle(ctl: &Rc<Ctl>, req: Req) -> Answer {
         }
         ("POST", ["admin", "discovery", "refresh"]) => refresh(ctl, &req.body),
         ("GET", ["admin", "snapshot"]) => Ok(snapshot(ctl)),
+        ("GET", ["admin", "usage"]) => usage(ctl, &req.query).await,
         ("POST", ["admin", "reload"]) => {
             return match super::reload::reload(ctl).await {
                 Ok(r) => {
@@ -340,18 +345,128 @@ fn known_path(parts: &[&str]) -> bool {
             | ["admin", "cooldowns", _]
             | ["admin", "discovery", "refresh"]
             | ["admin", "snapshot"]
+            | ["admin", "usage"]
             | ["admin", "reload"]
     )
 }
 
 fn allowed(parts: &[&str]) -> &'static str {
     match parts {
-        ["admin", "channels"] | ["admin", "channels", _] | ["admin", "snapshot"] => "GET",
+        ["admin", "channels"]
+        | ["admin", "channels", _]
+        | ["admin", "snapshot"]
+        | ["admin", "usage"] => "GET",
         ["admin", "channels", _, "priority"] => "PUT",
         ["admin", "channels", _, "overrides"] | ["admin", "cooldowns", _] => "DELETE",
         ["admin", "cooldowns"] => "GET, DELETE",
         _ => "POST",
     }
+}
+
+/// Longest range `/admin/usage` reads (days of files).
+const USAGE_MAX_DAYS: u64 = 366;
+
+/// `GET /admin/usage?since=&until=&group_by=`: totals from the usage files over
+/// `[since, until)` (dates `YYYY-MM-DD` or Unix seconds; default: today so far), grouped by
+/// channel (default), model or provider.
+async fn usage(ctl: &Rc<Ctl>, query: &str) -> Result<Writer, Error> {
+    use crate::usage::{GroupBy, Summary, day, parse_time};
+    let mut since = None;
+    let mut until = None;
+    let mut by = GroupBy::Channel;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = crate::h1::percent_decode(v.as_bytes());
+        let bad = |what: &str| Error::bad_request("invalid_query", what.to_string());
+        match k {
+            "since" => {
+                since =
+                    Some(parse_time(&v).ok_or_else(|| {
+                        bad("`since` must be a date (YYYY-MM-DD) or Unix seconds")
+                    })?)
+            }
+            "until" => {
+                until =
+                    Some(parse_time(&v).ok_or_else(|| {
+                        bad("`until` must be a date (YYYY-MM-DD) or Unix seconds")
+                    })?)
+            }
+            "group_by" => {
+                by = GroupBy::parse(&v)
+                    .ok_or_else(|| bad("`group_by` must be channel, model or provider"))?
+            }
+            _ => {
+                return Err(bad(&format!(
+                    "unknown query parameter `{}`",
+                    crate::error::truncate(k, 40)
+                )));
+            }
+        }
+    }
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let since = since.unwrap_or(now_ms - now_ms % 86_400_000);
+    let until = until.unwrap_or(now_ms + 1);
+    if until <= since {
+        return Err(Error::bad_request(
+            "invalid_query",
+            "`until` must be after `since`",
+        ));
+    }
+    if (until - since) / 86_400_000 > USAGE_MAX_DAYS {
+        return Err(Error::bad_request(
+            "invalid_query",
+            format!("ask for at most {USAGE_MAX_DAYS} days at a time"),
+        ));
+    }
+    // Records merged so far reach the files first.
+    ctl.merge_reports(&mut ctl.st.borrow_mut());
+    if let Some(done) = ctl.store.flush() {
+        super::written(&done, super::PROPAGATION_WAIT).await;
+    }
+    let mut summary = Summary::default();
+    let mut t = since - since % 86_400_000;
+    while t < until {
+        if let Some(path) = ctl.store.usage_file(&day(t))
+            && let Ok(text) = std::fs::read(&path)
+        {
+            summary.add_lines(&text, since, until, by);
+        }
+        t += 86_400_000;
+    }
+    let mut w = Writer::new();
+    w.obj();
+    w.key("since").uint(since / 1000);
+    w.key("until").uint(until / 1000);
+    w.key("group_by").str(match by {
+        GroupBy::Channel => "channel",
+        GroupBy::Model => "model",
+        GroupBy::Provider => "provider",
+    });
+    w.key("currency").str("USD");
+    let totals = |w: &mut Writer, t: &crate::usage::Totals| {
+        w.key("requests").uint(t.requests);
+        w.key("errors").uint(t.errors);
+        w.key("prompt_tokens").uint(t.prompt_tokens);
+        w.key("completion_tokens").uint(t.completion_tokens);
+        w.key("cached_tokens").uint(t.cached_tokens);
+        w.key("cost").num(t.cost);
+    };
+    w.key("groups").arr();
+    for (k, t) in &summary.groups {
+        w.obj().key("key").str(k);
+        totals(&mut w, t);
+        w.end_obj();
+    }
+    w.end_arr();
+    w.key("total").obj();
+    totals(&mut w, &summary.total);
+    w.end_obj();
+    w.key("skipped_lines").uint(summary.skipped);
+    w.key("persisted").bool(ctl.store.dir().is_some());
+    w.end_obj();
+    Ok(w)
 }
 
 /// `{"priority": N}` with N an integer in ±1,000,000.

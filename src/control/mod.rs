@@ -259,6 +259,8 @@ pub struct State {
     pub last_reload: Option<LastReload>,
     /// Changes the running gateway could not apply (need a restart), from the last reload.
     pub restart_required: Vec<String>,
+    /// Usage records merged but not yet handed to the store, by UTC day.
+    pub usage_lines: std::collections::BTreeMap<String, Vec<u8>>,
 }
 
 /// The control thread's shared context (single-threaded: `Rc` + `RefCell`).
@@ -336,6 +338,7 @@ impl Ctl {
             reloads: (0, 0),
             last_reload: None,
             restart_required: Vec::new(),
+            usage_lines: Default::default(),
             cfg,
         };
         Ctl {
@@ -442,9 +445,18 @@ impl Ctl {
     /// Merges every queued report batch.
     fn merge_reports(&self, st: &mut State) {
         while let Ok(batch) = self.reports.try_recv() {
-            for r in &batch {
-                st.merger.apply(r);
+            for r in batch {
+                if let Some(u) = r.usage {
+                    let day = crate::usage::day(u.unix_ms);
+                    u.write_line(st.usage_lines.entry(day).or_default());
+                    continue;
+                }
+                st.merger.apply(&r);
             }
+        }
+        // Handed to the store every loop turn: the file is at most one turn behind.
+        for (day, lines) in std::mem::take(&mut st.usage_lines) {
+            self.store.append_usage(&day, lines);
         }
     }
 

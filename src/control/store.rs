@@ -31,6 +31,8 @@ use crate::snapshot::{ChannelOverride, Overrides};
 enum Job {
     /// Write a file atomically; acknowledge when durable, if asked.
     Write(PathBuf, Vec<u8>, Option<Sender<()>>),
+    /// Append to a file (usage lines), creating it.
+    Append(PathBuf, Vec<u8>),
     /// Acknowledge once every earlier write is done.
     Barrier(Sender<()>),
 }
@@ -51,7 +53,9 @@ impl Store {
                 writes: None,
             };
         };
-        if let Err(e) = std::fs::create_dir_all(dir.join("discovery")) {
+        if let Err(e) = std::fs::create_dir_all(dir.join("discovery"))
+            .and_then(|()| std::fs::create_dir_all(dir.join("usage")))
+        {
             tracing::warn!(dir = %dir.display(), error = %e, "state dir unusable; nothing will persist");
             return Store {
                 dir: None,
@@ -70,6 +74,11 @@ impl Store {
                             }
                             if let Some(a) = ack {
                                 let _ = a.send(());
+                            }
+                        }
+                        Job::Append(path, bytes) => {
+                            if let Err(e) = append(&path, &bytes) {
+                                tracing::warn!(path = %path.display(), error = %e, "cannot append usage records");
                             }
                         }
                         Job::Barrier(ack) => {
@@ -175,6 +184,25 @@ impl Store {
         Some(rx)
     }
 
+    /// Appends usage lines to the day's file (`usage/YYYY-MM-DD.jsonl`).
+    pub fn append_usage(&self, day: &str, lines: Vec<u8>) {
+        let (Some(dir), Some(w)) = (&self.dir, &self.writes) else {
+            return;
+        };
+        let path = dir.join("usage").join(format!("{day}.jsonl"));
+        let _ = w.send(Job::Append(path, lines));
+    }
+
+    /// The usage file of a day, if state persists.
+    pub fn usage_file(&self, day: &str) -> Option<PathBuf> {
+        Some(
+            self.dir
+                .as_ref()?
+                .join("usage")
+                .join(format!("{day}.jsonl")),
+        )
+    }
+
     /// Fires once every write queued before it is done (shutdown waits for this).
     pub fn flush(&self) -> Option<Receiver<()>> {
         let w = self.writes.as_ref()?;
@@ -208,6 +236,15 @@ pub fn cache_key(key: &str, base_url: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+fn append(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    f.write_all(bytes)
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

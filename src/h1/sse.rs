@@ -59,9 +59,70 @@ pub fn write_data(out: &mut Vec<u8>, json: &[u8]) {
     out.extend_from_slice(b"\n\n");
 }
 
+/// Reads the next event of `block` (whole events) from `*at`: returns its `event:` name (empty
+/// when absent) and fills `data` with its `data:` lines joined by `\n` (empty for an event
+/// with no data, such as a comment). `None` at the end of the block.
+pub fn next_event<'a>(block: &'a [u8], at: &mut usize, data: &mut Vec<u8>) -> Option<&'a [u8]> {
+    data.clear();
+    let mut name: &[u8] = b"";
+    let mut lines = 0;
+    let mut saw_any = false;
+    while *at < block.len() {
+        let rest = &block[*at..];
+        let (line, used) = match memchr::memchr(b'\n', rest) {
+            Some(i) => (&rest[..i], i + 1),
+            None => (rest, rest.len()),
+        };
+        *at += used;
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            if saw_any {
+                return Some(name);
+            }
+            continue;
+        }
+        saw_any = true;
+        let (field, value) = match memchr::memchr(b':', line) {
+            Some(i) => {
+                let v = &line[i + 1..];
+                (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
+            }
+            None => (line, &b""[..]),
+        };
+        match field {
+            b"event" => name = value,
+            b"data" => {
+                if lines > 0 {
+                    data.push(b'\n');
+                }
+                data.extend_from_slice(value);
+                lines += 1;
+            }
+            _ => {}
+        }
+    }
+    saw_any.then_some(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_are_split_into_name_and_joined_data() {
+        let b = b"event: message_start\ndata: {\"a\":1}\n\n: comment\n\ndata: x\r\ndata: y\r\n\r\n";
+        let (mut at, mut data) = (0, Vec::new());
+        assert_eq!(
+            next_event(b, &mut at, &mut data),
+            Some(&b"message_start"[..])
+        );
+        assert_eq!(data, b"{\"a\":1}");
+        assert_eq!(next_event(b, &mut at, &mut data), Some(&b""[..]));
+        assert!(data.is_empty());
+        assert_eq!(next_event(b, &mut at, &mut data), Some(&b""[..]));
+        assert_eq!(data, b"x\ny");
+        assert_eq!(next_event(b, &mut at, &mut data), None);
+    }
 
     #[test]
     fn finds_the_last_complete_event() {

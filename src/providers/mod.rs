@@ -3,9 +3,9 @@
 //!
 //! Invariants: pure data and pure functions: no I/O, no clock, no allocation on the request
 //! path. A preset only fills what the config left out; the config always wins.
-//! Not here: sending requests (`proxy`, `upstream`). Native translation for non-OpenAI wire
-//! families (Anthropic, Gemini) arrives with its own file per family; until then those kinds are
-//! rejected at config load rather than spoken wrongly.
+//! Native wire families translate in their own file ([`anthropic`], [`gemini`]): request encode,
+//! response decode, SSE decode/encode and error mapping, all pure.
+//! Not here: sending requests (`proxy`, `upstream`).
 
 pub mod anthropic;
 pub mod gemini;
@@ -46,6 +46,8 @@ pub enum AuthStyle {
     XApiKey,
     /// `api-key: <key>` (Azure OpenAI style).
     ApiKey,
+    /// `x-goog-api-key: <key>` (Google Gemini style).
+    GoogApiKey,
 }
 
 impl AuthStyle {
@@ -55,6 +57,7 @@ impl AuthStyle {
             "bearer" => Some(AuthStyle::Bearer),
             "x-api-key" => Some(AuthStyle::XApiKey),
             "api-key" => Some(AuthStyle::ApiKey),
+            "x-goog-api-key" => Some(AuthStyle::GoogApiKey),
             _ => None,
         }
     }
@@ -65,6 +68,17 @@ impl AuthStyle {
             AuthStyle::Bearer => "bearer",
             AuthStyle::XApiKey => "x-api-key",
             AuthStyle::ApiKey => "api-key",
+            AuthStyle::GoogApiKey => "x-goog-api-key",
+        }
+    }
+
+    /// The header name carrying the key.
+    pub fn header(self) -> &'static str {
+        match self {
+            AuthStyle::Bearer => "Authorization",
+            AuthStyle::XApiKey => "x-api-key",
+            AuthStyle::ApiKey => "api-key",
+            AuthStyle::GoogApiKey => "x-goog-api-key",
         }
     }
 }
@@ -76,8 +90,16 @@ pub struct Preset {
     pub kind: &'static str,
     /// Default base URL (empty: the config must give one).
     pub base_url: &'static str,
-    /// Path appended to the base URL for chat completions.
+    /// Wire family (which adapter translates requests and answers).
+    pub family: Family,
+    /// Path appended to the base URL for chat completions; `{model}` is replaced by the
+    /// upstream model id (Gemini, Azure deployments).
     pub chat_path: &'static str,
+    /// Path of the model list under the base URL.
+    pub models_path: &'static str,
+    /// Whether `stream_options.include_usage` may be added to streamed OpenAI-family requests
+    /// (some compatibles reject unknown fields).
+    pub stream_usage: bool,
     /// Default auth header style.
     pub auth: AuthStyle,
     /// Environment variable holding a key, for config-less start.
@@ -90,6 +112,7 @@ pub struct Preset {
 }
 
 const CHAT: &str = "/chat/completions";
+const MODELS: &str = "/models";
 
 /// Every OpenAI-compatible preset. Order matters for config-less start: channels are built in
 /// this order and, at equal priority, tried in it.
@@ -97,7 +120,10 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         kind: "openai",
         base_url: "https://api.openai.com/v1",
+        family: Family::OpenAi,
         chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: true,
         auth: AuthStyle::Bearer,
         env_key: Some("OPENAI_API_KEY"),
         env_models: &[
@@ -112,9 +138,41 @@ pub const PRESETS: &[Preset] = &[
         headers: &[],
     },
     Preset {
+        kind: "anthropic",
+        base_url: "https://api.anthropic.com/v1",
+        family: Family::Anthropic,
+        chat_path: "/messages",
+        models_path: MODELS,
+        stream_usage: false,
+        auth: AuthStyle::XApiKey,
+        env_key: Some("ANTHROPIC_API_KEY"),
+        env_models: &[
+            "claude-sonnet-4-20250514",
+            "claude-opus-4-20250514",
+            "claude-3-7-sonnet-20250219",
+            "claude-3-5-haiku-20241022",
+        ],
+        headers: &[("anthropic-version", "2023-06-01")],
+    },
+    Preset {
+        kind: "gemini",
+        base_url: "https://generativelanguage.googleapis.com/v1beta",
+        family: Family::Gemini,
+        chat_path: "/models/{model}:generateContent",
+        models_path: "/models?pageSize=1000",
+        stream_usage: false,
+        auth: AuthStyle::GoogApiKey,
+        env_key: Some("GEMINI_API_KEY"),
+        env_models: &["gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.0-flash"],
+        headers: &[],
+    },
+    Preset {
         kind: "openrouter",
         base_url: "https://openrouter.ai/api/v1",
+        family: Family::OpenAi,
         chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: true,
         auth: AuthStyle::Bearer,
         env_key: Some("OPENROUTER_API_KEY"),
         env_models: &[
@@ -137,7 +195,10 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         kind: "groq",
         base_url: "https://api.groq.com/openai/v1",
+        family: Family::OpenAi,
         chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: true,
         auth: AuthStyle::Bearer,
         env_key: Some("GROQ_API_KEY"),
         env_models: &[
@@ -151,7 +212,10 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         kind: "deepseek",
         base_url: "https://api.deepseek.com/v1",
+        family: Family::OpenAi,
         chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: true,
         auth: AuthStyle::Bearer,
         env_key: Some("DEEPSEEK_API_KEY"),
         env_models: &["deepseek-chat", "deepseek-reasoner"],
@@ -160,7 +224,10 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         kind: "siliconflow",
         base_url: "https://api.siliconflow.cn/v1",
+        family: Family::OpenAi,
         chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: true,
         auth: AuthStyle::Bearer,
         env_key: Some("SILICONFLOW_API_KEY"),
         env_models: &[
@@ -174,7 +241,10 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         kind: "mistral",
         base_url: "https://api.mistral.ai/v1",
+        family: Family::OpenAi,
         chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: false,
         auth: AuthStyle::Bearer,
         env_key: Some("MISTRAL_API_KEY"),
         env_models: &[
@@ -187,7 +257,10 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         kind: "together",
         base_url: "https://api.together.xyz/v1",
+        family: Family::OpenAi,
         chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: true,
         auth: AuthStyle::Bearer,
         env_key: Some("TOGETHER_API_KEY"),
         env_models: &[
@@ -199,7 +272,10 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         kind: "fireworks",
         base_url: "https://api.fireworks.ai/inference/v1",
+        family: Family::OpenAi,
         chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: true,
         auth: AuthStyle::Bearer,
         env_key: Some("FIREWORKS_API_KEY"),
         env_models: &["accounts/fireworks/models/llama-v3p3-70b-instruct"],
@@ -208,7 +284,10 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         kind: "xai",
         base_url: "https://api.x.ai/v1",
+        family: Family::OpenAi,
         chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: true,
         auth: AuthStyle::Bearer,
         env_key: Some("XAI_API_KEY"),
         env_models: &["grok-3", "grok-3-mini"],
@@ -217,7 +296,10 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         kind: "perplexity",
         base_url: "https://api.perplexity.ai",
+        family: Family::OpenAi,
         chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: false,
         auth: AuthStyle::Bearer,
         env_key: Some("PERPLEXITY_API_KEY"),
         env_models: &["sonar", "sonar-pro"],
@@ -226,7 +308,10 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         kind: "moonshot",
         base_url: "https://api.moonshot.cn/v1",
+        family: Family::OpenAi,
         chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: true,
         auth: AuthStyle::Bearer,
         env_key: Some("MOONSHOT_API_KEY"),
         env_models: &["moonshot-v1-8k", "moonshot-v1-32k", "moonshot-v1-128k"],
@@ -235,7 +320,10 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         kind: "zhipu",
         base_url: "https://open.bigmodel.cn/api/paas/v4",
+        family: Family::OpenAi,
         chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: true,
         auth: AuthStyle::Bearer,
         env_key: Some("ZHIPU_API_KEY"),
         env_models: &["glm-4-flash", "glm-4-plus"],
@@ -244,7 +332,10 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         kind: "doubao",
         base_url: "https://ark.cn-beijing.volces.com/api/v3",
+        family: Family::OpenAi,
         chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: true,
         auth: AuthStyle::Bearer,
         env_key: Some("ARK_API_KEY"),
         env_models: &[],
@@ -253,7 +344,10 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         kind: "volcengine",
         base_url: "https://ark.cn-beijing.volces.com/api/v3",
+        family: Family::OpenAi,
         chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: true,
         auth: AuthStyle::Bearer,
         env_key: None,
         env_models: &[],
@@ -262,7 +356,10 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         kind: "dashscope",
         base_url: "https://dashscope.aliyuncs.com/compatible-mode/v1",
+        family: Family::OpenAi,
         chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: true,
         auth: AuthStyle::Bearer,
         env_key: Some("DASHSCOPE_API_KEY"),
         env_models: &["qwen-plus", "qwen-turbo", "qwen-max"],
@@ -271,7 +368,10 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         kind: "azure",
         base_url: "",
-        chat_path: CHAT,
+        family: Family::OpenAi,
+        chat_path: "/openai/deployments/{model}/chat/completions?api-version=2024-10-21",
+        models_path: "/openai/models?api-version=2024-10-21",
+        stream_usage: true,
         auth: AuthStyle::ApiKey,
         env_key: None,
         env_models: &[],
@@ -280,7 +380,10 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         kind: "ollama",
         base_url: "http://127.0.0.1:11434/v1",
+        family: Family::OpenAi,
         chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: true,
         auth: AuthStyle::Bearer,
         env_key: None,
         env_models: &[],
@@ -289,7 +392,10 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         kind: "lmstudio",
         base_url: "http://127.0.0.1:1234/v1",
+        family: Family::OpenAi,
         chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: false,
         auth: AuthStyle::Bearer,
         env_key: None,
         env_models: &[],
@@ -298,7 +404,10 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         kind: "vllm",
         base_url: "http://127.0.0.1:8000/v1",
+        family: Family::OpenAi,
         chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: true,
         auth: AuthStyle::Bearer,
         env_key: None,
         env_models: &[],
@@ -306,8 +415,10 @@ pub const PRESETS: &[Preset] = &[
     },
 ];
 
-/// Kinds that name a real wire family this build cannot speak yet.
-pub const NATIVE_PENDING: &[&str] = &["anthropic", "gemini"];
+/// Whether a provider kind serves OpenAI's Responses API (`/responses`).
+pub fn speaks_responses(kind: &str) -> bool {
+    matches!(kind, "openai" | "openrouter" | "xai")
+}
 
 /// Looks up a preset by its `kind` spelling.
 pub fn preset(kind: &str) -> Option<&'static Preset> {
@@ -329,6 +440,13 @@ mod tests {
         for p in PRESETS {
             assert!(seen.insert(p.kind), "duplicate preset {}", p.kind);
             assert!(p.chat_path.starts_with('/'), "{}", p.kind);
+            assert!(p.models_path.starts_with('/'), "{}", p.kind);
+            assert_eq!(
+                p.chat_path.contains("{model}"),
+                matches!(p.family, Family::Gemini) || p.kind == "azure",
+                "{}",
+                p.kind
+            );
             assert!(
                 p.base_url.is_empty()
                     || p.base_url.starts_with("https://")
@@ -351,5 +469,104 @@ mod tests {
             preset("doubao").unwrap().base_url,
             "https://ark.cn-beijing.volces.com/api/v3"
         );
+    }
+}
+
+/// The usage of an OpenAI-form document (a `chat.completion` or a usage chunk): reads the last
+/// top-level-looking `"usage":{…}` object only, so a large answer is not parsed whole.
+/// `None` when there is none (or it is `null`).
+pub fn openai_usage(doc: &[u8]) -> Option<Usage> {
+    use simd_json::prelude::*;
+    let finder = memchr::memmem::FinderRev::new(b"\"usage\":");
+    let mut end = doc.len();
+    while let Some(i) = finder.rfind(&doc[..end]) {
+        end = i;
+        // A quote inside a JSON string is always escaped: `"usage":` preceded by a backslash
+        // is text, not a key.
+        if i > 0 && doc[i - 1] == b'\\' {
+            continue;
+        }
+        let start = i + b"\"usage\":".len();
+        let rest = &doc[start..];
+        let skip = rest.iter().take_while(|b| b.is_ascii_whitespace()).count();
+        let Some(len) = object_len(&rest[skip..]) else {
+            continue;
+        };
+        let mut copy = rest[skip..skip + len].to_vec();
+        let v = simd_json::to_owned_value(&mut copy).ok()?;
+        // Chat and completions say prompt/completion; the Responses API says input/output.
+        let n = |a: &str, b: &str| v.get(a).or_else(|| v.get(b)).and_then(|x| x.as_u64());
+        let prompt = n("prompt_tokens", "input_tokens");
+        let completion = n("completion_tokens", "output_tokens");
+        if prompt.is_none() && completion.is_none() {
+            return None;
+        }
+        let prompt = prompt.unwrap_or(0);
+        let cached = ["prompt_tokens_details", "input_tokens_details"]
+            .iter()
+            .find_map(|d| v.get(*d).and_then(|d| d.get("cached_tokens")))
+            .and_then(|x| x.as_u64())
+            .unwrap_or(0);
+        return Some(Usage {
+            prompt,
+            completion: completion.unwrap_or(0),
+            cached: cached.min(prompt),
+            cache_write: 0,
+        });
+    }
+    None
+}
+
+/// Length of the JSON object at the start of `s` (strings skipped, braces balanced), or `None`
+/// when `s` does not start with a complete object.
+fn object_len(s: &[u8]) -> Option<usize> {
+    if s.first() != Some(&b'{') {
+        return None;
+    }
+    let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
+    for (i, &b) in s.iter().enumerate() {
+        if in_str {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod usage_tests {
+    use super::*;
+
+    #[test]
+    fn usage_is_read_from_the_usage_object_only() {
+        let doc = br#"{"id":"x","choices":[{"message":{"content":"say \"usage\":{\"prompt_tokens\":99}"}}],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17,"prompt_tokens_details":{"cached_tokens":4}}}"#;
+        assert_eq!(
+            openai_usage(doc),
+            Some(Usage {
+                prompt: 12,
+                completion: 5,
+                cached: 4,
+                cache_write: 0
+            })
+        );
+        assert_eq!(openai_usage(br#"{"choices":[],"usage":null}"#), None);
+        assert_eq!(openai_usage(br#"{"usage":{"prompt_tokens":1"#), None);
+        assert_eq!(openai_usage(b"not json"), None);
     }
 }

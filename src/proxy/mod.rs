@@ -15,6 +15,7 @@
 //! (`h1`), response writing (`server::response`).
 
 mod relay;
+pub(crate) mod transcode;
 
 use std::fmt::Write as _;
 use std::rc::Rc;
@@ -26,6 +27,7 @@ use crate::api::chat::{Edit, Features};
 use crate::error::{Error, Kind};
 use crate::h1::head::ResponseHead;
 use crate::json;
+use crate::providers::{Family, Usage, anthropic, gemini};
 use crate::routing;
 use crate::routing::health::Outcome;
 use crate::server::response::ClientGuard;
@@ -223,12 +225,69 @@ impl Drop for Slot<'_> {
     }
 }
 
-/// Proxies a chat-completions request.
-pub async fn chat(
+/// The OpenAI endpoint a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/chat/completions`: every family, translated as needed.
+    Chat,
+    /// `/embeddings`: OpenAI-family channels, passed through.
+    Embeddings,
+    /// `/completions` (legacy text completions): OpenAI-family channels, passed through.
+    Completions,
+    /// `/responses`: channels whose provider speaks the Responses API, passed through.
+    Responses,
+}
+
+impl Endpoint {
+    /// The path under the channel's base URL.
+    fn path(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "/chat/completions",
+            Endpoint::Embeddings => "/embeddings",
+            Endpoint::Completions => "/completions",
+            Endpoint::Responses => "/responses",
+        }
+    }
+
+    /// The name usage records give it (with the client's family for chat).
+    fn name(self, client: Family) -> &'static str {
+        match (self, client) {
+            (Endpoint::Chat, Family::OpenAi) => "chat",
+            (Endpoint::Chat, Family::Anthropic) => "messages",
+            (Endpoint::Chat, Family::Gemini) => "gemini",
+            (Endpoint::Embeddings, _) => "embeddings",
+            (Endpoint::Completions, _) => "completions",
+            (Endpoint::Responses, _) => "responses",
+        }
+    }
+
+    /// Whether `ch` can serve this endpoint.
+    fn served_by(self, ch: &Channel) -> bool {
+        match self {
+            Endpoint::Chat => true,
+            Endpoint::Embeddings | Endpoint::Completions => {
+                ch.family == Family::OpenAi && ch.path.is_none()
+            }
+            Endpoint::Responses => {
+                ch.family == Family::OpenAi
+                    && ch.path.is_none()
+                    && crate::providers::speaks_responses(&ch.kind)
+            }
+        }
+    }
+}
+
+/// Proxies a request: `body` is its OpenAI form (the client's own bytes, or what ingress
+/// translated them to) and `client` the family the answer goes back in.
+#[allow(clippy::too_many_arguments)]
+pub async fn forward(
     worker: &Rc<Worker>,
     snap: &SnapshotRef,
     req: &Request<'_>,
+    body: &[u8],
     features: &Features,
+    client: Family,
+    endpoint: Endpoint,
     ex: &mut Exchange<'_>,
 ) {
     let Exchange { out, input } = ex;
@@ -241,7 +300,10 @@ pub async fn chat(
     };
     let generation = snap.catalog.generation;
     let mut guard = ClientGuard::new(input);
-    let mut outgoing = Vec::with_capacity(req.body.len() + 1024);
+    let mut outgoing = Vec::with_capacity(body.len() + 1024);
+    // The parsed request, for upstreams of another family (parsed once, on first need).
+    let mut parsed: Option<simd_json::OwnedValue> = None;
+    let created = unix_now();
     let mut failures: Vec<(usize, Failure)> = Vec::new();
     // Channels that failed as a whole in this request: their other models are skipped.
     let mut failed_channels: ArrayVec<u32, 20> = ArrayVec::new();
@@ -253,19 +315,30 @@ pub async fn chat(
             break;
         }
         let entry = &snap.catalog.entries[p.entry as usize];
-        if failed_channels.contains(&entry.channel) {
+        if failed_channels.contains(&entry.channel)
+            || !endpoint.served_by(&snap.channels[entry.channel as usize])
+        {
             continue;
         }
         made += 1;
         let ch = &snap.channels[entry.channel as usize];
-        build_request(
+        let injected = match build_request(
             &mut outgoing,
             ch,
             req,
+            body,
+            &mut parsed,
             features,
+            endpoint,
             &entry.model,
             out.request_id.as_bytes(),
-        );
+        ) {
+            Ok(i) => i,
+            Err(e) => {
+                guard.finish().await;
+                return out.send_error(&e).await;
+            }
+        };
         let started = Instant::now();
         worker
             .routing
@@ -294,9 +367,16 @@ pub async fn chat(
                 let retry_after = head
                     .header(&conn.buf, b"retry-after")
                     .and_then(|v| crate::h1::parse_retry_after(v, unix_now()));
-                let Some(kept) = guard.run(read_kept(worker, ch, conn, &head)).await else {
+                let Some(mut kept) = guard.run(read_kept(worker, ch, conn, &head)).await else {
                     return guard.finish().await;
                 };
+                let mut reshaped = Vec::new();
+                transcode::error_body(ch.family, client, kept.status, &kept.body, &mut reshaped);
+                if !reshaped.is_empty() {
+                    kept.body = reshaped;
+                    kept.headers
+                        .retain(|(n, _)| !n.eq_ignore_ascii_case(b"content-type"));
+                }
                 let outcome = match head.status {
                     // Only a 404 that names the model takes that model out; any other 404
                     // (a wrong chat_path, say) is the channel failing.
@@ -307,8 +387,13 @@ pub async fn chat(
                 Failure::Status(kept)
             }
             Ok((conn, head)) => {
+                let rid = out.request_id;
+                let id = rid.as_str();
                 let info = Info {
                     channel: ch,
+                    price: entry.price.as_ref(),
+                    id,
+                    created,
                     model: &entry.model,
                     requested: &features.model,
                     attempts: made,
@@ -319,9 +404,43 @@ pub async fn chat(
                     upstream: upstream + to_head,
                 };
                 let status = head.status;
-                let outcome = relay::respond(worker, ch, conn, head, &info, out, &mut guard).await;
+                // A usage chunk the client did not ask for is the gateway's: counted, not shown.
+                let strip_usage = client == Family::OpenAi
+                    && features.stream
+                    && features.usage_asked != Some(true)
+                    && (ch.family != Family::OpenAi || injected);
+                let mut tc = transcode::Transcode::new(
+                    ch.family,
+                    client,
+                    strip_usage,
+                    &entry.model,
+                    id,
+                    created,
+                );
+                let outcome =
+                    relay::respond(worker, ch, conn, head, &info, out, &mut guard, &mut tc).await;
                 let latency = Some(ms(started.elapsed()));
                 let ttft = Some(ms(to_head));
+                if !matches!(outcome, relay::Outcome::FailedUnsent(_)) {
+                    let usage = tc.usage();
+                    worker.record_usage(crate::usage::Record {
+                        unix_ms: unix_ms(),
+                        request_id: id.into(),
+                        endpoint: endpoint.name(client),
+                        channel: ch.id.clone(),
+                        provider: ch.provider.clone(),
+                        requested: features.model.clone(),
+                        model: entry.model.as_ref().into(),
+                        usage,
+                        estimated_prompt: features.prompt_tokens,
+                        cost: usage.and_then(|u| info.cost(&u)),
+                        latency_ms: ms(req.received.elapsed()),
+                        ttft_ms: ttft,
+                        status: out.status,
+                        attempts: made.min(255) as u8,
+                        stream: features.stream,
+                    });
+                }
                 match outcome {
                     relay::Outcome::Complete => {
                         let health = Outcome::of_status(status, None);
@@ -357,7 +476,25 @@ pub async fn chat(
         failures.push((entry.channel as usize, failure));
     }
     guard.finish().await;
+    let last = failures.last().map(|(c, _)| &snap.channels[*c]);
     give_up(snap, &features.model, failures, out).await;
+    worker.record_usage(crate::usage::Record {
+        unix_ms: unix_ms(),
+        request_id: out.request_id.as_str().into(),
+        endpoint: endpoint.name(client),
+        channel: last.map_or_else(Default::default, |c| c.id.clone()),
+        provider: last.map_or_else(Default::default, |c| c.provider.clone()),
+        requested: features.model.clone(),
+        model: Default::default(),
+        usage: None,
+        estimated_prompt: features.prompt_tokens,
+        cost: None,
+        latency_ms: ms(req.received.elapsed()),
+        ttft_ms: None,
+        status: out.status,
+        attempts: made.min(255) as u8,
+        stream: features.stream,
+    });
 }
 
 /// True when an upstream error body names `model` (so a 404 is about that model).
@@ -369,15 +506,34 @@ fn ms(d: Duration) -> f32 {
     d.as_secs_f32() * 1000.0
 }
 
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
+/// Appends `x-router-cost` (in the configured currency).
+fn write_cost(out: &mut Responder<'_>, cost: f64) {
+    let mut v = ArrayString::<32>::new();
+    let _ = write!(v, "{cost:.8}");
+    out.header(b"x-router-cost", v.as_bytes());
+}
+
 /// Response-header facts about the attempt that answered.
 pub(crate) struct Info<'a> {
     pub(crate) channel: &'a Channel,
+    /// The entry's price (per 1M tokens).
+    pub(crate) price: Option<&'a crate::catalog::EntryPrice>,
+    /// The id to stamp on translated answers.
+    pub(crate) id: &'a str,
+    /// Unix time to stamp on translated answers.
+    pub(crate) created: u64,
     pub(crate) model: &'a str,
     pub(crate) requested: &'a str,
     pub(crate) attempts: usize,
@@ -391,6 +547,16 @@ pub(crate) struct Info<'a> {
 }
 
 impl Info<'_> {
+    /// The cost of `usage` at this entry's price.
+    pub(crate) fn cost(&self, usage: &Usage) -> Option<f64> {
+        self.price.map(|p| {
+            let cached = usage.cached.min(usage.prompt);
+            let fresh = usage.prompt - cached;
+            (fresh as f64 * p.input + cached as f64 * p.input + usage.completion as f64 * p.output)
+                / 1e6
+        })
+    }
+
     /// Writes the `x-router-*` headers; `more_upstream` is upstream time after the head (the
     /// body of a whole response) that is not gateway overhead either.
     pub(crate) fn write_headers(
@@ -439,16 +605,62 @@ fn drop_request_header(name: &[u8]) -> bool {
         || (name.len() > 9 && name[..9].eq_ignore_ascii_case(b"x-router-"))
 }
 
+/// Builds the upstream request into `out`: the channel's head, forwarded client headers, and
+/// the body in the channel's family. OpenAI-family bodies are the client's bytes with targeted
+/// edits (model, router fields, and `stream_options` when the gateway wants the usage); other
+/// families get a translation of the parsed request. Returns whether `stream_options` was
+/// added; a request the channel's family cannot express is the client's 400.
+#[allow(clippy::too_many_arguments)]
 fn build_request(
     out: &mut Vec<u8>,
     ch: &Channel,
     req: &Request<'_>,
+    body: &[u8],
+    parsed: &mut Option<simd_json::OwnedValue>,
     f: &Features,
+    endpoint: Endpoint,
     model: &str,
     request_id: &[u8],
-) {
+) -> Result<bool, Error> {
     out.clear();
-    out.extend_from_slice(&ch.request_head);
+    let mut translated = Vec::new();
+    let inject = ch.family == Family::OpenAi
+        && matches!(endpoint, Endpoint::Chat | Endpoint::Completions)
+        && f.stream
+        && f.usage_asked.is_none()
+        && ch.stream_usage;
+    if ch.family != Family::OpenAi {
+        if parsed.is_none() {
+            let mut copy = body.to_vec();
+            *parsed = Some(simd_json::to_owned_value(&mut copy).map_err(|e| {
+                Error::bad_request(
+                    "invalid_json",
+                    format!("The request body is not valid JSON ({e})."),
+                )
+            })?);
+        }
+        if let Some(v) = parsed.as_ref() {
+            match ch.family {
+                Family::Anthropic => anthropic::encode_request(v, model, &mut translated)?,
+                Family::Gemini => gemini::encode_request(v, &mut translated)?,
+                Family::OpenAi => {}
+            }
+        }
+    }
+    match &ch.path {
+        _ if endpoint != Endpoint::Chat => {
+            out.extend_from_slice(b"POST ");
+            out.extend_from_slice(ch.base_path.as_bytes());
+            out.extend_from_slice(endpoint.path().as_bytes());
+            out.extend_from_slice(b" HTTP/1.1\r\n");
+            out.extend_from_slice(&ch.request_head[ch.credentials_at..]);
+        }
+        Some(t) => {
+            t.write_line(out, model, f.stream);
+            out.extend_from_slice(&ch.request_head);
+        }
+        None => out.extend_from_slice(&ch.request_head),
+    }
     out.extend_from_slice(
         b"Content-Type: application/json\r\nAccept-Encoding: identity\r\nx-request-id: ",
     );
@@ -473,28 +685,47 @@ fn build_request(
         }
         crate::h1::write_header(out, name, &req.buf[h.value.clone()]);
     }
+    if ch.family != Family::OpenAi {
+        out.extend_from_slice(b"Content-Length: ");
+        out.extend_from_slice(itoa::Buffer::new().format(translated.len()).as_bytes());
+        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(&translated);
+        return Ok(false);
+    }
+    const STREAM_USAGE: &[u8] = b"\"stream_options\":{\"include_usage\":true},";
     let mut quoted = Vec::with_capacity(model.len() + 2);
     json::write_str(&mut quoted, model);
-    let mut len = req.body.len();
+    let mut len = body.len();
     for e in &f.edits {
         len -= e.range().len();
         if let Edit::Model(_) = e {
             len += quoted.len();
         }
     }
+    // The body is a JSON object (extract checked): the member goes right after its `{`.
+    let brace = body.iter().position(|&b| b == b'{').filter(|_| inject);
+    if brace.is_some() {
+        len += STREAM_USAGE.len();
+    }
     out.extend_from_slice(b"Content-Length: ");
     out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
     out.extend_from_slice(b"\r\n\r\n");
     let mut at = 0;
+    if let Some(b) = brace {
+        out.extend_from_slice(&body[..=b]);
+        out.extend_from_slice(STREAM_USAGE);
+        at = b + 1;
+    }
     for e in &f.edits {
         let r = e.range();
-        out.extend_from_slice(&req.body[at..r.start]);
+        out.extend_from_slice(&body[at..r.start]);
         if let Edit::Model(_) = e {
             out.extend_from_slice(&quoted);
         }
         at = r.end;
     }
-    out.extend_from_slice(&req.body[at..]);
+    out.extend_from_slice(&body[at..]);
+    Ok(brace.is_some())
 }
 
 /// Sends the request and reads the response head, retrying once on a fresh connection when a

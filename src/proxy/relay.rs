@@ -22,6 +22,7 @@ use crate::upstream::Conn;
 use crate::upstream::body::{BodyAt, BodyError, read_body_at, read_timed};
 use crate::worker::Worker;
 
+use super::transcode::Transcode;
 use super::{Info, MAX_RESPONSE_BODY};
 
 /// After the client's stream ended with `[DONE]`, how long the upstream may take to finish its
@@ -110,7 +111,8 @@ pub(super) enum Unsent {
     Broken(String),
 }
 
-/// Relays the answering attempt's response.
+/// Relays the answering attempt's response, translated by `tc` into the client's family.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn respond(
     worker: &Worker,
     ch: &Channel,
@@ -119,10 +121,11 @@ pub(super) async fn respond(
     info: &Info<'_>,
     out: &mut Responder<'_>,
     guard: &mut ClientGuard<'_, '_>,
+    tc: &mut Transcode,
 ) -> Outcome {
     let deadline = info.started + ch.timeouts.total;
     if head.event_stream && (200..300).contains(&head.status) {
-        return relay_sse(worker, ch, conn, head, info, out, guard, deadline).await;
+        return relay_sse(worker, ch, conn, head, info, out, guard, deadline, tc).await;
     }
     let body_started = Instant::now();
     let mut decoded = Vec::new();
@@ -140,17 +143,34 @@ pub(super) async fn respond(
     };
     match result {
         Ok((at, exact)) => {
-            out.begin(head.status);
-            write_forwarded_headers(&conn.buf, &head, out, false);
-            info.write_headers(out, body_started.elapsed());
-            let ct = head
-                .header(&conn.buf, b"content-type")
-                .unwrap_or(b"application/json");
             let body = match at {
                 BodyAt::Conn(r) => &conn.buf[r],
                 BodyAt::Out => &decoded[..],
             };
-            out.body(ct, body).await;
+            let mut translated = Vec::new();
+            if (200..300).contains(&head.status) {
+                if let Err(m) = tc.body(body, info.model, info.id, info.created, &mut translated) {
+                    return Outcome::FailedUnsent(Unsent::Broken(format!(
+                        "the upstream's answer could not be read: {m}"
+                    )));
+                }
+            } else {
+                tc.error(head.status, body, &mut translated);
+            }
+            out.begin(head.status);
+            write_forwarded_headers(&conn.buf, &head, out, false);
+            info.write_headers(out, body_started.elapsed());
+            if let Some(cost) = tc.usage().and_then(|u| info.cost(&u)) {
+                super::write_cost(out, cost);
+            }
+            if translated.is_empty() {
+                let ct = head
+                    .header(&conn.buf, b"content-type")
+                    .unwrap_or(b"application/json");
+                out.body(ct, body).await;
+            } else {
+                out.body(b"application/json", &translated).await;
+            }
             if head.keep_alive && exact {
                 worker.pool.put(&ch.endpoint, conn, Instant::now());
             }
@@ -221,13 +241,17 @@ async fn start_stream(
     info: &Info<'_>,
     out: &mut Responder<'_>,
     waited: Duration,
+    passthrough: bool,
 ) {
     out.begin(head.status);
     write_forwarded_headers(head_bytes, head, out, true);
     info.write_headers(out, waited);
-    let ct = head
-        .header(head_bytes, b"content-type")
-        .unwrap_or(b"text/event-stream");
+    let ct = if passthrough {
+        head.header(head_bytes, b"content-type")
+            .unwrap_or(b"text/event-stream")
+    } else {
+        b"text/event-stream"
+    };
     out.start_stream(ct).await;
 }
 
@@ -241,7 +265,10 @@ async fn relay_sse(
     out: &mut Responder<'_>,
     guard: &mut ClientGuard<'_, '_>,
     deadline: Instant,
+    tc: &mut Transcode,
 ) -> Outcome {
+    let passthrough = tc.passthrough();
+    let mut translated: Vec<u8> = Vec::new();
     // The client's head waits for the first event: an upstream that answers 200 and then
     // breaks before any event can still fail over to another channel.
     guard.arm();
@@ -272,12 +299,39 @@ async fn relay_sse(
     while end.is_none() {
         // Forward every complete event now.
         if let Some(e) = sse::complete_end(&pending, scan_from) {
+            let done = if passthrough {
+                tc.observe(&pending[..e]);
+                sse::has_done(&pending[..e])
+            } else {
+                translated.clear();
+                match tc.events(&pending[..e], &mut translated) {
+                    Ok(done) => done,
+                    Err(m) => {
+                        end = Some(End::Cut(
+                            format!("a stream event could not be read: {m}"),
+                            false,
+                        ));
+                        break;
+                    }
+                }
+            };
             if !sent {
-                start_stream(&head_bytes, &head, info, out, waiting_since.elapsed()).await;
+                start_stream(
+                    &head_bytes,
+                    &head,
+                    info,
+                    out,
+                    waiting_since.elapsed(),
+                    passthrough,
+                )
+                .await;
                 sent = true;
             }
-            let done = sse::has_done(&pending[..e]);
-            out.stream_data(&pending[..e]).await;
+            if passthrough {
+                out.stream_data(&pending[..e]).await;
+            } else if !translated.is_empty() {
+                out.stream_data(&translated).await;
+            }
             pending.drain(..e);
             if out.failed {
                 end = Some(End::ClientGone);
@@ -322,8 +376,11 @@ async fn relay_sse(
                 // A close-delimited stream ends with the close; whether that is clean depends
                 // on whether its last complete event was [DONE] (checked below).
                 end = Some(if matches!(framing, Framing::Close) {
-                    let done = sse::complete_end(&pending, 0)
-                        .is_some_and(|e| sse::has_done(&pending[..e]));
+                    let done = if passthrough {
+                        sse::complete_end(&pending, 0).is_some_and(|e| sse::has_done(&pending[..e]))
+                    } else {
+                        tc.ended()
+                    };
                     if done {
                         End::Clean
                     } else {
@@ -363,7 +420,15 @@ async fn relay_sse(
                 return Outcome::FailedUnsent(Unsent::Broken(why));
             }
             End::Clean | End::Done => {
-                start_stream(&head_bytes, &head, info, out, waiting_since.elapsed()).await;
+                start_stream(
+                    &head_bytes,
+                    &head,
+                    info,
+                    out,
+                    waiting_since.elapsed(),
+                    passthrough,
+                )
+                .await;
             }
         }
     }
@@ -374,8 +439,18 @@ async fn relay_sse(
             Outcome::ClientGone
         }
         End::Clean => {
-            // Trailing bytes without a final blank line are still the upstream's data.
-            out.stream_data(&pending).await;
+            if passthrough {
+                // Trailing bytes without a final blank line are still the upstream's data.
+                out.stream_data(&pending).await;
+            } else {
+                translated.clear();
+                if !pending.is_empty() {
+                    pending.extend_from_slice(b"\n\n");
+                    let _ = tc.events(&pending, &mut translated);
+                }
+                tc.finish(&mut translated);
+                out.stream_data(&translated).await;
+            }
             out.end_stream().await;
             if reusable && complete && !out.failed {
                 worker.pool.put(&ch.endpoint, conn, Instant::now());
@@ -410,7 +485,13 @@ async fn relay_sse(
         End::Cut(why, _) => {
             drop(conn);
             if let Some(e) = sse::complete_end(&pending, 0) {
-                out.stream_data(&pending[..e]).await;
+                if passthrough {
+                    out.stream_data(&pending[..e]).await;
+                } else {
+                    translated.clear();
+                    let _ = tc.events(&pending[..e], &mut translated);
+                    out.stream_data(&translated).await;
+                }
             }
             tracing::warn!(channel = %ch.id, reason = %why, "upstream stream cut");
             let err = Error::new(
@@ -420,9 +501,7 @@ async fn relay_sse(
                 format!("The upstream stream broke off: {why}."),
             );
             let mut event = Vec::with_capacity(160);
-            let mut body = Vec::with_capacity(128);
-            err.write_body(&mut body);
-            sse::write_data(&mut event, &body);
+            tc.stream_error(&err, &mut event);
             out.stream_data(&event).await;
             out.end_stream().await;
             Outcome::Broken

@@ -80,6 +80,8 @@ pub enum Reason {
     Excluded,
     /// An embedding model (never serves chat).
     Embedding,
+    /// Not an embedding model (an embeddings request).
+    NotEmbedding,
     /// It lacks these capabilities.
     Lacks(Caps),
     /// Its context is smaller than the request needs.
@@ -116,6 +118,7 @@ impl Reason {
             Reason::Unresolved => "upstream address not resolved yet".into(),
             Reason::Excluded => "provider excluded".into(),
             Reason::Embedding => "embedding model".into(),
+            Reason::NotEmbedding => "not an embedding model".into(),
             Reason::Lacks(c) => format!("lacks {}", c.first_name()),
             Reason::Context { need, have } => {
                 format!("context {have} tokens < {need} needed")
@@ -725,8 +728,14 @@ fn entry_verdict(
     max_cost: Option<f64>,
     now: Instant,
 ) -> Result<bool, Reason> {
-    if e.caps.contains(Caps::EMBEDDING) {
-        return Err(Reason::Embedding);
+    // Embedding requests ask for EMBEDDING; chat requests never can (Caps::parse refuses it).
+    match (
+        e.caps.contains(Caps::EMBEDDING),
+        required.contains(Caps::EMBEDDING),
+    ) {
+        (true, false) => return Err(Reason::Embedding),
+        (false, true) => return Err(Reason::NotEmbedding),
+        _ => {}
     }
     let missing = required.missing_from(e.caps);
     if !missing.is_empty() {

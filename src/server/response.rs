@@ -102,6 +102,8 @@ pub struct Responder<'c> {
     /// True once a write failed or timed out: the connection is done.
     pub failed: bool,
     chunked: bool,
+    /// The wire family errors are rendered in (the endpoint's: Anthropic on `/v1/messages`).
+    pub errors_as: crate::providers::Family,
 }
 
 impl std::fmt::Debug for Responder<'_> {
@@ -141,6 +143,7 @@ impl<'c> Responder<'c> {
             status: 0,
             failed: false,
             chunked: false,
+            errors_as: crate::providers::Family::OpenAi,
         }
     }
 
@@ -249,7 +252,11 @@ impl<'c> Responder<'c> {
         if self.status != 0 {
             return;
         }
-        let body = e.body();
+        let body = match self.errors_as {
+            crate::providers::Family::OpenAi => e.body(),
+            crate::providers::Family::Anthropic => crate::providers::anthropic::error_body(e),
+            crate::providers::Family::Gemini => crate::providers::gemini::error_body(e),
+        };
         self.begin(e.status);
         if e.status == 405 {
             self.header(b"allow", b"GET, POST, OPTIONS");

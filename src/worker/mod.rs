@@ -259,6 +259,7 @@ impl Worker {
             outcome,
             latency_ms,
             ttft_ms,
+            usage: None,
         };
         let urgent = !matches!(
             outcome,
@@ -270,6 +271,23 @@ impl Worker {
         if urgent {
             self.flush_reports();
         }
+    }
+
+    /// Queues a request's usage record for the control thread (sent with the next batch).
+    pub fn record_usage(&self, record: crate::usage::Record) {
+        let now = Instant::now();
+        self.pending.borrow_mut().push(Report {
+            generation: 0,
+            channel: u32::MAX,
+            entry: u32::MAX,
+            started: now,
+            at: now,
+            until_midnight: Duration::ZERO,
+            outcome: None,
+            latency_ms: None,
+            ttft_ms: None,
+            usage: Some(Box::new(record)),
+        });
     }
 
     /// Sends the queued reports to the control thread as one batch. The channel is

@@ -1,0 +1,377 @@
+//! Between the upstream's wire family and the client's: every answer goes upstream form →
+//! canonical OpenAI form → client form, using the pure adapters in `providers`. The usage of
+//! every answer is captured on the way (from the canonical form), and a usage chunk the gateway
+//! asked for on the client's behalf is dropped before the client sees it.
+//!
+//! Invariants: an OpenAI upstream answering an OpenAI client whose usage chunk is not stripped
+//! is relayed byte for byte (the zero-copy path: [`Transcode::passthrough`]); only whole SSE
+//! events are fed in; the client's stream is closed once (`[DONE]`, or the client family's
+//! terminal events), however the upstream ends.
+//! Not here: reading or writing sockets (`relay`), translation rules (`providers`).
+
+use crate::error::{Error, Kind};
+use crate::h1::sse;
+use crate::providers::{self, Family, Usage, anthropic, gemini};
+
+/// Upstream-side decoder state.
+#[derive(Debug)]
+enum Decoder {
+    OpenAi,
+    Anthropic(anthropic::StreamDecoder),
+    Gemini(gemini::StreamDecoder),
+}
+
+/// Client-side encoder state.
+#[derive(Debug)]
+enum Encoder {
+    OpenAi,
+    Anthropic(anthropic::StreamEncoder),
+    Gemini(gemini::StreamEncoder),
+}
+
+/// One answer's translation.
+#[derive(Debug)]
+pub(crate) struct Transcode {
+    upstream: Family,
+    client: Family,
+    /// The gateway added `stream_options.include_usage`: the usage-only chunk is not the
+    /// client's to see.
+    strip_usage: bool,
+    decoder: Decoder,
+    encoder: Encoder,
+    usage: Option<Usage>,
+    /// The upstream signalled its end (`[DONE]`, `message_stop`).
+    ended: bool,
+    closed: bool,
+    data: Vec<u8>,
+    mid: Vec<u8>,
+}
+
+impl Transcode {
+    /// A translation from `upstream` to `client`; `model`, `id` and `created` stamp chunks that
+    /// the upstream's family does not carry.
+    pub(crate) fn new(
+        upstream: Family,
+        client: Family,
+        strip_usage: bool,
+        model: &str,
+        id: &str,
+        created: u64,
+    ) -> Transcode {
+        Transcode {
+            upstream,
+            client,
+            strip_usage,
+            decoder: match upstream {
+                Family::OpenAi => Decoder::OpenAi,
+                Family::Anthropic => Decoder::Anthropic(anthropic::StreamDecoder::new(created)),
+                Family::Gemini => Decoder::Gemini(gemini::StreamDecoder::new(model, id, created)),
+            },
+            encoder: match client {
+                Family::OpenAi => Encoder::OpenAi,
+                Family::Anthropic => Encoder::Anthropic(anthropic::StreamEncoder::new()),
+                Family::Gemini => Encoder::Gemini(gemini::StreamEncoder::new()),
+            },
+            usage: None,
+            ended: false,
+            closed: false,
+            data: Vec::new(),
+            mid: Vec::new(),
+        }
+    }
+
+    /// True when upstream bytes reach the client unchanged.
+    pub(crate) fn passthrough(&self) -> bool {
+        self.upstream == Family::OpenAi && self.client == Family::OpenAi && !self.strip_usage
+    }
+
+    /// Usage seen so far.
+    pub(crate) fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    /// True once the upstream's stream said it is complete.
+    pub(crate) fn ended(&self) -> bool {
+        self.ended || matches!(&self.decoder, Decoder::Gemini(d) if d.finished())
+    }
+
+    /// Watches passthrough events for the usage chunk (the bytes go out unchanged).
+    pub(crate) fn observe(&mut self, events: &[u8]) {
+        if memchr::memmem::find(events, b"\"usage\":{").is_none() {
+            return;
+        }
+        let mut at = 0;
+        while sse::next_event(events, &mut at, &mut self.data).is_some() {
+            if let Some(u) = providers::openai_usage(&self.data) {
+                self.usage = Some(u);
+            }
+        }
+    }
+
+    /// Translates whole upstream SSE events, appending the client's bytes to `out`. Returns
+    /// `true` once the upstream's stream is complete (the client's stream is then closed).
+    pub(crate) fn events(&mut self, events: &[u8], out: &mut Vec<u8>) -> Result<bool, String> {
+        let mut at = 0;
+        while let Some(name) = sse::next_event(events, &mut at, &mut self.data) {
+            if self.data.is_empty() {
+                continue;
+            }
+            let data = std::mem::take(&mut self.data);
+            let r = self.event(name, &data, out);
+            self.data = data;
+            if r? {
+                self.ended = true;
+                self.close(out);
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn event(&mut self, name: &[u8], data: &[u8], out: &mut Vec<u8>) -> Result<bool, String> {
+        let mut mid = std::mem::take(&mut self.mid);
+        mid.clear();
+        let r = match &mut self.decoder {
+            Decoder::OpenAi => {
+                self.mid = mid;
+                if data == b"[DONE]" {
+                    return Ok(true);
+                }
+                return self.chunk(data, out).map(|()| false);
+            }
+            Decoder::Anthropic(d) => d.event(name, data, &mut mid),
+            Decoder::Gemini(d) => d.event(data, &mut mid).map(|()| false),
+        };
+        let r = r.and_then(|done| self.chunks(&mid, out).map(|()| done));
+        self.mid = mid;
+        r
+    }
+
+    /// Feeds canonical events (`data: {chunk}\n\n` …) to the client encoder.
+    fn chunks(&mut self, canonical: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        let mut at = 0;
+        let mut data = Vec::new();
+        while sse::next_event(canonical, &mut at, &mut data).is_some() {
+            if data.is_empty() || data == b"[DONE]" {
+                continue;
+            }
+            self.chunk(&data, out)?;
+        }
+        Ok(())
+    }
+
+    /// One canonical chunk (JSON) to the client.
+    fn chunk(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        let usage = if memchr::memmem::find(data, b"\"usage\":{").is_some() {
+            providers::openai_usage(data)
+        } else {
+            None
+        };
+        if usage.is_some() {
+            self.usage = usage;
+        }
+        match &mut self.encoder {
+            Encoder::OpenAi => {
+                if self.strip_usage && usage.is_some() && is_usage_only(data) {
+                    return Ok(());
+                }
+                sse::write_data(out, data);
+                Ok(())
+            }
+            Encoder::Anthropic(e) => e.chunk(data, out),
+            Encoder::Gemini(e) => e.chunk(data, out),
+        }
+    }
+
+    /// The upstream's framing ended cleanly without a terminal event (Gemini streams end so);
+    /// flushes the decoder and closes the client's stream.
+    pub(crate) fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.closed {
+            return;
+        }
+        if let Decoder::Gemini(d) = &mut self.decoder {
+            let mut mid = std::mem::take(&mut self.mid);
+            mid.clear();
+            d.finish(&mut mid);
+            // A chunk the encoder cannot take is dropped; the stream still closes properly.
+            let _ = self.chunks(&mid, out);
+            self.mid = mid;
+        }
+        self.close(out);
+    }
+
+    /// Closes the client's stream in its family's way (once).
+    fn close(&mut self, out: &mut Vec<u8>) {
+        if std::mem::replace(&mut self.closed, true) {
+            return;
+        }
+        match &mut self.encoder {
+            Encoder::OpenAi => out.extend_from_slice(b"data: [DONE]\n\n"),
+            Encoder::Anthropic(e) => e.finish(out),
+            Encoder::Gemini(e) => e.finish(out),
+        }
+    }
+
+    /// A stream that broke off: the client family's error event (the stream then just ends).
+    pub(crate) fn stream_error(&mut self, err: &Error, out: &mut Vec<u8>) {
+        self.closed = true;
+        match &mut self.encoder {
+            Encoder::OpenAi => {
+                let mut body = Vec::with_capacity(160);
+                err.write_body(&mut body);
+                sse::write_data(out, &body);
+            }
+            Encoder::Anthropic(e) => e.error(err, out),
+            Encoder::Gemini(_) => sse::write_data(out, &gemini::error_body(err)),
+        }
+    }
+
+    /// A whole 2xx body: decodes it to the canonical form and encodes it for the client.
+    /// Passthrough bodies are only read for usage (`out` stays empty: send the original).
+    pub(crate) fn body(
+        &mut self,
+        body: &[u8],
+        model: &str,
+        id: &str,
+        created: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        if self.passthrough() || (self.upstream == Family::OpenAi && self.client == Family::OpenAi)
+        {
+            self.usage = providers::openai_usage(body);
+            return Ok(());
+        }
+        let mut canonical = Vec::new();
+        let canonical: &[u8] = match self.upstream {
+            Family::OpenAi => {
+                self.usage = providers::openai_usage(body);
+                body
+            }
+            Family::Anthropic => {
+                self.usage = Some(anthropic::decode_response(body, created, &mut canonical)?);
+                &canonical
+            }
+            Family::Gemini => {
+                self.usage = Some(gemini::decode_response(
+                    body,
+                    model,
+                    id,
+                    created,
+                    &mut canonical,
+                )?);
+                &canonical
+            }
+        };
+        match self.client {
+            Family::OpenAi => out.extend_from_slice(canonical),
+            Family::Anthropic => {
+                anthropic::egress_response(canonical, out)?;
+            }
+            Family::Gemini => {
+                gemini::egress_response(canonical, out)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Transcode {
+    /// An upstream error body, in the client's family (empty `out`: send the original).
+    pub(crate) fn error(&self, status: u16, body: &[u8], out: &mut Vec<u8>) {
+        error_body(self.upstream, self.client, status, body, out);
+    }
+}
+
+/// An upstream error body in the client's family (`out` stays empty when no change is
+/// needed: send the original).
+pub(crate) fn error_body(
+    upstream: Family,
+    client: Family,
+    status: u16,
+    body: &[u8],
+    out: &mut Vec<u8>,
+) {
+    if upstream == client {
+        return;
+    }
+    let mut canonical = Vec::new();
+    let canonical: &[u8] = match upstream {
+        Family::OpenAi => body,
+        Family::Anthropic => {
+            anthropic::decode_error(status, body, &mut canonical);
+            &canonical
+        }
+        Family::Gemini => {
+            gemini::decode_error(status, body, &mut canonical);
+            &canonical
+        }
+    };
+    match client {
+        Family::OpenAi => out.extend_from_slice(canonical),
+        Family::Anthropic => {
+            out.extend_from_slice(&anthropic::error_body(&openai_error(status, canonical)))
+        }
+        Family::Gemini => {
+            out.extend_from_slice(&gemini::error_body(&openai_error(status, canonical)))
+        }
+    }
+}
+
+/// True for a usage-only chunk (`"choices":[]`): the one `include_usage` adds.
+fn is_usage_only(data: &[u8]) -> bool {
+    memchr::memmem::find(data, b"\"choices\":[]").is_some()
+}
+
+/// The gateway error an OpenAI-form upstream error body describes (message kept).
+fn openai_error(status: u16, body: &[u8]) -> Error {
+    use simd_json::prelude::*;
+    let mut copy = body.to_vec();
+    let message = simd_json::to_owned_value(&mut copy)
+        .ok()
+        .and_then(|v| {
+            v.get("error")
+                .and_then(|e| e.get("message"))
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| format!("The upstream answered HTTP {status}."));
+    let kind = match status {
+        401 => Kind::Authentication,
+        403 => Kind::Permission,
+        429 => Kind::RateLimit,
+        s if s >= 500 => Kind::Server,
+        _ => Kind::InvalidRequest,
+    };
+    Error::new(status, kind, "upstream_error", message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn injected_usage_chunk_is_stripped_but_counted() {
+        let mut t = Transcode::new(Family::OpenAi, Family::OpenAi, true, "m", "id", 1);
+        assert!(!t.passthrough());
+        let mut out = Vec::new();
+        let up = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n\
+                   data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n\n\
+                   data: [DONE]\n\n";
+        assert_eq!(t.events(up, &mut out), Ok(true));
+        assert_eq!(
+            out,
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n"
+        );
+        assert_eq!(t.usage().map(|u| (u.prompt, u.completion)), Some((3, 2)));
+    }
+
+    #[test]
+    fn passthrough_observes_usage_without_changing_bytes() {
+        let mut t = Transcode::new(Family::OpenAi, Family::OpenAi, false, "m", "id", 1);
+        assert!(t.passthrough());
+        t.observe(
+            b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":1}}\n\n",
+        );
+        assert_eq!(t.usage().map(|u| u.prompt), Some(7));
+    }
+}

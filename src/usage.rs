@@ -1,0 +1,340 @@
+//! Usage records: what each request consumed and cost, as workers report it and the control
+//! thread keeps it — one JSON line per request in a file per UTC day, daily counters for budgets
+//! and quotas, and the summaries `GET /admin/usage` answers.
+//!
+//! Invariants: a record is built on the worker and travels with the attempt's report (the
+//! unbounded report channel: never dropped, DESIGN.md §2); only the control thread's store
+//! writes files. Costs are in the configured currency. Records hold no secrets (ids only).
+//! Not here: pricing data (`pricing`), capturing usage from answers (`proxy::transcode`).
+
+use std::collections::BTreeMap;
+
+use simd_json::prelude::*;
+
+use crate::json;
+use crate::providers::Usage;
+
+/// One request's usage record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// Unix time of the answer, in milliseconds.
+    pub unix_ms: u64,
+    /// The request id (`x-request-id`).
+    pub request_id: Box<str>,
+    /// Endpoint family and path (`chat`, `messages`, `embeddings` …).
+    pub endpoint: &'static str,
+    /// Channel id (empty when no attempt was made).
+    pub channel: Box<str>,
+    /// Provider id.
+    pub provider: Box<str>,
+    /// The model (or expression) the client asked for.
+    pub requested: Box<str>,
+    /// The upstream model that answered.
+    pub model: Box<str>,
+    /// Token counts; `None` when the answer carried no usage (the prompt is then estimated).
+    pub usage: Option<Usage>,
+    /// The gateway's prompt estimate (used when `usage` is `None`).
+    pub estimated_prompt: u32,
+    /// Cost in the configured currency (`None`: no price known).
+    pub cost: Option<f64>,
+    /// Whole request latency.
+    pub latency_ms: f32,
+    /// Time to the answering upstream's response head.
+    pub ttft_ms: Option<f32>,
+    /// HTTP status the client got.
+    pub status: u16,
+    /// Upstream attempts made.
+    pub attempts: u8,
+    /// Streamed.
+    pub stream: bool,
+}
+
+impl Record {
+    /// Prompt tokens, measured or estimated.
+    pub fn prompt_tokens(&self) -> u64 {
+        self.usage
+            .map_or(u64::from(self.estimated_prompt), |u| u.prompt)
+    }
+
+    /// Prompt plus completion tokens (completion 0 when unknown).
+    pub fn total_tokens(&self) -> u64 {
+        self.prompt_tokens() + self.usage.map_or(0, |u| u.completion)
+    }
+
+    /// Appends the record as one JSON line.
+    pub fn write_line(&self, out: &mut Vec<u8>) {
+        let mut w = json::Writer::new();
+        w.obj();
+        w.key("ts").str(&rfc3339_ms(self.unix_ms));
+        w.key("unix_ms").uint(self.unix_ms);
+        w.key("request_id").str(&self.request_id);
+        w.key("endpoint").str(self.endpoint);
+        w.key("channel").str(&self.channel);
+        w.key("provider").str(&self.provider);
+        w.key("model_requested").str(&self.requested);
+        w.key("model").str(&self.model);
+        match self.usage {
+            Some(u) => {
+                w.key("prompt_tokens").uint(u.prompt);
+                w.key("completion_tokens").uint(u.completion);
+                w.key("cached_tokens").uint(u.cached);
+                w.key("cache_write_tokens").uint(u.cache_write);
+                w.key("usage_estimated").bool(false);
+            }
+            None => {
+                w.key("prompt_tokens")
+                    .uint(u64::from(self.estimated_prompt));
+                w.key("completion_tokens").null();
+                w.key("usage_estimated").bool(true);
+            }
+        }
+        w.key("cost");
+        match self.cost {
+            Some(c) => w.num(c),
+            None => w.null(),
+        };
+        w.key("latency_ms").num(f64::from(self.latency_ms));
+        w.key("ttft_ms");
+        match self.ttft_ms {
+            Some(t) => w.num(f64::from(t)),
+            None => w.null(),
+        };
+        w.key("status").uint(u64::from(self.status));
+        w.key("attempts").uint(u64::from(self.attempts));
+        w.key("stream").bool(self.stream);
+        w.end_obj();
+        out.extend_from_slice(&w.out);
+        out.push(b'\n');
+    }
+}
+
+/// Days since the Unix epoch → (year, month, day), proleptic Gregorian.
+pub fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// `YYYY-MM-DD` of a Unix time in milliseconds (UTC): the record's file.
+pub fn day(unix_ms: u64) -> String {
+    let (y, m, d) = civil((unix_ms / 86_400_000) as i64);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn rfc3339_ms(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    let rem = secs % 86_400;
+    format!(
+        "{}T{:02}:{:02}:{:02}.{:03}Z",
+        day(unix_ms),
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        unix_ms % 1000
+    )
+}
+
+/// Parses `YYYY-MM-DD` or a Unix time in seconds into Unix milliseconds.
+pub fn parse_time(s: &str) -> Option<u64> {
+    if let Ok(secs) = s.parse::<u64>() {
+        return secs.checked_mul(1000);
+    }
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let y: i64 = s.get(..4)?.parse().ok()?;
+    let m: u32 = s.get(5..7)?.parse().ok()?;
+    let d: u32 = s.get(8..)?.parse().ok()?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || y < 1970 {
+        return None;
+    }
+    // Days from civil (inverse of `civil`).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = i64::from(if m > 2 { m - 3 } else { m + 9 });
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    if civil(days) != (y, m, d) {
+        return None;
+    }
+    u64::try_from(days).ok().map(|d| d * 86_400_000)
+}
+
+/// What `/admin/usage` groups by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    /// Channel id.
+    Channel,
+    /// Upstream model.
+    Model,
+    /// Provider id.
+    Provider,
+}
+
+impl GroupBy {
+    /// Parses the query spelling.
+    pub fn parse(s: &str) -> Option<GroupBy> {
+        match s {
+            "channel" => Some(GroupBy::Channel),
+            "model" => Some(GroupBy::Model),
+            "provider" => Some(GroupBy::Provider),
+            _ => None,
+        }
+    }
+}
+
+/// Totals of a group.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Totals {
+    /// Requests.
+    pub requests: u64,
+    /// Requests answered with a non-2xx status.
+    pub errors: u64,
+    /// Prompt tokens (estimated where the answer had no usage).
+    pub prompt_tokens: u64,
+    /// Completion tokens.
+    pub completion_tokens: u64,
+    /// Cached prompt tokens.
+    pub cached_tokens: u64,
+    /// Cost (configured currency).
+    pub cost: f64,
+}
+
+/// A usage summary over a time range.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// Per group key.
+    pub groups: BTreeMap<String, Totals>,
+    /// Everything.
+    pub total: Totals,
+    /// Lines that did not parse (a torn last line after a crash, say).
+    pub skipped: u64,
+}
+
+impl Summary {
+    /// Adds the JSON lines of one file whose records fall in `[since, until)`.
+    pub fn add_lines(&mut self, text: &[u8], since: u64, until: u64, by: GroupBy) {
+        for line in text.split(|&b| b == b'\n') {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let mut copy = line.to_vec();
+            let Ok(v) = simd_json::to_owned_value(&mut copy) else {
+                self.skipped += 1;
+                continue;
+            };
+            let Some(ts) = v.get("unix_ms").and_then(|x| x.as_u64()) else {
+                self.skipped += 1;
+                continue;
+            };
+            if ts < since || ts >= until {
+                continue;
+            }
+            let key = match by {
+                GroupBy::Channel => "channel",
+                GroupBy::Model => "model",
+                GroupBy::Provider => "provider",
+            };
+            let group = v
+                .get(key)
+                .and_then(|x| x.as_str())
+                .unwrap_or("")
+                .to_string();
+            let n = |k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+            let status = n("status");
+            let t = Totals {
+                requests: 1,
+                errors: u64::from(!(200..300).contains(&status)),
+                prompt_tokens: n("prompt_tokens"),
+                completion_tokens: n("completion_tokens"),
+                cached_tokens: n("cached_tokens"),
+                cost: v.get("cost").and_then(|x| x.as_f64()).unwrap_or(0.0),
+            };
+            for into in [self.groups.entry(group).or_default(), &mut self.total] {
+                into.requests += t.requests;
+                into.errors += t.errors;
+                into.prompt_tokens += t.prompt_tokens;
+                into.completion_tokens += t.completion_tokens;
+                into.cached_tokens += t.cached_tokens;
+                into.cost += t.cost;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(channel: &str, usage: Option<Usage>, cost: Option<f64>, ms: u64) -> Record {
+        Record {
+            unix_ms: ms,
+            request_id: "req_1".into(),
+            endpoint: "chat",
+            channel: channel.into(),
+            provider: "p".into(),
+            requested: "auto:fast".into(),
+            model: "m\"x".into(),
+            usage,
+            estimated_prompt: 9,
+            cost,
+            latency_ms: 12.5,
+            ttft_ms: Some(3.0),
+            status: 200,
+            attempts: 1,
+            stream: true,
+        }
+    }
+
+    #[test]
+    fn dates_round_trip() {
+        assert_eq!(day(0), "1970-01-01");
+        assert_eq!(day(1_795_651_200_000), "2026-11-26");
+        assert_eq!(parse_time("2026-11-26"), Some(1_795_651_200_000));
+        assert_eq!(
+            parse_time("2024-02-29").map(day).as_deref(),
+            Some("2024-02-29")
+        );
+        assert_eq!(parse_time("2023-02-29"), None);
+        assert_eq!(parse_time("1795651200"), Some(1_795_651_200_000));
+        assert_eq!(parse_time("yesterday"), None);
+        assert_eq!(rfc3339_ms(1_795_651_200_123), "2026-11-26T00:00:00.123Z");
+    }
+
+    #[test]
+    fn lines_parse_back_into_summaries() {
+        let u = Usage {
+            prompt: 100,
+            completion: 20,
+            cached: 40,
+            cache_write: 0,
+        };
+        let mut text = Vec::new();
+        record("a", Some(u), Some(0.5), 1_000).write_line(&mut text);
+        record("a", None, None, 2_000).write_line(&mut text);
+        record("b", Some(u), Some(0.25), 3_000).write_line(&mut text);
+        record("b", Some(u), Some(1.0), 9_000).write_line(&mut text);
+        text.extend_from_slice(b"{\"torn\":");
+        let mut s = Summary::default();
+        s.add_lines(&text, 0, 5_000, GroupBy::Channel);
+        assert_eq!(s.skipped, 1);
+        assert_eq!(s.total.requests, 3);
+        let a = &s.groups["a"];
+        assert_eq!(
+            (a.requests, a.prompt_tokens, a.completion_tokens),
+            (2, 109, 20)
+        );
+        assert!((a.cost - 0.5).abs() < 1e-12);
+        assert_eq!(s.groups["b"].cached_tokens, 40);
+        assert!((s.total.cost - 0.75).abs() < 1e-12);
+    }
+}
