@@ -3,7 +3,11 @@
 //! ids and aliases → entries; tag → entry bitsets; `auto:` groups; pre-rendered model listings.
 //!
 //! Where entry facts come from, in order: the channel's `model_info` in config, then (with the
-//! control-plane work) discovery data, then the heuristics of [`specs`].
+//! control-plane work) discovery data, then the heuristics of [`specs`]. Prices likewise: config
+//! (the model's, then the channel's), then discovery, then — for a remote endpoint — the bundled
+//! list prices of [`crate::pricing`]; a local endpoint without a stated price costs nothing.
+//! Entry prices are USD whatever currency config states them in, so routing compares like with
+//! like.
 //!
 //! Invariants: built once per config/discovery change by the control thread; lookups on workers
 //! are hash probes and bitset reads and never allocate. Entry and channel indices are stable
@@ -17,7 +21,7 @@ pub mod tags;
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::config::{Config, GroupConfig, ModelInfo, Price};
+use crate::config::{Config, GroupConfig, ModelInfo, Price, PricingConfig};
 use crate::json;
 use crate::snapshot::{Channel, Mode};
 pub use discovered::{Discovered, DiscoveryMap};
@@ -90,16 +94,9 @@ impl Caps {
     }
 }
 
-/// Prices in the gateway's currency per 1M tokens.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct EntryPrice {
-    /// Prompt tokens.
-    pub input: f64,
-    /// Completion tokens.
-    pub output: f64,
-    /// Cached prompt tokens.
-    pub cached: f64,
-}
+/// An entry's prices in USD per 1M tokens (input, output, cache read, cache write); the cost of
+/// an answer is [`crate::pricing::cost`].
+pub type EntryPrice = crate::pricing::Price;
 
 /// One (channel, model) pair.
 #[derive(Debug, Clone)]
@@ -180,17 +177,6 @@ impl Catalog {
         // Listing: de-duplicated as it grows (first owner wins, config order).
         let mut listing: Vec<(Box<str>, Box<str>)> = Vec::new();
         let mut listed_names: std::collections::HashSet<&str> = std::collections::HashSet::new();
-        let fx = |currency: &str| -> f64 {
-            if currency.eq_ignore_ascii_case(&cfg.pricing.currency) {
-                1.0
-            } else {
-                cfg.pricing
-                    .fx
-                    .iter()
-                    .find(|(c, _)| c.eq_ignore_ascii_case(currency))
-                    .map_or(1.0, |(_, r)| *r)
-            }
-        };
         for (ci, (ch_cfg, ch)) in cfg.channels.iter().zip(channels).enumerate() {
             let provider = &cfg.providers[ch_cfg.provider];
             let local = cfg.channel_base_url(ch_cfg).is_some_and(|u| u.is_private());
@@ -244,7 +230,7 @@ impl Catalog {
                     ch_cfg.pricing.as_ref(),
                     local,
                     channel_free,
-                    &fx,
+                    &cfg.pricing,
                 );
                 let mut t: Vec<TagId> = id_facts.tags.to_vec();
                 t.extend_from_slice(&channel_tags);
@@ -454,13 +440,11 @@ fn listing_owner(mode: Mode, ch: &Channel) -> Box<str> {
     }
 }
 
-fn convert(p: &Price, fx: &impl Fn(&str) -> f64) -> EntryPrice {
-    let r = fx(&p.currency);
-    EntryPrice {
-        input: p.input * r,
-        output: p.output * r,
-        cached: p.cached.unwrap_or(p.input) * r,
-    }
+/// A configured price in USD; `None` when its currency has no rate (config validation rejects
+/// that, so only a hand-built config gets here: the next source is asked instead of guessing).
+fn to_usd(p: &Price, pricing: &PricingConfig) -> Option<EntryPrice> {
+    let per_usd = pricing.rate(&p.currency)?;
+    Some(p.per_million().scaled(1.0 / per_usd))
 }
 
 /// What the id heuristics say about one model id.
@@ -472,6 +456,8 @@ struct IdFacts {
     params_m: u32,
     quality: f32,
     free_id: bool,
+    /// The bundled list price (USD).
+    listed: Option<EntryPrice>,
     /// Tags derived from the id.
     tags: Box<[TagId]>,
 }
@@ -489,6 +475,7 @@ impl IdFacts {
             params_m: specs::params_millions(model),
             quality: specs::quality(model),
             free_id: lower.ends_with(":free") || lower.contains("-free"),
+            listed: crate::pricing::lookup(model).map(|l| l.price),
             tags: words
                 .iter()
                 .map(|w| interner.intern(&w.to_ascii_lowercase()))
@@ -507,7 +494,7 @@ fn entry(
     channel_price: Option<&Price>,
     local: bool,
     channel_free: bool,
-    fx: &impl Fn(&str) -> f64,
+    pricing: &PricingConfig,
 ) -> Entry {
     let mut caps = Caps::NONE;
     let embedding = info.and_then(|i| i.embedding).unwrap_or(id.embedding);
@@ -534,29 +521,27 @@ fn entry(
             caps = caps.union(c);
         }
     }
+    // Config (the model's, then the channel's), then discovery (USD already), then the
+    // bundled list price. List prices are what the provider charges for its hosted API: a
+    // local endpoint serving a model of the same name does not charge them.
     let price = info
         .and_then(|i| i.pricing.as_ref())
         .or(channel_price)
-        .map(|p| convert(p, fx))
+        .and_then(|p| to_usd(p, pricing))
         .or_else(|| {
-            // Discovered prices are USD.
-            disc.and_then(|d| d.price).map(|(input, output)| {
-                let r = fx("USD");
-                EntryPrice {
-                    input: input * r,
-                    output: output * r,
-                    cached: input * r,
-                }
-            })
-        });
+            disc.and_then(|d| d.price)
+                .map(|(input, output)| EntryPrice {
+                    input,
+                    output,
+                    cached: None,
+                    cache_write: None,
+                })
+        })
+        .or(if local { None } else { id.listed });
     let free =
         channel_free || id.free_id || price.is_some_and(|p| p.input == 0.0 && p.output == 0.0);
     // A local endpoint without a configured price costs nothing per token.
-    let price = price.or(local.then_some(EntryPrice {
-        input: 0.0,
-        output: 0.0,
-        cached: 0.0,
-    }));
+    let price = price.or(local.then_some(EntryPrice::FREE));
     Entry {
         channel,
         model: model.into(),
@@ -567,15 +552,7 @@ fn entry(
             .unwrap_or(id.context),
         params_m: info.and_then(|i| i.params_m).unwrap_or(id.params_m),
         // A `:free` id or a channel tagged `free` costs nothing, whatever the channel's price.
-        price: if free {
-            Some(EntryPrice {
-                input: 0.0,
-                output: 0.0,
-                cached: 0.0,
-            })
-        } else {
-            price
-        },
+        price: if free { Some(EntryPrice::FREE) } else { price },
         quality: info.and_then(|i| i.quality).unwrap_or(id.quality),
         free,
         local,
@@ -591,5 +568,145 @@ impl Entry {
         self.context_score = crate::routing::score::context_score(self.context);
         self.parameter_score = crate::routing::score::parameter_score(self.params_m);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{Overrides, Snapshot};
+    use std::sync::Arc;
+
+    const CFG: &str = r#"
+[pricing]
+currency = "CNY"
+rates = { CNY = 8.0 }
+[providers.remote]
+base_url = "http://203.0.113.1:1/v1"
+[providers.local]
+kind = "ollama"
+base_url = "http://127.0.0.1:3/v1"
+[[channels]]
+id = "remote"
+provider = "remote"
+models = ["openai/gpt-4o-2024-08-06", "claude-3-5-haiku-20241022", "gpt-4o-mini", "found", "mystery", "deepseek/deepseek-chat:free"]
+model_info = { "gpt-4o-mini" = { pricing = { input = 1.6, output = 6.4, cached = 0.8, currency = "CNY" } } }
+[[channels]]
+id = "local"
+provider = "local"
+models = ["gpt-4o", "llama3.2:3b"]
+[[channels]]
+id = "usd-channel"
+provider = "remote"
+models = ["claude-3-5-haiku"]
+pricing = { input = 2.0, output = 4.0, cache_write = 3.0 }
+"#;
+
+    fn catalog(text: &str, discovered: &DiscoveryMap) -> Arc<Catalog> {
+        let cfg = Config::parse(text, &|_: &str| None).unwrap();
+        Snapshot::build_with(
+            &cfg,
+            1,
+            &Default::default(),
+            &Default::default(),
+            1,
+            1,
+            discovered,
+            &Overrides::default(),
+        )
+        .catalog
+    }
+
+    fn price(c: &Catalog, channel: u32, model: &str) -> Option<EntryPrice> {
+        c.entries
+            .iter()
+            .find(|e| e.channel == channel && &*e.model == model)
+            .unwrap_or_else(|| panic!("no entry {channel}/{model}"))
+            .price
+    }
+
+    #[test]
+    fn prices_come_from_config_then_discovery_then_the_bundled_table_in_usd() {
+        let mut discovered = DiscoveryMap::new();
+        discovered.insert(
+            "remote".into(),
+            Arc::from(vec![
+                Discovered {
+                    id: "found".into(),
+                    price: Some((0.5, 1.5)),
+                    ..Default::default()
+                },
+                // discovery wins over the bundled table
+                Discovered {
+                    id: "claude-3-5-haiku-20241022".into(),
+                    price: Some((0.7, 3.5)),
+                    ..Default::default()
+                },
+            ]),
+        );
+        let c = catalog(CFG, &discovered);
+        // bundled, through prefix and snapshot normalisation, with cache prices
+        let gpt4o = price(&c, 0, "openai/gpt-4o-2024-08-06").unwrap();
+        assert_eq!(
+            (gpt4o.input, gpt4o.output, gpt4o.cached, gpt4o.cache_write),
+            (2.5, 10.0, Some(1.25), None)
+        );
+        // config in CNY becomes USD (8 CNY per USD), cache price included
+        let mini = price(&c, 0, "gpt-4o-mini").unwrap();
+        assert_eq!(
+            (mini.input, mini.output, mini.cached, mini.cache_write),
+            (0.2, 0.8, Some(0.1), None)
+        );
+        // discovery beats the bundled table, and its prices are USD already
+        let haiku = price(&c, 0, "claude-3-5-haiku-20241022").unwrap();
+        assert_eq!((haiku.input, haiku.output, haiku.cached), (0.7, 3.5, None));
+        assert_eq!(price(&c, 0, "found").unwrap().input, 0.5);
+        // unknown everywhere: unknown
+        assert_eq!(price(&c, 0, "mystery"), None);
+        // a `:free` id costs nothing even though the paid model is listed
+        assert!(
+            price(&c, 0, "deepseek/deepseek-chat:free")
+                .unwrap()
+                .is_free()
+        );
+        // a local endpoint never takes a provider's list price
+        assert!(price(&c, 1, "gpt-4o").unwrap().is_free());
+        assert!(price(&c, 1, "llama3.2:3b").unwrap().is_free());
+        // a channel price wins over the bundled one and carries its cache-write price
+        let usd = price(&c, 2, "claude-3-5-haiku").unwrap();
+        assert_eq!(
+            (usd.input, usd.output, usd.cached, usd.cache_write),
+            (2.0, 4.0, None, Some(3.0))
+        );
+        // without discovery the bundled price (with Anthropic's cache prices) fills in
+        let c = catalog(CFG, &DiscoveryMap::new());
+        let haiku = price(&c, 0, "claude-3-5-haiku-20241022").unwrap();
+        assert_eq!(
+            (haiku.input, haiku.output, haiku.cached, haiku.cache_write),
+            (0.8, 4.0, Some(0.08), Some(1.0))
+        );
+        assert!(
+            !c.entries
+                .iter()
+                .any(|e| e.free && &*e.model == "gpt-4o-mini")
+        );
+    }
+
+    #[test]
+    fn an_entry_cost_is_usd_and_reports_in_the_configured_currency() {
+        let cfg = Config::parse(CFG, &|_: &str| None).unwrap();
+        let c = catalog(CFG, &DiscoveryMap::new());
+        let p = price(&c, 0, "gpt-4o-mini").unwrap();
+        let usage = crate::providers::Usage {
+            prompt: 1_000_000,
+            completion: 500_000,
+            cached: 400_000,
+            cache_write: 0,
+        };
+        let usd = crate::pricing::cost(&p, &usage);
+        // 600k at 0.2 + 400k at 0.1 + 500k at 0.8 (USD per 1M)
+        assert!((usd - (0.12 + 0.04 + 0.4)).abs() < 1e-12, "{usd}");
+        let cny = cfg.pricing.from_usd(usd);
+        assert!((cny - usd * 8.0).abs() < 1e-12, "{cny}");
     }
 }

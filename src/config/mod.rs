@@ -188,10 +188,24 @@ pub struct Price {
     pub input: f64,
     /// Completion tokens.
     pub output: f64,
-    /// Cached prompt tokens (defaults to `input`).
+    /// Prompt tokens read from a prompt cache (defaults to `input`).
     pub cached: Option<f64>,
-    /// Currency code (converted through `[pricing] fx`).
+    /// Prompt tokens written to a prompt cache (defaults to `input`).
+    pub cache_write: Option<f64>,
+    /// Currency code, upper case (converted through `[pricing] rates`).
     pub currency: String,
+}
+
+impl Price {
+    /// The same prices as a [`crate::pricing::Price`], still in `currency`.
+    pub fn per_million(&self) -> crate::pricing::Price {
+        crate::pricing::Price {
+            input: self.input,
+            output: self.output,
+            cached: self.cached,
+            cache_write: self.cache_write,
+        }
+    }
 }
 
 /// What config says about one model of a channel (wins over discovery and heuristics).
@@ -300,13 +314,47 @@ pub struct GroupConfig {
     pub options: crate::routing::Options,
 }
 
-/// `[pricing]`.
+/// `[pricing]`: the reporting currency, exchange rates and the daily budget.
+///
+/// Prices are compared in USD (routing) and reported in `currency`; `rates` converts both
+/// ways and always holds USD and `currency`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PricingConfig {
-    /// The currency scores and budgets are computed in.
+    /// The currency costs and budgets are reported in (upper case).
     pub currency: String,
-    /// Conversion rates: one unit of the key is worth this much of `currency`.
-    pub fx: Vec<(String, f64)>,
+    /// Units of each currency per 1 USD (upper-case codes; USD = 1 is always present, and so
+    /// is `currency`).
+    pub rates: Vec<(String, f64)>,
+    /// Most spend per day, in `currency` (none: no budget). Parsed and validated here;
+    /// enforcement lives elsewhere.
+    pub daily_budget: Option<f64>,
+}
+
+impl PricingConfig {
+    /// Units of `code` per 1 USD (case-insensitive), if known.
+    pub fn rate(&self, code: &str) -> Option<f64> {
+        self.rates
+            .iter()
+            .find(|(c, _)| c.eq_ignore_ascii_case(code))
+            .map(|(_, r)| *r)
+    }
+
+    /// `amount` of `code` in USD, if the rate is known.
+    pub fn to_usd(&self, amount: f64, code: &str) -> Option<f64> {
+        self.rate(code).map(|r| amount / r)
+    }
+
+    /// `usd` in the reporting currency.
+    pub fn from_usd(&self, usd: f64) -> f64 {
+        // Validation guarantees the rate; 1.0 keeps a hand-built config usable.
+        usd * self.rate(&self.currency).unwrap_or(1.0)
+    }
+
+    /// The daily budget in USD.
+    pub fn daily_budget_usd(&self) -> Option<f64> {
+        self.daily_budget
+            .and_then(|b| self.to_usd(b, &self.currency))
+    }
 }
 
 /// Log output format.
@@ -985,16 +1033,11 @@ fn build(raw: raw::Root) -> Result<Config, ConfigError> {
                     .map(|p| (format!("channels[{i}].model_info.\"{m}\".pricing"), p))
             }));
         for (path, p) in prices {
-            let known = p.currency.eq_ignore_ascii_case(&pricing.currency)
-                || pricing
-                    .fx
-                    .iter()
-                    .any(|(cur, _)| cur.eq_ignore_ascii_case(&p.currency));
-            if !known {
+            if pricing.rate(&p.currency).is_none() {
                 c.err(
                     format!("{path}.currency"),
                     format!(
-                        "no rate for \"{}\"; add it to [pricing] fx, e.g. fx = {{ {} = 0.14 }}",
+                        "no rate for \"{}\"; add it to [pricing] rates (units per USD), e.g. rates = {{ {} = 7.1 }}",
                         p.currency, p.currency
                     ),
                 );
@@ -1314,30 +1357,130 @@ fn build(raw: raw::Root) -> Result<Config, ConfigError> {
 }
 
 fn build_pricing(c: &mut Checker, p: raw::Pricing) -> PricingConfig {
-    let currency = p.currency.unwrap_or_else(|| defaults::CURRENCY.to_string());
-    if !valid_currency(&currency) {
+    let currency = p
+        .currency
+        .unwrap_or_else(|| defaults::CURRENCY.to_string())
+        .to_ascii_uppercase();
+    let currency_ok = valid_currency(&currency);
+    if !currency_ok {
         c.err(
             "pricing.currency",
             format!("\"{currency}\" is not a currency code like \"USD\""),
         );
     }
-    let mut fx = Vec::new();
-    for (code, rate) in p.fx.unwrap_or_default() {
-        if !valid_currency(&code) {
-            c.err(
-                format!("pricing.fx.{code}"),
-                "not a currency code like \"CNY\"",
-            );
-        } else if !(rate.is_finite() && rate > 0.0) {
-            c.err(
-                format!("pricing.fx.{code}"),
-                format!("rates are positive numbers, got {rate}"),
-            );
+    let mut rates: Vec<(String, f64)> = vec![("USD".to_string(), 1.0)];
+    let mut add = |c: &mut Checker, path: String, code: &str, rate: f64| {
+        if rates.iter().any(|(k, _)| k.eq_ignore_ascii_case(code)) {
+            c.err(path, format!("{code} is given twice"));
         } else {
-            fx.push((code, rate));
+            rates.push((code.to_ascii_uppercase(), rate));
+        }
+    };
+    // A rate is a positive finite number under a currency code.
+    let checked = |c: &mut Checker, path: &str, code: &str, rate: f64| -> bool {
+        if !valid_currency(code) {
+            c.err(path, "not a currency code like \"CNY\"");
+            false
+        } else if !(rate.is_finite() && rate > 0.0) {
+            c.err(path, format!("rates are positive numbers, got {rate}"));
+            false
+        } else {
+            true
+        }
+    };
+    if p.rates.is_some() && p.fx.is_some() {
+        c.err(
+            "pricing.fx",
+            "give either rates (units per USD) or fx (the older spelling, value in `currency`), not both",
+        );
+    }
+    for (code, rate) in p.rates.unwrap_or_default() {
+        let path = format!("pricing.rates.{code}");
+        if !checked(c, &path, &code, rate) {
+            continue;
+        }
+        if code.eq_ignore_ascii_case("USD") {
+            // USD is the base every rate is counted in.
+            if rate != 1.0 {
+                c.err(
+                    path,
+                    format!("rates are units per USD, so USD is 1, got {rate}"),
+                );
+            }
+            continue;
+        }
+        add(c, path, &code, rate);
+    }
+    if let Some(fx) = p.fx {
+        // Backwards compatibility: `fx` says what one unit of each currency is worth in
+        // `currency`. Rates per USD follow once `currency` itself has a USD rate: 1 when it is
+        // USD, else fx's USD entry.
+        let mut valid: Vec<(String, f64)> = Vec::new();
+        for (code, rate) in fx {
+            let path = format!("pricing.fx.{code}");
+            if !checked(c, &path, &code, rate) {
+                continue;
+            }
+            if code.eq_ignore_ascii_case(&currency) {
+                if rate != 1.0 {
+                    c.err(
+                        path,
+                        format!("{code} is `currency`: it is worth 1 of itself, got {rate}"),
+                    );
+                }
+                continue;
+            }
+            valid.push((code, rate));
+        }
+        let own = if currency == "USD" {
+            Some(1.0)
+        } else {
+            valid
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("USD"))
+                .map(|(_, r)| *r)
+        };
+        match own {
+            Some(own) => {
+                for (code, worth) in valid {
+                    if code.eq_ignore_ascii_case("USD") {
+                        add(c, "pricing.fx.USD".into(), &currency, own);
+                    } else {
+                        add(c, format!("pricing.fx.{code}"), &code, own / worth);
+                    }
+                }
+            }
+            None if currency_ok => c.err(
+                "pricing.fx",
+                format!("fx needs a USD entry to relate {currency} to USD, e.g. fx = {{ USD = 7.1 }}, or use rates = {{ {currency} = 7.1 }}"),
+            ),
+            None => {}
         }
     }
-    PricingConfig { currency, fx }
+    if currency_ok && !rates.iter().any(|(k, _)| *k == currency) {
+        c.err(
+            "pricing.currency",
+            format!(
+                "{currency} needs a rate: list and discovered prices are USD, so add [pricing] rates = {{ {currency} = <{currency} per USD> }}"
+            ),
+        );
+    }
+    let daily_budget = match p.daily_budget {
+        Some(b) if b.is_finite() && b >= 0.0 => Some(b),
+        Some(b) => {
+            c.err(
+                "pricing.daily_budget",
+                format!("a non-negative amount in {currency} per day, got {b}"),
+            );
+            None
+        }
+        None => None,
+    };
+    PricingConfig {
+        currency,
+        rates,
+        daily_budget,
+    }
 }
 
 fn valid_currency(code: &str) -> bool {
@@ -1362,17 +1505,29 @@ fn build_price(c: &mut Checker, path: &str, p: raw::Price) -> Option<Price> {
     let input = num("input", p.input);
     let output = num("output", p.output);
     let cached = num("cached", p.cached);
+    let cache_write = num("cache_write", p.cache_write);
     let (Some(input), Some(output)) = (input, output) else {
         if c.problems.len() == before {
             c.err(path, "give both input and output prices per 1M tokens, e.g. { input = 0.15, output = 0.6 }");
         }
         return None;
     };
-    let currency = p.currency.unwrap_or_else(|| defaults::CURRENCY.to_string());
+    let currency = p
+        .currency
+        .unwrap_or_else(|| defaults::CURRENCY.to_string())
+        .to_ascii_uppercase();
+    if !valid_currency(&currency) {
+        c.err(
+            format!("{path}.currency"),
+            format!("\"{currency}\" is not a currency code like \"USD\""),
+        );
+        return None;
+    }
     Some(Price {
         input,
         output,
         cached,
+        cache_write,
         currency,
     })
 }
@@ -2159,5 +2314,98 @@ models = ["m"]
         let c = Config::parse(MINIMAL, &env(&[])).unwrap();
         assert!(!format!("{c:?}").contains("sk-test"));
         assert!(!c.summary().contains("sk-test"));
+    }
+
+    fn pricing(table: &str) -> Result<PricingConfig, Vec<Problem>> {
+        let text = format!("{MINIMAL}\n[pricing]\n{table}\n");
+        Config::parse(&text, &env(&[]))
+            .map(|c| c.pricing)
+            .map_err(|e| e.problems)
+    }
+
+    #[test]
+    fn pricing_rates_budget_and_the_older_fx_spelling() {
+        let p = pricing("").unwrap();
+        assert_eq!(
+            (p.currency.as_str(), p.rates.clone(), p.daily_budget),
+            ("USD", vec![("USD".to_string(), 1.0)], None)
+        );
+        let p = pricing("currency = \"cny\"\nrates = { CNY = 7.1, eur = 0.92 }\ndaily_budget = 50")
+            .unwrap();
+        assert_eq!(p.currency, "CNY");
+        assert_eq!(p.rate("cny"), Some(7.1));
+        assert_eq!(p.rate("EUR"), Some(0.92));
+        assert_eq!(p.rate("USD"), Some(1.0));
+        assert_eq!(p.rate("GBP"), None);
+        assert_eq!(p.daily_budget, Some(50.0));
+        assert!((p.daily_budget_usd().unwrap() - 50.0 / 7.1).abs() < 1e-12);
+        assert!((p.from_usd(2.0) - 14.2).abs() < 1e-12);
+        assert!((p.to_usd(0.92, "EUR").unwrap() - 1.0).abs() < 1e-12);
+        // fx (one unit is worth this much of `currency`) still works, as rates per USD
+        let p = pricing("fx = { CNY = 0.125 }").unwrap();
+        assert_eq!(p.rate("CNY"), Some(8.0));
+        let p = pricing("currency = \"CNY\"\nfx = { USD = 7.0, EUR = 7.7 }").unwrap();
+        assert_eq!(p.rate("CNY"), Some(7.0));
+        assert!((p.rate("EUR").unwrap() - 7.0 / 7.7).abs() < 1e-12);
+        assert_eq!(p.from_usd(1.0), 7.0);
+        // a price in a currency with a rate is accepted, its cache-write price kept
+        let text = format!(
+            "{MINIMAL}pricing = {{ input = 1, output = 2, cache_write = 1.25, currency = \"eur\" }}\n[pricing]\nrates = {{ EUR = 0.9 }}\n"
+        );
+        let c = Config::parse(&text, &env(&[])).unwrap();
+        let price = c.channels[0].pricing.as_ref().unwrap();
+        assert_eq!(
+            (price.cache_write, price.currency.as_str()),
+            (Some(1.25), "EUR")
+        );
+    }
+
+    #[test]
+    fn pricing_problems_name_their_keys() {
+        let paths = |table: &str| -> Vec<String> {
+            pricing(table)
+                .unwrap_err()
+                .into_iter()
+                .map(|p| p.path)
+                .collect()
+        };
+        assert_eq!(paths("rates = { CNY = -7 }"), ["pricing.rates.CNY"]);
+        assert_eq!(paths("rates = { CNY = nan }"), ["pricing.rates.CNY"]);
+        assert_eq!(paths("rates = { \"C1\" = 7 }"), ["pricing.rates.C1"]);
+        assert_eq!(paths("rates = { USD = 2 }"), ["pricing.rates.USD"]);
+        assert_eq!(paths("rates = { CNY = 7, cny = 7 }"), ["pricing.rates.cny"]);
+        assert_eq!(paths("daily_budget = -1"), ["pricing.daily_budget"]);
+        assert_eq!(paths("daily_budget = inf"), ["pricing.daily_budget"]);
+        assert_eq!(paths("currency = \"US$\""), ["pricing.currency"]);
+        // the reporting currency needs a way to USD
+        let p = pricing("currency = \"EUR\"").unwrap_err();
+        assert_eq!(p[0].path, "pricing.currency");
+        assert!(p[0].message.contains("rates = { EUR ="), "{p:?}");
+        assert_eq!(
+            paths("currency = \"EUR\"\nfx = { CNY = 0.13 }"),
+            ["pricing.fx", "pricing.currency"]
+        );
+        assert_eq!(paths("fx = { CNY = 0 }"), ["pricing.fx.CNY"]);
+        assert_eq!(paths("fx = { USD = 2 }"), ["pricing.fx.USD"]);
+        assert_eq!(
+            paths("rates = { CNY = 7 }\nfx = { CNY = 0.14 }"),
+            ["pricing.fx", "pricing.fx.CNY"]
+        );
+        let p = pricing("budget = 1").unwrap_err();
+        assert_eq!(p[0].path, "pricing.budget");
+        assert!(p[0].message.contains("daily_budget"), "{p:?}");
+        // prices: a currency without a rate, and cache-write prices, name the key
+        let p = problems(&format!(
+            "{MINIMAL}model_info = {{ \"gpt-4o\" = {{ pricing = {{ input = 1, output = 2, cache_write = -1 }} }} }}\n"
+        ));
+        assert_eq!(
+            p[0].path,
+            "channels[0].model_info.\"gpt-4o\".pricing.cache_write"
+        );
+        let p = problems(&format!(
+            "{MINIMAL}pricing = {{ input = 1, output = 2, currency = \"EUR\" }}\n"
+        ));
+        assert_eq!(p[0].path, "channels[0].pricing.currency");
+        assert!(p[0].message.contains("rates = { EUR = "), "{p:?}");
     }
 }

@@ -148,6 +148,7 @@ pub(super) struct Price {
     pub input: Option<f64>,
     pub output: Option<f64>,
     pub cached: Option<f64>,
+    pub cache_write: Option<f64>,
     pub currency: Option<String>,
 }
 
@@ -213,7 +214,11 @@ pub(super) struct Group {
 #[serde(deny_unknown_fields)]
 pub(super) struct Pricing {
     pub currency: Option<String>,
+    /// Units of each currency per 1 USD.
+    pub rates: Option<BTreeMap<String, f64>>,
+    /// The older spelling: one unit of each currency is worth this much of `currency`.
     pub fx: Option<BTreeMap<String, f64>>,
+    pub daily_budget: Option<f64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
