@@ -149,6 +149,16 @@ impl Writer {
         self
     }
 
+    /// A number at full precision (shortest round-trip form; `null` when not finite): money.
+    pub fn num_exact(&mut self, v: f64) -> &mut Writer {
+        if !v.is_finite() {
+            return self.null();
+        }
+        self.value();
+        self.out.extend_from_slice(format!("{v}").as_bytes());
+        self
+    }
+
     /// A boolean.
     pub fn bool(&mut self, v: bool) -> &mut Writer {
         self.value();

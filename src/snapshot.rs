@@ -211,6 +211,9 @@ pub struct Snapshot {
     pub catalog: Arc<Catalog>,
     /// Health and live averages, indexed like the catalog.
     pub live: Arc<Live>,
+    /// Units of the configured currency per USD (entry prices are USD; costs are reported in
+    /// the configured currency).
+    pub cost_rate: f64,
 }
 
 const _: () = {
@@ -362,6 +365,7 @@ impl Snapshot {
             channels: channels.into(),
             catalog: Arc::new(catalog),
             live: Arc::new(live),
+            cost_rate: cfg.pricing.from_usd(1.0),
         }
     }
 

@@ -90,7 +90,7 @@ impl Record {
         }
         w.key("cost");
         match self.cost {
-            Some(c) => w.num(c),
+            Some(c) => w.num_exact(c),
             None => w.null(),
         };
         w.key("latency_ms").num(f64::from(self.latency_ms));

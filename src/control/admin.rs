@@ -444,14 +444,15 @@ async fn usage(ctl: &Rc<Ctl>, query: &str) -> Result<Writer, Error> {
         GroupBy::Model => "model",
         GroupBy::Provider => "provider",
     });
-    w.key("currency").str("USD");
+    let currency = ctl.st.borrow().cfg.pricing.currency.clone();
+    w.key("currency").str(&currency);
     let totals = |w: &mut Writer, t: &crate::usage::Totals| {
         w.key("requests").uint(t.requests);
         w.key("errors").uint(t.errors);
         w.key("prompt_tokens").uint(t.prompt_tokens);
         w.key("completion_tokens").uint(t.completion_tokens);
         w.key("cached_tokens").uint(t.cached_tokens);
-        w.key("cost").num(t.cost);
+        w.key("cost").num_exact(t.cost);
     };
     w.key("groups").arr();
     for (k, t) in &summary.groups {

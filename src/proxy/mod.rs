@@ -394,6 +394,7 @@ pub async fn forward(
                     price: entry.price.as_ref(),
                     id,
                     created,
+                    cost_rate: snap.cost_rate,
                     model: &entry.model,
                     requested: &features.model,
                     attempts: made,
@@ -534,6 +535,8 @@ pub(crate) struct Info<'a> {
     pub(crate) id: &'a str,
     /// Unix time to stamp on translated answers.
     pub(crate) created: u64,
+    /// Configured currency per USD.
+    pub(crate) cost_rate: f64,
     pub(crate) model: &'a str,
     pub(crate) requested: &'a str,
     pub(crate) attempts: usize,
@@ -547,14 +550,10 @@ pub(crate) struct Info<'a> {
 }
 
 impl Info<'_> {
-    /// The cost of `usage` at this entry's price.
+    /// The cost of `usage` at this entry's price, in the configured currency.
     pub(crate) fn cost(&self, usage: &Usage) -> Option<f64> {
-        self.price.map(|p| {
-            let cached = usage.cached.min(usage.prompt);
-            let fresh = usage.prompt - cached;
-            (fresh as f64 * p.input + cached as f64 * p.input + usage.completion as f64 * p.output)
-                / 1e6
-        })
+        self.price
+            .map(|p| crate::pricing::cost(p, usage) * self.cost_rate)
     }
 
     /// Writes the `x-router-*` headers; `more_upstream` is upstream time after the head (the

@@ -297,9 +297,31 @@ fn newer(a: Option<&Health>, b: Option<&Health>) -> Health {
 impl Ranking<'_> {
     /// The 503 for a ranking whose every match was filtered out (`None` when some survived).
     pub fn unusable(&self, snap: &Snapshot, model: &str, now: Instant) -> Option<RouteError> {
-        self.candidates
-            .is_empty()
-            .then(|| RouteError::Unusable(unusable(snap, model, &self.rejected, now)))
+        if !self.candidates.is_empty() {
+            return None;
+        }
+        // Every match is the wrong kind of model (chat vs embeddings): the client's mistake.
+        let wrong_kind = |want: Reason| {
+            !self.rejected.is_empty() && self.rejected.iter().all(|r| r.reason == want)
+        };
+        if wrong_kind(Reason::NotEmbedding) {
+            return Some(RouteError::NotFound(format!(
+                "`{}` is not an embedding model; /v1/embeddings needs one (e.g. text-embedding-3-small).",
+                short(model)
+            )));
+        }
+        if wrong_kind(Reason::Embedding) {
+            return Some(RouteError::NotFound(format!(
+                "`{}` is an embedding model; send it to /v1/embeddings.",
+                short(model)
+            )));
+        }
+        Some(RouteError::Unusable(unusable(
+            snap,
+            model,
+            &self.rejected,
+            now,
+        )))
     }
 }
 

@@ -120,6 +120,11 @@ pub fn control_plane_defaults(text: &mut String) {
     if !text.contains("[health]") {
         text.push_str("\n[health]\nenabled = false\n");
     }
+    if !text.contains("[state]") {
+        // Usage records and caches go to a fresh directory, never the user's home.
+        let dir = temp_dir("state");
+        text.push_str(&format!("\n[state]\ndir = \"{}\"\n", dir.display()));
+    }
     if !text.contains("[admin]") {
         text.push_str("\n[admin]\nlisten = \"127.0.0.1:0\"\n");
     }

@@ -1,0 +1,166 @@
+//! Usage capture and accounting against real sockets: the gateway asks streamed OpenAI-family
+//! upstreams for usage and hides that chunk unless the client asked, prices whole answers in
+//! `x-router-cost`, writes one usage record per request to the day's JSONL file, and
+//! `GET /admin/usage` sums them; embeddings route only to embedding models; unsupported
+//! OpenAI endpoints answer a documented 404.
+
+#![allow(clippy::disallowed_methods)] // tests block on sockets and files
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use simd_json::prelude::*;
+use smart_ai_router::mock::MockConfig;
+
+const DRIVER: &str = "io_uring_or_auto";
+
+fn priced(addr: std::net::SocketAddr, state: &std::path::Path) -> String {
+    format!(
+        r#"{}
+pricing = {{ input = 2.0, output = 8.0 }}
+
+[state]
+dir = "{}"
+"#,
+        one_channel(addr, &["m", "text-embedding-3-small"]).trim_end(),
+        state.display()
+    )
+}
+
+#[test]
+fn streamed_usage_is_requested_upstream_and_shown_only_when_asked() {
+    let m = mock(MockConfig {
+        chunks: 3,
+        ..Default::default()
+    });
+    let gw = gateway(DRIVER, &one_channel(m.addr(), &["m"]));
+    let mut c = Client::connect(gw.local_addr());
+    let r = c.post("/v1/chat/completions", &[], &chat_body("m", true));
+    assert_eq!(r.status, 200);
+    let data = sse_data(&r.body);
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    assert!(!data.iter().any(|d| d.contains("\"usage\"")), "{data:?}");
+    let upstream = drain(&m);
+    let sent = &requests(&upstream)[0].body;
+    assert!(
+        find(sent, b"\"stream_options\":{\"include_usage\":true}").is_some(),
+        "{}",
+        String::from_utf8_lossy(sent)
+    );
+
+    let body = r#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#;
+    let r = c.post("/v1/chat/completions", &[], body);
+    let data = sse_data(&r.body);
+    assert!(
+        data.iter()
+            .any(|d| d.contains("\"usage\"") && d.contains("\"choices\":[]")),
+        "the client asked for usage: {data:?}"
+    );
+}
+
+#[test]
+fn usage_records_reach_the_daily_file_and_the_admin_summary() {
+    let dir = temp_dir("usage");
+    let m = mock(MockConfig::default());
+    let gw = gateway(DRIVER, &priced(m.addr(), &dir));
+    let mut c = Client::connect(gw.local_addr());
+    let r = c.post("/v1/chat/completions", &[], &chat_body("m", false));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    let prompt = v["usage"]["prompt_tokens"].as_u64().unwrap();
+    let completion = v["usage"]["completion_tokens"].as_u64().unwrap();
+    let expected = (prompt as f64 * 2.0 + completion as f64 * 8.0) / 1e6;
+    let header: f64 = r
+        .header("x-router-cost")
+        .expect("x-router-cost")
+        .parse()
+        .unwrap();
+    assert!((header - expected).abs() < 1e-9, "{header} vs {expected}");
+    let r = c.post("/v1/chat/completions", &[], &chat_body("m", true));
+    assert_eq!(r.status, 200);
+
+    let summary = eventually(Duration::from_secs(5), "two records summarised", || {
+        let s = admin(&gw, "GET", "/admin/usage?group_by=model", None, "").json();
+        (s["total"]["requests"].as_u64() == Some(2)).then_some(s)
+    });
+    let groups = summary["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{summary:?}");
+    assert_eq!(groups[0]["key"].as_str(), Some("m"));
+    // The stream's request is longer (the gateway added stream_options), so the mock counts
+    // more prompt tokens for it; both are measured, not estimated.
+    let total_prompt = summary["total"]["prompt_tokens"].as_u64().unwrap();
+    assert!(total_prompt > 2 * prompt, "{summary:?}");
+    assert_eq!(
+        summary["total"]["completion_tokens"].as_u64(),
+        Some(2 * completion)
+    );
+    let cost = summary["total"]["cost"].as_f64().unwrap();
+    let all = (total_prompt as f64 * 2.0 + 2.0 * completion as f64 * 8.0) / 1e6;
+    assert!((cost - all).abs() < 1e-12, "{cost} vs {all}");
+    assert_eq!(summary["currency"].as_str(), Some("USD"));
+
+    let files: Vec<_> = std::fs::read_dir(dir.join("usage"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    for line in &lines {
+        assert!(line.contains("\"channel\":\"up-1\"") && line.contains("\"status\":200"));
+        assert!(line.contains("\"usage_estimated\":false"), "{line}");
+    }
+    assert!(!text.contains("sk-channel"), "no key in usage records");
+
+    let bad = admin(&gw, "GET", "/admin/usage?group_by=colour", None, "");
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn embeddings_route_to_embedding_models_only() {
+    let m = mock(MockConfig::default());
+    let gw = gateway(
+        DRIVER,
+        &one_channel(m.addr(), &["m", "text-embedding-3-small"]),
+    );
+    let mut c = Client::connect(gw.local_addr());
+    // A chat model is not an embedding model, and the other way round.
+    let r = c.post("/v1/embeddings", &[], r#"{"model":"m","input":"hello"}"#);
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = c.post(
+        "/v1/chat/completions",
+        &[],
+        &chat_body("text-embedding-3-small", false),
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(drain(&m).is_empty());
+    let r = c.post(
+        "/v1/embeddings",
+        &[],
+        r#"{"model":"text-embedding-3-small","input":"hello"}"#,
+    );
+    let upstream = drain(&m);
+    let reqs = requests(&upstream);
+    assert_eq!(reqs.len(), 1, "{}", r.text());
+    assert!(
+        reqs[0].target.ends_with("/v1/embeddings"),
+        "{}",
+        reqs[0].target
+    );
+}
+
+#[test]
+fn unsupported_openai_endpoints_answer_a_documented_404() {
+    let m = mock(MockConfig::default());
+    let gw = gateway(DRIVER, &one_channel(m.addr(), &["m"]));
+    let mut c = Client::connect(gw.local_addr());
+    for path in ["/v1/images/generations", "/v1/audio/speech", "/v1/files"] {
+        let r = c.post(path, &[], "{}");
+        assert_eq!(r.status, 404, "{path}");
+        assert_eq!(r.error_code(), "unsupported_endpoint", "{path}");
+    }
+}
