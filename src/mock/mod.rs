@@ -1,7 +1,7 @@
 //! A real-socket upstream simulator speaking three wire formats: OpenAI chat completions (JSON
 //! or paced SSE, with a usage chunk when `stream_options.include_usage`), Anthropic Messages
-//! (`POST …/messages`, see [`anthropic`]) and Google Gemini (`POST …/models/{model}:generateContent`
-//! and `:streamGenerateContent`, see [`gemini`]); tool calls in each; `GET …/models`; latency;
+//! (`POST …/messages`, see `anthropic.rs`) and Google Gemini (`POST …/models/{model}:generateContent`
+//! and `:streamGenerateContent`, see `gemini.rs`); tool calls in each; `GET …/models`; latency;
 //! and injected faults (status codes, 429 with `Retry-After`, connection reset, mid-stream cut, a
 //! gate that holds a stream until released). Used by demo mode, the tests, the benches and `perf/`.
 //!
@@ -607,6 +607,9 @@ impl Wire {
     }
 }
 
+/// The most content events `x-mock-chunks` can ask for.
+const MAX_CHUNKS: u64 = 100_000;
+
 /// The per-request behaviour: `x-mock-*` headers over [`MockConfig`].
 struct Knobs {
     latency: Duration,
@@ -635,9 +638,10 @@ impl Knobs {
                 .header_num("x-mock-retry-after")
                 .and_then(|n| u32::try_from(n).ok())
                 .or(cfg.retry_after),
-            chunks: req
-                .header_num("x-mock-chunks")
-                .map_or(cfg.chunks, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+            // Capped: a stray huge value must not make the mock allocate without bound.
+            chunks: req.header_num("x-mock-chunks").map_or(cfg.chunks, |n| {
+                usize::try_from(n.min(MAX_CHUNKS)).unwrap_or(1)
+            }),
             interval: req
                 .header_num("x-mock-interval-ms")
                 .map(Duration::from_millis)
