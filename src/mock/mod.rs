@@ -1,17 +1,29 @@
-//! A real OpenAI-compatible upstream simulator on real sockets: chat completions as JSON or paced
-//! SSE (with a usage chunk when `stream_options.include_usage`), tool calls, `/v1/models`,
-//! latency, and injected faults (status codes, 429 with `Retry-After`, connection reset,
-//! mid-stream cut, a gate that holds a stream until released). Used by demo mode, the tests,
-//! the benches and `perf/`.
+//! A real-socket upstream simulator speaking three wire formats: OpenAI chat completions (JSON
+//! or paced SSE, with a usage chunk when `stream_options.include_usage`), Anthropic Messages
+//! (`POST …/messages`, see `anthropic.rs`) and Google Gemini (`POST …/models/{model}:generateContent`
+//! and `:streamGenerateContent`, see `gemini.rs`); tool calls in each; `GET …/models`; latency;
+//! and injected faults (status codes, 429 with `Retry-After`, connection reset, mid-stream cut, a
+//! gate that holds a stream until released). Used by demo mode, the tests, the benches and `perf/`.
 //!
 //! Behaviour comes from [`MockConfig`], and per request from `x-mock-*` headers (which pass
 //! through the gateway): `x-mock-status`, `x-mock-latency-ms`, `x-mock-chunks`,
 //! `x-mock-interval-ms`, `x-mock-cut-after` (events), `x-mock-retry-after`, `x-mock-hold-after`
-//! (events, until [`MockHandle::open_gate`]).
+//! (events, until [`MockHandle::open_gate`]), and for usage capture `x-mock-cached-tokens`
+//! (prompt tokens read from a cache: OpenAI `prompt_tokens_details.cached_tokens`, Anthropic
+//! `cache_read_input_tokens`, Gemini `cachedContentTokenCount`) and `x-mock-cache-write-tokens`
+//! (Anthropic `cache_creation_input_tokens`). Every knob applies to all three formats; event
+//! indices for `cut-after` / `hold-after` count the format's own events (Anthropic's
+//! `message_start` is event 0).
 //!
-//! Invariants: the mock never panics on input; every fault is deliberate and configured.
+//! Invariants: the mock never panics on input; every fault is deliberate and configured; each
+//! format's errors come in that format's own shape. Prompt tokens are estimated the same way for
+//! every format (body bytes / 4, at least 1, at least the cached + cache-write tokens asked for).
 //! Not the data plane: it runs on its own threads, and records requests for tests over an
-//! unbounded channel only when asked to.
+//! unbounded channel only when asked to. Not a validator of everything a provider checks: only
+//! the basics each API rejects (missing fields, wrong roles, bad auth).
+
+mod anthropic;
+mod gemini;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -150,6 +162,36 @@ impl Recorded {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
+
+    /// The request path: the target without its query string.
+    pub fn path(&self) -> &str {
+        path_of(&self.target)
+    }
+
+    /// A query parameter's raw (not percent-decoded) value, e.g. Gemini's `alt` or `key`.
+    pub fn query(&self, name: &str) -> Option<&str> {
+        query_param(&self.target, name)
+    }
+
+    /// The body parsed as JSON (`None` when it is not JSON).
+    pub fn json(&self) -> Option<simd_json::OwnedValue> {
+        let mut copy = self.body.clone();
+        simd_json::to_owned_value(&mut copy).ok()
+    }
+}
+
+/// The path part of a request target.
+fn path_of(target: &str) -> &str {
+    target.split('?').next().unwrap_or("")
+}
+
+/// The raw value of query parameter `name` in `target` (the first one, if repeated).
+fn query_param<'a>(target: &'a str, name: &str) -> Option<&'a str> {
+    let (_, query) = target.split_once('?')?;
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then_some(v)
+    })
 }
 
 /// A running mock.
@@ -282,12 +324,18 @@ impl Req {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
+    /// The OpenAI-compatible ways to send a key (`AuthStyle`): bearer, `x-api-key`, `api-key`.
     fn carries_key(&self, key: &str) -> bool {
         self.header("authorization")
             .and_then(|v| v.strip_prefix("Bearer "))
             .or_else(|| self.header("x-api-key"))
             .or_else(|| self.header("api-key"))
             .is_some_and(|k| k == key)
+    }
+    /// Any way any supported provider sends a key; for the paths shared by every format
+    /// (model lists), which discovery calls with each provider's own header.
+    fn carries_any_key(&self, key: &str) -> bool {
+        self.carries_key(key) || gemini::key_of(self) == Some(key)
     }
     fn header_num(&self, name: &str) -> Option<u64> {
         self.header(name).and_then(|v| v.trim().parse().ok())
@@ -367,10 +415,24 @@ async fn serve<S: AsyncReadRent + AsyncWriteRent>(mut s: S, shared: &Shared) {
                 body: req.body.clone(),
             }));
         }
-        let path = req.target.split('?').next().unwrap_or("");
+        let path = path_of(&req.target);
         let keep = req.keep_alive;
-        let ok = if let Some(want) = &shared.cfg.require_key
-            && !req.carries_key(want)
+        let wire = if req.method == "POST" {
+            Wire::of(&req.target)
+        } else {
+            None
+        };
+        let ok = if let Some(wire) = wire {
+            shared.requests.fetch_add(1, Ordering::SeqCst);
+            if let Some((status, body)) = wire.refuse(&req, shared.cfg.require_key.as_deref()) {
+                write_simple(&mut s, status, &[], &body, keep).await
+            } else if shared.cfg.fault == Some(Fault::Reset) {
+                return; // dropped with SO_LINGER 0: RST
+            } else {
+                chat(&mut s, &req, shared, &mut buf, &wire).await
+            }
+        } else if let Some(want) = &shared.cfg.require_key
+            && !req.carries_any_key(want)
         {
             if req.method == "POST" {
                 shared.requests.fetch_add(1, Ordering::SeqCst);
@@ -381,12 +443,6 @@ async fn serve<S: AsyncReadRent + AsyncWriteRent>(mut s: S, shared: &Shared) {
         {
             let body = models_json(&shared.cfg.models, shared.cfg.list_format);
             write_simple(&mut s, 200, &[], &body, keep).await
-        } else if req.method == "POST" && path.ends_with("/chat/completions") {
-            shared.requests.fetch_add(1, Ordering::SeqCst);
-            if shared.cfg.fault == Some(Fault::Reset) {
-                return; // dropped with SO_LINGER 0: RST
-            }
-            chat(&mut s, &req, shared, &mut buf).await
         } else {
             let body = error_json(404, "unknown path on the mock upstream");
             write_simple(&mut s, 404, &[], &body, keep).await
@@ -501,15 +557,163 @@ async fn write_simple<S: AsyncWriteRent>(
     s.write_all(out).await.0.is_ok()
 }
 
-/// What a chat request asked for.
+/// The wire format of a chat request, from its path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Wire {
+    /// `POST …/chat/completions`.
+    OpenAi,
+    /// `POST …/messages`.
+    Anthropic,
+    /// `POST …/models/{model}:generateContent` or `:streamGenerateContent`.
+    Gemini(gemini::Call),
+}
+
+impl Wire {
+    /// The chat format `target` asks for; `None` for every other path.
+    fn of(target: &str) -> Option<Wire> {
+        let path = path_of(target);
+        if path.ends_with("/chat/completions") {
+            Some(Wire::OpenAi)
+        } else if path.ends_with("/messages") {
+            Some(Wire::Anthropic)
+        } else {
+            gemini::Call::of(target).map(Wire::Gemini)
+        }
+    }
+
+    /// The answer to a request this format's API refuses before reading its body (auth and
+    /// required headers), or `None` to go on.
+    fn refuse(&self, req: &Req, want_key: Option<&str>) -> Option<(u16, Vec<u8>)> {
+        match self {
+            Wire::OpenAi => want_key
+                .filter(|k| !req.carries_key(k))
+                .map(|_| (401, error_json(401, "Incorrect API key provided"))),
+            Wire::Anthropic => anthropic::refuse(
+                req.header("x-api-key"),
+                req.header("anthropic-version"),
+                want_key,
+            ),
+            Wire::Gemini(_) => gemini::refuse(gemini::key_of(req), want_key),
+        }
+    }
+
+    /// An error body in this format's shape.
+    fn error(&self, status: u16, msg: &str) -> Vec<u8> {
+        match self {
+            Wire::OpenAi => error_json(status, msg),
+            Wire::Anthropic => anthropic::error_json(status, msg),
+            Wire::Gemini(_) => gemini::error_json(status, msg, None),
+        }
+    }
+}
+
+/// The most content events `x-mock-chunks` can ask for.
+const MAX_CHUNKS: u64 = 100_000;
+
+/// The per-request behaviour: `x-mock-*` headers over [`MockConfig`].
+struct Knobs {
+    latency: Duration,
+    status: Option<u16>,
+    retry_after: Option<u32>,
+    chunks: usize,
+    interval: Duration,
+    cut_after: Option<usize>,
+    hold_after: Option<usize>,
+    cached: Option<u64>,
+    cache_write: u64,
+}
+
+impl Knobs {
+    fn read(req: &Req, cfg: &MockConfig) -> Knobs {
+        Knobs {
+            latency: req
+                .header_num("x-mock-latency-ms")
+                .map(Duration::from_millis)
+                .unwrap_or(cfg.latency),
+            status: req
+                .header_num("x-mock-status")
+                .and_then(|n| u16::try_from(n).ok())
+                .or(cfg.status),
+            retry_after: req
+                .header_num("x-mock-retry-after")
+                .and_then(|n| u32::try_from(n).ok())
+                .or(cfg.retry_after),
+            // Capped: a stray huge value must not make the mock allocate without bound.
+            chunks: req.header_num("x-mock-chunks").map_or(cfg.chunks, |n| {
+                usize::try_from(n.min(MAX_CHUNKS)).unwrap_or(1)
+            }),
+            interval: req
+                .header_num("x-mock-interval-ms")
+                .map(Duration::from_millis)
+                .unwrap_or(cfg.interval),
+            cut_after: req
+                .header_num("x-mock-cut-after")
+                .and_then(|n| usize::try_from(n).ok()),
+            hold_after: req
+                .header_num("x-mock-hold-after")
+                .and_then(|n| usize::try_from(n).ok()),
+            cached: req.header_num("x-mock-cached-tokens"),
+            cache_write: req.header_num("x-mock-cache-write-tokens").unwrap_or(0),
+        }
+    }
+}
+
+/// What a chat request asked for, in any format.
+#[derive(Debug, Clone, Default)]
 struct Ask {
     model: String,
     stream: bool,
     include_usage: bool,
+    /// The tool to call: the first one declared, unless the conversation already ends with a
+    /// tool result (then the mock answers in text, as a model would).
     tool: Option<String>,
     last_user: String,
     prompt_tokens: u64,
+    /// The request's output cap (Anthropic `max_tokens`, Gemini `maxOutputTokens`); a text
+    /// answer longer than this stops early with the format's "max tokens" reason. The OpenAI
+    /// path leaves it unset, as it always has.
+    max_tokens: Option<u64>,
+    /// Prompt tokens read from a cache (`x-mock-cached-tokens`); `Some` even when 0, so the
+    /// OpenAI path only adds `prompt_tokens_details` when asked.
+    cached: Option<u64>,
+    /// Prompt tokens written to a cache (`x-mock-cache-write-tokens`).
+    cache_write: u64,
 }
+
+impl Ask {
+    /// Every format estimates input tokens alike: a quarter of the body bytes, at least 1.
+    fn estimate_prompt(body: &[u8]) -> u64 {
+        (body.len() as u64 / 4).max(1)
+    }
+
+    /// Applies the cache knobs; the prompt grows to hold them, because every format counts
+    /// cached tokens as part of the input.
+    fn with_cache(mut self, cached: Option<u64>, cache_write: u64) -> Ask {
+        self.cached = cached;
+        self.cache_write = cache_write;
+        let floor = cached.unwrap_or(0).saturating_add(cache_write);
+        self.prompt_tokens = self.prompt_tokens.max(floor);
+        self
+    }
+
+    /// The text answer's pieces (one per stream event) and whether the output cap cut it.
+    fn text_pieces(&self, n: usize) -> (Vec<String>, bool) {
+        let mut w = words(self, n);
+        let cap = self.max_tokens.map_or(usize::MAX, |m| {
+            usize::try_from(m.max(1)).unwrap_or(usize::MAX)
+        });
+        let capped = w.len() > cap;
+        w.truncate(cap);
+        (w, capped)
+    }
+}
+
+/// The arguments every mock tool call carries, whole …
+const TOOL_ARGS: &str = "{\"location\": \"Paris\"}";
+/// … and in the pieces streams send them in (at least two, so clients must reassemble).
+const TOOL_ARG_PARTS: [&str; 2] = ["{\"location\"", ": \"Paris\"}"];
+/// The completion tokens a tool call counts for.
+const TOOL_TOKENS: u64 = 8;
 
 fn parse_ask(body: &[u8]) -> Result<Ask, String> {
     let mut copy = body.to_vec();
@@ -560,8 +764,19 @@ fn parse_ask(body: &[u8]) -> Result<Ask, String> {
         include_usage,
         tool,
         last_user,
-        prompt_tokens: (body.len() as u64 / 4).max(1),
+        prompt_tokens: Ask::estimate_prompt(body),
+        ..Ask::default()
     })
+}
+
+/// Whether `model` is served (an empty list serves any; Gemini callers may prefix `models/`).
+fn serves(cfg: &MockConfig, model: &str) -> bool {
+    let bare = model.strip_prefix("models/").unwrap_or(model);
+    cfg.models.is_empty()
+        || cfg
+            .models
+            .iter()
+            .any(|m| m == model || m.strip_prefix("models/").unwrap_or(m) == bare)
 }
 
 async fn chat<S: AsyncReadRent + AsyncWriteRent>(
@@ -569,60 +784,71 @@ async fn chat<S: AsyncReadRent + AsyncWriteRent>(
     req: &Req,
     shared: &Shared,
     buf: &mut Vec<u8>,
+    wire: &Wire,
 ) -> bool {
     let cfg = &shared.cfg;
     let keep = req.keep_alive;
-    let latency = req
-        .header_num("x-mock-latency-ms")
-        .map(Duration::from_millis)
-        .unwrap_or(cfg.latency);
-    if !latency.is_zero() && !wait_unless_peer_closes(s, buf, latency, None).await {
+    let k = Knobs::read(req, cfg);
+    if !k.latency.is_zero() && !wait_unless_peer_closes(s, buf, k.latency, None).await {
         let _ = shared.events.send(MockEvent::PeerClosedWhileHeld);
         return false;
     }
-    let status = req
-        .header_num("x-mock-status")
-        .map(|n| n as u16)
-        .or(cfg.status);
-    if let Some(st) = status.filter(|s| *s != 200) {
+    if let Some(st) = k.status.filter(|s| *s != 200) {
+        let msg = format!("mock upstream injected status {st}");
+        let retry = k.retry_after.filter(|_| st == 429);
         let mut extra = Vec::new();
-        let retry = req
-            .header_num("x-mock-retry-after")
-            .map(|n| n as u32)
-            .or(cfg.retry_after);
-        if let (429, Some(r)) = (st, retry) {
-            extra.push(("retry-after", r.to_string()));
-        }
-        let body = error_json(st, &format!("mock upstream injected status {st}"));
+        let body = match wire {
+            // Gemini says when to retry inside the body (a RetryInfo detail), not in a header.
+            Wire::Gemini(_) => gemini::error_json(st, &msg, retry),
+            _ => {
+                if let Some(r) = retry {
+                    extra.push(("retry-after", r.to_string()));
+                }
+                wire.error(st, &msg)
+            }
+        };
         return write_simple(s, st, &extra, &body, keep).await;
     }
-    let ask = match parse_ask(&req.body) {
-        Ok(a) => a,
-        Err(m) => return write_simple(s, 400, &[], &error_json(400, &m), keep).await,
+    let parsed = match wire {
+        Wire::OpenAi => parse_ask(&req.body),
+        Wire::Anthropic => anthropic::parse(&req.body),
+        Wire::Gemini(call) => gemini::parse(&req.body, call),
     };
-    if !cfg.models.is_empty() && !cfg.models.iter().any(|m| *m == ask.model) {
-        let body = error_json(404, &format!("The model `{}` does not exist", ask.model));
-        return write_simple(s, 404, &[], &body, keep).await;
+    let ask = match parsed {
+        Ok(a) => a.with_cache(k.cached, k.cache_write),
+        Err(m) => return write_simple(s, 400, &[], &wire.error(400, &m), keep).await,
+    };
+    if !serves(cfg, &ask.model) {
+        let msg = match wire {
+            Wire::OpenAi => format!("The model `{}` does not exist", ask.model),
+            Wire::Anthropic => format!("model: {}", ask.model),
+            Wire::Gemini(_) => format!("models/{} is not found", ask.model),
+        };
+        return write_simple(s, 404, &[], &wire.error(404, &msg), keep).await;
     }
     let id = shared.seq.fetch_add(1, Ordering::Relaxed);
     if !ask.stream {
-        let body = completion_json(&ask, id, cfg.chunks);
+        let body = match wire {
+            Wire::OpenAi => completion_json(&ask, id, cfg.chunks),
+            Wire::Anthropic => anthropic::message_json(&ask, id, cfg.chunks),
+            Wire::Gemini(_) => gemini::response_json(&ask, id, cfg.chunks),
+        };
         return write_simple(s, 200, &[], &body, keep).await;
     }
-    let chunks = req
-        .header_num("x-mock-chunks")
-        .map_or(cfg.chunks, |n| n as usize);
-    let interval = req
-        .header_num("x-mock-interval-ms")
-        .map(Duration::from_millis)
-        .unwrap_or(cfg.interval);
-    let cut_after = req.header_num("x-mock-cut-after").map(|n| n as usize);
-    let hold_after = req.header_num("x-mock-hold-after").map(|n| n as usize);
-    stream(
-        s, &ask, id, chunks, interval, cut_after, hold_after, shared, buf,
-    )
-    .await
+    let (content_type, events): (&[u8], _) = match wire {
+        Wire::OpenAi => (SSE, stream_events(&ask, id, k.chunks)),
+        Wire::Anthropic => (SSE, anthropic::stream_events(&ask, id, k.chunks)),
+        Wire::Gemini(call) if call.sse => (SSE, gemini::stream_events(&ask, id, k.chunks, true)),
+        // Without `alt=sse` Gemini streams one JSON array, element by element.
+        Wire::Gemini(_) => (
+            b"application/json; charset=UTF-8",
+            gemini::stream_events(&ask, id, k.chunks, false),
+        ),
+    };
+    stream(s, content_type, &events, &k, shared, buf).await
 }
+
+const SSE: &[u8] = b"text/event-stream; charset=utf-8";
 
 fn words(ask: &Ask, n: usize) -> Vec<String> {
     let base = format!(
@@ -650,8 +876,10 @@ fn completion_json(ask: &Ask, id: u64, n: usize) -> Vec<u8> {
         Some(tool) => {
             b.extend_from_slice(b"\"content\":null,\"tool_calls\":[{\"id\":\"call_mock_1\",\"type\":\"function\",\"function\":{\"name\":");
             json::write_str(&mut b, tool);
-            b.extend_from_slice(b",\"arguments\":\"{\\\"location\\\": \\\"Paris\\\"}\"}}]},\"logprobs\":null,\"finish_reason\":\"tool_calls\"}]");
-            8
+            b.extend_from_slice(b",\"arguments\":");
+            json::write_str(&mut b, TOOL_ARGS);
+            b.extend_from_slice(b"}}]},\"logprobs\":null,\"finish_reason\":\"tool_calls\"}]");
+            TOOL_TOKENS
         }
         None => {
             let text: String = words(ask, n).concat();
@@ -661,28 +889,28 @@ fn completion_json(ask: &Ask, id: u64, n: usize) -> Vec<u8> {
             n as u64
         }
     };
-    write_usage(&mut b, ask.prompt_tokens, completion_tokens);
+    write_usage(&mut b, ask, completion_tokens);
     b.push(b'}');
     b
 }
 
-fn write_usage(b: &mut Vec<u8>, prompt: u64, completion: u64) {
+fn write_usage(b: &mut Vec<u8>, ask: &Ask, completion: u64) {
+    let prompt = ask.prompt_tokens;
     b.extend_from_slice(b",\"usage\":{\"prompt_tokens\":");
     json::write_u64(b, prompt);
     b.extend_from_slice(b",\"completion_tokens\":");
     json::write_u64(b, completion);
     b.extend_from_slice(b",\"total_tokens\":");
-    json::write_u64(b, prompt + completion);
+    json::write_u64(b, prompt.saturating_add(completion));
+    if let Some(cached) = ask.cached {
+        b.extend_from_slice(b",\"prompt_tokens_details\":{\"cached_tokens\":");
+        json::write_u64(b, cached);
+        b.push(b'}');
+    }
     b.push(b'}');
 }
 
-fn chunk_event(
-    ask: &Ask,
-    id: u64,
-    created: u64,
-    choices: &[u8],
-    usage: Option<(u64, u64)>,
-) -> Vec<u8> {
+fn chunk_event(ask: &Ask, id: u64, created: u64, choices: &[u8], usage: Option<u64>) -> Vec<u8> {
     let mut b = Vec::with_capacity(256);
     b.extend_from_slice(b"data: {\"id\":\"chatcmpl-mock-");
     json::write_u64(&mut b, id);
@@ -692,8 +920,8 @@ fn chunk_event(
     json::write_str(&mut b, &ask.model);
     b.extend_from_slice(b",\"choices\":");
     b.extend_from_slice(choices);
-    if let Some((p, c)) = usage {
-        write_usage(&mut b, p, c);
+    if let Some(completion) = usage {
+        write_usage(&mut b, ask, completion);
     }
     b.extend_from_slice(b"}\n\n");
     b
@@ -717,7 +945,7 @@ fn stream_events(ask: &Ask, id: u64, n: usize) -> Vec<Vec<u8>> {
             json::write_str(&mut c, tool);
             c.extend_from_slice(br#","arguments":""}}]},"logprobs":null,"finish_reason":null}]"#);
             ev.push(chunk_event(ask, id, created, &c, None));
-            for part in ["{\"location\"", ": \"Paris\"}"] {
+            for part in TOOL_ARG_PARTS {
                 let mut c =
                     br#"[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"#
                         .to_vec();
@@ -726,7 +954,7 @@ fn stream_events(ask: &Ask, id: u64, n: usize) -> Vec<Vec<u8>> {
                 ev.push(chunk_event(ask, id, created, &c, None));
             }
             finish = br#"[{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}]"#;
-            completion = 8;
+            completion = TOOL_TOKENS;
         }
         None => {
             for w in words(ask, n) {
@@ -741,38 +969,25 @@ fn stream_events(ask: &Ask, id: u64, n: usize) -> Vec<Vec<u8>> {
     }
     ev.push(chunk_event(ask, id, created, finish, None));
     if ask.include_usage {
-        ev.push(chunk_event(
-            ask,
-            id,
-            created,
-            b"[]",
-            Some((ask.prompt_tokens, completion)),
-        ));
+        ev.push(chunk_event(ask, id, created, b"[]", Some(completion)));
     }
     ev.push(b"data: [DONE]\n\n".to_vec());
     ev
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Sends `events` as one streamed body, paced and faulted by `k`.
 async fn stream<S: AsyncReadRent + AsyncWriteRent>(
     s: &mut S,
-    ask: &Ask,
-    id: u64,
-    chunks: usize,
-    interval: Duration,
-    cut_after: Option<usize>,
-    hold_after: Option<usize>,
+    content_type: &[u8],
+    events: &[Vec<u8>],
+    k: &Knobs,
     shared: &Shared,
     buf: &mut Vec<u8>,
 ) -> bool {
     let chunked_framing = !shared.cfg.close_delimited;
     let mut head = Vec::with_capacity(200);
     crate::h1::write_status_line(&mut head, 200);
-    crate::h1::write_header(
-        &mut head,
-        b"content-type",
-        b"text/event-stream; charset=utf-8",
-    );
+    crate::h1::write_header(&mut head, b"content-type", content_type);
     crate::h1::write_header(&mut head, b"cache-control", b"no-cache");
     crate::h1::write_header(&mut head, b"x-request-id", b"mock-upstream-id");
     if chunked_framing {
@@ -784,18 +999,17 @@ async fn stream<S: AsyncReadRent + AsyncWriteRent>(
     if s.write_all(head).await.0.is_err() {
         return false;
     }
-    let events = stream_events(ask, id, chunks);
     for (i, ev) in events.iter().enumerate() {
-        if cut_after == Some(i) {
+        if k.cut_after == Some(i) {
             return false; // close without the terminating chunk
         }
-        if hold_after == Some(i) {
+        if k.hold_after == Some(i) {
             if !hold(s, shared, buf).await {
                 let _ = shared.events.send(MockEvent::PeerClosedWhileHeld);
                 return false;
             }
-        } else if i > 0 && !interval.is_zero() {
-            monoio::time::sleep(interval).await;
+        } else if i > 0 && !k.interval.is_zero() {
+            monoio::time::sleep(k.interval).await;
         }
         let mut out = Vec::with_capacity(ev.len() + 16);
         if chunked_framing {
@@ -808,7 +1022,7 @@ async fn stream<S: AsyncReadRent + AsyncWriteRent>(
             return false;
         }
     }
-    if hold_after == Some(events.len()) && !hold(s, shared, buf).await {
+    if k.hold_after == Some(events.len()) && !hold(s, shared, buf).await {
         let _ = shared.events.send(MockEvent::PeerClosedWhileHeld);
         return false;
     }
@@ -841,5 +1055,107 @@ async fn wait_unless_peer_closes<S: AsyncReadRent>(
             Ok(Ok(0)) | Ok(Err(_)) => return false,
             Ok(Ok(_)) | Err(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json_of(bytes: &[u8]) -> simd_json::OwnedValue {
+        let mut b = bytes.to_vec();
+        simd_json::to_owned_value(&mut b).unwrap()
+    }
+
+    #[test]
+    fn wire_follows_the_path() {
+        assert_eq!(Wire::of("/v1/chat/completions"), Some(Wire::OpenAi));
+        assert_eq!(Wire::of("/v1/messages"), Some(Wire::Anthropic));
+        assert_eq!(
+            Wire::of("/anthropic/v1/messages?beta=true"),
+            Some(Wire::Anthropic)
+        );
+        assert!(matches!(
+            Wire::of("/v1beta/models/g:streamGenerateContent?alt=sse"),
+            Some(Wire::Gemini(gemini::Call {
+                stream: true,
+                sse: true,
+                ..
+            }))
+        ));
+        assert_eq!(Wire::of("/v1/messages/count_tokens"), None);
+        assert_eq!(Wire::of("/v1/models"), None);
+        assert_eq!(Wire::of("/v1/completions"), None);
+    }
+
+    #[test]
+    fn query_params_are_found_by_name() {
+        assert_eq!(query_param("/p?alt=sse&key=abc", "key"), Some("abc"));
+        assert_eq!(query_param("/p?alt=sse&key=abc", "alt"), Some("sse"));
+        assert_eq!(query_param("/p?flag&key=", "flag"), Some(""));
+        assert_eq!(query_param("/p?keys=1", "key"), None);
+        assert_eq!(query_param("/p", "key"), None);
+        assert_eq!(path_of("/p?x=1"), "/p");
+    }
+
+    #[test]
+    fn models_match_with_or_without_the_gemini_prefix() {
+        let cfg = MockConfig {
+            models: vec!["gemini-2.0-flash".into(), "models/other".into()],
+            ..MockConfig::default()
+        };
+        assert!(serves(&cfg, "gemini-2.0-flash"));
+        assert!(serves(&cfg, "models/gemini-2.0-flash"));
+        assert!(serves(&cfg, "other"));
+        assert!(!serves(&cfg, "gpt-4o"));
+        assert!(serves(&MockConfig::default(), "anything"));
+    }
+
+    #[test]
+    fn cache_knobs_grow_the_prompt_to_hold_them() {
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+        let a = parse_ask(body).unwrap();
+        assert_eq!(a.prompt_tokens, body.len() as u64 / 4);
+        let a = a.with_cache(Some(100), 20);
+        assert_eq!(a.prompt_tokens, 120);
+        let a = parse_ask(body).unwrap().with_cache(Some(1), 0);
+        assert_eq!(a.prompt_tokens, body.len() as u64 / 4);
+    }
+
+    #[test]
+    fn openai_usage_reports_cached_tokens_only_when_asked() {
+        let body = br#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#;
+        let plain = parse_ask(body).unwrap();
+        let v = json_of(&completion_json(&plain, 1, 3));
+        assert!(v["usage"].get("prompt_tokens_details").is_none());
+        let cached = parse_ask(body).unwrap().with_cache(Some(4), 0);
+        let v = json_of(&completion_json(&cached, 1, 3));
+        assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 4);
+        assert_eq!(v["usage"]["completion_tokens"], 3);
+        // The streamed usage chunk carries it too.
+        let events = stream_events(&cached, 1, 3);
+        let usage_chunk = events
+            .len()
+            .checked_sub(2)
+            .and_then(|i| events.get(i))
+            .and_then(|e| std::str::from_utf8(e).ok())
+            .and_then(|t| t.strip_prefix("data: "))
+            .unwrap();
+        let v = json_of(usage_chunk.trim_end().as_bytes());
+        assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 4);
+    }
+
+    #[test]
+    fn text_pieces_respect_the_output_cap() {
+        let mut a = Ask {
+            model: "m".into(),
+            ..Ask::default()
+        };
+        assert_eq!(a.text_pieces(5), (words(&a, 5), false));
+        a.max_tokens = Some(2);
+        let (w, capped) = a.text_pieces(5);
+        assert_eq!((w.len(), capped), (2, true));
+        a.max_tokens = Some(5);
+        assert!(!a.text_pieces(5).1);
     }
 }
