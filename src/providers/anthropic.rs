@@ -1966,3 +1966,1389 @@ fn emit(out: &mut Vec<u8>, name: &str, v: &OwnedValue) {
     out.extend_from_slice(v.encode().as_bytes());
     out.extend_from_slice(b"\n\n");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn val(s: &str) -> OwnedValue {
+        simd_json::to_owned_value(&mut s.as_bytes().to_vec()).unwrap()
+    }
+
+    fn val_bytes(b: &[u8]) -> OwnedValue {
+        simd_json::to_owned_value(&mut b.to_vec()).unwrap()
+    }
+
+    fn enc(req: &str) -> Result<OwnedValue, Error> {
+        let mut out = Vec::new();
+        encode_request(&val(req), "claude-sonnet-4-5", &mut out)?;
+        Ok(val_bytes(&out))
+    }
+
+    fn enc_err(req: &str) -> &'static str {
+        let e = enc(req).unwrap_err();
+        assert_eq!(e.status, 400, "{e}");
+        e.code
+    }
+
+    fn ingress(req: &str) -> Result<OwnedValue, Error> {
+        ingress_request(req.as_bytes()).map(|b| val_bytes(&b))
+    }
+
+    fn ingress_err(req: &str) -> &'static str {
+        let e = ingress(req).unwrap_err();
+        assert_eq!(e.status, 400, "{e}");
+        e.code
+    }
+
+    /// Splits OpenAI SSE output into its JSON payloads.
+    fn openai_events(out: &[u8]) -> Vec<OwnedValue> {
+        let text = std::str::from_utf8(out).unwrap();
+        assert!(text.is_empty() || text.ends_with("\n\n"), "{text}");
+        text.split_terminator("\n\n")
+            .map(|e| val(e.strip_prefix("data: ").unwrap()))
+            .collect()
+    }
+
+    /// Splits Anthropic SSE output into (event name, payload), checking the name matches the
+    /// payload's `type`.
+    fn anthropic_events(out: &[u8]) -> Vec<(String, OwnedValue)> {
+        let text = std::str::from_utf8(out).unwrap();
+        assert!(text.is_empty() || text.ends_with("\n\n"), "{text}");
+        text.split_terminator("\n\n")
+            .map(|e| {
+                let (head, data) = e.split_once('\n').unwrap();
+                let name = head.strip_prefix("event: ").unwrap().to_string();
+                let v = val(data.strip_prefix("data: ").unwrap());
+                assert_eq!(v["type"].as_str(), Some(name.as_str()));
+                (name, v)
+            })
+            .collect()
+    }
+
+    // ---- encode_request ----
+
+    #[test]
+    fn encode_hoists_system_maps_params_and_drops_unknown_fields() {
+        let got = enc(r#"{
+            "model": "gpt-4o",
+            "messages": [
+                {"role": "system", "content": "You are terse."},
+                {"role": "developer", "content": [{"type": "text", "text": "Answer in French."}]},
+                {"role": "user", "content": "Hello, Claude"}
+            ],
+            "max_completion_tokens": 1024, "max_tokens": 7,
+            "temperature": 1.5, "top_p": 0.9, "stop": "END", "stream": true, "user": "user-42",
+            "frequency_penalty": 0.5, "logit_bias": {"1": 2}, "seed": 7,
+            "response_format": {"type": "text"}, "stream_options": {"include_usage": true}
+        }"#)
+        .unwrap();
+        let want = json!({
+            "model": "claude-sonnet-4-5",
+            "system": "You are terse.\n\nAnswer in French.",
+            "messages": [{"role": "user", "content": "Hello, Claude"}],
+            "max_tokens": 1024,
+            "temperature": 1.0,
+            "top_p": 0.9,
+            "stop_sequences": ["END"],
+            "stream": true,
+            "metadata": {"user_id": "user-42"},
+        });
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn encode_defaults_and_stop_lists() {
+        let got =
+            enc(r#"{"messages":[{"role":"user","content":"Hi"}],"stop":["a","","b"]}"#).unwrap();
+        assert_eq!(
+            got,
+            json!({
+                "model": "claude-sonnet-4-5",
+                "messages": [{"role": "user", "content": "Hi"}],
+                "max_tokens": DEFAULT_MAX_TOKENS,
+                "stop_sequences": ["a", "b"],
+            })
+        );
+        let got = enc(r#"{"messages":[{"role":"user","content":"Hi"}],"max_tokens":300,"temperature":0.2,"stop":null,"tools":[]}"#).unwrap();
+        assert_eq!(got["max_tokens"], 300);
+        assert_eq!(got["temperature"], 0.2);
+        assert!(got.get("stop_sequences").is_none() && got.get("tools").is_none());
+    }
+
+    #[test]
+    fn encode_images_from_data_and_http_urls() {
+        let got = enc(r#"{"messages":[{"role":"user","content":[
+            {"type":"text","text":"What is in these images?"},
+            {"type":"image_url","image_url":{"url":"data:image/jpeg;base64,/9j/4AAQSkZJRg=="}},
+            {"type":"image_url","image_url":{"url":"https://upload.wikimedia.org/a.jpg","detail":"high"}}
+        ]}]}"#)
+        .unwrap();
+        assert_eq!(
+            got["messages"],
+            json!([{"role": "user", "content": [
+                {"type": "text", "text": "What is in these images?"},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": "/9j/4AAQSkZJRg=="}},
+                {"type": "image", "source": {"type": "url", "url": "https://upload.wikimedia.org/a.jpg"}}
+            ]}])
+        );
+        let img = |url: &str| {
+            format!(
+                r#"{{"messages":[{{"role":"user","content":[{{"type":"image_url","image_url":{{"url":"{url}"}}}}]}}]}}"#
+            )
+        };
+        assert_eq!(enc_err(&img("data:image/png,abc")), "invalid_image_url");
+        assert_eq!(enc_err(&img("data:;base64,abc")), "invalid_image_url");
+        assert_eq!(enc_err(&img("data:image/png;base64,")), "invalid_image_url");
+        assert_eq!(enc_err(&img("ftp://host/x.png")), "invalid_image_url");
+        assert_eq!(
+            enc_err(
+                r#"{"messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{}}]}]}"#
+            ),
+            "unsupported_content"
+        );
+    }
+
+    #[test]
+    fn encode_tool_conversation_merges_results_and_turns() {
+        let got = enc(r#"{"messages":[
+            {"role":"user","content":"What's the weather in Paris and London?"},
+            {"role":"assistant","content":"Let me check.","tool_calls":[
+                {"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"location\":\"Paris\"}"}},
+                {"id":"call_2","type":"function","function":{"name":"get_weather","arguments":"{\"location\":\"London\"}"}}]},
+            {"role":"tool","tool_call_id":"call_1","content":"18C, sunny"},
+            {"role":"tool","tool_call_id":"call_2","content":[{"type":"text","text":"12C, rain"}]},
+            {"role":"user","content":"Thanks; which is warmer?"},
+            {"role":"user","content":"Answer briefly."}],
+            "tools":[
+                {"type":"function","function":{"name":"get_weather","description":"Get the current weather","parameters":{"type":"object","properties":{"location":{"type":"string"}},"required":["location"]}}},
+                {"type":"function","function":{"name":"now"}}],
+            "tool_choice":"required","parallel_tool_calls":false}"#)
+        .unwrap();
+        let want = json!({
+            "model": "claude-sonnet-4-5",
+            "max_tokens": DEFAULT_MAX_TOKENS,
+            "messages": [
+                {"role": "user", "content": "What's the weather in Paris and London?"},
+                {"role": "assistant", "content": [
+                    {"type": "text", "text": "Let me check."},
+                    {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"location": "Paris"}},
+                    {"type": "tool_use", "id": "call_2", "name": "get_weather", "input": {"location": "London"}}
+                ]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "call_1", "content": "18C, sunny"},
+                    {"type": "tool_result", "tool_use_id": "call_2", "content": [{"type": "text", "text": "12C, rain"}]},
+                    {"type": "text", "text": "Thanks; which is warmer?"},
+                    {"type": "text", "text": "Answer briefly."}
+                ]}
+            ],
+            "tools": [
+                {"name": "get_weather", "description": "Get the current weather",
+                 "input_schema": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}},
+                {"name": "now", "input_schema": {"type": "object", "properties": {}}}
+            ],
+            "tool_choice": {"type": "any", "disable_parallel_tool_use": true},
+        });
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn encode_drops_empty_messages_and_keeps_alternation() {
+        let got = enc(r#"{"messages":[
+            {"role":"user","content":"a"},
+            {"role":"assistant","content":""},
+            {"role":"user","content":[{"type":"text","text":"b"}]},
+            {"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":""}}]}]}"#)
+        .unwrap();
+        assert_eq!(
+            got["messages"],
+            json!([
+                {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "c", "name": "f", "input": {}}]}
+            ])
+        );
+    }
+
+    #[test]
+    fn encode_tool_choice_variants() {
+        let with = |choice: &str| {
+            enc(&format!(
+                r#"{{"messages":[{{"role":"user","content":"x"}}],"tools":[{{"type":"function","function":{{"name":"f"}}}}]{choice}}}"#
+            ))
+        };
+        assert_eq!(
+            with(r#","tool_choice":"auto""#).unwrap()["tool_choice"],
+            json!({"type": "auto"})
+        );
+        assert_eq!(
+            with(r#","tool_choice":"none","parallel_tool_calls":false"#).unwrap()["tool_choice"],
+            json!({"type": "none"})
+        );
+        assert_eq!(
+            with(r#","tool_choice":{"type":"function","function":{"name":"f"}}"#).unwrap()["tool_choice"],
+            json!({"type": "tool", "name": "f"})
+        );
+        assert_eq!(
+            with(r#","parallel_tool_calls":false"#).unwrap()["tool_choice"],
+            json!({"type": "auto", "disable_parallel_tool_use": true})
+        );
+        assert!(with("").unwrap().get("tool_choice").is_none());
+        assert!(
+            with(r#","parallel_tool_calls":true"#)
+                .unwrap()
+                .get("tool_choice")
+                .is_none()
+        );
+        assert_eq!(
+            with(r#","tool_choice":"sometimes""#).unwrap_err().code,
+            "invalid_tool_choice"
+        );
+        assert_eq!(
+            with(r#","tool_choice":{"type":"function"}"#)
+                .unwrap_err()
+                .code,
+            "invalid_tool_choice"
+        );
+        // tool_choice without tools is not sent (Anthropic rejects it).
+        let got =
+            enc(r#"{"messages":[{"role":"user","content":"x"}],"tool_choice":"auto"}"#).unwrap();
+        assert!(got.get("tool_choice").is_none());
+    }
+
+    #[test]
+    fn encode_rejects_client_mistakes() {
+        let call = |args: &str| {
+            format!(
+                r#"{{"messages":[{{"role":"assistant","tool_calls":[{{"id":"c","type":"function","function":{{"name":"f","arguments":{args}}}}}]}}]}}"#
+            )
+        };
+        assert_eq!(enc_err(&call(r#""{not json""#)), "invalid_tool_arguments");
+        assert_eq!(enc_err(&call(r#""[1,2]""#)), "invalid_tool_arguments");
+        assert_eq!(enc_err(&call("5")), "invalid_tool_arguments");
+        assert_eq!(
+            enc(&call(r#"{"a":1}"#)).unwrap()["messages"][0]["content"][0]["input"],
+            json!({"a": 1})
+        );
+        assert_eq!(
+            enc_err(
+                r#"{"messages":[{"role":"assistant","tool_calls":[{"type":"function","function":{"name":"f"}}]}]}"#
+            ),
+            "invalid_tool_calls"
+        );
+        assert_eq!(
+            enc_err(r#"{"messages":[{"role":"tool","content":"x"}]}"#),
+            "invalid_tool_message"
+        );
+        assert_eq!(
+            enc_err(r#"{"messages":[{"role":"function","content":"x"}]}"#),
+            "invalid_role"
+        );
+        assert_eq!(
+            enc_err(r#"{"messages":[{"content":"x"}]}"#),
+            "invalid_messages"
+        );
+        assert_eq!(enc_err(r#"[1]"#), "invalid_body");
+        assert_eq!(enc_err(r#"{"model":"m"}"#), "missing_messages");
+        assert_eq!(enc_err(r#"{"messages":{}}"#), "invalid_messages");
+        assert_eq!(
+            enc_err(r#"{"messages":[],"max_tokens":0}"#),
+            "invalid_max_tokens"
+        );
+        assert_eq!(
+            enc_err(r#"{"messages":[],"max_completion_tokens":"9"}"#),
+            "invalid_max_tokens"
+        );
+        assert_eq!(enc_err(r#"{"messages":[],"n":2}"#), "unsupported_n");
+        assert_eq!(enc_err(r#"{"messages":[],"stop":[1]}"#), "invalid_stop");
+        assert_eq!(
+            enc_err(r#"{"messages":[],"temperature":"hot"}"#),
+            "invalid_parameter"
+        );
+        assert_eq!(
+            enc_err(r#"{"messages":[],"stream":"yes"}"#),
+            "invalid_stream"
+        );
+        assert_eq!(
+            enc_err(r#"{"messages":[],"tools":[{"type":"web_search_preview"}]}"#),
+            "unsupported_tool"
+        );
+        assert_eq!(
+            enc_err(r#"{"messages":[],"tools":[{"type":"function","function":{}}]}"#),
+            "invalid_tools"
+        );
+        assert_eq!(
+            enc_err(r#"{"messages":[{"role":"system","content":[{"type":"image_url"}]}]}"#),
+            "invalid_content"
+        );
+    }
+
+    // ---- decode_response ----
+
+    fn dec(body: &str) -> Result<(OwnedValue, Usage), String> {
+        let mut out = Vec::new();
+        let u = decode_response(body.as_bytes(), 1_700_000_000, &mut out)?;
+        Ok((val_bytes(&out), u))
+    }
+
+    #[test]
+    fn decode_text_response() {
+        let (got, usage) = dec(r#"{"id":"msg_01XFDUDYJgAACzvnptvVoYEL","type":"message","role":"assistant",
+            "content":[{"type":"text","text":"Hi! My name is Claude."}],"model":"claude-sonnet-4-5-20250929",
+            "stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":2095,"output_tokens":503}}"#)
+        .unwrap();
+        let want = json!({
+            "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
+            "object": "chat.completion",
+            "created": 1_700_000_000u64,
+            "model": "claude-sonnet-4-5-20250929",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi! My name is Claude."},
+                         "logprobs": null, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 2095, "completion_tokens": 503, "total_tokens": 2598,
+                      "prompt_tokens_details": {"cached_tokens": 0}},
+        });
+        assert_eq!(got, want);
+        assert_eq!(
+            usage,
+            Usage {
+                prompt: 2095,
+                completion: 503,
+                cached: 0,
+                cache_write: 0
+            }
+        );
+    }
+
+    #[test]
+    fn decode_tool_use_thinking_and_cache_usage() {
+        let (got, usage) = dec(r#"{"id":"msg_01Aq9w938a90dw8q","type":"message","role":"assistant","model":"claude-sonnet-4-5",
+            "content":[
+                {"type":"thinking","thinking":"The user wants weather.","signature":"EqQB"},
+                {"type":"redacted_thinking","data":"xx"},
+                {"type":"text","text":"I'll check "},
+                {"type":"text","text":"that."},
+                {"type":"tool_use","id":"toolu_01A09q90qw90lq917835lq9","name":"get_weather","input":{"location":"San Francisco, CA"}}],
+            "stop_reason":"tool_use","stop_sequence":null,
+            "usage":{"input_tokens":100,"cache_read_input_tokens":2000,"cache_creation_input_tokens":300,"output_tokens":50}}"#)
+        .unwrap();
+        let want = json!({
+            "id": "msg_01Aq9w938a90dw8q",
+            "object": "chat.completion",
+            "created": 1_700_000_000u64,
+            "model": "claude-sonnet-4-5",
+            "choices": [{"index": 0, "logprobs": null, "finish_reason": "tool_calls", "message": {
+                "role": "assistant",
+                "content": "I'll check that.",
+                "reasoning_content": "The user wants weather.",
+                "tool_calls": [{"id": "toolu_01A09q90qw90lq917835lq9", "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{\"location\":\"San Francisco, CA\"}"}}]
+            }}],
+            "usage": {"prompt_tokens": 2400, "completion_tokens": 50, "total_tokens": 2450,
+                      "prompt_tokens_details": {"cached_tokens": 2000, "cache_write_tokens": 300}},
+        });
+        assert_eq!(got, want);
+        assert_eq!(
+            usage,
+            Usage {
+                prompt: 2400,
+                completion: 50,
+                cached: 2000,
+                cache_write: 300
+            }
+        );
+        // Only a tool call: content is null, as OpenAI sends it.
+        let (got, _) = dec(r#"{"type":"message","id":"m","model":"c","content":[{"type":"tool_use","id":"t","name":"n","input":{}}],"stop_reason":"tool_use"}"#).unwrap();
+        assert!(got["choices"][0]["message"]["content"].is_null());
+        assert_eq!(
+            got["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"],
+            "{}"
+        );
+    }
+
+    #[test]
+    fn decode_stop_reasons() {
+        for (stop, finish) in [
+            ("end_turn", "stop"),
+            ("stop_sequence", "stop"),
+            ("max_tokens", "length"),
+            ("tool_use", "tool_calls"),
+            ("refusal", "content_filter"),
+            ("pause_turn", "stop"),
+        ] {
+            let body = format!(r#"{{"type":"message","content":[],"stop_reason":"{stop}"}}"#);
+            assert_eq!(
+                dec(&body).unwrap().0["choices"][0]["finish_reason"],
+                finish,
+                "{stop}"
+            );
+        }
+    }
+
+    #[test]
+    fn decode_rejects_non_messages() {
+        assert!(dec("not json").is_err());
+        assert!(
+            dec(r#"{"type":"message"}"#)
+                .unwrap_err()
+                .contains("content")
+        );
+        assert!(dec(r#"{"type":"completion","content":[]}"#).is_err());
+        let e =
+            dec(r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#)
+                .unwrap_err();
+        assert_eq!(e, "Anthropic overloaded_error: Overloaded");
+    }
+
+    // ---- StreamDecoder ----
+
+    fn decode_stream(events: &[(&str, &str)]) -> (Vec<OwnedValue>, Vec<bool>, StreamDecoder) {
+        let mut d = StreamDecoder::new(1_700_000_000);
+        let mut out = Vec::new();
+        let done = events
+            .iter()
+            .map(|(n, data)| d.event(n.as_bytes(), data.as_bytes(), &mut out).unwrap())
+            .collect();
+        (openai_events(&out), done, d)
+    }
+
+    fn chunk(delta: OwnedValue, finish: Option<&str>) -> OwnedValue {
+        json!({
+            "id": "msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY",
+            "object": "chat.completion.chunk",
+            "created": 1_700_000_000u64,
+            "model": "claude-opus-4-1",
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+        })
+    }
+
+    const START: &str = r#"{"type":"message_start","message":{"id":"msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY","type":"message","role":"assistant","content":[],"model":"claude-opus-4-1","stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":25,"output_tokens":1}}}"#;
+
+    #[test]
+    fn stream_decode_text() {
+        let (chunks, done, d) = decode_stream(&[
+            ("message_start", START),
+            (
+                "content_block_start",
+                r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+            ),
+            ("ping", r#"{"type": "ping"}"#),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"!"}}"#,
+            ),
+            (
+                "content_block_stop",
+                r#"{"type":"content_block_stop","index":0}"#,
+            ),
+            (
+                "message_delta",
+                r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":15}}"#,
+            ),
+            ("message_stop", r#"{"type":"message_stop"}"#),
+        ]);
+        assert_eq!(
+            done,
+            [false, false, false, false, false, false, false, true]
+        );
+        let want = vec![
+            chunk(json!({"role": "assistant", "content": ""}), None),
+            chunk(json!({"content": "Hello"}), None),
+            chunk(json!({"content": "!"}), None),
+            chunk(json!({}), Some("stop")),
+            json!({
+                "id": "msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY",
+                "object": "chat.completion.chunk",
+                "created": 1_700_000_000u64,
+                "model": "claude-opus-4-1",
+                "choices": [],
+                "usage": {"prompt_tokens": 25, "completion_tokens": 15, "total_tokens": 40,
+                          "prompt_tokens_details": {"cached_tokens": 0}},
+            }),
+        ];
+        assert_eq!(chunks, want);
+        assert_eq!(
+            d.usage(),
+            Some(Usage {
+                prompt: 25,
+                completion: 15,
+                cached: 0,
+                cache_write: 0
+            })
+        );
+    }
+
+    #[test]
+    fn stream_decode_tools_count_calls_not_blocks() {
+        let (chunks, done, d) = decode_stream(&[
+            ("message_start", START),
+            (
+                "content_block_start",
+                r#"{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Need weather."}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"EqQB"}}"#,
+            ),
+            (
+                "content_block_stop",
+                r#"{"type":"content_block_stop","index":0}"#,
+            ),
+            (
+                "content_block_start",
+                r#"{"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"Okay"}}"#,
+            ),
+            (
+                "content_block_stop",
+                r#"{"type":"content_block_stop","index":1}"#,
+            ),
+            (
+                "content_block_start",
+                r#"{"type":"content_block_start","index":2,"content_block":{"type":"tool_use","id":"toolu_01T1x1fJ34qAmk2tNTrN7Up6","name":"get_weather","input":{}}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":""}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{\"location\":"}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":" \"San Francisco, CA\"}"}}"#,
+            ),
+            (
+                "content_block_stop",
+                r#"{"type":"content_block_stop","index":2}"#,
+            ),
+            (
+                "content_block_start",
+                r#"{"type":"content_block_start","index":3,"content_block":{"type":"tool_use","id":"toolu_2","name":"get_time","input":{}}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":3,"delta":{"type":"input_json_delta","partial_json":"{}"}}"#,
+            ),
+            (
+                "content_block_stop",
+                r#"{"type":"content_block_stop","index":3}"#,
+            ),
+            ("some_future_event", r#"{"type":"some_future_event","x":1}"#),
+            (
+                "message_delta",
+                r#"{"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":89}}"#,
+            ),
+            ("message_stop", r#"{"type":"message_stop"}"#),
+        ]);
+        assert_eq!(done.last(), Some(&true));
+        let want = vec![
+            chunk(json!({"role": "assistant", "content": ""}), None),
+            chunk(json!({"reasoning_content": "Need weather."}), None),
+            chunk(json!({"content": "Okay"}), None),
+            chunk(
+                json!({"tool_calls": [{"index": 0, "id": "toolu_01T1x1fJ34qAmk2tNTrN7Up6", "type": "function",
+                                          "function": {"name": "get_weather", "arguments": ""}}]}),
+                None,
+            ),
+            chunk(
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"location\":"}}]}),
+                None,
+            ),
+            chunk(
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": " \"San Francisco, CA\"}"}}]}),
+                None,
+            ),
+            chunk(
+                json!({"tool_calls": [{"index": 1, "id": "toolu_2", "type": "function",
+                                          "function": {"name": "get_time", "arguments": ""}}]}),
+                None,
+            ),
+            chunk(
+                json!({"tool_calls": [{"index": 1, "function": {"arguments": "{}"}}]}),
+                None,
+            ),
+            chunk(json!({}), Some("tool_calls")),
+        ];
+        assert_eq!(chunks[..want.len()], want[..]);
+        assert_eq!(chunks.len(), want.len() + 1);
+        assert_eq!(chunks[want.len()]["usage"]["completion_tokens"], 89);
+        assert_eq!(d.usage().unwrap().completion, 89);
+    }
+
+    #[test]
+    fn stream_decode_cache_usage_and_missing_message_delta() {
+        let start = r#"{"type":"message_start","message":{"id":"m","model":"c","usage":{"input_tokens":10,"cache_read_input_tokens":90,"cache_creation_input_tokens":5,"output_tokens":1}}}"#;
+        let mut d = StreamDecoder::new(5);
+        assert_eq!(d.usage(), None);
+        let mut out = Vec::new();
+        assert!(!d.event(b"", start.as_bytes(), &mut out).unwrap());
+        // No `type` in the payload: the event name decides.
+        assert!(d.event(b"message_stop", b"{}", &mut out).unwrap());
+        let chunks = openai_events(&out);
+        assert_eq!(chunks.len(), 3);
+        assert_eq!(chunks[1]["choices"][0]["finish_reason"], "stop");
+        assert_eq!(
+            chunks[2]["usage"],
+            json!({"prompt_tokens": 105, "completion_tokens": 1, "total_tokens": 106,
+                   "prompt_tokens_details": {"cached_tokens": 90, "cache_write_tokens": 5}})
+        );
+        assert_eq!(
+            d.usage(),
+            Some(Usage {
+                prompt: 105,
+                completion: 1,
+                cached: 90,
+                cache_write: 5
+            })
+        );
+        // After the end nothing more is written.
+        let before = out.len();
+        assert!(d.event(b"ping", br#"{"type":"ping"}"#, &mut out).unwrap());
+        assert_eq!(out.len(), before);
+    }
+
+    #[test]
+    fn stream_decode_errors() {
+        let mut d = StreamDecoder::new(0);
+        let mut out = Vec::new();
+        let e = d
+            .event(
+                b"error",
+                br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+                &mut out,
+            )
+            .unwrap_err();
+        assert_eq!(e, "Anthropic overloaded_error: Overloaded");
+        assert!(
+            d.event(b"content_block_delta", b"{\"type\":", &mut out)
+                .is_err()
+        );
+        assert!(d.event(b"error", b"", &mut out).is_err());
+        assert!(!d.event(b"ping", b"", &mut out).unwrap());
+        assert!(out.is_empty());
+    }
+
+    // ---- decode_error ----
+
+    fn derr(status: u16, body: &str) -> OwnedValue {
+        let mut out = Vec::new();
+        decode_error(status, body.as_bytes(), &mut out);
+        val_bytes(&out)
+    }
+
+    #[test]
+    fn decode_error_bodies() {
+        assert_eq!(
+            derr(
+                404,
+                r#"{"type":"error","error":{"type":"not_found_error","message":"The requested resource could not be found."}}"#
+            ),
+            json!({"error": {"message": "The requested resource could not be found.", "type": "invalid_request_error", "param": null, "code": "not_found_error"}})
+        );
+        assert_eq!(
+            derr(
+                529,
+                r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#
+            ),
+            json!({"error": {"message": "Overloaded", "type": "server_error", "param": null, "code": "overloaded_error"}})
+        );
+        assert_eq!(
+            derr(
+                429,
+                r#"{"error":{"type":"rate_limit_error","message":"slow"}}"#
+            )["error"]["type"],
+            "rate_limit_error"
+        );
+        assert_eq!(derr(401, "{}")["error"]["type"], "authentication_error");
+        assert_eq!(derr(403, "{}")["error"]["type"], "permission_error");
+        assert_eq!(
+            derr(502, "<html>Bad \"Gateway\"</html>"),
+            json!({"error": {"message": "The Anthropic upstream returned HTTP 502: <html>Bad \"Gateway\"</html>",
+                             "type": "server_error", "param": null, "code": "upstream_error"}})
+        );
+        assert_eq!(
+            derr(503, "")["error"]["message"],
+            "The Anthropic upstream returned HTTP 503."
+        );
+        let mut out = Vec::new();
+        decode_error(500, &[0xff, 0xfe, b'\n', 0], &mut out);
+        assert!(
+            val_bytes(&out)["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("HTTP 500")
+        );
+    }
+
+    // ---- ingress_request ----
+
+    #[test]
+    fn ingress_minimal_docs_example() {
+        let got = ingress(r#"{"model":"claude-sonnet-4-5","max_tokens":1024,"messages":[{"role":"user","content":"Hello, world"}]}"#).unwrap();
+        assert_eq!(
+            got,
+            json!({"model": "claude-sonnet-4-5", "max_tokens": 1024,
+                   "messages": [{"role": "user", "content": "Hello, world"}]})
+        );
+    }
+
+    #[test]
+    fn ingress_full_request() {
+        let got = ingress(r#"{
+            "model": "claude-sonnet-4-5", "max_tokens": 2048,
+            "system": [{"type":"text","text":"You are a helpful assistant.","cache_control":{"type":"ephemeral"}},
+                       {"type":"text","text":"Be brief."}],
+            "messages": [
+                {"role":"user","content":[
+                    {"type":"image","source":{"type":"base64","media_type":"image/png","data":"iVBORw0KGgo="}},
+                    {"type":"image","source":{"type":"url","url":"https://example.com/cat.jpg"}},
+                    {"type":"text","text":"Compare these and check the weather."}]},
+                {"role":"assistant","content":[
+                    {"type":"thinking","thinking":"Two images...","signature":"sig"},
+                    {"type":"text","text":"Checking."},
+                    {"type":"tool_use","id":"toolu_1","name":"get_weather","input":{"location":"Paris"}},
+                    {"type":"tool_use","id":"toolu_2","name":"screenshot","input":{}}]},
+                {"role":"user","content":[
+                    {"type":"text","text":"Here you go."},
+                    {"type":"tool_result","tool_use_id":"toolu_1","content":"Timeout","is_error":true},
+                    {"type":"tool_result","tool_use_id":"toolu_2","content":[
+                        {"type":"text","text":"Screen:"},
+                        {"type":"image","source":{"type":"base64","media_type":"image/jpeg","data":"/9j/"}}]}]},
+                {"role":"assistant","content":"Done."}
+            ],
+            "stop_sequences": ["\n\nHuman:"], "temperature": 0.3, "top_p": 0.8, "top_k": 5,
+            "tools": [{"name":"get_weather","description":"Weather now","input_schema":{"type":"object","properties":{"location":{"type":"string"}}}},
+                      {"type":"custom","name":"screenshot","input_schema":{"type":"object"}}],
+            "tool_choice": {"type":"tool","name":"get_weather","disable_parallel_tool_use":true},
+            "metadata": {"user_id":"u-1"}, "stream": true,
+            "thinking": {"type":"enabled","budget_tokens":1024}, "service_tier": "auto"
+        }"#)
+        .unwrap();
+        let want = json!({
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 2048,
+            "messages": [
+                {"role": "system", "content": "You are a helpful assistant.\n\nBe brief."},
+                {"role": "user", "content": [
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                    {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
+                    {"type": "text", "text": "Compare these and check the weather."}]},
+                {"role": "assistant", "content": "Checking.", "tool_calls": [
+                    {"id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"location\":\"Paris\"}"}},
+                    {"id": "toolu_2", "type": "function", "function": {"name": "screenshot", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "toolu_1", "content": "Error: Timeout"},
+                {"role": "tool", "tool_call_id": "toolu_2", "content": "Screen:"},
+                {"role": "user", "content": [
+                    {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,/9j/"}},
+                    {"type": "text", "text": "Here you go."}]},
+                {"role": "assistant", "content": "Done."}
+            ],
+            "stop": ["\n\nHuman:"],
+            "temperature": 0.3,
+            "top_p": 0.8,
+            "tools": [
+                {"type": "function", "function": {"name": "get_weather", "description": "Weather now",
+                    "parameters": {"type": "object", "properties": {"location": {"type": "string"}}}}},
+                {"type": "function", "function": {"name": "screenshot", "parameters": {"type": "object"}}}
+            ],
+            "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+            "parallel_tool_calls": false,
+            "user": "u-1",
+            "stream": true,
+            "stream_options": {"include_usage": true},
+        });
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn ingress_tool_choice_and_tool_only_turns() {
+        let with = |choice: &str| {
+            ingress(&format!(
+                r#"{{"model":"m","max_tokens":5,"messages":[],"tools":[{{"name":"f","input_schema":{{"type":"object"}}}}],"tool_choice":{choice}}}"#
+            ))
+        };
+        assert_eq!(with(r#"{"type":"auto"}"#).unwrap()["tool_choice"], "auto");
+        assert_eq!(
+            with(r#"{"type":"any"}"#).unwrap()["tool_choice"],
+            "required"
+        );
+        assert_eq!(with(r#"{"type":"none"}"#).unwrap()["tool_choice"], "none");
+        assert!(
+            with(r#"{"type":"auto"}"#)
+                .unwrap()
+                .get("parallel_tool_calls")
+                .is_none()
+        );
+        assert_eq!(
+            with(r#"{"type":"maybe"}"#).unwrap_err().code,
+            "invalid_tool_choice"
+        );
+        assert_eq!(
+            with(r#"{"type":"tool"}"#).unwrap_err().code,
+            "invalid_tool_choice"
+        );
+        // A user turn of only tool results yields only tool messages; an assistant turn of only
+        // a tool call has null content; a thinking-only turn disappears.
+        let got = ingress(r#"{"model":"m","max_tokens":5,"stream":false,"messages":[
+            {"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":{"a":[1]}}]},
+            {"role":"user","content":[{"type":"tool_result","tool_use_id":"t"}]},
+            {"role":"assistant","content":[{"type":"redacted_thinking","data":"x"}]}]}"#)
+        .unwrap();
+        assert_eq!(
+            got["messages"],
+            json!([
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "t", "type": "function", "function": {"name": "f", "arguments": "{\"a\":[1]}"}}]},
+                {"role": "tool", "tool_call_id": "t", "content": ""}
+            ])
+        );
+        assert_eq!(got["stream"], false);
+        assert!(got.get("stream_options").is_none());
+    }
+
+    #[test]
+    fn ingress_validates() {
+        let msgs = r#""messages":[{"role":"user","content":"hi"}]"#;
+        assert_eq!(ingress_err(""), "empty_body");
+        assert_eq!(ingress_err("{nope"), "invalid_json");
+        assert_eq!(ingress_err("[]"), "invalid_body");
+        assert_eq!(
+            ingress_err(&format!(r#"{{"max_tokens":5,{msgs}}}"#)),
+            "missing_model"
+        );
+        assert_eq!(
+            ingress_err(&format!(r#"{{"model":5,"max_tokens":5,{msgs}}}"#)),
+            "invalid_model"
+        );
+        assert_eq!(
+            ingress_err(&format!(r#"{{"model":"","max_tokens":5,{msgs}}}"#)),
+            "invalid_model"
+        );
+        assert_eq!(
+            ingress_err(r#"{"model":"m","max_tokens":5}"#),
+            "missing_messages"
+        );
+        assert_eq!(
+            ingress_err(r#"{"model":"m","max_tokens":5,"messages":"hi"}"#),
+            "invalid_messages"
+        );
+        assert_eq!(
+            ingress_err(&format!(r#"{{"model":"m",{msgs}}}"#)),
+            "missing_max_tokens"
+        );
+        for bad_max in ["0", "-1", "1.5", "\"10\""] {
+            assert_eq!(
+                ingress_err(&format!(r#"{{"model":"m","max_tokens":{bad_max},{msgs}}}"#)),
+                "invalid_max_tokens",
+                "{bad_max}"
+            );
+        }
+        let one = |m: &str| {
+            ingress_err(&format!(
+                r#"{{"model":"m","max_tokens":5,"messages":[{m}]}}"#
+            ))
+        };
+        assert_eq!(one(r#"{"role":"system","content":"x"}"#), "invalid_role");
+        assert_eq!(one(r#"{"role":"user"}"#), "invalid_content");
+        assert_eq!(one(r#"{"role":"user","content":5}"#), "invalid_content");
+        assert_eq!(
+            one(
+                r#"{"role":"user","content":[{"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"x"}}]}"#
+            ),
+            "unsupported_content"
+        );
+        assert_eq!(
+            one(
+                r#"{"role":"user","content":[{"type":"image","source":{"type":"file","file_id":"f"}}]}"#
+            ),
+            "unsupported_content"
+        );
+        assert_eq!(
+            one(
+                r#"{"role":"user","content":[{"type":"image","source":{"type":"base64","data":"x"}}]}"#
+            ),
+            "invalid_content"
+        );
+        assert_eq!(
+            one(r#"{"role":"user","content":[{"type":"tool_result","content":"x"}]}"#),
+            "invalid_content"
+        );
+        assert_eq!(
+            one(r#"{"role":"assistant","content":[{"type":"tool_use","name":"f","input":{}}]}"#),
+            "invalid_content"
+        );
+        assert_eq!(
+            one(r#"{"role":"user","content":[{"type":"text"}]}"#),
+            "invalid_content"
+        );
+        let top =
+            |extra: &str| ingress_err(&format!(r#"{{"model":"m","max_tokens":5,{msgs},{extra}}}"#));
+        assert_eq!(top(r#""system":5"#), "invalid_system");
+        assert_eq!(top(r#""stop_sequences":"x""#), "invalid_stop_sequences");
+        assert_eq!(top(r#""temperature":"hot""#), "invalid_parameter");
+        assert_eq!(top(r#""stream":1"#), "invalid_stream");
+        assert_eq!(
+            top(r#""tools":[{"type":"web_search_20250305","name":"web_search"}]"#),
+            "unsupported_tool"
+        );
+        assert_eq!(
+            top(r#""tools":[{"description":"no name"}]"#),
+            "invalid_tools"
+        );
+    }
+
+    // ---- egress_response ----
+
+    fn egress(body: &str) -> Result<(OwnedValue, Usage), String> {
+        let mut out = Vec::new();
+        let u = egress_response(body.as_bytes(), &mut out)?;
+        Ok((val_bytes(&out), u))
+    }
+
+    #[test]
+    fn egress_text_response() {
+        let (got, usage) = egress(r#"{"id":"chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT","object":"chat.completion","created":1741569952,
+            "model":"gpt-4.1-2025-04-14","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I assist you today?","refusal":null,"annotations":[]},
+            "logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":19,"completion_tokens":10,"total_tokens":29,
+            "prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0}}}"#)
+        .unwrap();
+        let want = json!({
+            "id": "msg_B9MBs8CjcvOU2jLn4n570S5qMJKcT",
+            "type": "message",
+            "role": "assistant",
+            "model": "gpt-4.1-2025-04-14",
+            "content": [{"type": "text", "text": "Hello! How can I assist you today?"}],
+            "stop_reason": "end_turn",
+            "stop_sequence": null,
+            "usage": {"input_tokens": 19, "output_tokens": 10, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0},
+        });
+        assert_eq!(got, want);
+        assert_eq!(
+            usage,
+            Usage {
+                prompt: 19,
+                completion: 10,
+                cached: 0,
+                cache_write: 0
+            }
+        );
+    }
+
+    #[test]
+    fn egress_tools_reasoning_and_cache() {
+        let (got, usage) = egress(r#"{"id":"chatcmpl-abc","model":"deepseek-reasoner","choices":[{"index":0,"message":{"role":"assistant",
+            "reasoning_content":"Think first.","content":null,"tool_calls":[
+            {"id":"call_abc","type":"function","function":{"name":"get_weather","arguments":"{\"location\":\"Boston, MA\"}"}},
+            {"id":"call_def","type":"function","function":{"name":"now","arguments":""}}]},"finish_reason":"tool_calls"}],
+            "usage":{"prompt_tokens":100,"completion_tokens":20,"prompt_tokens_details":{"cached_tokens":40,"cache_write_tokens":10}}}"#)
+        .unwrap();
+        let want = json!({
+            "id": "msg_abc",
+            "type": "message",
+            "role": "assistant",
+            "model": "deepseek-reasoner",
+            "content": [
+                {"type": "thinking", "thinking": "Think first.", "signature": ""},
+                {"type": "tool_use", "id": "call_abc", "name": "get_weather", "input": {"location": "Boston, MA"}},
+                {"type": "tool_use", "id": "call_def", "name": "now", "input": {}}
+            ],
+            "stop_reason": "tool_use",
+            "stop_sequence": null,
+            "usage": {"input_tokens": 50, "output_tokens": 20, "cache_read_input_tokens": 40, "cache_creation_input_tokens": 10},
+        });
+        assert_eq!(got, want);
+        assert_eq!(
+            usage,
+            Usage {
+                prompt: 100,
+                completion: 20,
+                cached: 40,
+                cache_write: 10
+            }
+        );
+    }
+
+    #[test]
+    fn egress_stop_reasons_and_failures() {
+        let with = |finish: &str, tools: &str| {
+            egress(&format!(
+                r#"{{"id":"x","model":"m","choices":[{{"message":{{"content":"t"{tools}}},"finish_reason":{finish}}}]}}"#
+            ))
+            .unwrap()
+            .0["stop_reason"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let call = r#","tool_calls":[{"id":"c","function":{"name":"f","arguments":"{}"}}]"#;
+        assert_eq!(with(r#""stop""#, ""), "end_turn");
+        assert_eq!(with("null", ""), "end_turn");
+        assert_eq!(with(r#""length""#, ""), "max_tokens");
+        assert_eq!(with(r#""tool_calls""#, call), "tool_use");
+        assert_eq!(with(r#""stop""#, call), "tool_use");
+        assert_eq!(with(r#""content_filter""#, ""), "refusal");
+        assert!(egress("nope").is_err());
+        assert!(egress(r#"{"choices":[]}"#).is_err());
+        assert!(
+            egress(r#"{"error":{"message":"bad"}}"#)
+                .unwrap_err()
+                .contains("bad")
+        );
+        assert!(egress(r#"{"choices":[{"message":{"tool_calls":[{"id":"c","function":{"name":"f","arguments":"{oops"}}]}}]}"#).is_err());
+        // Missing usage and id still give a valid message.
+        let (got, usage) = egress(r#"{"choices":[{"message":{"content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}}]}"#).unwrap();
+        assert_eq!(got["id"], "msg_gateway");
+        assert_eq!(got["content"], json!([{"type": "text", "text": "ab"}]));
+        assert_eq!(usage, Usage::default());
+    }
+
+    // ---- StreamEncoder ----
+
+    fn encode_stream(chunks: &[&str]) -> (Vec<(String, OwnedValue)>, StreamEncoder) {
+        let mut e = StreamEncoder::new();
+        let mut out = Vec::new();
+        for c in chunks {
+            e.chunk(c.as_bytes(), &mut out).unwrap();
+        }
+        e.finish(&mut out);
+        let len = out.len();
+        e.finish(&mut out);
+        assert_eq!(out.len(), len, "finish is idempotent");
+        (anthropic_events(&out), e)
+    }
+
+    #[test]
+    fn stream_encode_text() {
+        let (events, e) = encode_stream(&[
+            r#"{"id":"chatcmpl-123","object":"chat.completion.chunk","created":1694268190,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}"#,
+            r#"{"id":"chatcmpl-123","object":"chat.completion.chunk","created":1694268190,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":"Hello"},"logprobs":null,"finish_reason":null}]}"#,
+            r#"{"id":"chatcmpl-123","object":"chat.completion.chunk","created":1694268190,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":"!"},"logprobs":null,"finish_reason":null}]}"#,
+            r#"{"id":"chatcmpl-123","object":"chat.completion.chunk","created":1694268190,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]}"#,
+            r#"{"id":"chatcmpl-123","object":"chat.completion.chunk","created":1694268190,"model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":12,"total_tokens":21,"prompt_tokens_details":{"cached_tokens":4}}}"#,
+        ]);
+        let want = vec![
+            json!({"type": "message_start", "message": {"id": "msg_123", "type": "message", "role": "assistant",
+                "model": "gpt-4o-mini", "content": [], "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": 0, "output_tokens": 0}}}),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello"}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "!"}}),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                "usage": {"output_tokens": 12, "input_tokens": 5, "cache_read_input_tokens": 4, "cache_creation_input_tokens": 0}}),
+            json!({"type": "message_stop"}),
+        ];
+        let got: Vec<OwnedValue> = events.into_iter().map(|(_, v)| v).collect();
+        assert_eq!(got, want);
+        assert_eq!(
+            e.usage(),
+            Some(Usage {
+                prompt: 9,
+                completion: 12,
+                cached: 4,
+                cache_write: 0
+            })
+        );
+    }
+
+    #[test]
+    fn stream_encode_reasoning_text_and_tools() {
+        let c = |delta: &str, finish: &str| {
+            format!(
+                r#"{{"id":"chatcmpl-9","model":"m","choices":[{{"index":0,"delta":{delta},"finish_reason":{finish}}}]}}"#
+            )
+        };
+        let chunks = [
+            c(
+                r#"{"role":"assistant","reasoning_content":"Let me think"}"#,
+                "null",
+            ),
+            c(r#"{"reasoning_content":" more"}"#, "null"),
+            c(r#"{"content":"Checking."}"#, "null"),
+            c(
+                r#"{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"get_weather","arguments":""}}]}"#,
+                "null",
+            ),
+            c(
+                r#"{"tool_calls":[{"index":0,"function":{"arguments":"{\"location\":"}}]}"#,
+                "null",
+            ),
+            c(
+                r#"{"tool_calls":[{"index":0,"function":{"arguments":"\"Paris\"}"}}]}"#,
+                "null",
+            ),
+            c(
+                r#"{"tool_calls":[{"index":1,"id":"call_2","type":"function","function":{"name":"get_time","arguments":"{}"}}]}"#,
+                "null",
+            ),
+            c("{}", r#""tool_calls""#),
+        ];
+        let refs: Vec<&str> = chunks.iter().map(String::as_str).collect();
+        let (events, e) = encode_stream(&refs);
+        let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop",
+            ]
+        );
+        let v: Vec<&OwnedValue> = events.iter().map(|(_, v)| v).collect();
+        assert_eq!(v[0]["message"]["id"], "msg_9");
+        assert_eq!(
+            *v[1],
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": "", "signature": ""}})
+        );
+        assert_eq!(
+            v[2]["delta"],
+            json!({"type": "thinking_delta", "thinking": "Let me think"})
+        );
+        assert_eq!(
+            v[3]["delta"],
+            json!({"type": "thinking_delta", "thinking": " more"})
+        );
+        assert_eq!(*v[4], json!({"type": "content_block_stop", "index": 0}));
+        assert_eq!(v[5]["index"], 1);
+        assert_eq!(
+            v[6],
+            &json!({"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "Checking."}})
+        );
+        assert_eq!(
+            *v[8],
+            json!({"type": "content_block_start", "index": 2,
+            "content_block": {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {}}})
+        );
+        assert_eq!(
+            *v[9],
+            json!({"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": "{\"location\":"}})
+        );
+        assert_eq!(v[10]["delta"]["partial_json"], "\"Paris\"}");
+        assert_eq!(v[12]["content_block"]["id"], "call_2");
+        assert_eq!(v[12]["index"], 3);
+        assert_eq!(v[13]["delta"]["partial_json"], "{}");
+        assert_eq!(*v[14], json!({"type": "content_block_stop", "index": 3}));
+        assert_eq!(
+            *v[15],
+            json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null}, "usage": {"output_tokens": 0}})
+        );
+        assert_eq!(e.usage(), None);
+    }
+
+    #[test]
+    fn stream_encode_empty_and_errors() {
+        let (events, _) = encode_stream(&[]);
+        let got: Vec<OwnedValue> = events.into_iter().map(|(_, v)| v).collect();
+        assert_eq!(
+            got,
+            vec![
+                json!({"type": "message_start", "message": {"id": "msg_gateway", "type": "message", "role": "assistant",
+                    "model": "", "content": [], "stop_reason": null, "stop_sequence": null,
+                    "usage": {"input_tokens": 0, "output_tokens": 0}}}),
+                json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 0}}),
+                json!({"type": "message_stop"}),
+            ]
+        );
+
+        let mut e = StreamEncoder::default();
+        let mut out = Vec::new();
+        e.chunk(
+            br#"{"id":"x","model":"m","choices":[{"index":0,"delta":{"content":"Hi"}}]}"#,
+            &mut out,
+        )
+        .unwrap();
+        assert!(e.chunk(b"{oops", &mut out).is_err());
+        assert!(
+            e.chunk(br#"{"error":{"message":"upstream died"}}"#, &mut out)
+                .unwrap_err()
+                .contains("upstream died")
+        );
+        e.error(
+            &Error::new(429, Kind::RateLimit, "rate_limited", "slow down"),
+            &mut out,
+        );
+        let len = out.len();
+        e.finish(&mut out);
+        assert_eq!(out.len(), len, "nothing follows an error event");
+        let events = anthropic_events(&out);
+        assert_eq!(
+            events.last().unwrap().1,
+            json!({"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}})
+        );
+        assert_eq!(events.len(), 4, "start, block start, delta, error");
+    }
+
+    // ---- error_body ----
+
+    #[test]
+    fn error_types_by_status() {
+        for (status, kind) in [
+            (400, "invalid_request_error"),
+            (401, "authentication_error"),
+            (403, "permission_error"),
+            (404, "not_found_error"),
+            (405, "invalid_request_error"),
+            (413, "request_too_large"),
+            (429, "rate_limit_error"),
+            (500, "api_error"),
+            (502, "api_error"),
+            (503, "api_error"),
+            (529, "overloaded_error"),
+        ] {
+            assert_eq!(error_type(status), kind, "{status}");
+        }
+        let body = error_body(&Error::bad_request("invalid_json", "bad \"json\""));
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            r#"{"type":"error","error":{"type":"invalid_request_error","message":"bad \"json\""}}"#
+        );
+        assert_eq!(
+            val_bytes(&error_body(&Error::overloaded("busy")))["error"]["type"],
+            "api_error"
+        );
+    }
+
+    // ---- count_tokens ----
+
+    #[test]
+    fn count_tokens_estimate() {
+        let body = r#"{"model":"claude","system":"You are a scientist","messages":[
+            {"role":"user","content":"Hello, Claude"},
+            {"role":"assistant","content":[{"type":"text","text":"Hi"},{"type":"tool_use","id":"t","name":"calc","input":{"a":1}}]},
+            {"role":"user","content":[
+                {"type":"tool_result","tool_use_id":"t","content":[{"type":"text","text":"42"},
+                    {"type":"image","source":{"type":"base64","media_type":"image/png","data":"AAAA"}}]},
+                {"type":"image","source":{"type":"url","url":"https://x/y.png"}}]}],
+            "tools":[{"name":"calc","description":"Adds","input_schema":{"type":"object"}}]}"#;
+        // Text bytes: 19 system + 13 + 2 + (4 + 7) tool_use + 2 result + (4 + 4 + 17) tool = 72.
+        assert_eq!(estimate(72, 3, 2, 1), 1660);
+        assert_eq!(
+            count_tokens(body.as_bytes()).unwrap(),
+            br#"{"input_tokens":1660}"#
+        );
+        assert_eq!(
+            count_tokens(br#"{"model":"m","messages":[]}"#).unwrap(),
+            br#"{"input_tokens":0}"#
+        );
+        assert_eq!(
+            count_tokens(br#"{"model":"m"}"#).unwrap_err().code,
+            "invalid_messages"
+        );
+        assert_eq!(count_tokens(b"{").unwrap_err().code, "invalid_json");
+        assert_eq!(count_tokens(b" ").unwrap_err().code, "empty_body");
+    }
+
+    // ---- Round trip ----
+
+    #[test]
+    fn round_trip_openai_to_anthropic_and_back() {
+        // Already in the normal form both directions produce, so the trip must be exact.
+        let original = r#"{
+            "model": "claude-sonnet-4-5",
+            "messages": [
+                {"role": "system", "content": "You are a travel agent."},
+                {"role": "user", "content": [
+                    {"type": "text", "text": "Where were these taken? Also check the weather there."},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                    {"type": "image_url", "image_url": {"url": "https://example.com/eiffel.jpg"}}]},
+                {"role": "assistant", "content": "Both are Paris.", "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+                    {"id": "call_2", "type": "function", "function": {"name": "get_time", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "18C, sunny"},
+                {"role": "tool", "tool_call_id": "call_2", "content": "14:05"},
+                {"role": "user", "content": "Great, thanks."},
+                {"role": "assistant", "content": "You're welcome."}
+            ],
+            "max_tokens": 512,
+            "temperature": 0.5,
+            "top_p": 0.95,
+            "stop": ["~~~"],
+            "tools": [
+                {"type": "function", "function": {"name": "get_weather", "description": "Current weather",
+                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}},
+                {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
+            ],
+            "tool_choice": "required",
+            "parallel_tool_calls": false,
+            "user": "user-7",
+            "stream": true,
+            "stream_options": {"include_usage": true}
+        }"#;
+        let mut anthropic = Vec::new();
+        encode_request(&val(original), "claude-sonnet-4-5", &mut anthropic).unwrap();
+        let mid = val_bytes(&anthropic);
+        assert_eq!(mid["system"], "You are a travel agent.");
+        assert_eq!(
+            mid["messages"].as_array().unwrap().len(),
+            4,
+            "tool results merge with the user turn"
+        );
+        let back = val_bytes(&ingress_request(&anthropic).unwrap());
+        assert_eq!(back, val(original));
+    }
+
+    // ---- Robustness ----
+
+    #[test]
+    fn never_panics_on_garbage_or_truncated_input() {
+        let samples = [
+            START,
+            r#"{"type":"message","content":[{"type":"tool_use"},{"type":"text","text":5}],"usage":{"input_tokens":-1}}"#,
+            r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"image"}]}]}]}"#,
+            r#"{"messages":[{"role":"assistant","content":[1,2],"tool_calls":[{"function":null}]}],"tools":[null],"stop":{}}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":"x","function":5},null]},"finish_reason":7}],"usage":{"prompt_tokens":"a"}}"#,
+            r#"{"type":"content_block_delta","index":-3,"delta":{"type":"input_json_delta","partial_json":7}}"#,
+            "null",
+            "[]",
+            "\"x\"",
+            "1e999",
+            "{}",
+            "",
+            "\u{0}",
+        ];
+        for s in samples {
+            for end in 0..=s.len() {
+                let Some(prefix) = s.get(..end) else { continue };
+                let b = prefix.as_bytes();
+                let mut out = Vec::new();
+                if let Ok(v) = simd_json::to_owned_value(&mut b.to_vec()) {
+                    let _ = encode_request(&v, "m", &mut out);
+                }
+                let _ = decode_response(b, 0, &mut out);
+                let _ = StreamDecoder::new(0).event(b"", b, &mut out);
+                decode_error(500, b, &mut out);
+                let _ = ingress_request(b);
+                let _ = egress_response(b, &mut out);
+                let mut e = StreamEncoder::new();
+                let _ = e.chunk(b, &mut out);
+                e.finish(&mut out);
+                let _ = count_tokens(b);
+            }
+        }
+    }
+}
