@@ -239,7 +239,7 @@ fn grpc_status(status: u16) -> &'static str {
         501 => "UNIMPLEMENTED",
         502 | 503 => "UNAVAILABLE",
         504 => "DEADLINE_EXCEEDED",
-        400..=499 => "FAILED_PRECONDITION",
+        s if (400..500).contains(&s) => "FAILED_PRECONDITION",
         _ => "UNKNOWN",
     }
 }
@@ -330,10 +330,9 @@ fn to_gemini_schema(s: &Json) -> Json {
                     o.insert("anyOf".into(), Json::from(mapped));
                 }
             }
-            "const" => {
-                if v.as_str().is_some() {
-                    o.insert("enum".into(), Json::from(vec![v.clone()]));
-                }
+            // A non-string `const` has no Gemini equivalent and is dropped.
+            "const" if v.as_str().is_some() => {
+                o.insert("enum".into(), Json::from(vec![v.clone()]));
             }
             key if SCHEMA_KEEP.contains(&key) => {
                 o.insert(k.clone(), v.clone());
