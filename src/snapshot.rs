@@ -94,6 +94,11 @@ pub struct Channel {
     /// Set when the chat path names the model (`{model}`): the request line is built per
     /// request and `request_head` starts at `Host:`.
     pub path: Option<PathTemplate>,
+    /// JSON members (`"k":v,` …) added at the start of every request body (the client's own
+    /// members of the same name come later and win).
+    pub extra_body: Box<[u8]>,
+    /// Daily quotas.
+    pub limits: crate::config::DailyLimits,
     /// The base URL's path (`/v1`): other endpoints (`/embeddings` …) are under it.
     pub base_path: Box<str>,
     /// Where the credentials (`Host:` onwards) start in `request_head`.
@@ -214,6 +219,24 @@ pub struct Snapshot {
     /// Units of the configured currency per USD (entry prices are USD; costs are reported in
     /// the configured currency).
     pub cost_rate: f64,
+    /// Daily quotas spent (set by the control thread from its usage ledger).
+    pub quota: Arc<Quota>,
+}
+
+/// Which daily quotas are spent for the current UTC day.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Quota {
+    /// By channel index: the channel's request, token or budget limit is reached.
+    pub channels: Box<[bool]>,
+    /// The global `[pricing] daily_budget` is spent: why, for the 429.
+    pub global: Option<Box<str>>,
+}
+
+impl Quota {
+    /// True when channel `i` is out for the day.
+    pub fn channel_spent(&self, i: usize) -> bool {
+        self.channels.get(i).copied().unwrap_or(false)
+    }
 }
 
 const _: () = {
@@ -324,6 +347,8 @@ impl Snapshot {
                 },
                 path,
                 base_path: url.path.as_str().into(),
+                extra_body: ch.extra_body.as_bytes().into(),
+                limits: ch.limits,
                 enabled: ov.enabled.unwrap_or(ch.enabled),
                 priority: ov.priority.unwrap_or(ch.priority),
                 weight: ch.weight,
@@ -366,6 +391,16 @@ impl Snapshot {
             catalog: Arc::new(catalog),
             live: Arc::new(live),
             cost_rate: cfg.pricing.from_usd(1.0),
+            quota: Arc::new(Quota::default()),
+        }
+    }
+
+    /// The same snapshot with new quota state, as epoch `epoch`.
+    pub fn with_quota(&self, epoch: u64, quota: Arc<Quota>) -> Snapshot {
+        Snapshot {
+            epoch,
+            quota,
+            ..self.clone()
         }
     }
 

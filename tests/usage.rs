@@ -104,6 +104,7 @@ fn usage_records_reach_the_daily_file_and_the_admin_summary() {
     let files: Vec<_> = std::fs::read_dir(dir.join("usage"))
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
         .collect();
     assert_eq!(files.len(), 1, "{files:?}");
     let text = std::fs::read_to_string(&files[0]).unwrap();
@@ -163,4 +164,142 @@ fn unsupported_openai_endpoints_answer_a_documented_404() {
         assert_eq!(r.status, 404, "{path}");
         assert_eq!(r.error_code(), "unsupported_endpoint", "{path}");
     }
+}
+
+/// Two channels for `m`: `cap-1` first (priority) with daily limits, `spare-1` behind it.
+fn capped(
+    addr: std::net::SocketAddr,
+    state: &std::path::Path,
+    limits: &str,
+    global: &str,
+) -> String {
+    format!(
+        r#"
+[providers.up]
+kind = "openai"
+base_url = "http://{addr}/v1"
+
+[[channels]]
+id = "cap-1"
+provider = "up"
+api_key = "sk-a"
+models = ["m"]
+priority = 10
+pricing = {{ input = 1000.0, output = 1000.0 }}
+{limits}
+
+[[channels]]
+id = "spare-1"
+provider = "up"
+api_key = "sk-b"
+models = ["m"]
+
+[state]
+dir = "{}"
+{global}
+"#,
+        state.display()
+    )
+}
+
+/// The channels a dry run would try for `m`, and why the others are out.
+fn route(gw: &smart_ai_router::bootstrap::Gateway) -> simd_json::OwnedValue {
+    Client::connect(gw.local_addr())
+        .post("/v1/route", &[], &chat_body("m", false))
+        .json()
+}
+
+fn spent(gw: &smart_ai_router::bootstrap::Gateway) -> bool {
+    let r = route(gw);
+    r["rejected"].as_array().is_some_and(|a| {
+        a.iter().any(|x| {
+            x["channel"].as_str() == Some("cap-1")
+                && x["reason"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("daily quota"))
+        })
+    })
+}
+
+#[test]
+fn a_channel_leaves_rotation_when_its_daily_quota_is_spent_even_after_a_restart() {
+    let dir = temp_dir("quota");
+    let m = mock(MockConfig::default());
+    let toml = capped(m.addr(), &dir, "daily_request_limit = 2", "");
+    let gw = gateway(DRIVER, &toml);
+    let mut c = Client::connect(gw.local_addr());
+    for _ in 0..2 {
+        let r = c.post("/v1/chat/completions", &[], &chat_body("m", false));
+        assert_eq!(r.header("x-router-channel"), Some("cap-1"));
+    }
+    eventually(Duration::from_secs(5), "cap-1 spent", || {
+        spent(&gw).then_some(())
+    });
+    let r = c.post("/v1/chat/completions", &[], &chat_body("m", false));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-router-channel"), Some("spare-1"));
+    gw.shutdown();
+    let saved = std::fs::read_to_string(dir.join("usage/counters.json")).unwrap();
+    assert!(saved.contains("\"cap-1\":{\"requests\":2"), "{saved}");
+
+    // The counters survive the restart: cap-1 stays out for the rest of the day.
+    let gw = gateway(DRIVER, &toml);
+    eventually(Duration::from_secs(5), "cap-1 still spent", || {
+        spent(&gw).then_some(())
+    });
+    let r =
+        Client::connect(gw.local_addr()).post("/v1/chat/completions", &[], &chat_body("m", false));
+    assert_eq!(r.header("x-router-channel"), Some("spare-1"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn token_and_budget_limits_spend_a_channel_too() {
+    for limit in ["daily_token_limit = 5", "daily_budget = 0.001"] {
+        let dir = temp_dir("quota-kind");
+        let m = mock(MockConfig::default());
+        let gw = gateway(DRIVER, &capped(m.addr(), &dir, limit, ""));
+        let r = Client::connect(gw.local_addr()).post(
+            "/v1/chat/completions",
+            &[],
+            &chat_body("m", false),
+        );
+        assert_eq!(r.header("x-router-channel"), Some("cap-1"), "{limit}");
+        eventually(Duration::from_secs(5), limit, || spent(&gw).then_some(()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn a_spent_global_budget_answers_429_until_midnight() {
+    let dir = temp_dir("budget");
+    let m = mock(MockConfig::default());
+    let gw = gateway(
+        DRIVER,
+        &capped(m.addr(), &dir, "", "\n[pricing]\ndaily_budget = 0.01\n"),
+    );
+    let mut c = Client::connect(gw.local_addr());
+    let r = c.post("/v1/chat/completions", &[], &chat_body("m", false));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = eventually(Duration::from_secs(5), "budget spent", || {
+        let r = Client::connect(gw.local_addr()).post(
+            "/v1/chat/completions",
+            &[],
+            &chat_body("m", false),
+        );
+        (r.status == 429).then_some(r)
+    });
+    assert_eq!(r.error_code(), "budget_exhausted");
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=86_400).contains(&retry), "{retry}");
+    assert!(r.text().contains("resets at 00:00 UTC"), "{}", r.text());
+    // Anthropic-format clients get the same refusal in their own shape.
+    let r = Client::connect(gw.local_addr()).post(
+        "/v1/messages",
+        &[],
+        r#"{"model":"m","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}"#,
+    );
+    assert_eq!(r.status, 429);
+    assert_eq!(r.json()["error"]["type"].as_str(), Some("rate_limit_error"));
+    let _ = std::fs::remove_dir_all(&dir);
 }

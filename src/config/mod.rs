@@ -262,6 +262,29 @@ pub struct ChannelConfig {
     pub max_concurrent: Option<u32>,
     /// Fetch this channel's model list (when `[discovery]` is enabled).
     pub discover: bool,
+    /// Daily quotas (UTC days).
+    pub limits: DailyLimits,
+    /// JSON members added to every request body sent on this channel, rendered
+    /// (`"k":v,` each); the client's own members of the same name win.
+    pub extra_body: String,
+}
+
+/// A channel's daily quotas; an exhausted channel leaves rotation until 00:00 UTC.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DailyLimits {
+    /// Requests sent on the channel per day.
+    pub requests: Option<u64>,
+    /// Prompt plus completion tokens per day.
+    pub tokens: Option<u64>,
+    /// Spend per day, in the `[pricing]` currency.
+    pub budget: Option<f64>,
+}
+
+impl DailyLimits {
+    /// True when any limit is set.
+    pub fn any(&self) -> bool {
+        self.requests.is_some() || self.tokens.is_some() || self.budget.is_some()
+    }
 }
 
 /// How long channels cool down after failures (DESIGN.md §6).
@@ -586,6 +609,8 @@ impl Config {
                 min_request_interval: Duration::ZERO,
                 max_concurrent: None,
                 discover: true,
+                limits: DailyLimits::default(),
+                extra_body: String::new(),
             });
         }
         if channels.is_empty() {
@@ -621,6 +646,8 @@ impl Config {
             min_request_interval: Duration::ZERO,
             max_concurrent: None,
             discover: true,
+            limits: DailyLimits::default(),
+            extra_body: String::new(),
         }];
         cfg.source = Source::Demo;
         cfg
@@ -1976,10 +2003,51 @@ fn build_channel(
             None
         }
     };
+    let limit = |c: &mut Checker, key: &str, v: Option<i64>| match v {
+        None => None,
+        Some(n) if n > 0 => Some(n as u64),
+        Some(n) => {
+            c.err(at(key), format!("must be a positive integer, got {n}"));
+            None
+        }
+    };
+    let limits = DailyLimits {
+        requests: limit(c, "daily_request_limit", ch.daily_request_limit),
+        tokens: limit(c, "daily_token_limit", ch.daily_token_limit),
+        budget: match ch.daily_budget {
+            None => None,
+            Some(b) if b.is_finite() && b >= 0.0 => Some(b),
+            Some(b) => {
+                c.err(
+                    at("daily_budget"),
+                    format!("must be a non-negative number (in the [pricing] currency), got {b}"),
+                );
+                None
+            }
+        },
+    };
+    let mut extra_body = String::new();
+    for (k, v) in ch.extra_body.unwrap_or_default() {
+        if matches!(k.as_str(), "model" | "messages" | "stream") {
+            c.err(
+                at(&format!("extra_body.{k}")),
+                "the gateway sets this field itself; remove it",
+            );
+            continue;
+        }
+        let mut out = Vec::new();
+        crate::json::write_str(&mut out, &k);
+        out.push(b':');
+        toml_to_json(&v, &mut out);
+        out.push(b',');
+        extra_body.push_str(&String::from_utf8_lossy(&out));
+    }
     if c.problems.len() != before {
         return None;
     }
     Some(ChannelConfig {
+        limits,
+        extra_body,
         id,
         provider: provider?,
         api_key: Secret::new(api_key),
@@ -2042,6 +2110,42 @@ pub fn is_token(s: &str) -> bool {
                         | b'~'
                 )
         })
+}
+
+/// Renders a TOML value as JSON (datetimes as strings).
+fn toml_to_json(v: &toml::Value, out: &mut Vec<u8>) {
+    match v {
+        toml::Value::String(s) => crate::json::write_str(out, s),
+        toml::Value::Integer(i) => out.extend_from_slice(i.to_string().as_bytes()),
+        toml::Value::Float(f) if f.is_finite() => {
+            out.extend_from_slice(format!("{f:?}").as_bytes())
+        }
+        toml::Value::Float(_) => out.extend_from_slice(b"null"),
+        toml::Value::Boolean(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        toml::Value::Datetime(d) => crate::json::write_str(out, &d.to_string()),
+        toml::Value::Array(a) => {
+            out.push(b'[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                toml_to_json(x, out);
+            }
+            out.push(b']');
+        }
+        toml::Value::Table(t) => {
+            out.push(b'{');
+            for (i, (k, x)) in t.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                crate::json::write_str(out, k);
+                out.push(b':');
+                toml_to_json(x, out);
+            }
+            out.push(b'}');
+        }
+    }
 }
 
 fn is_managed_header(name: &str) -> bool {

@@ -138,6 +138,10 @@ pub(super) struct Channel {
     pub model_info: Option<BTreeMap<String, ModelInfo>>,
     pub min_request_interval: Option<DurationValue>,
     pub max_concurrent: Option<i64>,
+    pub daily_request_limit: Option<i64>,
+    pub daily_token_limit: Option<i64>,
+    pub daily_budget: Option<f64>,
+    pub extra_body: Option<toml::Table>,
     pub discover: Option<bool>,
 }
 

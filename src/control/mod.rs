@@ -21,6 +21,7 @@ pub mod admin;
 pub mod dns;
 pub mod fetch;
 pub mod http;
+pub mod ledger;
 pub mod reload;
 pub mod store;
 
@@ -261,6 +262,10 @@ pub struct State {
     pub restart_required: Vec<String>,
     /// Usage records merged but not yet handed to the store, by UTC day.
     pub usage_lines: std::collections::BTreeMap<String, Vec<u8>>,
+    /// Today's counters for quotas and budgets.
+    pub ledger: ledger::Ledger,
+    /// When the counters may next be saved (at most once a second).
+    pub next_counters_save: Instant,
 }
 
 /// The control thread's shared context (single-threaded: `Rc` + `RefCell`).
@@ -339,6 +344,12 @@ impl Ctl {
             last_reload: None,
             restart_required: Vec::new(),
             usage_lines: Default::default(),
+            ledger: setup
+                .store
+                .load_counters()
+                .and_then(|b| ledger::Ledger::from_json(&b, unix_ms()))
+                .unwrap_or_else(|| ledger::Ledger::new(unix_ms())),
+            next_counters_save: now,
             cfg,
         };
         Ctl {
@@ -422,6 +433,7 @@ impl Ctl {
         );
         let live = Live::carried_over(&merged, &next);
         next.live = Arc::new(live.clone());
+        next.quota = Arc::new(st.ledger.quota(&st.cfg, &next.channels));
         st.merger = Merger::new(live, owners(&next), st.cfg.routing.cooldown);
         st.build_time = t.elapsed();
         st.rebuild_due = false;
@@ -449,6 +461,7 @@ impl Ctl {
                 if let Some(u) = r.usage {
                     let day = crate::usage::day(u.unix_ms);
                     u.write_line(st.usage_lines.entry(day).or_default());
+                    st.ledger.add(&u);
                     continue;
                 }
                 st.merger.apply(&r);
@@ -457,6 +470,36 @@ impl Ctl {
         // Handed to the store every loop turn: the file is at most one turn behind.
         for (day, lines) in std::mem::take(&mut st.usage_lines) {
             self.store.append_usage(&day, lines);
+        }
+    }
+
+    /// Publishes the quotas the ledger says are spent, when that changed (a record spent one,
+    /// or a new UTC day restored them), and saves the counters at most once a second.
+    fn apply_quota(&self, st: &mut State, now: Instant) {
+        st.ledger.roll(unix_ms());
+        if !st.ledger.dirty {
+            return;
+        }
+        let quota = st.ledger.quota(&st.cfg, &st.current.channels);
+        if *st.current.quota != quota {
+            for (i, spent) in quota.channels.iter().enumerate() {
+                if *spent && !st.current.quota.channel_spent(i) {
+                    tracing::warn!(channel = %st.current.channels[i].id, "daily quota spent; the channel is out until 00:00 UTC");
+                }
+            }
+            if let Some(why) = &quota.global
+                && st.current.quota.global.is_none()
+            {
+                tracing::warn!(reason = %why, "global daily budget spent; requests answer 429");
+            }
+            let epoch = st.current.epoch + 1;
+            let next = st.current.with_quota(epoch, Arc::new(quota));
+            self.publish(st, next);
+        }
+        if now >= st.next_counters_save {
+            st.ledger.dirty = false;
+            st.next_counters_save = now + Duration::from_secs(1);
+            self.store.save_counters(st.ledger.to_json());
         }
     }
 
@@ -596,6 +639,7 @@ async fn run(ctl: Rc<Ctl>) {
             let mut st = ctl.st.borrow_mut();
             let st = &mut *st;
             ctl.merge_reports(st);
+            ctl.apply_quota(st, now);
             if st.merger.health_changed {
                 ctl.publish_live(st);
             } else if st.merger.stats_changed && st.stats_due.is_none() {
@@ -646,10 +690,20 @@ async fn shutdown(ctl: &Ctl) {
         }
         monoio::time::sleep(POLL).await;
     }
+    {
+        let st = ctl.st.borrow();
+        ctl.store.save_counters(st.ledger.to_json());
+    }
     // Every queued state write (overrides, discovery lists) lands before the process exits.
     if let Some(done) = ctl.store.flush() {
         written(&done, Duration::from_secs(5)).await;
     }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Waits (bounded) for a state-store acknowledgement.

@@ -193,6 +193,23 @@ impl Store {
         let _ = w.send(Job::Append(path, lines));
     }
 
+    /// The saved daily counters (blocking: call at start-up).
+    pub fn load_counters(&self) -> Option<Vec<u8>> {
+        std::fs::read(self.dir.as_ref()?.join("usage").join("counters.json")).ok()
+    }
+
+    /// Queues the daily counters for writing (atomically).
+    pub fn save_counters(&self, bytes: Vec<u8>) {
+        let (Some(dir), Some(w)) = (&self.dir, &self.writes) else {
+            return;
+        };
+        let _ = w.send(Job::Write(
+            dir.join("usage").join("counters.json"),
+            bytes,
+            None,
+        ));
+    }
+
     /// The usage file of a day, if state persists.
     pub fn usage_file(&self, day: &str) -> Option<PathBuf> {
         Some(

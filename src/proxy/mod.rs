@@ -291,6 +291,13 @@ pub async fn forward(
     ex: &mut Exchange<'_>,
 ) {
     let Exchange { out, input } = ex;
+    if let Some(why) = &snap.quota.global {
+        let e = Error::new(429, Kind::RateLimit, "budget_exhausted", why.to_string());
+        let secs = 86_400 - unix_now() % 86_400;
+        let mut b = itoa::Buffer::new();
+        let retry: &[u8] = b.format(secs).as_bytes();
+        return out.send_error_with(&e, &[(b"retry-after", retry)]).await;
+    }
     let now = Instant::now();
     let planned = options_with_headers(req, &features.options)
         .and_then(|o| plan(worker, snap, features, &o, strategy_of(req, features), now));

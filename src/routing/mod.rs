@@ -78,6 +78,8 @@ pub enum Reason {
     Unresolved,
     /// Its provider is excluded by the request.
     Excluded,
+    /// The channel's daily request, token or budget limit is reached.
+    QuotaSpent,
     /// An embedding model (never serves chat).
     Embedding,
     /// Not an embedding model (an embeddings request).
@@ -115,6 +117,7 @@ impl Reason {
     pub fn describe(&self, now: Instant) -> String {
         match self {
             Reason::Disabled => "disabled".into(),
+            Reason::QuotaSpent => "daily quota spent (resets 00:00 UTC)".into(),
             Reason::Unresolved => "upstream address not resolved yet".into(),
             Reason::Excluded => "provider excluded".into(),
             Reason::Embedding => "embedding model".into(),
@@ -714,6 +717,9 @@ fn channel_verdict(
     }
     if excluded(&ch.provider) {
         return Err(Reason::Excluded);
+    }
+    if snap.quota.channel_spent(c) {
+        return Err(Reason::QuotaSpent);
     }
     let h = local.channel_health(&snap.live, c);
     let half_open = match h.state(now) {

@@ -249,6 +249,11 @@ impl<'c> Responder<'c> {
 
     /// Sends an OpenAI-shaped error (if nothing was sent yet).
     pub async fn send_error(&mut self, e: &Error) {
+        self.send_error_with(e, &[]).await
+    }
+
+    /// Sends an error (in the endpoint's family) with extra headers, if nothing was sent yet.
+    pub async fn send_error_with(&mut self, e: &Error, headers: &[(&[u8], &[u8])]) {
         if self.status != 0 {
             return;
         }
@@ -260,6 +265,9 @@ impl<'c> Responder<'c> {
         self.begin(e.status);
         if e.status == 405 {
             self.header(b"allow", b"GET, POST, OPTIONS");
+        }
+        for (n, v) in headers {
+            self.header(n, v);
         }
         self.body(b"application/json", &body).await;
     }
