@@ -99,6 +99,8 @@ pub struct Channel {
     pub extra_body: Box<[u8]>,
     /// Daily quotas.
     pub limits: crate::config::DailyLimits,
+    /// Remove `<think>…</think>` blocks from whole answers.
+    pub strip_think: bool,
     /// The base URL's path (`/v1`): other endpoints (`/embeddings` …) are under it.
     pub base_path: Box<str>,
     /// Where the credentials (`Host:` onwards) start in `request_head`.
@@ -349,6 +351,7 @@ impl Snapshot {
                 base_path: url.path.as_str().into(),
                 extra_body: ch.extra_body.as_bytes().into(),
                 limits: ch.limits,
+                strip_think: ch.strip_think,
                 enabled: ov.enabled.unwrap_or(ch.enabled),
                 priority: ov.priority.unwrap_or(ch.priority),
                 weight: ch.weight,

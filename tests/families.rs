@@ -487,3 +487,76 @@ fn usage_is_counted_from_every_format() {
         "{s:?}"
     );
 }
+
+#[test]
+fn channel_extra_body_and_think_stripping() {
+    let m = mock(MockConfig {
+        chunks: 20,
+        ..Default::default()
+    });
+    let toml = format!(
+        r#"{}
+extra_body = {{ enable_thinking = false, top_k = 5, tags = ["a", 1.5] }}
+strip_think = true
+"#,
+        three_families(m.addr())
+            .replace(
+                "models = [\"claude-x\"]",
+                "models = [\"claude-x\"]\nextra_body = { top_k = 7 }"
+            )
+            .trim_end()
+    );
+    let gw = gateway(DRIVER, &toml);
+    let mut c = Client::connect(gw.local_addr());
+    let body = r#"{"model":"gemini-x","top_k":9,"messages":[{"role":"user","content":"<think>plan</think>ok"}]}"#;
+    // gemini-x is on g-1, the channel with strip_think and the extra members.
+    let r = c.post("/v1/chat/completions", &[], body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let content = r.json()["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(content.contains("You said: ok "), "{content}");
+    assert!(!content.contains("think"), "{content}");
+    let upstream = drain(&m);
+    let sent = requests(&upstream)[0].json().unwrap();
+    assert_eq!(sent["enable_thinking"].as_bool(), Some(false), "{sent:?}");
+    assert_eq!(sent["tags"][1].as_f64(), Some(1.5));
+
+    // Without strip_think (the OpenAI channel) the answer is untouched, unless the request
+    // asks; the client's own member wins over the channel's extra one.
+    let r = c.post(
+        "/v1/chat/completions",
+        &[],
+        &body.replace("gemini-x", "gpt-x"),
+    );
+    assert!(
+        r.text().contains("\\u003cthink\\u003e") || r.text().contains("<think>"),
+        "{}",
+        r.text()
+    );
+    let asked = body
+        .replace("gemini-x", "gpt-x")
+        .replacen('{', "{\"strip_think\":true,", 1);
+    let r = c.post("/v1/chat/completions", &[], &asked);
+    assert!(!r.text().contains("think"), "{}", r.text());
+    let upstream = drain(&m);
+    let sent = requests(&upstream)[1].body.clone();
+    assert!(
+        !String::from_utf8_lossy(&sent).contains("strip_think"),
+        "router field removed"
+    );
+    let r = c.post(
+        "/v1/chat/completions",
+        &[],
+        &body.replace("gemini-x", "claude-x"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let upstream = drain(&m);
+    let sent = requests(&upstream)[0].json().unwrap();
+    assert_eq!(
+        sent["top_k"].as_u64(),
+        Some(7),
+        "Anthropic channel's extra member: {sent:?}"
+    );
+}

@@ -264,6 +264,8 @@ pub struct ChannelConfig {
     pub discover: bool,
     /// Daily quotas (UTC days).
     pub limits: DailyLimits,
+    /// Remove `<think>…</think>` blocks from whole (non-streamed) answers.
+    pub strip_think: bool,
     /// JSON members added to every request body sent on this channel, rendered
     /// (`"k":v,` each); the client's own members of the same name win.
     pub extra_body: String,
@@ -611,6 +613,7 @@ impl Config {
                 discover: true,
                 limits: DailyLimits::default(),
                 extra_body: String::new(),
+                strip_think: false,
             });
         }
         if channels.is_empty() {
@@ -648,6 +651,7 @@ impl Config {
             discover: true,
             limits: DailyLimits::default(),
             extra_body: String::new(),
+            strip_think: false,
         }];
         cfg.source = Source::Demo;
         cfg
@@ -2048,6 +2052,7 @@ fn build_channel(
     Some(ChannelConfig {
         limits,
         extra_body,
+        strip_think: ch.strip_think.unwrap_or(false),
         id,
         provider: provider?,
         api_key: Secret::new(api_key),

@@ -142,6 +142,7 @@ pub(super) struct Channel {
     pub daily_token_limit: Option<i64>,
     pub daily_budget: Option<f64>,
     pub extra_body: Option<toml::Table>,
+    pub strip_think: Option<bool>,
     pub discover: Option<bool>,
 }
 

@@ -425,6 +425,7 @@ pub async fn forward(
                     id,
                     created,
                 );
+                tc.strip_think = features.strip_think || ch.strip_think;
                 let outcome =
                     relay::respond(worker, ch, conn, head, &info, out, &mut guard, &mut tc).await;
                 let latency = Some(ms(started.elapsed()));
@@ -692,10 +693,27 @@ fn build_request(
         crate::h1::write_header(out, name, &req.buf[h.value.clone()]);
     }
     if ch.family != Family::OpenAi {
+        let brace = object_start(&translated).filter(|_| !ch.extra_body.is_empty());
+        let extra = if brace.is_some() {
+            ch.extra_body.len()
+        } else {
+            0
+        };
         out.extend_from_slice(b"Content-Length: ");
-        out.extend_from_slice(itoa::Buffer::new().format(translated.len()).as_bytes());
+        out.extend_from_slice(
+            itoa::Buffer::new()
+                .format(translated.len() + extra)
+                .as_bytes(),
+        );
         out.extend_from_slice(b"\r\n\r\n");
-        out.extend_from_slice(&translated);
+        match brace {
+            Some(b) => {
+                out.extend_from_slice(&translated[..=b]);
+                out.extend_from_slice(&ch.extra_body);
+                out.extend_from_slice(&translated[b + 1..]);
+            }
+            None => out.extend_from_slice(&translated),
+        }
         return Ok(false);
     }
     const STREAM_USAGE: &[u8] = b"\"stream_options\":{\"include_usage\":true},";
@@ -708,10 +726,12 @@ fn build_request(
             len += quoted.len();
         }
     }
-    // The body is a JSON object (extract checked): the member goes right after its `{`.
-    let brace = body.iter().position(|&b| b == b'{').filter(|_| inject);
+    // The body is a JSON object with members (extract checked): added members go right after
+    // its `{`, each with its comma, so the client's own members (later) win.
+    let prefix_len = ch.extra_body.len() + if inject { STREAM_USAGE.len() } else { 0 };
+    let brace = object_start(body).filter(|_| prefix_len > 0);
     if brace.is_some() {
-        len += STREAM_USAGE.len();
+        len += prefix_len;
     }
     out.extend_from_slice(b"Content-Length: ");
     out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
@@ -719,7 +739,10 @@ fn build_request(
     let mut at = 0;
     if let Some(b) = brace {
         out.extend_from_slice(&body[..=b]);
-        out.extend_from_slice(STREAM_USAGE);
+        out.extend_from_slice(&ch.extra_body);
+        if inject {
+            out.extend_from_slice(STREAM_USAGE);
+        }
         at = b + 1;
     }
     for e in &f.edits {
@@ -731,7 +754,18 @@ fn build_request(
         at = r.end;
     }
     out.extend_from_slice(&body[at..]);
-    Ok(brace.is_some())
+    Ok(inject && brace.is_some())
+}
+
+/// The position of the `{` opening a JSON object that has at least one member (so members
+/// with trailing commas can follow it).
+fn object_start(body: &[u8]) -> Option<usize> {
+    let b = body.iter().position(|c| !c.is_ascii_whitespace())?;
+    if body[b] != b'{' {
+        return None;
+    }
+    let next = body[b + 1..].iter().find(|c| !c.is_ascii_whitespace())?;
+    (*next != b'}').then_some(b)
 }
 
 /// Sends the request and reads the response head, retrying once on a fresh connection when a

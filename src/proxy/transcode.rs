@@ -40,6 +40,8 @@ pub(crate) struct Transcode {
     decoder: Decoder,
     encoder: Encoder,
     usage: Option<Usage>,
+    /// Remove `<think>…</think>` blocks from whole answers.
+    pub(crate) strip_think: bool,
     /// The upstream signalled its end (`[DONE]`, `message_stop`).
     ended: bool,
     closed: bool,
@@ -73,6 +75,7 @@ impl Transcode {
                 Family::Gemini => Encoder::Gemini(gemini::StreamEncoder::new()),
             },
             usage: None,
+            strip_think: false,
             ended: false,
             closed: false,
             data: Vec::new(),
@@ -236,8 +239,7 @@ impl Transcode {
         created: u64,
         out: &mut Vec<u8>,
     ) -> Result<(), String> {
-        if self.passthrough() || (self.upstream == Family::OpenAi && self.client == Family::OpenAi)
-        {
+        if self.upstream == Family::OpenAi && self.client == Family::OpenAi && !self.strip_think {
             self.usage = providers::openai_usage(body);
             return Ok(());
         }
@@ -261,6 +263,13 @@ impl Transcode {
                 )?);
                 &canonical
             }
+        };
+        let mut stripped = Vec::new();
+        let canonical = if self.strip_think {
+            strip_think_blocks(canonical, &mut stripped);
+            &stripped
+        } else {
+            canonical
         };
         match self.client {
             Family::OpenAi => out.extend_from_slice(canonical),
@@ -317,6 +326,63 @@ pub(crate) fn error_body(
     }
 }
 
+/// Rewrites a `chat.completion` with every choice's content stripped of reasoning blocks
+/// (`<think>…</think>`, `<thinking>…</thinking>`); nothing else of the text changes. A body
+/// that does not parse is copied as is.
+fn strip_think_blocks(canonical: &[u8], out: &mut Vec<u8>) {
+    use simd_json::prelude::*;
+    let mut copy = canonical.to_vec();
+    let Ok(mut v) = simd_json::to_owned_value(&mut copy) else {
+        out.extend_from_slice(canonical);
+        return;
+    };
+    let mut changed = false;
+    if let Some(choices) = v.get_mut("choices").and_then(|c| c.as_array_mut()) {
+        for choice in choices.iter_mut() {
+            let Some(content) = choice.get_mut("message").and_then(|m| m.get_mut("content")) else {
+                continue;
+            };
+            if let Some(text) = content.as_str()
+                && let Some(clean) = without_think(text)
+            {
+                *content = clean.into();
+                changed = true;
+            }
+        }
+    }
+    if changed {
+        out.extend_from_slice(v.encode().as_bytes());
+    } else {
+        out.extend_from_slice(canonical);
+    }
+}
+
+/// `text` without its reasoning blocks, or `None` when it has none. An unclosed block is kept
+/// (it is not known to be reasoning).
+pub(crate) fn without_think(text: &str) -> Option<String> {
+    const TAGS: [(&str, &str); 2] = [("<think>", "</think>"), ("<thinking>", "</thinking>")];
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut changed = false;
+    loop {
+        let next = TAGS
+            .iter()
+            .filter_map(|(open, close)| rest.find(open).map(|i| (i, *open, *close)))
+            .min_by_key(|(i, _, _)| *i);
+        let Some((i, open, close)) = next else {
+            break;
+        };
+        let Some(j) = rest[i + open.len()..].find(close) else {
+            break;
+        };
+        out.push_str(&rest[..i]);
+        rest = &rest[i + open.len() + j + close.len()..];
+        changed = true;
+    }
+    out.push_str(rest);
+    changed.then_some(out)
+}
+
 /// True for a usage-only chunk (`"choices":[]`): the one `include_usage` adds.
 fn is_usage_only(data: &[u8]) -> bool {
     memchr::memmem::find(data, b"\"choices\":[]").is_some()
@@ -348,6 +414,30 @@ fn openai_error(status: u16, body: &[u8]) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reasoning_blocks_go_and_every_other_character_stays() {
+        assert_eq!(
+            without_think("<think>plan\n</think>\n\nAnswer:  42 \n").as_deref(),
+            Some("\n\nAnswer:  42 \n")
+        );
+        assert_eq!(
+            without_think("a<thinking>x</thinking>b<think>y</think>c").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(without_think("no tags here"), None);
+        assert_eq!(without_think("<think>never closed"), None);
+        let mut out = Vec::new();
+        strip_think_blocks(
+            br#"{"choices":[{"index":0,"message":{"role":"assistant","content":"<think>hm</think>Hi"}}],"usage":{"prompt_tokens":1}}"#,
+            &mut out,
+        );
+        let mut v = out.clone();
+        let v = simd_json::to_owned_value(&mut v).unwrap();
+        use simd_json::prelude::*;
+        assert_eq!(v["choices"][0]["message"]["content"].as_str(), Some("Hi"));
+        assert_eq!(v["usage"]["prompt_tokens"].as_u64(), Some(1));
+    }
 
     #[test]
     fn injected_usage_chunk_is_stripped_but_counted() {
