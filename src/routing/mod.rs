@@ -41,8 +41,8 @@ pub const DEFAULT_OUTPUT_TOKENS: u32 = 256;
 pub struct Options {
     /// Capabilities every candidate must have.
     pub required: Caps,
-    /// Price cap per 1K tokens in the `[pricing]` currency (USD by default), compared with the
-    /// larger of input and output price.
+    /// Price cap per 1K tokens in USD (entry prices are kept in USD whatever `[pricing]
+    /// currency` reports in), compared with the larger of input and output price.
     pub max_cost_per_1k: Option<f64>,
     /// Prefer local endpoints.
     pub prefer_local: Option<bool>,
