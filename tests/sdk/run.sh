@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# End-to-end test of the gateway with the official OpenAI Python SDK.
+# End-to-end tests of the gateway with the official OpenAI and Anthropic Python SDKs.
 # Usage: tests/sdk/run.sh [BINARY] [unittest args...]   (default BINARY: target/debug/smart-ai-router)
+# Both suites always run (each starts its own mock and gateway); the exit status is non-zero
+# when either fails. unittest args (e.g. -k NAME) are passed to both.
 set -euo pipefail
 
 BINARY=""
@@ -28,9 +30,21 @@ if [[ ! -x "$VENV/bin/python" ]]; then
     echo "creating venv $VENV" >&2
     "$PYTHON" -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import openai' >/dev/null 2>&1; then
-    echo "installing openai into $VENV" >&2
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check 'openai>=1.50,<3'
-fi
+# Each SDK is installed only when missing, so reruns are offline and quick.
+install() { # MODULE PIN
+    if ! "$VENV/bin/python" -c "import $1" >/dev/null 2>&1; then
+        echo "installing $1 into $VENV" >&2
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$2"
+    fi
+}
+install openai 'openai>=1.50,<3'
+# Recent enough that messages.count_tokens is out of beta (client.messages, not client.beta).
+install anthropic 'anthropic>=0.50,<1'
 
-exec "$VENV/bin/python" tests/sdk/test_openai_sdk.py "$BINARY" "$@"
+failed=()
+"$VENV/bin/python" tests/sdk/test_openai_sdk.py "$BINARY" "$@" || failed+=(openai)
+"$VENV/bin/python" tests/sdk/test_anthropic_sdk.py "$BINARY" "$@" || failed+=(anthropic)
+if [[ ${#failed[@]} -gt 0 ]]; then
+    echo "SDK end-to-end tests failed: ${failed[*]}" >&2
+    exit 1
+fi
