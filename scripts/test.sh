@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of smart-ai-router on a fresh machine: formatting, lints, the Rust unit and
 # integration tests (each socket test runs on both the io_uring and the legacy epoll driver),
-# and the end-to-end test with the official OpenAI Python SDK (installed into target/sdk-venv).
+# and the end-to-end tests with the official OpenAI and Anthropic Python SDKs (installed into
+# target/sdk-venv).
 # Needs only the Rust toolchain, gcc and Python 3; everything else is installed here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,7 @@ cargo clippy --all-targets -- -D warnings
 step "cargo test (unit + integration, both drivers)"
 cargo test
 
-step "OpenAI Python SDK end to end"
+step "OpenAI and Anthropic Python SDKs end to end"
 # `cargo test` built target/debug/smart-ai-router for the integration tests.
 bash tests/sdk/run.sh target/debug/smart-ai-router
 

@@ -600,6 +600,7 @@ fn drop_request_header(name: &[u8]) -> bool {
         b"authorization",
         b"x-api-key",
         b"api-key",
+        b"x-goog-api-key",
         b"content-length",
         b"content-type",
         b"accept-encoding",
