@@ -76,23 +76,6 @@ fn admin_channel(gw: &Gateway, id: &str, token: Option<&str>) -> simd_json::Owne
     r.json()
 }
 
-/// Waits until every worker runs the latest published snapshot.
-fn settled(gw: &Gateway) {
-    eventually(
-        Duration::from_secs(2),
-        "every worker on the latest epoch",
-        || {
-            let s = admin(gw, "GET", "/admin/snapshot", None, "").json();
-            let epoch = s["epoch"].as_u64()?;
-            s["workers"]
-                .as_array()?
-                .iter()
-                .all(|w| w["epoch"].as_u64() == Some(epoch))
-                .then_some(())
-        },
-    );
-}
-
 fn chat(gw: &Gateway, model: &str, stream: bool) -> Response {
     Client::connect(gw.local_addr()).post("/v1/chat/completions", &[], &chat_body(model, stream))
 }

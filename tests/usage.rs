@@ -235,6 +235,7 @@ fn a_channel_leaves_rotation_when_its_daily_quota_is_spent_even_after_a_restart(
     eventually(Duration::from_secs(5), "cap-1 spent", || {
         spent(&gw).then_some(())
     });
+    settled(&gw);
     let r = c.post("/v1/chat/completions", &[], &chat_body("m", false));
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-router-channel"), Some("spare-1"));
@@ -247,6 +248,7 @@ fn a_channel_leaves_rotation_when_its_daily_quota_is_spent_even_after_a_restart(
     eventually(Duration::from_secs(5), "cap-1 still spent", || {
         spent(&gw).then_some(())
     });
+    settled(&gw);
     let r =
         Client::connect(gw.local_addr()).post("/v1/chat/completions", &[], &chat_body("m", false));
     assert_eq!(r.header("x-router-channel"), Some("spare-1"));
@@ -293,13 +295,16 @@ fn a_spent_global_budget_answers_429_until_midnight() {
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=86_400).contains(&retry), "{retry}");
     assert!(r.text().contains("resets at 00:00 UTC"), "{}", r.text());
-    // Anthropic-format clients get the same refusal in their own shape.
-    let r = Client::connect(gw.local_addr()).post(
-        "/v1/messages",
-        &[],
-        r#"{"model":"m","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}"#,
-    );
-    assert_eq!(r.status, 429);
+    // Anthropic-format clients get the same refusal in their own shape (on whichever worker
+    // takes the connection, once it adopted the snapshot).
+    let r = eventually(Duration::from_secs(5), "429 on /v1/messages", || {
+        let r = Client::connect(gw.local_addr()).post(
+            "/v1/messages",
+            &[],
+            r#"{"model":"m","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}"#,
+        );
+        (r.status == 429).then_some(r)
+    });
     assert_eq!(r.json()["error"]["type"].as_str(), Some("rate_limit_error"));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -92,6 +92,24 @@ pub fn admin(gw: &Gateway, method: &str, path: &str, token: Option<&str>, body: 
 }
 
 /// Polls `f` every 10 ms until it returns `Some`, for at most `within`.
+/// Waits until every worker runs the latest published snapshot.
+pub fn settled(gw: &Gateway) {
+    use simd_json::prelude::*;
+    eventually(
+        Duration::from_secs(2),
+        "every worker on the latest epoch",
+        || {
+            let s = admin(gw, "GET", "/admin/snapshot", None, "").json();
+            let epoch = s["epoch"].as_u64()?;
+            s["workers"]
+                .as_array()?
+                .iter()
+                .all(|w| w["epoch"].as_u64() == Some(epoch))
+                .then_some(())
+        },
+    );
+}
+
 pub fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + within;
     loop {
