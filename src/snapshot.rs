@@ -23,6 +23,7 @@ use crate::config::{
 use crate::live::Live;
 use crate::providers::{AuthStyle, Family};
 use crate::upstream::tls::TlsTarget;
+use crate::upstream::tunnel::Tunnel;
 
 /// How the gateway got its channels (shown in `/health` and `/v1/models`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,18 +60,23 @@ pub struct Timeouts {
     pub total: Duration,
 }
 
-/// Where a channel's requests go: scheme, authority and every resolved address.
+/// Where a channel's requests go: scheme, authority, every resolved address, and the outbound
+/// proxy in between, if any.
 #[derive(Debug)]
 pub struct Endpoint {
-    /// Pool key: scheme, authority, and TLS trust identity. Connections are shared by every
-    /// channel with the same key.
+    /// Pool key: scheme, authority, TLS trust identity, and the proxy (scheme, address and a
+    /// fingerprint of its credentials). Connections are shared by every channel with the same
+    /// key.
     pub key: Box<str>,
     /// http or https.
     pub scheme: Scheme,
     /// `host[:port]` as sent in `Host`.
     pub authority: Box<str>,
-    /// Resolved addresses, in resolver order (tried in turn on connect failure).
+    /// Resolved addresses, in resolver order (tried in turn on connect failure): the proxy's
+    /// when there is a proxy (the upstream's own are then never resolved).
     pub addrs: Box<[SocketAddr]>,
+    /// The tunnel through the provider's outbound proxy (none: direct).
+    pub tunnel: Option<Tunnel>,
     /// TLS client settings for https.
     pub tls: Option<TlsTarget>,
     /// Idle pooled connections kept per worker.
@@ -300,15 +306,20 @@ impl Snapshot {
                 Scheme::Https => tls.get(&p.id).map(|t| t.for_host(&url.host)),
                 Scheme::Http => None,
             };
+            let tunnel = p
+                .proxy
+                .as_ref()
+                .map(|px| Tunnel::new(px, &url.host, url.port));
             let key = format!(
-                "{}://{}#{}",
+                "{}://{}#{}{}",
                 if url.scheme == Scheme::Https {
                     "https"
                 } else {
                     "http"
                 },
                 url.authority(),
-                tls_target.as_ref().map_or(0, |t| t.identity())
+                tls_target.as_ref().map_or(0, |t| t.identity()),
+                tunnel.as_ref().map_or("", |t| t.key())
             );
             let endpoint = endpoints
                 .entry(key.clone())
@@ -317,7 +328,12 @@ impl Snapshot {
                         key: key.into(),
                         scheme: url.scheme,
                         authority: url.authority().into(),
-                        addrs: addresses(&url.host, url.port, resolved).into(),
+                        addrs: match &p.proxy {
+                            Some(px) => addresses(&px.host, px.port, resolved),
+                            None => addresses(&url.host, url.port, resolved),
+                        }
+                        .into(),
+                        tunnel,
                         tls: tls_target,
                         pool_max_idle: p.pool_max_idle,
                         pool_idle_timeout: p.pool_idle_timeout,
@@ -425,14 +441,28 @@ impl Snapshot {
         }
     }
 
-    /// Host names (with ports) this config needs resolved: every non-literal upstream host.
+    /// Host names (with ports) this config needs resolved: every non-literal upstream host, or
+    /// for a provider with an outbound proxy the proxy's host instead (the proxy resolves the
+    /// upstream's name).
     pub fn hosts_to_resolve(cfg: &Config) -> Vec<(String, u16)> {
         let mut out: Vec<(String, u16)> = cfg
             .channels
             .iter()
-            .filter_map(|ch| cfg.channel_base_url(ch))
-            .filter(|u| literal_addresses(&u.host, u.port).is_none())
-            .map(|u| (u.host.clone(), u.port))
+            .filter_map(|ch| {
+                let url = cfg.channel_base_url(ch)?;
+                Some(
+                    match cfg
+                        .providers
+                        .get(ch.provider)
+                        .and_then(|p| p.proxy.as_ref())
+                    {
+                        Some(px) => (px.host.as_str(), px.port),
+                        None => (url.host.as_str(), url.port),
+                    },
+                )
+            })
+            .filter(|(host, port)| literal_addresses(host, *port).is_none())
+            .map(|(host, port)| (host.to_string(), port))
             .collect();
         out.sort();
         out.dedup();
@@ -615,6 +645,68 @@ models = ["m"]
         ));
         // secrets do not appear in Debug output
         assert!(!format!("{s:?}").contains("kb"));
+    }
+
+    #[test]
+    fn proxied_endpoints_connect_to_the_proxy_and_key_their_pool_by_it() {
+        let text = r#"
+[providers.a]
+base_url = "https://api.example.com/v1"
+proxy = "http://u:pw@proxy.internal:3128"
+[providers.b]
+base_url = "https://api.example.com/v1"
+proxy = "socks5h://127.0.0.1:1080"
+[providers.c]
+base_url = "https://api.example.com/v1"
+[[channels]]
+id = "a"
+provider = "a"
+models = ["m"]
+[[channels]]
+id = "b"
+provider = "b"
+models = ["m"]
+[[channels]]
+id = "c"
+provider = "c"
+models = ["m"]
+"#;
+        let cfg = Config::parse(text, &|_: &str| None).unwrap();
+        // the proxy's name is resolved instead of the upstream's behind it; the literal
+        // SOCKS proxy needs no resolving; the direct provider still needs the upstream's
+        assert_eq!(
+            Snapshot::hosts_to_resolve(&cfg),
+            vec![
+                ("api.example.com".to_string(), 443),
+                ("proxy.internal".to_string(), 3128)
+            ]
+        );
+        let tls = crate::control::build_tls(&cfg).unwrap();
+        let mut r = Resolved::new();
+        r.insert(
+            ("proxy.internal".into(), 3128),
+            vec!["192.0.2.9:3128".parse().unwrap()],
+        );
+        let s = Snapshot::build(&cfg, 1, &r, &tls, 1, 1);
+        let ep = |i: usize| &s.channels[i].endpoint;
+        assert_eq!(&*ep(0).addrs, &["192.0.2.9:3128".parse().unwrap()]);
+        assert_eq!(&*ep(1).addrs, &["127.0.0.1:1080".parse().unwrap()]);
+        assert!(ep(2).addrs.is_empty(), "the direct upstream waits for DNS");
+        assert_eq!(
+            ep(0).tunnel.as_ref().map(|t| t.proxy()),
+            Some("proxy.internal:3128")
+        );
+        assert!(ep(2).tunnel.is_none());
+        assert_eq!(&*ep(0).authority, "api.example.com");
+        assert!(
+            ep(0).tls.is_some(),
+            "TLS still runs end to end, over the tunnel"
+        );
+        // three pools: same upstream, different ways there
+        assert_ne!(ep(0).key, ep(1).key);
+        assert_ne!(ep(0).key, ep(2).key);
+        assert!(!format!("{s:?}").contains("pw@"));
+        assert!(!format!("{:?}", ep(0)).contains("Basic"));
     }
 
     #[test]

@@ -119,6 +119,7 @@ pub(super) struct Provider {
     pub pool_idle_timeout: Option<DurationValue>,
     pub models_path: Option<String>,
     pub stream_usage: Option<bool>,
+    pub proxy: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

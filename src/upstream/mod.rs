@@ -1,14 +1,18 @@
-//! Per-worker upstream connections: connect to pre-resolved addresses (never a name), TLS via
-//! [`tls`], `TCP_NODELAY`, and a keep-alive pool keyed by endpoint (scheme, authority, trust).
+//! Per-worker upstream connections: connect to pre-resolved addresses (never a name), through
+//! the provider's outbound proxy when it has one ([`tunnel`]), TLS via [`tls`], `TCP_NODELAY`,
+//! and a keep-alive pool keyed by endpoint (scheme, authority, trust, proxy).
 //!
 //! Invariants: the pool is `!Send` worker state (`RefCell`, no locks). A connection goes back to
 //! the pool only when its response was read completely and both sides allow reuse; after an
 //! error, a timeout or a cancel it is dropped (closed). Idle connections expire after the
-//! endpoint's `pool_idle_timeout`, checked on checkout and swept on the worker tick.
+//! endpoint's `pool_idle_timeout`, checked on checkout and swept on the worker tick. With a
+//! proxy, the addresses are the proxy's and the tunnel handshake is part of the connect (same
+//! timeout); a pooled connection is a whole tunnel, reused like a direct one.
 //! Not here: HTTP semantics (`proxy`), DNS (`control`).
 
 pub mod body;
 pub mod tls;
+pub mod tunnel;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -89,7 +93,7 @@ pub struct Conn {
     /// True when it came from the pool (a failure before any response byte may then be the
     /// server having closed it while idle, and is retried once on a fresh connection).
     pub reused: bool,
-    /// The address it is connected to.
+    /// The address it is connected to (the proxy's, through a proxy).
     pub addr: SocketAddr,
 }
 
@@ -144,6 +148,12 @@ pub enum ConnectError {
     Timeout,
     /// TLS handshake failed (certificate, protocol).
     Tls(io::Error),
+    /// The outbound proxy could not be reached or broke off the tunnel handshake (the next
+    /// proxy address is tried). The message names the proxy, never its credentials.
+    ProxyIo(String),
+    /// The outbound proxy refused the tunnel: a non-2xx `CONNECT` answer, a SOCKS5 failure
+    /// reply, rejected credentials, or not the protocol configured.
+    Proxy(String),
 }
 
 impl std::fmt::Display for ConnectError {
@@ -153,6 +163,7 @@ impl std::fmt::Display for ConnectError {
             ConnectError::Io(e) => write!(f, "connect failed: {e}"),
             ConnectError::Timeout => f.write_str("connect timed out"),
             ConnectError::Tls(e) => write!(f, "TLS handshake failed: {e}"),
+            ConnectError::ProxyIo(m) | ConnectError::Proxy(m) => f.write_str(m),
         }
     }
 }
@@ -248,7 +259,9 @@ impl Pool {
     }
 
     /// Opens a new connection to `ep`, trying its addresses in turn (starting at a rotating
-    /// offset so load spreads over all of them), each within `timeout` including TLS.
+    /// offset so load spreads over all of them), each within `timeout` including the proxy
+    /// tunnel and TLS. A TLS failure or a proxy's refusal ends the attempt at once: another
+    /// address would answer the same.
     pub async fn connect(&self, ep: &Endpoint, timeout: Duration) -> Result<Conn, ConnectError> {
         if ep.addrs.is_empty() {
             return Err(ConnectError::NoAddress);
@@ -263,7 +276,7 @@ impl Pool {
                     self.opened.set(self.opened.get() + 1);
                     return Ok(conn);
                 }
-                Ok(Err(e @ ConnectError::Tls(_))) => return Err(e),
+                Ok(Err(e @ (ConnectError::Tls(_) | ConnectError::Proxy(_)))) => return Err(e),
                 Ok(Err(e)) => last = e,
                 Err(_) => last = ConnectError::Timeout,
             }
@@ -273,10 +286,23 @@ impl Pool {
 }
 
 async fn open(ep: &Endpoint, addr: SocketAddr) -> Result<Conn, ConnectError> {
-    let tcp = TcpStream::connect_addr(addr)
-        .await
-        .map_err(ConnectError::Io)?;
+    let mut tcp = match (TcpStream::connect_addr(addr).await, &ep.tunnel) {
+        (Ok(tcp), _) => tcp,
+        (Err(e), None) => return Err(ConnectError::Io(e)),
+        (Err(e), Some(t)) => {
+            return Err(ConnectError::ProxyIo(format!(
+                "connect to proxy {} failed: {e}",
+                t.proxy()
+            )));
+        }
+    };
     let _ = tcp.set_nodelay(true);
+    if let Some(t) = &ep.tunnel {
+        t.establish(&mut tcp).await.map_err(|e| match e {
+            tunnel::TunnelError::Broken(m) => ConnectError::ProxyIo(m),
+            tunnel::TunnelError::Refused(m) => ConnectError::Proxy(m),
+        })?;
+    }
     let fd = tcp.as_raw_fd();
     let stream = match &ep.tls {
         None => Stream::Plain(tcp),
