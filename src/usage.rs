@@ -4,33 +4,64 @@
 //!
 //! Invariants: a record is built on the worker and travels with the attempt's report (the
 //! unbounded report channel: never dropped, DESIGN.md §2); only the control thread's store
-//! writes files. Costs are in the configured currency. Records hold no secrets (ids only).
+//! writes files. Building one costs the worker two small allocations (the record and the
+//! requested model): names are read through the snapshot's shared channel and catalog lists,
+//! and lines are formatted without intermediate strings. Costs are in the configured currency.
+//! Records hold no secrets (ids only).
 //! Not here: pricing data (`pricing`), capturing usage from answers (`proxy::transcode`).
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::sync::Arc;
 
 use simd_json::prelude::*;
 
+use crate::catalog::Catalog;
 use crate::json;
 use crate::providers::Usage;
+use crate::server::response::RequestId;
+use crate::snapshot::Channel;
+
+/// Which channel and model a record is about.
+#[derive(Debug, Clone)]
+pub enum Names {
+    /// No attempt was made.
+    None,
+    /// Indices into the snapshot's shared lists (cheap to send: two reference counts).
+    Snapshot {
+        /// The snapshot's channels.
+        channels: Arc<[Channel]>,
+        /// The snapshot's catalog.
+        catalog: Arc<Catalog>,
+        /// Channel index.
+        channel: u32,
+        /// Entry index of the model that answered (`None`: the attempt failed before one did).
+        entry: Option<u32>,
+    },
+    /// Plain names (tests, tools).
+    Owned {
+        /// Channel id.
+        channel: Box<str>,
+        /// Provider id.
+        provider: Box<str>,
+        /// Upstream model.
+        model: Box<str>,
+    },
+}
 
 /// One request's usage record.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Record {
     /// Unix time of the answer, in milliseconds.
     pub unix_ms: u64,
     /// The request id (`x-request-id`).
-    pub request_id: Box<str>,
+    pub request_id: RequestId,
     /// Endpoint family and path (`chat`, `messages`, `embeddings` …).
     pub endpoint: &'static str,
-    /// Channel id (empty when no attempt was made).
-    pub channel: Box<str>,
-    /// Provider id.
-    pub provider: Box<str>,
+    /// Channel, provider and upstream model.
+    pub names: Names,
     /// The model (or expression) the client asked for.
     pub requested: Box<str>,
-    /// The upstream model that answered.
-    pub model: Box<str>,
     /// Token counts; `None` when the answer carried no usage (the prompt is then estimated).
     pub usage: Option<Usage>,
     /// The gateway's prompt estimate (used when `usage` is `None`).
@@ -50,6 +81,41 @@ pub struct Record {
 }
 
 impl Record {
+    /// Channel id (empty when no attempt was made).
+    pub fn channel(&self) -> &str {
+        match &self.names {
+            Names::None => "",
+            Names::Snapshot {
+                channels, channel, ..
+            } => channels.get(*channel as usize).map_or("", |c| &c.id),
+            Names::Owned { channel, .. } => channel,
+        }
+    }
+
+    /// Provider id.
+    pub fn provider(&self) -> &str {
+        match &self.names {
+            Names::None => "",
+            Names::Snapshot {
+                channels, channel, ..
+            } => channels.get(*channel as usize).map_or("", |c| &c.provider),
+            Names::Owned { provider, .. } => provider,
+        }
+    }
+
+    /// The upstream model that answered (empty when none did).
+    pub fn model(&self) -> &str {
+        match &self.names {
+            Names::None | Names::Snapshot { entry: None, .. } => "",
+            Names::Snapshot {
+                catalog,
+                entry: Some(e),
+                ..
+            } => catalog.entries.get(*e as usize).map_or("", |e| &e.model),
+            Names::Owned { model, .. } => model,
+        }
+    }
+
     /// Prompt tokens, measured or estimated.
     pub fn prompt_tokens(&self) -> u64 {
         self.usage
@@ -61,51 +127,117 @@ impl Record {
         self.prompt_tokens() + self.usage.map_or(0, |u| u.completion)
     }
 
-    /// Appends the record as one JSON line.
+    /// Appends the record as one JSON line (no intermediate allocations).
     pub fn write_line(&self, out: &mut Vec<u8>) {
-        let mut w = json::Writer::new();
-        w.obj();
-        w.key("ts").str(&rfc3339_ms(self.unix_ms));
-        w.key("unix_ms").uint(self.unix_ms);
-        w.key("request_id").str(&self.request_id);
-        w.key("endpoint").str(self.endpoint);
-        w.key("channel").str(&self.channel);
-        w.key("provider").str(&self.provider);
-        w.key("model_requested").str(&self.requested);
-        w.key("model").str(&self.model);
+        out.extend_from_slice(b"{\"ts\":\"");
+        write_rfc3339_ms(out, self.unix_ms);
+        out.extend_from_slice(b"\",\"unix_ms\":");
+        json::write_u64(out, self.unix_ms);
+        let strings = [
+            ("request_id", self.request_id.as_str()),
+            ("endpoint", self.endpoint),
+            ("channel", self.channel()),
+            ("provider", self.provider()),
+            ("model_requested", &self.requested),
+            ("model", self.model()),
+        ];
+        for (k, v) in strings {
+            out.push(b',');
+            json::write_key(out, k);
+            json::write_str(out, v);
+        }
+        let uint = |out: &mut Vec<u8>, k: &str, v: u64| {
+            out.push(b',');
+            json::write_key(out, k);
+            json::write_u64(out, v);
+        };
         match self.usage {
             Some(u) => {
-                w.key("prompt_tokens").uint(u.prompt);
-                w.key("completion_tokens").uint(u.completion);
-                w.key("cached_tokens").uint(u.cached);
-                w.key("cache_write_tokens").uint(u.cache_write);
-                w.key("usage_estimated").bool(false);
+                uint(out, "prompt_tokens", u.prompt);
+                uint(out, "completion_tokens", u.completion);
+                uint(out, "cached_tokens", u.cached);
+                uint(out, "cache_write_tokens", u.cache_write);
+                out.extend_from_slice(b",\"usage_estimated\":false");
             }
             None => {
-                w.key("prompt_tokens")
-                    .uint(u64::from(self.estimated_prompt));
-                w.key("completion_tokens").null();
-                w.key("usage_estimated").bool(true);
+                uint(out, "prompt_tokens", u64::from(self.estimated_prompt));
+                out.extend_from_slice(b",\"completion_tokens\":null,\"usage_estimated\":true");
             }
         }
-        w.key("cost");
-        match self.cost {
-            Some(c) => w.num_exact(c),
-            None => w.null(),
-        };
-        w.key("latency_ms").num(f64::from(self.latency_ms));
-        w.key("ttft_ms");
-        match self.ttft_ms {
-            Some(t) => w.num(f64::from(t)),
-            None => w.null(),
-        };
-        w.key("status").uint(u64::from(self.status));
-        w.key("attempts").uint(u64::from(self.attempts));
-        w.key("stream").bool(self.stream);
-        w.end_obj();
-        out.extend_from_slice(&w.out);
-        out.push(b'\n');
+        out.extend_from_slice(b",\"cost\":");
+        write_f64(out, self.cost);
+        out.extend_from_slice(b",\"latency_ms\":");
+        write_ms(out, Some(self.latency_ms));
+        out.extend_from_slice(b",\"ttft_ms\":");
+        write_ms(out, self.ttft_ms);
+        uint(out, "status", u64::from(self.status));
+        uint(out, "attempts", u64::from(self.attempts));
+        out.extend_from_slice(if self.stream {
+            b",\"stream\":true}\n"
+        } else {
+            b",\"stream\":false}\n"
+        });
     }
+}
+
+/// A number at full precision, `null` when absent or not finite.
+fn write_f64(out: &mut Vec<u8>, v: Option<f64>) {
+    match v.filter(|v| v.is_finite()) {
+        Some(v) => {
+            let _ = write!(out, "{v}");
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// Milliseconds to the microsecond, `null` when absent or not finite (integer arithmetic:
+/// float formatting with a precision is slow).
+fn write_ms(out: &mut Vec<u8>, v: Option<f32>) {
+    match v.filter(|v| v.is_finite() && *v >= 0.0) {
+        Some(v) => {
+            let us = (f64::from(v) * 1000.0).round() as u64;
+            json::write_u64(out, us / 1000);
+            out.push(b'.');
+            let frac = us % 1000;
+            out.push(b'0' + (frac / 100) as u8);
+            two(out, frac);
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn two(out: &mut Vec<u8>, n: u64) {
+    out.push(b'0' + (n / 10 % 10) as u8);
+    out.push(b'0' + (n % 10) as u8);
+}
+
+/// `YYYY-MM-DD` of a day number.
+fn write_day(out: &mut Vec<u8>, days: u64) {
+    let (y, m, d) = civil(days as i64);
+    let y = y.clamp(0, 9999) as u64;
+    two(out, y / 100);
+    two(out, y);
+    out.push(b'-');
+    two(out, u64::from(m));
+    out.push(b'-');
+    two(out, u64::from(d));
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+fn write_rfc3339_ms(out: &mut Vec<u8>, unix_ms: u64) {
+    write_day(out, unix_ms / 86_400_000);
+    let secs = unix_ms / 1000 % 86_400;
+    out.push(b'T');
+    two(out, secs / 3600);
+    out.push(b':');
+    two(out, secs / 60 % 60);
+    out.push(b':');
+    two(out, secs % 60);
+    out.push(b'.');
+    let ms = unix_ms % 1000;
+    out.push(b'0' + (ms / 100) as u8);
+    two(out, ms);
+    out.push(b'Z');
 }
 
 /// Days since the Unix epoch → (year, month, day), proleptic Gregorian.
@@ -123,21 +255,16 @@ pub fn civil(days: i64) -> (i64, u32, u32) {
 
 /// `YYYY-MM-DD` of a Unix time in milliseconds (UTC): the record's file.
 pub fn day(unix_ms: u64) -> String {
-    let (y, m, d) = civil((unix_ms / 86_400_000) as i64);
-    format!("{y:04}-{m:02}-{d:02}")
+    let mut out = Vec::with_capacity(10);
+    write_day(&mut out, unix_ms / 86_400_000);
+    String::from_utf8(out).unwrap_or_default()
 }
 
+#[cfg(test)]
 fn rfc3339_ms(unix_ms: u64) -> String {
-    let secs = unix_ms / 1000;
-    let rem = secs % 86_400;
-    format!(
-        "{}T{:02}:{:02}:{:02}.{:03}Z",
-        day(unix_ms),
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        unix_ms % 1000
-    )
+    let mut out = Vec::new();
+    write_rfc3339_ms(&mut out, unix_ms);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Parses `YYYY-MM-DD` or a Unix time in seconds into Unix milliseconds.
@@ -278,12 +405,14 @@ mod tests {
     fn record(channel: &str, usage: Option<Usage>, cost: Option<f64>, ms: u64) -> Record {
         Record {
             unix_ms: ms,
-            request_id: "req_1".into(),
+            request_id: RequestId::parse(b"req_1").unwrap(),
             endpoint: "chat",
-            channel: channel.into(),
-            provider: "p".into(),
+            names: Names::Owned {
+                channel: channel.into(),
+                provider: "p".into(),
+                model: "m\"x".into(),
+            },
             requested: "auto:fast".into(),
-            model: "m\"x".into(),
             usage,
             estimated_prompt: 9,
             cost,

@@ -353,6 +353,25 @@ pub struct HealthConfig {
     pub timeout: Duration,
 }
 
+/// `[usage]`: the usage log in the state dir.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageConfig {
+    /// Write one JSON line per request to `usage/YYYY-MM-DD.jsonl` (daily counters for quotas
+    /// and budgets are kept either way).
+    pub log: bool,
+    /// Delete daily usage files older than this many days (0: keep them all).
+    pub retain_days: u32,
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        UsageConfig {
+            log: true,
+            retain_days: 90,
+        }
+    }
+}
+
 /// `[admin]`: the operator API on its own listener.
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
@@ -617,6 +636,8 @@ pub struct Config {
     pub health: HealthConfig,
     /// `[state] dir`: discovery cache and admin overrides (none: nothing persists).
     pub state_dir: Option<PathBuf>,
+    /// `[usage]`: the per-request usage log.
+    pub usage: UsageConfig,
     /// `[admin]`: present (and not `enabled = false`) turns the admin API on.
     pub admin: Option<AdminConfig>,
     /// `[log]`.
@@ -1479,6 +1500,20 @@ fn build(raw: raw::Root) -> Result<Config, ConfigError> {
             ms,
         ),
     };
+    let usage = UsageConfig {
+        log: raw.usage.log.unwrap_or(true),
+        retain_days: match raw.usage.retain_days {
+            None => UsageConfig::default().retain_days,
+            Some(n) if (0..=36_500).contains(&n) => n as u32,
+            Some(n) => {
+                c.err(
+                    "usage.retain_days",
+                    format!("must be between 0 (keep every file) and 36500, got {n}"),
+                );
+                0
+            }
+        },
+    };
     let state_dir = raw.state.dir.map(PathBuf::from);
     if let Some(d) = &state_dir
         && !d.is_absolute()
@@ -1561,6 +1596,7 @@ fn build(raw: raw::Root) -> Result<Config, ConfigError> {
             discovery,
             health,
             state_dir,
+            usage,
             admin,
             log,
             source: Source::Inline,

@@ -46,9 +46,18 @@ pub(super) struct Root {
     pub health: Health,
     #[serde(default)]
     pub state: State,
+    #[serde(default)]
+    pub usage: Usage,
     pub admin: Option<Admin>,
     #[serde(default)]
     pub log: Log,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Usage {
+    pub log: Option<bool>,
+    pub retain_days: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

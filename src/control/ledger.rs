@@ -70,10 +70,16 @@ impl Ledger {
     /// Counts one usage record.
     pub fn add(&mut self, r: &Record) {
         self.roll(r.unix_ms);
-        if r.unix_ms / DAY_MS != self.day || r.channel.is_empty() {
+        let id = r.channel();
+        if r.unix_ms / DAY_MS != self.day || id.is_empty() {
             return;
         }
-        let c = self.channels.entry(r.channel.to_string()).or_default();
+        if !self.channels.contains_key(id) {
+            self.channels.insert(id.to_string(), Counter::default());
+        }
+        let Some(c) = self.channels.get_mut(id) else {
+            return;
+        };
         c.requests += 1;
         c.tokens += r.total_tokens();
         let cost = r.cost.unwrap_or(0.0);
@@ -165,12 +171,14 @@ mod tests {
     fn record(channel: &str, ms: u64, tokens: u64, cost: f64) -> Record {
         Record {
             unix_ms: ms,
-            request_id: "r".into(),
+            request_id: crate::server::response::RequestId::parse(b"r").unwrap(),
             endpoint: "chat",
-            channel: channel.into(),
-            provider: "p".into(),
+            names: crate::usage::Names::Owned {
+                channel: channel.into(),
+                provider: "p".into(),
+                model: "m".into(),
+            },
             requested: "m".into(),
-            model: "m".into(),
             usage: Some(Usage {
                 prompt: tokens,
                 completion: 0,

@@ -260,8 +260,8 @@ pub struct State {
     pub last_reload: Option<LastReload>,
     /// Changes the running gateway could not apply (need a restart), from the last reload.
     pub restart_required: Vec<String>,
-    /// Usage records merged but not yet handed to the store, by UTC day.
-    pub usage_lines: std::collections::BTreeMap<String, Vec<u8>>,
+    /// Usage records merged but not yet handed to the store, by UTC day number.
+    pub usage_lines: std::collections::BTreeMap<u64, Vec<u8>>,
     /// Today's counters for quotas and budgets.
     pub ledger: ledger::Ledger,
     /// When the counters may next be saved (at most once a second).
@@ -320,6 +320,7 @@ impl Ctl {
                 now
             }
         });
+        setup.store.prune_usage(unix_ms(), cfg.usage.retain_days);
         let state = State {
             merger: Merger::new(live, owners, cfg.routing.cooldown),
             hosts: Snapshot::hosts_to_resolve(&cfg),
@@ -459,8 +460,10 @@ impl Ctl {
         while let Ok(batch) = self.reports.try_recv() {
             for r in batch {
                 if let Some(u) = r.usage {
-                    let day = crate::usage::day(u.unix_ms);
-                    u.write_line(st.usage_lines.entry(day).or_default());
+                    if st.cfg.usage.log {
+                        let day = u.unix_ms / 86_400_000;
+                        u.write_line(st.usage_lines.entry(day).or_default());
+                    }
                     st.ledger.add(&u);
                     continue;
                 }
@@ -469,14 +472,18 @@ impl Ctl {
         }
         // Handed to the store every loop turn: the file is at most one turn behind.
         for (day, lines) in std::mem::take(&mut st.usage_lines) {
-            self.store.append_usage(&day, lines);
+            self.store
+                .append_usage(&crate::usage::day(day * 86_400_000), lines);
         }
     }
 
     /// Publishes the quotas the ledger says are spent, when that changed (a record spent one,
     /// or a new UTC day restored them), and saves the counters at most once a second.
     fn apply_quota(&self, st: &mut State, now: Instant) {
-        st.ledger.roll(unix_ms());
+        let today = unix_ms();
+        if st.ledger.roll(today) {
+            self.store.prune_usage(today, st.cfg.usage.retain_days);
+        }
         if !st.ledger.dirty {
             return;
         }

@@ -33,6 +33,8 @@ enum Job {
     Write(PathBuf, Vec<u8>, Option<Sender<()>>),
     /// Append to a file (usage lines), creating it.
     Append(PathBuf, Vec<u8>),
+    /// Delete usage files of days before this one (`YYYY-MM-DD`, compared as text).
+    Prune(String),
     /// Acknowledge once every earlier write is done.
     Barrier(Sender<()>),
 }
@@ -63,6 +65,7 @@ impl Store {
             };
         }
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+        let dir_for_prune = dir.join("usage");
         let spawned = std::thread::Builder::new()
             .name("sar-store".into())
             .spawn(move || {
@@ -81,6 +84,7 @@ impl Store {
                                 tracing::warn!(path = %path.display(), error = %e, "cannot append usage records");
                             }
                         }
+                        Job::Prune(before) => prune_usage(&dir_for_prune, &before),
                         Job::Barrier(ack) => {
                             let _ = ack.send(());
                         }
@@ -193,6 +197,18 @@ impl Store {
         let _ = w.send(Job::Append(path, lines));
     }
 
+    /// Deletes usage files older than `days` days before `today_ms` (on the writer thread).
+    pub fn prune_usage(&self, today_ms: u64, days: u32) {
+        let Some(w) = &self.writes else {
+            return;
+        };
+        if days == 0 {
+            return;
+        }
+        let cutoff = today_ms.saturating_sub(u64::from(days) * 86_400_000);
+        let _ = w.send(Job::Prune(crate::usage::day(cutoff)));
+    }
+
     /// The saved daily counters (blocking: call at start-up).
     pub fn load_counters(&self) -> Option<Vec<u8>> {
         std::fs::read(self.dir.as_ref()?.join("usage").join("counters.json")).ok()
@@ -253,6 +269,27 @@ pub fn cache_key(key: &str, base_url: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// Removes `YYYY-MM-DD.jsonl` files of days before `before`.
+fn prune_usage(dir: &Path, before: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(day) = name.to_str().and_then(|n| n.strip_suffix(".jsonl")) else {
+            continue;
+        };
+        if day.len() == 10 && crate::usage::parse_time(day).is_some() && day < before {
+            match std::fs::remove_file(e.path()) {
+                Ok(()) => tracing::info!(file = %e.path().display(), "old usage file removed"),
+                Err(err) => {
+                    tracing::warn!(file = %e.path().display(), error = %err, "cannot remove old usage file")
+                }
+            }
+        }
+    }
 }
 
 fn append(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -329,6 +366,29 @@ fn parse_overrides(bytes: &[u8]) -> Option<Overrides> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pruning_removes_only_old_daily_usage_files() {
+        let dir = std::env::temp_dir().join(format!("sar-prune-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in [
+            "2026-01-01.jsonl",
+            "2026-11-25.jsonl",
+            "counters.json",
+            "notes.jsonl",
+        ] {
+            std::fs::write(dir.join(f), b"x").unwrap();
+        }
+        prune_usage(&dir, "2026-06-01");
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["2026-11-25.jsonl", "counters.json", "notes.jsonl"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn overrides_round_trip() {

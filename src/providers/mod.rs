@@ -472,41 +472,41 @@ mod tests {
     }
 }
 
-/// The usage of an OpenAI-form document (a `chat.completion` or a usage chunk): reads the last
-/// top-level-looking `"usage":{…}` object only, so a large answer is not parsed whole.
-/// `None` when there is none (or it is `null`).
+/// The usage of an OpenAI-form document (a `chat.completion`, a usage chunk, a Responses API
+/// answer): reads the last key-position `"usage":{…}` object only, without parsing the document
+/// or allocating. `None` when there is none (or it is `null`).
 pub fn openai_usage(doc: &[u8]) -> Option<Usage> {
-    use simd_json::prelude::*;
-    let finder = memchr::memmem::FinderRev::new(b"\"usage\":");
-    let mut end = doc.len();
-    while let Some(i) = finder.rfind(&doc[..end]) {
-        end = i;
+    const KEY: &[u8] = b"\"usage\":";
+    // The usage object sits near the end of a document: walk back over `u`s (cheaper than
+    // building a substring searcher for one short scan).
+    for u in memchr::memrchr_iter(b'u', doc) {
+        let Some(i) = u.checked_sub(1) else {
+            break;
+        };
+        if !doc[i..].starts_with(KEY) {
+            continue;
+        }
         // A quote inside a JSON string is always escaped: `"usage":` preceded by a backslash
         // is text, not a key.
         if i > 0 && doc[i - 1] == b'\\' {
             continue;
         }
-        let start = i + b"\"usage\":".len();
-        let rest = &doc[start..];
+        let rest = &doc[i + KEY.len()..];
         let skip = rest.iter().take_while(|b| b.is_ascii_whitespace()).count();
         let Some(len) = object_len(&rest[skip..]) else {
             continue;
         };
-        let mut copy = rest[skip..skip + len].to_vec();
-        let v = simd_json::to_owned_value(&mut copy).ok()?;
+        let obj = &rest[skip..skip + len];
         // Chat and completions say prompt/completion; the Responses API says input/output.
-        let n = |a: &str, b: &str| v.get(a).or_else(|| v.get(b)).and_then(|x| x.as_u64());
-        let prompt = n("prompt_tokens", "input_tokens");
-        let completion = n("completion_tokens", "output_tokens");
+        let prompt =
+            number_at(obj, b"\"prompt_tokens\":").or_else(|| number_at(obj, b"\"input_tokens\":"));
+        let completion = number_at(obj, b"\"completion_tokens\":")
+            .or_else(|| number_at(obj, b"\"output_tokens\":"));
         if prompt.is_none() && completion.is_none() {
             return None;
         }
         let prompt = prompt.unwrap_or(0);
-        let cached = ["prompt_tokens_details", "input_tokens_details"]
-            .iter()
-            .find_map(|d| v.get(*d).and_then(|d| d.get("cached_tokens")))
-            .and_then(|x| x.as_u64())
-            .unwrap_or(0);
+        let cached = number_at(obj, b"\"cached_tokens\":").unwrap_or(0);
         return Some(Usage {
             prompt,
             completion: completion.unwrap_or(0),
@@ -515,6 +515,25 @@ pub fn openai_usage(doc: &[u8]) -> Option<Usage> {
         });
     }
     None
+}
+
+/// The unsigned integer after the first `key` (a `"name":` pattern) in `obj`.
+fn number_at(obj: &[u8], key: &[u8]) -> Option<u64> {
+    // The object is short: checking at each quote beats setting up a substring searcher.
+    let at = memchr::memchr_iter(b'"', obj).find(|&i| obj[i..].starts_with(key))? + key.len();
+    let rest = &obj[at..];
+    let skip = rest.iter().take_while(|b| b.is_ascii_whitespace()).count();
+    let digits = rest[skip..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    if digits == 0 || digits > 19 {
+        return None;
+    }
+    std::str::from_utf8(&rest[skip..skip + digits])
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// Length of the JSON object at the start of `s` (strings skipped, braces balanced), or `None`

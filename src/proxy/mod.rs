@@ -310,7 +310,8 @@ pub async fn forward(
     let mut outgoing = Vec::with_capacity(body.len() + 1024);
     // The parsed request, for upstreams of another family (parsed once, on first need).
     let mut parsed: Option<simd_json::OwnedValue> = None;
-    let created = unix_now();
+    // Translated answers' `created` stamp: the tick's clock is precise enough.
+    let created = worker.unix_secs();
     let mut failures: Vec<(usize, Failure)> = Vec::new();
     // Channels that failed as a whole in this request: their other models are skipped.
     let mut failed_channels: ArrayVec<u32, 20> = ArrayVec::new();
@@ -432,23 +433,29 @@ pub async fn forward(
                 let ttft = Some(ms(to_head));
                 if !matches!(outcome, relay::Outcome::FailedUnsent(_)) {
                     let usage = tc.usage();
-                    worker.record_usage(crate::usage::Record {
-                        unix_ms: unix_ms(),
-                        request_id: id.into(),
-                        endpoint: endpoint.name(client),
-                        channel: ch.id.clone(),
-                        provider: ch.provider.clone(),
-                        requested: features.model.clone(),
-                        model: entry.model.as_ref().into(),
-                        usage,
-                        estimated_prompt: features.prompt_tokens,
-                        cost: usage.and_then(|u| info.cost(&u)),
-                        latency_ms: ms(req.received.elapsed()),
-                        ttft_ms: ttft,
-                        status: out.status,
-                        attempts: made.min(255) as u8,
-                        stream: features.stream,
-                    });
+                    worker.record_usage(
+                        crate::usage::Record {
+                            unix_ms: unix_ms(),
+                            request_id: rid,
+                            endpoint: endpoint.name(client),
+                            names: crate::usage::Names::Snapshot {
+                                channels: snap.channels.clone(),
+                                catalog: snap.catalog.clone(),
+                                channel: entry.channel,
+                                entry: Some(p.entry),
+                            },
+                            requested: features.model.clone(),
+                            usage,
+                            estimated_prompt: features.prompt_tokens,
+                            cost: usage.and_then(|u| info.cost(&u)),
+                            latency_ms: ms(req.received.elapsed()),
+                            ttft_ms: ttft,
+                            status: out.status,
+                            attempts: made.min(255) as u8,
+                            stream: features.stream,
+                        },
+                        started,
+                    );
                 }
                 match outcome {
                     relay::Outcome::Complete => {
@@ -485,25 +492,34 @@ pub async fn forward(
         failures.push((entry.channel as usize, failure));
     }
     guard.finish().await;
-    let last = failures.last().map(|(c, _)| &snap.channels[*c]);
+    let names = match failures.last() {
+        Some((c, _)) => crate::usage::Names::Snapshot {
+            channels: snap.channels.clone(),
+            catalog: snap.catalog.clone(),
+            channel: *c as u32,
+            entry: None,
+        },
+        None => crate::usage::Names::None,
+    };
     give_up(snap, &features.model, failures, out).await;
-    worker.record_usage(crate::usage::Record {
-        unix_ms: unix_ms(),
-        request_id: out.request_id.as_str().into(),
-        endpoint: endpoint.name(client),
-        channel: last.map_or_else(Default::default, |c| c.id.clone()),
-        provider: last.map_or_else(Default::default, |c| c.provider.clone()),
-        requested: features.model.clone(),
-        model: Default::default(),
-        usage: None,
-        estimated_prompt: features.prompt_tokens,
-        cost: None,
-        latency_ms: ms(req.received.elapsed()),
-        ttft_ms: None,
-        status: out.status,
-        attempts: made.min(255) as u8,
-        stream: features.stream,
-    });
+    worker.record_usage(
+        crate::usage::Record {
+            unix_ms: unix_ms(),
+            request_id: out.request_id,
+            endpoint: endpoint.name(client),
+            names,
+            requested: features.model.clone(),
+            usage: None,
+            estimated_prompt: features.prompt_tokens,
+            cost: None,
+            latency_ms: ms(req.received.elapsed()),
+            ttft_ms: None,
+            status: out.status,
+            attempts: made.min(255) as u8,
+            stream: features.stream,
+        },
+        now,
+    );
 }
 
 /// True when an upstream error body names `model` (so a 404 is about that model).

@@ -36,28 +36,33 @@ impl std::fmt::Debug for RequestId {
 impl RequestId {
     /// The client's id if it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new one.
     pub fn choose(client: Option<&[u8]>, worker: &Worker) -> RequestId {
+        if let Some(id) = client.and_then(RequestId::parse) {
+            return id;
+        }
         let mut id = RequestId {
             buf: [0; 128],
-            len: 0,
+            len: 28,
         };
-        match client {
-            Some(v)
-                if !v.is_empty()
-                    && v.len() <= 128
-                    && v.iter().all(|&b| {
-                        b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-')
-                    }) =>
-            {
-                id.buf[..v.len()].copy_from_slice(v);
-                id.len = v.len() as u8;
-            }
-            _ => {
-                id.buf[..4].copy_from_slice(b"req_");
-                id.buf[4..28].copy_from_slice(&worker.request_id());
-                id.len = 28;
-            }
-        }
+        id.buf[..4].copy_from_slice(b"req_");
+        id.buf[4..28].copy_from_slice(&worker.request_id());
         id
+    }
+
+    /// `v` as an id if it is 1–128 characters of `[A-Za-z0-9._:-]`.
+    pub fn parse(v: &[u8]) -> Option<RequestId> {
+        let ok = !v.is_empty()
+            && v.len() <= 128
+            && v.iter()
+                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+        if !ok {
+            return None;
+        }
+        let mut id = RequestId {
+            buf: [0; 128],
+            len: v.len() as u8,
+        };
+        id.buf[..v.len()].copy_from_slice(v);
+        Some(id)
     }
 
     /// The id bytes.

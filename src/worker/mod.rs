@@ -273,21 +273,35 @@ impl Worker {
         }
     }
 
+    /// Unix seconds as of the last tick (for stamps that need no sub-tick precision).
+    pub fn unix_secs(&self) -> u64 {
+        self.date_secs.get()
+    }
+
     /// Queues a request's usage record for the control thread (sent with the next batch).
-    pub fn record_usage(&self, record: crate::usage::Record) {
-        let now = Instant::now();
-        self.pending.borrow_mut().push(Report {
-            generation: 0,
-            channel: u32::MAX,
-            entry: u32::MAX,
-            started: now,
-            at: now,
-            until_midnight: Duration::ZERO,
-            outcome: None,
-            latency_ms: None,
-            ttft_ms: None,
-            usage: Some(Box::new(record)),
-        });
+    /// `at` is any instant the caller already has (usage reports carry no timing).
+    pub fn record_usage(&self, record: crate::usage::Record, at: Instant) {
+        let queued = {
+            let mut pending = self.pending.borrow_mut();
+            pending.push(Report {
+                generation: 0,
+                channel: u32::MAX,
+                entry: u32::MAX,
+                started: at,
+                at,
+                until_midnight: Duration::ZERO,
+                outcome: None,
+                latency_ms: None,
+                ttft_ms: None,
+                usage: Some(Box::new(record)),
+            });
+            pending.len()
+        };
+        // Small batches: the control thread formats them while they are still in this core's
+        // cache, in short bursts that barely delay this worker (it shares the core).
+        if queued >= USAGE_BATCH {
+            self.flush_reports();
+        }
     }
 
     /// Sends the queued reports to the control thread as one batch. The channel is
@@ -320,6 +334,9 @@ fn mix(mut x: u64) -> u64 {
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)
 }
+
+/// Reports queued before a batch goes to the control thread without waiting for the tick.
+const USAGE_BATCH: usize = 128;
 
 /// Starts a worker thread.
 pub fn spawn(setup: Setup, driver: Chosen) -> std::io::Result<std::thread::JoinHandle<()>> {
