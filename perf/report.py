@@ -226,6 +226,7 @@ def main():
         f"- idle upstream connections kept by each proxy: {meta['upstream_pool']} (nginx `keepalive`,"
         " gateway `pool_max_idle`); below the client concurrency both proxies reopen upstream"
         " connections under load",
+        f"- gateway usage log (`[usage] log`, one JSON line per request): {meta.get('usage_log', 'true')}",
         "",
         "## Summary",
         "",

@@ -26,6 +26,9 @@ UPSTREAM_CPU=${UPSTREAM_CPU:-server}
 # the gateway's default). Below the client concurrency, both proxies close and reopen upstream
 # connections under load: c256 then measures that churn, not steady-state proxying.
 UPSTREAM_POOL=${UPSTREAM_POOL:-64}
+# The gateway's per-request usage log ([usage] log): on by default, as shipped. USAGE_LOG=false
+# measures the proxy without it (daily counters are kept either way).
+USAGE_LOG=${USAGE_LOG:-true}
 PERF_TIMEOUT=${PERF_TIMEOUT:-900}  # hard ceiling for the whole script, build included
 
 # Overall guard. --foreground keeps Ctrl-C working from a terminal; on expiry only this script
@@ -243,8 +246,9 @@ wait_200 "$PX_PID" POST "$URL_NGINX"
 
 # 5. The gateway, one worker, pinned by taskset; its own pin_workers then pins the worker
 # thread inside that one-CPU mask.
+rm -rf "$WORK/state-1" "$WORK/state-2"
 render "$PERF_DIR/gateway.toml.tmpl" "$WORK/gateway-1.toml" LISTEN="127.0.0.1:$P_GW" WORKERS=1 \
-    UPSTREAM_PORT="$P_UP" POOL="$UPSTREAM_POOL"
+    UPSTREAM_PORT="$P_UP" POOL="$UPSTREAM_POOL" STATE="$WORK/state-1" USAGE_LOG="$USAGE_LOG"
 "$BIN" check --config "$WORK/gateway-1.toml" >"$WORK/gateway-check.txt" || die "gateway config (see $WORK/gateway-check.txt)"
 "${PIN_SERVER[@]}" "$BIN" --config "$WORK/gateway-1.toml" --workers 1 >"$WORK/gateway-1.log" 2>&1 &
 GW_PID=$!
@@ -337,7 +341,7 @@ GW_RSS_LOADED=$(rss_kib "$GW_PID" VmRSS)
 GW_HWM_LOADED=$(rss_kib "$GW_PID" VmHWM)
 
 render "$PERF_DIR/gateway.toml.tmpl" "$WORK/gateway-2.toml" LISTEN="127.0.0.1:$P_GW2" WORKERS=2 \
-    UPSTREAM_PORT="$P_UP" POOL="$UPSTREAM_POOL"
+    UPSTREAM_PORT="$P_UP" POOL="$UPSTREAM_POOL" STATE="$WORK/state-2" USAGE_LOG="$USAGE_LOG"
 "$BIN" --config "$WORK/gateway-2.toml" --workers 2 >"$WORK/gateway-2.log" 2>&1 &
 GW2_PID=$!
 PIDS+=("$GW2_PID")
@@ -384,6 +388,7 @@ timeout -k 5 120 python3 "$PERF_DIR/control.py" "$BIN" "$WORK/gateway-warm.toml"
     printf 'lat_duration\t%s\n' "$LAT_DURATION"
     printf 'duration\t%s\n' "$DURATION"
     printf 'upstream_pool\t%s\n' "$UPSTREAM_POOL"
+    printf 'usage_log\t%s\n' "$USAGE_LOG"
     printf 'busy\t%s%% before the run, %s%% after the load phases (our servers idle)\n' "$BUSY_BEFORE" "$BUSY_AFTER"
     printf 'rss_idle_1w_kib\t%s\n' "$GW_RSS_IDLE1"
     printf 'rss_loaded_1w_kib\t%s\n' "$GW_RSS_LOADED"
