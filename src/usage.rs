@@ -124,7 +124,8 @@ impl Record {
 
     /// Prompt plus completion tokens (completion 0 when unknown).
     pub fn total_tokens(&self) -> u64 {
-        self.prompt_tokens() + self.usage.map_or(0, |u| u.completion)
+        self.prompt_tokens()
+            .saturating_add(self.usage.map_or(0, |u| u.completion))
     }
 
     /// Appends the record as one JSON line (no intermediate allocations).
@@ -268,9 +269,11 @@ fn rfc3339_ms(unix_ms: u64) -> String {
 }
 
 /// Parses `YYYY-MM-DD` or a Unix time in seconds into Unix milliseconds.
+/// Times after 9999-12-31 are refused (no arithmetic on them can overflow).
 pub fn parse_time(s: &str) -> Option<u64> {
+    const LAST_SECOND: u64 = 253_402_300_799;
     if let Ok(secs) = s.parse::<u64>() {
-        return secs.checked_mul(1000);
+        return (secs <= LAST_SECOND).then_some(secs * 1000);
     }
     let b = s.as_bytes();
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
@@ -279,7 +282,7 @@ pub fn parse_time(s: &str) -> Option<u64> {
     let y: i64 = s.get(..4)?.parse().ok()?;
     let m: u32 = s.get(5..7)?.parse().ok()?;
     let d: u32 = s.get(8..)?.parse().ok()?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || y < 1970 {
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || !(1970..=9999).contains(&y) {
         return None;
     }
     // Days from civil (inverse of `civil`).
@@ -389,9 +392,9 @@ impl Summary {
             for into in [self.groups.entry(group).or_default(), &mut self.total] {
                 into.requests += t.requests;
                 into.errors += t.errors;
-                into.prompt_tokens += t.prompt_tokens;
-                into.completion_tokens += t.completion_tokens;
-                into.cached_tokens += t.cached_tokens;
+                into.prompt_tokens = into.prompt_tokens.saturating_add(t.prompt_tokens);
+                into.completion_tokens = into.completion_tokens.saturating_add(t.completion_tokens);
+                into.cached_tokens = into.cached_tokens.saturating_add(t.cached_tokens);
                 into.cost += t.cost;
             }
         }
@@ -436,6 +439,8 @@ mod tests {
         assert_eq!(parse_time("2023-02-29"), None);
         assert_eq!(parse_time("1795651200"), Some(1_795_651_200_000));
         assert_eq!(parse_time("yesterday"), None);
+        assert_eq!(parse_time("18446744073709000"), None);
+        assert_eq!(parse_time("253402300799"), Some(253_402_300_799_000));
         assert_eq!(rfc3339_ms(1_795_651_200_123), "2026-11-26T00:00:00.123Z");
     }
 

@@ -439,6 +439,14 @@ fn errors_come_back_in_the_clients_shape() {
     let v = r.json();
     assert_eq!(v["error"]["code"].as_u64(), Some(400));
     assert_eq!(v["error"]["status"].as_str(), Some("INVALID_ARGUMENT"));
+    // Text completions need an OpenAI-compatible channel: the Anthropic one cannot serve them.
+    let r = c.post(
+        "/v1/completions",
+        &[],
+        r#"{"model":"claude-x","prompt":"hi"}"#,
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.error_code(), "endpoint_not_served");
     // count_tokens estimates.
     let r = c.post(
         "/v1/messages/count_tokens",

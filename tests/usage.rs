@@ -308,3 +308,50 @@ fn a_spent_global_budget_answers_429_until_midnight() {
     assert_eq!(r.json()["error"]["type"].as_str(), Some("rate_limit_error"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_client_that_leaves_before_the_answer_is_still_recorded() {
+    let dir = temp_dir("usage-gone");
+    let m = mock(MockConfig {
+        latency: Duration::from_millis(400),
+        ..Default::default()
+    });
+    let gw = gateway(DRIVER, &priced(m.addr(), &dir));
+    {
+        let mut c = Client::connect(gw.local_addr());
+        c.send(&post_bytes(
+            "/v1/chat/completions",
+            &[],
+            &chat_body("m", false),
+        ));
+        std::thread::sleep(Duration::from_millis(60));
+        // dropped: the client goes away while the upstream is still thinking
+    }
+    let s = eventually(
+        Duration::from_secs(5),
+        "the abandoned request recorded",
+        || {
+            let s = admin(&gw, "GET", "/admin/usage", None, "").json();
+            (s["total"]["requests"].as_u64() == Some(1)).then_some(s)
+        },
+    );
+    assert_eq!(s["total"]["errors"].as_u64(), Some(1), "{s:?}");
+    let text = std::fs::read_dir(dir.join("usage"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect::<String>();
+    assert!(text.contains("\"status\":499"), "{text}");
+    assert!(text.contains("\"channel\":\"up-1\""), "{text}");
+    // Times beyond year 9999 are refused, not overflowed.
+    let r = admin(
+        &gw,
+        "GET",
+        "/admin/usage?since=18446744073709000&until=18446744073709551",
+        None,
+        "",
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -426,14 +426,13 @@ async fn usage(ctl: &Rc<Ctl>, query: &str) -> Result<Writer, Error> {
         super::written(&done, super::PROPAGATION_WAIT).await;
     }
     let mut summary = Summary::default();
-    let mut t = since - since % 86_400_000;
-    while t < until {
-        if let Some(path) = ctl.store.usage_file(&day(t))
+    // Day numbers, not milliseconds: bounded by the range check above, nothing can overflow.
+    for d in since / 86_400_000..=(until - 1) / 86_400_000 {
+        if let Some(path) = ctl.store.usage_file(&day(d * 86_400_000))
             && let Ok(text) = std::fs::read(&path)
         {
             summary.add_lines(&text, since, until, by);
         }
-        t += 86_400_000;
     }
     let mut w = Writer::new();
     w.obj();

@@ -81,7 +81,7 @@ impl Ledger {
             return;
         };
         c.requests += 1;
-        c.tokens += r.total_tokens();
+        c.tokens = c.tokens.saturating_add(r.total_tokens());
         let cost = r.cost.unwrap_or(0.0);
         c.cost += cost;
         self.cost += cost;

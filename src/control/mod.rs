@@ -266,6 +266,8 @@ pub struct State {
     pub ledger: ledger::Ledger,
     /// When the counters may next be saved (at most once a second).
     pub next_counters_save: Instant,
+    /// The UTC day (days since the epoch) old usage files were last pruned on.
+    pub pruned_day: u64,
 }
 
 /// The control thread's shared context (single-threaded: `Rc` + `RefCell`).
@@ -351,6 +353,7 @@ impl Ctl {
                 .and_then(|b| ledger::Ledger::from_json(&b, unix_ms()))
                 .unwrap_or_else(|| ledger::Ledger::new(unix_ms())),
             next_counters_save: now,
+            pruned_day: unix_ms() / 86_400_000,
             cfg,
         };
         Ctl {
@@ -481,7 +484,10 @@ impl Ctl {
     /// or a new UTC day restored them), and saves the counters at most once a second.
     fn apply_quota(&self, st: &mut State, now: Instant) {
         let today = unix_ms();
-        if st.ledger.roll(today) {
+        st.ledger.roll(today);
+        // Records may have rolled the ledger already: prune by the clock's day, once a day.
+        if today / 86_400_000 > st.pruned_day {
+            st.pruned_day = today / 86_400_000;
             self.store.prune_usage(today, st.cfg.usage.retain_days);
         }
         if !st.ledger.dirty {

@@ -296,14 +296,40 @@ pub async fn forward(
         let secs = 86_400 - unix_now() % 86_400;
         let mut b = itoa::Buffer::new();
         let retry: &[u8] = b.format(secs).as_bytes();
-        return out.send_error_with(&e, &[(b"retry-after", retry)]).await;
+        out.send_error_with(&e, &[(b"retry-after", retry)]).await;
+        let names = crate::usage::Names::None;
+        return record(
+            worker,
+            req,
+            features,
+            endpoint,
+            client,
+            out,
+            names,
+            Attempted::NONE,
+            req.received,
+        );
     }
     let now = Instant::now();
     let planned = options_with_headers(req, &features.options)
         .and_then(|o| plan(worker, snap, features, &o, strategy_of(req, features), now));
     let plan = match planned {
         Ok(p) => p,
-        Err(e) => return out.send_error(&e).await,
+        Err(e) => {
+            out.send_error(&e).await;
+            let names = crate::usage::Names::None;
+            return record(
+                worker,
+                req,
+                features,
+                endpoint,
+                client,
+                out,
+                names,
+                Attempted::NONE,
+                now,
+            );
+        }
     };
     let generation = snap.catalog.generation;
     let mut guard = ClientGuard::new(input);
@@ -344,7 +370,12 @@ pub async fn forward(
             Ok(i) => i,
             Err(e) => {
                 guard.finish().await;
-                return out.send_error(&e).await;
+                out.send_error(&e).await;
+                let names = names(snap, entry.channel, None);
+                let attempt = Attempted::new(None, None, None, made - 1);
+                return record(
+                    worker, req, features, endpoint, client, out, names, attempt, now,
+                );
             }
         };
         let started = Instant::now();
@@ -363,6 +394,11 @@ pub async fn forward(
             .await
         else {
             tracing::debug!(channel = %ch.id, "client left while waiting for the upstream");
+            let names = names(snap, entry.channel, Some(p.entry));
+            let attempt = Attempted::new(None, None, None, made);
+            record(
+                worker, req, features, endpoint, client, out, names, attempt, started,
+            );
             return guard.finish().await;
         };
         let to_head = started.elapsed();
@@ -376,6 +412,11 @@ pub async fn forward(
                     .header(&conn.buf, b"retry-after")
                     .and_then(|v| crate::h1::parse_retry_after(v, unix_now()));
                 let Some(mut kept) = guard.run(read_kept(worker, ch, conn, &head)).await else {
+                    let names = names(snap, entry.channel, Some(p.entry));
+                    let attempt = Attempted::new(None, None, None, made);
+                    record(
+                        worker, req, features, endpoint, client, out, names, attempt, started,
+                    );
                     return guard.finish().await;
                 };
                 let mut reshaped = Vec::new();
@@ -433,28 +474,11 @@ pub async fn forward(
                 let ttft = Some(ms(to_head));
                 if !matches!(outcome, relay::Outcome::FailedUnsent(_)) {
                     let usage = tc.usage();
-                    worker.record_usage(
-                        crate::usage::Record {
-                            unix_ms: unix_ms(),
-                            request_id: rid,
-                            endpoint: endpoint.name(client),
-                            names: crate::usage::Names::Snapshot {
-                                channels: snap.channels.clone(),
-                                catalog: snap.catalog.clone(),
-                                channel: entry.channel,
-                                entry: Some(p.entry),
-                            },
-                            requested: features.model.clone(),
-                            usage,
-                            estimated_prompt: features.prompt_tokens,
-                            cost: usage.and_then(|u| info.cost(&u)),
-                            latency_ms: ms(req.received.elapsed()),
-                            ttft_ms: ttft,
-                            status: out.status,
-                            attempts: made.min(255) as u8,
-                            stream: features.stream,
-                        },
-                        started,
+                    let cost = usage.and_then(|u| info.cost(&u));
+                    let names = names(snap, entry.channel, Some(p.entry));
+                    let attempt = Attempted::new(usage, cost, ttft, made);
+                    record(
+                        worker, req, features, endpoint, client, out, names, attempt, started,
                     );
                 }
                 match outcome {
@@ -493,15 +517,86 @@ pub async fn forward(
     }
     guard.finish().await;
     let names = match failures.last() {
-        Some((c, _)) => crate::usage::Names::Snapshot {
-            channels: snap.channels.clone(),
-            catalog: snap.catalog.clone(),
-            channel: *c as u32,
-            entry: None,
-        },
+        Some((c, _)) => names(snap, *c as u32, None),
         None => crate::usage::Names::None,
     };
-    give_up(snap, &features.model, failures, out).await;
+    if made == 0 && endpoint != Endpoint::Chat {
+        // Every candidate was skipped: none of their providers serves this endpoint.
+        let e = Error::new(
+            404,
+            Kind::InvalidRequest,
+            "endpoint_not_served",
+            format!(
+                "No channel serving `{}` offers {}: it needs an OpenAI-compatible provider{}.",
+                crate::error::truncate(&features.model, 200),
+                endpoint.path(),
+                if endpoint == Endpoint::Responses {
+                    " that speaks the Responses API (openai, openrouter, xai)"
+                } else {
+                    ""
+                }
+            ),
+        );
+        out.send_error(&e).await;
+    } else {
+        give_up(snap, &features.model, failures, out).await;
+    }
+    let attempt = Attempted::new(None, None, None, made);
+    record(
+        worker, req, features, endpoint, client, out, names, attempt, now,
+    );
+}
+
+/// What a request's attempts yielded, for its usage record.
+struct Attempted {
+    usage: Option<Usage>,
+    cost: Option<f64>,
+    ttft: Option<f32>,
+    attempts: usize,
+}
+
+impl Attempted {
+    fn new(usage: Option<Usage>, cost: Option<f64>, ttft: Option<f32>, attempts: usize) -> Self {
+        Attempted {
+            usage,
+            cost,
+            ttft,
+            attempts,
+        }
+    }
+
+    const NONE: Attempted = Attempted {
+        usage: None,
+        cost: None,
+        ttft: None,
+        attempts: 0,
+    };
+}
+
+/// The usage-record names of a channel (and the entry that answered, if one did).
+fn names(snap: &Snapshot, channel: u32, entry: Option<u32>) -> crate::usage::Names {
+    crate::usage::Names::Snapshot {
+        channels: snap.channels.clone(),
+        catalog: snap.catalog.clone(),
+        channel,
+        entry,
+    }
+}
+
+/// Queues the request's usage record; every way out of [`forward`] leaves one (a client that
+/// left before anything was sent is recorded with status 499, as nginx logs it).
+#[allow(clippy::too_many_arguments)]
+fn record(
+    worker: &Worker,
+    req: &Request<'_>,
+    features: &Features,
+    endpoint: Endpoint,
+    client: Family,
+    out: &Responder<'_>,
+    names: crate::usage::Names,
+    attempt: Attempted,
+    at: Instant,
+) {
     worker.record_usage(
         crate::usage::Record {
             unix_ms: unix_ms(),
@@ -509,16 +604,16 @@ pub async fn forward(
             endpoint: endpoint.name(client),
             names,
             requested: features.model.clone(),
-            usage: None,
+            usage: attempt.usage,
             estimated_prompt: features.prompt_tokens,
-            cost: None,
+            cost: attempt.cost,
             latency_ms: ms(req.received.elapsed()),
-            ttft_ms: None,
-            status: out.status,
-            attempts: made.min(255) as u8,
+            ttft_ms: attempt.ttft,
+            status: if out.status == 0 { 499 } else { out.status },
+            attempts: attempt.attempts.min(255) as u8,
             stream: features.stream,
         },
-        now,
+        at,
     );
 }
 
@@ -743,9 +838,15 @@ fn build_request(
             len += quoted.len();
         }
     }
+    // A channel's extra members are chat parameters: other endpoints reject unknown fields.
+    let extra: &[u8] = if endpoint == Endpoint::Chat {
+        &ch.extra_body
+    } else {
+        b""
+    };
     // The body is a JSON object with members (extract checked): added members go right after
     // its `{`, each with its comma, so the client's own members (later) win.
-    let prefix_len = ch.extra_body.len() + if inject { STREAM_USAGE.len() } else { 0 };
+    let prefix_len = extra.len() + if inject { STREAM_USAGE.len() } else { 0 };
     let brace = object_start(body).filter(|_| prefix_len > 0);
     if brace.is_some() {
         len += prefix_len;
@@ -756,7 +857,7 @@ fn build_request(
     let mut at = 0;
     if let Some(b) = brace {
         out.extend_from_slice(&body[..=b]);
-        out.extend_from_slice(&ch.extra_body);
+        out.extend_from_slice(extra);
         if inject {
             out.extend_from_slice(STREAM_USAGE);
         }

@@ -44,6 +44,7 @@ pub(super) fn forward_response_header(name: &[u8]) -> bool {
         b"www-authenticate",
         b"openai-organization",
         b"openai-project",
+        b"anthropic-organization-id",
     ];
     !(crate::h1::is_hop_by_hop(name)
         || DROP.iter().any(|d| d.eq_ignore_ascii_case(name))
@@ -196,15 +197,21 @@ enum Framing {
 
 impl Framing {
     /// Takes raw upstream bytes, appends payload to `pending`. Returns `true` once the framing
-    /// is complete. Bytes after the end are an error (the connection is not reusable).
-    fn absorb(&mut self, raw: &[u8], pending: &mut Vec<u8>) -> Result<bool, String> {
+    /// is complete. Bytes after the end are dropped and make the connection unusable
+    /// (`reusable` cleared) — the answer itself is complete and still relayed.
+    fn absorb(
+        &mut self,
+        raw: &[u8],
+        pending: &mut Vec<u8>,
+        reusable: &mut bool,
+    ) -> Result<bool, String> {
         match self {
             Framing::Length(left) => {
                 let take = (*left).min(raw.len() as u64) as usize;
                 pending.extend_from_slice(&raw[..take]);
                 *left -= take as u64;
                 if take < raw.len() {
-                    return Err("extra bytes after the body".into());
+                    *reusable = false;
                 }
                 Ok(*left == 0)
             }
@@ -213,7 +220,7 @@ impl Framing {
                     .decode(raw, pending)
                     .map_err(|e| format!("bad chunked body: {}", e.0))?;
                 if d.is_done() && n < raw.len() {
-                    return Err("extra bytes after the body".into());
+                    *reusable = false;
                 }
                 Ok(d.is_done())
             }
@@ -269,6 +276,7 @@ async fn relay_sse(
 ) -> Outcome {
     let passthrough = tc.passthrough();
     let mut translated: Vec<u8> = Vec::new();
+    let mut bad: Option<String> = None;
     // The client's head waits for the first event: an upstream that answers 200 and then
     // breaks before any event can still fail over to another channel.
     guard.arm();
@@ -288,7 +296,7 @@ async fn relay_sse(
     let first = conn.buf.split_off(head.len);
     conn.buf.clear();
     let mut scan_from = 0;
-    let mut end = match framing.absorb(&first, &mut pending) {
+    let mut end = match framing.absorb(&first, &mut pending, &mut reusable) {
         Ok(c) => {
             complete |= c;
             None
@@ -306,12 +314,11 @@ async fn relay_sse(
                 translated.clear();
                 match tc.events(&pending[..e], &mut translated) {
                     Ok(done) => done,
+                    // What the events before the bad one produced still goes out (below), and
+                    // the block is drained: nothing is fed to the translator twice.
                     Err(m) => {
-                        end = Some(End::Cut(
-                            format!("a stream event could not be read: {m}"),
-                            false,
-                        ));
-                        break;
+                        bad = Some(format!("a stream event could not be read: {m}"));
+                        false
                     }
                 }
             };
@@ -335,6 +342,10 @@ async fn relay_sse(
             pending.drain(..e);
             if out.failed {
                 end = Some(End::ClientGone);
+                break;
+            }
+            if let Some(why) = bad.take() {
+                end = Some(End::Cut(why, false));
                 break;
             }
             if done {
@@ -395,7 +406,7 @@ async fn relay_sse(
             }
             Some(Ok(Ok(_))) => {
                 let raw = std::mem::take(&mut conn.buf);
-                match framing.absorb(&raw, &mut pending) {
+                match framing.absorb(&raw, &mut pending, &mut reusable) {
                     Ok(c) => complete = c,
                     Err(m) => {
                         reusable = false;
@@ -467,7 +478,7 @@ async fn relay_sse(
                 match read_timed(&mut conn, FRAMING_GRACE, grace).await {
                     Ok(n) if n > 0 => {
                         let raw = std::mem::take(&mut conn.buf);
-                        match framing.absorb(&raw, &mut rest) {
+                        match framing.absorb(&raw, &mut rest, &mut reusable) {
                             Ok(c) => complete = c,
                             Err(_) => reusable = false,
                         }
@@ -484,14 +495,22 @@ async fn relay_sse(
         }
         End::Cut(why, _) => {
             drop(conn);
+            let mut finished = tc.closed();
             if let Some(e) = sse::complete_end(&pending, 0) {
                 if passthrough {
+                    finished |= sse::has_done(&pending[..e]);
                     out.stream_data(&pending[..e]).await;
                 } else {
                     translated.clear();
                     let _ = tc.events(&pending[..e], &mut translated);
+                    finished |= tc.closed();
                     out.stream_data(&translated).await;
                 }
+            }
+            if finished {
+                // The answer was complete before the break: no error after its terminator.
+                out.end_stream().await;
+                return Outcome::Complete;
             }
             tracing::warn!(channel = %ch.id, reason = %why, "upstream stream cut");
             let err = Error::new(

@@ -100,7 +100,8 @@ impl Transcode {
 
     /// Watches passthrough events for the usage chunk (the bytes go out unchanged).
     pub(crate) fn observe(&mut self, events: &[u8]) {
-        if memchr::memmem::find(events, b"\"usage\":{").is_none() {
+        // `"usage"` (not `"usage":{`): some upstreams put a space after the colon.
+        if memchr::memmem::find(events, b"\"usage\"").is_none() {
             return;
         }
         let mut at = 0;
@@ -111,9 +112,18 @@ impl Transcode {
         }
     }
 
+    /// True once the client's stream was closed (terminator or error event sent).
+    pub(crate) fn closed(&self) -> bool {
+        self.closed
+    }
+
     /// Translates whole upstream SSE events, appending the client's bytes to `out`. Returns
-    /// `true` once the upstream's stream is complete (the client's stream is then closed).
+    /// `true` once the upstream's stream is complete (the client's stream is then closed);
+    /// after that nothing more is produced.
     pub(crate) fn events(&mut self, events: &[u8], out: &mut Vec<u8>) -> Result<bool, String> {
+        if self.closed {
+            return Ok(true);
+        }
         let mut at = 0;
         while let Some(name) = sse::next_event(events, &mut at, &mut self.data) {
             if self.data.is_empty() {
@@ -165,7 +175,7 @@ impl Transcode {
 
     /// One canonical chunk (JSON) to the client.
     fn chunk(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-        let usage = if memchr::memmem::find(data, b"\"usage\":{").is_some() {
+        let usage = if memchr::memmem::find(data, b"\"usage\"").is_some() {
             providers::openai_usage(data)
         } else {
             None
@@ -217,7 +227,9 @@ impl Transcode {
 
     /// A stream that broke off: the client family's error event (the stream then just ends).
     pub(crate) fn stream_error(&mut self, err: &Error, out: &mut Vec<u8>) {
-        self.closed = true;
+        if std::mem::replace(&mut self.closed, true) {
+            return;
+        }
         match &mut self.encoder {
             Encoder::OpenAi => {
                 let mut body = Vec::with_capacity(160);
