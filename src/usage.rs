@@ -72,6 +72,8 @@ pub struct Record {
     pub latency_ms: f32,
     /// Time to the answering upstream's response head.
     pub ttft_ms: Option<f32>,
+    /// The gateway's own time (`x-router-overhead-ms`), when an answer was relayed.
+    pub overhead_ms: Option<f32>,
     /// HTTP status the client got.
     pub status: u16,
     /// Upstream attempts made.
@@ -171,6 +173,8 @@ impl Record {
         write_ms(out, Some(self.latency_ms));
         out.extend_from_slice(b",\"ttft_ms\":");
         write_ms(out, self.ttft_ms);
+        out.extend_from_slice(b",\"overhead_ms\":");
+        write_ms(out, self.overhead_ms);
         uint(out, "status", u64::from(self.status));
         uint(out, "attempts", u64::from(self.attempts));
         out.extend_from_slice(if self.stream {
@@ -421,6 +425,7 @@ mod tests {
             cost,
             latency_ms: 12.5,
             ttft_ms: Some(3.0),
+            overhead_ms: Some(0.05),
             status: 200,
             attempts: 1,
             stream: true,

@@ -189,6 +189,7 @@ mod tests {
             cost: Some(cost),
             latency_ms: 1.0,
             ttft_ms: None,
+            overhead_ms: None,
             status: 200,
             attempts: 1,
             stream: false,

@@ -476,7 +476,8 @@ pub async fn forward(
                     let usage = tc.usage();
                     let cost = usage.and_then(|u| info.cost(&u));
                     let names = names(snap, entry.channel, Some(p.entry));
-                    let attempt = Attempted::new(usage, cost, ttft, made);
+                    let mut attempt = Attempted::new(usage, cost, ttft, made);
+                    attempt.overhead = tc.overhead.map(ms);
                     record(
                         worker, req, features, endpoint, client, out, names, attempt, started,
                     );
@@ -553,6 +554,7 @@ struct Attempted {
     cost: Option<f64>,
     ttft: Option<f32>,
     attempts: usize,
+    overhead: Option<f32>,
 }
 
 impl Attempted {
@@ -562,6 +564,7 @@ impl Attempted {
             cost,
             ttft,
             attempts,
+            overhead: None,
         }
     }
 
@@ -570,6 +573,7 @@ impl Attempted {
         cost: None,
         ttft: None,
         attempts: 0,
+        overhead: None,
     };
 }
 
@@ -609,6 +613,7 @@ fn record(
             cost: attempt.cost,
             latency_ms: ms(req.received.elapsed()),
             ttft_ms: attempt.ttft,
+            overhead_ms: attempt.overhead,
             status: if out.status == 0 { 499 } else { out.status },
             attempts: attempt.attempts.min(255) as u8,
             stream: features.stream,
@@ -681,7 +686,7 @@ impl Info<'_> {
         &self,
         out: &mut crate::server::Responder<'_>,
         more_upstream: Duration,
-    ) {
+    ) -> Duration {
         out.header(b"x-router-channel", self.channel.id.as_bytes());
         out.header(b"x-router-provider", self.channel.provider.as_bytes());
         out.header(b"x-router-model", self.model.as_bytes());
@@ -701,6 +706,7 @@ impl Info<'_> {
         v.clear();
         let _ = write!(v, "{:.3}", overhead.as_secs_f64() * 1000.0);
         out.header(b"x-router-overhead-ms", v.as_bytes());
+        overhead
     }
 }
 

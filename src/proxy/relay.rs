@@ -160,7 +160,7 @@ pub(super) async fn respond(
             }
             out.begin(head.status);
             write_forwarded_headers(&conn.buf, &head, out, false);
-            info.write_headers(out, body_started.elapsed());
+            tc.overhead = Some(info.write_headers(out, body_started.elapsed()));
             if let Some(cost) = tc.usage().and_then(|u| info.cost(&u)) {
                 super::write_cost(out, cost);
             }
@@ -249,10 +249,10 @@ async fn start_stream(
     out: &mut Responder<'_>,
     waited: Duration,
     passthrough: bool,
-) {
+) -> Duration {
     out.begin(head.status);
     write_forwarded_headers(head_bytes, head, out, true);
-    info.write_headers(out, waited);
+    let overhead = info.write_headers(out, waited);
     let ct = if passthrough {
         head.header(head_bytes, b"content-type")
             .unwrap_or(b"text/event-stream")
@@ -260,6 +260,7 @@ async fn start_stream(
         b"text/event-stream"
     };
     out.start_stream(ct).await;
+    overhead
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -323,15 +324,17 @@ async fn relay_sse(
                 }
             };
             if !sent {
-                start_stream(
-                    &head_bytes,
-                    &head,
-                    info,
-                    out,
-                    waiting_since.elapsed(),
-                    passthrough,
-                )
-                .await;
+                tc.overhead = Some(
+                    start_stream(
+                        &head_bytes,
+                        &head,
+                        info,
+                        out,
+                        waiting_since.elapsed(),
+                        passthrough,
+                    )
+                    .await,
+                );
                 sent = true;
             }
             if passthrough {
@@ -431,15 +434,17 @@ async fn relay_sse(
                 return Outcome::FailedUnsent(Unsent::Broken(why));
             }
             End::Clean | End::Done => {
-                start_stream(
-                    &head_bytes,
-                    &head,
-                    info,
-                    out,
-                    waiting_since.elapsed(),
-                    passthrough,
-                )
-                .await;
+                tc.overhead = Some(
+                    start_stream(
+                        &head_bytes,
+                        &head,
+                        info,
+                        out,
+                        waiting_since.elapsed(),
+                        passthrough,
+                    )
+                    .await,
+                );
             }
         }
     }

@@ -42,6 +42,8 @@ pub(crate) struct Transcode {
     usage: Option<Usage>,
     /// Remove `<think>…</think>` blocks from whole answers.
     pub(crate) strip_think: bool,
+    /// The gateway's own time before the client's head went out (`x-router-overhead-ms`).
+    pub(crate) overhead: Option<std::time::Duration>,
     /// The upstream signalled its end (`[DONE]`, `message_stop`).
     ended: bool,
     closed: bool,
@@ -76,6 +78,7 @@ impl Transcode {
             },
             usage: None,
             strip_think: false,
+            overhead: None,
             ended: false,
             closed: false,
             data: Vec::new(),
