@@ -65,6 +65,7 @@ struct Answer {
     status: u16,
     body: Vec<u8>,
     challenge: bool,
+    content_type: &'static [u8],
 }
 
 impl Answer {
@@ -73,6 +74,7 @@ impl Answer {
             status: 200,
             body: w.out,
             challenge: false,
+            content_type: b"application/json",
         }
     }
     fn error(e: Error) -> Answer {
@@ -80,6 +82,7 @@ impl Answer {
             status: e.status,
             body: e.body(),
             challenge: e.status == 401,
+            content_type: b"application/json",
         }
     }
 }
@@ -94,7 +97,7 @@ async fn connection(ctl: &Rc<Ctl>, mut stream: TcpStream) {
     };
     let mut out = Vec::with_capacity(answer.body.len() + 160);
     crate::h1::write_status_line(&mut out, answer.status);
-    crate::h1::write_header(&mut out, b"content-type", b"application/json");
+    crate::h1::write_header(&mut out, b"content-type", answer.content_type);
     crate::h1::write_header(
         &mut out,
         b"content-length",
@@ -277,6 +280,14 @@ async fn handle(ctl: &Rc<Ctl>, req: Req) -> Answer {
         }
         ("POST", ["admin", "discovery", "refresh"]) => refresh(ctl, &req.body),
         ("GET", ["admin", "snapshot"]) => Ok(snapshot(ctl)),
+        ("GET", ["metrics"]) => {
+            return Answer {
+                status: 200,
+                body: render_metrics(ctl).into_bytes(),
+                challenge: false,
+                content_type: b"text/plain; version=0.0.4; charset=utf-8",
+            };
+        }
         ("GET", ["admin", "usage"]) => usage(ctl, &req.query).await,
         ("POST", ["admin", "reload"]) => {
             return match super::reload::reload(ctl).await {
@@ -310,9 +321,7 @@ async fn handle(ctl: &Rc<Ctl>, req: Req) -> Answer {
                 }
             };
         }
-        (_, ["admin", ..]) if known_path(&parts) => {
-            Err(Error::method_not_allowed(m, &req.path, allowed(&parts)))
-        }
+        _ if known_path(&parts) => Err(Error::method_not_allowed(m, &req.path, allowed(&parts))),
         _ => Err(Error::unknown_route(m, &req.path)),
     };
     // A change answers once it is durable and every worker routes by it.
@@ -347,6 +356,7 @@ fn known_path(parts: &[&str]) -> bool {
             | ["admin", "snapshot"]
             | ["admin", "usage"]
             | ["admin", "reload"]
+            | ["metrics"]
     )
 }
 
@@ -355,12 +365,110 @@ fn allowed(parts: &[&str]) -> &'static str {
         ["admin", "channels"]
         | ["admin", "channels", _]
         | ["admin", "snapshot"]
-        | ["admin", "usage"] => "GET",
+        | ["admin", "usage"]
+        | ["metrics"] => "GET",
         ["admin", "channels", _, "priority"] => "PUT",
         ["admin", "channels", _, "overrides"] | ["admin", "cooldowns", _] => "DELETE",
         ["admin", "cooldowns"] => "GET, DELETE",
         _ => "POST",
     }
+}
+
+/// `GET /metrics`: request metrics from usage records, then the control thread's own state.
+fn render_metrics(ctl: &Ctl) -> String {
+    use super::metrics::{escape, header};
+    use std::fmt::Write as _;
+    let st = ctl.st.borrow();
+    let mut out = String::with_capacity(16 * 1024);
+    st.metrics.render(&mut out, &st.cfg.pricing.currency);
+    header(
+        &mut out,
+        "smart_router_build_info",
+        "gauge",
+        "Always 1: the version and the I/O driver in use.",
+    );
+    let _ = writeln!(
+        out,
+        "smart_router_build_info{{version=\"{}\",driver=\"{}\"}} 1",
+        crate::VERSION,
+        ctl.board.driver.driver.as_str()
+    );
+    header(
+        &mut out,
+        "smart_router_snapshot_epoch",
+        "gauge",
+        "Snapshot epoch each worker routes by (worker=\"control\": the latest published).",
+    );
+    let _ = writeln!(
+        out,
+        "smart_router_snapshot_epoch{{worker=\"control\"}} {}",
+        st.current.epoch
+    );
+    for (i, e) in ctl.board.epochs().iter().enumerate() {
+        let _ = writeln!(out, "smart_router_snapshot_epoch{{worker=\"{i}\"}} {e}");
+    }
+    header(
+        &mut out,
+        "smart_router_channel_up",
+        "gauge",
+        "1 when the channel takes traffic (enabled, not cooling down, daily quota left).",
+    );
+    let now = Instant::now();
+    let live = st.merger.view();
+    let mut cooling = String::new();
+    for (i, ch) in st.current.channels.iter().enumerate() {
+        let health = live.channels.get(i).copied().unwrap_or_default();
+        let state = health.state(now);
+        let up = ch.enabled
+            && !matches!(state, HealthState::Cooling(_))
+            && !st.current.quota.channel_spent(i);
+        let labels = format!(
+            "channel=\"{}\",provider=\"{}\"",
+            escape(&ch.id),
+            escape(&ch.provider)
+        );
+        let _ = writeln!(out, "smart_router_channel_up{{{labels}}} {}", u8::from(up));
+        let left = match state {
+            HealthState::Cooling(until) => until.saturating_duration_since(now).as_secs_f64(),
+            _ => 0.0,
+        };
+        let _ = writeln!(
+            cooling,
+            "smart_router_channel_cooldown_seconds{{{labels},reason=\"{}\"}} {left}",
+            health.why.as_str()
+        );
+    }
+    header(
+        &mut out,
+        "smart_router_channel_cooldown_seconds",
+        "gauge",
+        "Seconds left of the channel's cooldown (0 when none), with the reason of the last change.",
+    );
+    out.push_str(&cooling);
+    header(
+        &mut out,
+        "smart_router_daily_cost",
+        "gauge",
+        "Spend so far this UTC day, in the configured currency (resets at 00:00 UTC).",
+    );
+    let _ = writeln!(
+        out,
+        "smart_router_daily_cost{{currency=\"{}\"}} {}",
+        escape(&st.cfg.pricing.currency),
+        st.ledger.cost
+    );
+    header(
+        &mut out,
+        "smart_router_budget_exhausted",
+        "gauge",
+        "1 when the global [pricing] daily_budget is spent (requests answer 429).",
+    );
+    let _ = writeln!(
+        out,
+        "smart_router_budget_exhausted {}",
+        u8::from(st.current.quota.global.is_some())
+    );
+    out
 }
 
 /// Longest range `/admin/usage` reads (days of files).

@@ -22,6 +22,7 @@ pub mod dns;
 pub mod fetch;
 pub mod http;
 pub mod ledger;
+pub mod metrics;
 pub mod reload;
 pub mod store;
 
@@ -268,6 +269,8 @@ pub struct State {
     pub next_counters_save: Instant,
     /// The UTC day (days since the epoch) old usage files were last pruned on.
     pub pruned_day: u64,
+    /// Request metrics merged from usage records (`GET /metrics`).
+    pub metrics: metrics::Metrics,
 }
 
 /// The control thread's shared context (single-threaded: `Rc` + `RefCell`).
@@ -354,6 +357,7 @@ impl Ctl {
                 .unwrap_or_else(|| ledger::Ledger::new(unix_ms())),
             next_counters_save: now,
             pruned_day: unix_ms() / 86_400_000,
+            metrics: metrics::Metrics::default(),
             cfg,
         };
         Ctl {
@@ -468,6 +472,7 @@ impl Ctl {
                         u.write_line(st.usage_lines.entry(day).or_default());
                     }
                     st.ledger.add(&u);
+                    st.metrics.add(&u);
                     continue;
                 }
                 st.merger.apply(&r);
