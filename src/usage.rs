@@ -74,6 +74,8 @@ pub struct Record {
     pub ttft_ms: Option<f32>,
     /// The gateway's own time (`x-router-overhead-ms`), when an answer was relayed.
     pub overhead_ms: Option<f32>,
+    /// The W3C trace id of the client's `traceparent` (32 lower-case hex digits), if valid.
+    pub trace_id: Option<[u8; 32]>,
     /// HTTP status the client got.
     pub status: u16,
     /// Upstream attempts made.
@@ -175,6 +177,11 @@ impl Record {
         write_ms(out, self.ttft_ms);
         out.extend_from_slice(b",\"overhead_ms\":");
         write_ms(out, self.overhead_ms);
+        if let Some(t) = &self.trace_id {
+            out.extend_from_slice(b",\"trace_id\":\"");
+            out.extend_from_slice(t);
+            out.push(b'"');
+        }
         uint(out, "status", u64::from(self.status));
         uint(out, "attempts", u64::from(self.attempts));
         out.extend_from_slice(if self.stream {
@@ -183,6 +190,33 @@ impl Record {
             b",\"stream\":false}\n"
         });
     }
+}
+
+/// The trace id of a W3C `traceparent` value (`00-<32 hex>-<16 hex>-<2 hex>`), if it is valid
+/// (lower-case hex, not all zeros).
+pub fn trace_id(traceparent: &[u8]) -> Option<[u8; 32]> {
+    let v = traceparent.trim_ascii();
+    if v.len() < 55 || v[2] != b'-' || v[35] != b'-' || v[52] != b'-' {
+        return None;
+    }
+    let hex = |s: &[u8]| {
+        s.iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+    };
+    let (version, id, parent, flags) = (&v[..2], &v[3..35], &v[36..52], &v[53..55]);
+    if !hex(version) || version == b"ff" || !hex(id) || !hex(parent) || !hex(flags) {
+        return None;
+    }
+    if id.iter().all(|&b| b == b'0') || parent.iter().all(|&b| b == b'0') {
+        return None;
+    }
+    // Version 00 is exactly 55 bytes; later versions may append fields after a dash.
+    if v.len() > 55 && (version == b"00" || v[55] != b'-') {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(id);
+    Some(out)
 }
 
 /// A number at full precision, `null` when absent or not finite.
@@ -426,10 +460,26 @@ mod tests {
             latency_ms: 12.5,
             ttft_ms: Some(3.0),
             overhead_ms: Some(0.05),
+            trace_id: None,
             status: 200,
             attempts: 1,
             stream: true,
         }
+    }
+
+    #[test]
+    fn trace_ids_come_only_from_valid_traceparents() {
+        let ok = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(
+            trace_id(ok).as_ref().map(|t| &t[..]),
+            Some(&b"4bf92f3577b34da6a3ce929d0e0e4736"[..])
+        );
+        assert!(trace_id(b"00-00000000000000000000000000000000-00f067aa0ba902b7-01").is_none());
+        assert!(trace_id(b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01").is_none());
+        assert!(trace_id(b"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").is_none());
+        assert!(trace_id(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x").is_none());
+        assert!(trace_id(b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x").is_some());
+        assert!(trace_id(b"garbage").is_none());
     }
 
     #[test]

@@ -512,3 +512,82 @@ fn install_script_stages_a_working_service() {
     );
     let _ = std::fs::remove_dir_all(&dest);
 }
+
+/// The access log: one line per request from the control thread, with the request id and the
+/// W3C trace id — and neither the channel's key nor the client's credentials anywhere in the log.
+#[test]
+fn the_access_log_names_each_request_and_no_secret() {
+    let m = mock(smart_ai_router::mock::MockConfig::default());
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("sar-access-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = temp_file(
+        "access.toml",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nworkers = 1\n\n[discovery]\nenabled = false\n\n\
+             [log]\nformat = \"json\"\nlevel = \"info\"\naccess = true\n\n\
+             [state]\ndir = \"{}\"\n\n\
+             [providers.up]\nkind = \"openai\"\nbase_url = \"http://{}/v1\"\n\n\
+             [[channels]]\nid = \"up\"\nprovider = \"up\"\napi_key = \"sk-channel-secret-42\"\nmodels = [\"m\"]\n",
+            dir.display(),
+            m.addr()
+        ),
+    );
+    let mut child = Running(
+        bin()
+            .arg("--config")
+            .arg(&cfg)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    wait_healthy(port, &mut child.0);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let r = Client::connect(addr).post(
+        "/v1/chat/completions",
+        &[
+            ("authorization", "Bearer client-secret-77"),
+            (
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+        ],
+        &chat_body("m", false),
+    );
+    assert_eq!(r.status, 200);
+    let id = r.header("x-request-id").unwrap().to_string();
+    // The line is written within a control-loop turn; then stop and read everything.
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = child.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut log = String::new();
+    if let Some(e) = child.0.stderr.as_mut() {
+        let _ = e.read_to_string(&mut log);
+    }
+    if let Some(o) = child.0.stdout.as_mut() {
+        let _ = o.read_to_string(&mut log);
+    }
+    let line = log
+        .lines()
+        .find(|l| l.contains("\"message\":\"request\""))
+        .unwrap_or_else(|| panic!("no access line in:\n{log}"));
+    assert!(line.contains(&id), "{line}");
+    assert!(line.contains("4bf92f3577b34da6a3ce929d0e0e4736"), "{line}");
+    assert!(line.contains("\"status\":200"), "{line}");
+    assert!(
+        !log.contains("sk-channel-secret-42"),
+        "channel key in the log:\n{log}"
+    );
+    assert!(
+        !log.contains("client-secret-77"),
+        "client credential in the log:\n{log}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

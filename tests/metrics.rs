@@ -128,3 +128,46 @@ fn metrics_need_the_admin_token_when_one_is_set() {
     );
     assert_eq!(r.status, 405);
 }
+
+#[test]
+fn a_w3c_traceparent_goes_upstream_and_into_the_usage_record() {
+    let dir = temp_dir("trace");
+    let m = mock(MockConfig::default());
+    let gw = gateway(
+        DRIVER,
+        &format!(
+            "{}\n[state]\ndir = \"{}\"\n\n[log]\naccess = true\n",
+            one_channel(m.addr(), &["m"]),
+            dir.display()
+        ),
+    );
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let r = Client::connect(gw.local_addr()).post(
+        "/v1/chat/completions",
+        &[("traceparent", tp), ("tracestate", "vendor=x")],
+        &chat_body("m", false),
+    );
+    assert_eq!(r.status, 200);
+    let upstream = drain(&m);
+    let sent = requests(&upstream)[0];
+    let header = |n: &str| {
+        sent.headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(header("traceparent"), Some(tp));
+    assert_eq!(header("tracestate"), Some("vendor=x"));
+    let line = eventually(Duration::from_secs(5), "usage line", || {
+        let entries = std::fs::read_dir(dir.join("usage")).ok()?;
+        entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .find_map(|p| std::fs::read_to_string(p).ok().filter(|t| !t.is_empty()))
+    });
+    assert!(
+        line.contains("\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\""),
+        "{line}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -598,6 +598,8 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// Least severe level printed.
     pub level: tracing::Level,
+    /// One `access` line per request (written by the control thread from usage records).
+    pub access: bool,
 }
 
 /// Where the config came from (reported at start and by `check`).
@@ -1554,6 +1556,7 @@ fn build(raw: raw::Root) -> Result<Config, ConfigError> {
     });
 
     let log = LogConfig {
+        access: raw.log.access.unwrap_or(false),
         format: match raw.log.format.as_deref() {
             None | Some("logfmt") => LogFormat::Logfmt,
             Some("json") => LogFormat::Json,

@@ -241,4 +241,5 @@ pub(super) struct Pricing {
 pub(super) struct Log {
     pub format: Option<String>,
     pub level: Option<String>,
+    pub access: Option<bool>,
 }

@@ -190,6 +190,7 @@ mod tests {
             latency_ms: 1.0,
             ttft_ms: None,
             overhead_ms: None,
+            trace_id: None,
             status: 200,
             attempts: 1,
             stream: false,

@@ -473,6 +473,9 @@ impl Ctl {
                     }
                     st.ledger.add(&u);
                     st.metrics.add(&u);
+                    if st.cfg.log.access {
+                        access_log(&u);
+                    }
                     continue;
                 }
                 st.merger.apply(&r);
@@ -716,6 +719,35 @@ async fn shutdown(ctl: &Ctl) {
     if let Some(done) = ctl.store.flush() {
         written(&done, Duration::from_secs(5)).await;
     }
+}
+
+/// One `access` log line for a request (from its usage record: never written by a worker).
+fn access_log(u: &crate::usage::Record) {
+    let trace = u
+        .trace_id
+        .as_ref()
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .unwrap_or("");
+    tracing::info!(
+        target: "access",
+        request_id = u.request_id.as_str(),
+        endpoint = u.endpoint,
+        status = u.status,
+        channel = u.channel(),
+        provider = u.provider(),
+        model_requested = &*u.requested,
+        model = u.model(),
+        attempts = u.attempts,
+        latency_ms = u.latency_ms,
+        ttft_ms = u.ttft_ms.unwrap_or(-1.0),
+        overhead_ms = u.overhead_ms.unwrap_or(-1.0),
+        prompt_tokens = u.prompt_tokens(),
+        completion_tokens = u.usage.map_or(0, |x| x.completion),
+        cost = u.cost.unwrap_or(0.0),
+        stream = u.stream,
+        trace_id = trace,
+        "request"
+    );
 }
 
 fn unix_ms() -> u64 {

@@ -614,6 +614,7 @@ fn record(
             latency_ms: ms(req.received.elapsed()),
             ttft_ms: attempt.ttft,
             overhead_ms: attempt.overhead,
+            trace_id: req.header(b"traceparent").and_then(crate::usage::trace_id),
             status: if out.status == 0 { 499 } else { out.status },
             attempts: attempt.attempts.min(255) as u8,
             stream: features.stream,
