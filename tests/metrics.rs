@@ -171,3 +171,57 @@ fn a_w3c_traceparent_goes_upstream_and_into_the_usage_record() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn sum(s: &Scrape, name: &str) -> f64 {
+    s.samples
+        .iter()
+        .filter(|x| x.metric == name)
+        .map(|x| match x.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+#[test]
+fn worker_gauges_follow_a_live_stream() {
+    let m = mock(MockConfig {
+        chunks: 4,
+        ..Default::default()
+    });
+    let gw = gateway(DRIVER, &one_channel(m.addr(), &["m"]));
+    let mut c = Client::connect(gw.local_addr());
+    c.send(&post_bytes(
+        "/v1/chat/completions",
+        &[("x-mock-hold-after", "2")],
+        &chat_body("m", true),
+    ));
+    let (status, _) = c.read_head();
+    assert_eq!(status, 200);
+    eventually(
+        Duration::from_secs(5),
+        "one stream and one request in flight",
+        || {
+            let (s, _) = scrape(&gw);
+            (sum(&s, "smart_router_worker_streams") == 1.0
+                && sum(&s, "smart_router_worker_in_flight") == 1.0
+                && sum(&s, "smart_router_worker_connections") >= 1.0)
+                .then_some(())
+        },
+    );
+    m.open_gate();
+    while c.read_chunk().is_some() {}
+    let (s, _) = eventually(Duration::from_secs(5), "the stream ended", || {
+        let (s, t) = scrape(&gw);
+        (sum(&s, "smart_router_worker_streams") == 0.0).then_some((s, t))
+    });
+    assert!(sum(&s, "smart_router_worker_requests_total") >= 1.0);
+    assert!(
+        find(
+            &s,
+            "smart_router_worker_loop_lag_seconds",
+            &[("stat", "max")]
+        )
+        .is_some()
+    );
+}

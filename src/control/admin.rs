@@ -407,6 +407,60 @@ fn render_metrics(ctl: &Ctl) -> String {
     for (i, e) in ctl.board.epochs().iter().enumerate() {
         let _ = writeln!(out, "smart_router_snapshot_epoch{{worker=\"{i}\"}} {e}");
     }
+    let gauges = &ctl.board.gauges;
+    for (name, kind, help, pick) in [
+        (
+            "smart_router_worker_connections",
+            "gauge",
+            "Open client connections per worker (as of its last tick).",
+            0,
+        ),
+        (
+            "smart_router_worker_in_flight",
+            "gauge",
+            "Requests being handled per worker.",
+            1,
+        ),
+        (
+            "smart_router_worker_streams",
+            "gauge",
+            "SSE streams being relayed per worker.",
+            2,
+        ),
+        (
+            "smart_router_worker_requests_total",
+            "counter",
+            "Requests handled per worker since start.",
+            3,
+        ),
+    ] {
+        header(&mut out, name, kind, help);
+        for (i, g) in gauges.iter().enumerate() {
+            let v = [&g.connections, &g.in_flight, &g.streams, &g.requests][pick]
+                .load(std::sync::atomic::Ordering::Relaxed);
+            let _ = writeln!(out, "{name}{{worker=\"{i}\"}} {v}");
+        }
+    }
+    header(
+        &mut out,
+        "smart_router_worker_loop_lag_seconds",
+        "gauge",
+        "How late each worker's tick timer fired (event-loop lag); `max` since start.",
+    );
+    for (i, g) in gauges.iter().enumerate() {
+        let now_us = g.loop_lag_us.load(std::sync::atomic::Ordering::Relaxed);
+        let max_us = g.loop_lag_max_us.load(std::sync::atomic::Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "smart_router_worker_loop_lag_seconds{{worker=\"{i}\",stat=\"last\"}} {}",
+            now_us as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "smart_router_worker_loop_lag_seconds{{worker=\"{i}\",stat=\"max\"}} {}",
+            max_us as f64 / 1e6
+        );
+    }
     header(
         &mut out,
         "smart_router_channel_up",

@@ -188,6 +188,24 @@ pub(super) async fn respond(
     }
 }
 
+/// Counts a stream in the worker's `streams` gauge for as long as it is relayed.
+struct StreamCount<'w>(&'w Worker);
+
+impl<'w> StreamCount<'w> {
+    fn enter(worker: &'w Worker) -> Self {
+        let s = &worker.stats.streams;
+        s.set(s.get() + 1);
+        StreamCount(worker)
+    }
+}
+
+impl Drop for StreamCount<'_> {
+    fn drop(&mut self) {
+        let s = &self.0.stats.streams;
+        s.set(s.get().saturating_sub(1));
+    }
+}
+
 /// Body framing state of a stream being relayed.
 enum Framing {
     Length(u64),
@@ -275,6 +293,7 @@ async fn relay_sse(
     deadline: Instant,
     tc: &mut Transcode,
 ) -> Outcome {
+    let _counted = StreamCount::enter(worker);
     let passthrough = tc.passthrough();
     let mut translated: Vec<u8> = Vec::new();
     let mut bad: Option<String> = None;

@@ -42,10 +42,30 @@ pub enum Command {
     Shutdown,
 }
 
+/// One worker's gauges as of its last tick (written once per tick, read by `/metrics`).
+#[derive(Debug, Default)]
+pub struct Gauges {
+    /// Open client connections.
+    pub connections: AtomicU64,
+    /// Requests being handled.
+    pub in_flight: AtomicU64,
+    /// SSE streams being relayed.
+    pub streams: AtomicU64,
+    /// Requests handled since start.
+    pub requests: AtomicU64,
+    /// How late the tick timer fired, in microseconds: the event loop's lag (a task that
+    /// holds the core delays every other).
+    pub loop_lag_us: AtomicU64,
+    /// The largest lag seen since start, in microseconds.
+    pub loop_lag_max_us: AtomicU64,
+}
+
 /// Cross-thread view of every worker, for `/health`: the epoch each holds (0 = not started).
 #[derive(Debug)]
 pub struct Board {
     epochs: Box<[AtomicU64]>,
+    /// Per-worker gauges, by worker id.
+    pub gauges: Box<[Gauges]>,
     stopped: Box<[AtomicBool]>,
     resolved: AtomicBool,
     /// The driver every worker runs.
@@ -57,6 +77,7 @@ impl Board {
     pub fn new(n: usize, driver: Chosen) -> Board {
         Board {
             epochs: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            gauges: (0..n).map(|_| Gauges::default()).collect(),
             stopped: (0..n).map(|_| AtomicBool::new(false)).collect(),
             resolved: AtomicBool::new(false),
             driver,
@@ -132,6 +153,8 @@ pub struct Stats {
     pub in_flight: Cell<usize>,
     /// Requests handled since start.
     pub requests: Cell<u64>,
+    /// SSE streams being relayed.
+    pub streams: Cell<usize>,
 }
 
 /// The per-core state shared by this worker's tasks.
@@ -270,6 +293,25 @@ impl Worker {
         // now (with everything queued before it, keeping order); the rest waits for the tick.
         if urgent {
             self.flush_reports();
+        }
+    }
+
+    /// Copies this worker's counters to the board (relaxed stores, once per tick).
+    fn publish_gauges(&self, lag: Duration) {
+        let Some(g) = self.board.gauges.get(self.id) else {
+            return;
+        };
+        let s = &self.stats;
+        g.connections
+            .store(s.connections.get() as u64, Ordering::Relaxed);
+        g.in_flight
+            .store(s.in_flight.get() as u64, Ordering::Relaxed);
+        g.streams.store(s.streams.get() as u64, Ordering::Relaxed);
+        g.requests.store(s.requests.get(), Ordering::Relaxed);
+        let us = lag.as_micros().min(u128::from(u64::MAX)) as u64;
+        g.loop_lag_us.store(us, Ordering::Relaxed);
+        if us > g.loop_lag_max_us.load(Ordering::Relaxed) {
+            g.loop_lag_max_us.store(us, Ordering::Relaxed);
         }
     }
 
@@ -438,8 +480,12 @@ async fn tick_loop(
     commands: Receiver<Command>,
     tick: Duration,
 ) {
+    let mut due = Instant::now() + tick;
     loop {
         monoio::time::sleep(tick).await;
+        let woke = Instant::now();
+        worker.publish_gauges(woke.saturating_duration_since(due));
+        due = woke + tick;
         let mut latest = None;
         while let Ok(s) = snapshots.try_recv() {
             latest = Some(s);
