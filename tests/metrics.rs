@@ -216,6 +216,15 @@ fn worker_gauges_follow_a_live_stream() {
         (sum(&s, "smart_router_worker_streams") == 0.0).then_some((s, t))
     });
     assert!(sum(&s, "smart_router_worker_requests_total") >= 1.0);
+    // The hold split the stream in two batches at least: one gap was measured.
+    let gaps = eventually(Duration::from_secs(5), "a stream gap recorded", || {
+        let (s, _) = scrape(&gw);
+        match &find(&s, "smart_router_stream_event_gap_seconds", &[])?.value {
+            Value::Histogram(h) => (h.last()?.count >= 1.0).then_some(h.last()?.count),
+            _ => None,
+        }
+    });
+    assert!(gaps >= 1.0);
     assert!(
         find(
             &s,

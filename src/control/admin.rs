@@ -463,6 +463,26 @@ fn render_metrics(ctl: &Ctl) -> String {
     }
     header(
         &mut out,
+        "smart_router_stream_event_gap_seconds",
+        "histogram",
+        "Time between consecutive event batches relayed to a streaming client (every worker).",
+    );
+    let mut counts = [0u64; crate::worker::LATENCY_BUCKETS.len() + 1];
+    let mut gap_sum = 0.0;
+    for g in gauges.iter() {
+        let (c, s) = g.gaps();
+        for (a, b) in counts.iter_mut().zip(c) {
+            *a += b;
+        }
+        gap_sum += s;
+    }
+    super::metrics::Histogram::from_parts(counts, gap_sum).render(
+        &mut out,
+        "smart_router_stream_event_gap_seconds",
+        "",
+    );
+    header(
+        &mut out,
         "smart_router_channel_up",
         "gauge",
         "1 when the channel takes traffic (enabled, not cooling down, daily quota left).",

@@ -15,11 +15,7 @@ use std::fmt::Write as _;
 
 use crate::usage::Record;
 
-/// Histogram bucket upper bounds, seconds (Prometheus `le`).
-const BUCKETS: [f64; 18] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0, 2.5, 5.0, 10.0, 30.0,
-];
+use crate::worker::LATENCY_BUCKETS as BUCKETS;
 
 /// A cumulative-on-render histogram of seconds.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -45,7 +41,17 @@ impl Histogram {
         self.count += 1;
     }
 
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
+    /// A histogram from bucket counts (not cumulative, +Inf last), their sum and count.
+    pub fn from_parts(counts: [u64; BUCKETS.len() + 1], sum: f64) -> Histogram {
+        Histogram {
+            count: counts.iter().sum(),
+            counts,
+            sum,
+        }
+    }
+
+    /// Renders the histogram's `_bucket`, `_sum` and `_count` lines.
+    pub fn render(&self, out: &mut String, name: &str, labels: &str) {
         let mut cumulative = 0;
         let sep = if labels.is_empty() { "" } else { "," };
         for (i, c) in self.counts.iter().enumerate() {

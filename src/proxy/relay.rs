@@ -297,6 +297,7 @@ async fn relay_sse(
     let passthrough = tc.passthrough();
     let mut translated: Vec<u8> = Vec::new();
     let mut bad: Option<String> = None;
+    let mut last_relayed: Option<Instant> = None;
     // The client's head waits for the first event: an upstream that answers 200 and then
     // breaks before any event can still fail over to another channel.
     guard.arm();
@@ -360,6 +361,14 @@ async fn relay_sse(
                 out.stream_data(&pending[..e]).await;
             } else if !translated.is_empty() {
                 out.stream_data(&translated).await;
+            }
+            // The gap the client saw between two relayed event batches.
+            let now = Instant::now();
+            if let Some(prev) = last_relayed.replace(now) {
+                worker
+                    .stats
+                    .gaps
+                    .observe(now.saturating_duration_since(prev));
             }
             pending.drain(..e);
             if out.failed {
