@@ -607,15 +607,38 @@ async fn usage(ctl: &Rc<Ctl>, query: &str) -> Result<Writer, Error> {
     if let Some(done) = ctl.store.flush() {
         super::written(&done, super::PROPAGATION_WAIT).await;
     }
-    let mut summary = Summary::default();
     // Day numbers, not milliseconds: bounded by the range check above, nothing can overflow.
-    for d in since / 86_400_000..=(until - 1) / 86_400_000 {
-        if let Some(path) = ctl.store.usage_file(&day(d * 86_400_000))
-            && let Ok(text) = std::fs::read(&path)
-        {
-            summary.add_lines(&text, since, until, by);
-        }
+    let files: Vec<std::path::PathBuf> = (since / 86_400_000..=(until - 1) / 86_400_000)
+        .filter_map(|d| ctl.store.usage_file(&day(d * 86_400_000)))
+        .collect();
+    // Reading and parsing up to a year of files is slow: a helper thread does it, so the
+    // control loop keeps publishing, merging and answering meanwhile.
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let spawned = std::thread::Builder::new()
+        .name("sar-usage-scan".into())
+        .spawn(move || {
+            let mut summary = Summary::default();
+            for path in files {
+                if let Ok(text) = std::fs::read(&path) {
+                    summary.add_lines(&text, since, until, by);
+                }
+            }
+            let _ = tx.send(summary);
+        });
+    if spawned.is_err() {
+        return Err(Error::internal("could not start the usage scan"));
     }
+    let summary = loop {
+        match rx.try_recv() {
+            Ok(s) => break s,
+            Err(crossbeam_channel::TryRecvError::Empty) => {
+                monoio::time::sleep(Duration::from_millis(2)).await;
+            }
+            Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                return Err(Error::internal("the usage scan failed"));
+            }
+        }
+    };
     let mut w = Writer::new();
     w.obj();
     w.key("since").uint(since / 1000);
