@@ -252,7 +252,7 @@ fn two(out: &mut Vec<u8>, n: u64) {
 
 /// `YYYY-MM-DD` of a day number.
 fn write_day(out: &mut Vec<u8>, days: u64) {
-    let (y, m, d) = civil(days as i64);
+    let (y, m, d) = crate::h1::civil_from_days(days as i64);
     let y = y.clamp(0, 9999) as u64;
     two(out, y / 100);
     two(out, y);
@@ -279,17 +279,11 @@ fn write_rfc3339_ms(out: &mut Vec<u8>, unix_ms: u64) {
     out.push(b'Z');
 }
 
-/// Days since the Unix epoch → (year, month, day), proleptic Gregorian.
-pub fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+/// The wall clock in Unix milliseconds (what records, day files and counters are keyed by).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// `YYYY-MM-DD` of a Unix time in milliseconds (UTC): the record's file.
@@ -323,15 +317,9 @@ pub fn parse_time(s: &str) -> Option<u64> {
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) || !(1970..=9999).contains(&y) {
         return None;
     }
-    // Days from civil (inverse of `civil`).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = i64::from(if m > 2 { m - 3 } else { m + 9 });
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    if civil(days) != (y, m, d) {
+    let days = crate::h1::days_from_civil(y, m, d);
+    // A day past the month's end (2023-02-29) lands on another date: refused.
+    if crate::h1::civil_from_days(days) != (y, m, d) {
         return None;
     }
     u64::try_from(days).ok().map(|d| d * 86_400_000)

@@ -585,9 +585,7 @@ async fn usage(ctl: &Rc<Ctl>, query: &str) -> Result<Writer, Error> {
             }
         }
     }
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now_ms = crate::usage::now_ms();
     let since = since.unwrap_or(now_ms - now_ms % 86_400_000);
     let until = until.unwrap_or(now_ms + 1);
     if until <= since {

@@ -325,7 +325,9 @@ impl Ctl {
                 now
             }
         });
-        setup.store.prune_usage(unix_ms(), cfg.usage.retain_days);
+        setup
+            .store
+            .prune_usage(crate::usage::now_ms(), cfg.usage.retain_days);
         let state = State {
             merger: Merger::new(live, owners, cfg.routing.cooldown),
             hosts: Snapshot::hosts_to_resolve(&cfg),
@@ -353,10 +355,10 @@ impl Ctl {
             ledger: setup
                 .store
                 .load_counters()
-                .and_then(|b| ledger::Ledger::from_json(&b, unix_ms()))
-                .unwrap_or_else(|| ledger::Ledger::new(unix_ms())),
+                .and_then(|b| ledger::Ledger::from_json(&b, crate::usage::now_ms()))
+                .unwrap_or_else(|| ledger::Ledger::new(crate::usage::now_ms())),
             next_counters_save: now,
-            pruned_day: unix_ms() / 86_400_000,
+            pruned_day: crate::usage::now_ms() / 86_400_000,
             metrics: metrics::Metrics::default(),
             cfg,
         };
@@ -491,7 +493,7 @@ impl Ctl {
     /// Publishes the quotas the ledger says are spent, when that changed (a record spent one,
     /// or a new UTC day restored them), and saves the counters at most once a second.
     fn apply_quota(&self, st: &mut State, now: Instant) {
-        let today = unix_ms();
+        let today = crate::usage::now_ms();
         st.ledger.roll(today);
         // Records may have rolled the ledger already: prune by the clock's day, once a day.
         if today / 86_400_000 > st.pruned_day {
@@ -748,12 +750,6 @@ fn access_log(u: &crate::usage::Record) {
         trace_id = trace,
         "request"
     );
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Waits (bounded) for a state-store acknowledgement.

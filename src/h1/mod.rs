@@ -89,6 +89,32 @@ pub fn has_token(value: &[u8], token: &[u8]) -> bool {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
+/// Days since the Unix epoch → (year, month, day), proleptic Gregorian (Howard Hinnant's
+/// civil-from-days).
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// (year, month, day) → days since the Unix epoch: the inverse of [`civil_from_days`] (no
+/// range checks: an out-of-range month or day lands on a neighbouring date).
+pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((month + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Formats an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) for `Date` headers.
 pub fn http_date(unix_secs: u64) -> [u8; 29] {
     const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
@@ -98,16 +124,8 @@ pub fn http_date(unix_secs: u64) -> [u8; 29] {
     ];
     let days = unix_secs / 86400;
     let secs = unix_secs % 86400;
-    // Civil-from-days (Howard Hinnant's algorithm), proleptic Gregorian.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u64;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as usize;
-    let year = (yoe + era * 400 + i64::from(month <= 2)) as u64;
+    let (year, month, day) = civil_from_days(days as i64);
+    let (year, month, day) = (year as u64, month as usize, u64::from(day));
     let mut out = *b"Thu, 01 Jan 1970 00:00:00 GMT";
     out[..3].copy_from_slice(DAYS[(days % 7) as usize]);
     let two = |v: u64| [b'0' + (v / 10 % 10) as u8, b'0' + (v % 10) as u8];
@@ -137,18 +155,11 @@ pub fn parse_retry_after(value: &[u8], now_unix: u64) -> Option<std::time::Durat
         b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
         b"Dec",
     ];
-    let day = num(5..7)?;
-    let month = MONTHS.iter().position(|m| &b[8..11] == *m)? as i64 + 1;
+    let day = u32::try_from(num(5..7)?).ok()?;
+    let month = MONTHS.iter().position(|m| &b[8..11] == *m)? as u32 + 1;
     let year = num(12..16)?;
     let (h, mi, s) = (num(17..19)?, num(20..22)?, num(23..25)?);
-    // Days from civil (Howard Hinnant).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = days_from_civil(year, month, day);
     let at = days * 86_400 + h * 3600 + mi * 60 + s;
     Some(std::time::Duration::from_secs(
         (at - now_unix as i64).max(0) as u64,

@@ -293,7 +293,7 @@ pub async fn forward(
     let Exchange { out, input } = ex;
     if let Some(why) = &snap.quota.global {
         let e = Error::new(429, Kind::RateLimit, "budget_exhausted", why.to_string());
-        let secs = 86_400 - unix_now() % 86_400;
+        let secs = crate::routing::health::until_utc_midnight(unix_now()).as_secs();
         let mut b = itoa::Buffer::new();
         let retry: &[u8] = b.format(secs).as_bytes();
         out.send_error_with(&e, &[(b"retry-after", retry)]).await;
@@ -603,7 +603,7 @@ fn record(
 ) {
     worker.record_usage(
         crate::usage::Record {
-            unix_ms: unix_ms(),
+            unix_ms: crate::usage::now_ms(),
             request_id: out.request_id,
             endpoint: endpoint.name(client),
             names,
@@ -630,12 +630,6 @@ fn mentions(body: &[u8], model: &str) -> bool {
 
 fn ms(d: Duration) -> f32 {
     d.as_secs_f32() * 1000.0
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn unix_now() -> u64 {
