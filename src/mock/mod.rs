@@ -93,7 +93,7 @@ pub struct MockConfig {
     pub late_200: bool,
     /// TLS server config (https mock).
     pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// Record every request on the events channel.
+    /// Record every connection and request on the events channel.
     pub record: bool,
     /// Event-loop threads.
     pub workers: usize,
@@ -236,6 +236,16 @@ struct Shared {
     seq: AtomicU64,
 }
 
+impl Shared {
+    /// Records an event, only when `record` is set: the channel is unbounded, and the CLI mock
+    /// and demo mode never drain it (a long benchmark would grow it by one per connection).
+    fn note(&self, event: MockEvent) {
+        if self.cfg.record {
+            let _ = self.events.send(event);
+        }
+    }
+}
+
 /// Starts the mock on its own threads and returns once it listens.
 pub fn start(cfg: MockConfig) -> std::io::Result<MockHandle> {
     let listeners = crate::worker::listener::bind(cfg.listen, cfg.workers.max(1))
@@ -294,7 +304,7 @@ async fn accept_loop(l: std::net::TcpListener, shared: Arc<Shared>) {
         }
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
-        let _ = shared.events.send(MockEvent::Connected);
+        shared.note(MockEvent::Connected);
         monoio::spawn(async move {
             match shared.cfg.tls.clone() {
                 None => serve(stream, &shared).await,
@@ -790,7 +800,7 @@ async fn chat<S: AsyncReadRent + AsyncWriteRent>(
     let keep = req.keep_alive;
     let k = Knobs::read(req, cfg);
     if !k.latency.is_zero() && !wait_unless_peer_closes(s, buf, k.latency, None).await {
-        let _ = shared.events.send(MockEvent::PeerClosedWhileHeld);
+        shared.note(MockEvent::PeerClosedWhileHeld);
         return false;
     }
     if let Some(st) = k.status.filter(|s| *s != 200) {
@@ -845,7 +855,14 @@ async fn chat<S: AsyncReadRent + AsyncWriteRent>(
             gemini::stream_events(&ask, id, k.chunks, false),
         ),
     };
-    stream(s, content_type, &events, &k, shared, buf).await
+    // A provider sends its usage chunk and `[DONE]` right after the finish chunk; pacing them
+    // too would show up as one doubled gap per stream wherever the gateway strips the usage
+    // chunk the client did not ask for.
+    let paced = match wire {
+        Wire::OpenAi => events.len() - 1 - usize::from(ask.include_usage),
+        _ => events.len(),
+    };
+    stream(s, content_type, &events, paced, &k, shared, buf).await
 }
 
 const SSE: &[u8] = b"text/event-stream; charset=utf-8";
@@ -975,11 +992,13 @@ fn stream_events(ask: &Ask, id: u64, n: usize) -> Vec<Vec<u8>> {
     ev
 }
 
-/// Sends `events` as one streamed body, paced and faulted by `k`.
+/// Sends `events` as one streamed body, faulted by `k` and the first `paced` of them paced
+/// by its interval (the rest follow at once).
 async fn stream<S: AsyncReadRent + AsyncWriteRent>(
     s: &mut S,
     content_type: &[u8],
     events: &[Vec<u8>],
+    paced: usize,
     k: &Knobs,
     shared: &Shared,
     buf: &mut Vec<u8>,
@@ -1005,10 +1024,10 @@ async fn stream<S: AsyncReadRent + AsyncWriteRent>(
         }
         if k.hold_after == Some(i) {
             if !hold(s, shared, buf).await {
-                let _ = shared.events.send(MockEvent::PeerClosedWhileHeld);
+                shared.note(MockEvent::PeerClosedWhileHeld);
                 return false;
             }
-        } else if i > 0 && !k.interval.is_zero() {
+        } else if i > 0 && i < paced && !k.interval.is_zero() {
             monoio::time::sleep(k.interval).await;
         }
         let mut out = Vec::with_capacity(ev.len() + 16);
@@ -1018,12 +1037,12 @@ async fn stream<S: AsyncReadRent + AsyncWriteRent>(
             out.extend_from_slice(ev);
         }
         if s.write_all(out).await.0.is_err() {
-            let _ = shared.events.send(MockEvent::StreamAborted);
+            shared.note(MockEvent::StreamAborted);
             return false;
         }
     }
     if k.hold_after == Some(events.len()) && !hold(s, shared, buf).await {
-        let _ = shared.events.send(MockEvent::PeerClosedWhileHeld);
+        shared.note(MockEvent::PeerClosedWhileHeld);
         return false;
     }
     if chunked_framing {
