@@ -390,7 +390,12 @@ pub async fn forward(
             half_open: p.half_open,
         };
         let Some(result) = guard
-            .run(attempt_once(worker, ch, &mut outgoing, started))
+            .run(std::pin::pin!(attempt_once(
+                worker,
+                ch,
+                &mut outgoing,
+                started
+            )))
             .await
         else {
             tracing::debug!(channel = %ch.id, "client left while waiting for the upstream");
@@ -411,7 +416,10 @@ pub async fn forward(
                 let retry_after = head
                     .header(&conn.buf, b"retry-after")
                     .and_then(|v| crate::h1::parse_retry_after(v, unix_now()));
-                let Some(mut kept) = guard.run(read_kept(worker, ch, conn, &head)).await else {
+                let Some(mut kept) = guard
+                    .run(std::pin::pin!(read_kept(worker, ch, conn, &head)))
+                    .await
+                else {
                     let names = names(snap, entry.channel, Some(p.entry));
                     let attempt = Attempted::new(None, None, None, made);
                     record(

@@ -138,7 +138,7 @@ pub(super) async fn respond(
         ch.timeouts.idle,
         deadline,
     );
-    let Some(result) = guard.run(read).await else {
+    let Some(result) = guard.run(std::pin::pin!(read)).await else {
         tracing::debug!(channel = %ch.id, "client left during the upstream body; upstream closed");
         return Outcome::ClientGone;
     };
@@ -311,7 +311,9 @@ async fn relay_sse(
         Body::Close => Framing::Close,
         Body::None => Framing::Length(0),
     };
-    let mut pending: Vec<u8> = Vec::with_capacity(8 * 1024);
+    // Grows when an event is bigger; most are a few hundred bytes, and a stream holds this
+    // for its whole life.
+    let mut pending: Vec<u8> = Vec::with_capacity(2 * 1024);
     let mut reusable = head.keep_alive;
     let mut complete = matches!(framing, Framing::Length(0));
     let first = conn.buf.split_off(head.len);
@@ -397,10 +399,13 @@ async fn relay_sse(
             .timeouts
             .idle
             .min(deadline.saturating_duration_since(Instant::now()));
-        match guard
-            .run(monoio::time::timeout(wait, conn.read_more()))
-            .await
-        {
+        let got = guard
+            .run(std::pin::pin!(monoio::time::timeout(
+                wait,
+                conn.read_more()
+            )))
+            .await;
+        match got {
             None => end = Some(End::ClientGone),
             Some(Err(_)) => {
                 end = Some(if Instant::now() >= deadline {

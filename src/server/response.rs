@@ -353,7 +353,9 @@ impl<'c> ClientInput<'c> {
     pub fn watch(&mut self) -> ClientWatch<'_> {
         let canceller = Canceller::new();
         let handle = canceller.handle();
-        let buf = Vec::with_capacity(4096);
+        // Small: it only has to notice a close or the start of a pipelined request (whatever
+        // does not fit stays in the socket for the next read); every watched stream holds one.
+        let buf = Vec::with_capacity(512);
         let reader = &mut *self.reader;
         let read: ReadFuture<'_> =
             Box::pin(async move { reader.cancelable_read(buf, handle).await });
@@ -465,8 +467,12 @@ impl<'a, 'c> ClientGuard<'a, 'c> {
     }
 
     /// Runs `work` to completion, or returns `None` as soon as the client goes away.
-    pub async fn run<F: Future>(&mut self, work: F) -> Option<F::Output> {
-        let mut work = std::pin::pin!(work);
+    ///
+    /// Takes the work pinned by the caller (`guard.run(pin!(fut))`) rather than by value: an
+    /// async fn keeps a by-value argument in its state *and* the pinned copy made from it, and
+    /// this future lives inside every connection's task for the whole exchange (a streaming
+    /// connection's memory is mostly these state machines).
+    pub async fn run<F: Future>(&mut self, mut work: std::pin::Pin<&mut F>) -> Option<F::Output> {
         if self.watch.is_none() {
             // Most work is ready at once (a body already buffered) or soon: poll it before
             // arming a timer at all.

@@ -271,7 +271,10 @@ impl Pool {
         let mut last = ConnectError::NoAddress;
         for k in 0..ep.addrs.len() {
             let addr = ep.addrs[(start + k) % ep.addrs.len()];
-            match monoio::time::timeout(timeout, open(ep, addr)).await {
+            // Boxed: opening (tunnel + TLS handshake) is a 3 KiB state machine that would
+            // otherwise sit inside every request's future for its whole life, streams
+            // included; one allocation per new connection is nothing next to a handshake.
+            match monoio::time::timeout(timeout, Box::pin(open(ep, addr))).await {
                 Ok(Ok(conn)) => {
                     self.opened.set(self.opened.get() + 1);
                     return Ok(conn);
