@@ -38,67 +38,16 @@ if [[ -z ${PERF_GUARDED:-} ]]; then
     exec timeout --foreground -k 30 "$PERF_TIMEOUT" bash "$0" "$@"
 fi
 
-WORK=$PERF_DIR/work        # gitignored: configs, logs, raw wrk output of the last run
+WORK=$PERF_DIR/work/run    # gitignored: configs, logs, raw wrk output of the last run
 DATA=$WORK/data
 RESULTS_DIR=$PERF_DIR/results
 
-log() { printf '[perf %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
+# shellcheck source=perf/lib.sh
+source "$PERF_DIR/lib.sh"
 
 # ---------------------------------------------------------------------------------------------
-# Process bookkeeping: everything started here is stopped on any exit, success or not.
-PIDS=()          # masters / gateways: TERM first so they shut their children down cleanly
-STRAY_PIDS=()    # nginx workers: only SIGKILLed if still alive after their master is gone
-
-# alive PID: running, not merely an unreaped zombie (an orphaned nginx worker can linger as one).
-alive() {
-    local s
-    s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    s=${s##*) }
-    [[ ${s:0:1} != Z ]]
-}
-
-# shellcheck disable=SC2317  # reached through the trap only
-cleanup() {
-    local rc=$? pid any i
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for ((i = 0; i < 50; i++)); do
-        any=0
-        for pid in "${PIDS[@]}" "${STRAY_PIDS[@]}"; do
-            alive "$pid" && any=1
-        done
-        ((any)) || break
-        sleep 0.1
-    done
-    for pid in "${PIDS[@]}" "${STRAY_PIDS[@]}"; do
-        if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
-    done
-    wait 2>/dev/null || true
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT
-trap 'log "terminated (overall timeout of ${PERF_TIMEOUT}s?)"; exit 143' TERM
-
-# ---------------------------------------------------------------------------------------------
-# 1. Tools. Installed here, never assumed: a fresh machine has none of them.
-# `nginx` rather than `nginx-light`: on Debian 12 the light package is only nginx plus the echo
-# module, which nothing here uses. Debian's policy-rc.d on this image keeps the packaged service
-# from starting; ours run with their own prefix and never read /etc/nginx.
-need=()
-command -v wrk >/dev/null || need+=(wrk)
-command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx)
-command -v python3 >/dev/null || need+=(python3)
-command -v curl >/dev/null || need+=(curl)
-command -v taskset >/dev/null || need+=(util-linux)
-command -v pgrep >/dev/null || need+=(procps)
-if ((${#need[@]})); then
-    log "installing ${need[*]}"
-    apt-get update -q >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+# 1. Tools (perf/lib.sh: installed from Debian's packages when missing).
+ensure_tools wrk nginx python3 curl taskset pgrep
 
 # ---------------------------------------------------------------------------------------------
 # 2. Build.
@@ -116,7 +65,7 @@ mv "$PERF_DIR/.build.log" "$WORK/build.log"
 # on the last. Client and servers then never fight over one core, and the gateway and nginx
 # each get the same single core, shared with the upstream exactly as the other is. With a
 # single CPU nothing is pinned (and the results say so).
-read -r CLIENT_CPU SERVER_CPU < <(python3 -c 'import os; c = sorted(os.sched_getaffinity(0)); print(c[0], c[-1])')
+pin_layout
 if ((CLIENT_CPU != SERVER_CPU)); then
     PIN_CLIENT=(taskset -c "$CLIENT_CPU")
     PIN_SERVER=(taskset -c "$SERVER_CPU")
@@ -135,24 +84,10 @@ else
 fi
 
 # Four distinct free loopback ports, picked by the kernel (held open together so they differ).
-read -r P_UP P_PROXY P_GW P_GW2 < <(python3 -c '
-import socket
-ss = [socket.socket() for _ in range(4)]
-for s in ss: s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in ss))')
+read -r P_UP P_PROXY P_GW P_GW2 < <(free_ports 4)
 
 # ---------------------------------------------------------------------------------------------
 # Helpers.
-shopt -u patsub_replacement 2>/dev/null || true   # keep '&' literal in template values
-
-# render TEMPLATE OUT KEY=VALUE...: fill @KEY@ placeholders.
-render() {
-    local text kv
-    text=$(<"$1")
-    for kv in "${@:3}"; do text=${text//@${kv%%=*}@/${kv#*=}}; done
-    printf '%s\n' "$text" >"$2"
-}
-
 # http_status METHOD URL: status code, 000 when nothing answers.
 http_status() {
     if [[ $1 == POST ]]; then
@@ -173,53 +108,6 @@ wait_200() {
     done
     die "$3 did not answer 200 within 10 s"
 }
-
-# start_nginx NAME CONF PIN...: nginx in the foreground of a background job, own prefix and error log
-# (-e, so it never opens /var/log/nginx even before reading CONF). Sets NGINX_PID and, once it
-# answers, NGINX_WORKER (the single worker: the process whose CPU we time).
-start_nginx() {
-    local dir=$WORK/$1 i
-    mkdir -p "$dir"
-    "$NGINX" -t -q -p "$dir" -c "$2" -e "$dir/error.log" || die "nginx config $2"
-    "${@:3}" "$NGINX" -p "$dir" -c "$2" -e "$dir/error.log" >"$dir/stdout.log" 2>&1 &
-    NGINX_PID=$!
-    PIDS+=("$NGINX_PID")
-    NGINX_WORKER=
-    for ((i = 0; i < 100; i++)); do
-        NGINX_WORKER=$(pgrep -P "$NGINX_PID" | head -1 || true)
-        [[ -n $NGINX_WORKER ]] && break
-        sleep 0.05
-    done
-    [[ -n $NGINX_WORKER ]] || die "no nginx worker under $NGINX_PID (see $dir/error.log)"
-    STRAY_PIDS+=("$NGINX_WORKER")
-}
-
-# cpu_ticks PID: utime + stime of the whole process (all threads), in clock ticks.
-cpu_ticks() {
-    local s
-    s=$(<"/proc/$1/stat")
-    s=${s##*) }          # drop "pid (comm) ": comm may hold spaces
-    # shellcheck disable=SC2086
-    set -- $s            # now $1 is field 3 (state): utime is field 14, stime 15
-    echo $((${12} + ${13}))
-}
-
-# busy_pct: share of all CPUs in use over one second, by anyone. Taken while our own servers
-# are idle, it shows whether something else (a build, another test run) shares the box: the
-# ratios survive moderate noise, absolute figures do not.
-busy_pct() {
-    local a b
-    read -r -a a < <(grep '^cpu ' /proc/stat)
-    sleep 1
-    read -r -a b < <(grep '^cpu ' /proc/stat)
-    # fields: user nice system idle iowait irq softirq steal
-    local busy=$(((b[1] + b[2] + b[3] + b[6] + b[7] + b[8]) - (a[1] + a[2] + a[3] + a[6] + a[7] + a[8])))
-    local idle=$(((b[4] + b[5]) - (a[4] + a[5])))
-    echo $((100 * busy / (busy + idle > 0 ? busy + idle : 1)))
-}
-
-# rss_kib PID FIELD: VmRSS / VmHWM in KiB.
-rss_kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
 
 BUSY_BEFORE=$(busy_pct)
 ((BUSY_BEFORE < 10)) || log "WARNING: the box is ${BUSY_BEFORE}% busy before we start: expect noisy figures"

@@ -386,7 +386,7 @@ async fn continue_100(writer: &mut OwnedWriteHalf<TcpStream>, timeout: Duration)
 }
 
 /// Reads more bytes onto the end of `buf`.
-pub(crate) async fn read_into<R: AsyncReadRent>(
+pub async fn read_into<R: AsyncReadRent>(
     reader: &mut R,
     buf: &mut Vec<u8>,
 ) -> std::io::Result<usize> {
