@@ -40,6 +40,7 @@ fn bench(c: &mut Criterion) {
             stream: false,
             strategy: None,
             options: &options,
+            allowed: None,
         };
         arena.reset();
         let n = rank(&snap, &mut local, &ask, Instant::now(), &arena, false)

@@ -22,6 +22,8 @@ pub enum Command {
     MockUpstream(MockArgs),
     /// Convert the Python original's `router_config.yaml` to TOML.
     Import(ImportArgs),
+    /// Manage client keys in the keys file.
+    Keys(KeysArgs),
     /// Print usage.
     Help,
     /// Print the version.
@@ -48,6 +50,32 @@ pub struct ImportArgs {
     pub file: PathBuf,
     /// Where to write the TOML (stdout when absent).
     pub out: Option<PathBuf>,
+}
+
+/// What `keys` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeysAction {
+    /// Create a key and print it once.
+    Add,
+    /// List names, digests, expiry and allowance.
+    List,
+    /// Remove a key.
+    Revoke,
+}
+
+/// Options of `keys`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeysArgs {
+    /// The action.
+    pub action: KeysAction,
+    /// The key's name (add, revoke).
+    pub name: String,
+    /// `--models a,b`: the allowance of a new key.
+    pub models: Vec<String>,
+    /// `--expires DATE`.
+    pub expires: Option<String>,
+    /// `--keys-file PATH` (else the config's `[auth] keys_file`).
+    pub file: Option<PathBuf>,
 }
 
 /// Options of `mock-upstream` (besides the global `--listen` and `--workers`).
@@ -100,6 +128,11 @@ COMMANDS:
                      config on stdout (or -o OUT), every key that did not carry over on
                      stderr; exit 1 if FILE is unreadable or not valid YAML
     mock-upstream    run the built-in OpenAI-compatible mock upstream
+    keys add NAME    create a client key, print it once, store its SHA-256 in the keys file
+                     (flags: --models a,tag:free  --expires 2027-01-01  --keys-file PATH;
+                     the file defaults to the config's [auth] keys_file)
+    keys list        names, digest prefixes, expiry and allowed models (never a key)
+    keys revoke NAME remove a key (running gateways drop it on their next reload)
     help, version
 
 GLOBAL FLAGS (before or after the command):
@@ -132,6 +165,14 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
     let mut route = RouteArgs::default();
     let mut import = ImportArgs::default();
     let mut import_file: Option<PathBuf> = None;
+    let mut keys_action: Option<KeysAction> = None;
+    let mut keys = KeysArgs {
+        action: KeysAction::List,
+        name: String::new(),
+        models: Vec::new(),
+        expires: None,
+        file: None,
+    };
     let mut command: Option<&'static str> = None;
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -158,13 +199,40 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
             "--admin-listen" => cli.admin_listen = Some(value("--admin-listen")?),
             "-h" | "--help" | "help" => command = Some("help"),
             "-V" | "--version" | "version" => command = Some("version"),
-            "check" | "mock-upstream" | "route" | "import" if command.is_none() => {
+            "check" | "mock-upstream" | "route" | "import" | "keys" if command.is_none() => {
                 command = Some(match flag.as_str() {
                     "check" => "check",
                     "route" => "route",
                     "import" => "import",
+                    "keys" => "keys",
                     _ => "mock-upstream",
                 })
+            }
+            "add" | "list" | "revoke" if command == Some("keys") && keys_action.is_none() => {
+                keys_action = Some(match flag.as_str() {
+                    "add" => KeysAction::Add,
+                    "list" => KeysAction::List,
+                    _ => KeysAction::Revoke,
+                })
+            }
+            "--models" if command == Some("keys") => {
+                keys.models = value("--models")?
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            }
+            "--expires" if command == Some("keys") => keys.expires = Some(value("--expires")?),
+            "--keys-file" if command == Some("keys") => {
+                keys.file = Some(PathBuf::from(value("--keys-file")?))
+            }
+            name if command == Some("keys")
+                && keys_action.is_some()
+                && keys.name.is_empty()
+                && !name.starts_with('-') =>
+            {
+                keys.name = name.to_string()
             }
             "-o" | "--out" | "--output" if command == Some("import") => {
                 import.out = Some(PathBuf::from(value("--out")?))
@@ -256,6 +324,15 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
             }
         },
         Some("mock-upstream") => Command::MockUpstream(mock),
+        Some("keys") => match keys_action {
+            None => return Err("keys needs an action: add NAME, list or revoke NAME".into()),
+            Some(action) => {
+                if action != KeysAction::List && keys.name.is_empty() {
+                    return Err("keys add and keys revoke need the key's NAME".into());
+                }
+                Command::Keys(KeysArgs { action, ..keys })
+            }
+        },
         Some("version") => Command::Version,
         _ => Command::Help,
     };

@@ -29,6 +29,7 @@
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 pub mod api;
+pub mod auth;
 pub mod bootstrap;
 pub mod catalog;
 pub mod cli;
@@ -38,6 +39,7 @@ pub mod error;
 pub mod h1;
 pub mod import;
 pub mod json;
+pub mod keys;
 pub mod live;
 pub mod logging;
 pub mod mock;

@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         Command::Route(args) => route(&cli, &args),
         Command::MockUpstream(args) => mock_upstream(&cli, args),
         Command::Import(args) => import(&args),
+        Command::Keys(args) => keys(&cli, &args),
         Command::Run => run(&cli),
     }
 }
@@ -161,6 +162,7 @@ fn route(cli: &cli::Cli, args: &cli::RouteArgs) -> ExitCode {
         stream: false,
         strategy: args.strategy.as_deref(),
         options: &options,
+        allowed: None,
     };
     let arena = bumpalo::Bump::new();
     let now = std::time::Instant::now();
@@ -228,6 +230,61 @@ fn route(cli: &cli::Cli, args: &cli::RouteArgs) -> ExitCode {
 
 /// `import FILE [-o OUT]`: the TOML goes to OUT or stdout, the report to stderr. Exit 0 even
 /// when keys were dropped (they are listed), 1 when FILE cannot be read or converted.
+fn keys(cli: &cli::Cli, args: &cli::KeysArgs) -> ExitCode {
+    // The config is parsed, not loaded: loading merges (and validates) the keys file this
+    // command is about to create or repair.
+    let path = match &args.file {
+        Some(f) => f.clone(),
+        None => {
+            let from_config = config_path(cli).and_then(|p| {
+                let text = std::fs::read_to_string(&p).ok()?;
+                Config::parse(&text, &ProcessEnv).ok()?.auth.keys_file
+            });
+            match from_config {
+                Some(f) => f,
+                None => {
+                    eprintln!(
+                        "error: no keys file: pass --keys-file PATH, or --config FILE whose [auth] sets keys_file"
+                    );
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    let result = match args.action {
+        cli::KeysAction::Add => smart_ai_router::keys::add(
+            &path,
+            &args.name,
+            &args.models,
+            args.expires.as_deref(),
+        )
+        .map(|key| {
+            println!("{key}");
+            eprintln!(
+                "key \"{}\" added to {}: the key above is shown this once (only its SHA-256 is stored); \
+                 running gateways accept it after a reload (SIGHUP or POST /admin/reload)",
+                args.name,
+                path.display()
+            );
+        }),
+        cli::KeysAction::List => smart_ai_router::keys::list(&path).map(|t| print!("{t}")),
+        cli::KeysAction::Revoke => smart_ai_router::keys::revoke(&path, &args.name).map(|()| {
+            eprintln!(
+                "key \"{}\" removed from {}; running gateways refuse it after a reload",
+                args.name,
+                path.display()
+            )
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn import(args: &cli::ImportArgs) -> ExitCode {
     let yaml = match std::fs::read_to_string(&args.file) {
         Ok(t) => t,
@@ -436,6 +493,20 @@ fn banner(cfg: &Config, g: &bootstrap::Gateway, demo: Option<&mock::MockHandle>)
             tracing::info!(config = %p.display(), "config loaded")
         }
         smart_ai_router::config::Source::Inline => {}
+    }
+    let listen = g.local_addr();
+    match (cfg.auth.keys.len(), cfg.auth.allow_unauthenticated) {
+        (0, true) if !listen.ip().is_loopback() => tracing::warn!(
+            %listen,
+            "NO CLIENT AUTHENTICATION: auth.allow_unauthenticated = true and no client key; \
+             anyone who reaches this address can spend the provider keys"
+        ),
+        (0, _) => tracing::info!(
+            %listen,
+            "no client keys: serving without authentication on a loopback address only \
+             (add keys with `smart-ai-router keys add NAME`)"
+        ),
+        (n, _) => tracing::info!(client_keys = n, "client authentication on"),
     }
     for line in cfg.summary().lines() {
         tracing::info!("{line}");

@@ -229,6 +229,8 @@ pub struct Snapshot {
     pub cost_rate: f64,
     /// Daily quotas spent (set by the control thread from its usage ledger).
     pub quota: Arc<Quota>,
+    /// Client keys, with their allowances resolved against this catalog.
+    pub clients: Arc<crate::auth::Clients>,
 }
 
 /// Which daily quotas are spent for the current UTC day.
@@ -400,6 +402,7 @@ impl Snapshot {
         };
         let catalog = Catalog::build(cfg, &channels, mode, generation, discovered);
         let live = Live::new(generation, channels.len(), catalog.entries.len());
+        let clients = crate::auth::Clients::build(&cfg.auth.keys, &catalog);
         Snapshot {
             epoch,
             mode,
@@ -411,6 +414,7 @@ impl Snapshot {
             live: Arc::new(live),
             cost_rate: cfg.pricing.from_usd(1.0),
             quota: Arc::new(Quota::default()),
+            clients: Arc::new(clients),
         }
     }
 

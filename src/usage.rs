@@ -76,6 +76,8 @@ pub struct Record {
     pub overhead_ms: Option<f32>,
     /// The W3C trace id of the client's `traceparent` (32 lower-case hex digits), if valid.
     pub trace_id: Option<[u8; 32]>,
+    /// The name of the client key that made the request (never the key).
+    pub client: Option<std::sync::Arc<str>>,
     /// HTTP status the client got.
     pub status: u16,
     /// Upstream attempts made.
@@ -181,6 +183,11 @@ impl Record {
             out.extend_from_slice(b",\"trace_id\":\"");
             out.extend_from_slice(t);
             out.push(b'"');
+        }
+        if let Some(k) = &self.client {
+            out.push(b',');
+            json::write_key(out, "key");
+            json::write_str(out, k);
         }
         uint(out, "status", u64::from(self.status));
         uint(out, "attempts", u64::from(self.attempts));
@@ -449,6 +456,7 @@ mod tests {
             ttft_ms: Some(3.0),
             overhead_ms: Some(0.05),
             trace_id: None,
+            client: None,
             status: 200,
             attempts: 1,
             stream: true,

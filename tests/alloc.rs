@@ -42,6 +42,7 @@ fn ranking_never_touches_the_heap() {
             stream: false,
             strategy: None,
             options: &options,
+            allowed: None,
         };
         // Warm-up: the worker view is sized once per catalog, the arena grows once.
         arena.reset();

@@ -88,6 +88,7 @@ fn example_config_parses_and_holds_the_defaults() {
     assert_eq!(s.idle_timeout, defaults::IDLE_TIMEOUT);
     assert_eq!(s.drain_timeout, defaults::DRAIN_TIMEOUT);
     assert_eq!(s.dns_refresh, defaults::DNS_REFRESH);
+    assert!(cfg.auth.keys.is_empty() && !cfg.auth.allow_unauthenticated);
     assert_eq!(cfg.routing.max_attempts, defaults::MAX_ATTEMPTS);
     assert_eq!(cfg.routing.default_strategy, defaults::DEFAULT_STRATEGY);
     assert_eq!(cfg.routing.tie_epsilon, defaults::TIE_EPSILON);

@@ -143,6 +143,28 @@ pub async fn handle(
         ex.out.header(b"allow", r.allow_header().as_bytes());
         return ex.out.body(b"application/json", &e.body()).await;
     }
+    ex.out.errors_as = match r {
+        Route::Messages | Route::CountTokens => Family::Anthropic,
+        Route::Gemini => Family::Gemini,
+        _ => Family::OpenAi,
+    };
+    let authed;
+    let req = if matches!(r, Route::Root | Route::Health) {
+        req
+    } else {
+        match authenticate(snap, req, r) {
+            Ok(client) => {
+                authed = Request { client, ..*req };
+                &authed
+            }
+            Err(e) => {
+                return ex
+                    .out
+                    .send_error_with(&e, &[(b"www-authenticate", b"Bearer")])
+                    .await;
+            }
+        }
+    };
     match r {
         Route::Root => {
             let mut b = Vec::with_capacity(64);
@@ -186,22 +208,15 @@ pub async fn handle(
         Route::Embeddings => openai(worker, snap, req, ex, Endpoint::Embeddings).await,
         Route::Completions => openai(worker, snap, req, ex, Endpoint::Completions).await,
         Route::Responses => openai(worker, snap, req, ex, Endpoint::Responses).await,
-        Route::Messages => {
-            ex.out.errors_as = Family::Anthropic;
-            match anthropic::ingress_request(req.body) {
-                Ok(body) => translated(worker, snap, req, &body, Family::Anthropic, ex).await,
-                Err(e) => ex.out.send_error(&e).await,
-            }
-        }
-        Route::CountTokens => {
-            ex.out.errors_as = Family::Anthropic;
-            match anthropic::count_tokens(req.body) {
-                Ok(body) => ex.out.send_json(200, &body).await,
-                Err(e) => ex.out.send_error(&e).await,
-            }
-        }
+        Route::Messages => match anthropic::ingress_request(req.body) {
+            Ok(body) => translated(worker, snap, req, &body, Family::Anthropic, ex).await,
+            Err(e) => ex.out.send_error(&e).await,
+        },
+        Route::CountTokens => match anthropic::count_tokens(req.body) {
+            Ok(body) => ex.out.send_json(200, &body).await,
+            Err(e) => ex.out.send_error(&e).await,
+        },
         Route::Gemini => {
-            ex.out.errors_as = Family::Gemini;
             let rest = &path[b"/v1beta/models/".len()..];
             let (model, stream) = match rest.strip_suffix(b":streamGenerateContent") {
                 Some(m) => (m, true),
@@ -230,6 +245,37 @@ pub async fn handle(
             ex.out.send_error(&e).await
         }
     }
+}
+
+/// The request's client key, checked against the snapshot's: `Ok(None)` when the gateway has
+/// no keys (open), `Ok(Some(i))` for a valid key, else the 401 to send. Gemini clients may
+/// send their key as `?key=` instead of a header.
+fn authenticate<'s>(
+    snap: &'s Snapshot,
+    req: &Request<'_>,
+    r: Route,
+) -> Result<Option<&'s crate::auth::Client>, Error> {
+    use crate::auth::Verdict;
+    let presented = crate::auth::presented(|n| req.header(n)).or_else(|| {
+        (r == Route::Gemini)
+            .then(|| crate::auth::query_key(&req.buf[req.head.target.clone()]))
+            .flatten()
+    });
+    let why = match snap.clients.check(presented, crate::usage::now_ms()) {
+        Verdict::Open => return Ok(None),
+        Verdict::Key(i) => return Ok(snap.clients.get(i)),
+        Verdict::Missing => {
+            "No API key was sent; send one as `Authorization: Bearer KEY` (or `x-api-key: KEY`)."
+        }
+        Verdict::Unknown => "The API key is not valid for this gateway.",
+        Verdict::Expired(_) => "The API key has expired.",
+    };
+    Err(Error::new(
+        401,
+        crate::error::Kind::Authentication,
+        "invalid_api_key",
+        why,
+    ))
 }
 
 /// Ranks without sending anything (no round-robin or trial state changes).
@@ -307,6 +353,7 @@ fn dry_run(
         stream: f.stream,
         strategy: crate::proxy::strategy_of(req, f),
         options: &options,
+        allowed: req.allowed(),
     };
     let ranking = crate::routing::rank(snap, &mut local, &ask, now, &arena, true)
         .map_err(crate::routing::RouteError::into_error)?;

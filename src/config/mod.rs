@@ -372,6 +372,31 @@ impl Default for UsageConfig {
     }
 }
 
+/// One client key (`[[auth.keys]]` or a keys file entry): its name and the SHA-256 of the key,
+/// never the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientKeyConfig {
+    /// Shown in records, logs and metrics.
+    pub name: String,
+    /// SHA-256 of the key.
+    pub sha256: [u8; 32],
+    /// Unix milliseconds from which the key is refused.
+    pub expires_ms: Option<u64>,
+    /// Model expressions the key may use (empty: any).
+    pub models: Vec<String>,
+}
+
+/// `[auth]`: who may call the client API.
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    /// Keys from the config and the keys file, config first.
+    pub keys: Vec<ClientKeyConfig>,
+    /// Serve a non-loopback listener without any key.
+    pub allow_unauthenticated: bool,
+    /// Where `keys add|list|revoke` keep keys (read at every (re)load).
+    pub keys_file: Option<PathBuf>,
+}
+
 /// `[admin]`: the operator API on its own listener.
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
@@ -644,6 +669,8 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// `[log]`.
     pub log: LogConfig,
+    /// `[auth]`: client keys.
+    pub auth: AuthConfig,
     /// Where it came from.
     pub source: Source,
 }
@@ -735,7 +762,51 @@ impl Config {
             e
         })?;
         cfg.source = Source::File(path.to_path_buf());
+        cfg.merge_keys_file()?;
         Ok(cfg)
+    }
+
+    /// Adds the keys of `[auth] keys_file` to the config's own (a key or name the config
+    /// already has is an error). Then a keys file left empty on a non-loopback listener without
+    /// `allow_unauthenticated` is refused, as a config without keys is.
+    pub fn merge_keys_file(&mut self) -> Result<(), ConfigError> {
+        let Some(path) = self.auth.keys_file.clone() else {
+            return Ok(());
+        };
+        for k in read_keys_file(&path)? {
+            if self
+                .auth
+                .keys
+                .iter()
+                .any(|o| o.name == k.name || o.sha256 == k.sha256)
+            {
+                return Err(ConfigError::one(
+                    Some(path),
+                    "keys",
+                    format!(
+                        "key \"{}\" repeats a name or key of [[auth.keys]] in the config",
+                        k.name
+                    ),
+                ));
+            }
+            self.auth.keys.push(k);
+        }
+        if self.auth.keys.is_empty()
+            && !self.auth.allow_unauthenticated
+            && !self.server.listen.ip().is_loopback()
+        {
+            return Err(ConfigError::one(
+                Some(path.clone()),
+                "auth",
+                format!(
+                    "server.listen ({}) is not a loopback address and {} holds no key: add one with \
+                     `smart-ai-router keys add NAME`, or set auth.allow_unauthenticated = true",
+                    self.server.listen,
+                    path.display()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Parses and validates TOML text.
@@ -1555,6 +1626,8 @@ fn build(raw: raw::Root) -> Result<Config, ConfigError> {
         }
     });
 
+    let auth = build_auth(&mut c, raw.auth, &server);
+
     let log = LogConfig {
         access: raw.log.access.unwrap_or(false),
         format: match raw.log.format.as_deref() {
@@ -1602,12 +1675,152 @@ fn build(raw: raw::Root) -> Result<Config, ConfigError> {
             usage,
             admin,
             log,
+            auth,
             source: Source::Inline,
         })
     } else {
         Err(ConfigError {
             origin: None,
             problems: c.problems,
+        })
+    }
+}
+
+fn build_auth(c: &mut Checker, a: raw::Auth, server: &ServerConfig) -> AuthConfig {
+    let keys_file = a.keys_file.filter(|f| !f.is_empty()).map(PathBuf::from);
+    if let Some(f) = &keys_file
+        && !f.is_absolute()
+    {
+        c.err(
+            "auth.keys_file",
+            format!("\"{}\" must be an absolute path", f.display()),
+        );
+    }
+    let allow_unauthenticated = a.allow_unauthenticated.unwrap_or(false);
+    let keys = client_keys(&a.keys, "auth.keys", &mut |path, m| c.err(path, m));
+    if keys.is_empty()
+        && keys_file.is_none()
+        && !allow_unauthenticated
+        && !server.listen.ip().is_loopback()
+    {
+        c.err(
+            "auth",
+            format!(
+                "server.listen ({}) is not a loopback address and no client key is configured: \
+                 add keys (`smart-ai-router keys add NAME` with [auth] keys_file, or [[auth.keys]]), \
+                 or set auth.allow_unauthenticated = true to serve anyone who can reach it",
+                server.listen
+            ),
+        );
+    }
+    AuthConfig {
+        keys,
+        allow_unauthenticated,
+        keys_file,
+    }
+}
+
+/// Validates client key entries (`[[auth.keys]]` or a keys file's `[[keys]]`), reporting each
+/// problem under `base[i].key`.
+fn client_keys(
+    raw: &[raw::AuthKey],
+    base: &str,
+    err: &mut dyn FnMut(String, String),
+) -> Vec<ClientKeyConfig> {
+    let mut out: Vec<ClientKeyConfig> = Vec::with_capacity(raw.len());
+    for (i, k) in raw.iter().enumerate() {
+        let at = |f: &str| format!("{base}[{i}].{f}");
+        let name = k.name.trim();
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'))
+        {
+            err(
+                at("name"),
+                "1 to 64 characters: letters, digits, - _ . @ (it appears in logs and metrics)"
+                    .into(),
+            );
+            continue;
+        }
+        let Some(sha256) = crate::auth::parse_hex(k.sha256.trim()) else {
+            err(
+                at("sha256"),
+                "64 hex digits: the SHA-256 of the key (`printf %s \"$KEY\" | sha256sum`), never the key itself".into(),
+            );
+            continue;
+        };
+        let expires_ms = match k.expires.as_deref() {
+            None => None,
+            Some(t) => match crate::usage::parse_time(t.trim()) {
+                Some(ms) => Some(ms),
+                None => {
+                    err(
+                        at("expires"),
+                        format!("\"{t}\" is not a date (YYYY-MM-DD, UTC) or unix seconds"),
+                    );
+                    continue;
+                }
+            },
+        };
+        for m in &k.models {
+            if let Err(e) = crate::routing::expr::parse(m) {
+                err(
+                    at("models"),
+                    format!("`{m}` is not a model expression: {e}"),
+                );
+            }
+        }
+        if out.iter().any(|o| o.name == name) {
+            err(at("name"), format!("\"{name}\" is used by another key"));
+            continue;
+        }
+        if out.iter().any(|o| o.sha256 == sha256) {
+            err(at("sha256"), "the same key is listed twice".into());
+            continue;
+        }
+        out.push(ClientKeyConfig {
+            name: name.to_string(),
+            sha256,
+            expires_ms,
+            models: k.models.clone(),
+        });
+    }
+    out
+}
+
+/// Reads a keys file (`[[keys]]` entries). A missing file has no keys (`keys add` creates it).
+#[allow(clippy::disallowed_methods)] // control-side: read at (re)load, off the data plane
+pub fn read_keys_file(path: &Path) -> Result<Vec<ClientKeyConfig>, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(ConfigError::one(
+                Some(path.to_path_buf()),
+                "",
+                format!("cannot read {}: {e}", path.display()),
+            ));
+        }
+    };
+    let file: raw::KeysFile = toml::from_str(&text).map_err(|e| {
+        ConfigError::one(
+            Some(path.to_path_buf()),
+            "",
+            format!("not a keys file: {}", e.message().trim()),
+        )
+    })?;
+    let mut problems = Vec::new();
+    let keys = client_keys(&file.keys, "keys", &mut |path, message| {
+        problems.push(Problem { path, message })
+    });
+    if problems.is_empty() {
+        Ok(keys)
+    } else {
+        Err(ConfigError {
+            origin: Some(path.to_path_buf()),
+            problems,
         })
     }
 }

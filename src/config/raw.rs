@@ -51,6 +51,35 @@ pub(super) struct Root {
     pub admin: Option<Admin>,
     #[serde(default)]
     pub log: Log,
+    #[serde(default)]
+    pub auth: Auth,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Auth {
+    pub allow_unauthenticated: Option<bool>,
+    pub keys_file: Option<String>,
+    #[serde(default)]
+    pub keys: Vec<AuthKey>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AuthKey {
+    pub name: String,
+    pub sha256: String,
+    pub expires: Option<String>,
+    #[serde(default)]
+    pub models: Vec<String>,
+}
+
+/// A keys file (`[auth] keys_file`): `[[keys]]` entries shaped like `[[auth.keys]]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct KeysFile {
+    #[serde(default)]
+    pub keys: Vec<AuthKey>,
 }
 
 #[derive(Debug, Deserialize, Default)]

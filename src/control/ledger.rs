@@ -191,6 +191,7 @@ mod tests {
             ttft_ms: None,
             overhead_ms: None,
             trace_id: None,
+            client: None,
             status: 200,
             attempts: 1,
             stream: false,

@@ -6,8 +6,9 @@
 //!
 //! Invariants: nothing here runs on a worker — the data plane pays only for the usage record it
 //! already sends; label values come from config (channel, provider, upstream model from the
-//! catalog) or small fixed sets (status code, endpoint), never from client-chosen text, so
-//! cardinality is bounded by the config; counters only grow (a reload keeps them).
+//! catalog, client key names from `[auth]`) or small fixed sets (status code, endpoint), never
+//! from client-chosen text, so cardinality is bounded by the config; counters only grow (a
+//! reload keeps them).
 //! Not here: worker-local gauges (in-flight, connections, loop lag) — a later step.
 
 use std::collections::BTreeMap;
@@ -95,6 +96,17 @@ pub struct Metrics {
     ttft: Histogram,
     overhead: Histogram,
     records: u64,
+    /// By client key name (configured names only: bounded by the config), then status.
+    clients: BTreeMap<String, ClientTraffic>,
+}
+
+/// Per client key traffic.
+#[derive(Debug, Clone, Default)]
+struct ClientTraffic {
+    requests: BTreeMap<u16, u64>,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    cost: f64,
 }
 
 impl Metrics {
@@ -118,6 +130,18 @@ impl Metrics {
         }
         t.cost += r.cost.unwrap_or(0.0);
         t.latency.observe(f64::from(r.latency_ms) / 1000.0);
+        if let Some(name) = &r.client {
+            let k = match self.clients.get_mut(&**name) {
+                Some(k) => k,
+                None => self.clients.entry(name.to_string()).or_default(),
+            };
+            *k.requests.entry(r.status).or_default() += 1;
+            if let Some(u) = r.usage {
+                k.prompt_tokens = k.prompt_tokens.saturating_add(u.prompt);
+                k.completion_tokens = k.completion_tokens.saturating_add(u.completion);
+            }
+            k.cost += r.cost.unwrap_or(0.0);
+        }
         self.fallbacks += u64::from(r.attempts.saturating_sub(1));
         if let Some(v) = r.ttft_ms {
             self.ttft.observe(f64::from(v) / 1000.0);
@@ -149,6 +173,56 @@ impl Metrics {
                     out,
                     "smart_router_requests_total{{{},endpoint=\"{endpoint}\",status=\"{status}\"}} {n}",
                     label(c, p, m)
+                );
+            }
+        }
+        if !self.clients.is_empty() {
+            header(
+                out,
+                "smart_router_client_requests_total",
+                "counter",
+                "Requests by client key name (never the key) and status.",
+            );
+            for (name, k) in &self.clients {
+                for (status, n) in &k.requests {
+                    let _ = writeln!(
+                        out,
+                        "smart_router_client_requests_total{{key=\"{}\",status=\"{status}\"}} {n}",
+                        escape(name)
+                    );
+                }
+            }
+            header(
+                out,
+                "smart_router_client_tokens_total",
+                "counter",
+                "Tokens by client key name and direction (prompt, completion).",
+            );
+            for (name, k) in &self.clients {
+                for (dir, v) in [
+                    ("prompt", k.prompt_tokens),
+                    ("completion", k.completion_tokens),
+                ] {
+                    let _ = writeln!(
+                        out,
+                        "smart_router_client_tokens_total{{key=\"{}\",direction=\"{dir}\"}} {v}",
+                        escape(name)
+                    );
+                }
+            }
+            header(
+                out,
+                "smart_router_client_cost_total",
+                "counter",
+                "Cost by client key name in the configured currency (label `currency`).",
+            );
+            for (name, k) in &self.clients {
+                let _ = writeln!(
+                    out,
+                    "smart_router_client_cost_total{{key=\"{}\",currency=\"{}\"}} {}",
+                    escape(name),
+                    escape(currency),
+                    k.cost
                 );
             }
         }

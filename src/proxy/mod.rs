@@ -100,6 +100,7 @@ fn plan(
     features: &Features,
     options: &routing::Options,
     strategy: Option<&str>,
+    allowed: Option<&[u64]>,
     now: Instant,
 ) -> Result<Plan, Error> {
     let mut local = worker.routing.borrow_mut();
@@ -113,6 +114,7 @@ fn plan(
         stream: features.stream,
         strategy,
         options,
+        allowed,
     };
     let ranking = routing::rank(snap, &mut local, &ask, now, &arena, false)
         .map_err(routing::RouteError::into_error)?;
@@ -311,8 +313,17 @@ pub async fn forward(
         );
     }
     let now = Instant::now();
-    let planned = options_with_headers(req, &features.options)
-        .and_then(|o| plan(worker, snap, features, &o, strategy_of(req, features), now));
+    let planned = options_with_headers(req, &features.options).and_then(|o| {
+        plan(
+            worker,
+            snap,
+            features,
+            &o,
+            strategy_of(req, features),
+            req.allowed(),
+            now,
+        )
+    });
     let plan = match planned {
         Ok(p) => p,
         Err(e) => {
@@ -623,6 +634,7 @@ fn record(
             ttft_ms: attempt.ttft,
             overhead_ms: attempt.overhead,
             trace_id: req.header(b"traceparent").and_then(crate::usage::trace_id),
+            client: req.client.map(|c| c.name.clone()),
             status: if out.status == 0 { 499 } else { out.status },
             attempts: attempt.attempts.min(255) as u8,
             stream: features.stream,

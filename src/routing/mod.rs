@@ -67,6 +67,8 @@ pub struct Ask<'a> {
     pub strategy: Option<&'a str>,
     /// Router options from the request.
     pub options: &'a Options,
+    /// The entries the client's key may reach (`None`: every one); see [`allowance`].
+    pub allowed: Option<&'a [u64]>,
 }
 
 /// Why a matched entry is not a candidate.
@@ -337,6 +339,8 @@ pub enum RouteError {
     NotFound(String),
     /// Entries matched but every one was filtered out (503).
     Unusable(String),
+    /// Entries matched, but the client's key may use none of them (403).
+    Forbidden(String),
 }
 
 impl RouteError {
@@ -348,6 +352,7 @@ impl RouteError {
             }
             RouteError::NotFound(m) => Error::new(404, Kind::InvalidRequest, "model_not_found", m),
             RouteError::Unusable(m) => Error::new(503, Kind::Server, "no_usable_channel", m),
+            RouteError::Forbidden(m) => Error::new(403, Kind::Permission, "model_not_allowed", m),
         }
     }
 }
@@ -478,6 +483,19 @@ pub fn rank<'b>(
             ));
         }
     };
+
+    if let Some(allowed) = ask.allowed {
+        let matched = words.iter().any(|&w| w != 0);
+        for (w, a) in words.iter_mut().zip(allowed) {
+            *w &= a;
+        }
+        if matched && words.iter().all(|&w| w == 0) {
+            return Err(RouteError::Forbidden(format!(
+                "This API key may not use `{}`; its allowance does not include any model that matches.",
+                short(ask.model)
+            )));
+        }
+    }
 
     let tokens_needed = ask
         .prompt_tokens
@@ -614,6 +632,55 @@ pub fn rank<'b>(
         rejected,
         matched,
     })
+}
+
+/// Adds to `words` (a bitset over `cat`'s entries) every entry the expression `expr` matches:
+/// an id or alias, a tag, a `tag:` query with its size filters, or an `auto:` group's query.
+/// How a client key's `models` allowance becomes the set routing intersects with. An
+/// expression that does not parse or matches nothing adds nothing (config validation reports
+/// the former; the latter may match once discovery finds the model).
+pub fn allowance(cat: &Catalog, expr: &str, words: &mut [u64]) {
+    let Ok(parsed) = expr::parse(expr) else {
+        return;
+    };
+    let group_query;
+    let resolved = match parsed {
+        Expr::Group(name) => {
+            let Some(g) = cat.group(name) else { return };
+            group_query = g.query.clone();
+            match expr::parse(&group_query) {
+                Ok(Expr::Group(_)) | Err(_) => return,
+                Ok(e) => e,
+            }
+        }
+        e => e,
+    };
+    match resolved {
+        Expr::Name(name) => {
+            if let Some(ids) = cat.lookup(name) {
+                for &i in ids {
+                    if let Some(w) = words.get_mut(i as usize / 64) {
+                        *w |= 1 << (i % 64);
+                    }
+                }
+            } else if let Some(t) = cat.tag(name) {
+                for (w, p) in words.iter_mut().zip(cat.posting(t).words()) {
+                    *w |= p;
+                }
+            }
+        }
+        Expr::Query(q) => {
+            let mut found = vec![0u64; words.len()];
+            if match_query(cat, &q, &mut found).is_ok() {
+                tags_for_each(&found, |i| {
+                    if size_ok(&cat.entries[i], &q) {
+                        words[i / 64] |= 1 << (i % 64);
+                    }
+                });
+            }
+        }
+        Expr::Group(_) => {}
+    }
 }
 
 fn tags_for_each(words: &[u64], f: impl FnMut(usize)) {
@@ -968,6 +1035,7 @@ models = ["gpt-4o"]
             stream: false,
             strategy,
             options,
+            allowed: None,
         };
         let r = rank(s, local, &ask, Instant::now(), &arena, false)?;
         let name = |e: u32| {
@@ -1259,6 +1327,7 @@ aliases = { "gpt-4o" = "gpt-4o-2024-08-06", "only-alias" = "gpt-4o-2024-08-06" }
             stream: false,
             strategy: None,
             options: &opts,
+            allowed: None,
         };
         let rk = rank(&s, &mut l, &ask, Instant::now(), &arena, false).unwrap();
         assert!(matches!(
@@ -1453,6 +1522,7 @@ aliases = { "gpt-4o" = "gpt-4o-2024-08-06", "only-alias" = "gpt-4o-2024-08-06" }
             stream: false,
             strategy: None,
             options: &opts,
+            allowed: None,
         };
         let rk = rank(&s, &mut l, &ask, later, &arena, false).unwrap();
         assert!(rk.candidates[0].half_open);

@@ -26,7 +26,7 @@ use crate::worker::Worker;
 pub use response::{ClientInput, Exchange, Responder};
 
 /// A request as `api` sees it: the head (offsets into `buf`) and the whole body.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
     /// Parsed head.
     pub head: &'a RequestHead,
@@ -38,9 +38,12 @@ pub struct Request<'a> {
     pub peer: SocketAddr,
     /// When the whole request (head and body) had been received.
     pub received: Instant,
+    /// The client key that authenticated it (in the snapshot the request is served with), set
+    /// by `api` once it checked the credentials; `None` on an open gateway.
+    pub client: Option<&'a crate::auth::Client>,
 }
 
-impl Request<'_> {
+impl<'a> Request<'a> {
     /// A header value by name.
     pub fn header(&self, name: &[u8]) -> Option<&[u8]> {
         self.head.header(self.buf, name)
@@ -48,6 +51,10 @@ impl Request<'_> {
     /// The path (no query).
     pub fn path(&self) -> &[u8] {
         self.head.path(self.buf)
+    }
+    /// The catalog entries the request's key may reach (`None`: every one).
+    pub fn allowed(&self) -> Option<&'a [u64]> {
+        self.client.and_then(|c| c.allowed.as_deref())
     }
 }
 
@@ -248,6 +255,7 @@ async fn serve_one(
             body,
             peer,
             received: Instant::now(),
+            client: None,
         };
         let request_id = response::RequestId::choose(req.header(b"x-request-id"), worker);
         let cors = response::cors_origin(&snap.server.cors, req.header(b"origin"));

@@ -1,0 +1,218 @@
+//! The `keys` subcommand: creates, lists and revokes client keys in the keys file
+//! (`[auth] keys_file`, or `--keys-file`).
+//!
+//! Invariants: a new key is printed once, on stdout, and only its SHA-256 is written; the file
+//! is replaced atomically (written beside it, then renamed) with mode 0600, and what is written
+//! is read back through the same validation the gateway applies before the command reports
+//! success. Runs from the command line only, never in the gateway.
+#![allow(clippy::disallowed_methods)] // CLI-side: file I/O is the point
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::config::read_keys_file;
+
+/// One entry as the file holds it (strings kept as written).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    name: String,
+    sha256: String,
+    expires: Option<String>,
+    #[serde(default)]
+    models: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    keys: Vec<Entry>,
+}
+
+const HEADER: &str = "\
+# smart-ai-router client keys, managed by `smart-ai-router keys add|list|revoke`.
+# Only the SHA-256 of each key is stored: a key is shown once, when it is created.
+# Running gateways read this file at start and on every reload (SIGHUP, POST /admin/reload).
+";
+
+fn load(path: &Path) -> Result<File, String> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => toml::from_str(&t).map_err(|e| format!("{}: {}", path.display(), e.message())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(File::default()),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn render(f: &File) -> String {
+    let q = |s: &str| {
+        let mut b = Vec::with_capacity(s.len() + 2);
+        crate::json::write_str(&mut b, s);
+        String::from_utf8(b).unwrap_or_default()
+    };
+    let mut out = String::from(HEADER);
+    for k in &f.keys {
+        out.push_str("\n[[keys]]\n");
+        out.push_str(&format!("name = {}\n", q(&k.name)));
+        out.push_str(&format!("sha256 = {}\n", q(&k.sha256)));
+        if let Some(e) = &k.expires {
+            out.push_str(&format!("expires = {}\n", q(e)));
+        }
+        if !k.models.is_empty() {
+            let list: Vec<String> = k.models.iter().map(|m| q(m)).collect();
+            out.push_str(&format!("models = [{}]\n", list.join(", ")));
+        }
+    }
+    out
+}
+
+fn save(path: &Path, f: &File) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(d) = dir {
+        std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+    }
+    let tmp = path.with_extension("toml.tmp");
+    let mut w = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    w.write_all(render(f).as_bytes())
+        .and_then(|()| w.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    drop(w);
+    // The same checks the gateway applies, before the file takes the real name.
+    if let Err(e) = read_keys_file(&tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.to_string());
+    }
+    std::fs::rename(&tmp, path).map_err(|e| format!("cannot replace {}: {e}", path.display()))
+}
+
+/// A new random key: `sk-sar-` and 48 hex digits (192 bits from the kernel's CSPRNG).
+fn generate() -> Result<String, String> {
+    let mut bytes = [0u8; 24];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+    let mut key = String::from("sk-sar-");
+    for b in bytes {
+        key.push_str(&format!("{b:02x}"));
+    }
+    Ok(key)
+}
+
+/// `keys add`: a new key named `name`; returns the key (to print once).
+pub fn add(
+    path: &Path,
+    name: &str,
+    models: &[String],
+    expires: Option<&str>,
+) -> Result<String, String> {
+    let mut f = load(path)?;
+    if f.keys.iter().any(|k| k.name == name) {
+        return Err(format!(
+            "a key named \"{name}\" exists in {}; revoke it first or choose another name",
+            path.display()
+        ));
+    }
+    let key = generate()?;
+    f.keys.push(Entry {
+        name: name.to_string(),
+        sha256: crate::auth::hex(&crate::auth::digest(key.as_bytes())),
+        expires: expires.map(str::to_string),
+        models: models.to_vec(),
+    });
+    save(path, &f)?;
+    Ok(key)
+}
+
+/// `keys revoke`: removes the key named `name`.
+pub fn revoke(path: &Path, name: &str) -> Result<(), String> {
+    let mut f = load(path)?;
+    let before = f.keys.len();
+    f.keys.retain(|k| k.name != name);
+    if f.keys.len() == before {
+        return Err(format!("no key named \"{name}\" in {}", path.display()));
+    }
+    save(path, &f)
+}
+
+/// `keys list`: one line per key (name, digest prefix, expiry, allowance); never a key.
+pub fn list(path: &Path) -> Result<String, String> {
+    let f = load(path)?;
+    let mut out = String::new();
+    if f.keys.is_empty() {
+        out.push_str(&format!("no keys in {}\n", path.display()));
+        return Ok(out);
+    }
+    out.push_str(&format!(
+        "{:<24} {:<14} {:<12} models\n",
+        "name", "sha256", "expires"
+    ));
+    for k in &f.keys {
+        out.push_str(&format!(
+            "{:<24} {:<14} {:<12} {}\n",
+            k.name,
+            format!("{}…", k.sha256.get(..12).unwrap_or(&k.sha256)),
+            k.expires.as_deref().unwrap_or("never"),
+            if k.models.is_empty() {
+                "any".to_string()
+            } else {
+                k.models.join(", ")
+            }
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_list_revoke_round_trip_through_the_gateways_own_reader() {
+        let dir = std::env::temp_dir().join(format!("sar-keys-{}", std::process::id()));
+        let path = dir.join("keys.toml");
+        let _ = std::fs::remove_dir_all(&dir);
+        let a = add(&path, "team-a", &[], None).expect("add a");
+        let b = add(
+            &path,
+            "team-b",
+            &["gpt-4o".into(), "tag:free".into()],
+            Some("2030-01-01"),
+        )
+        .expect("add b");
+        assert!(a.starts_with("sk-sar-") && a.len() == 7 + 48 && a != b);
+        assert!(add(&path, "team-a", &[], None).is_err(), "duplicate name");
+        let keys = read_keys_file(&path).expect("valid file");
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[0].sha256, crate::auth::digest(a.as_bytes()));
+        assert_eq!(keys[1].models, vec!["gpt-4o", "tag:free"]);
+        assert!(keys[1].expires_ms.is_some());
+        let text = std::fs::read_to_string(&path).expect("file");
+        assert!(
+            !text.contains(&a) && !text.contains(&b),
+            "keys never stored"
+        );
+        let shown = list(&path).expect("list");
+        assert!(shown.contains("team-b") && !shown.contains(&b));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        revoke(&path, "team-a").expect("revoke");
+        assert!(revoke(&path, "team-a").is_err());
+        assert_eq!(read_keys_file(&path).expect("valid").len(), 1);
+        // Bad input is refused before the file is replaced.
+        assert!(add(&path, "bad name!", &[], None).is_err());
+        assert!(add(&path, "c", &["tag:".into()], None).is_err());
+        assert!(add(&path, "d", &[], Some("someday")).is_err());
+        assert_eq!(read_keys_file(&path).expect("still valid").len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,227 @@
+//! Client authentication against real sockets: with client keys configured, every API request
+//! needs one (Bearer, x-api-key, x-goog-api-key or Gemini's `?key=`); a missing, unknown or
+//! expired key is a 401 in the caller's own error shape, a model outside the key's allowance a
+//! 403; `/health` stays open; usage records and metrics carry the key's name and never the
+//! key; keys added to the keys file with `keys add` are accepted after a reload and revoked
+//! ones refused.
+
+#![allow(clippy::disallowed_methods)] // tests block on sockets and files
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use simd_json::prelude::*;
+use smart_ai_router::auth::{digest, hex};
+use smart_ai_router::mock::MockConfig;
+
+const DRIVER: &str = "io_uring_or_auto";
+
+fn keyed(mock: std::net::SocketAddr, state: &std::path::Path) -> String {
+    format!(
+        r#"{}
+[[channels]]
+id = "free-1"
+provider = "up"
+api_key = "sk-up"
+models = ["cheap"]
+tags = ["free"]
+
+[state]
+dir = "{}"
+
+[[auth.keys]]
+name = "team-a"
+sha256 = "{}"
+
+[[auth.keys]]
+name = "free-only"
+sha256 = "{}"
+models = ["tag:free"]
+
+[[auth.keys]]
+name = "old"
+sha256 = "{}"
+expires = "2001-01-01"
+"#,
+        one_channel(mock, &["m"]).trim_end(),
+        state.display(),
+        hex(&digest(b"sk-team-a")),
+        hex(&digest(b"sk-free")),
+        hex(&digest(b"sk-old")),
+    )
+}
+
+#[test]
+fn keys_gate_every_api_route_in_the_callers_error_shape() {
+    let dir = temp_dir("client-auth");
+    let m = mock(MockConfig::default());
+    let gw = gateway(DRIVER, &keyed(m.addr(), &dir));
+    let mut c = Client::connect(gw.local_addr());
+
+    // No key, an unknown key, an expired key: 401, OpenAI-shaped, with a challenge.
+    for (headers, says) in [
+        (vec![], "No API key"),
+        (vec![("authorization", "Bearer sk-nope")], "not valid"),
+        (vec![("authorization", "Bearer sk-old")], "expired"),
+    ] {
+        let r = c.post("/v1/chat/completions", &headers, &chat_body("m", false));
+        assert_eq!(r.status, 401, "{}", r.text());
+        assert_eq!(r.error_code(), "invalid_api_key");
+        assert_eq!(
+            r.json()["error"]["type"].as_str(),
+            Some("authentication_error")
+        );
+        assert!(r.text().contains(says), "{}", r.text());
+        assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+        assert!(
+            !r.text().contains("sk-"),
+            "the key is never echoed: {}",
+            r.text()
+        );
+    }
+    assert_eq!(m.requests(), 0, "nothing reached the upstream");
+
+    // The same key works as Bearer and as x-api-key; /v1/models needs it too.
+    let ok = c.post(
+        "/v1/chat/completions",
+        &[("authorization", "Bearer sk-team-a")],
+        &chat_body("m", false),
+    );
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let ok = c.post(
+        "/v1/chat/completions",
+        &[("x-api-key", "sk-team-a")],
+        &chat_body("m", true),
+    );
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert_eq!(c.get("/v1/models").status, 401);
+    assert_eq!(c.get("/health").status, 200, "health stays open");
+
+    // Anthropic ingress: its own error shape; Gemini ingress: ?key= works.
+    let body = r#"{"model":"m","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
+    let r = c.post("/v1/messages", &[], body);
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["type"].as_str(), Some("error"), "{}", r.text());
+    assert_eq!(
+        c.post("/v1/messages", &[("x-api-key", "sk-team-a")], body)
+            .status,
+        200
+    );
+    let gem = r#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}"#;
+    assert_eq!(
+        c.post("/v1beta/models/m:generateContent", &[], gem).status,
+        401
+    );
+    let r = c.post("/v1beta/models/m:generateContent?key=sk-team-a", &[], gem);
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // An allowance of tag:free: the free model yes, the paid one 403, whatever it is called.
+    let free = [("authorization", "Bearer sk-free")];
+    assert_eq!(
+        c.post("/v1/chat/completions", &free, &chat_body("cheap", false))
+            .status,
+        200
+    );
+    for model in ["m", "tag:up,!free"] {
+        let r = c.post("/v1/chat/completions", &free, &chat_body(model, false));
+        assert_eq!(r.status, 403, "{model}: {}", r.text());
+        assert_eq!(r.error_code(), "model_not_allowed");
+    }
+    // An expression that also reaches an allowed model is served by that one only.
+    for model in ["tag:up", "tag:UP"] {
+        let r = c.post("/v1/chat/completions", &free, &chat_body(model, false));
+        assert_eq!(r.status, 200, "{model}: {}", r.text());
+        assert_eq!(r.json()["model"].as_str(), Some("cheap"), "{model}");
+    }
+
+    // Records and metrics carry the key's name, never a key.
+    let text = eventually(Duration::from_secs(5), "usage lines", || {
+        let files: Vec<_> = std::fs::read_dir(dir.join("usage"))
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .collect();
+        let t = std::fs::read_to_string(files.first()?).ok()?;
+        (t.lines().count() >= 6).then_some(t)
+    });
+    assert!(text.contains("\"key\":\"team-a\""), "{text}");
+    assert!(text.contains("\"key\":\"free-only\""), "{text}");
+    assert!(
+        !text.contains("sk-team-a") && !text.contains("sk-free"),
+        "{text}"
+    );
+    let metrics = admin(&gw, "GET", "/metrics", None, "").text();
+    assert!(
+        metrics.contains("smart_router_client_requests_total{key=\"team-a\",status=\"200\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("smart_router_client_requests_total{key=\"free-only\",status=\"403\"}"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("sk-team-a"));
+}
+
+#[test]
+fn a_public_listener_needs_keys_or_an_explicit_opt_out() {
+    let text = "[server]\nlisten = \"0.0.0.0:0\"\n";
+    let e = smart_ai_router::config::Config::parse(text, &|_: &str| None)
+        .expect_err("open on all interfaces without keys");
+    assert!(e.to_string().contains("allow_unauthenticated"), "{e}");
+    let ok = format!("{text}[auth]\nallow_unauthenticated = true\n");
+    assert!(smart_ai_router::config::Config::parse(&ok, &|_: &str| None).is_ok());
+    let keyed = format!(
+        "{text}[[auth.keys]]\nname = \"a\"\nsha256 = \"{}\"\n",
+        hex(&digest(b"k"))
+    );
+    assert!(smart_ai_router::config::Config::parse(&keyed, &|_: &str| None).is_ok());
+    // A key, not its digest, in `sha256` is refused with the fix.
+    let raw = format!("{text}[[auth.keys]]\nname = \"a\"\nsha256 = \"sk-secret\"\n");
+    let e = smart_ai_router::config::Config::parse(&raw, &|_: &str| None).expect_err("not hex");
+    assert!(e.to_string().contains("auth.keys[0].sha256"), "{e}");
+    assert!(!e.to_string().contains("sk-secret"), "{e}");
+}
+
+#[test]
+fn the_keys_file_is_read_at_start_and_on_reload() {
+    let dir = temp_dir("keys-file");
+    let keys = dir.join("keys.toml");
+    let first = smart_ai_router::keys::add(&keys, "ci", &[], None).expect("add");
+    let m = mock(MockConfig::default());
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        test_config(
+            DRIVER,
+            &format!(
+                "{}\n[auth]\nkeys_file = \"{}\"\n",
+                one_channel(m.addr(), &["m"]).trim_end(),
+                keys.display()
+            ),
+        ),
+    )
+    .unwrap();
+    let cfg = smart_ai_router::config::Config::load_file(&config, &|_: &str| None).expect("valid");
+    assert_eq!(cfg.auth.keys.len(), 1);
+    let gw = smart_ai_router::bootstrap::start(cfg).expect("starts");
+    let mut c = Client::connect(gw.local_addr());
+    let bearer = |k: &str| format!("Bearer {k}");
+    let post = |c: &mut Client, k: &str| {
+        c.post(
+            "/v1/chat/completions",
+            &[("authorization", &bearer(k))],
+            &chat_body("m", false),
+        )
+        .status
+    };
+    assert_eq!(post(&mut c, &first), 200);
+    let second = smart_ai_router::keys::add(&keys, "ci-2", &[], None).expect("add");
+    assert_eq!(post(&mut c, &second), 401, "not before a reload");
+    smart_ai_router::keys::revoke(&keys, "ci").expect("revoke");
+    gw.reload().expect("reload");
+    settled(&gw);
+    assert_eq!(post(&mut c, &second), 200);
+    assert_eq!(post(&mut c, &first), 401, "revoked");
+}
