@@ -70,6 +70,10 @@ pub struct Client {
     pub expires_ms: Option<u64>,
     /// Catalog entries the key may reach (`None`: every one).
     pub allowed: Option<Box<[u64]>>,
+    /// Its index in [`Clients`] (the limiter's key).
+    pub index: u32,
+    /// Its rate limits.
+    pub limits: crate::limits::Spec,
 }
 
 /// Every client key of one snapshot.
@@ -122,6 +126,8 @@ impl Clients {
                 digest: k.sha256,
                 expires_ms: k.expires_ms,
                 allowed,
+                index: i,
+                limits: k.limits,
             });
         }
         out
@@ -200,6 +206,7 @@ mod tests {
             sha256: digest(secret.as_bytes()),
             expires_ms,
             models: Vec::new(),
+            limits: Default::default(),
         }
     }
 

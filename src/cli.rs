@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::config::units;
 
 /// What to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     /// Run the gateway.
     Run,
@@ -64,7 +64,7 @@ pub enum KeysAction {
 }
 
 /// Options of `keys`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct KeysArgs {
     /// The action.
     pub action: KeysAction,
@@ -76,6 +76,12 @@ pub struct KeysArgs {
     pub expires: Option<String>,
     /// `--keys-file PATH` (else the config's `[auth] keys_file`).
     pub file: Option<PathBuf>,
+    /// `--rps N`, `--rpm N`, `--tpm N`: limits of a new key.
+    pub rps: Option<f64>,
+    /// Requests per minute.
+    pub rpm: Option<i64>,
+    /// Tokens per minute.
+    pub tpm: Option<i64>,
 }
 
 /// Options of `mock-upstream` (besides the global `--listen` and `--workers`).
@@ -98,7 +104,7 @@ pub struct MockArgs {
 }
 
 /// Parsed command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Cli {
     /// `--config FILE`.
     pub config: Option<PathBuf>,
@@ -129,8 +135,9 @@ COMMANDS:
                      stderr; exit 1 if FILE is unreadable or not valid YAML
     mock-upstream    run the built-in OpenAI-compatible mock upstream
     keys add NAME    create a client key, print it once, store its SHA-256 in the keys file
-                     (flags: --models a,tag:free  --expires 2027-01-01  --keys-file PATH;
-                     the file defaults to the config's [auth] keys_file)
+                     (flags: --models a,tag:free  --expires 2027-01-01  --rpm N  --tpm N
+                     --rps N  --keys-file PATH; the file defaults to the config's
+                     [auth] keys_file)
     keys list        names, digest prefixes, expiry and allowed models (never a key)
     keys revoke NAME remove a key (running gateways drop it on their next reload)
     help, version
@@ -172,6 +179,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
         models: Vec::new(),
         expires: None,
         file: None,
+        rps: None,
+        rpm: None,
+        tpm: None,
     };
     let mut command: Option<&'static str> = None;
     let mut it = args.into_iter();
@@ -224,6 +234,15 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
                     .collect()
             }
             "--expires" if command == Some("keys") => keys.expires = Some(value("--expires")?),
+            "--rps" | "--rpm" | "--tpm" if command == Some("keys") => {
+                let v = value(&flag)?;
+                let bad = || format!("{flag} takes a positive number, got \"{v}\"");
+                match flag.as_str() {
+                    "--rps" => keys.rps = Some(v.parse().map_err(|_| bad())?),
+                    "--rpm" => keys.rpm = Some(v.parse().map_err(|_| bad())?),
+                    _ => keys.tpm = Some(v.parse().map_err(|_| bad())?),
+                }
+            }
             "--keys-file" if command == Some("keys") => {
                 keys.file = Some(PathBuf::from(value("--keys-file")?))
             }

@@ -23,6 +23,20 @@ struct Entry {
     expires: Option<String>,
     #[serde(default)]
     models: Vec<String>,
+    rps: Option<f64>,
+    rpm: Option<i64>,
+    tpm: Option<i64>,
+}
+
+/// Limits for a new key (`keys add --rps/--rpm/--tpm`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NewLimits {
+    /// Requests per second.
+    pub rps: Option<f64>,
+    /// Requests per minute.
+    pub rpm: Option<i64>,
+    /// Tokens per minute.
+    pub tpm: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -63,6 +77,15 @@ fn render(f: &File) -> String {
         if !k.models.is_empty() {
             let list: Vec<String> = k.models.iter().map(|m| q(m)).collect();
             out.push_str(&format!("models = [{}]\n", list.join(", ")));
+        }
+        if let Some(v) = k.rps {
+            out.push_str(&format!("rps = {v:?}\n"));
+        }
+        if let Some(v) = k.rpm {
+            out.push_str(&format!("rpm = {v}\n"));
+        }
+        if let Some(v) = k.tpm {
+            out.push_str(&format!("tpm = {v}\n"));
         }
     }
     out
@@ -113,6 +136,7 @@ pub fn add(
     name: &str,
     models: &[String],
     expires: Option<&str>,
+    limits: NewLimits,
 ) -> Result<String, String> {
     let mut f = load(path)?;
     if f.keys.iter().any(|k| k.name == name) {
@@ -127,6 +151,9 @@ pub fn add(
         sha256: crate::auth::hex(&crate::auth::digest(key.as_bytes())),
         expires: expires.map(str::to_string),
         models: models.to_vec(),
+        rps: limits.rps,
+        rpm: limits.rpm,
+        tpm: limits.tpm,
     });
     save(path, &f)?;
     Ok(key)
@@ -152,15 +179,30 @@ pub fn list(path: &Path) -> Result<String, String> {
         return Ok(out);
     }
     out.push_str(&format!(
-        "{:<24} {:<14} {:<12} models\n",
-        "name", "sha256", "expires"
+        "{:<24} {:<14} {:<12} {:<22} models\n",
+        "name", "sha256", "expires", "limits"
     ));
     for k in &f.keys {
+        let mut limits = Vec::new();
+        if let Some(v) = k.rps {
+            limits.push(format!("{v} rps"));
+        }
+        if let Some(v) = k.rpm {
+            limits.push(format!("{v} rpm"));
+        }
+        if let Some(v) = k.tpm {
+            limits.push(format!("{v} tpm"));
+        }
         out.push_str(&format!(
-            "{:<24} {:<14} {:<12} {}\n",
+            "{:<24} {:<14} {:<12} {:<22} {}\n",
             k.name,
             format!("{}…", k.sha256.get(..12).unwrap_or(&k.sha256)),
             k.expires.as_deref().unwrap_or("never"),
+            if limits.is_empty() {
+                "none".to_string()
+            } else {
+                limits.join(", ")
+            },
             if k.models.is_empty() {
                 "any".to_string()
             } else {
@@ -180,21 +222,29 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sar-keys-{}", std::process::id()));
         let path = dir.join("keys.toml");
         let _ = std::fs::remove_dir_all(&dir);
-        let a = add(&path, "team-a", &[], None).expect("add a");
+        let a = add(&path, "team-a", &[], None, NewLimits::default()).expect("add a");
         let b = add(
             &path,
             "team-b",
             &["gpt-4o".into(), "tag:free".into()],
             Some("2030-01-01"),
+            NewLimits {
+                rpm: Some(60),
+                ..NewLimits::default()
+            },
         )
         .expect("add b");
         assert!(a.starts_with("sk-sar-") && a.len() == 7 + 48 && a != b);
-        assert!(add(&path, "team-a", &[], None).is_err(), "duplicate name");
+        assert!(
+            add(&path, "team-a", &[], None, NewLimits::default()).is_err(),
+            "duplicate name"
+        );
         let keys = read_keys_file(&path).expect("valid file");
         assert_eq!(keys.len(), 2);
         assert_eq!(keys[0].sha256, crate::auth::digest(a.as_bytes()));
         assert_eq!(keys[1].models, vec!["gpt-4o", "tag:free"]);
         assert!(keys[1].expires_ms.is_some());
+        assert_eq!(keys[1].limits.rpm, Some(60));
         let text = std::fs::read_to_string(&path).expect("file");
         assert!(
             !text.contains(&a) && !text.contains(&b),
@@ -209,9 +259,9 @@ mod tests {
         assert!(revoke(&path, "team-a").is_err());
         assert_eq!(read_keys_file(&path).expect("valid").len(), 1);
         // Bad input is refused before the file is replaced.
-        assert!(add(&path, "bad name!", &[], None).is_err());
-        assert!(add(&path, "c", &["tag:".into()], None).is_err());
-        assert!(add(&path, "d", &[], Some("someday")).is_err());
+        assert!(add(&path, "bad name!", &[], None, NewLimits::default()).is_err());
+        assert!(add(&path, "c", &["tag:".into()], None, NewLimits::default()).is_err());
+        assert!(add(&path, "d", &[], Some("someday"), NewLimits::default()).is_err());
         assert_eq!(read_keys_file(&path).expect("still valid").len(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -40,6 +40,7 @@ pub mod h1;
 pub mod import;
 pub mod json;
 pub mod keys;
+pub mod limits;
 pub mod live;
 pub mod logging;
 pub mod mock;

@@ -257,6 +257,11 @@ fn keys(cli: &cli::Cli, args: &cli::KeysArgs) -> ExitCode {
             &args.name,
             &args.models,
             args.expires.as_deref(),
+            smart_ai_router::keys::NewLimits {
+                rps: args.rps,
+                rpm: args.rpm,
+                tpm: args.tpm,
+            },
         )
         .map(|key| {
             println!("{key}");

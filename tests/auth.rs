@@ -188,7 +188,8 @@ fn a_public_listener_needs_keys_or_an_explicit_opt_out() {
 fn the_keys_file_is_read_at_start_and_on_reload() {
     let dir = temp_dir("keys-file");
     let keys = dir.join("keys.toml");
-    let first = smart_ai_router::keys::add(&keys, "ci", &[], None).expect("add");
+    let first =
+        smart_ai_router::keys::add(&keys, "ci", &[], None, Default::default()).expect("add");
     let m = mock(MockConfig::default());
     let config = dir.join("config.toml");
     std::fs::write(
@@ -217,11 +218,66 @@ fn the_keys_file_is_read_at_start_and_on_reload() {
         .status
     };
     assert_eq!(post(&mut c, &first), 200);
-    let second = smart_ai_router::keys::add(&keys, "ci-2", &[], None).expect("add");
+    let second =
+        smart_ai_router::keys::add(&keys, "ci-2", &[], None, Default::default()).expect("add");
     assert_eq!(post(&mut c, &second), 401, "not before a reload");
     smart_ai_router::keys::revoke(&keys, "ci").expect("revoke");
     gw.reload().expect("reload");
     settled(&gw);
     assert_eq!(post(&mut c, &second), 200);
     assert_eq!(post(&mut c, &first), 401, "revoked");
+}
+
+#[test]
+fn a_keys_rate_limits_answer_429_with_retry_after_and_ratelimit_headers() {
+    let m = mock(MockConfig::default());
+    let text = format!(
+        "[server]\nworkers = 1\n{}\n[[auth.keys]]\nname = \"slow\"\nsha256 = \"{}\"\nrpm = 2\n\n\
+         [[auth.keys]]\nname = \"thrifty\"\nsha256 = \"{}\"\ntpm = 30\n\n\
+         [[auth.keys]]\nname = \"free\"\nsha256 = \"{}\"\n",
+        one_channel(m.addr(), &["m"]).trim_end(),
+        hex(&digest(b"sk-slow")),
+        hex(&digest(b"sk-thrifty")),
+        hex(&digest(b"sk-free")),
+    );
+    let gw = gateway(DRIVER, &text);
+    let mut c = Client::connect(gw.local_addr());
+    let post = |c: &mut Client, key: &str| {
+        c.post(
+            "/v1/chat/completions",
+            &[("authorization", &format!("Bearer {key}"))],
+            &chat_body("m", false),
+        )
+    };
+    assert_eq!(post(&mut c, "sk-slow").status, 200);
+    assert_eq!(post(&mut c, "sk-slow").status, 200);
+    let r = post(&mut c, "sk-slow");
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.error_code(), "rate_limit_exceeded");
+    assert!(r.text().contains("2 requests per minute"), "{}", r.text());
+    let retry: u64 = r
+        .header("retry-after")
+        .expect("retry-after")
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=31).contains(&retry),
+        "one token back within 30 s: {retry}"
+    );
+    assert_eq!(r.header("x-ratelimit-limit-requests"), Some("2"));
+    assert_eq!(r.header("x-ratelimit-remaining-requests"), Some("0"));
+    assert!(r.header("x-ratelimit-reset-requests").is_some());
+    // Another key is not affected.
+    assert_eq!(post(&mut c, "sk-free").status, 200);
+
+    // tpm: the mock's answer uses ~27 tokens; the bucket goes into debt and holds the next.
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(post(&mut c, "sk-thrifty").status);
+    }
+    assert_eq!(statuses[0], 200, "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
+    let r = post(&mut c, "sk-thrifty");
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("x-ratelimit-limit-tokens"), Some("30"));
 }

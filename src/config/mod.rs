@@ -374,7 +374,7 @@ impl Default for UsageConfig {
 
 /// One client key (`[[auth.keys]]` or a keys file entry): its name and the SHA-256 of the key,
 /// never the key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClientKeyConfig {
     /// Shown in records, logs and metrics.
     pub name: String,
@@ -384,6 +384,8 @@ pub struct ClientKeyConfig {
     pub expires_ms: Option<u64>,
     /// Model expressions the key may use (empty: any).
     pub models: Vec<String>,
+    /// Rate limits.
+    pub limits: crate::limits::Spec,
 }
 
 /// `[auth]`: who may call the client API.
@@ -1772,6 +1774,22 @@ fn client_keys(
                 );
             }
         }
+        let mut limits = crate::limits::Spec::default();
+        match k.rps {
+            None => {}
+            Some(r) if r.is_finite() && r > 0.0 && r <= 1e6 => limits.rps = Some(r),
+            Some(r) => err(at("rps"), format!("requests per second above 0, got {r}")),
+        }
+        for (field, v, slot) in [
+            ("rpm", k.rpm, &mut limits.rpm),
+            ("tpm", k.tpm, &mut limits.tpm),
+        ] {
+            match v {
+                None => {}
+                Some(n) if (1..=i64::from(u32::MAX)).contains(&n) => *slot = Some(n as u32),
+                Some(n) => err(at(field), format!("a whole number from 1, got {n}")),
+            }
+        }
         if out.iter().any(|o| o.name == name) {
             err(at("name"), format!("\"{name}\" is used by another key"));
             continue;
@@ -1785,6 +1803,7 @@ fn client_keys(
             sha256,
             expires_ms,
             models: k.models.clone(),
+            limits,
         });
     }
     out

@@ -72,6 +72,9 @@ pub(super) struct AuthKey {
     pub expires: Option<String>,
     #[serde(default)]
     pub models: Vec<String>,
+    pub rps: Option<f64>,
+    pub rpm: Option<i64>,
+    pub tpm: Option<i64>,
 }
 
 /// A keys file (`[auth] keys_file`): `[[keys]]` entries shaped like `[[auth.keys]]`.

@@ -312,6 +312,28 @@ pub async fn forward(
             req.received,
         );
     }
+    if let Some(c) = req.client {
+        let admitted =
+            worker
+                .limits
+                .borrow_mut()
+                .admit(c.index, features.prompt_tokens, req.received);
+        if let Err(d) = admitted {
+            rate_limited(out, &c.name, &d).await;
+            let names = crate::usage::Names::None;
+            return record(
+                worker,
+                req,
+                features,
+                endpoint,
+                client,
+                out,
+                names,
+                Attempted::NONE,
+                req.received,
+            );
+        }
+    }
     let now = Instant::now();
     let planned = options_with_headers(req, &features.options).and_then(|o| {
         plan(
@@ -596,6 +618,54 @@ impl Attempted {
     };
 }
 
+/// The 429 for a client key over one of its limits, with `Retry-After` and the
+/// `x-ratelimit-*` headers OpenAI clients read.
+async fn rate_limited(out: &mut Responder<'_>, key: &str, d: &crate::limits::Denied) {
+    use crate::limits::Which;
+    let (what, kind) = match d.which {
+        Which::Requests => ("requests", "requests"),
+        Which::Tokens => ("tokens", "tokens"),
+    };
+    let e = Error::new(
+        429,
+        Kind::RateLimit,
+        "rate_limit_exceeded",
+        format!(
+            "Rate limit reached for key `{}`: {} {what} per {}. Retry after {:.1} s.",
+            crate::error::truncate(key, 64),
+            d.limit,
+            d.per,
+            d.retry_after.as_secs_f64()
+        ),
+    );
+    let secs = d.retry_after.as_secs() + u64::from(d.retry_after.subsec_nanos() > 0);
+    let mut retry = itoa::Buffer::new();
+    let mut limit = itoa::Buffer::new();
+    let reset = format!("{:.3}s", d.retry_after.as_secs_f64());
+    let names: [&[u8]; 3] = match kind {
+        "requests" => [
+            b"x-ratelimit-limit-requests",
+            b"x-ratelimit-remaining-requests",
+            b"x-ratelimit-reset-requests",
+        ],
+        _ => [
+            b"x-ratelimit-limit-tokens",
+            b"x-ratelimit-remaining-tokens",
+            b"x-ratelimit-reset-tokens",
+        ],
+    };
+    out.send_error_with(
+        &e,
+        &[
+            (b"retry-after", retry.format(secs.max(1)).as_bytes()),
+            (names[0], limit.format(d.limit).as_bytes()),
+            (names[1], b"0"),
+            (names[2], reset.as_bytes()),
+        ],
+    )
+    .await;
+}
+
 /// The usage-record names of a channel (and the entry that answered, if one did).
 fn names(snap: &Snapshot, channel: u32, entry: Option<u32>) -> crate::usage::Names {
     crate::usage::Names::Snapshot {
@@ -620,6 +690,17 @@ fn record(
     attempt: Attempted,
     at: Instant,
 ) {
+    // A token limit pays what the answer really used (the estimate was charged on admission).
+    if let (Some(c), Some(u)) = (req.client, attempt.usage)
+        && c.limits.tpm.is_some()
+    {
+        worker.limits.borrow_mut().settle(
+            c.index,
+            features.prompt_tokens,
+            u.prompt.saturating_add(u.completion),
+            at,
+        );
+    }
     worker.record_usage(
         crate::usage::Record {
             unix_ms: crate::usage::now_ms(),

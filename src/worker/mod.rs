@@ -110,6 +110,8 @@ pub struct Board {
     resolved: AtomicBool,
     /// The driver every worker runs.
     pub driver: Chosen,
+    /// Per-worker demand of rate-limited client keys (the limiters' share split).
+    pub shares: Arc<crate::limits::ShareBoard>,
 }
 
 impl Board {
@@ -121,6 +123,7 @@ impl Board {
             stopped: (0..n).map(|_| AtomicBool::new(false)).collect(),
             resolved: AtomicBool::new(false),
             driver,
+            shares: Arc::new(crate::limits::ShareBoard::new(n)),
         }
     }
     /// True once every worker has stopped (after flushing its last reports).
@@ -219,6 +222,8 @@ pub struct Worker {
     pub routing: RefCell<crate::routing::Local>,
     /// Arena for ranking, reset per request.
     pub arena: RefCell<bumpalo::Bump>,
+    /// Client rate limits: this worker's buckets.
+    pub limits: RefCell<crate::limits::Limiter>,
     reports: crossbeam_channel::Sender<Vec<Report>>,
     /// Reports waiting for the next tick (successes and samples; failures go at once).
     pending: RefCell<Vec<Report>>,
@@ -240,6 +245,8 @@ impl Worker {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let salt = (now.as_nanos() as u64) ^ ((id as u64) << 56) ^ u64::from(std::process::id());
+        let mut limiter = crate::limits::Limiter::new(id, board.shares.clone());
+        limiter.sync(&snapshot.clients, Instant::now());
         Worker {
             id,
             snapshot: RefCell::new(Rc::new(snapshot)),
@@ -250,6 +257,7 @@ impl Worker {
             board,
             routing: RefCell::new(crate::routing::Local::default()),
             arena: RefCell::new(bumpalo::Bump::new()),
+            limits: RefCell::new(limiter),
             reports,
             pending: RefCell::new(Vec::new()),
             seq: Cell::new(0),
@@ -267,6 +275,7 @@ impl Worker {
     /// Installs a newer snapshot.
     pub fn install(&self, s: Arc<Snapshot>) {
         self.board.set(self.id, s.epoch);
+        self.limits.borrow_mut().sync(&s.clients, Instant::now());
         *self.snapshot.borrow_mut() = Rc::new(s);
     }
 
@@ -531,6 +540,7 @@ async fn tick_loop(
         monoio::time::sleep(tick).await;
         let woke = Instant::now();
         worker.publish_gauges(woke.saturating_duration_since(due));
+        worker.limits.borrow_mut().tick(woke);
         due = woke + tick;
         let mut latest = None;
         while let Ok(s) = snapshots.try_recv() {

@@ -1,0 +1,475 @@
+//! Client rate limits (`rps`, `rpm`, `tpm` per client key), enforced by each worker on its own
+//! without locks, and a share split that keeps the sum over workers at the configured rate.
+//!
+//! Each limit is a token bucket: it refills at the configured rate and holds at most one
+//! period's worth (`rpm` tokens for `rpm`, one second's for `rps`). A request takes one token
+//! from each request bucket; `tpm` takes the prompt estimate on admission and the difference to
+//! the real total when the answer's usage is known (the bucket may go negative, which holds
+//! the next requests back until it refills: what a request really cost is always paid).
+//!
+//! The split: worker `i` runs every bucket at `share_i` of the rate and capacity. Once per tick
+//! each worker publishes how many requests each limited key brought it (a smoothed rate, in
+//! [`ShareBoard`]) and recomputes its share as its demand over the sum of all workers'
+//! (each term plus a small floor, so an idle worker can still admit the first request that
+//! lands on it). Every worker reads the same numbers, so the shares sum to one and the fleet
+//! of workers admits the configured rate whichever worker the kernel hands a connection to.
+//! Error: the demand estimate lags a tick (50 ms); the floor lends idle workers a few percent.
+//!
+//! Invariants: no allocation, lock or atomic per request (atomics only on the tick); time is
+//! an argument (tests drive buckets with their own instants). Not here: daily budgets
+//! (`control::ledger`), channel limits (routing filters).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::auth::Clients;
+
+/// Keys (by index in the snapshot's [`Clients`]) whose demand the board tracks; keys beyond
+/// it split their rate evenly.
+pub const TRACKED_KEYS: usize = 1024;
+
+/// Share floor, in requests per tick added to every worker's demand.
+const FLOOR: f32 = 0.05;
+
+/// What a key may do (from `[[auth.keys]]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Spec {
+    /// Requests per second.
+    pub rps: Option<f64>,
+    /// Requests per minute.
+    pub rpm: Option<u32>,
+    /// Tokens (prompt + completion) per minute.
+    pub tpm: Option<u32>,
+}
+
+impl Spec {
+    /// True when any limit is set.
+    pub fn any(&self) -> bool {
+        self.rps.is_some() || self.rpm.is_some() || self.tpm.is_some()
+    }
+}
+
+/// A token bucket running at some share of a configured rate.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    rate: f64,
+    cap: f64,
+    share: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    /// A full bucket refilling `per_period` tokens every `period`, at `share` of that.
+    pub fn new(per_period: f64, period: Duration, share: f64, now: Instant) -> Bucket {
+        let mut b = Bucket {
+            rate: per_period / period.as_secs_f64(),
+            cap: per_period,
+            share: 1.0,
+            tokens: per_period,
+            last: now,
+        };
+        b.set_share(share, now);
+        b
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now.max(self.last);
+        self.tokens = (self.tokens + dt * self.rate * self.share).min(self.cap_now());
+    }
+
+    /// This worker's capacity: its share of the configured burst, at least one token (a
+    /// request must fit somewhere).
+    fn cap_now(&self) -> f64 {
+        (self.cap * self.share).max(1.0_f64.min(self.cap))
+    }
+
+    /// Changes the share, scaling what the bucket holds with it.
+    pub fn set_share(&mut self, share: f64, now: Instant) {
+        self.refill(now);
+        let share = share.clamp(0.0, 1.0);
+        if self.share > 0.0 {
+            self.tokens *= share / self.share;
+        }
+        self.share = share;
+        self.tokens = self.tokens.min(self.cap_now());
+    }
+
+    /// Takes `n` tokens if there are `n` (or, for `n` of zero, if the bucket is not in debt).
+    pub fn try_take(&mut self, n: f64, now: Instant) -> bool {
+        self.refill(now);
+        if self.tokens >= n.max(f64::MIN_POSITIVE) || (n <= 0.0 && self.tokens >= 0.0) {
+            self.tokens -= n;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Takes `n` tokens whatever the balance (a debt is repaid by refilling).
+    pub fn charge(&mut self, n: f64, now: Instant) {
+        self.refill(now);
+        self.tokens -= n;
+    }
+
+    /// How long until `n` tokens are there.
+    pub fn wait(&self, n: f64) -> Duration {
+        let missing = n - self.tokens;
+        let rate = self.rate * self.share;
+        if missing <= 0.0 {
+            Duration::ZERO
+        } else if rate <= 0.0 {
+            Duration::from_secs(60)
+        } else {
+            Duration::from_secs_f64((missing / rate).min(3600.0))
+        }
+    }
+
+    /// Whole tokens available now (for `x-ratelimit-remaining-*`).
+    pub fn remaining(&self) -> u64 {
+        self.tokens.max(0.0) as u64
+    }
+
+    /// The configured limit per period (for `x-ratelimit-limit-*`).
+    pub fn limit(&self) -> u64 {
+        self.cap as u64
+    }
+}
+
+/// Which limit refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// `rps` or `rpm`.
+    Requests,
+    /// `tpm`.
+    Tokens,
+}
+
+/// A refusal: what to tell the client.
+#[derive(Debug, Clone, Copy)]
+pub struct Denied {
+    /// The limit that refused.
+    pub which: Which,
+    /// When a retry can succeed.
+    pub retry_after: Duration,
+    /// The configured limit per period.
+    pub limit: u64,
+    /// The period's name for the message.
+    pub per: &'static str,
+}
+
+#[derive(Debug)]
+struct KeyBuckets {
+    per_second: Option<Bucket>,
+    per_minute: Option<Bucket>,
+    tokens: Option<Bucket>,
+    /// Requests this key brought since the last tick.
+    demand: u32,
+}
+
+impl KeyBuckets {
+    fn new(spec: Spec, share: f64, now: Instant) -> KeyBuckets {
+        let minute = Duration::from_secs(60);
+        KeyBuckets {
+            per_second: spec
+                .rps
+                .map(|r| Bucket::new(r, Duration::from_secs(1), share, now)),
+            per_minute: spec
+                .rpm
+                .map(|r| Bucket::new(f64::from(r), minute, share, now)),
+            tokens: spec
+                .tpm
+                .map(|t| Bucket::new(f64::from(t), minute, share, now)),
+            demand: 0,
+        }
+    }
+
+    fn set_share(&mut self, share: f64, now: Instant) {
+        for b in [&mut self.per_second, &mut self.per_minute, &mut self.tokens]
+            .into_iter()
+            .flatten()
+        {
+            b.set_share(share, now);
+        }
+    }
+}
+
+/// Smoothed per-worker demand of each tracked key, written once per tick by each worker.
+#[derive(Debug)]
+pub struct ShareBoard {
+    /// `[worker][key]`: requests per tick (an `f32`'s bits).
+    demand: Box<[Box<[AtomicU32]>]>,
+}
+
+impl ShareBoard {
+    /// A board for `workers` workers.
+    pub fn new(workers: usize) -> ShareBoard {
+        ShareBoard {
+            demand: (0..workers.max(1))
+                .map(|_| (0..TRACKED_KEYS).map(|_| AtomicU32::new(0)).collect())
+                .collect(),
+        }
+    }
+
+    fn get(&self, worker: usize, key: usize) -> f32 {
+        f32::from_bits(self.demand[worker][key].load(Ordering::Relaxed))
+    }
+
+    fn set(&self, worker: usize, key: usize, v: f32) {
+        self.demand[worker][key].store(v.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Worker `worker`'s share of key `key`, from everyone's published demand.
+    pub fn share(&self, worker: usize, key: usize) -> f64 {
+        let n = self.demand.len();
+        if key >= TRACKED_KEYS || n <= 1 {
+            return 1.0 / n as f64;
+        }
+        let total: f32 = (0..n).map(|w| self.get(w, key) + FLOOR).sum();
+        f64::from((self.get(worker, key) + FLOOR) / total)
+    }
+}
+
+/// One worker's limiter: buckets per limited key of the current snapshot.
+#[derive(Debug)]
+pub struct Limiter {
+    worker: usize,
+    board: Arc<ShareBoard>,
+    clients: Option<Arc<Clients>>,
+    keys: Vec<Option<KeyBuckets>>,
+}
+
+impl Limiter {
+    /// Worker `worker`'s limiter, publishing on `board`.
+    pub fn new(worker: usize, board: Arc<ShareBoard>) -> Limiter {
+        Limiter {
+            worker,
+            board,
+            clients: None,
+            keys: Vec::new(),
+        }
+    }
+
+    /// Follows a new set of keys (a reload): limits of keys that kept their name keep their
+    /// buckets; new ones start full.
+    pub fn sync(&mut self, clients: &Arc<Clients>, now: Instant) {
+        if self
+            .clients
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(c, clients))
+        {
+            return;
+        }
+        let mut old: Vec<(Arc<str>, Spec, KeyBuckets)> = Vec::new();
+        if let Some(prev) = &self.clients {
+            for (i, kb) in self.keys.drain(..).enumerate() {
+                if let (Some(kb), Some(c)) = (kb, prev.get(i as u32)) {
+                    old.push((c.name.clone(), c.limits, kb));
+                }
+            }
+        }
+        let mut keys = Vec::with_capacity(clients.len());
+        for i in 0..clients.len() {
+            let Some(c) = clients.get(i as u32) else {
+                break;
+            };
+            if !c.limits.any() {
+                keys.push(None);
+                continue;
+            }
+            let kept = old
+                .iter()
+                .position(|(n, s, _)| *n == c.name && *s == c.limits)
+                .map(|p| old.swap_remove(p).2);
+            let share = self.board.share(self.worker, i);
+            keys.push(Some(
+                kept.unwrap_or_else(|| KeyBuckets::new(c.limits, share, now)),
+            ));
+        }
+        self.keys = keys;
+        self.clients = Some(clients.clone());
+    }
+
+    /// Admits a request of key `key` with `tokens` estimated prompt tokens, or says why not.
+    /// Nothing is taken from any bucket when one refuses.
+    pub fn admit(&mut self, key: u32, tokens: u32, now: Instant) -> Result<(), Denied> {
+        let Some(Some(kb)) = self.keys.get_mut(key as usize) else {
+            return Ok(());
+        };
+        kb.demand = kb.demand.saturating_add(1);
+        let deny = |b: &Bucket, which, n: f64, per| Denied {
+            which,
+            retry_after: b.wait(n),
+            limit: b.limit(),
+            per,
+        };
+        for (b, per) in [
+            (&mut kb.per_second, "second"),
+            (&mut kb.per_minute, "minute"),
+        ] {
+            if let Some(b) = b {
+                b.refill(now);
+                if b.tokens < 1.0 {
+                    return Err(deny(b, Which::Requests, 1.0, per));
+                }
+            }
+        }
+        if let Some(b) = &mut kb.tokens {
+            b.refill(now);
+            // Admitted while not in debt; the prompt estimate is charged now.
+            if b.tokens <= 0.0 {
+                return Err(deny(b, Which::Tokens, 1.0, "minute"));
+            }
+        }
+        for b in [&mut kb.per_second, &mut kb.per_minute]
+            .into_iter()
+            .flatten()
+        {
+            b.charge(1.0, now);
+        }
+        if let Some(b) = &mut kb.tokens {
+            b.charge(f64::from(tokens), now);
+        }
+        Ok(())
+    }
+
+    /// Charges the difference between a request's real token count and its estimate.
+    pub fn settle(&mut self, key: u32, estimated: u32, actual: u64, now: Instant) {
+        if let Some(Some(kb)) = self.keys.get_mut(key as usize)
+            && let Some(b) = &mut kb.tokens
+        {
+            b.charge(actual as f64 - f64::from(estimated), now);
+        }
+    }
+
+    /// Once per tick: publishes this worker's smoothed demand per key and takes its new share.
+    pub fn tick(&mut self, now: Instant) {
+        for (i, kb) in self.keys.iter_mut().enumerate() {
+            let Some(kb) = kb else { continue };
+            if i < TRACKED_KEYS {
+                let prev = self.board.get(self.worker, i);
+                let smoothed = 0.7 * prev + 0.3 * kb.demand as f32;
+                self.board.set(self.worker, i, smoothed);
+            }
+            kb.demand = 0;
+        }
+        for (i, kb) in self.keys.iter_mut().enumerate() {
+            if let Some(kb) = kb {
+                kb.set_share(self.board.share(self.worker, i), now);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(t0: Instant, ms: u64) -> Instant {
+        t0 + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn bucket_refills_at_its_rate_and_caps_at_its_burst() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new(60.0, Duration::from_secs(60), 1.0, t0);
+        for _ in 0..60 {
+            assert!(b.try_take(1.0, t0));
+        }
+        assert!(!b.try_take(1.0, t0), "burst spent");
+        assert_eq!(b.wait(1.0), Duration::from_secs(1));
+        assert!(!b.try_take(1.0, at(t0, 990)));
+        assert!(b.try_take(1.0, at(t0, 1_000)), "one per second comes back");
+        // A long idle time refills to the cap, not beyond.
+        assert!(b.try_take(60.0, at(t0, 1_000_000)));
+        assert!(!b.try_take(1.0, at(t0, 1_000_000)));
+    }
+
+    #[test]
+    fn a_half_share_runs_at_half_the_rate() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new(10.0, Duration::from_secs(1), 0.5, t0);
+        let mut taken = 0;
+        for ms in (0..10_000).step_by(10) {
+            if b.try_take(1.0, at(t0, ms)) {
+                taken += 1;
+            }
+        }
+        // 5 burst + 5/s for ~10 s.
+        assert!((52..=56).contains(&taken), "{taken}");
+    }
+
+    #[test]
+    fn shares_follow_demand_and_sum_to_one() {
+        let board = ShareBoard::new(2);
+        assert_eq!(board.share(0, 3), 0.5);
+        board.set(0, 3, 30.0);
+        board.set(1, 3, 10.0);
+        let (a, b) = (board.share(0, 3), board.share(1, 3));
+        assert!((a + b - 1.0).abs() < 1e-6);
+        assert!((a - 0.75).abs() < 0.01, "{a}");
+        // All demand on one worker: it gets nearly all of the rate.
+        board.set(1, 3, 0.0);
+        assert!(board.share(0, 3) > 0.99);
+        assert_eq!(ShareBoard::new(1).share(0, 7), 1.0);
+        assert_eq!(board.share(0, TRACKED_KEYS + 1), 0.5);
+    }
+
+    #[test]
+    fn a_token_debt_holds_requests_back_until_it_is_repaid() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new(600.0, Duration::from_secs(60), 1.0, t0); // 10 tokens/s
+        b.charge(1_000.0, t0); // a request used far more than estimated
+        assert!(!b.try_take(0.0, t0));
+        assert!(b.wait(0.0) > Duration::from_secs(39));
+        assert!(b.try_take(0.0, at(t0, 40_000)));
+    }
+
+    #[test]
+    fn a_worker_fleet_admits_the_configured_rate_whichever_worker_gets_the_traffic() {
+        // Two workers, rpm 600 (10/s); 80 % of requests land on worker 0, offered at 40/s:
+        // together they admit 10/s ± 10 % once the initial burst is spent (by ~20 s).
+        let board = Arc::new(ShareBoard::new(2));
+        let t0 = Instant::now();
+        let spec = Spec {
+            rpm: Some(600),
+            ..Spec::default()
+        };
+        let mut ws: Vec<KeyBuckets> = (0..2).map(|_| KeyBuckets::new(spec, 0.5, t0)).collect();
+        let mut admitted = 0u32;
+        let mut sustained = 0u32;
+        for (n, ms) in (0..60_000u64).step_by(25).enumerate() {
+            let now = at(t0, ms);
+            let w = if n % 5 == 4 { 1 } else { 0 };
+            ws[w].demand += 1;
+            if ws[w].per_minute.as_mut().expect("rpm").try_take(1.0, now) {
+                admitted += 1;
+                if ms >= 30_000 {
+                    sustained += 1;
+                }
+            }
+            if ms % 50 == 0 {
+                for (i, kb) in ws.iter_mut().enumerate() {
+                    let prev = board.get(i, 0);
+                    board.set(i, 0, 0.7 * prev + 0.3 * kb.demand as f32);
+                    kb.demand = 0;
+                }
+                for (i, kb) in ws.iter_mut().enumerate() {
+                    kb.set_share(board.share(i, 0), now);
+                }
+            }
+        }
+        // Once the burst is spent, 10/s for the last 30 s; over the whole minute, 600 plus
+        // the initial burst of 600.
+        assert!(
+            (f64::from(sustained) - 300.0).abs() <= 30.0,
+            "sustained {sustained}"
+        );
+        assert!(
+            (f64::from(admitted) - 1_200.0).abs() <= 120.0,
+            "admitted {admitted}"
+        );
+    }
+}
