@@ -351,3 +351,75 @@ fn a_client_that_sends_half_a_request_and_leaves_frees_its_slot() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Request-forgery defences: the upstream request is the gateway's own head (credentials,
+/// host and framing from the channel), so a client's hop-by-hop headers, `Host` (the test
+/// client sends `Host: gw`), credentials and framing never reach the provider, and a client
+/// `x-request-id` that could inject anything into a header is replaced.
+#[test]
+fn client_headers_neither_reach_the_upstream_nor_steer_routing() {
+    let m = mock(smart_ai_router::mock::MockConfig::default());
+    let gw = gateway("io_uring_or_auto", &one_channel(m.addr(), &["m"]));
+    let mut c = Client::connect(gw.local_addr());
+    let r = c.post(
+        "/v1/chat/completions",
+        &[
+            ("connection", "keep-alive, x-secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=999"),
+            ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+            ("upgrade", "websocket"),
+            ("te", "trailers"),
+            ("authorization", "Bearer sk-client-key"),
+            ("x-request-id", "a b\tc"),
+        ],
+        &chat_body("m", false),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id = r.header("x-request-id").expect("an id");
+    assert!(
+        id.starts_with("req_") && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+        "an unsafe client id is replaced: {id}"
+    );
+    let events = drain(&m);
+    let up = requests(&events);
+    assert_eq!(up.len(), 1);
+    let names: Vec<String> = up[0]
+        .headers
+        .iter()
+        .map(|(k, _)| k.to_ascii_lowercase())
+        .collect();
+    for h in [
+        "x-secret",
+        "keep-alive",
+        "proxy-authorization",
+        "upgrade",
+        "te",
+    ] {
+        assert!(!names.contains(&h.to_string()), "{h} forwarded: {names:?}");
+    }
+    let value = |n: &str| {
+        up[0]
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        value("host"),
+        Some(m.addr().to_string()),
+        "the channel's host"
+    );
+    assert_ne!(
+        value("authorization").as_deref(),
+        Some("Bearer sk-client-key"),
+        "the channel's key, never the client's"
+    );
+    // A safe client id is kept and echoed.
+    let r = c.post(
+        "/v1/chat/completions",
+        &[("x-request-id", "trace-42.a:b")],
+        &chat_body("m", false),
+    );
+    assert_eq!(r.header("x-request-id"), Some("trace-42.a:b"));
+}
