@@ -8,7 +8,9 @@
 //! Behaviour comes from [`MockConfig`], and per request from `x-mock-*` headers (which pass
 //! through the gateway): `x-mock-status`, `x-mock-latency-ms`, `x-mock-chunks`,
 //! `x-mock-interval-ms`, `x-mock-cut-after` (events), `x-mock-retry-after`, `x-mock-hold-after`
-//! (events, until [`MockHandle::open_gate`]), and for usage capture `x-mock-cached-tokens`
+//! (events, until [`MockHandle::open_gate`]), `x-mock-fault` (`garbage`: a body or events that
+//! are not JSON; `truncate`: a close mid-body; `huge:N`: an N-byte answer), and for usage
+//! capture `x-mock-cached-tokens`
 //! (prompt tokens read from a cache: OpenAI `prompt_tokens_details.cached_tokens`, Anthropic
 //! `cache_read_input_tokens`, Gemini `cachedContentTokenCount`) and `x-mock-cache-write-tokens`
 //! (Anthropic `cache_creation_input_tokens`). Every knob applies to all three formats; event
@@ -631,6 +633,31 @@ struct Knobs {
     hold_after: Option<usize>,
     cached: Option<u64>,
     cache_write: u64,
+    fault: Option<BodyFault>,
+}
+
+/// `x-mock-fault`: a broken answer body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyFault {
+    /// `garbage`: a 200 whose JSON body (or every SSE event) is not JSON.
+    Garbage,
+    /// `truncate`: a 200 whose `Content-Length` promises twice what is sent before the close.
+    Truncate,
+    /// `huge:N`: a valid answer padded to N bytes (capped at 256 MiB).
+    Huge(usize),
+}
+
+impl BodyFault {
+    fn parse(v: &str) -> Option<BodyFault> {
+        match v {
+            "garbage" => Some(BodyFault::Garbage),
+            "truncate" => Some(BodyFault::Truncate),
+            _ => v
+                .strip_prefix("huge:")
+                .and_then(|n| n.parse::<usize>().ok())
+                .map(|n| BodyFault::Huge(n.min(256 << 20))),
+        }
+    }
 }
 
 impl Knobs {
@@ -664,6 +691,7 @@ impl Knobs {
                 .and_then(|n| usize::try_from(n).ok()),
             cached: req.header_num("x-mock-cached-tokens"),
             cache_write: req.header_num("x-mock-cache-write-tokens").unwrap_or(0),
+            fault: req.header("x-mock-fault").and_then(BodyFault::parse),
         }
     }
 }
@@ -837,6 +865,48 @@ async fn chat<S: AsyncReadRent + AsyncWriteRent>(
         return write_simple(s, 404, &[], &wire.error(404, &msg), keep).await;
     }
     let id = shared.seq.fetch_add(1, Ordering::Relaxed);
+    match k.fault {
+        Some(BodyFault::Garbage) if ask.stream => {
+            let events = vec![
+                b"data: {\"id\": not json at all\n\n".to_vec(),
+                b"data: <html>502 Bad Gateway</html>\n\n".to_vec(),
+                b"data: [DONE]\n\n".to_vec(),
+            ];
+            return stream(s, SSE, &events, events.len(), &k, shared, buf).await;
+        }
+        Some(BodyFault::Garbage) => {
+            return write_simple(s, 200, &[], b"{\"id\": not json <html>", keep).await;
+        }
+        Some(BodyFault::Truncate) => {
+            let body = completion_json(&ask, id, cfg.chunks);
+            let mut out = Vec::with_capacity(body.len() + 200);
+            crate::h1::write_status_line(&mut out, 200);
+            crate::h1::write_header(&mut out, b"content-type", b"application/json");
+            crate::h1::write_header(
+                &mut out,
+                b"content-length",
+                itoa::Buffer::new().format(body.len() * 2).as_bytes(),
+            );
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(&body);
+            let _ = s.write_all(out).await;
+            return false; // close mid-body
+        }
+        Some(BodyFault::Huge(n)) if !ask.stream => {
+            let mut body = completion_json(&ask, id, cfg.chunks);
+            // Pad inside the JSON (a `padding` field) so the answer stays valid.
+            if let Some(pos) = memchr::memrchr(b'}', &body) {
+                let pad = n.saturating_sub(body.len() + 16);
+                let mut tail = b",\"padding\":\"".to_vec();
+                tail.resize(tail.len() + pad, b'x');
+                tail.extend_from_slice(b"\"}");
+                body.truncate(pos);
+                body.extend_from_slice(&tail);
+            }
+            return write_simple(s, 200, &[], &body, keep).await;
+        }
+        _ => {}
+    }
     if !ask.stream {
         let body = match wire {
             Wire::OpenAi => completion_json(&ask, id, cfg.chunks),
