@@ -9,6 +9,9 @@ use crate::config::{LogConfig, LogFormat};
 /// Keeps the background writer alive; dropping it flushes pending lines.
 pub type Guard = tracing_appender::non_blocking::WorkerGuard;
 
+/// Lines the background writer queues before dropping (lossy) new ones.
+pub const LINES: usize = 16_384;
+
 /// Installs the global subscriber. Returns `None` if one was already installed.
 pub fn init(cfg: &LogConfig) -> Option<Guard> {
     let level = std::env::var("SMART_AI_ROUTER_LOG")
@@ -17,6 +20,10 @@ pub fn init(cfg: &LogConfig) -> Option<Guard> {
         .unwrap_or(cfg.level);
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(true)
+        // The queue is a preallocated ring: the default 128k lines is 4 MiB resident from the
+        // first instant, a third of an idle gateway. 16k lines still holds ~0.4 s of access
+        // log at 40k requests/s while the writer thread catches up.
+        .buffered_lines_limit(LINES)
         .thread_name("sar-log")
         .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
