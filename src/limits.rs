@@ -25,9 +25,11 @@ use std::time::{Duration, Instant};
 
 use crate::auth::Clients;
 
-/// Keys (by index in the snapshot's [`Clients`]) whose demand the board tracks; keys beyond
-/// it split their rate evenly.
+/// Demand slots on the board: client keys (by index in the snapshot's [`Clients`]) take the
+/// first half, channels (by index) the second; keys or channels beyond their half split their
+/// rate evenly across workers.
 pub const TRACKED_KEYS: usize = 1024;
+const CHANNEL_SLOTS: usize = TRACKED_KEYS / 2;
 
 /// Share floor, in requests per tick added to every worker's demand.
 const FLOOR: f32 = 0.05;
@@ -232,13 +234,70 @@ impl ShareBoard {
     }
 }
 
-/// One worker's limiter: buckets per limited key of the current snapshot.
+/// One worker's limiter: buckets per limited key and per limited channel of the current
+/// snapshot.
 #[derive(Debug)]
 pub struct Limiter {
     worker: usize,
     board: Arc<ShareBoard>,
     clients: Option<Arc<Clients>>,
     keys: Vec<Option<KeyBuckets>>,
+    channel_set: Option<Arc<[crate::snapshot::Channel]>>,
+    channels: Vec<Option<KeyBuckets>>,
+}
+
+/// The board slot of key `i` (past the keys' half: none, an even split).
+fn key_slot(i: usize) -> usize {
+    if i < CHANNEL_SLOTS { i } else { usize::MAX }
+}
+
+/// The board slot of channel `i`.
+fn channel_slot(i: usize) -> usize {
+    if i < CHANNEL_SLOTS {
+        CHANNEL_SLOTS + i
+    } else {
+        usize::MAX
+    }
+}
+
+/// Takes one request (and `tokens` estimated tokens) from a key's or channel's buckets, or
+/// says which refused; nothing is taken when one refuses.
+fn admit_in(kb: &mut KeyBuckets, tokens: u32, now: Instant) -> Result<(), Denied> {
+    kb.demand = kb.demand.saturating_add(1);
+    let deny = |b: &Bucket, which, n: f64, per| Denied {
+        which,
+        retry_after: b.wait(n),
+        limit: b.limit(),
+        per,
+    };
+    for (b, per) in [
+        (&mut kb.per_second, "second"),
+        (&mut kb.per_minute, "minute"),
+    ] {
+        if let Some(b) = b {
+            b.refill(now);
+            if b.tokens < 1.0 {
+                return Err(deny(b, Which::Requests, 1.0, per));
+            }
+        }
+    }
+    if let Some(b) = &mut kb.tokens {
+        b.refill(now);
+        // Admitted while not in debt; the prompt estimate is charged now.
+        if b.tokens <= 0.0 {
+            return Err(deny(b, Which::Tokens, 1.0, "minute"));
+        }
+    }
+    for b in [&mut kb.per_second, &mut kb.per_minute]
+        .into_iter()
+        .flatten()
+    {
+        b.charge(1.0, now);
+    }
+    if let Some(b) = &mut kb.tokens {
+        b.charge(f64::from(tokens), now);
+    }
+    Ok(())
 }
 
 impl Limiter {
@@ -249,6 +308,60 @@ impl Limiter {
             board,
             clients: None,
             keys: Vec::new(),
+            channel_set: None,
+            channels: Vec::new(),
+        }
+    }
+
+    /// Follows a new channel set: a channel that kept its id and limits keeps its buckets.
+    pub fn sync_channels(&mut self, channels: &Arc<[crate::snapshot::Channel]>, now: Instant) {
+        if self
+            .channel_set
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(c, channels))
+        {
+            return;
+        }
+        let mut old: Vec<(Box<str>, Spec, KeyBuckets)> = Vec::new();
+        if let Some(prev) = &self.channel_set {
+            for (kb, ch) in self.channels.drain(..).zip(prev.iter()) {
+                if let Some(kb) = kb {
+                    old.push((ch.id.clone(), ch.rate, kb));
+                }
+            }
+        }
+        self.channels = channels
+            .iter()
+            .enumerate()
+            .map(|(i, ch)| {
+                if !ch.rate.any() {
+                    return None;
+                }
+                let kept = old
+                    .iter()
+                    .position(|(id, s, _)| *id == ch.id && *s == ch.rate)
+                    .map(|p| old.swap_remove(p).2);
+                let share = self.board.share(self.worker, channel_slot(i));
+                Some(kept.unwrap_or_else(|| KeyBuckets::new(ch.rate, share, now)))
+            })
+            .collect();
+        self.channel_set = Some(channels.clone());
+    }
+
+    /// Takes a request from channel `c`'s limits, or says when it has room again.
+    pub fn admit_channel(&mut self, c: u32, tokens: u32, now: Instant) -> Result<(), Denied> {
+        match self.channels.get_mut(c as usize) {
+            Some(Some(kb)) => admit_in(kb, tokens, now),
+            _ => Ok(()),
+        }
+    }
+
+    /// Charges channel `c` the difference between a request's real tokens and its estimate.
+    pub fn settle_channel(&mut self, c: u32, estimated: u32, actual: u64, now: Instant) {
+        if let Some(Some(kb)) = self.channels.get_mut(c as usize)
+            && let Some(b) = &mut kb.tokens
+        {
+            b.charge(actual as f64 - f64::from(estimated), now);
         }
     }
 
@@ -283,7 +396,7 @@ impl Limiter {
                 .iter()
                 .position(|(n, s, _)| *n == c.name && *s == c.limits)
                 .map(|p| old.swap_remove(p).2);
-            let share = self.board.share(self.worker, i);
+            let share = self.board.share(self.worker, key_slot(i));
             keys.push(Some(
                 kept.unwrap_or_else(|| KeyBuckets::new(c.limits, share, now)),
             ));
@@ -295,44 +408,10 @@ impl Limiter {
     /// Admits a request of key `key` with `tokens` estimated prompt tokens, or says why not.
     /// Nothing is taken from any bucket when one refuses.
     pub fn admit(&mut self, key: u32, tokens: u32, now: Instant) -> Result<(), Denied> {
-        let Some(Some(kb)) = self.keys.get_mut(key as usize) else {
-            return Ok(());
-        };
-        kb.demand = kb.demand.saturating_add(1);
-        let deny = |b: &Bucket, which, n: f64, per| Denied {
-            which,
-            retry_after: b.wait(n),
-            limit: b.limit(),
-            per,
-        };
-        for (b, per) in [
-            (&mut kb.per_second, "second"),
-            (&mut kb.per_minute, "minute"),
-        ] {
-            if let Some(b) = b {
-                b.refill(now);
-                if b.tokens < 1.0 {
-                    return Err(deny(b, Which::Requests, 1.0, per));
-                }
-            }
+        match self.keys.get_mut(key as usize) {
+            Some(Some(kb)) => admit_in(kb, tokens, now),
+            _ => Ok(()),
         }
-        if let Some(b) = &mut kb.tokens {
-            b.refill(now);
-            // Admitted while not in debt; the prompt estimate is charged now.
-            if b.tokens <= 0.0 {
-                return Err(deny(b, Which::Tokens, 1.0, "minute"));
-            }
-        }
-        for b in [&mut kb.per_second, &mut kb.per_minute]
-            .into_iter()
-            .flatten()
-        {
-            b.charge(1.0, now);
-        }
-        if let Some(b) = &mut kb.tokens {
-            b.charge(f64::from(tokens), now);
-        }
-        Ok(())
     }
 
     /// Charges the difference between a request's real token count and its estimate.
@@ -346,19 +425,27 @@ impl Limiter {
 
     /// Once per tick: publishes this worker's smoothed demand per key and takes its new share.
     pub fn tick(&mut self, now: Instant) {
-        for (i, kb) in self.keys.iter_mut().enumerate() {
+        let (worker, board) = (self.worker, &self.board);
+        let slots = self
+            .keys
+            .iter_mut()
+            .enumerate()
+            .map(|(i, kb)| (key_slot(i), kb))
+            .chain(
+                self.channels
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(i, kb)| (channel_slot(i), kb)),
+            );
+        for (slot, kb) in slots {
             let Some(kb) = kb else { continue };
-            if i < TRACKED_KEYS {
-                let prev = self.board.get(self.worker, i);
-                let smoothed = 0.7 * prev + 0.3 * kb.demand as f32;
-                self.board.set(self.worker, i, smoothed);
+            if slot < TRACKED_KEYS {
+                let prev = board.get(worker, slot);
+                board.set(worker, slot, 0.7 * prev + 0.3 * kb.demand as f32);
             }
             kb.demand = 0;
-        }
-        for (i, kb) in self.keys.iter_mut().enumerate() {
-            if let Some(kb) = kb {
-                kb.set_share(self.board.share(self.worker, i), now);
-            }
+            // Other workers' demand is at most a tick old: the smoothing makes that immaterial.
+            kb.set_share(board.share(worker, slot), now);
         }
     }
 }

@@ -107,6 +107,8 @@ pub struct Channel {
     pub limits: crate::config::DailyLimits,
     /// Remove `<think>…</think>` blocks from whole answers.
     pub strip_think: bool,
+    /// Rate limits this channel's provider allows (enforced per worker, see `limits`).
+    pub rate: crate::limits::Spec,
     /// The base URL's path (`/v1`): other endpoints (`/embeddings` …) are under it.
     pub base_path: Box<str>,
     /// Where the credentials (`Host:` onwards) start in `request_head`.
@@ -370,6 +372,7 @@ impl Snapshot {
                 extra_body: ch.extra_body.as_bytes().into(),
                 limits: ch.limits,
                 strip_think: ch.strip_think,
+                rate: ch.rate,
                 enabled: ov.enabled.unwrap_or(ch.enabled),
                 priority: ov.priority.unwrap_or(ch.priority),
                 weight: ch.weight,

@@ -281,3 +281,72 @@ fn a_keys_rate_limits_answer_429_with_retry_after_and_ratelimit_headers() {
     assert_eq!(r.status, 429);
     assert_eq!(r.header("x-ratelimit-limit-tokens"), Some("30"));
 }
+
+#[test]
+fn a_channel_at_its_rate_limit_is_skipped_then_429_when_none_has_room() {
+    let limited = mock(MockConfig::default());
+    let spare = mock(MockConfig::default());
+    let text = format!(
+        "[server]\nworkers = 1\n\n\
+         [providers.limited]\nkind = \"openai\"\nbase_url = \"http://{}/v1\"\n\n\
+         [providers.spare]\nkind = \"openai\"\nbase_url = \"http://{}/v1\"\n\n\
+         [[channels]]\nid = \"limited\"\nprovider = \"limited\"\napi_key = \"k\"\nmodels = [\"m\", \"solo\"]\npriority = 5\nrpm = 2\n\n\
+         [[channels]]\nid = \"spare\"\nprovider = \"spare\"\napi_key = \"k\"\nmodels = [\"m\"]\n",
+        limited.addr(),
+        spare.addr()
+    );
+    let gw = gateway(DRIVER, &text);
+    let mut c = Client::connect(gw.local_addr());
+    let channel_of = |r: &Response| r.header("x-router-channel").unwrap_or("").to_string();
+    let a = c.post("/v1/chat/completions", &[], &chat_body("m", false));
+    let b = c.post("/v1/chat/completions", &[], &chat_body("m", false));
+    assert_eq!(
+        (channel_of(&a), channel_of(&b)),
+        ("limited".into(), "limited".into())
+    );
+    // Its two requests this minute are spent: the next goes to the spare channel…
+    let r = c.post("/v1/chat/completions", &[], &chat_body("m", false));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(channel_of(&r), "spare");
+    // …and a model only it serves gets a 429 saying when to retry.
+    let r = c.post("/v1/chat/completions", &[], &chat_body("solo", false));
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.text().contains("channel limited"), "{}", r.text());
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(r.header("x-ratelimit-limit-requests"), Some("2"));
+}
+
+#[test]
+fn an_upstream_that_reports_its_quota_spent_is_rested_until_its_reset() {
+    let first = mock(MockConfig::default());
+    let second = mock(MockConfig::default());
+    let text = format!(
+        "[server]\nworkers = 1\n\n\
+         [providers.first]\nkind = \"openai\"\nbase_url = \"http://{}/v1\"\n\n\
+         [providers.second]\nkind = \"openai\"\nbase_url = \"http://{}/v1\"\n\n\
+         [[channels]]\nid = \"first\"\nprovider = \"first\"\napi_key = \"k\"\nmodels = [\"m\"]\npriority = 5\n\n\
+         [[channels]]\nid = \"second\"\nprovider = \"second\"\napi_key = \"k\"\nmodels = [\"m\"]\n",
+        first.addr(),
+        second.addr()
+    );
+    let gw = gateway(DRIVER, &text);
+    let mut c = Client::connect(gw.local_addr());
+    let r = c.post(
+        "/v1/chat/completions",
+        &[("x-mock-ratelimit-reset", "30s")],
+        &chat_body("m", false),
+    );
+    assert_eq!(r.status, 200, "the answer itself is relayed");
+    assert_eq!(r.header("x-router-channel"), Some("first"));
+    // The first channel said its quota is spent for 30 s: traffic moves on at once.
+    let r = eventually(Duration::from_secs(5), "second channel serves", || {
+        let r = c.post("/v1/chat/completions", &[], &chat_body("m", false));
+        (r.header("x-router-channel") == Some("second")).then_some(r)
+    });
+    assert_eq!(r.status, 200);
+    // The control thread's view follows on its next merge of worker reports.
+    eventually(Duration::from_secs(5), "first channel cooling", || {
+        let ch = admin(&gw, "GET", "/admin/channels/first", None, "").json();
+        (ch["state"].as_str() == Some("cooling")).then_some(())
+    });
+}

@@ -491,6 +491,8 @@ pub struct ChannelConfig {
     pub discover: bool,
     /// Daily quotas (UTC days).
     pub limits: DailyLimits,
+    /// Rate limits (`rps`, `rpm`, `tpm`): what the provider allows this key.
+    pub rate: crate::limits::Spec,
     /// Remove `<think>…</think>` blocks from whole (non-streamed) answers.
     pub strip_think: bool,
     /// JSON members added to every request body sent on this channel, rendered
@@ -889,6 +891,7 @@ impl Config {
                 max_concurrent: None,
                 discover: true,
                 limits: DailyLimits::default(),
+                rate: crate::limits::Spec::default(),
                 extra_body: String::new(),
                 strip_think: false,
             });
@@ -927,6 +930,7 @@ impl Config {
             max_concurrent: None,
             discover: true,
             limits: DailyLimits::default(),
+            rate: crate::limits::Spec::default(),
             extra_body: String::new(),
             strip_think: false,
         }];
@@ -1774,22 +1778,7 @@ fn client_keys(
                 );
             }
         }
-        let mut limits = crate::limits::Spec::default();
-        match k.rps {
-            None => {}
-            Some(r) if r.is_finite() && r > 0.0 && r <= 1e6 => limits.rps = Some(r),
-            Some(r) => err(at("rps"), format!("requests per second above 0, got {r}")),
-        }
-        for (field, v, slot) in [
-            ("rpm", k.rpm, &mut limits.rpm),
-            ("tpm", k.tpm, &mut limits.tpm),
-        ] {
-            match v {
-                None => {}
-                Some(n) if (1..=i64::from(u32::MAX)).contains(&n) => *slot = Some(n as u32),
-                Some(n) => err(at(field), format!("a whole number from 1, got {n}")),
-            }
-        }
+        let limits = rate_spec(&mut |f, m| err(at(f), m), k.rps, k.rpm, k.tpm);
         if out.iter().any(|o| o.name == name) {
             err(at("name"), format!("\"{name}\" is used by another key"));
             continue;
@@ -1807,6 +1796,29 @@ fn client_keys(
         });
     }
     out
+}
+
+/// Validates `rps`, `rpm` and `tpm` (of a client key or a channel), reporting by field name.
+fn rate_spec(
+    err: &mut dyn FnMut(&str, String),
+    rps: Option<f64>,
+    rpm: Option<i64>,
+    tpm: Option<i64>,
+) -> crate::limits::Spec {
+    let mut limits = crate::limits::Spec::default();
+    match rps {
+        None => {}
+        Some(r) if r.is_finite() && r > 0.0 && r <= 1e6 => limits.rps = Some(r),
+        Some(r) => err("rps", format!("requests per second above 0, got {r}")),
+    }
+    for (field, v, slot) in [("rpm", rpm, &mut limits.rpm), ("tpm", tpm, &mut limits.tpm)] {
+        match v {
+            None => {}
+            Some(n) if (1..=i64::from(u32::MAX)).contains(&n) => *slot = Some(n as u32),
+            Some(n) => err(field, format!("a whole number from 1, got {n}")),
+        }
+    }
+    limits
 }
 
 /// Reads a keys file (`[[keys]]` entries). A missing file has no keys (`keys add` creates it).
@@ -2495,6 +2507,7 @@ fn build_channel(
             }
         },
     };
+    let rate = rate_spec(&mut |key, m| c.err(at(key), m), ch.rps, ch.rpm, ch.tpm);
     let mut extra_body = String::new();
     for (k, v) in ch.extra_body.unwrap_or_default() {
         if matches!(k.as_str(), "model" | "messages" | "stream") {
@@ -2516,6 +2529,7 @@ fn build_channel(
     }
     Some(ChannelConfig {
         limits,
+        rate,
         extra_body,
         strip_think: ch.strip_think.unwrap_or(false),
         id,

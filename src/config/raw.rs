@@ -186,6 +186,9 @@ pub(super) struct Channel {
     pub extra_body: Option<toml::Table>,
     pub strip_think: Option<bool>,
     pub discover: Option<bool>,
+    pub rps: Option<f64>,
+    pub rpm: Option<i64>,
+    pub tpm: Option<i64>,
 }
 
 /// Prices per 1M tokens.

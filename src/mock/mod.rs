@@ -9,7 +9,8 @@
 //! through the gateway): `x-mock-status`, `x-mock-latency-ms`, `x-mock-chunks`,
 //! `x-mock-interval-ms`, `x-mock-cut-after` (events), `x-mock-retry-after`, `x-mock-hold-after`
 //! (events, until [`MockHandle::open_gate`]), `x-mock-fault` (`garbage`: a body or events that
-//! are not JSON; `truncate`: a close mid-body; `huge:N`: an N-byte answer), and for usage
+//! are not JSON; `truncate`: a close mid-body; `huge:N`: an N-byte answer),
+//! `x-mock-ratelimit-reset` (answer with `x-ratelimit-remaining-requests: 0` and that reset), and for usage
 //! capture `x-mock-cached-tokens`
 //! (prompt tokens read from a cache: OpenAI `prompt_tokens_details.cached_tokens`, Anthropic
 //! `cache_read_input_tokens`, Gemini `cachedContentTokenCount`) and `x-mock-cache-write-tokens`
@@ -634,6 +635,9 @@ struct Knobs {
     cached: Option<u64>,
     cache_write: u64,
     fault: Option<BodyFault>,
+    /// `x-mock-ratelimit-reset: 2s`: answer with `x-ratelimit-remaining-requests: 0` and this
+    /// reset (a provider whose quota the request just spent).
+    ratelimit_reset: Option<String>,
 }
 
 /// `x-mock-fault`: a broken answer body.
@@ -692,6 +696,7 @@ impl Knobs {
             cached: req.header_num("x-mock-cached-tokens"),
             cache_write: req.header_num("x-mock-cache-write-tokens").unwrap_or(0),
             fault: req.header("x-mock-fault").and_then(BodyFault::parse),
+            ratelimit_reset: req.header("x-mock-ratelimit-reset").map(str::to_string),
         }
     }
 }
@@ -913,7 +918,14 @@ async fn chat<S: AsyncReadRent + AsyncWriteRent>(
             Wire::Anthropic => anthropic::message_json(&ask, id, cfg.chunks),
             Wire::Gemini(_) => gemini::response_json(&ask, id, cfg.chunks),
         };
-        return write_simple(s, 200, &[], &body, keep).await;
+        let extra: Vec<(&str, String)> = match &k.ratelimit_reset {
+            Some(reset) => vec![
+                ("x-ratelimit-remaining-requests", "0".into()),
+                ("x-ratelimit-reset-requests", reset.clone()),
+            ],
+            None => Vec::new(),
+        };
+        return write_simple(s, 200, &extra, &body, keep).await;
     }
     let (content_type, events): (&[u8], _) = match wire {
         Wire::OpenAi => (SSE, stream_events(&ask, id, k.chunks)),

@@ -319,7 +319,7 @@ pub async fn forward(
                 .borrow_mut()
                 .admit(c.index, features.prompt_tokens, req.received);
         if let Err(d) = admitted {
-            rate_limited(out, &c.name, &d).await;
+            rate_limited(out, &format!("key `{}`", c.name), &d).await;
             let names = crate::usage::Names::None;
             return record(
                 worker,
@@ -377,6 +377,8 @@ pub async fn forward(
     // Time spent waiting on upstreams so far (the rest is gateway overhead).
     let mut upstream = Duration::ZERO;
     let mut made = 0;
+    // The soonest a channel skipped for its own rate limit has room again.
+    let mut channel_limited: Option<(crate::limits::Denied, u32)> = None;
     for p in plan.attempts.iter() {
         if made >= snap.routing.max_attempts {
             break;
@@ -386,6 +388,19 @@ pub async fn forward(
             || !endpoint.served_by(&snap.channels[entry.channel as usize])
         {
             continue;
+        }
+        if snap.channels[entry.channel as usize].rate.any() {
+            let admitted = worker.limits.borrow_mut().admit_channel(
+                entry.channel,
+                features.prompt_tokens,
+                now,
+            );
+            if let Err(d) = admitted {
+                if channel_limited.is_none_or(|(s, _)| d.retry_after < s.retry_after) {
+                    channel_limited = Some((d, entry.channel));
+                }
+                continue;
+            }
         }
         made += 1;
         let ch = &snap.channels[entry.channel as usize];
@@ -477,6 +492,7 @@ pub async fn forward(
                 Failure::Status(kept)
             }
             Ok((conn, head)) => {
+                let exhausted = quota_exhausted(&head, &conn.buf);
                 let rid = out.request_id;
                 let id = rid.as_str();
                 let info = Info {
@@ -525,7 +541,12 @@ pub async fn forward(
                 }
                 match outcome {
                     relay::Outcome::Complete => {
-                        let health = Outcome::of_status(status, None);
+                        // An answer that says the provider's quota is spent takes the channel
+                        // out until the reset it names, as a 429 with Retry-After would.
+                        let health = match exhausted {
+                            Some(reset) => Some(Outcome::RateLimited(Some(reset))),
+                            None => Outcome::of_status(status, None),
+                        };
                         worker.report(snap, p.entry, health, started, latency, ttft);
                         return guard.finish().await;
                     }
@@ -562,7 +583,16 @@ pub async fn forward(
         Some((c, _)) => names(snap, *c as u32, None),
         None => crate::usage::Names::None,
     };
-    if made == 0 && endpoint != Endpoint::Chat {
+    if let (0, Some((d, c))) = (made, channel_limited) {
+        // Every candidate is at its provider's rate limit on this worker: the client may
+        // retry when the first has room.
+        rate_limited(
+            out,
+            &format!("channel {}", snap.channels[c as usize].id),
+            &d,
+        )
+        .await;
+    } else if made == 0 && endpoint != Endpoint::Chat {
         // Every candidate was skipped: none of their providers serves this endpoint.
         let e = Error::new(
             404,
@@ -618,9 +648,61 @@ impl Attempted {
     };
 }
 
+/// When an upstream answer says its rate limit is spent (`x-ratelimit-remaining-requests` or
+/// `-tokens` is 0), how long until it resets (`x-ratelimit-reset-*`, Go-style durations such as
+/// `6m0s`, `1.5s`, `20ms`; one second when absent or unreadable).
+fn quota_exhausted(head: &crate::h1::head::ResponseHead, buf: &[u8]) -> Option<Duration> {
+    let spent = |kind: &str| {
+        head.header(buf, format!("x-ratelimit-remaining-{kind}").as_bytes())
+            .is_some_and(|v| v.trim_ascii() == b"0")
+            .then(|| {
+                head.header(buf, format!("x-ratelimit-reset-{kind}").as_bytes())
+                    .and_then(go_duration)
+                    .unwrap_or(Duration::from_secs(1))
+            })
+    };
+    match (spent("requests"), spent("tokens")) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A Go-style duration (`1h2m3.5s`, `20ms`, `450us`) or bare seconds.
+fn go_duration(v: &[u8]) -> Option<Duration> {
+    let s = std::str::from_utf8(v).ok()?.trim();
+    if let Ok(secs) = s.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs.min(86_400.0)));
+    }
+    let mut total = 0.0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .filter(|&n| n > 0)?;
+        let value: f64 = rest[..n].parse().ok()?;
+        rest = &rest[n..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
+    }
+    (total.is_finite() && total >= 0.0).then(|| Duration::from_secs_f64(total.min(86_400.0)))
+}
+
 /// The 429 for a client key over one of its limits, with `Retry-After` and the
 /// `x-ratelimit-*` headers OpenAI clients read.
-async fn rate_limited(out: &mut Responder<'_>, key: &str, d: &crate::limits::Denied) {
+async fn rate_limited(out: &mut Responder<'_>, what_for: &str, d: &crate::limits::Denied) {
     use crate::limits::Which;
     let (what, kind) = match d.which {
         Which::Requests => ("requests", "requests"),
@@ -631,8 +713,8 @@ async fn rate_limited(out: &mut Responder<'_>, key: &str, d: &crate::limits::Den
         Kind::RateLimit,
         "rate_limit_exceeded",
         format!(
-            "Rate limit reached for key `{}`: {} {what} per {}. Retry after {:.1} s.",
-            crate::error::truncate(key, 64),
+            "Rate limit reached for {}: {} {what} per {}. Retry after {:.1} s.",
+            crate::error::truncate(what_for, 80),
             d.limit,
             d.per,
             d.retry_after.as_secs_f64()
@@ -691,15 +773,23 @@ fn record(
     at: Instant,
 ) {
     // A token limit pays what the answer really used (the estimate was charged on admission).
-    if let (Some(c), Some(u)) = (req.client, attempt.usage)
-        && c.limits.tpm.is_some()
-    {
-        worker.limits.borrow_mut().settle(
-            c.index,
-            features.prompt_tokens,
-            u.prompt.saturating_add(u.completion),
-            at,
-        );
+    if let Some(u) = attempt.usage {
+        let used = u.prompt.saturating_add(u.completion);
+        let mut limits = worker.limits.borrow_mut();
+        if let Some(c) = req.client
+            && c.limits.tpm.is_some()
+        {
+            limits.settle(c.index, features.prompt_tokens, used, at);
+        }
+        if let crate::usage::Names::Snapshot {
+            channels, channel, ..
+        } = &names
+            && channels
+                .get(*channel as usize)
+                .is_some_and(|ch| ch.rate.tpm.is_some())
+        {
+            limits.settle_channel(*channel, features.prompt_tokens, used, at);
+        }
     }
     worker.record_usage(
         crate::usage::Record {
@@ -1170,5 +1260,45 @@ async fn give_up(
             );
             out.send_error(&e).await
         }
+    }
+}
+
+#[cfg(test)]
+mod quota_tests {
+    use super::*;
+
+    #[test]
+    fn go_durations_as_providers_send_them() {
+        let d = |s: &str| go_duration(s.as_bytes());
+        assert_eq!(d("1s"), Some(Duration::from_secs(1)));
+        assert_eq!(d("6m0s"), Some(Duration::from_secs(360)));
+        assert_eq!(d("1m30.5s"), Some(Duration::from_secs_f64(90.5)));
+        assert_eq!(d("20ms"), Some(Duration::from_millis(20)));
+        assert_eq!(d("2"), Some(Duration::from_secs(2)));
+        assert_eq!(d("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(d("soon"), None);
+        assert_eq!(d("5x"), None);
+        assert_eq!(d("-1"), None);
+    }
+
+    #[test]
+    fn a_spent_quota_names_its_reset() {
+        let head = |h: &str| {
+            let raw = format!("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n{h}\r\n");
+            let parsed = crate::h1::head::ResponseHead::parse(raw.as_bytes(), 8192, false)
+                .expect("valid")
+                .expect("complete");
+            quota_exhausted(&parsed, raw.as_bytes())
+        };
+        assert_eq!(head("x-ratelimit-remaining-requests: 5\r\n"), None);
+        assert_eq!(
+            head("x-ratelimit-remaining-requests: 0\r\nx-ratelimit-reset-requests: 6m0s\r\n"),
+            Some(Duration::from_secs(360))
+        );
+        assert_eq!(
+            head("x-ratelimit-remaining-tokens: 0\r\n"),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(head(""), None);
     }
 }

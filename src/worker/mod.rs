@@ -247,6 +247,7 @@ impl Worker {
         let salt = (now.as_nanos() as u64) ^ ((id as u64) << 56) ^ u64::from(std::process::id());
         let mut limiter = crate::limits::Limiter::new(id, board.shares.clone());
         limiter.sync(&snapshot.clients, Instant::now());
+        limiter.sync_channels(&snapshot.channels, Instant::now());
         Worker {
             id,
             snapshot: RefCell::new(Rc::new(snapshot)),
@@ -275,7 +276,11 @@ impl Worker {
     /// Installs a newer snapshot.
     pub fn install(&self, s: Arc<Snapshot>) {
         self.board.set(self.id, s.epoch);
-        self.limits.borrow_mut().sync(&s.clients, Instant::now());
+        {
+            let mut limits = self.limits.borrow_mut();
+            limits.sync(&s.clients, Instant::now());
+            limits.sync_channels(&s.channels, Instant::now());
+        }
         *self.snapshot.borrow_mut() = Rc::new(s);
     }
 
