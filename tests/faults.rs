@@ -71,7 +71,7 @@ fn post(rig: &Rig, model: &str, stream: bool, fault: &[(&str, &str)]) -> (Respon
         "/v1/chat/completions",
         &chat_body(model, stream),
         fault,
-        model != "rst",
+        true,
     )
 }
 
