@@ -207,6 +207,7 @@ mod tests {
             expires_ms,
             models: Vec::new(),
             limits: Default::default(),
+            daily_budget: None,
         }
     }
 

@@ -82,6 +82,8 @@ pub struct KeysArgs {
     pub rpm: Option<i64>,
     /// Tokens per minute.
     pub tpm: Option<i64>,
+    /// `--daily-budget X`.
+    pub daily_budget: Option<f64>,
 }
 
 /// Options of `mock-upstream` (besides the global `--listen` and `--workers`).
@@ -136,7 +138,7 @@ COMMANDS:
     mock-upstream    run the built-in OpenAI-compatible mock upstream
     keys add NAME    create a client key, print it once, store its SHA-256 in the keys file
                      (flags: --models a,tag:free  --expires 2027-01-01  --rpm N  --tpm N
-                     --rps N  --keys-file PATH; the file defaults to the config's
+                     --rps N  --daily-budget 5.0  --keys-file PATH; the file defaults to the config's
                      [auth] keys_file)
     keys list        names, digest prefixes, expiry and allowed models (never a key)
     keys revoke NAME remove a key (running gateways drop it on their next reload)
@@ -182,6 +184,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
         rps: None,
         rpm: None,
         tpm: None,
+        daily_budget: None,
     };
     let mut command: Option<&'static str> = None;
     let mut it = args.into_iter();
@@ -234,6 +237,13 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
                     .collect()
             }
             "--expires" if command == Some("keys") => keys.expires = Some(value("--expires")?),
+            "--daily-budget" if command == Some("keys") => {
+                let v = value("--daily-budget")?;
+                keys.daily_budget = Some(
+                    v.parse()
+                        .map_err(|_| format!("--daily-budget takes an amount, got \"{v}\""))?,
+                );
+            }
             "--rps" | "--rpm" | "--tpm" if command == Some("keys") => {
                 let v = value(&flag)?;
                 let bad = || format!("{flag} takes a positive number, got \"{v}\"");

@@ -26,6 +26,7 @@ struct Entry {
     rps: Option<f64>,
     rpm: Option<i64>,
     tpm: Option<i64>,
+    daily_budget: Option<f64>,
 }
 
 /// Limits for a new key (`keys add --rps/--rpm/--tpm`).
@@ -37,6 +38,8 @@ pub struct NewLimits {
     pub rpm: Option<i64>,
     /// Tokens per minute.
     pub tpm: Option<i64>,
+    /// Spend per UTC day, `[pricing]` currency.
+    pub daily_budget: Option<f64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -86,6 +89,9 @@ fn render(f: &File) -> String {
         }
         if let Some(v) = k.tpm {
             out.push_str(&format!("tpm = {v}\n"));
+        }
+        if let Some(v) = k.daily_budget {
+            out.push_str(&format!("daily_budget = {v:?}\n"));
         }
     }
     out
@@ -154,6 +160,7 @@ pub fn add(
         rps: limits.rps,
         rpm: limits.rpm,
         tpm: limits.tpm,
+        daily_budget: limits.daily_budget,
     });
     save(path, &f)?;
     Ok(key)
@@ -192,6 +199,9 @@ pub fn list(path: &Path) -> Result<String, String> {
         }
         if let Some(v) = k.tpm {
             limits.push(format!("{v} tpm"));
+        }
+        if let Some(v) = k.daily_budget {
+            limits.push(format!("{v}/day"));
         }
         out.push_str(&format!(
             "{:<24} {:<14} {:<12} {:<22} {}\n",

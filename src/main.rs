@@ -261,6 +261,7 @@ fn keys(cli: &cli::Cli, args: &cli::KeysArgs) -> ExitCode {
                 rps: args.rps,
                 rpm: args.rpm,
                 tpm: args.tpm,
+                daily_budget: args.daily_budget,
             },
         )
         .map(|key| {

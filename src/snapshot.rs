@@ -242,12 +242,19 @@ pub struct Quota {
     pub channels: Box<[bool]>,
     /// The global `[pricing] daily_budget` is spent: why, for the 429.
     pub global: Option<Box<str>>,
+    /// By client key index: the key's `daily_budget` is spent (why, for the 429).
+    pub clients: Box<[Option<Box<str>>]>,
 }
 
 impl Quota {
     /// True when channel `i` is out for the day.
     pub fn channel_spent(&self, i: usize) -> bool {
         self.channels.get(i).copied().unwrap_or(false)
+    }
+
+    /// Why client key `i` may spend nothing more today, if it may not.
+    pub fn client_spent(&self, i: u32) -> Option<&str> {
+        self.clients.get(i as usize).and_then(|w| w.as_deref())
     }
 }
 

@@ -350,3 +350,36 @@ fn an_upstream_that_reports_its_quota_spent_is_rested_until_its_reset() {
         (ch["state"].as_str() == Some("cooling")).then_some(())
     });
 }
+
+#[test]
+fn a_keys_daily_budget_once_spent_answers_429_until_midnight() {
+    let m = mock(MockConfig::default());
+    let text = format!(
+        "{}pricing = {{ input = 1000.0, output = 1000.0 }}\n\n\
+         [[auth.keys]]\nname = \"capped\"\nsha256 = \"{}\"\ndaily_budget = 0.01\n\n\
+         [[auth.keys]]\nname = \"open\"\nsha256 = \"{}\"\n",
+        one_channel(m.addr(), &["m"]).trim_start(),
+        hex(&digest(b"sk-capped")),
+        hex(&digest(b"sk-open")),
+    );
+    let gw = gateway(DRIVER, &text);
+    let mut c = Client::connect(gw.local_addr());
+    let post = |c: &mut Client, key: &str| {
+        c.post(
+            "/v1/chat/completions",
+            &[("authorization", &format!("Bearer {key}"))],
+            &chat_body("m", false),
+        )
+    };
+    // ~27 tokens at 1000 per 1M tokens is ~0.027: one request spends the 0.01 budget.
+    assert_eq!(post(&mut c, "sk-capped").status, 200);
+    let r = eventually(Duration::from_secs(5), "budget spent", || {
+        let r = post(&mut c, "sk-capped");
+        (r.status == 429).then_some(r)
+    });
+    assert_eq!(r.error_code(), "budget_exhausted");
+    assert!(r.text().contains("capped"), "{}", r.text());
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry <= 86_400);
+    assert_eq!(post(&mut c, "sk-open").status, 200, "other keys unaffected");
+}

@@ -386,6 +386,8 @@ pub struct ClientKeyConfig {
     pub models: Vec<String>,
     /// Rate limits.
     pub limits: crate::limits::Spec,
+    /// Spend allowed per UTC day, in the `[pricing]` currency.
+    pub daily_budget: Option<f64>,
 }
 
 /// `[auth]`: who may call the client API.
@@ -1779,6 +1781,17 @@ fn client_keys(
             }
         }
         let limits = rate_spec(&mut |f, m| err(at(f), m), k.rps, k.rpm, k.tpm);
+        let daily_budget = match k.daily_budget {
+            None => None,
+            Some(b) if b.is_finite() && b >= 0.0 => Some(b),
+            Some(b) => {
+                err(
+                    at("daily_budget"),
+                    format!("a non-negative amount in the [pricing] currency, got {b}"),
+                );
+                None
+            }
+        };
         if out.iter().any(|o| o.name == name) {
             err(at("name"), format!("\"{name}\" is used by another key"));
             continue;
@@ -1793,6 +1806,7 @@ fn client_keys(
             expires_ms,
             models: k.models.clone(),
             limits,
+            daily_budget,
         });
     }
     out

@@ -75,6 +75,7 @@ pub(super) struct AuthKey {
     pub rps: Option<f64>,
     pub rpm: Option<i64>,
     pub tpm: Option<i64>,
+    pub daily_budget: Option<f64>,
 }
 
 /// A keys file (`[auth] keys_file`): `[[keys]]` entries shaped like `[[auth.keys]]`.

@@ -40,6 +40,8 @@ pub struct Ledger {
     pub channels: HashMap<String, Counter>,
     /// The gateway's spend today.
     pub cost: f64,
+    /// Spend today by client key name.
+    pub clients: HashMap<String, f64>,
     /// Changed since the last save.
     pub dirty: bool,
 }
@@ -73,6 +75,14 @@ impl Ledger {
         let id = r.channel();
         if r.unix_ms / DAY_MS != self.day || id.is_empty() {
             return;
+        }
+        if let (Some(name), Some(cost)) = (&r.client, r.cost) {
+            match self.clients.get_mut(&**name) {
+                Some(c) => *c += cost,
+                None => {
+                    self.clients.insert(name.to_string(), cost);
+                }
+            }
         }
         if !self.channels.contains_key(id) {
             self.channels.insert(id.to_string(), Counter::default());
@@ -110,9 +120,25 @@ impl Ledger {
                 )
                 .into()
             });
+        let clients = cfg
+            .auth
+            .keys
+            .iter()
+            .map(|k| {
+                let spent = self.clients.get(&k.name).copied().unwrap_or(0.0);
+                k.daily_budget.filter(|b| spent >= *b).map(|b| {
+                    format!(
+                        "The daily budget of key `{}` ({b} {}) is spent ({spent:.4} today); it resets at 00:00 UTC.",
+                        k.name, cfg.pricing.currency
+                    )
+                    .into()
+                })
+            })
+            .collect();
         Quota {
             channels: channels.iter().map(spent).collect(),
             global,
+            clients,
         }
     }
 
@@ -132,6 +158,13 @@ impl Ledger {
             w.key("tokens").uint(c.tokens);
             w.key("cost").num_exact(c.cost);
             w.end_obj();
+        }
+        w.end_obj();
+        w.key("clients").obj();
+        let mut names: Vec<&String> = self.clients.keys().collect();
+        names.sort();
+        for name in names {
+            w.key(name).num_exact(self.clients[name]);
         }
         w.end_obj().end_obj();
         w.out
@@ -158,6 +191,12 @@ impl Ledger {
                     cost: c.get("cost").and_then(|x| x.as_f64()).unwrap_or(0.0),
                 },
             );
+        }
+        if let Some(clients) = v.get("clients").and_then(|c| c.as_object()) {
+            for (name, cost) in clients.iter() {
+                l.clients
+                    .insert(name.to_string(), cost.as_f64().unwrap_or(0.0));
+            }
         }
         Some(l)
     }

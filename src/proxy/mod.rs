@@ -312,6 +312,25 @@ pub async fn forward(
             req.received,
         );
     }
+    if let Some(why) = req.client.and_then(|c| snap.quota.client_spent(c.index)) {
+        let e = Error::new(429, Kind::RateLimit, "budget_exhausted", why.to_string());
+        let secs = crate::routing::health::until_utc_midnight(unix_now()).as_secs();
+        let mut b = itoa::Buffer::new();
+        out.send_error_with(&e, &[(b"retry-after", b.format(secs).as_bytes())])
+            .await;
+        let names = crate::usage::Names::None;
+        return record(
+            worker,
+            req,
+            features,
+            endpoint,
+            client,
+            out,
+            names,
+            Attempted::NONE,
+            req.received,
+        );
+    }
     if let Some(c) = req.client {
         let admitted =
             worker
