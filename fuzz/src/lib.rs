@@ -282,12 +282,9 @@ pub fn sse(data: &[u8]) {
         forwarded,
         "incremental scanning found other event boundaries"
     );
-    // `data: X\n\n` reads back as X when X has no line break.
-    let payload: Vec<u8> = data
-        .iter()
-        .copied()
-        .filter(|&b| b != b'\n' && b != b'\r')
-        .collect();
+    // `write_data(X)` reads back as X, line breaks included (a lone CR is not a line break
+    // here, and a CR before an LF is stripped: keep CRs out).
+    let payload: Vec<u8> = data.iter().copied().filter(|&b| b != b'\r').collect();
     let mut framed = Vec::new();
     sse::write_data(&mut framed, &payload);
     assert_eq!(sse::complete_end(&framed, 0), Some(framed.len()));
