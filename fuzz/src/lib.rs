@@ -127,8 +127,15 @@ fn request_head(data: &[u8]) {
             .map(|hd| data[hd.value.clone()].trim_ascii())
             .collect()
     };
+    // Content-Length values compare as numbers: `5` and `05` agree.
+    let number = |v: &[u8]| {
+        v.iter().try_fold(0u64, |n, &d| {
+            n.checked_mul(10)?
+                .checked_add(u64::from(d.checked_sub(b'0')?))
+        })
+    };
     let te = named(b"transfer-encoding").len();
-    let cl = named(b"content-length");
+    let cl: Vec<Option<u64>> = named(b"content-length").into_iter().map(number).collect();
     assert!(
         te == 0 || cl.is_empty(),
         "Content-Length with Transfer-Encoding"
@@ -673,6 +680,10 @@ fn anthropic_grammar(events: &[(Vec<u8>, Vec<u8>)], text: &dyn Fn() -> String) {
     let mut started = false;
     let mut open: Option<u64> = None;
     let mut next_index = 0u64;
+    // Indices of tool_use blocks: a later fragment of a call whose block was closed (an
+    // upstream interleaving parallel calls) still goes to that block's index, by design
+    // (Anthropic SDKs assemble blocks by index); text and thinking go to the open block only.
+    let mut tool_blocks = Vec::new();
     let mut delta_sent = false;
     let n = events.len();
     for (i, (name, d)) in events.iter().enumerate() {
@@ -703,10 +714,16 @@ fn anthropic_grammar(events: &[(Vec<u8>, Vec<u8>)], text: &dyn Fn() -> String) {
                 );
                 open = index;
                 next_index += 1;
+                let kind = v.get("content_block").and_then(|b| b.get("type"));
+                if kind.and_then(|t| t.as_str()) == Some("tool_use") {
+                    tool_blocks.extend(index);
+                }
             }
             "content_block_delta" => {
+                let to_open = open.is_some() && open == index;
+                let to_tool = index.is_some_and(|x| tool_blocks.contains(&x));
                 assert!(
-                    open.is_some() && open == index,
+                    !delta_sent && (to_open || to_tool),
                     "delta outside its block: {}",
                     text()
                 )
