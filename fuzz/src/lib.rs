@@ -599,7 +599,9 @@ fn stream(upstream: Family, data: &[u8]) {
     let _ = tc.events(b"data: {}\n\n", &mut out);
     assert_eq!(out.len(), len, "output after the stream was closed");
     // An OpenAI upstream's chunks reach an OpenAI client as they came (garbage included):
-    // what the client reads back must be exactly some upstream event's data.
+    // what the client reads back must be some upstream event's data. Up to CRs: SSE cannot
+    // carry a CR in data (a lone CR is a line break to the spec, and h1::sse documents it as
+    // outside what it handles), so a value ending in CR loses it to the CRLF of its line.
     let relayed = (upstream == Family::OpenAi && client == Family::OpenAi).then(|| {
         let mut datas = Vec::new();
         let end = sse::complete_end(body, 0).unwrap_or(0);
@@ -617,6 +619,12 @@ fn stream(upstream: Family, data: &[u8]) {
         datas
     });
     client_stream_is_well_formed(client, &out, relayed.as_deref());
+}
+
+fn same_but_cr(a: &[u8], b: &[u8]) -> bool {
+    a.iter()
+        .filter(|&&c| c != b'\r')
+        .eq(b.iter().filter(|&&c| c != b'\r'))
 }
 
 /// The client's stream is whole SSE events of its family, closed exactly once: OpenAI chunks
@@ -654,7 +662,7 @@ fn client_stream_is_well_formed(client: Family, out: &[u8], relayed: Option<&[Ve
                 assert!(name.is_empty());
                 if d == b"[DONE]" {
                     assert_eq!(i, n - 1, "[DONE] before the end: {}", text());
-                } else if relayed.is_some_and(|up| up.contains(d)) {
+                } else if relayed.is_some_and(|up| up.iter().any(|u| same_but_cr(u, d))) {
                     // Relayed unchanged.
                 } else {
                     let v = json_of(d);
