@@ -131,6 +131,14 @@ impl RequestHead {
             start..start + s.len()
         };
         let method_str = req.method.unwrap_or("");
+        // The rule a partial head is held to above, so the verdict on a head never depends on
+        // how its bytes were split across reads (fuzzing found `get / HTTP/1.1` accepted whole
+        // but refused when its first read ended inside the head).
+        if !method_str.starts_with(|c: char| c.is_ascii_uppercase()) {
+            return Err(HeadError::Malformed(
+                "request line must start with a method",
+            ));
+        }
         let method = match method_str {
             "GET" => Method::Get,
             "HEAD" => Method::Head,
@@ -442,6 +450,14 @@ mod tests {
             Err(HeadError::Malformed(_))
         ));
         assert!(matches!(req(b"hello"), Err(HeadError::Malformed(_))));
+        // The same verdict whole or cut short (the fuzzer's h1_head split-invariance check).
+        for raw in [
+            &b"get / HTTP/1.1\r\n\r\n"[..],
+            b"\r\nxGET / HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(matches!(req(raw), Err(HeadError::Malformed(_))));
+            assert!(matches!(req(&raw[..3]), Err(HeadError::Malformed(_))));
+        }
         assert!(matches!(
             req(b"GET / HTTP/2.0\r\n\r\n"),
             Err(HeadError::Malformed(_))

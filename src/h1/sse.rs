@@ -52,11 +52,23 @@ pub fn has_done(events: &[u8]) -> bool {
     false
 }
 
-/// Appends `data: <json>\n\n`.
-pub fn write_data(out: &mut Vec<u8>, json: &[u8]) {
-    out.extend_from_slice(b"data: ");
-    out.extend_from_slice(json);
-    out.extend_from_slice(b"\n\n");
+/// Appends `data: <payload>\n\n`. A payload with line breaks (an upstream event of several
+/// `data:` lines, relayed) gets one `data:` line per line, as SSE carries them, so the client
+/// reads back exactly `payload` (found by fuzzing: the lines after the first went out without
+/// a field name and were lost).
+pub fn write_data(out: &mut Vec<u8>, payload: &[u8]) {
+    if memchr::memchr(b'\n', payload).is_none() {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(payload);
+        out.extend_from_slice(b"\n\n");
+        return;
+    }
+    for line in payload.split(|&b| b == b'\n') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+    out.push(b'\n');
 }
 
 /// Reads the next event of `block` (whole events) from `*at`: returns its `event:` name (empty
@@ -134,6 +146,19 @@ mod tests {
         let b = b"data: a\n\n";
         assert_eq!(complete_end(b, 8), Some(9));
         assert_eq!(complete_end(b": keepalive\n\n", 0), Some(13));
+    }
+
+    #[test]
+    fn multi_line_data_round_trips() {
+        for payload in [&b"{\"a\":\n1}"[..], b"x\n\ny", b"\n", b"plain"] {
+            let mut out = Vec::new();
+            write_data(&mut out, payload);
+            assert_eq!(complete_end(&out, 0), Some(out.len()));
+            let (mut at, mut data) = (0, Vec::new());
+            assert_eq!(next_event(&out, &mut at, &mut data), Some(&b""[..]));
+            assert_eq!(data, payload);
+            assert_eq!(at, out.len());
+        }
     }
 
     #[test]

@@ -15,7 +15,9 @@
 //! (`h1`), response writing (`server::response`).
 
 mod relay;
-pub(crate) mod transcode;
+/// Public (not just crate-visible) so the fuzz targets in `fuzz/` and the corpus replay test can
+/// drive the real upstream → client translation; nothing outside the crate needs it otherwise.
+pub mod transcode;
 
 use std::fmt::Write as _;
 use std::rc::Rc;

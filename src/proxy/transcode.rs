@@ -31,7 +31,7 @@ enum Encoder {
 
 /// One answer's translation.
 #[derive(Debug)]
-pub(crate) struct Transcode {
+pub struct Transcode {
     upstream: Family,
     client: Family,
     /// The gateway added `stream_options.include_usage`: the usage-only chunk is not the
@@ -41,9 +41,9 @@ pub(crate) struct Transcode {
     encoder: Encoder,
     usage: Option<Usage>,
     /// Remove `<think>…</think>` blocks from whole answers.
-    pub(crate) strip_think: bool,
+    pub strip_think: bool,
     /// The gateway's own time before the client's head went out (`x-router-overhead-ms`).
-    pub(crate) overhead: Option<std::time::Duration>,
+    pub overhead: Option<std::time::Duration>,
     /// The upstream signalled its end (`[DONE]`, `message_stop`).
     ended: bool,
     closed: bool,
@@ -54,7 +54,7 @@ pub(crate) struct Transcode {
 impl Transcode {
     /// A translation from `upstream` to `client`; `model`, `id` and `created` stamp chunks that
     /// the upstream's family does not carry.
-    pub(crate) fn new(
+    pub fn new(
         upstream: Family,
         client: Family,
         strip_usage: bool,
@@ -87,22 +87,22 @@ impl Transcode {
     }
 
     /// True when upstream bytes reach the client unchanged.
-    pub(crate) fn passthrough(&self) -> bool {
+    pub fn passthrough(&self) -> bool {
         self.upstream == Family::OpenAi && self.client == Family::OpenAi && !self.strip_usage
     }
 
     /// Usage seen so far.
-    pub(crate) fn usage(&self) -> Option<Usage> {
+    pub fn usage(&self) -> Option<Usage> {
         self.usage
     }
 
     /// True once the upstream's stream said it is complete.
-    pub(crate) fn ended(&self) -> bool {
+    pub fn ended(&self) -> bool {
         self.ended || matches!(&self.decoder, Decoder::Gemini(d) if d.finished())
     }
 
     /// Watches passthrough events for the usage chunk (the bytes go out unchanged).
-    pub(crate) fn observe(&mut self, events: &[u8]) {
+    pub fn observe(&mut self, events: &[u8]) {
         // `"usage"` (not `"usage":{`): some upstreams put a space after the colon.
         if memchr::memmem::find(events, b"\"usage\"").is_none() {
             return;
@@ -116,14 +116,14 @@ impl Transcode {
     }
 
     /// True once the client's stream was closed (terminator or error event sent).
-    pub(crate) fn closed(&self) -> bool {
+    pub fn closed(&self) -> bool {
         self.closed
     }
 
     /// Translates whole upstream SSE events, appending the client's bytes to `out`. Returns
     /// `true` once the upstream's stream is complete (the client's stream is then closed);
     /// after that nothing more is produced.
-    pub(crate) fn events(&mut self, events: &[u8], out: &mut Vec<u8>) -> Result<bool, String> {
+    pub fn events(&mut self, events: &[u8], out: &mut Vec<u8>) -> Result<bool, String> {
         if self.closed {
             return Ok(true);
         }
@@ -201,7 +201,7 @@ impl Transcode {
 
     /// The upstream's framing ended cleanly without a terminal event (Gemini streams end so);
     /// flushes the decoder and closes the client's stream.
-    pub(crate) fn finish(&mut self, out: &mut Vec<u8>) {
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
         if self.closed {
             return;
         }
@@ -229,7 +229,7 @@ impl Transcode {
     }
 
     /// A stream that broke off: the client family's error event (the stream then just ends).
-    pub(crate) fn stream_error(&mut self, err: &Error, out: &mut Vec<u8>) {
+    pub fn stream_error(&mut self, err: &Error, out: &mut Vec<u8>) {
         if std::mem::replace(&mut self.closed, true) {
             return;
         }
@@ -246,7 +246,7 @@ impl Transcode {
 
     /// A whole 2xx body: decodes it to the canonical form and encodes it for the client.
     /// Passthrough bodies are only read for usage (`out` stays empty: send the original).
-    pub(crate) fn body(
+    pub fn body(
         &mut self,
         body: &[u8],
         model: &str,
@@ -301,20 +301,14 @@ impl Transcode {
 
 impl Transcode {
     /// An upstream error body, in the client's family (empty `out`: send the original).
-    pub(crate) fn error(&self, status: u16, body: &[u8], out: &mut Vec<u8>) {
+    pub fn error(&self, status: u16, body: &[u8], out: &mut Vec<u8>) {
         error_body(self.upstream, self.client, status, body, out);
     }
 }
 
 /// An upstream error body in the client's family (`out` stays empty when no change is
 /// needed: send the original).
-pub(crate) fn error_body(
-    upstream: Family,
-    client: Family,
-    status: u16,
-    body: &[u8],
-    out: &mut Vec<u8>,
-) {
+pub fn error_body(upstream: Family, client: Family, status: u16, body: &[u8], out: &mut Vec<u8>) {
     if upstream == client {
         return;
     }

@@ -138,7 +138,9 @@ fn comparison(term: &str) -> Option<(&str, Cmp, &str)> {
         ("-<", Cmp::Lt),
     ] {
         if let Some(i) = term.find(op) {
-            let prefix = &term[..i];
+            // `qwen3 ->8b` means the prefix `qwen3`: no id starts with `qwen3 ` (found by
+            // fuzzing: query terms are trimmed everywhere else).
+            let prefix = term[..i].trim_end();
             let size = &term[i + op.len()..];
             if !prefix.is_empty() && size.bytes().next().is_some_and(|b| b.is_ascii_digit()) {
                 return Some((prefix, cmp, size));
@@ -365,6 +367,8 @@ mod tests {
                 "{s}"
             );
         }
+        assert_eq!(&q("qwen3 \t->8b").prefixes[..], &["qwen3"]);
+        assert_eq!(&q("tag:free, qwen3 -<=8b").prefixes[..], &["qwen3"]);
         // a dash followed by a letter is just part of a name
         assert_eq!(
             parse("claude-3-haiku").unwrap(),
