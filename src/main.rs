@@ -514,6 +514,9 @@ fn banner(cfg: &Config, g: &bootstrap::Gateway, demo: Option<&mock::MockHandle>)
         ),
         (n, _) => tracing::info!(client_keys = n, "client authentication on"),
     }
+    if let Some(t) = &cfg.server.tls {
+        tracing::info!(cert = %t.cert.display(), "HTTPS on the client listener");
+    }
     for line in cfg.summary().lines() {
         tracing::info!("{line}");
     }

@@ -233,6 +233,8 @@ pub struct Snapshot {
     pub quota: Arc<Quota>,
     /// Client keys, with their allowances resolved against this catalog.
     pub clients: Arc<crate::auth::Clients>,
+    /// TLS of the client listener (`[server.tls]`): accepted connections do a handshake.
+    pub inbound_tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Which daily quotas are spent for the current UTC day.
@@ -266,8 +268,15 @@ const _: () = {
 /// Host names resolved by the control thread: `(host, port)` → addresses.
 pub type Resolved = HashMap<(String, u16), Vec<SocketAddr>>;
 
-/// TLS client configs per provider, built by the control thread (reads `ca_file`).
-pub type TlsConfigs = HashMap<String, crate::upstream::tls::ClientTls>;
+/// TLS configs built by the control thread (it reads `ca_file` and the `[server.tls]` files):
+/// upstream clients per provider, and the listener's.
+#[derive(Debug, Clone, Default)]
+pub struct TlsConfigs {
+    /// Upstream TLS client configs by provider id.
+    pub upstream: HashMap<String, crate::upstream::tls::ClientTls>,
+    /// The client listener's TLS (`[server.tls]`), if it serves HTTPS.
+    pub inbound: Option<Arc<rustls::ServerConfig>>,
+}
 
 impl Snapshot {
     /// Builds a snapshot from a validated config, the addresses resolved so far and the TLS
@@ -314,7 +323,7 @@ impl Snapshot {
                 continue;
             };
             let tls_target = match url.scheme {
-                Scheme::Https => tls.get(&p.id).map(|t| t.for_host(&url.host)),
+                Scheme::Https => tls.upstream.get(&p.id).map(|t| t.for_host(&url.host)),
                 Scheme::Http => None,
             };
             let tunnel = p
@@ -425,6 +434,7 @@ impl Snapshot {
             cost_rate: cfg.pricing.from_usd(1.0),
             quota: Arc::new(Quota::default()),
             clients: Arc::new(clients),
+            inbound_tls: tls.inbound.clone(),
         }
     }
 

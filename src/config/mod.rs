@@ -287,6 +287,17 @@ pub struct ServerConfig {
     pub dns_refresh: Duration,
     /// CORS policy.
     pub cors: Cors,
+    /// `[server.tls]`: serve HTTPS with this certificate chain and key (PEM files).
+    pub tls: Option<TlsFiles>,
+}
+
+/// `[server.tls]`: certificate chain and private key files (PEM), re-read on every reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key of the leaf.
+    pub key: PathBuf,
 }
 
 /// `[providers.ID]`.
@@ -2206,6 +2217,31 @@ fn build_server(c: &mut Checker, s: raw::Server) -> ServerConfig {
             Duration::from_secs(1),
         ),
         cors,
+        tls: s.tls.and_then(|t| {
+            let file = |c: &mut Checker, k: &str, v: Option<String>| match v {
+                Some(p) if Path::new(&p).is_absolute() => Some(PathBuf::from(p)),
+                Some(p) => {
+                    c.err(
+                        format!("server.tls.{k}"),
+                        format!("\"{p}\" must be an absolute path"),
+                    );
+                    None
+                }
+                None => {
+                    c.err(
+                        format!("server.tls.{k}"),
+                        "required with [server.tls] (a PEM file)",
+                    );
+                    None
+                }
+            };
+            let cert = file(c, "cert", t.cert);
+            let key = file(c, "key", t.key);
+            Some(TlsFiles {
+                cert: cert?,
+                key: key?,
+            })
+        }),
     }
 }
 

@@ -142,6 +142,14 @@ pub(super) struct Server {
     pub drain_timeout: Option<DurationValue>,
     pub dns_refresh: Option<DurationValue>,
     pub cors_origins: Option<Vec<String>>,
+    pub tls: Option<ServerTls>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ServerTls {
+    pub cert: Option<String>,
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -115,7 +115,17 @@ pub fn build_tls(cfg: &Config) -> Result<TlsConfigs, String> {
             .map_err(|e| format!("providers.{}.ca_file: {e}", p.id))?;
         out.insert(p.id.clone(), tls);
     }
-    Ok(out)
+    let inbound = match &cfg.server.tls {
+        None => None,
+        Some(f) => Some(
+            crate::server::stream::server_config(&f.cert, &f.key)
+                .map_err(|e| format!("server.tls: {e}"))?,
+        ),
+    };
+    Ok(TlsConfigs {
+        upstream: out,
+        inbound,
+    })
 }
 
 /// What the control thread is given at start.

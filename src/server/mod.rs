@@ -10,13 +10,14 @@
 //! Not here: endpoint semantics (`api`), upstream I/O (`proxy`, `upstream`).
 
 pub mod response;
+pub mod stream;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
 use crate::error::Error;
@@ -24,6 +25,7 @@ use crate::h1::chunked;
 use crate::h1::head::{Body, HeadError, Method, RequestHead};
 use crate::worker::Worker;
 pub use response::{ClientInput, Exchange, Responder};
+pub use stream::{ClientReader, ClientStream, ClientWriter};
 
 /// A request as `api` sees it: the head (offsets into `buf`) and the whole body.
 #[derive(Debug, Clone, Copy)]
@@ -79,8 +81,8 @@ enum Next {
 }
 
 /// Serves one client connection until it closes, errs, times out or the worker drains.
-pub async fn serve(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
-    let (mut reader, mut writer) = stream.into_split();
+pub async fn serve(worker: &Rc<Worker>, stream: ClientStream, peer: SocketAddr) {
+    let (mut reader, mut writer) = stream.split();
     let mut b = Buffers {
         rbuf: Vec::with_capacity(READ_RESERVE),
         body: Vec::new(),
@@ -101,8 +103,8 @@ pub async fn serve(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
 
 async fn serve_one(
     worker: &Rc<Worker>,
-    reader: &mut OwnedReadHalf<TcpStream>,
-    writer: &mut OwnedWriteHalf<TcpStream>,
+    reader: &mut ClientReader,
+    writer: &mut ClientWriter,
     b: &mut Buffers,
     peer: SocketAddr,
 ) -> Next {
@@ -318,8 +320,8 @@ impl Drop for InFlight<'_> {
 
 fn early_exchange<'c>(
     worker: &Worker,
-    writer: &'c mut OwnedWriteHalf<TcpStream>,
-    reader: &'c mut OwnedReadHalf<TcpStream>,
+    writer: &'c mut ClientWriter,
+    reader: &'c mut ClientReader,
     b: &'c mut Buffers,
     minor_version: u8,
 ) -> Exchange<'c> {
@@ -388,7 +390,7 @@ fn body_timeout(d: Duration) -> Error {
     )
 }
 
-async fn continue_100(writer: &mut OwnedWriteHalf<TcpStream>, timeout: Duration) -> bool {
+async fn continue_100(writer: &mut ClientWriter, timeout: Duration) -> bool {
     let write = writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n".as_slice());
     matches!(monoio::time::timeout(timeout, write).await, Ok((Ok(_), _)))
 }
@@ -409,10 +411,7 @@ pub async fn read_into<R: AsyncReadRent>(
     r
 }
 
-async fn linger_close(
-    reader: &mut OwnedReadHalf<TcpStream>,
-    writer: &mut OwnedWriteHalf<TcpStream>,
-) {
+async fn linger_close(reader: &mut ClientReader, writer: &mut ClientWriter) {
     use monoio::io::AsyncWriteRent;
     let _ = writer.shutdown().await;
     let deadline = Instant::now() + LINGER;
@@ -430,7 +429,7 @@ async fn linger_close(
 
 /// Answers a connection over the per-worker cap with a 503 and closes it.
 pub async fn reject_overloaded(stream: TcpStream, worker: Rc<Worker>) {
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = ClientStream::Plain(stream).split();
     let mut wbuf = Vec::new();
     let mut spill = Vec::new();
     let mut ex = Exchange {

@@ -10,10 +10,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use monoio::io::{
-    AsyncWriteRentExt, CancelableAsyncReadRent, Canceller, OwnedReadHalf, OwnedWriteHalf,
-};
-use monoio::net::TcpStream;
+use monoio::io::{AsyncWriteRentExt, CancelableAsyncReadRent, Canceller};
+
+use super::stream::{ClientReader, ClientWriter};
 
 use crate::config::Cors;
 use crate::error::Error;
@@ -90,7 +89,7 @@ pub fn cors_origin(cors: &Cors, origin: Option<&[u8]>) -> Option<Vec<u8>> {
 
 /// The write side of one exchange.
 pub struct Responder<'c> {
-    writer: &'c mut OwnedWriteHalf<TcpStream>,
+    writer: &'c mut ClientWriter,
     buf: &'c mut Vec<u8>,
     /// Client's HTTP minor version.
     pub minor_version: u8,
@@ -124,7 +123,7 @@ impl<'c> Responder<'c> {
     /// A responder writing through `writer`, building heads in `buf`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        writer: &'c mut OwnedWriteHalf<TcpStream>,
+        writer: &'c mut ClientWriter,
         buf: &'c mut Vec<u8>,
         minor_version: u8,
         keep_alive: bool,
@@ -306,7 +305,7 @@ impl<'c> Responder<'c> {
 
 /// The read side of one exchange, for noticing a client that disconnects mid-response.
 pub struct ClientInput<'c> {
-    reader: &'c mut OwnedReadHalf<TcpStream>,
+    reader: &'c mut ClientReader,
     spill: &'c mut Vec<u8>,
     /// True once the client closed its side or the connection failed.
     pub closed: bool,
@@ -341,7 +340,7 @@ impl std::fmt::Debug for ClientWatch<'_> {
 
 impl<'c> ClientInput<'c> {
     /// Wraps the read half; bytes read while watching land in `spill`.
-    pub fn new(reader: &'c mut OwnedReadHalf<TcpStream>, spill: &'c mut Vec<u8>) -> Self {
+    pub fn new(reader: &'c mut ClientReader, spill: &'c mut Vec<u8>) -> Self {
         ClientInput {
             reader,
             spill,
@@ -355,13 +354,16 @@ impl<'c> ClientInput<'c> {
         let handle = canceller.handle();
         // Small: it only has to notice a close or the start of a pipelined request (whatever
         // does not fit stays in the socket for the next read); every watched stream holds one.
-        let buf = Vec::with_capacity(512);
-        let reader = &mut *self.reader;
-        let read: ReadFuture<'_> =
-            Box::pin(async move { reader.cancelable_read(buf, handle).await });
+        // A TLS connection is not watched (see `stream`): its watch never fires.
+        let read = self.reader.watchable().map(|reader| {
+            let buf = Vec::with_capacity(512);
+            let read: ReadFuture<'_> =
+                Box::pin(async move { reader.cancelable_read(buf, handle).await });
+            read
+        });
         ClientWatch {
             canceller,
-            read: Some(read),
+            read,
             spill: self.spill,
             closed: &mut self.closed,
         }

@@ -527,6 +527,30 @@ async fn accept_loop(worker: Rc<Worker>, listener: monoio::net::TcpListener) {
 async fn serve_guarded(worker: Rc<Worker>, stream: monoio::net::TcpStream, peer: SocketAddr) {
     let stats = &worker.stats;
     stats.connections.set(stats.connections.get() + 1);
+    let tls = worker.snapshot().inbound_tls.clone();
+    let stream = match tls {
+        None => crate::server::ClientStream::Plain(stream),
+        Some(cfg) => {
+            // The handshake is part of the head: it gets the head's deadline.
+            let deadline = worker.snapshot().server.header_timeout;
+            let acceptor = monoio_rustls::TlsAcceptor::from(cfg);
+            // Boxed: the handshake's state would otherwise enlarge every connection's task.
+            let handshake = Box::pin(acceptor.accept(stream));
+            match monoio::time::timeout(deadline, handshake).await {
+                Ok(Ok(tls)) => crate::server::ClientStream::Tls(Box::new(tls)),
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    stats.connections.set(stats.connections.get() - 1);
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    stats.connections.set(stats.connections.get() - 1);
+                    return;
+                }
+            }
+        }
+    };
     let result = CatchUnwind(Box::pin(crate::server::serve(&worker, stream, peer))).await;
     stats.connections.set(stats.connections.get() - 1);
     if result.is_err() {
