@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of smart-ai-router on a fresh machine: formatting, lints, the Rust unit and
 # integration tests (each socket test runs on both the io_uring and the legacy epoll driver),
-# and the end-to-end tests with the official OpenAI and Anthropic Python SDKs (installed into
-# target/sdk-venv).
+# the end-to-end tests with the official OpenAI and Anthropic Python SDKs (installed into
+# target/sdk-venv), the supply-chain check (cargo-deny, offline) and a short fuzzing run of
+# every cargo-fuzz target (cargo-fuzz and cargo-deny are installed on first use).
 # Needs only the Rust toolchain, gcc and Python 3; everything else is installed here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,5 +23,11 @@ cargo test
 step "OpenAI and Anthropic Python SDKs end to end"
 # `cargo test` built target/debug/smart-ai-router for the integration tests.
 bash tests/sdk/run.sh target/debug/smart-ai-router
+
+step "cargo deny: licenses, duplicate crates, sources (offline)"
+bash scripts/deny.sh
+
+step "fuzz every target briefly (~60 s of fuzzing; fuzz/README.md has the long run)"
+bash scripts/fuzz.sh
 
 step "all tests passed in $((SECONDS - started)) s"
