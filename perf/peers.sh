@@ -412,6 +412,14 @@ sleep 1
 declare -A MEM_IDLE
 for t in "${TARGETS[@]}"; do MEM_IDLE[$t]=$("$PY" "$HERE/procs.py" mem "${SPID[$t]}"); done
 
+# What each server burns with no load at all (background tasks, timers, GC): over 5 s.
+IDLE_ROOTS=()
+for t in "${TARGETS[@]}"; do IDLE_ROOTS+=("${SPID[$t]}"); done
+read -r -a idle0 < <("$PY" "$HERE/procs.py" ticks "${IDLE_ROOTS[@]}")
+sleep 5
+read -r -a idle1 < <("$PY" "$HERE/procs.py" ticks "${IDLE_ROOTS[@]}")
+for i in "${!TARGETS[@]}"; do printf '%s\t%s\t5\n' "${TARGETS[i]}" $((idle1[i] - idle0[i])); done >"$DATA/idle.tsv"
+
 # ---------------------------------------------------------------------------------------------
 # 6. Load. Every live server's process tree is sampled before and after each run: the target's
 # ticks give its CPU per request, the upstream's show what it cost there, and the sum over the

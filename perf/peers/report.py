@@ -213,6 +213,13 @@ def write(meta, runs, peers, mem, concs, targets, cells, data, out):
         for t in targets) + " (per run, against runs of " + meta["duration"] + " s).")
     w("- **settle**: seconds the target kept working after wrk stopped, longest per target: " + ", ".join(
         f"{t} {max((r['settle_s'] for r in runs if r['target'] == t), default=0):.1f} s" for t in targets) + ".")
+    idle_path = os.path.join(data, "idle.tsv")
+    if os.path.exists(idle_path):
+        with open(idle_path) as f:
+            idle = [line.split() for line in f if line.strip()]
+        w("- **idle CPU**: what each server's tree spent over " + (idle[0][2] if idle else "5") +
+          " s with no load, before the warm-up: " + ", ".join(
+              f"{t} {int(ticks) * 1000 / clk:.0f} ms" for t, ticks, _secs in idle) + ".")
     warm_err = [r for r in runs if r["phase"] == "warmup" and r["errors"]]
     if warm_err:
         w("- warm-up runs with errors (not counted): " + ", ".join(
@@ -235,11 +242,11 @@ def write(meta, runs, peers, mem, concs, targets, cells, data, out):
 
     w("## Raw data")
     w("")
-    for name in ("runs.tsv", "mem.tsv", "peers.tsv", "install_seconds.tsv"):
+    for name in ("runs.tsv", "mem.tsv", "idle.tsv", "peers.tsv", "install_seconds.tsv"):
         path = os.path.join(data, name)
         if os.path.exists(path):
             w(f"`{name}`" + (" (target, idle: procs rss_kib hwm_kib, after load: procs rss_kib hwm_kib)"
-                              if name == "mem.tsv" else ""))
+                              if name == "mem.tsv" else " (target, ticks, seconds)" if name == "idle.tsv" else ""))
             w("")
             w("```tsv")
             with open(path) as f:
