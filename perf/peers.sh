@@ -427,7 +427,7 @@ for i in "${!TARGETS[@]}"; do printf '%s\t%s\t5\n' "${TARGETS[i]}" $((idle1[i] -
 # would show here). After each run the target gets up to 20 s to finish requests the client
 # left in flight (a slow peer keeps working after wrk stops) before the next run starts.
 RUNS=$DATA/runs.tsv
-printf 'phase\tround\tconc\ttarget\trequests\tduration_us\tbytes\terr_connect\terr_read\terr_write\terr_timeout\terr_status\tp50_us\tp90_us\tp99_us\tp999_us\tmean_us\tmax_us\ttarget_ticks\tup_ticks\tother_ticks\tsettle_s\n' >"$RUNS"
+printf 'phase\tround\tconc\ttarget\trequests\tduration_us\tbytes\terr_connect\terr_read\terr_write\terr_timeout\terr_status\tp50_us\tp90_us\tp99_us\tp999_us\tmean_us\tmax_us\ttarget_ticks\tup_ticks\tother_ticks\tsettle_s\tother_detail\n' >"$RUNS"
 
 measure() { # PHASE ROUND CONC TARGET SECONDS
     local phase=$1 round=$2 conc=$3 target=$4 secs=$5 raw line t i
@@ -440,20 +440,23 @@ measure() { # PHASE ROUND CONC TARGET SECONDS
         --timeout "${WRK_TIMEOUT}s" --latency "${H_ARGS[@]}" -s "$PERF_DIR/post.lua" "${URL[$target]}" \
         >"$raw" 2>&1 || die "wrk failed on $target (see $raw)"
     read -r -a after < <("$PY" "$HERE/procs.py" ticks "${roots[@]}")
-    local tt=0 ut=0 ot=0 d
+    local tt=0 ut=0 ot=0 d od=
     for i in "${!TARGETS[@]}"; do
         d=$((after[i] - before[i]))
         if [[ ${TARGETS[i]} == "$target" ]]; then tt=$d
         elif [[ ${TARGETS[i]} == direct ]]; then ut=$d
-        else ot=$((ot + d)); fi
+        else
+            ot=$((ot + d))
+            if ((d > 0)); then od+=${od:+,}${TARGETS[i]}:$d; fi
+        fi
     done
     [[ $target == direct ]] && ut=$tt
     local settle
     settle=$("$PY" "$HERE/procs.py" settle 20 "${SPID[$target]}")
     line=$(grep '^PERF ' "$raw" | tail -1) || die "no PERF line in $raw"
     line=${line#PERF }
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$phase" "$round" "$conc" "$target" \
-        "$(sed -E 's/[a-z_0-9]+=//g; s/ /\t/g' <<<"$line")" "$tt" "$ut" "$ot" "$settle" >>"$RUNS"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$phase" "$round" "$conc" "$target" \
+        "$(sed -E 's/[a-z_0-9]+=//g; s/ /\t/g' <<<"$line")" "$tt" "$ut" "$ot" "$settle" "${od:--}" >>"$RUNS"
     local req dur st errs rps
     req=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$line")
     dur=$(sed -E 's/.*duration_us=([0-9]+).*/\1/' <<<"$line")

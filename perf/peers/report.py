@@ -43,7 +43,7 @@ def load(data):
     runs = read_tsv(os.path.join(data, "runs.tsv"))
     for r in runs:
         for k, v in list(r.items()):
-            if k not in ("phase", "target"):
+            if k not in ("phase", "target", "other_detail"):
                 r[k] = float(v)
         r["rps"] = r["requests"] / (r["duration_us"] / 1e6) if r["duration_us"] else 0.0
         r["errors"] = int(sum(r[k] for k in r if k.startswith("err_")))
@@ -207,10 +207,17 @@ def write(meta, runs, peers, mem, concs, targets, cells, data, out):
 
     w("## Checks")
     w("")
+    def worst_other(t):
+        rs = [r for r in runs if r["target"] == t and r["phase"] == "tput"]
+        if not rs:
+            return f"{t} –"
+        r = max(rs, key=lambda r: r["other_ticks"])
+        detail = r.get("other_detail", "-")
+        return f"{t} {r['other_ticks'] * 1000 / clk:.0f} ms" + (f" ({detail}, ticks)" if detail not in ("-", "", None) else "")
+
     w("- **other servers' CPU during a run**: every live server's ticks are read around each run; the")
-    w("  largest sum over the servers that were *not* targeted, per target: " + ", ".join(
-        f"{t} {max((r['other_ticks'] for r in runs if r['target'] == t and r['phase'] == 'tput'), default=0) * 1000 / clk:.0f} ms"
-        for t in targets) + " (per run, against runs of " + meta["duration"] + " s).")
+    w("  largest sum over the servers that were *not* targeted (nor the upstream), per target: " +
+      ", ".join(worst_other(t) for t in targets) + " (per run, against runs of " + meta["duration"] + " s).")
     w("- **settle**: seconds the target kept working after wrk stopped, longest per target: " + ", ".join(
         f"{t} {max((r['settle_s'] for r in runs if r['target'] == t), default=0):.1f} s" for t in targets) + ".")
     idle_path = os.path.join(data, "idle.tsv")
