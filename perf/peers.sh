@@ -4,7 +4,7 @@
 # static upstream and the same request, in one bounded run. Method and how to read the
 # results: perf/peers/README.md.
 #
-#   bash perf/peers.sh                        # installs (cached), builds, ~6 minutes of load
+#   bash perf/peers.sh                        # installs (cached), builds, ~4.5 minutes of load
 #   PEERS="crabllm" ROUNDS=1 DURATION=2 bash perf/peers.sh   # quick look at one peer
 #
 # Writes perf/results/<YYYY-MM-DD>-<hostname>-peers.md. Exit status: 0 when every requested
