@@ -128,7 +128,7 @@ fn route(cli: &cli::Cli, args: &cli::RouteArgs) -> ExitCode {
     let hosts = snapshot::Snapshot::hosts_to_resolve(&cfg);
     if !hosts.is_empty() {
         let resolver = control::dns::Resolver::start();
-        resolver.resolve(hosts.clone());
+        resolver.resolve(hosts.clone(), cfg.server.hosts_file.clone());
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
         for _ in 0..hosts.len() {
             let left = deadline.saturating_duration_since(std::time::Instant::now());

@@ -215,3 +215,69 @@ fn every_fault_gives_a_documented_answer_and_leaks_nothing() {
     });
     assert!(after <= before + 4, "fds {before} -> {after}");
 }
+
+/// A DNS change: the channel's host name moves to another address (`[server] hosts_file`,
+/// re-read at every `dns_refresh`). New upstream connections go to the new address within a
+/// refresh, and the client sees no error while it happens. The old upstream closes every
+/// connection after answering, so each request opens a fresh one and shows where it goes.
+#[test]
+fn a_dns_change_moves_new_connections_without_a_client_error() {
+    let dir = temp_dir("dns-change");
+    let port = free_port();
+    let old = mock(MockConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 2], port)),
+        drop_after_response: true,
+        ..Default::default()
+    });
+    let new = mock(MockConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 3], port)),
+        ..Default::default()
+    });
+    let hosts = dir.join("hosts");
+    let point = |ip: &str| {
+        std::fs::write(dir.join("hosts.tmp"), format!("# test\n{ip} up.test\n")).unwrap();
+        std::fs::rename(dir.join("hosts.tmp"), &hosts).unwrap();
+    };
+    point("127.0.0.2");
+    let text = format!(
+        "[server]\nhosts_file = \"{}\"\ndns_refresh = \"1s\"\n\n\
+         [providers.up]\nkind = \"openai\"\nbase_url = \"http://up.test:{port}/v1\"\n\n\
+         [[channels]]\nid = \"up\"\nprovider = \"up\"\napi_key = \"k\"\nmodels = [\"m\"]\n",
+        hosts.display()
+    );
+    let gw = gateway(DRIVER, &text);
+    let ok = || {
+        Client::connect(gw.local_addr())
+            .post("/v1/chat/completions", &[], &chat_body("m", false))
+            .status
+            == 200
+    };
+    eventually(Duration::from_secs(5), "first resolution", || {
+        ok().then_some(())
+    });
+    assert!(old.requests() > 0 && new.requests() == 0);
+
+    point("127.0.0.3");
+    let mut statuses = Vec::new();
+    eventually(
+        Duration::from_secs(10),
+        "traffic on the new address",
+        || {
+            statuses.push(ok());
+            (new.requests() > 0).then_some(())
+        },
+    );
+    assert!(
+        statuses.iter().all(|&s| s),
+        "no client error during the change"
+    );
+    let before = old.requests();
+    for _ in 0..10 {
+        assert!(ok());
+    }
+    assert_eq!(
+        old.requests(),
+        before,
+        "the old address gets no new connection"
+    );
+}

@@ -289,6 +289,9 @@ pub struct ServerConfig {
     pub cors: Cors,
     /// `[server.tls]`: serve HTTPS with this certificate chain and key (PEM files).
     pub tls: Option<TlsFiles>,
+    /// Static host overrides consulted before DNS (`/etc/hosts` format), re-read at every
+    /// `dns_refresh`.
+    pub hosts_file: Option<PathBuf>,
 }
 
 /// `[server.tls]`: certificate chain and private key files (PEM), re-read on every reload.
@@ -2217,6 +2220,17 @@ fn build_server(c: &mut Checker, s: raw::Server) -> ServerConfig {
             Duration::from_secs(1),
         ),
         cors,
+        hosts_file: match s.hosts_file.filter(|f| !f.is_empty()) {
+            Some(f) if Path::new(&f).is_absolute() => Some(PathBuf::from(f)),
+            Some(f) => {
+                c.err(
+                    "server.hosts_file",
+                    format!("\"{f}\" must be an absolute path"),
+                );
+                None
+            }
+            None => None,
+        },
         tls: s.tls.and_then(|t| {
             let file = |c: &mut Checker, k: &str, v: Option<String>| match v {
                 Some(p) if Path::new(&p).is_absolute() => Some(PathBuf::from(p)),

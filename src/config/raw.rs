@@ -143,6 +143,7 @@ pub(super) struct Server {
     pub dns_refresh: Option<DurationValue>,
     pub cors_origins: Option<Vec<String>>,
     pub tls: Option<ServerTls>,
+    pub hosts_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone)]

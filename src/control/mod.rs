@@ -567,10 +567,10 @@ impl Ctl {
         (changed, answered)
     }
 
-    /// Starts resolving `hosts` on helper threads.
-    pub fn resolve(&self, hosts: Vec<(String, u16)>) {
+    /// Starts resolving `hosts` on helper threads (`hosts_file` first: `[server] hosts_file`).
+    pub fn resolve(&self, hosts: Vec<(String, u16)>, hosts_file: Option<std::path::PathBuf>) {
         if !hosts.is_empty() {
-            self.resolver.resolve(hosts);
+            self.resolver.resolve(hosts, hosts_file);
         }
     }
 
@@ -644,7 +644,7 @@ async fn run(ctl: Rc<Ctl>) {
     // Hosts still unanswered in the first round; /health says `starting` until it is 0.
     let mut first_round = {
         let st = ctl.st.borrow();
-        ctl.resolve(st.hosts.clone());
+        ctl.resolve(st.hosts.clone(), st.cfg.server.hosts_file.clone());
         st.hosts.len()
     };
     if first_round == 0 {
@@ -692,7 +692,7 @@ async fn run(ctl: Rc<Ctl>) {
                 }
             }
             if now >= next_resolve {
-                ctl.resolve(st.hosts.clone());
+                ctl.resolve(st.hosts.clone(), st.cfg.server.hosts_file.clone());
                 next_resolve = now + st.cfg.server.dns_refresh;
             }
             if st.rebuild_due {

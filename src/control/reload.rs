@@ -132,7 +132,7 @@ async fn apply(ctl: &Rc<Ctl>) -> Result<ReloadReport, Vec<String>> {
                 st.dns_failed.remove(h);
             }
         }
-        ctl.resolve(missing.clone());
+        ctl.resolve(missing.clone(), new.server.hosts_file.clone());
         // Until every new host has an answer, success or failure.
         let deadline = Instant::now() + RESOLVE_WAIT;
         while Instant::now() < deadline
