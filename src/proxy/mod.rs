@@ -295,65 +295,31 @@ pub async fn forward(
     ex: &mut Exchange<'_>,
 ) {
     let Exchange { out, input } = ex;
-    if let Some(why) = &snap.quota.global {
-        let e = Error::new(429, Kind::RateLimit, "budget_exhausted", why.to_string());
-        let secs = crate::routing::health::until_utc_midnight(unix_now()).as_secs();
-        let mut b = itoa::Buffer::new();
-        let retry: &[u8] = b.format(secs).as_bytes();
-        out.send_error_with(&e, &[(b"retry-after", retry)]).await;
-        let names = crate::usage::Names::None;
-        return record(
-            worker,
-            req,
-            features,
-            endpoint,
-            client,
-            out,
-            names,
-            Attempted::NONE,
-            req.received,
-        );
-    }
-    if let Some(why) = req.client.and_then(|c| snap.quota.client_spent(c.index)) {
-        let e = Error::new(429, Kind::RateLimit, "budget_exhausted", why.to_string());
-        let secs = crate::routing::health::until_utc_midnight(unix_now()).as_secs();
-        let mut b = itoa::Buffer::new();
-        out.send_error_with(&e, &[(b"retry-after", b.format(secs).as_bytes())])
-            .await;
-        let names = crate::usage::Names::None;
-        return record(
-            worker,
-            req,
-            features,
-            endpoint,
-            client,
-            out,
-            names,
-            Attempted::NONE,
-            req.received,
-        );
-    }
-    if let Some(c) = req.client {
-        let admitted =
-            worker
-                .limits
-                .borrow_mut()
-                .admit(c.index, features.prompt_tokens, req.received);
-        if let Err(d) = admitted {
-            rate_limited(out, &format!("key `{}`", c.name), &d).await;
-            let names = crate::usage::Names::None;
-            return record(
-                worker,
-                req,
-                features,
-                endpoint,
-                client,
-                out,
-                names,
-                Attempted::NONE,
-                req.received,
-            );
+    if let Some(refused) = admission(worker, snap, req, features) {
+        match refused {
+            Refused::Budget(why) => {
+                let e = Error::new(429, Kind::RateLimit, "budget_exhausted", why.to_string());
+                let secs = crate::routing::health::until_utc_midnight(unix_now()).as_secs();
+                let mut b = itoa::Buffer::new();
+                out.send_error_with(&e, &[(b"retry-after", b.format(secs).as_bytes())])
+                    .await;
+            }
+            Refused::RateLimited(key, d) => {
+                rate_limited(out, &format!("key `{key}`"), &d).await;
+            }
         }
+        let names = crate::usage::Names::None;
+        return record(
+            worker,
+            req,
+            features,
+            endpoint,
+            client,
+            out,
+            names,
+            Attempted::NONE,
+            req.received,
+        );
     }
     let now = Instant::now();
     let planned = options_with_headers(req, &features.options).and_then(|o| {
@@ -719,6 +685,38 @@ fn go_duration(v: &[u8]) -> Option<Duration> {
         rest = &rest[unit_len..];
     }
     (total.is_finite() && total >= 0.0).then(|| Duration::from_secs_f64(total.min(86_400.0)))
+}
+
+/// Why a request is refused before routing.
+enum Refused<'s> {
+    /// A daily budget is spent: the gateway's, or the client key's.
+    Budget(&'s str),
+    /// The client key is over one of its rate limits.
+    RateLimited(&'s str, crate::limits::Denied),
+}
+
+/// The budgets and the key's rate limits, checked before any routing work (an admitted
+/// request has taken its tokens from the key's buckets).
+fn admission<'s>(
+    worker: &Worker,
+    snap: &'s Snapshot,
+    req: &Request<'s>,
+    features: &Features,
+) -> Option<Refused<'s>> {
+    let spent = snap
+        .quota
+        .global
+        .as_deref()
+        .or_else(|| req.client.and_then(|c| snap.quota.client_spent(c.index)));
+    if let Some(why) = spent {
+        return Some(Refused::Budget(why));
+    }
+    let c = req.client?;
+    let admitted = worker
+        .limits
+        .borrow_mut()
+        .admit(c.index, features.prompt_tokens, req.received);
+    admitted.err().map(|d| Refused::RateLimited(&c.name, d))
 }
 
 /// The 429 for a client key over one of its limits, with `Retry-After` and the
