@@ -53,6 +53,15 @@ expires = "2001-01-01"
     )
 }
 
+/// A non-streamed chat request for model `m` with `key` as its Bearer token.
+fn post(c: &mut Client, key: &str) -> Response {
+    c.post(
+        "/v1/chat/completions",
+        &[("authorization", &format!("Bearer {key}"))],
+        &chat_body("m", false),
+    )
+}
+
 #[test]
 fn keys_gate_every_api_route_in_the_callers_error_shape() {
     let dir = temp_dir("client-auth");
@@ -208,15 +217,7 @@ fn the_keys_file_is_read_at_start_and_on_reload() {
     assert_eq!(cfg.auth.keys.len(), 1);
     let gw = smart_ai_router::bootstrap::start(cfg).expect("starts");
     let mut c = Client::connect(gw.local_addr());
-    let bearer = |k: &str| format!("Bearer {k}");
-    let post = |c: &mut Client, k: &str| {
-        c.post(
-            "/v1/chat/completions",
-            &[("authorization", &bearer(k))],
-            &chat_body("m", false),
-        )
-        .status
-    };
+    let post = |c: &mut Client, k: &str| post(c, k).status;
     assert_eq!(post(&mut c, &first), 200);
     let second =
         smart_ai_router::keys::add(&keys, "ci-2", &[], None, Default::default()).expect("add");
@@ -242,13 +243,6 @@ fn a_keys_rate_limits_answer_429_with_retry_after_and_ratelimit_headers() {
     );
     let gw = gateway(DRIVER, &text);
     let mut c = Client::connect(gw.local_addr());
-    let post = |c: &mut Client, key: &str| {
-        c.post(
-            "/v1/chat/completions",
-            &[("authorization", &format!("Bearer {key}"))],
-            &chat_body("m", false),
-        )
-    };
     assert_eq!(post(&mut c, "sk-slow").status, 200);
     assert_eq!(post(&mut c, "sk-slow").status, 200);
     let r = post(&mut c, "sk-slow");
@@ -364,13 +358,6 @@ fn a_keys_daily_budget_once_spent_answers_429_until_midnight() {
     );
     let gw = gateway(DRIVER, &text);
     let mut c = Client::connect(gw.local_addr());
-    let post = |c: &mut Client, key: &str| {
-        c.post(
-            "/v1/chat/completions",
-            &[("authorization", &format!("Bearer {key}"))],
-            &chat_body("m", false),
-        )
-    };
     // ~27 tokens at 1000 per 1M tokens is ~0.027: one request spends the 0.01 budget.
     assert_eq!(post(&mut c, "sk-capped").status, 200);
     let r = eventually(Duration::from_secs(5), "budget spent", || {
