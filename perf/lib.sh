@@ -7,9 +7,9 @@ log() { printf '[perf %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
 
 # ---------------------------------------------------------------------------------------------
-# Process bookkeeping: everything started here is stopped on any exit, success or not.
-PIDS=()          # masters / gateways: TERM first so they shut their children down cleanly
-STRAY_PIDS=()    # nginx workers: only SIGKILLed if still alive after their master is gone
+# Process bookkeeping: everything started here, and everything those processes started (nginx
+# workers, a peer's worker processes), is stopped on any exit, success or not.
+PIDS=()          # processes we started: TERM first so they shut their children down cleanly
 ON_EXIT=()       # commands run last (e.g. restoring a sysctl a script raised)
 
 # alive PID: running, not merely an unreaped zombie (an orphaned nginx worker can linger as one).
@@ -20,20 +20,30 @@ alive() {
     [[ ${s:0:1} != Z ]]
 }
 
+# descendants PID: every live process under PID.
+descendants() {
+    ps -e -o pid= -o ppid= | awk -v root="$1" '
+        { kids[$2] = kids[$2] " " $1 }
+        END { n = split(kids[root], q, " "); for (i = 1; i <= n; i++) { print q[i]; m = split(kids[q[i]], r, " "); for (j = 1; j <= m; j++) q[++n] = r[j] } }'
+}
+
 # shellcheck disable=SC2317  # reached through the trap only
 cleanup() {
-    local rc=$? pid any i
+    local rc=$? pid any i all=()
     trap - EXIT INT TERM
+    for pid in "${PIDS[@]}"; do
+        alive "$pid" || continue
+        all+=("$pid")
+        mapfile -t -O "${#all[@]}" all < <(descendants "$pid")
+    done
     for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for ((i = 0; i < 50; i++)); do
         any=0
-        for pid in "${PIDS[@]}" "${STRAY_PIDS[@]}"; do
-            alive "$pid" && any=1
-        done
+        for pid in "${all[@]}"; do alive "$pid" && any=1; done
         ((any)) || break
         sleep 0.1
     done
-    for pid in "${PIDS[@]}" "${STRAY_PIDS[@]}"; do
+    for pid in "${all[@]}"; do
         if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
     done
     wait 2>/dev/null || true
@@ -42,7 +52,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT
-trap 'log "terminated (overall timeout of ${PERF_TIMEOUT}s?)"; exit 143' TERM
+trap 'log "terminated (overall timeout of ${PERF_TIMEOUT:-?}s?)"; exit 143' TERM
 
 shopt -u patsub_replacement 2>/dev/null || true   # keep '&' literal in template values
 
@@ -71,7 +81,6 @@ start_nginx() {
         sleep 0.05
     done
     [[ -n $NGINX_WORKER ]] || die "no nginx worker under $NGINX_PID (see $dir/error.log)"
-    STRAY_PIDS+=("$NGINX_WORKER")
 }
 
 # cpu_ticks PID: utime + stime of the whole process (all threads), in clock ticks.

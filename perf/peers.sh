@@ -46,69 +46,23 @@ WORK=$CACHE/run                # this run's configs, logs and raw output (wiped 
 DATA=$WORK/data
 RESULTS_DIR=$PERF_DIR/results
 
-log() { printf '[peers %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
-
 # The peers only ever talk to the upstream on 127.0.0.1: no proxy from the environment.
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
 export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
 
-# ---------------------------------------------------------------------------------------------
-# Process bookkeeping, as in perf/run.sh: everything started here is stopped on any exit.
-PIDS=()
-
-alive() {
-    local s
-    s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    s=${s##*) }
-    [[ ${s:0:1} != Z ]]
-}
-
-# descendants PID: every live process under PID (a peer's workers, nginx's worker).
-# shellcheck disable=SC2317  # reached through the trap only
-descendants() {
-    ps -e -o pid= -o ppid= | awk -v root="$1" '
-        { kids[$2] = kids[$2] " " $1 }
-        END { n = split(kids[root], q, " "); for (i = 1; i <= n; i++) { print q[i]; m = split(kids[q[i]], r, " "); for (j = 1; j <= m; j++) q[++n] = r[j] } }'
-}
-
-# shellcheck disable=SC2317  # reached through the trap only
-cleanup() {
-    local rc=$? pid any i all=()
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do
-        alive "$pid" || continue
-        all+=("$pid")
-        mapfile -t -O "${#all[@]}" all < <(descendants "$pid")
-    done
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for ((i = 0; i < 50; i++)); do
-        any=0
-        for pid in "${all[@]}"; do alive "$pid" && any=1; done
-        ((any)) || break
-        sleep 0.1
-    done
-    for pid in "${all[@]}"; do
-        if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
-    done
-    wait 2>/dev/null || true
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT
-trap 'log "terminated (overall timeout of ${PEERS_TIMEOUT}s?)"; exit 143' TERM
+# Logging, process bookkeeping (everything started, and its descendants, stopped on any exit),
+# rendering, nginx start-up and /proc readings: perf/lib.sh, as run.sh and load.sh use them.
+PERF_TIMEOUT=$PEERS_TIMEOUT
+# shellcheck source=perf/lib.sh
+source "$PERF_DIR/lib.sh"
 
 # ---------------------------------------------------------------------------------------------
 # 1. Tools from Debian's packages, when missing (as perf/run.sh), plus what the peers need:
 # node and npm for Portkey, pkg-config and OpenSSL headers for crabllm's native-tls build.
 want_peer() { [[ " $PEERS " == *" $1 "* ]]; }
+ensure_tools wrk nginx python3 curl taskset pgrep
 need=()
-command -v wrk >/dev/null || need+=(wrk)
-command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx)
-command -v python3 >/dev/null || need+=(python3 python3-venv)
-command -v curl >/dev/null || need+=(curl)
-command -v taskset >/dev/null || need+=(util-linux)
-command -v ps >/dev/null && command -v pgrep >/dev/null || need+=(procps)
+command -v ps >/dev/null || need+=(procps)
 if want_peer portkey; then
     command -v node >/dev/null || need+=(nodejs)
     command -v npm >/dev/null || need+=(npm)
@@ -127,7 +81,6 @@ if want_peer litellm && ! python3 -m venv --help >/dev/null 2>&1; then
     apt-get update -q >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-venv >/dev/null
 fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 # The real interpreter (not a pyenv shim): procs.py runs twice per wrk run.
 PY=$(python3 -c 'import sys; print(sys.executable)')
 
@@ -221,7 +174,7 @@ BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/smart-ai-router
 # ---------------------------------------------------------------------------------------------
 # CPU layout as in perf/run.sh (its default UPSTREAM_CPU=server): wrk on the first CPU of our
 # mask; the upstream and every proxy, ours and the peers, on the last.
-read -r CLIENT_CPU SERVER_CPU < <("$PY" -c 'import os; c = sorted(os.sched_getaffinity(0)); print(c[0], c[-1])')
+pin_layout
 if ((CLIENT_CPU != SERVER_CPU)); then
     PIN_CLIENT=(taskset -c "$CLIENT_CPU")
     PIN_SERVER=(taskset -c "$SERVER_CPU")
@@ -232,20 +185,7 @@ else
     LAYOUT="single CPU: nothing pinned"
 fi
 
-read -r P_UP P_PROXY P_GW P_CRAB P_PORTKEY P_LITELLM < <("$PY" -c '
-import socket
-ss = [socket.socket() for _ in range(6)]
-for s in ss: s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in ss))')
-
-shopt -u patsub_replacement 2>/dev/null || true
-
-render() {
-    local text kv
-    text=$(<"$1")
-    for kv in "${@:3}"; do text=${text//@${kv%%=*}@/${kv#*=}}; done
-    printf '%s\n' "$text" >"$2"
-}
+read -r P_UP P_PROXY P_GW P_CRAB P_PORTKEY P_LITELLM < <(free_ports 6)
 
 # Per-target URL and extra request headers (curl and wrk both take -H "Name: value").
 declare -A URL
@@ -288,25 +228,6 @@ sanity() {
         || { log "$1 answered: $(head -1 "$DATA/sample-$1.txt")"; return 1; }
     grep -q '"chat.completion"' "$DATA/sample-$1.txt" || { log "$1: body is not a chat.completion"; return 1; }
     grep -qF "$CANNED" "$DATA/sample-$1.txt" || { log "$1: body lacks the upstream's content"; return 1; }
-}
-
-start_nginx() { # NAME CONF PIN... -> NGINX_PID
-    local dir=$WORK/$1
-    mkdir -p "$dir"
-    "$NGINX" -t -q -p "$dir" -c "$2" -e "$dir/error.log" || die "nginx config $2"
-    "${@:3}" "$NGINX" -p "$dir" -c "$2" -e "$dir/error.log" >"$dir/stdout.log" 2>&1 &
-    NGINX_PID=$!
-    PIDS+=("$NGINX_PID")
-}
-
-busy_pct() {
-    local a b
-    read -r -a a < <(grep '^cpu ' /proc/stat)
-    sleep 1
-    read -r -a b < <(grep '^cpu ' /proc/stat)
-    local busy=$(((b[1] + b[2] + b[3] + b[6] + b[7] + b[8]) - (a[1] + a[2] + a[3] + a[6] + a[7] + a[8])))
-    local idle=$(((b[4] + b[5]) - (a[4] + a[5])))
-    echo $((100 * busy / (busy + idle > 0 ? busy + idle : 1)))
 }
 
 BUSY_BEFORE=$(busy_pct)
