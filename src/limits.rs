@@ -260,6 +260,29 @@ fn channel_slot(i: usize) -> usize {
     }
 }
 
+/// Buckets for a new list of keys or channels, `(name, limits)` in order: one whose name and
+/// limits are unchanged keeps its buckets (a reload does not refill them), a new one starts
+/// full at this worker's `share` of its slot.
+fn carry_over<'n>(
+    mut old: Vec<(&'n str, Spec, KeyBuckets)>,
+    new: impl Iterator<Item = (&'n str, Spec)>,
+    share: impl Fn(usize) -> f64,
+    now: Instant,
+) -> Vec<Option<KeyBuckets>> {
+    new.enumerate()
+        .map(|(i, (name, spec))| {
+            if !spec.any() {
+                return None;
+            }
+            let kept = old
+                .iter()
+                .position(|(n, s, _)| *n == name && *s == spec)
+                .map(|p| old.swap_remove(p).2);
+            Some(kept.unwrap_or_else(|| KeyBuckets::new(spec, share(i), now)))
+        })
+        .collect()
+}
+
 /// Takes one request (and `tokens` estimated tokens) from a key's or channel's buckets, or
 /// says which refused; nothing is taken when one refuses.
 fn admit_in(kb: &mut KeyBuckets, tokens: u32, now: Instant) -> Result<(), Denied> {
@@ -322,29 +345,23 @@ impl Limiter {
         {
             return;
         }
-        let mut old: Vec<(Box<str>, Spec, KeyBuckets)> = Vec::new();
-        if let Some(prev) = &self.channel_set {
-            for (kb, ch) in self.channels.drain(..).zip(prev.iter()) {
-                if let Some(kb) = kb {
-                    old.push((ch.id.clone(), ch.rate, kb));
-                }
-            }
-        }
-        self.channels = channels
-            .iter()
-            .enumerate()
-            .map(|(i, ch)| {
-                if !ch.rate.any() {
-                    return None;
-                }
-                let kept = old
-                    .iter()
-                    .position(|(id, s, _)| *id == ch.id && *s == ch.rate)
-                    .map(|p| old.swap_remove(p).2);
-                let share = self.board.share(self.worker, channel_slot(i));
-                Some(kept.unwrap_or_else(|| KeyBuckets::new(ch.rate, share, now)))
-            })
-            .collect();
+        let prev = self.channel_set.take();
+        let old = match &prev {
+            Some(p) => self
+                .channels
+                .drain(..)
+                .zip(p.iter())
+                .filter_map(|(kb, ch)| Some((&*ch.id, ch.rate, kb?)))
+                .collect(),
+            None => Vec::new(),
+        };
+        let (worker, board) = (self.worker, &self.board);
+        self.channels = carry_over(
+            old,
+            channels.iter().map(|ch| (&*ch.id, ch.rate)),
+            |i| board.share(worker, channel_slot(i)),
+            now,
+        );
         self.channel_set = Some(channels.clone());
     }
 
@@ -375,33 +392,28 @@ impl Limiter {
         {
             return;
         }
-        let mut old: Vec<(Arc<str>, Spec, KeyBuckets)> = Vec::new();
-        if let Some(prev) = &self.clients {
-            for (i, kb) in self.keys.drain(..).enumerate() {
-                if let (Some(kb), Some(c)) = (kb, prev.get(i as u32)) {
-                    old.push((c.name.clone(), c.limits, kb));
-                }
-            }
-        }
-        let mut keys = Vec::with_capacity(clients.len());
-        for i in 0..clients.len() {
-            let Some(c) = clients.get(i as u32) else {
-                break;
-            };
-            if !c.limits.any() {
-                keys.push(None);
-                continue;
-            }
-            let kept = old
-                .iter()
-                .position(|(n, s, _)| *n == c.name && *s == c.limits)
-                .map(|p| old.swap_remove(p).2);
-            let share = self.board.share(self.worker, key_slot(i));
-            keys.push(Some(
-                kept.unwrap_or_else(|| KeyBuckets::new(c.limits, share, now)),
-            ));
-        }
-        self.keys = keys;
+        let prev = self.clients.take();
+        let old = match &prev {
+            Some(p) => self
+                .keys
+                .drain(..)
+                .enumerate()
+                .filter_map(|(i, kb)| {
+                    let c = p.get(i as u32)?;
+                    Some((&*c.name, c.limits, kb?))
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let (worker, board) = (self.worker, &self.board);
+        self.keys = carry_over(
+            old,
+            (0..clients.len() as u32)
+                .filter_map(|i| clients.get(i))
+                .map(|c| (&*c.name, c.limits)),
+            |i| board.share(worker, key_slot(i)),
+            now,
+        );
         self.clients = Some(clients.clone());
     }
 
