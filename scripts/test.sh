@@ -3,7 +3,9 @@
 # integration tests (each socket test runs on both the io_uring and the legacy epoll driver),
 # the end-to-end tests with the official OpenAI and Anthropic Python SDKs (installed into
 # target/sdk-venv), the supply-chain check (cargo-deny, offline) and a short fuzzing run of
-# every cargo-fuzz target (cargo-fuzz and cargo-deny are installed on first use).
+# every cargo-fuzz target (cargo-fuzz and cargo-deny are installed on first use). The cluster
+# tests (tests/cluster.rs) start their own redis-server on loopback ports: it is installed here
+# from Debian's packages when missing (the packaged service is never started or used).
 # Needs only the Rust toolchain, gcc and Python 3; everything else is installed here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +18,17 @@ cargo fmt --check
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
+
+step "redis-server for the cluster tests"
+if ! command -v redis-server >/dev/null && [[ ! -x /usr/bin/redis-server ]]; then
+    sudo=()
+    [[ $(id -u) == 0 ]] || sudo=(sudo)
+    "${sudo[@]}" apt-get update -q >/dev/null
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends redis-server >/dev/null
+fi
+# The package may start its own service on 6379; the tests never use it, and it is not ours
+# to stop. Ours run on free ports without persistence.
+(command -v redis-server || echo /usr/bin/redis-server) | xargs -I{} {} --version
 
 step "cargo test (unit + integration, both drivers)"
 cargo test

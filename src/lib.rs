@@ -20,7 +20,8 @@
 //! * The data plane (`worker`, `server`, `api`, `proxy`, `upstream`, `providers`, `routing`,
 //!   `catalog`, `h1`) never blocks and never locks: `clippy.toml` bans mutexes, blocking DNS,
 //!   `thread::sleep`, blocking channel receives and file reads, and this crate denies the lint.
-//!   Only `control`, `bootstrap`, `mock` and `main` opt out, each with a reason.
+//!   Only `control`, `cluster::helper` (the Redis client's thread), `bootstrap`, `mock` and
+//!   `main` opt out, each with a reason.
 //! * A [`snapshot::Snapshot`] is immutable and published whole, stamped with an epoch.
 //! * Request bodies pass through byte for byte except targeted edits (the `model` value).
 //! * Every error a client sees is OpenAI-shaped with the right status ([`error::Error`]).
@@ -33,6 +34,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod catalog;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod error;

@@ -251,6 +251,31 @@ impl Merger {
         cleared
     }
 
+    /// Adopts a channel health state decided elsewhere (another instance of the fleet) when
+    /// it is newer than the merged one; true when it was.
+    pub fn adopt_channel(&mut self, channel: usize, h: Health) -> bool {
+        match self.live.channels.get_mut(channel) {
+            Some(c) if h.updated > c.updated => {
+                *c = h;
+                self.health_changed = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Adopts an entry health state decided elsewhere when it is newer; true when it was.
+    pub fn adopt_entry(&mut self, entry: usize, h: Health) -> bool {
+        match self.live.entries.get_mut(entry) {
+            Some(e) if h.updated > e.health.updated => {
+                e.health = h;
+                self.health_changed = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The merged (possibly unpublished) state.
     pub fn view(&self) -> &Live {
         &self.live

@@ -246,6 +246,9 @@ pub struct Quota {
     pub global: Option<Box<str>>,
     /// By client key index: the key's `daily_budget` is spent (why, for the 429).
     pub clients: Box<[Option<Box<str>>]>,
+    /// Some daily limit is configured: workers hand usage records over at once instead of
+    /// on the tick, so a limit is judged on counts at most a control-loop turn old.
+    pub limited: bool,
 }
 
 impl Quota {

@@ -341,6 +341,8 @@ pub enum GroupBy {
     Model,
     /// Provider id.
     Provider,
+    /// Client key name.
+    Key,
 }
 
 impl GroupBy {
@@ -350,7 +352,18 @@ impl GroupBy {
             "channel" => Some(GroupBy::Channel),
             "model" => Some(GroupBy::Model),
             "provider" => Some(GroupBy::Provider),
+            "key" => Some(GroupBy::Key),
             _ => None,
+        }
+    }
+
+    /// The record field (and the query spelling) it groups by.
+    pub fn field(self) -> &'static str {
+        match self {
+            GroupBy::Channel => "channel",
+            GroupBy::Model => "model",
+            GroupBy::Provider => "provider",
+            GroupBy::Key => "key",
         }
     }
 }
@@ -402,13 +415,8 @@ impl Summary {
             if ts < since || ts >= until {
                 continue;
             }
-            let key = match by {
-                GroupBy::Channel => "channel",
-                GroupBy::Model => "model",
-                GroupBy::Provider => "provider",
-            };
             let group = v
-                .get(key)
+                .get(by.field())
                 .and_then(|x| x.as_str())
                 .unwrap_or("")
                 .to_string();

@@ -81,3 +81,8 @@ pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 pub const ADMIN_LISTEN: &str = "127.0.0.1:7602";
 /// Path of the model list under a provider's base URL.
 pub const MODELS_PATH: &str = "/models";
+
+/// `[cluster] sync_interval`: how often the control plane syncs with Redis.
+pub const CLUSTER_SYNC: Duration = Duration::from_millis(100);
+/// `[cluster] prefix`.
+pub const CLUSTER_PREFIX: &str = "sar";

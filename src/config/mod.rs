@@ -386,6 +386,37 @@ impl Default for UsageConfig {
     }
 }
 
+/// `[cluster]`: several instances sharing cooldowns, limits, quotas and usage through Redis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// `redis://`, `rediss://` or `redis+unix://` URL; may carry a password, so it is a secret
+    /// (shown only through [`ClusterConfig::redis_shown`]).
+    pub redis: Secret,
+    /// This instance's name in Redis (default: hostname and listen port).
+    pub instance_id: String,
+    /// How often the control plane pushes local events and pulls the fleet's state.
+    pub sync_interval: Duration,
+    /// Key prefix (`{prefix}:…`, one Redis Cluster hash slot), to share a Redis between fleets.
+    pub prefix: String,
+}
+
+impl ClusterConfig {
+    /// The Redis URL with any password replaced by `***`, for logs and the admin API.
+    pub fn redis_shown(&self) -> String {
+        let url = self.redis.expose();
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return "***".into();
+        };
+        match rest.rsplit_once('@') {
+            Some((user, host)) => {
+                let user = user.split_once(':').map_or(user, |(u, _)| u);
+                format!("{scheme}://{user}:***@{host}")
+            }
+            None => url.to_string(),
+        }
+    }
+}
+
 /// One client key (`[[auth.keys]]` or a keys file entry): its name and the SHA-256 of the key,
 /// never the key.
 #[derive(Debug, Clone, PartialEq)]
@@ -691,6 +722,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[auth]`: client keys.
     pub auth: AuthConfig,
+    /// `[cluster]`: shared state through Redis (none: this instance alone).
+    pub cluster: Option<ClusterConfig>,
     /// Where it came from.
     pub source: Source,
 }
@@ -1649,6 +1682,7 @@ fn build(raw: raw::Root) -> Result<Config, ConfigError> {
     });
 
     let auth = build_auth(&mut c, raw.auth, &server);
+    let cluster = raw.cluster.map(|raw| build_cluster(&mut c, raw, &server));
 
     let log = LogConfig {
         access: raw.log.access.unwrap_or(false),
@@ -1698,6 +1732,7 @@ fn build(raw: raw::Root) -> Result<Config, ConfigError> {
             admin,
             log,
             auth,
+            cluster,
             source: Source::Inline,
         })
     } else {
@@ -2625,6 +2660,82 @@ fn check_model_id(m: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Validates `[cluster]`.
+fn build_cluster(c: &mut Checker, raw: raw::Cluster, server: &ServerConfig) -> ClusterConfig {
+    let redis = raw.redis.unwrap_or_default();
+    if redis.is_empty() {
+        c.err(
+            "cluster.redis",
+            "required: the Redis URL, e.g. \"redis://127.0.0.1:6379/0\" or \"${REDIS_URL}\"",
+        );
+    } else if !["redis://", "rediss://", "redis+unix://", "unix://"]
+        .iter()
+        .any(|s| redis.starts_with(s))
+    {
+        c.err(
+            "cluster.redis",
+            "use a redis://, rediss:// (TLS) or redis+unix:// URL",
+        );
+    } else if let Err(e) = redis::Client::open(redis.as_str()) {
+        // The client's message never repeats the URL (it may hold a password).
+        c.err(
+            "cluster.redis",
+            format!("not a usable Redis URL ({:?})", e.kind()),
+        );
+    }
+    let instance_id = match raw.instance_id {
+        Some(id) => {
+            if id.is_empty()
+                || id.len() > 128
+                || id.bytes().any(|b| {
+                    b.is_ascii_whitespace() || b.is_ascii_control() || b"|{}@".contains(&b)
+                })
+            {
+                c.err(
+                    "cluster.instance_id",
+                    "1-128 characters without spaces, control characters, '|', '@', '{' or '}'",
+                );
+            }
+            id
+        }
+        None => format!("{}:{}", hostname(), server.listen.port()),
+    };
+    let prefix = raw
+        .prefix
+        .unwrap_or_else(|| defaults::CLUSTER_PREFIX.into());
+    if !valid_id(&prefix) {
+        c.err("cluster.prefix", "1-64 letters, digits, '.', '_' or '-'");
+    }
+    let sync_interval = c.duration(
+        "cluster.sync_interval",
+        raw.sync_interval,
+        defaults::CLUSTER_SYNC,
+        Duration::from_millis(10),
+    );
+    if sync_interval > Duration::from_secs(10) {
+        c.err(
+            "cluster.sync_interval",
+            "at most 10s: shared cooldowns and limits lag by it",
+        );
+    }
+    ClusterConfig {
+        redis: Secret::new(redis),
+        instance_id,
+        sync_interval,
+        prefix,
+    }
+}
+
+/// The machine's host name (the kernel's), for the default instance id.
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .map(|h| h.to_string_lossy().trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+        .replace(|c: char| c.is_ascii_whitespace() || "|{}@".contains(c), "-")
 }
 
 fn valid_id(id: &str) -> bool {

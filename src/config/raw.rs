@@ -53,6 +53,16 @@ pub(super) struct Root {
     pub log: Log,
     #[serde(default)]
     pub auth: Auth,
+    pub cluster: Option<Cluster>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Cluster {
+    pub redis: Option<String>,
+    pub instance_id: Option<String>,
+    pub sync_interval: Option<DurationValue>,
+    pub prefix: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

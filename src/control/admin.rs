@@ -289,6 +289,7 @@ async fn handle(ctl: &Rc<Ctl>, req: Req) -> Answer {
             };
         }
         ("GET", ["admin", "usage"]) => usage(ctl, &req.query).await,
+        ("GET", ["admin", "cluster"]) => cluster(ctl),
         ("POST", ["admin", "reload"]) => {
             return match super::reload::reload(ctl).await {
                 Ok(r) => {
@@ -355,6 +356,7 @@ fn known_path(parts: &[&str]) -> bool {
             | ["admin", "discovery", "refresh"]
             | ["admin", "snapshot"]
             | ["admin", "usage"]
+            | ["admin", "cluster"]
             | ["admin", "reload"]
             | ["metrics"]
     )
@@ -366,6 +368,7 @@ fn allowed(parts: &[&str]) -> &'static str {
         | ["admin", "channels", _]
         | ["admin", "snapshot"]
         | ["admin", "usage"]
+        | ["admin", "cluster"]
         | ["metrics"] => "GET",
         ["admin", "channels", _, "priority"] => "PUT",
         ["admin", "channels", _, "overrides"] | ["admin", "cooldowns", _] => "DELETE",
@@ -542,6 +545,53 @@ fn render_metrics(ctl: &Ctl) -> String {
         "smart_router_budget_exhausted {}",
         u8::from(st.current.quota.global.is_some())
     );
+    if let Some(f) = &*ctl.cluster.borrow() {
+        header(
+            &mut out,
+            "smart_router_cluster_connected",
+            "gauge",
+            "1 while the last sync round with the fleet's Redis succeeded; 0: serving on local state.",
+        );
+        let _ = writeln!(
+            out,
+            "smart_router_cluster_connected {}",
+            u8::from(f.connected)
+        );
+        header(
+            &mut out,
+            "smart_router_cluster_instances",
+            "gauge",
+            "Live instances of the fleet (heartbeat within 60 s), this one included, as of the last round.",
+        );
+        let _ = writeln!(out, "smart_router_cluster_instances {}", f.instances.len());
+        header(
+            &mut out,
+            "smart_router_cluster_rounds_total",
+            "counter",
+            "Sync rounds with Redis, by result.",
+        );
+        let _ = writeln!(
+            out,
+            "smart_router_cluster_rounds_total{{result=\"ok\"}} {}",
+            f.rounds.0
+        );
+        let _ = writeln!(
+            out,
+            "smart_router_cluster_rounds_total{{result=\"failed\"}} {}",
+            f.rounds.1
+        );
+        header(
+            &mut out,
+            "smart_router_cluster_round_seconds",
+            "gauge",
+            "Round-trip time of the last successful sync round.",
+        );
+        let _ = writeln!(
+            out,
+            "smart_router_cluster_round_seconds {}",
+            f.last_rtt.map_or(0.0, |d| d.as_secs_f64())
+        );
+    }
     out
 }
 
@@ -556,6 +606,7 @@ async fn usage(ctl: &Rc<Ctl>, query: &str) -> Result<Writer, Error> {
     let mut since = None;
     let mut until = None;
     let mut by = GroupBy::Channel;
+    let mut fleet = false;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let v = crate::h1::percent_decode(v.as_bytes());
@@ -575,7 +626,14 @@ async fn usage(ctl: &Rc<Ctl>, query: &str) -> Result<Writer, Error> {
             }
             "group_by" => {
                 by = GroupBy::parse(&v)
-                    .ok_or_else(|| bad("`group_by` must be channel, model or provider"))?
+                    .ok_or_else(|| bad("`group_by` must be channel, model, provider or key"))?
+            }
+            "scope" => {
+                fleet = match &*v {
+                    "instance" => false,
+                    "fleet" => true,
+                    _ => return Err(bad("`scope` must be instance or fleet")),
+                }
             }
             _ => {
                 return Err(bad(&format!(
@@ -599,6 +657,9 @@ async fn usage(ctl: &Rc<Ctl>, query: &str) -> Result<Writer, Error> {
             "invalid_query",
             format!("ask for at most {USAGE_MAX_DAYS} days at a time"),
         ));
+    }
+    if fleet {
+        return fleet_usage(ctl, since, until, by).await;
     }
     // Records merged so far reach the files first.
     ctl.merge_reports(&mut ctl.st.borrow_mut());
@@ -641,21 +702,11 @@ async fn usage(ctl: &Rc<Ctl>, query: &str) -> Result<Writer, Error> {
     w.obj();
     w.key("since").uint(since / 1000);
     w.key("until").uint(until / 1000);
-    w.key("group_by").str(match by {
-        GroupBy::Channel => "channel",
-        GroupBy::Model => "model",
-        GroupBy::Provider => "provider",
-    });
+    w.key("scope").str("instance");
+    w.key("group_by").str(by.field());
     let currency = ctl.st.borrow().cfg.pricing.currency.clone();
     w.key("currency").str(&currency);
-    let totals = |w: &mut Writer, t: &crate::usage::Totals| {
-        w.key("requests").uint(t.requests);
-        w.key("errors").uint(t.errors);
-        w.key("prompt_tokens").uint(t.prompt_tokens);
-        w.key("completion_tokens").uint(t.completion_tokens);
-        w.key("cached_tokens").uint(t.cached_tokens);
-        w.key("cost").num_exact(t.cost);
-    };
+    let totals = usage_totals;
     w.key("groups").arr();
     for (k, t) in &summary.groups {
         w.obj().key("key").str(k);
@@ -668,6 +719,164 @@ async fn usage(ctl: &Rc<Ctl>, query: &str) -> Result<Writer, Error> {
     w.end_obj();
     w.key("skipped_lines").uint(summary.skipped);
     w.key("persisted").bool(ctl.store.dir().is_some());
+    w.end_obj();
+    Ok(w)
+}
+
+/// `GET /admin/usage?scope=fleet`: the fleet's totals from Redis, by whole UTC days (the
+/// fleet keeps day totals, not records): every day `[since, until)` touches.
+async fn fleet_usage(
+    ctl: &Rc<Ctl>,
+    since: u64,
+    until: u64,
+    by: crate::usage::GroupBy,
+) -> Result<Writer, Error> {
+    use crate::cluster::schema::parse_usage_field;
+    use crate::usage::{Totals, day};
+    let first = since / 86_400_000;
+    let last = (until - 1) / 86_400_000;
+    let days: Vec<String> = (first..=last).map(|d| day(d * 86_400_000)).collect();
+    let rx = match &*ctl.cluster.borrow() {
+        None => {
+            return Err(Error::bad_request(
+                "no_cluster",
+                "scope=fleet needs a [cluster] section (this instance runs alone)",
+            ));
+        }
+        Some(f) => f.usage_query(days),
+    };
+    let Some(rx) = rx else {
+        return Err(Error::internal("the cluster helper thread has stopped"));
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let sums = loop {
+        match rx.try_recv() {
+            Ok(Ok(s)) => break s,
+            Ok(Err(e)) => {
+                return Err(Error::new(
+                    503,
+                    Kind::Server,
+                    "cluster_unavailable",
+                    format!("cannot read the fleet's usage from Redis: {e}"),
+                ));
+            }
+            Err(_) if Instant::now() >= deadline => {
+                return Err(Error::new(
+                    504,
+                    Kind::Server,
+                    "cluster_timeout",
+                    "Redis did not answer in time",
+                ));
+            }
+            Err(_) => monoio::time::sleep(Duration::from_millis(2)).await,
+        }
+    };
+    let mut groups: std::collections::BTreeMap<String, Totals> = Default::default();
+    let mut total = Totals::default();
+    for (field, v) in &sums {
+        let Some((group, name, metric)) = parse_usage_field(field) else {
+            continue;
+        };
+        let t = match group {
+            "total" => &mut total,
+            g if g == by.field() => groups.entry(name.to_string()).or_default(),
+            _ => continue,
+        };
+        let n = *v as u64;
+        match metric {
+            "requests" => t.requests += n,
+            "errors" => t.errors += n,
+            "prompt_tokens" => t.prompt_tokens += n,
+            "completion_tokens" => t.completion_tokens += n,
+            "cached_tokens" => t.cached_tokens += n,
+            "cost" => t.cost += *v,
+            _ => {}
+        }
+    }
+    let mut w = Writer::new();
+    w.obj();
+    w.key("since").uint(first * 86_400);
+    w.key("until").uint((last + 1) * 86_400);
+    w.key("scope").str("fleet");
+    w.key("group_by").str(by.field());
+    let currency = ctl.st.borrow().cfg.pricing.currency.clone();
+    w.key("currency").str(&currency);
+    w.key("groups").arr();
+    for (k, t) in &groups {
+        w.obj().key("key").str(k);
+        usage_totals(&mut w, t);
+        w.end_obj();
+    }
+    w.end_arr();
+    w.key("total").obj();
+    usage_totals(&mut w, &total);
+    w.end_obj();
+    w.end_obj();
+    Ok(w)
+}
+
+fn usage_totals(w: &mut Writer, t: &crate::usage::Totals) {
+    w.key("requests").uint(t.requests);
+    w.key("errors").uint(t.errors);
+    w.key("prompt_tokens").uint(t.prompt_tokens);
+    w.key("completion_tokens").uint(t.completion_tokens);
+    w.key("cached_tokens").uint(t.cached_tokens);
+    w.key("cost").num_exact(t.cost);
+}
+
+/// `GET /admin/cluster`: this instance's view of the fleet (`[cluster]`).
+fn cluster(ctl: &Ctl) -> Result<Writer, Error> {
+    let guard = ctl.cluster.borrow();
+    let Some(f) = &*guard else {
+        return Err(not_found("no [cluster] section: this instance runs alone"));
+    };
+    let mut w = Writer::new();
+    w.obj();
+    w.key("instance_id").str(&f.cfg.instance_id);
+    w.key("redis").str(&f.cfg.redis_shown());
+    w.key("prefix").str(&f.cfg.prefix);
+    w.key("sync_interval_ms")
+        .uint(f.cfg.sync_interval.as_millis() as u64);
+    w.key("connected").bool(f.connected);
+    w.key("instances").arr();
+    for i in &f.instances {
+        w.str(i);
+    }
+    w.end_arr();
+    w.key("rounds_ok").uint(f.rounds.0);
+    w.key("rounds_failed").uint(f.rounds.1);
+    match f.last_rtt {
+        Some(d) => w.key("last_round_ms").num(d.as_secs_f64() * 1000.0),
+        None => w.key("last_round_ms").null(),
+    };
+    match &f.last_error {
+        Some(e) => w.key("last_error").str(e),
+        None => w.key("last_error").null(),
+    };
+    w.key("rate_shares").obj();
+    for sh in &f.shares {
+        w.key(&sh.field)
+            .obj()
+            .key("share")
+            .num(sh.share)
+            .key("demand")
+            .num(sh.mine)
+            .key("demand_others")
+            .num(sh.theirs)
+            .end_obj();
+    }
+    w.end_obj();
+    w.key("grants").obj();
+    for (counter, held, total) in f.grants() {
+        w.key(&counter)
+            .obj()
+            .key("held")
+            .num_exact(held)
+            .key("granted_fleet")
+            .num_exact(total)
+            .end_obj();
+    }
+    w.end_obj();
     w.end_obj();
     Ok(w)
 }

@@ -20,6 +20,66 @@ use crate::usage::Record;
 
 const DAY_MS: u64 = 86_400_000;
 
+/// The fleet name of the gateway's spend.
+pub const GLOBAL_COST: &str = "cost";
+
+/// The fleet name of a channel's counter (`requests`, `tokens`, `cost`).
+pub fn channel_counter(id: &str, metric: &str) -> String {
+    format!("ch|{id}|{metric}")
+}
+
+/// The fleet name of a client key's spend.
+pub fn key_counter(name: &str) -> String {
+    format!("key|{name}|cost")
+}
+
+/// Decides whether a counter has reached its limit.
+pub trait Judge {
+    /// True when counter `name`, of which this instance counted `own`, has reached `limit`.
+    fn spent(&self, name: &str, own: f64, limit: f64) -> bool;
+    /// The counter's total as far as known (for messages).
+    fn total(&self, name: &str, own: f64) -> f64;
+}
+
+/// A gateway alone: its own counts are the whole story.
+#[derive(Debug, Clone, Copy)]
+pub struct Alone;
+
+impl Judge for Alone {
+    fn spent(&self, _: &str, own: f64, limit: f64) -> bool {
+        own >= limit
+    }
+    fn total(&self, _: &str, own: f64) -> f64 {
+        own
+    }
+}
+
+/// Every limited counter of a config and snapshot, with its daily limit.
+pub fn limited(cfg: &Config, channels: &[Channel]) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    if let Some(b) = cfg.pricing.daily_budget {
+        out.push((GLOBAL_COST.to_string(), b));
+    }
+    for ch in channels {
+        let l = &ch.limits;
+        if let Some(n) = l.requests {
+            out.push((channel_counter(&ch.id, "requests"), n as f64));
+        }
+        if let Some(n) = l.tokens {
+            out.push((channel_counter(&ch.id, "tokens"), n as f64));
+        }
+        if let Some(b) = l.budget {
+            out.push((channel_counter(&ch.id, "cost"), b));
+        }
+    }
+    for k in &cfg.auth.keys {
+        if let Some(b) = k.daily_budget {
+            out.push((key_counter(&k.name), b));
+        }
+    }
+    out
+}
+
 /// One channel's counters for the day.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Counter {
@@ -98,25 +158,28 @@ impl Ledger {
         self.dirty = true;
     }
 
-    /// Which quotas are spent, for the channels of a snapshot.
-    pub fn quota(&self, cfg: &Config, channels: &[Channel]) -> Quota {
+    /// Which quotas are spent, for the channels of a snapshot, as `judge` sees them (alone:
+    /// [`Alone`]; in a fleet, `cluster::Fleet`).
+    pub fn quota(&self, cfg: &Config, channels: &[Channel], judge: &dyn Judge) -> Quota {
         let spent = |ch: &Channel| {
-            let Some(c) = self.channels.get(&*ch.id) else {
-                return false;
-            };
+            let c = self.channels.get(&*ch.id).copied().unwrap_or_default();
             let l = &ch.limits;
-            l.requests.is_some_and(|n| c.requests >= n)
-                || l.tokens.is_some_and(|n| c.tokens >= n)
-                || l.budget.is_some_and(|b| c.cost >= b)
+            let over = |metric: &str, own: f64, limit: Option<f64>| {
+                limit.is_some_and(|n| judge.spent(&channel_counter(&ch.id, metric), own, n))
+            };
+            over("requests", c.requests as f64, l.requests.map(|n| n as f64))
+                || over("tokens", c.tokens as f64, l.tokens.map(|n| n as f64))
+                || over("cost", c.cost, l.budget)
         };
         let global = cfg
             .pricing
             .daily_budget
-            .filter(|b| self.cost >= *b)
+            .filter(|b| judge.spent(GLOBAL_COST, self.cost, *b))
             .map(|b| {
                 format!(
                     "The gateway's daily budget of {b} {} is spent ({:.4} today); it resets at 00:00 UTC.",
-                    cfg.pricing.currency, self.cost
+                    cfg.pricing.currency,
+                    judge.total(GLOBAL_COST, self.cost)
                 )
                 .into()
             });
@@ -125,21 +188,76 @@ impl Ledger {
             .keys
             .iter()
             .map(|k| {
-                let spent = self.clients.get(&k.name).copied().unwrap_or(0.0);
-                k.daily_budget.filter(|b| spent >= *b).map(|b| {
+                let own = self.clients.get(&k.name).copied().unwrap_or(0.0);
+                let counter = key_counter(&k.name);
+                k.daily_budget.filter(|b| judge.spent(&counter, own, *b)).map(|b| {
                     format!(
-                        "The daily budget of key `{}` ({b} {}) is spent ({spent:.4} today); it resets at 00:00 UTC.",
-                        k.name, cfg.pricing.currency
+                        "The daily budget of key `{}` ({b} {}) is spent ({:.4} today); it resets at 00:00 UTC.",
+                        k.name,
+                        cfg.pricing.currency,
+                        judge.total(&counter, own)
                     )
                     .into()
                 })
             })
             .collect();
         Quota {
+            limited: !limited(cfg, channels).is_empty(),
             channels: channels.iter().map(spent).collect(),
             global,
             clients,
         }
+    }
+
+    /// Every counter by its fleet name (`cluster`), with this instance's value today.
+    pub fn counters(&self) -> Vec<(String, f64)> {
+        let mut out = Vec::with_capacity(self.channels.len() * 3 + self.clients.len() + 1);
+        out.push((GLOBAL_COST.to_string(), self.cost));
+        for (id, c) in &self.channels {
+            out.push((channel_counter(id, "requests"), c.requests as f64));
+            out.push((channel_counter(id, "tokens"), c.tokens as f64));
+            out.push((channel_counter(id, "cost"), c.cost));
+        }
+        for (name, cost) in &self.clients {
+            out.push((key_counter(name), *cost));
+        }
+        out
+    }
+
+    /// Raises counter `name` to at least `value` (this instance's own count read back from the
+    /// fleet after a restart that lost the local file). True when it changed.
+    pub fn raise(&mut self, name: &str, value: f64) -> bool {
+        fn up<T: PartialOrd + Copy>(slot: &mut T, v: T) -> bool {
+            let higher = v > *slot;
+            if higher {
+                *slot = v;
+            }
+            higher
+        }
+        if !value.is_finite() || value <= 0.0 {
+            return false;
+        }
+        let changed = if name == GLOBAL_COST {
+            up(&mut self.cost, value)
+        } else if let Some(key) = name
+            .strip_prefix("key|")
+            .and_then(|k| k.strip_suffix("|cost"))
+        {
+            up(self.clients.entry(key.to_string()).or_default(), value)
+        } else if let Some((id, metric)) = name.strip_prefix("ch|").and_then(|r| r.rsplit_once('|'))
+        {
+            let c = self.channels.entry(id.to_string()).or_default();
+            match metric {
+                "requests" => up(&mut c.requests, value as u64),
+                "tokens" => up(&mut c.tokens, value as u64),
+                "cost" => up(&mut c.cost, value),
+                _ => false,
+            }
+        } else {
+            false
+        };
+        self.dirty |= changed;
+        changed
     }
 
     /// The counters as a JSON document (`usage/counters.json`).

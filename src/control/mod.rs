@@ -310,6 +310,8 @@ pub struct Ctl {
     pub pending_save: Cell<Option<Receiver<()>>>,
     /// When the control thread started.
     pub started: Instant,
+    /// The fleet, with `[cluster]` (borrowed only between awaits, like `st`).
+    pub cluster: RefCell<Option<crate::cluster::Fleet>>,
 }
 
 impl std::fmt::Debug for Ctl {
@@ -372,6 +374,10 @@ impl Ctl {
             metrics: metrics::Metrics::default(),
             cfg,
         };
+        // The first loop turn judges the quotas (the first snapshot carries none).
+        let mut state = state;
+        state.ledger.dirty = true;
+        let cluster = RefCell::new(cfg_cluster(&state.cfg));
         Ctl {
             st: RefCell::new(state),
             pool: Pool::new(),
@@ -388,6 +394,7 @@ impl Ctl {
             probing: Cell::new(false),
             pending_save: Cell::new(None),
             started: now,
+            cluster,
         }
     }
 
@@ -453,7 +460,7 @@ impl Ctl {
         );
         let live = Live::carried_over(&merged, &next);
         next.live = Arc::new(live.clone());
-        next.quota = Arc::new(st.ledger.quota(&st.cfg, &next.channels));
+        next.quota = Arc::new(self.quota(st, &next.channels));
         st.merger = Merger::new(live, owners(&next), st.cfg.routing.cooldown);
         st.build_time = t.elapsed();
         st.rebuild_due = false;
@@ -474,11 +481,39 @@ impl Ctl {
         st.current.channels.iter().position(|c| &*c.id == id)
     }
 
+    /// Which quotas are spent: by this instance's counters alone, or as the fleet sees them.
+    fn quota(&self, st: &State, channels: &[crate::snapshot::Channel]) -> crate::snapshot::Quota {
+        match &*self.cluster.borrow() {
+            Some(fleet) => st.ledger.quota(&st.cfg, channels, fleet),
+            None => st.ledger.quota(&st.cfg, channels, &ledger::Alone),
+        }
+    }
+
+    /// One sync step with the fleet (`[cluster]`): settles a finished round, sends the next.
+    fn sync_cluster(&self, st: &mut State, now: Instant) {
+        let mut fleet = self.cluster.borrow_mut();
+        let Some(fleet) = fleet.as_mut() else {
+            return;
+        };
+        fleet.poll(
+            &mut st.merger,
+            &mut st.ledger,
+            &st.current,
+            &st.cfg,
+            &self.board.shares,
+            now,
+        );
+    }
+
     /// Merges every queued report batch.
     fn merge_reports(&self, st: &mut State) {
+        let mut fleet = self.cluster.borrow_mut();
         while let Ok(batch) = self.reports.try_recv() {
             for r in batch {
                 if let Some(u) = r.usage {
+                    if let Some(f) = fleet.as_mut() {
+                        f.count(&u);
+                    }
                     if st.cfg.usage.log {
                         let day = u.unix_ms / 86_400_000;
                         u.write_line(st.usage_lines.entry(day).or_default());
@@ -513,7 +548,7 @@ impl Ctl {
         if !st.ledger.dirty {
             return;
         }
-        let quota = st.ledger.quota(&st.cfg, &st.current.channels);
+        let quota = self.quota(st, &st.current.channels);
         if *st.current.quota != quota {
             for (i, spent) in quota.channels.iter().enumerate() {
                 if *spent && !st.current.quota.channel_spent(i) {
@@ -617,6 +652,11 @@ fn track_propagation(st: &mut State, board: &Board) {
     }
 }
 
+/// The fleet link, when `[cluster]` is configured and its helper thread starts.
+fn cfg_cluster(cfg: &Config) -> Option<crate::cluster::Fleet> {
+    cfg.cluster.as_ref().and_then(crate::cluster::Fleet::start)
+}
+
 /// Channel index of every catalog entry.
 fn owners(s: &Snapshot) -> Box<[u32]> {
     s.catalog.entries.iter().map(|e| e.channel).collect()
@@ -672,6 +712,7 @@ async fn run(ctl: Rc<Ctl>) {
             let mut st = ctl.st.borrow_mut();
             let st = &mut *st;
             ctl.merge_reports(st);
+            ctl.sync_cluster(st, now);
             ctl.apply_quota(st, now);
             if st.merger.health_changed {
                 ctl.publish_live(st);

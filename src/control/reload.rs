@@ -265,6 +265,20 @@ fn keep_bound_settings(old: &Config, new: &mut Config) -> Vec<String> {
             _ => new.admin = old.admin.clone(),
         }
     }
+    if old.cluster != new.cluster {
+        let show = |c: &Option<crate::config::ClusterConfig>| {
+            c.as_ref().map_or("off".into(), |c| {
+                format!(
+                    "{} on {} every {:?}",
+                    c.instance_id,
+                    c.redis_shown(),
+                    c.sync_interval
+                )
+            })
+        };
+        note("cluster", show(&old.cluster), show(&new.cluster));
+        new.cluster = old.cluster.clone();
+    }
     if old.log.format != new.log.format || old.log.level != new.log.level {
         note(
             "log",

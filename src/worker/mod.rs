@@ -401,7 +401,8 @@ impl Worker {
         };
         // Small batches: the control thread formats them while they are still in this core's
         // cache, in short bursts that barely delay this worker (it shares the core).
-        if queued >= USAGE_BATCH {
+        // Under a daily limit the record goes now: the control thread judges the limit on it.
+        if queued >= USAGE_BATCH || self.snapshot.borrow().quota.limited {
             self.flush_reports();
         }
     }

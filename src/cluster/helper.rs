@@ -1,0 +1,488 @@
+//! The cluster helper thread: the only code that talks to Redis. The control thread hands it one
+//! [`Round`] at a time (push this instance's changes, pull the fleet's state) and polls for the
+//! [`Reply`]; the Redis client blocks, so it runs here and never on the control loop, let alone
+//! a worker.
+//!
+//! A round is one pipelined round trip (plus nothing else): heartbeat, health changes, absolute
+//! counters, demand and grants out; live instances, health changes, fleet sums and the other
+//! instances' demand in. Connection loss: the round fails, the thread reconnects with
+//! exponential backoff (100 ms → 5 s) and says so once; the first round on a new connection
+//! reads the whole health table instead of the change stream and is marked `fresh`, so the
+//! control thread pushes everything it holds again (Redis may have restarted empty).
+//!
+//! Invariants: at most one round in flight; every job gets exactly one reply; nothing here
+//! logs the Redis URL (it may hold a password). Not here: deciding what to push or what the
+//! fleet's state means (`cluster`).
+
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // a blocking helper thread by design
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use redis::Value;
+
+use super::schema::{self, Keys};
+
+/// Counter writes of one day and kind.
+#[derive(Debug, Clone, Default)]
+pub struct Writes {
+    /// `YYYY-MM-DD`.
+    pub day: String,
+    /// Quota counters (true) or usage totals (false).
+    pub quota: bool,
+    /// Field → this instance's absolute value.
+    pub fields: Vec<(String, f64)>,
+}
+
+/// A request for (or a return of) part of a daily limit.
+#[derive(Debug, Clone)]
+pub struct Ask {
+    /// The counter (quota field).
+    pub counter: String,
+    /// What this instance believes it holds.
+    pub held: f64,
+    /// More (positive), a return (negative) or nothing (0: just read).
+    pub want: f64,
+    /// The configured daily limit.
+    pub limit: f64,
+}
+
+/// One sync round.
+#[derive(Debug, Clone, Default)]
+pub struct Round {
+    /// Unix ms at the start of the round.
+    pub now_ms: u64,
+    /// Today (`YYYY-MM-DD`, UTC).
+    pub day: String,
+    /// Expiry of day keys.
+    pub day_ttl_ms: u64,
+    /// Changed health states: field → encoded value.
+    pub health: Vec<(String, String)>,
+    /// Counter writes.
+    pub writes: Vec<Writes>,
+    /// This instance's whole rate-limit demand (requests/s), or `None` to leave it.
+    pub demand: Option<Vec<(String, f64)>>,
+    /// Expiry of the demand hash.
+    pub demand_ttl_ms: u64,
+    /// Grants to ask for.
+    pub asks: Vec<Ask>,
+    /// Read this instance's own counters of today back (after a restart).
+    pub restore: bool,
+    /// Other instances whose demand to read.
+    pub others: Vec<String>,
+}
+
+/// What a round brought back.
+#[derive(Debug, Clone, Default)]
+pub struct Pulled {
+    /// The round ran on a new connection: push everything again.
+    pub fresh: bool,
+    /// Live instances (this one included).
+    pub instances: Vec<String>,
+    /// Health changes (fresh: the whole table), field → encoded value.
+    pub health: Vec<(String, String)>,
+    /// Fleet sums of today's quota counters.
+    pub quota: HashMap<String, f64>,
+    /// The other instances' demand, summed per field.
+    pub demand: HashMap<String, f64>,
+    /// Per ask, in order: (held now, granted in all).
+    pub grants: Vec<(f64, f64)>,
+    /// The day's grant table: `<counter>` → granted in all, `<counter>@<instance>` → held.
+    pub granted: HashMap<String, f64>,
+    /// This instance's own quota and usage counters of today (`restore`).
+    pub restored: Option<(HashMap<String, f64>, HashMap<String, f64>)>,
+    /// Round-trip time.
+    pub rtt: Duration,
+}
+
+/// Work for the helper.
+#[derive(Debug)]
+pub enum Job {
+    /// A sync round; the reply goes to the replies channel.
+    Round(Box<Round>),
+    /// Fleet usage totals over these days (field → sum), for the admin API.
+    Usage(Vec<String>, Sender<Result<HashMap<String, f64>, String>>),
+}
+
+/// A round's outcome.
+#[derive(Debug)]
+pub enum Reply {
+    /// Done.
+    Done(Box<Pulled>),
+    /// Not done (nothing it carried can be assumed written).
+    Failed(String),
+}
+
+/// The helper's settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The Redis URL (secret).
+    pub url: String,
+    /// This instance.
+    pub instance: String,
+    /// Key names.
+    pub keys: Keys,
+    /// Connect, read and write timeout.
+    pub timeout: Duration,
+}
+
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Starts the helper thread.
+pub fn spawn(
+    settings: Settings,
+    jobs: Receiver<Job>,
+    replies: Sender<Reply>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("sar-cluster".into())
+        .spawn(move || Helper::new(settings).run(&jobs, &replies))
+}
+
+struct Helper {
+    s: Settings,
+    client: Option<redis::Client>,
+    con: Option<redis::Connection>,
+    /// The connection is new: its first round reads everything.
+    fresh: bool,
+    /// Last health change seen.
+    cursor: String,
+    /// No connection attempt before this.
+    retry_at: Instant,
+    backoff: Duration,
+    /// The last failure was logged (log once per outage).
+    down_logged: bool,
+}
+
+impl Helper {
+    fn new(s: Settings) -> Helper {
+        Helper {
+            client: redis::Client::open(s.url.as_str()).ok(),
+            s,
+            con: None,
+            fresh: true,
+            cursor: "0-0".into(),
+            retry_at: Instant::now(),
+            backoff: BACKOFF_MIN,
+            down_logged: false,
+        }
+    }
+
+    fn run(mut self, jobs: &Receiver<Job>, replies: &Sender<Reply>) {
+        loop {
+            match jobs.recv_timeout(Duration::from_secs(1)) {
+                Ok(Job::Round(r)) => {
+                    let reply = match self.round(&r) {
+                        Ok(p) => Reply::Done(Box::new(p)),
+                        Err(e) => Reply::Failed(e),
+                    };
+                    if replies.send(reply).is_err() {
+                        return;
+                    }
+                }
+                Ok(Job::Usage(days, tx)) => {
+                    let _ = tx.send(self.usage(&days));
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    /// The connection, (re)connecting when the backoff allows.
+    fn connection(&mut self) -> Result<&mut redis::Connection, String> {
+        if self.con.is_none() {
+            if Instant::now() < self.retry_at {
+                return Err("Redis unreachable; waiting to reconnect".into());
+            }
+            let Some(client) = &self.client else {
+                return Err("the Redis URL is not usable".into());
+            };
+            let t = self.s.timeout;
+            let con = client.get_connection_with_timeout(t).and_then(|c| {
+                c.set_read_timeout(Some(t))?;
+                c.set_write_timeout(Some(t))?;
+                Ok(c)
+            });
+            match con {
+                Ok(c) => {
+                    self.con = Some(c);
+                    self.fresh = true;
+                    self.backoff = BACKOFF_MIN;
+                    self.down_logged = false;
+                    tracing::info!(instance = %self.s.instance, "cluster: connected to Redis");
+                }
+                Err(e) => return Err(self.down(&e)),
+            }
+        }
+        self.con.as_mut().ok_or_else(|| "no connection".into())
+    }
+
+    /// Notes a failure: drops the connection when it is broken and schedules a reconnect.
+    fn down(&mut self, e: &redis::RedisError) -> String {
+        let msg = format!("{:?}: {e}", e.kind());
+        let broken = self.con.is_none()
+            || e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_dropped()
+            || e.is_unrecoverable_error();
+        if broken {
+            self.con = None;
+            self.retry_at = Instant::now() + self.backoff;
+            self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+            if !self.down_logged {
+                self.down_logged = true;
+                tracing::warn!(error = %msg, "cluster: Redis unreachable; serving with local state and reconnecting with backoff");
+            }
+        } else {
+            tracing::warn!(error = %msg, "cluster: a sync round failed");
+        }
+        msg
+    }
+
+    fn round(&mut self, r: &Round) -> Result<Pulled, String> {
+        let started = Instant::now();
+        let fresh = {
+            self.connection()?;
+            self.fresh
+        };
+        let k = &self.s.keys;
+        let me = self.s.instance.as_str();
+        let mut p = redis::pipe();
+        // Pushes (replies ignored).
+        p.cmd("ZADD")
+            .arg(k.instances())
+            .arg(r.now_ms)
+            .arg(me)
+            .ignore();
+        p.cmd("ZREMRANGEBYSCORE")
+            .arg(k.instances())
+            .arg("-inf")
+            .arg(format!("({}", r.now_ms.saturating_sub(schema::LIVE_FOR_MS)))
+            .ignore();
+        for (f, v) in &r.health {
+            p.cmd("HSET").arg(k.health()).arg(f).arg(v).ignore();
+            p.cmd("XADD")
+                .arg(k.health_log())
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(schema::LOG_CAP)
+                .arg("*")
+                .arg("f")
+                .arg(f)
+                .arg("v")
+                .arg(v)
+                .ignore();
+        }
+        for w in r.writes.iter().filter(|w| !w.fields.is_empty()) {
+            let key = if w.quota {
+                k.quota_prefix(&w.day)
+            } else {
+                k.usage_prefix(&w.day)
+            } + me;
+            let mut hset = redis::cmd("HSET");
+            hset.arg(&key);
+            for (f, v) in &w.fields {
+                hset.arg(f).arg(v.to_string());
+            }
+            p.add_command(hset).ignore();
+            p.cmd("PEXPIRE").arg(&key).arg(r.day_ttl_ms).ignore();
+            p.cmd("SADD").arg(k.members(&w.day)).arg(me).ignore();
+            p.cmd("PEXPIRE")
+                .arg(k.members(&w.day))
+                .arg(r.day_ttl_ms)
+                .ignore();
+        }
+        if let Some(demand) = &r.demand {
+            let key = k.demand(me);
+            p.cmd("DEL").arg(&key).ignore();
+            if !demand.is_empty() {
+                let mut hset = redis::cmd("HSET");
+                hset.arg(&key);
+                for (f, v) in demand {
+                    hset.arg(f).arg(v.to_string());
+                }
+                p.add_command(hset).ignore();
+                p.cmd("PEXPIRE").arg(&key).arg(r.demand_ttl_ms).ignore();
+            }
+        }
+        for a in &r.asks {
+            p.cmd("EVAL")
+                .arg(schema::GRANT)
+                .arg(1)
+                .arg(k.grants(&r.day))
+                .arg(&a.counter)
+                .arg(me)
+                .arg(a.held.to_string())
+                .arg(a.want.to_string())
+                .arg(a.limit.to_string())
+                .arg(2 * 86_400_000u64);
+        }
+        // Pulls.
+        p.cmd("ZRANGEBYSCORE")
+            .arg(k.instances())
+            .arg(r.now_ms.saturating_sub(schema::LIVE_FOR_MS))
+            .arg("+inf");
+        if fresh {
+            p.cmd("XREVRANGE")
+                .arg(k.health_log())
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1);
+            p.cmd("HGETALL").arg(k.health());
+        } else {
+            p.cmd("XREAD")
+                .arg("COUNT")
+                .arg(schema::LOG_CAP)
+                .arg("STREAMS")
+                .arg(k.health_log())
+                .arg(&self.cursor);
+        }
+        p.cmd("EVAL")
+            .arg(schema::SUM)
+            .arg(1)
+            .arg(k.members(&r.day))
+            .arg(k.quota_prefix(&r.day));
+        p.cmd("HGETALL").arg(k.grants(&r.day));
+        for o in &r.others {
+            p.cmd("HGETALL").arg(k.demand(o));
+        }
+        if r.restore {
+            p.cmd("HGETALL").arg(k.quota_prefix(&r.day) + me);
+            p.cmd("HGETALL").arg(k.usage_prefix(&r.day) + me);
+        }
+        let con = self.connection()?;
+        let values: Vec<Value> = match p.query(con) {
+            Ok(v) => v,
+            Err(e) => return Err(self.down(&e)),
+        };
+        let mut it = values.into_iter();
+        let mut next = || it.next().unwrap_or(Value::Nil);
+        let mut out = Pulled {
+            fresh,
+            ..Pulled::default()
+        };
+        for _ in &r.asks {
+            let v = strings(&next());
+            let num = |i: usize| v.get(i).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+            out.grants.push((num(0), num(1)));
+        }
+        out.instances = strings(&next());
+        if fresh {
+            // An empty log (a Redis that restarted empty) starts from the beginning.
+            self.cursor = stream_entries(&next())
+                .last()
+                .map_or_else(|| "0-0".to_string(), |e| e.0.clone());
+            out.health = pairs(&next());
+        } else {
+            // [[stream, [[id, [f, v, …]], …]]] or nil
+            if let Value::Array(streams) = next()
+                && let Some(Value::Array(s)) = streams.into_iter().next()
+                && let Some(entries) = s.get(1)
+            {
+                for (id, fields) in stream_entries(entries) {
+                    let m: HashMap<String, String> = fields.into_iter().collect();
+                    if let (Some(f), Some(v)) = (m.get("f"), m.get("v")) {
+                        out.health.push((f.clone(), v.clone()));
+                    }
+                    self.cursor = id;
+                }
+            }
+        }
+        out.quota = numbers(pairs(&next()));
+        out.granted = numbers(pairs(&next()));
+        for _ in &r.others {
+            for (f, v) in numbers(pairs(&next())) {
+                *out.demand.entry(f).or_default() += v;
+            }
+        }
+        if r.restore {
+            let q = numbers(pairs(&next()));
+            let u = numbers(pairs(&next()));
+            out.restored = Some((q, u));
+        }
+        self.fresh = false;
+        out.rtt = started.elapsed();
+        Ok(out)
+    }
+
+    fn usage(&mut self, days: &[String]) -> Result<HashMap<String, f64>, String> {
+        let k = self.s.keys.clone();
+        let mut p = redis::pipe();
+        for d in days {
+            p.cmd("EVAL")
+                .arg(schema::SUM)
+                .arg(1)
+                .arg(k.members(d))
+                .arg(k.usage_prefix(d));
+        }
+        let con = self.connection()?;
+        let values: Vec<Value> = match p.query(con) {
+            Ok(v) => v,
+            Err(e) => return Err(self.down(&e)),
+        };
+        let mut out: HashMap<String, f64> = HashMap::new();
+        for v in values {
+            for (f, n) in numbers(pairs(&v)) {
+                *out.entry(f).or_default() += n;
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::Double(d) => Some(d.to_string()),
+        Value::VerbatimString { text, .. } => Some(text.clone()),
+        _ => None,
+    }
+}
+
+/// An array of strings.
+fn strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::Array(a) | Value::Set(a) => a.iter().filter_map(text).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A flat `[k, v, k, v …]` array or a map.
+fn pairs(v: &Value) -> Vec<(String, String)> {
+    match v {
+        Value::Array(a) => a
+            .chunks_exact(2)
+            .filter_map(|c| Some((text(&c[0])?, text(&c[1])?)))
+            .collect(),
+        Value::Map(m) => m
+            .iter()
+            .filter_map(|(k, v)| Some((text(k)?, text(v)?)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn numbers(p: Vec<(String, String)>) -> HashMap<String, f64> {
+    p.into_iter()
+        .filter_map(|(k, v)| Some((k, v.parse::<f64>().ok().filter(|x| x.is_finite())?)))
+        .collect()
+}
+
+/// `[[id, [f, v, …]], …]`.
+fn stream_entries(v: &Value) -> Vec<(String, Vec<(String, String)>)> {
+    let Value::Array(a) = v else {
+        return Vec::new();
+    };
+    a.iter()
+        .filter_map(|e| match e {
+            Value::Array(e) if e.len() == 2 => Some((text(&e[0])?, pairs(&e[1]))),
+            _ => None,
+        })
+        .collect()
+}

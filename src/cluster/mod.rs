@@ -1,0 +1,876 @@
+//! Scale-out: several gateway instances behave as one through a shared Redis (`[cluster]`).
+//! This is the control thread's side of it ([`Fleet`]); the Redis client runs on a helper
+//! thread ([`helper`]); the key schema is [`schema`].
+//!
+//! Once per `sync_interval` the control thread sends the helper one round that pushes what
+//! changed here and pulls what the fleet did:
+//!
+//! * **health**: every cooldown or recovery the merged live state took since the last round
+//!   (not ones adopted from the fleet) goes out; the fleet's changes come back and are adopted
+//!   where newer (the same later-`updated`-wins rule workers use), then published at once. A
+//!   cooldown decided on one instance reaches every worker of every instance within about two
+//!   sync intervals plus a tick.
+//! * **rate limits**: this instance's demand per limited key and channel (requests/s) goes
+//!   out; its share of each fleet-wide rate is its demand over everyone's (each plus a floor),
+//!   written to the [`ShareBoard`] the workers already split by. No request waits on Redis.
+//! * **daily quotas and budgets**: this instance's counters go out as absolute values; the
+//!   fleet's sums come back. Near a limit the instances spend *grants*: slices of the limit
+//!   handed out atomically by a Lua script, so together they overshoot by at most the last
+//!   request each admits (see [`Fleet::spent`]).
+//! * **usage**: per-day totals per key, channel, model and provider, summed over the fleet
+//!   for `GET /admin/usage?scope=fleet`.
+//!
+//! Redis down or slow: rounds fail, the instance serves on local state (rate shares fall back
+//! to the whole limit, quotas to the last known fleet sums plus local counts), the metric
+//! `smart_router_cluster_connected` reads 0, and the helper reconnects with backoff. The first
+//! round on a new connection pushes everything again (absolute values: idempotent) and reads the
+//! whole health table: that is the reconciliation.
+//!
+//! Invariants: only the control thread calls in here, never blocking (channels to the helper
+//! are polled); at most one round is in flight; nothing here waits for Redis. Not here: Redis
+//! I/O (`helper`), enforcement (`routing`, `proxy`, `limits`).
+
+pub mod helper;
+pub mod schema;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+
+use crate::config::{ClusterConfig, Config};
+use crate::control::ledger::{self, Judge, Ledger};
+use crate::limits::{ShareBoard, TRACKED_KEYS, channel_slot, key_slot};
+use crate::live::Merger;
+use crate::routing::health::Health;
+use crate::snapshot::Snapshot;
+use crate::usage::{Record, Totals};
+
+use helper::{Ask, Job, Pulled, Reply, Round, Writes};
+use schema::{Clock, Keys};
+
+/// Demand floor per instance, requests/s: an idle instance keeps a small share so the first
+/// request that lands on it is not refused while the shares catch up.
+const DEMAND_FLOOR: f64 = 0.25;
+
+/// How long Redis may be unreachable before rate shares fall back to the whole limit.
+const SHARES_GRACE: Duration = Duration::from_secs(2);
+
+/// A grant is asked for when less than half of one is left; one is at least this much of the
+/// limit divided among the live instances …
+const GRANT_SHARE: f64 = 0.25;
+/// … or this long of this instance's recent spending, whichever is more.
+const GRANT_HORIZON: Duration = Duration::from_secs(2);
+/// An instance that has not spent on a counter for this long gives its unspent grant back
+/// once the fleet has nothing left to grant.
+const IDLE_RETURN: Duration = Duration::from_secs(1);
+
+/// Usage groups kept per day.
+const GROUPS: [&str; 5] = ["total", "channel", "model", "provider", "key"];
+const METRICS: [&str; 6] = [
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cost",
+];
+
+/// One limited counter's grant.
+#[derive(Debug, Clone)]
+struct Grant {
+    /// What this instance holds today (none: not asked yet).
+    held: Option<f64>,
+    /// Granted to the whole fleet today, as of the last answer.
+    total: f64,
+    /// Own count at the previous round, and its smoothed growth per round.
+    last_own: f64,
+    rate: f64,
+    /// Last time the own count grew.
+    active: Instant,
+    /// Last ask that could not be met in full.
+    starved: Option<Instant>,
+}
+
+/// This instance's health view as last exchanged with the fleet, indexed like the live state.
+#[derive(Debug, Default)]
+struct Synced {
+    snap: Option<Arc<Snapshot>>,
+    channels: Vec<Health>,
+    entries: Vec<Health>,
+    channel_ix: HashMap<Box<str>, usize>,
+    entry_ix: HashMap<(Box<str>, Box<str>), usize>,
+}
+
+/// A usage group (index into [`GROUPS`]) and a name in it.
+type Named = (u8, Box<str>);
+
+/// Today's usage totals of this instance, per group and name, with what changed since the
+/// last push.
+#[derive(Debug, Default)]
+struct Usage {
+    day: u64,
+    groups: [HashMap<Box<str>, Totals>; 5],
+    dirty: Vec<Named>,
+    dirty_set: std::collections::HashSet<Named>,
+}
+
+impl Usage {
+    fn touch(&mut self, g: u8, name: &str) -> &mut Totals {
+        if !self.dirty_set.contains(&(g, name.into())) {
+            self.dirty_set.insert((g, name.into()));
+            self.dirty.push((g, name.into()));
+        }
+        let map = &mut self.groups[g as usize];
+        if !map.contains_key(name) {
+            map.insert(name.into(), Totals::default());
+        }
+        map.get_mut(name).expect("inserted above")
+    }
+
+    fn fields(&self, g: u8, name: &str) -> Vec<(String, f64)> {
+        let t = self.groups[g as usize]
+            .get(name)
+            .cloned()
+            .unwrap_or_default();
+        let group = GROUPS[g as usize];
+        let v = [
+            t.requests as f64,
+            t.errors as f64,
+            t.prompt_tokens as f64,
+            t.completion_tokens as f64,
+            t.cached_tokens as f64,
+            t.cost,
+        ];
+        METRICS
+            .iter()
+            .zip(v)
+            .map(|(m, v)| (schema::usage_field(group, name, m), v))
+            .collect()
+    }
+
+    /// The changed fields, taken (they go back with [`Usage::retake`] if the round fails).
+    fn take(&mut self) -> (Vec<(String, f64)>, Vec<Named>) {
+        let names = std::mem::take(&mut self.dirty);
+        self.dirty_set.clear();
+        let fields = names.iter().flat_map(|(g, n)| self.fields(*g, n)).collect();
+        (fields, names)
+    }
+
+    fn retake(&mut self, names: Vec<Named>) {
+        for (g, n) in names {
+            if self.dirty_set.insert((g, n.clone())) {
+                self.dirty.push((g, n));
+            }
+        }
+    }
+
+    fn mark_all(&mut self) {
+        let all: Vec<Named> = self
+            .groups
+            .iter()
+            .enumerate()
+            .flat_map(|(g, m)| m.keys().map(move |k| (g as u8, k.clone())))
+            .collect();
+        self.retake(all);
+    }
+}
+
+/// What the round in flight carried, to settle when its reply comes.
+#[derive(Debug, Default)]
+struct Sent {
+    quota: Vec<(String, f64)>,
+    usage: Vec<Named>,
+    usage_day: u64,
+    health: Vec<(bool, usize, Health)>,
+    asks: Vec<(String, f64, f64)>,
+    demand: Vec<(usize, String, f64)>,
+    restore: bool,
+}
+
+/// This instance's share of one fleet-wide rate, as of the last round.
+#[derive(Debug, Clone)]
+pub struct Share {
+    /// `key|<name>` or `ch|<id>`.
+    pub field: String,
+    /// This instance's demand, requests/s.
+    pub mine: f64,
+    /// The other instances' demand, requests/s.
+    pub theirs: f64,
+    /// The share this instance runs at.
+    pub share: f64,
+}
+
+/// The control thread's view of the fleet.
+#[derive(Debug)]
+pub struct Fleet {
+    /// Settings.
+    pub cfg: ClusterConfig,
+    keys: Keys,
+    jobs: Sender<Job>,
+    replies: Receiver<Reply>,
+    sent: Option<Sent>,
+    next_round: Instant,
+    /// The last round succeeded.
+    pub connected: bool,
+    down_since: Option<Instant>,
+    shares_local: bool,
+    /// Live instances, this one included, as of the last round.
+    pub instances: Vec<String>,
+    restored: bool,
+    /// Rounds that succeeded and failed.
+    pub rounds: (u64, u64),
+    /// Round-trip time of the last successful round.
+    pub last_rtt: Option<Duration>,
+    /// When the last round succeeded.
+    pub last_ok: Option<SystemTime>,
+    /// The latest failure, in words (never the URL).
+    pub last_error: Option<String>,
+    /// Rate shares as of the last round.
+    pub shares: Vec<Share>,
+    synced: Synced,
+    push_all_health: bool,
+    reregister: bool,
+    usage: Usage,
+    quota_day: u64,
+    quota_pushed: HashMap<String, f64>,
+    fleet_quota: HashMap<String, f64>,
+    grants: HashMap<String, Grant>,
+    leftover: Vec<Writes>,
+}
+
+impl Fleet {
+    /// Starts the helper thread; `None` (logged) when it cannot start.
+    pub fn start(cfg: &ClusterConfig) -> Option<Fleet> {
+        let (jobs, job_rx) = crossbeam_channel::unbounded();
+        let (reply_tx, replies) = crossbeam_channel::unbounded();
+        let keys = Keys::new(&cfg.prefix);
+        let settings = helper::Settings {
+            url: cfg.redis.expose().to_string(),
+            instance: cfg.instance_id.clone(),
+            keys: keys.clone(),
+            timeout: (cfg.sync_interval * 5)
+                .clamp(Duration::from_millis(200), Duration::from_secs(2)),
+        };
+        if let Err(e) = helper::spawn(settings, job_rx, reply_tx) {
+            tracing::error!(error = %e, "cluster: cannot start the helper thread; running alone");
+            return None;
+        }
+        let now_ms = crate::usage::now_ms();
+        tracing::info!(
+            instance = %cfg.instance_id,
+            redis = %cfg.redis_shown(),
+            sync_ms = cfg.sync_interval.as_millis() as u64,
+            "cluster: sharing state through Redis"
+        );
+        Some(Fleet {
+            cfg: cfg.clone(),
+            keys,
+            jobs,
+            replies,
+            sent: None,
+            next_round: Instant::now(),
+            connected: false,
+            down_since: Some(Instant::now()),
+            shares_local: true,
+            instances: Vec::new(),
+            restored: false,
+            rounds: (0, 0),
+            last_rtt: None,
+            last_ok: None,
+            last_error: None,
+            shares: Vec::new(),
+            synced: Synced::default(),
+            push_all_health: true,
+            reregister: false,
+            usage: Usage {
+                day: now_ms / 86_400_000,
+                ..Usage::default()
+            },
+            quota_day: now_ms / 86_400_000,
+            quota_pushed: HashMap::new(),
+            fleet_quota: HashMap::new(),
+            grants: HashMap::new(),
+            leftover: Vec::new(),
+        })
+    }
+
+    /// Counts one usage record into today's totals.
+    pub fn count(&mut self, r: &Record) {
+        let day = r.unix_ms / 86_400_000;
+        if day < self.usage.day {
+            return;
+        }
+        if day > self.usage.day {
+            // Yesterday's last changes still go out, under yesterday's key.
+            let (fields, _) = self.usage.take();
+            self.leftover.push(Writes {
+                day: crate::usage::day(self.usage.day * 86_400_000),
+                quota: false,
+                fields,
+            });
+            self.usage = Usage {
+                day,
+                ..Usage::default()
+            };
+        }
+        let status_ok = (200..300).contains(&r.status);
+        let add = |t: &mut Totals| {
+            t.requests += 1;
+            t.errors += u64::from(!status_ok);
+            t.prompt_tokens = t.prompt_tokens.saturating_add(r.prompt_tokens());
+            t.completion_tokens = t
+                .completion_tokens
+                .saturating_add(r.usage.map_or(0, |u| u.completion));
+            t.cached_tokens = t
+                .cached_tokens
+                .saturating_add(r.usage.map_or(0, |u| u.cached));
+            t.cost += r.cost.unwrap_or(0.0);
+        };
+        add(self.usage.touch(0, ""));
+        add(self.usage.touch(1, r.channel()));
+        add(self.usage.touch(2, r.model()));
+        add(self.usage.touch(3, r.provider()));
+        if let Some(k) = &r.client {
+            add(self.usage.touch(4, k));
+        }
+    }
+
+    /// Called every control loop turn: settles a finished round, applies what it brought, and
+    /// sends the next one when due. True when the published state must change (health adopted
+    /// or quota inputs moved).
+    pub fn poll(
+        &mut self,
+        merger: &mut Merger,
+        ledger: &mut Ledger,
+        current: &Arc<Snapshot>,
+        cfg: &Config,
+        shares: &ShareBoard,
+        now: Instant,
+    ) {
+        loop {
+            match self.replies.try_recv() {
+                Ok(reply) => self.settle(reply, merger, ledger, current, shares, now),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    if self.connected {
+                        tracing::error!("cluster: the helper thread stopped; running alone");
+                    }
+                    self.connected = false;
+                    return;
+                }
+            }
+        }
+        if !self.connected
+            && !self.shares_local
+            && self.down_since.is_some_and(|t| now - t >= SHARES_GRACE)
+        {
+            // Local-only: each instance enforces the whole rate until Redis is back.
+            for slot in 0..TRACKED_KEYS {
+                shares.set_fleet(slot, 1.0);
+            }
+            self.shares_local = true;
+        }
+        if self.sent.is_none() && now >= self.next_round {
+            self.next_round = now + self.cfg.sync_interval;
+            self.send(merger, ledger, current, cfg, shares);
+        }
+    }
+
+    fn send(
+        &mut self,
+        merger: &Merger,
+        ledger: &mut Ledger,
+        current: &Arc<Snapshot>,
+        cfg: &Config,
+        shares: &ShareBoard,
+    ) {
+        let clock = Clock::now();
+        let today = clock.unix_ms / 86_400_000;
+        let day = crate::usage::day(clock.unix_ms);
+        let mut sent = Sent {
+            restore: !self.restored,
+            usage_day: self.usage.day,
+            ..Sent::default()
+        };
+        let mut round = Round {
+            now_ms: clock.unix_ms,
+            day,
+            day_ttl_ms: (u64::from(cfg.usage.retain_days.max(1)) + 1) * 86_400_000,
+            demand_ttl_ms: (self.cfg.sync_interval.as_millis() as u64 * 3).max(2_000),
+            restore: !self.restored,
+            others: self
+                .instances
+                .iter()
+                .filter(|i| **i != self.cfg.instance_id)
+                .cloned()
+                .collect(),
+            ..Round::default()
+        };
+        round.health = self.health_out(merger, current, &clock, &mut sent);
+        // Counters go out only once this instance's own totals were read back: pushing fresh
+        // zeros after a restart would overwrite what it had counted.
+        if self.restored {
+            if ledger.day != self.quota_day {
+                self.quota_day = ledger.day;
+                self.quota_pushed.clear();
+                self.grants.clear();
+            }
+            let changed: Vec<(String, f64)> = ledger
+                .counters()
+                .into_iter()
+                .filter(|(k, v)| self.quota_pushed.get(k) != Some(v))
+                .collect();
+            if !changed.is_empty() {
+                round.writes.push(Writes {
+                    day: crate::usage::day(ledger.day * 86_400_000),
+                    quota: true,
+                    fields: changed.clone(),
+                });
+            }
+            sent.quota = changed;
+            let (fields, names) = self.usage.take();
+            if !fields.is_empty() {
+                round.writes.push(Writes {
+                    day: crate::usage::day(self.usage.day * 86_400_000),
+                    quota: false,
+                    fields,
+                });
+            }
+            sent.usage = names;
+            round.writes.append(&mut self.leftover);
+            if ledger.day == today {
+                round.asks = self.asks(ledger, cfg, current, &mut sent);
+            }
+        }
+        round.demand = Some(self.demand_out(current, shares, &mut sent));
+        self.sent = Some(sent);
+        if self.jobs.send(Job::Round(Box::new(round))).is_err() {
+            self.sent = None;
+        }
+    }
+
+    /// Health states that changed here since they were last exchanged.
+    fn health_out(
+        &mut self,
+        merger: &Merger,
+        current: &Arc<Snapshot>,
+        clock: &Clock,
+        sent: &mut Sent,
+    ) -> Vec<(String, String)> {
+        let live = merger.view();
+        if live.generation != current.catalog.generation {
+            return Vec::new();
+        }
+        self.follow(current, live);
+        let all = std::mem::take(&mut self.push_all_health);
+        let mut out = Vec::new();
+        let me = self.cfg.instance_id.as_str();
+        let differs =
+            |a: &Health, b: &Health| (a.until, a.failures, a.why) != (b.until, b.failures, b.why);
+        let unhealthy = |h: &Health| h.failures > 0 || h.until.is_some();
+        for (i, h) in live.channels.iter().enumerate() {
+            if differs(h, &self.synced.channels[i]) || (all && unhealthy(h)) {
+                let f = schema::health_field(&current.channels[i].id, None);
+                out.push((f, schema::encode_health(h, clock, me)));
+                sent.health.push((true, i, *h));
+            }
+        }
+        for (i, e) in live.entries.iter().enumerate() {
+            let h = &e.health;
+            if differs(h, &self.synced.entries[i]) || (all && unhealthy(h)) {
+                let entry = &current.catalog.entries[i];
+                let f = schema::health_field(
+                    &current.channels[entry.channel as usize].id,
+                    Some(&entry.model),
+                );
+                out.push((f, schema::encode_health(h, clock, me)));
+                sent.health.push((false, i, *h));
+            }
+        }
+        out
+    }
+
+    /// Re-indexes the exchanged view for a new catalog generation, by channel id and model.
+    fn follow(&mut self, current: &Arc<Snapshot>, live: &crate::live::Live) {
+        let same = self
+            .synced
+            .snap
+            .as_ref()
+            .is_some_and(|s| s.catalog.generation == live.generation);
+        if same {
+            return;
+        }
+        let old = std::mem::take(&mut self.synced);
+        let channel_ix: HashMap<Box<str>, usize> = current
+            .channels
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id.clone(), i))
+            .collect();
+        let entry_ix: HashMap<(Box<str>, Box<str>), usize> = current
+            .catalog
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                (
+                    (
+                        current.channels[e.channel as usize].id.clone(),
+                        e.model.clone(),
+                    ),
+                    i,
+                )
+            })
+            .collect();
+        let mut channels = vec![Health::default(); live.channels.len()];
+        let mut entries = vec![Health::default(); live.entries.len()];
+        for (id, &j) in &old.channel_ix {
+            if let Some(&i) = channel_ix.get(id)
+                && let Some(h) = old.channels.get(j)
+                && i < channels.len()
+            {
+                channels[i] = *h;
+            }
+        }
+        for (key, &j) in &old.entry_ix {
+            if let Some(&i) = entry_ix.get(key)
+                && let Some(h) = old.entries.get(j)
+                && i < entries.len()
+            {
+                entries[i] = *h;
+            }
+        }
+        self.synced = Synced {
+            snap: Some(current.clone()),
+            channels,
+            entries,
+            channel_ix,
+            entry_ix,
+        };
+    }
+
+    /// This instance's demand per limited key and channel, requests/s.
+    fn demand_out(
+        &self,
+        current: &Snapshot,
+        shares: &ShareBoard,
+        sent: &mut Sent,
+    ) -> Vec<(String, f64)> {
+        let mut out = Vec::new();
+        for i in 0..current.clients.len() as u32 {
+            let Some(c) = current.clients.get(i) else {
+                continue;
+            };
+            let slot = key_slot(i as usize);
+            if c.limits.any() && slot < TRACKED_KEYS {
+                let field = format!("key|{}", c.name);
+                let d = f64::from(shares.demand(slot));
+                sent.demand.push((slot, field.clone(), d));
+                out.push((field, d));
+            }
+        }
+        for (i, ch) in current.channels.iter().enumerate() {
+            let slot = channel_slot(i);
+            if ch.rate.any() && slot < TRACKED_KEYS {
+                let field = format!("ch|{}", ch.id);
+                let d = f64::from(shares.demand(slot));
+                sent.demand.push((slot, field.clone(), d));
+                out.push((field, d));
+            }
+        }
+        out
+    }
+
+    /// Grants to ask for (or give back) this round.
+    fn asks(
+        &mut self,
+        ledger: &Ledger,
+        cfg: &Config,
+        current: &Snapshot,
+        sent: &mut Sent,
+    ) -> Vec<Ask> {
+        let now = Instant::now();
+        let own: HashMap<String, f64> = ledger.counters().into_iter().collect();
+        let n = self.instances.len().max(1) as f64;
+        let rounds_ahead =
+            GRANT_HORIZON.as_secs_f64() / self.cfg.sync_interval.as_secs_f64().max(1e-3);
+        let mut out = Vec::new();
+        for (counter, limit) in ledger::limited(cfg, &current.channels) {
+            let mine = own.get(&counter).copied().unwrap_or(0.0);
+            let g = self.grants.entry(counter.clone()).or_insert(Grant {
+                held: None,
+                total: 0.0,
+                last_own: mine,
+                rate: 0.0,
+                active: now,
+                starved: None,
+            });
+            let grew = (mine - g.last_own).max(0.0);
+            g.last_own = mine;
+            g.rate = 0.8 * g.rate + 0.2 * grew;
+            if grew > 0.0 {
+                g.active = now;
+            }
+            let chunk = (limit * GRANT_SHARE / n)
+                .max(g.rate * rounds_ahead)
+                .min(limit)
+                .max(f64::MIN_POSITIVE);
+            // What this instance holds is read every round; until the first read, wait.
+            let Some(held) = g.held else {
+                continue;
+            };
+            let left = held - mine;
+            // When the fleet had nothing left, ask again once a second, not every round.
+            let starved = g.starved.is_some_and(|t| now - t < Duration::from_secs(1));
+            let want = if self.reregister && held > 0.0 {
+                // A new connection: a Redis that restarted empty learns what this one holds.
+                0.0
+            } else if (mine > 0.0 || g.total >= limit) && left < chunk / 2.0 {
+                // Running low while spending, or holding nothing while the fleet has handed
+                // out everything: ask (ahead, so the next grant is there in time).
+                if starved {
+                    continue;
+                }
+                chunk
+            } else if left > 0.0 && g.total >= limit && now - g.active >= IDLE_RETURN {
+                // Idle while the fleet has nothing left: give the rest back to the busy.
+                -left
+            } else {
+                continue;
+            };
+            sent.asks.push((counter.clone(), held, want));
+            out.push(Ask {
+                counter,
+                held,
+                want,
+                limit,
+            });
+        }
+        self.reregister = false;
+        out
+    }
+
+    fn settle(
+        &mut self,
+        reply: Reply,
+        merger: &mut Merger,
+        ledger: &mut Ledger,
+        current: &Arc<Snapshot>,
+        shares: &ShareBoard,
+        now: Instant,
+    ) {
+        let Some(sent) = self.sent.take() else {
+            return;
+        };
+        let p = match reply {
+            Reply::Failed(e) => {
+                self.rounds.1 += 1;
+                if self.connected {
+                    self.down_since = Some(now);
+                }
+                self.connected = false;
+                self.last_error = Some(e);
+                // Nothing it carried can be assumed written: it goes out again (health and
+                // quota counters still differ from what was last exchanged; usage is re-marked).
+                if sent.usage_day == self.usage.day {
+                    self.usage.retake(sent.usage);
+                }
+                return;
+            }
+            Reply::Done(p) => p,
+        };
+        self.rounds.0 += 1;
+        self.connected = true;
+        self.down_since = None;
+        self.shares_local = false;
+        self.last_rtt = Some(p.rtt);
+        self.last_ok = Some(SystemTime::now());
+        for (f, v) in sent.quota {
+            self.quota_pushed.insert(f, v);
+        }
+        let same_generation = self
+            .synced
+            .snap
+            .as_ref()
+            .is_some_and(|s| s.catalog.generation == merger.generation());
+        if same_generation {
+            for (channel, i, h) in &sent.health {
+                let list = if *channel {
+                    &mut self.synced.channels
+                } else {
+                    &mut self.synced.entries
+                };
+                if let Some(s) = list.get_mut(*i) {
+                    *s = *h;
+                }
+            }
+        }
+        if p.fresh {
+            // A new connection: Redis may have restarted empty. Push everything again.
+            self.reregister = true;
+            self.quota_pushed.clear();
+            self.usage.mark_all();
+            self.push_all_health = true;
+        }
+        if let Some((quota, usage)) = &p.restored {
+            for (f, v) in quota {
+                ledger.raise(f, *v);
+            }
+            for (f, v) in usage {
+                self.restore_usage(f, *v);
+            }
+            self.restored = true;
+        } else if sent.restore {
+            self.restored = true;
+        }
+        self.instances = p.instances.clone();
+        self.adopt(&p, merger, current);
+        // Rate shares.
+        let others = self.instances.len().saturating_sub(1) as f64;
+        self.shares.clear();
+        for (slot, field, mine) in &sent.demand {
+            let theirs = p.demand.get(field).copied().unwrap_or(0.0);
+            let share =
+                (mine + DEMAND_FLOOR) / (mine + DEMAND_FLOOR + theirs + others * DEMAND_FLOOR);
+            shares.set_fleet(*slot, share as f32);
+            self.shares.push(Share {
+                field: field.clone(),
+                mine: *mine,
+                theirs,
+                share,
+            });
+        }
+        // Quotas.
+        for ((counter, before, want), (held, total)) in sent.asks.iter().zip(&p.grants) {
+            if let Some(g) = self.grants.get_mut(counter) {
+                g.starved = (*want > 0.0 && held - before < want * 0.999).then_some(now);
+                g.held = Some(*held);
+                g.total = *total;
+            }
+        }
+        // The day's grants as read after the asks: the fleet's totals, and what this instance
+        // holds when it did not know yet (after a restart).
+        for (counter, g) in &mut self.grants {
+            g.total = p.granted.get(counter).copied().unwrap_or(0.0);
+            if g.held.is_none() {
+                let mine = format!("{counter}@{}", self.cfg.instance_id);
+                g.held = Some(p.granted.get(&mine).copied().unwrap_or(0.0));
+            }
+        }
+        if self.fleet_quota != p.quota || !sent.asks.is_empty() {
+            self.fleet_quota = p.quota.clone();
+            ledger.dirty = true;
+        }
+    }
+
+    /// Adopts the fleet's health changes that are newer than what this instance knows.
+    fn adopt(&mut self, p: &Pulled, merger: &mut Merger, current: &Arc<Snapshot>) {
+        if p.health.is_empty() || merger.generation() != current.catalog.generation {
+            return;
+        }
+        self.follow(current, merger.view());
+        let clock = Clock::now();
+        for (f, v) in &p.health {
+            let Some((h, who)) = schema::decode_health(v, &clock) else {
+                continue;
+            };
+            if who == self.cfg.instance_id {
+                continue;
+            }
+            match schema::parse_health_field(f) {
+                Some((c, None)) => {
+                    if let Some(&i) = self.synced.channel_ix.get(c)
+                        && merger.adopt_channel(i, h)
+                    {
+                        self.synced.channels[i] = h;
+                        tracing::debug!(
+                            channel = c,
+                            from = who,
+                            why = h.why.as_str(),
+                            "cluster: adopted channel health"
+                        );
+                    }
+                }
+                Some((c, Some(m))) => {
+                    if let Some(&i) = self.synced.entry_ix.get(&(c.into(), m.into()))
+                        && merger.adopt_entry(i, h)
+                    {
+                        self.synced.entries[i] = h;
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+
+    fn restore_usage(&mut self, field: &str, v: f64) {
+        let Some((group, name, metric)) = schema::parse_usage_field(field) else {
+            return;
+        };
+        let Some(g) = GROUPS.iter().position(|x| *x == group) else {
+            return;
+        };
+        let t = self.usage.touch(g as u8, name);
+        let whole = |x: &mut u64| *x = (*x).max(v as u64);
+        match metric {
+            "requests" => whole(&mut t.requests),
+            "errors" => whole(&mut t.errors),
+            "prompt_tokens" => whole(&mut t.prompt_tokens),
+            "completion_tokens" => whole(&mut t.completion_tokens),
+            "cached_tokens" => whole(&mut t.cached_tokens),
+            "cost" => t.cost = t.cost.max(v),
+            _ => {}
+        }
+    }
+
+    /// Asks the helper for the fleet's usage totals over `days` (answered on `Receiver`).
+    pub fn usage_query(
+        &self,
+        days: Vec<String>,
+    ) -> Option<Receiver<Result<HashMap<String, f64>, String>>> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.jobs.send(Job::Usage(days, tx)).ok()?;
+        Some(rx)
+    }
+
+    /// Every grant this instance asked for today: (counter, held, granted to the fleet).
+    pub fn grants(&self) -> Vec<(String, f64, f64)> {
+        let mut out: Vec<(String, f64, f64)> = self
+            .grants
+            .iter()
+            .filter_map(|(k, g)| Some((k.clone(), g.held?, g.total)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// The key schema in use.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+}
+
+impl Judge for Fleet {
+    /// A counter is spent when the fleet's last known sum plus what this instance counted
+    /// since reaches the limit; and, once the whole limit has been granted, for an instance
+    /// that has used up its grant: the instances together stay within the limit but for the
+    /// last request each admitted. While some of the limit is still ungranted (instances ask
+    /// ahead, before they run out) and while Redis is away, only the estimate decides.
+    fn spent(&self, name: &str, own: f64, limit: f64) -> bool {
+        if self.total(name, own) >= limit {
+            return true;
+        }
+        match self.grants.get(name) {
+            Some(g) if self.connected && g.total >= limit => g.held.is_some_and(|held| own >= held),
+            _ => false,
+        }
+    }
+
+    fn total(&self, name: &str, own: f64) -> f64 {
+        let pushed = self.quota_pushed.get(name).copied().unwrap_or(0.0);
+        let fleet = self.fleet_quota.get(name).copied().unwrap_or(pushed);
+        (fleet - pushed).max(0.0) + own
+    }
+}

@@ -1,0 +1,309 @@
+//! The Redis key schema of a fleet, and how values are spelled in it. Every key starts with
+//! `{prefix}:` — the braces put a fleet's keys in one Redis Cluster hash slot, so the Lua
+//! scripts below may touch several of them. README's "Key schema" table mirrors this file.
+//!
+//! | key | type | holds | lifetime |
+//! |---|---|---|---|
+//! | `{p}:instances` | sorted set | instance id → last heartbeat (Unix ms) | pruned after 60 s silent |
+//! | `{p}:health` | hash | `c\|<channel>` or `m\|<channel>\|<model>` → health | fields rewritten on change |
+//! | `{p}:health:log` | stream | one entry per health change (`f`, `v`) | capped at ~10,000 |
+//! | `{p}:demand:<instance>` | hash | `key\|<name>` / `ch\|<id>` → requests/s | expires 3 syncs after the last |
+//! | `{p}:members:<day>` | set | instances that counted anything that day | `retain_days` + 1 |
+//! | `{p}:quota:<day>:<instance>` | hash | quota counters of one instance (absolute) | `retain_days` + 1 |
+//! | `{p}:usage:<day>:<instance>` | hash | `<group>\|<name>\|<metric>` usage (absolute) | `retain_days` + 1 |
+//! | `{p}:grant:<day>` | hash | `<counter>` → granted in all, `<counter>@<instance>` → to one | 2 days |
+//!
+//! Counters are written as each instance's absolute totals (`HSET`, never `INCRBY`): a push is
+//! idempotent, a retried or duplicated one cannot double count, and a Redis that lost its data
+//! is whole again after every instance's next push. Fleet totals are sums over the day's
+//! members, computed by [`SUM`] inside Redis.
+//!
+//! Invariants: pure functions of their arguments; no I/O. Not here: when anything is sent.
+
+use std::time::{Duration, Instant};
+
+use crate::routing::health::{Health, Why};
+
+/// Longest silence after which an instance no longer counts as live.
+pub const LIVE_FOR_MS: u64 = 60_000;
+
+/// Approximate cap of the health change stream.
+pub const LOG_CAP: u32 = 10_000;
+
+/// Sums the hashes `ARGV[1] .. member` over the members of set `KEYS[1]`, field by field;
+/// returns `[field, total, …]`.
+pub const SUM: &str = r#"
+local out = {}
+for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local h = redis.call('HGETALL', ARGV[1] .. m)
+  for i = 1, #h, 2 do
+    out[h[i]] = (out[h[i]] or 0) + (tonumber(h[i + 1]) or 0)
+  end
+end
+local flat = {}
+for k, v in pairs(out) do
+  flat[#flat + 1] = k
+  flat[#flat + 1] = string.format('%.17g', v)
+end
+return flat
+"#;
+
+/// Grants (or, with a negative `want`, takes back) part of a daily limit. `KEYS[1]` is the day's
+/// grant hash; `ARGV` = counter, instance, what the instance holds already, want, limit, ttl ms.
+/// A Redis that lost its data first re-learns what the instance holds. Returns
+/// `[held now, granted in all]`.
+pub const GRANT: &str = r#"
+local c, mine_f = ARGV[1], ARGV[1] .. '@' .. ARGV[2]
+local known, want, limit = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local mine = tonumber(redis.call('HGET', KEYS[1], mine_f) or '0')
+if known > mine then
+  redis.call('HINCRBYFLOAT', KEYS[1], c, known - mine)
+  redis.call('HSET', KEYS[1], mine_f, string.format('%.17g', known))
+  mine = known
+end
+local total = tonumber(redis.call('HGET', KEYS[1], c) or '0')
+local give
+if want >= 0 then
+  give = math.max(0, math.min(want, limit - total))
+else
+  give = math.max(want, -mine)
+end
+if give ~= 0 then
+  redis.call('HINCRBYFLOAT', KEYS[1], c, give)
+  redis.call('HINCRBYFLOAT', KEYS[1], mine_f, give)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+return {string.format('%.17g', mine + give), string.format('%.17g', total + give)}
+"#;
+
+/// The keys of one fleet.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    base: String,
+}
+
+impl Keys {
+    /// Keys under `{prefix}:`.
+    pub fn new(prefix: &str) -> Keys {
+        Keys {
+            base: format!("{{{prefix}}}:"),
+        }
+    }
+
+    /// Live instances and their heartbeats.
+    pub fn instances(&self) -> String {
+        format!("{}instances", self.base)
+    }
+
+    /// Current health of every channel and (channel, model) that changed.
+    pub fn health(&self) -> String {
+        format!("{}health", self.base)
+    }
+
+    /// The stream of health changes.
+    pub fn health_log(&self) -> String {
+        format!("{}health:log", self.base)
+    }
+
+    /// One instance's rate-limit demand.
+    pub fn demand(&self, instance: &str) -> String {
+        format!("{}demand:{instance}", self.base)
+    }
+
+    /// Instances that counted something on `day` (`YYYY-MM-DD`).
+    pub fn members(&self, day: &str) -> String {
+        format!("{}members:{day}", self.base)
+    }
+
+    /// Prefix of the per-instance quota counters of `day` (append the instance).
+    pub fn quota_prefix(&self, day: &str) -> String {
+        format!("{}quota:{day}:", self.base)
+    }
+
+    /// Prefix of the per-instance usage totals of `day` (append the instance).
+    pub fn usage_prefix(&self, day: &str) -> String {
+        format!("{}usage:{day}:", self.base)
+    }
+
+    /// Grants of `day`.
+    pub fn grants(&self, day: &str) -> String {
+        format!("{}grant:{day}", self.base)
+    }
+}
+
+/// The health field of a channel or of one of its models.
+pub fn health_field(channel: &str, model: Option<&str>) -> String {
+    match model {
+        None => format!("c|{channel}"),
+        Some(m) => format!("m|{channel}|{m}"),
+    }
+}
+
+/// A health field back to (channel, model).
+pub fn parse_health_field(f: &str) -> Option<(&str, Option<&str>)> {
+    if let Some(c) = f.strip_prefix("c|") {
+        return Some((c, None));
+    }
+    let rest = f.strip_prefix("m|")?;
+    let (c, m) = rest.split_once('|')?;
+    Some((c, Some(m)))
+}
+
+/// Converts between this process's `Instant`s and Unix milliseconds (the fleet's shared clock:
+/// instances need NTP-synchronised clocks, as any cooldown that crosses machines does).
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    /// An instant …
+    pub at: Instant,
+    /// … and the Unix time it was, in ms.
+    pub unix_ms: u64,
+}
+
+impl Clock {
+    /// Now.
+    pub fn now() -> Clock {
+        Clock {
+            at: Instant::now(),
+            unix_ms: crate::usage::now_ms(),
+        }
+    }
+
+    /// Unix ms of `t`.
+    pub fn to_unix(&self, t: Instant) -> u64 {
+        if t >= self.at {
+            self.unix_ms + (t - self.at).as_millis() as u64
+        } else {
+            self.unix_ms
+                .saturating_sub((self.at - t).as_millis() as u64)
+        }
+    }
+
+    /// The instant of Unix ms `ms` (clamped to what an `Instant` can say).
+    pub fn to_instant(&self, ms: u64) -> Instant {
+        if ms >= self.unix_ms {
+            self.at + Duration::from_millis(ms - self.unix_ms)
+        } else {
+            self.at
+                .checked_sub(Duration::from_millis(self.unix_ms - ms))
+                .unwrap_or(self.at)
+        }
+    }
+}
+
+fn why_code(w: Why) -> u8 {
+    match w {
+        Why::Healthy => 0,
+        Why::Failing => 1,
+        Why::RateLimited => 2,
+        Why::Auth => 3,
+        Why::NoCredit => 4,
+        Why::ModelMissing => 5,
+    }
+}
+
+fn why_of(c: u8) -> Option<Why> {
+    Some(match c {
+        0 => Why::Healthy,
+        1 => Why::Failing,
+        2 => Why::RateLimited,
+        3 => Why::Auth,
+        4 => Why::NoCredit,
+        5 => Why::ModelMissing,
+        _ => return None,
+    })
+}
+
+/// A health state as `<until ms or 0>|<failures>|<why>|<updated ms>|<instance>`.
+pub fn encode_health(h: &Health, clock: &Clock, instance: &str) -> String {
+    format!(
+        "{}|{}|{}|{}|{instance}",
+        h.until.map_or(0, |u| clock.to_unix(u)),
+        h.failures,
+        why_code(h.why),
+        h.updated.map_or(0, |u| clock.to_unix(u)),
+    )
+}
+
+/// A health value back, with the instance that wrote it.
+pub fn decode_health<'v>(v: &'v str, clock: &Clock) -> Option<(Health, &'v str)> {
+    let mut it = v.splitn(5, '|');
+    let until: u64 = it.next()?.parse().ok()?;
+    let failures: u16 = it.next()?.parse().ok()?;
+    let why = why_of(it.next()?.parse().ok()?)?;
+    let updated: u64 = it.next()?.parse().ok()?;
+    let instance = it.next()?;
+    Some((
+        Health {
+            until: (until > 0).then(|| clock.to_instant(until)),
+            failures,
+            why,
+            updated: (updated > 0).then(|| clock.to_instant(updated)),
+        },
+        instance,
+    ))
+}
+
+/// The usage field of a group (`channel`, `model`, `provider`, `key`, or `total` with an empty
+/// name) and a metric.
+pub fn usage_field(group: &str, name: &str, metric: &str) -> String {
+    format!("{group}|{name}|{metric}")
+}
+
+/// A usage field back to (group, name, metric); names may hold `|`.
+pub fn parse_usage_field(f: &str) -> Option<(&str, &str, &str)> {
+    let (group, rest) = f.split_once('|')?;
+    let (name, metric) = rest.rsplit_once('|')?;
+    Some((group, name, metric))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_round_trips_through_its_redis_spelling() {
+        let clock = Clock::now();
+        let h = Health {
+            until: Some(clock.at + Duration::from_millis(1500)),
+            failures: 3,
+            why: Why::RateLimited,
+            updated: Some(clock.at),
+        };
+        let v = encode_health(&h, &clock, "gw-1:8080");
+        let (back, who) = decode_health(&v, &clock).expect("decodes");
+        assert_eq!(who, "gw-1:8080");
+        assert_eq!(back.failures, 3);
+        assert_eq!(back.why, Why::RateLimited);
+        let until = back.until.expect("until");
+        assert!(until >= clock.at + Duration::from_millis(1499));
+        assert!(until <= clock.at + Duration::from_millis(1501));
+        assert_eq!(
+            decode_health(&encode_health(&Health::default(), &clock, "x"), &clock)
+                .expect("healthy decodes")
+                .0,
+            Health::default()
+        );
+        for bad in ["", "1|2|3", "1|2|9|4|x", "a|2|1|4|x", "1|99999999|1|4|x"] {
+            assert!(decode_health(bad, &clock).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn fields_split_where_names_cannot_hold_the_separator() {
+        assert_eq!(health_field("ch-1", None), "c|ch-1");
+        assert_eq!(
+            parse_health_field(&health_field("ch-1", Some("a|b/c"))),
+            Some(("ch-1", Some("a|b/c")))
+        );
+        assert_eq!(parse_health_field("x|y"), None);
+        assert_eq!(
+            parse_usage_field(&usage_field("key", "team|a", "cost")),
+            Some(("key", "team|a", "cost"))
+        );
+        assert_eq!(
+            parse_usage_field("total||requests"),
+            Some(("total", "", "requests"))
+        );
+        assert_eq!(Keys::new("sar").health(), "{sar}:health");
+    }
+}
