@@ -3194,6 +3194,83 @@ models = ["m"]
         );
     }
 
+    fn cluster(table: &str) -> Result<Option<ClusterConfig>, Vec<Problem>> {
+        let text = format!("{MINIMAL}\n{table}\n");
+        Config::parse(
+            &text,
+            &env(&[("REDIS_URL", "redis://:s3cret@10.0.0.5:6379/2")]),
+        )
+        .map(|c| c.cluster)
+        .map_err(|e| e.problems)
+    }
+
+    #[test]
+    fn cluster_defaults_env_urls_and_a_password_never_shown() {
+        assert_eq!(cluster("").unwrap(), None, "alone without [cluster]");
+        let c = cluster("[cluster]\nredis = \"${REDIS_URL}\"")
+            .unwrap()
+            .expect("cluster on");
+        assert_eq!(c.sync_interval, Duration::from_millis(100));
+        assert_eq!(c.prefix, "sar");
+        assert!(c.instance_id.ends_with(":7601"), "{}", c.instance_id);
+        assert_eq!(c.redis.expose(), "redis://:s3cret@10.0.0.5:6379/2");
+        assert_eq!(c.redis_shown(), "redis://:***@10.0.0.5:6379/2");
+        assert!(!format!("{c:?}").contains("s3cret"));
+        let c = cluster(
+            "[cluster]\nredis = \"rediss://u:p@r.example:6380\"\ninstance_id = \"gw-2\"\n\
+             sync_interval = \"250ms\"\nprefix = \"prod-eu\"",
+        )
+        .unwrap()
+        .expect("cluster on");
+        assert_eq!(
+            (c.instance_id.as_str(), c.sync_interval, c.prefix.as_str()),
+            ("gw-2", Duration::from_millis(250), "prod-eu")
+        );
+        assert_eq!(c.redis_shown(), "rediss://u:***@r.example:6380");
+    }
+
+    #[test]
+    fn cluster_problems_name_their_keys() {
+        let paths = |table: &str| -> Vec<String> {
+            cluster(table)
+                .unwrap_err()
+                .into_iter()
+                .map(|p| p.path)
+                .collect()
+        };
+        assert_eq!(paths("[cluster]"), ["cluster.redis"]);
+        assert_eq!(paths("[cluster]\nredis = \"http://x\""), ["cluster.redis"]);
+        assert_eq!(
+            paths("[cluster]\nredis = \"redis://[::1\""),
+            ["cluster.redis"]
+        );
+        let url = "redis = \"redis://127.0.0.1\"";
+        assert_eq!(
+            paths(&format!("[cluster]\n{url}\ninstance_id = \"a b\"")),
+            ["cluster.instance_id"]
+        );
+        assert_eq!(
+            paths(&format!("[cluster]\n{url}\ninstance_id = \"{{x}}\"")),
+            ["cluster.instance_id"]
+        );
+        assert_eq!(
+            paths(&format!("[cluster]\n{url}\nsync_interval = \"1ms\"")),
+            ["cluster.sync_interval"]
+        );
+        assert_eq!(
+            paths(&format!("[cluster]\n{url}\nsync_interval = \"1m\"")),
+            ["cluster.sync_interval"]
+        );
+        assert_eq!(
+            paths(&format!("[cluster]\n{url}\nprefix = \"a:b\"")),
+            ["cluster.prefix"]
+        );
+        assert_eq!(
+            paths(&format!("[cluster]\n{url}\nhosts = 1")),
+            ["cluster.hosts"]
+        );
+    }
+
     #[test]
     fn pricing_problems_name_their_keys() {
         let paths = |table: &str| -> Vec<String> {
