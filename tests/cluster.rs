@@ -495,3 +495,90 @@ fn two_instances_spending_one_budget_at_once_overshoot_by_at_most_a_request_each
         "overshot: {spent}; {cluster}"
     );
 }
+
+/// A Redis Sentinel (the same binary, `--sentinel`) watching `primary` as `mymaster`.
+struct Sentinel {
+    child: Child,
+    port: u16,
+}
+
+impl Sentinel {
+    fn start(primary: &Redis) -> Sentinel {
+        let port = free_port();
+        let conf = primary.dir.join(format!("sentinel-{port}.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\n\
+                 sentinel monitor mymaster 127.0.0.1 {} 1\n\
+                 sentinel down-after-milliseconds mymaster 1000\n",
+                primary.dir.display(),
+                primary.port
+            ),
+        )
+        .expect("sentinel config written");
+        let child = Command::new(Redis::binary())
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server --sentinel starts");
+        let s = Sentinel { child, port };
+        eventually(
+            Duration::from_secs(10),
+            "the sentinel knows the primary",
+            || {
+                let mut c = TcpStream::connect(("127.0.0.1", s.port)).ok()?;
+                c.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+                c.write_all(b"SENTINEL get-master-addr-by-name mymaster\r\n")
+                    .ok()?;
+                let mut buf = [0u8; 512];
+                let n = c.read(&mut buf).ok()?;
+                String::from_utf8_lossy(&buf[..n])
+                    .contains(&primary.port.to_string())
+                    .then_some(())
+            },
+        );
+        s
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn an_instance_finds_its_redis_through_sentinel() {
+    let redis = Redis::start();
+    let sentinel = Sentinel::start(&redis);
+    let m = mock(MockConfig::default());
+    let text = instance(&m, &redis, "gw-s", "", "").replace(
+        &format!("redis = \"{}\"", redis.url()),
+        &format!(
+            "redis = \"redis+sentinel://127.0.0.1:{}/mymaster/0\"",
+            sentinel.port
+        ),
+    );
+    assert!(text.contains("redis+sentinel://"), "{text}");
+    let gw = gateway(DRIVER, &text);
+    eventually(
+        Duration::from_secs(10),
+        "connected through the sentinel",
+        || {
+            let c = admin(&gw, "GET", "/admin/cluster", None, "").json();
+            (c["connected"].as_bool() == Some(true)).then_some(())
+        },
+    );
+    // The heartbeat landed on the primary the sentinel named.
+    let reply = redis
+        .command(&format!("ZSCORE {{{}}}:instances gw-s\r\n", redis.prefix))
+        .expect("primary answers");
+    assert!(
+        reply.starts_with('$') && !reply.starts_with("$-1"),
+        "{reply}"
+    );
+}

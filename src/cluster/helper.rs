@@ -127,6 +127,88 @@ pub struct Settings {
     pub timeout: Duration,
 }
 
+/// Where the connection goes: one Redis, or the primary a set of Sentinels names (asked again
+/// on every reconnect, so a failover is followed).
+pub enum Target {
+    /// `redis://`, `rediss://`, `redis+unix://`.
+    Direct(Box<redis::Client>),
+    /// `redis+sentinel://[user:password@]host:port[,host:port…]/<service>[/<db>]` (`rediss+sentinel`
+    /// for TLS to the primary); the credentials and db are the primary's.
+    Sentinel(Box<redis::sentinel::SentinelClient>),
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Target::Direct(_) => "Target::Direct",
+            Target::Sentinel(_) => "Target::Sentinel",
+        })
+    }
+}
+
+impl Target {
+    /// Parses a cluster URL (errors never repeat it: it may hold a password).
+    pub fn parse(url: &str) -> Result<Target, String> {
+        let sentinel = ["redis+sentinel://", "rediss+sentinel://"]
+            .iter()
+            .find_map(|p| {
+                url.strip_prefix(p)
+                    .map(|rest| (p.starts_with("rediss"), rest))
+            });
+        let Some((tls, rest)) = sentinel else {
+            return redis::Client::open(url)
+                .map(|c| Target::Direct(Box::new(c)))
+                .map_err(|e| format!("not a usable Redis URL ({:?})", e.kind()));
+        };
+        let (auth, rest) = match rest.rsplit_once('@') {
+            Some((a, r)) => (Some(a), r),
+            None => (None, rest),
+        };
+        let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let mut path = path.split('/').filter(|p| !p.is_empty());
+        let service = path.next().ok_or(
+            "a Sentinel URL names the primary's service: redis+sentinel://host:26379/mymaster",
+        )?;
+        let db = path.next().unwrap_or("0");
+        let sentinels: Vec<String> = hosts
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(|h| format!("redis://{h}"))
+            .collect();
+        if sentinels.is_empty() {
+            return Err("a Sentinel URL lists at least one host:port".into());
+        }
+        // The primary's settings, read the way the client reads a plain URL.
+        let scheme = if tls { "rediss" } else { "redis" };
+        let primary = match auth {
+            Some(a) => format!("{scheme}://{a}@sentinel-primary/{db}"),
+            None => format!("{scheme}://sentinel-primary/{db}"),
+        };
+        let info = redis::IntoConnectionInfo::into_connection_info(primary.as_str())
+            .map_err(|e| format!("not a usable Sentinel URL ({:?})", e.kind()))?;
+        let mut node = redis::sentinel::SentinelNodeConnectionInfo::default()
+            .set_redis_connection_info(info.redis_settings().clone());
+        if tls {
+            node = node.set_tls_mode(redis::TlsMode::Secure);
+        }
+        redis::sentinel::SentinelClient::build(
+            sentinels,
+            service,
+            Some(node),
+            redis::sentinel::SentinelServerType::Master,
+        )
+        .map(|c| Target::Sentinel(Box::new(c)))
+        .map_err(|e| format!("not a usable Sentinel URL ({:?})", e.kind()))
+    }
+
+    fn connect(&mut self, timeout: Duration) -> redis::RedisResult<redis::Connection> {
+        match self {
+            Target::Direct(c) => c.get_connection_with_timeout(timeout),
+            Target::Sentinel(s) => s.get_client()?.get_connection_with_timeout(timeout),
+        }
+    }
+}
+
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -143,7 +225,7 @@ pub fn spawn(
 
 struct Helper {
     s: Settings,
-    client: Option<redis::Client>,
+    target: Option<Target>,
     con: Option<redis::Connection>,
     /// The connection is new: its first round reads everything.
     fresh: bool,
@@ -159,7 +241,7 @@ struct Helper {
 impl Helper {
     fn new(s: Settings) -> Helper {
         Helper {
-            client: redis::Client::open(s.url.as_str()).ok(),
+            target: Target::parse(&s.url).ok(),
             s,
             con: None,
             fresh: true,
@@ -197,11 +279,11 @@ impl Helper {
             if Instant::now() < self.retry_at {
                 return Err("Redis unreachable; waiting to reconnect".into());
             }
-            let Some(client) = &self.client else {
+            let Some(target) = &mut self.target else {
                 return Err("the Redis URL is not usable".into());
             };
             let t = self.s.timeout;
-            let con = client.get_connection_with_timeout(t).and_then(|c| {
+            let con = target.connect(t).and_then(|c| {
                 c.set_read_timeout(Some(t))?;
                 c.set_write_timeout(Some(t))?;
                 Ok(c)

@@ -2670,20 +2670,24 @@ fn build_cluster(c: &mut Checker, raw: raw::Cluster, server: &ServerConfig) -> C
             "cluster.redis",
             "required: the Redis URL, e.g. \"redis://127.0.0.1:6379/0\" or \"${REDIS_URL}\"",
         );
-    } else if !["redis://", "rediss://", "redis+unix://", "unix://"]
-        .iter()
-        .any(|s| redis.starts_with(s))
+    } else if ![
+        "redis://",
+        "rediss://",
+        "redis+unix://",
+        "unix://",
+        "redis+sentinel://",
+        "rediss+sentinel://",
+    ]
+    .iter()
+    .any(|s| redis.starts_with(s))
     {
         c.err(
             "cluster.redis",
-            "use a redis://, rediss:// (TLS) or redis+unix:// URL",
+            "use a redis://, rediss:// (TLS), redis+unix:// or redis+sentinel://host:26379,…/service URL",
         );
-    } else if let Err(e) = redis::Client::open(redis.as_str()) {
-        // The client's message never repeats the URL (it may hold a password).
-        c.err(
-            "cluster.redis",
-            format!("not a usable Redis URL ({:?})", e.kind()),
-        );
+    } else if let Err(e) = crate::cluster::helper::Target::parse(&redis) {
+        // Never repeats the URL (it may hold a password).
+        c.err("cluster.redis", e);
     }
     let instance_id = match raw.instance_id {
         Some(id) => {
