@@ -582,3 +582,82 @@ fn an_instance_finds_its_redis_through_sentinel() {
         "{reply}"
     );
 }
+
+#[test]
+fn grants_never_exceed_the_limit_and_come_back_from_instances_that_are_gone() {
+    use smart_ai_router::cluster::schema::{GRANT, Keys};
+    let redis = Redis::start();
+    let mut con = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .expect("test connection");
+    let keys = Keys::new(&redis.prefix);
+    let now: u64 = 1_800_000_000_000;
+    let (day, c) = ("2027-01-15", "key|team|cost");
+    let _: () = redis::cmd("ZADD")
+        .arg(keys.instances())
+        .arg(now)
+        .arg("a")
+        .arg(now - 120_000)
+        .arg("b")
+        .query(&mut con)
+        .unwrap();
+    let grant = |con: &mut redis::Connection, who: &str, held: f64, want: f64| -> (f64, f64) {
+        let v: Vec<String> = redis::cmd("EVAL")
+            .arg(GRANT)
+            .arg(2)
+            .arg(keys.grants(day))
+            .arg(keys.instances())
+            .arg(c)
+            .arg(who)
+            .arg(held)
+            .arg(want)
+            .arg(10.0)
+            .arg(60_000)
+            .arg(keys.quota_prefix(day))
+            .arg(now - 60_000)
+            .query(con)
+            .expect("GRANT runs");
+        (v[0].parse().unwrap(), v[1].parse().unwrap())
+    };
+    assert_eq!(grant(&mut con, "a", 0.0, 6.0), (6.0, 6.0));
+    assert_eq!(
+        grant(&mut con, "b", 0.0, 6.0),
+        (4.0, 10.0),
+        "only what is left of the limit"
+    );
+    assert_eq!(grant(&mut con, "b", 4.0, 1.0), (4.0, 10.0), "nothing left");
+    // b is gone (no heartbeat for two minutes) and spent 1 of its 4: a gets the other 3.
+    let _: () = redis::cmd("HSET")
+        .arg(keys.quota_prefix(day) + "b")
+        .arg(c)
+        .arg(1.0)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(grant(&mut con, "a", 6.0, 2.0), (8.0, 9.0));
+    // A give-back, then its lost reply: the instance still believes it holds 8; its field
+    // exists, so nothing is handed out twice.
+    assert_eq!(grant(&mut con, "a", 8.0, -3.0), (5.0, 6.0));
+    assert_eq!(grant(&mut con, "a", 8.0, 0.0), (5.0, 6.0));
+    // Redis lost the grants: what a holds is learned again, within the limit.
+    let _: () = redis::cmd("DEL")
+        .arg(keys.grants(day))
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(grant(&mut con, "a", 5.0, 0.0), (5.0, 5.0));
+    let _: () = redis::cmd("DEL")
+        .arg(keys.grants(day))
+        .query(&mut con)
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(keys.grants(day))
+        .arg(c)
+        .arg(8.0)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(
+        grant(&mut con, "a", 5.0, 0.0),
+        (2.0, 10.0),
+        "re-learned up to the limit only"
+    );
+}

@@ -57,8 +57,8 @@ pub struct Round {
     pub day: String,
     /// Expiry of day keys.
     pub day_ttl_ms: u64,
-    /// Changed health states: field → encoded value.
-    pub health: Vec<(String, String)>,
+    /// Changed health states: field, encoded value, and whether it is the healthy default.
+    pub health: Vec<(String, String, bool)>,
     /// Counter writes.
     pub writes: Vec<Writes>,
     /// This instance's whole rate-limit demand (requests/s), or `None` to leave it.
@@ -115,7 +115,7 @@ pub enum Reply {
 }
 
 /// The helper's settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     /// The Redis URL (secret).
     pub url: String,
@@ -125,6 +125,14 @@ pub struct Settings {
     pub keys: Keys,
     /// Connect, read and write timeout.
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("instance", &self.instance)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where the connection goes: one Redis, or the primary a set of Sentinels names (asked again
@@ -236,6 +244,8 @@ struct Helper {
     backoff: Duration,
     /// The last failure was logged (log once per outage).
     down_logged: bool,
+    /// A round has succeeded since the start.
+    ever_up: bool,
 }
 
 impl Helper {
@@ -249,6 +259,7 @@ impl Helper {
             retry_at: Instant::now(),
             backoff: BACKOFF_MIN,
             down_logged: false,
+            ever_up: false,
         }
     }
 
@@ -292,9 +303,6 @@ impl Helper {
                 Ok(c) => {
                     self.con = Some(c);
                     self.fresh = true;
-                    self.backoff = BACKOFF_MIN;
-                    self.down_logged = false;
-                    tracing::info!(instance = %self.s.instance, "cluster: connected to Redis");
                 }
                 Err(e) => return Err(self.down(&e)),
             }
@@ -303,23 +311,18 @@ impl Helper {
     }
 
     /// Notes a failure: drops the connection when it is broken and schedules a reconnect.
+    /// Any failure drops the connection: an I/O error obviously, but also a server error — a
+    /// replica after a failover (READONLY), a Redis loading its data (LOADING), out of memory —
+    /// is best met by connecting afresh (Sentinel then names the new primary). Logged once per
+    /// outage; the backoff grows until a round succeeds.
     fn down(&mut self, e: &redis::RedisError) -> String {
         let msg = format!("{:?}: {e}", e.kind());
-        let broken = self.con.is_none()
-            || e.is_io_error()
-            || e.is_timeout()
-            || e.is_connection_dropped()
-            || e.is_unrecoverable_error();
-        if broken {
-            self.con = None;
-            self.retry_at = Instant::now() + self.backoff;
-            self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
-            if !self.down_logged {
-                self.down_logged = true;
-                tracing::warn!(error = %msg, "cluster: Redis unreachable; serving with local state and reconnecting with backoff");
-            }
-        } else {
-            tracing::warn!(error = %msg, "cluster: a sync round failed");
+        self.con = None;
+        self.retry_at = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        if !self.down_logged {
+            self.down_logged = true;
+            tracing::warn!(error = %msg, "cluster: Redis unreachable or failing; serving with local state and reconnecting with backoff");
         }
         msg
     }
@@ -344,8 +347,13 @@ impl Helper {
             .arg("-inf")
             .arg(format!("({}", r.now_ms.saturating_sub(schema::LIVE_FOR_MS)))
             .ignore();
-        for (f, v) in &r.health {
-            p.cmd("HSET").arg(k.health()).arg(f).arg(v).ignore();
+        for (f, v, healthy) in &r.health {
+            // The table holds states worth knowing on joining: a healthy one is the default.
+            if *healthy {
+                p.cmd("HDEL").arg(k.health()).arg(f).ignore();
+            } else {
+                p.cmd("HSET").arg(k.health()).arg(f).arg(v).ignore();
+            }
             p.cmd("XADD")
                 .arg(k.health_log())
                 .arg("MAXLEN")
@@ -393,14 +401,17 @@ impl Helper {
         for a in &r.asks {
             p.cmd("EVAL")
                 .arg(schema::GRANT)
-                .arg(1)
+                .arg(2)
                 .arg(k.grants(&r.day))
+                .arg(k.instances())
                 .arg(&a.counter)
                 .arg(me)
                 .arg(a.held.to_string())
                 .arg(a.want.to_string())
                 .arg(a.limit.to_string())
-                .arg(2 * 86_400_000u64);
+                .arg(2 * 86_400_000u64)
+                .arg(k.quota_prefix(&r.day))
+                .arg(r.now_ms.saturating_sub(schema::LIVE_FOR_MS));
         }
         // Pulls.
         p.cmd("ZRANGEBYSCORE")
@@ -486,23 +497,41 @@ impl Helper {
             let u = numbers(pairs(&next()));
             out.restored = Some((q, u));
         }
+        if self.down_logged || !self.ever_up {
+            tracing::info!(instance = %self.s.instance, "cluster: in sync with Redis");
+        }
         self.fresh = false;
+        self.ever_up = true;
+        self.down_logged = false;
+        self.backoff = BACKOFF_MIN;
         out.rtt = started.elapsed();
         Ok(out)
     }
 
+    /// Sums here, not in a script: a month of days must not hold Redis up for the fleet's
+    /// sync rounds.
     fn usage(&mut self, days: &[String]) -> Result<HashMap<String, f64>, String> {
         let k = self.s.keys.clone();
         let mut p = redis::pipe();
         for d in days {
-            p.cmd("EVAL")
-                .arg(schema::SUM)
-                .arg(1)
-                .arg(k.members(d))
-                .arg(k.usage_prefix(d));
+            p.cmd("SMEMBERS").arg(k.members(d));
         }
-        let con = self.connection()?;
-        let values: Vec<Value> = match p.query(con) {
+        let members: Vec<Value> = match p.query(self.connection()?) {
+            Ok(v) => v,
+            Err(e) => return Err(self.down(&e)),
+        };
+        let mut p = redis::pipe();
+        let mut any = false;
+        for (d, m) in days.iter().zip(&members) {
+            for instance in strings(m) {
+                p.cmd("HGETALL").arg(k.usage_prefix(d) + &instance);
+                any = true;
+            }
+        }
+        if !any {
+            return Ok(HashMap::new());
+        }
+        let values: Vec<Value> = match p.query(self.connection()?) {
             Ok(v) => v,
             Err(e) => return Err(self.down(&e)),
         };

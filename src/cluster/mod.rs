@@ -47,7 +47,7 @@ use crate::routing::health::Health;
 use crate::snapshot::Snapshot;
 use crate::usage::{Record, Totals};
 
-use helper::{Ask, Job, Pulled, Reply, Round, Writes};
+use helper::{Ask, Job, Reply, Round, Writes};
 use schema::{Clock, Keys};
 
 /// Demand floor per instance, requests/s: an idle instance keeps a small share so the first
@@ -65,6 +65,9 @@ const GRANT_HORIZON: Duration = Duration::from_secs(2);
 /// An instance that has not spent on a counter for this long gives its unspent grant back
 /// once the fleet has nothing left to grant.
 const IDLE_RETURN: Duration = Duration::from_secs(1);
+/// An instance blocked on a limit the fleet has all granted looks for returned slices this
+/// often even without requests (a channel out for the day sees none).
+const PROBE_ASK: Duration = Duration::from_secs(5);
 
 /// Usage groups kept per day.
 const GROUPS: [&str; 5] = ["total", "channel", "model", "provider", "key"];
@@ -87,8 +90,9 @@ struct Grant {
     /// Own count at the previous round, and its smoothed growth per round.
     last_own: f64,
     rate: f64,
-    /// Last time the own count grew.
-    active: Instant,
+    /// Last time a grant came in, and last time one was asked for.
+    granted: Option<Instant>,
+    asked: Option<Instant>,
     /// Last ask that could not be met in full.
     starved: Option<Instant>,
 }
@@ -177,6 +181,41 @@ impl Usage {
     }
 }
 
+/// When records last showed demand, for the grants: a limited counter whose scope has seen
+/// requests lately (refused ones included) asks for more; one that has not gives back.
+#[derive(Debug, Default)]
+struct Seen {
+    any: Option<Instant>,
+    keys: HashMap<Box<str>, Instant>,
+    channels: HashMap<Box<str>, Instant>,
+}
+
+impl Seen {
+    fn mark(map: &mut HashMap<Box<str>, Instant>, name: &str, now: Instant) {
+        match map.get_mut(name) {
+            Some(t) => *t = now,
+            None => {
+                map.insert(name.into(), now);
+            }
+        }
+    }
+
+    /// When counter `name` (a quota field) last saw demand.
+    fn last(&self, name: &str) -> Option<Instant> {
+        if name == ledger::GLOBAL_COST {
+            return self.any;
+        }
+        if let Some(key) = name
+            .strip_prefix("key|")
+            .and_then(|k| k.strip_suffix("|cost"))
+        {
+            return self.keys.get(key).copied();
+        }
+        let (id, _) = name.strip_prefix("ch|")?.rsplit_once('|')?;
+        self.channels.get(id).copied()
+    }
+}
+
 /// What the round in flight carried, to settle when its reply comes.
 #[derive(Debug, Default)]
 struct Sent {
@@ -187,6 +226,10 @@ struct Sent {
     asks: Vec<(String, f64, f64)>,
     demand: Vec<(usize, String, f64)>,
     restore: bool,
+    /// The UTC day (days since the epoch) the round's fleet sums are for.
+    day: u64,
+    /// Yesterday's last usage writes, put back if the round fails.
+    leftover: Vec<Writes>,
 }
 
 /// This instance's share of one fleet-wide rate, as of the last round.
@@ -231,6 +274,11 @@ pub struct Fleet {
     pub shares: Vec<Share>,
     synced: Synced,
     push_all_health: bool,
+    push_all_quota: bool,
+    /// Health changes from the fleet waiting for the catalog generation they name.
+    pending_health: Vec<(String, String)>,
+    /// When records last showed demand (refused requests included): any, per key, per channel.
+    seen: Seen,
     reregister: bool,
     usage: Usage,
     quota_day: u64,
@@ -283,6 +331,9 @@ impl Fleet {
             shares: Vec::new(),
             synced: Synced::default(),
             push_all_health: true,
+            push_all_quota: false,
+            pending_health: Vec::new(),
+            seen: Seen::default(),
             reregister: false,
             usage: Usage {
                 day: now_ms / 86_400_000,
@@ -328,6 +379,14 @@ impl Fleet {
                 .saturating_add(r.usage.map_or(0, |u| u.cached));
             t.cost += r.cost.unwrap_or(0.0);
         };
+        let now = Instant::now();
+        self.seen.any = Some(now);
+        if let Some(k) = &r.client {
+            Seen::mark(&mut self.seen.keys, k, now);
+        }
+        if !r.channel().is_empty() {
+            Seen::mark(&mut self.seen.channels, r.channel(), now);
+        }
         add(self.usage.touch(0, ""));
         add(self.usage.touch(1, r.channel()));
         add(self.usage.touch(2, r.model()));
@@ -356,9 +415,12 @@ impl Fleet {
                 Err(TryRecvError::Disconnected) => {
                     if self.connected {
                         tracing::error!("cluster: the helper thread stopped; running alone");
+                        self.down_since = Some(now);
+                        ledger.dirty = true;
                     }
                     self.connected = false;
-                    return;
+                    self.sent = None;
+                    break;
                 }
             }
         }
@@ -392,6 +454,7 @@ impl Fleet {
         let mut sent = Sent {
             restore: !self.restored,
             usage_day: self.usage.day,
+            day: today,
             ..Sent::default()
         };
         let mut round = Round {
@@ -413,14 +476,17 @@ impl Fleet {
         // zeros after a restart would overwrite what it had counted.
         if self.restored {
             if ledger.day != self.quota_day {
+                // A new day: yesterday's sums and grants say nothing about today's limits.
                 self.quota_day = ledger.day;
                 self.quota_pushed.clear();
+                self.fleet_quota.clear();
                 self.grants.clear();
             }
+            let all = std::mem::take(&mut self.push_all_quota);
             let changed: Vec<(String, f64)> = ledger
                 .counters()
                 .into_iter()
-                .filter(|(k, v)| self.quota_pushed.get(k) != Some(v))
+                .filter(|(k, v)| all || self.quota_pushed.get(k) != Some(v))
                 .collect();
             if !changed.is_empty() {
                 round.writes.push(Writes {
@@ -439,6 +505,7 @@ impl Fleet {
                 });
             }
             sent.usage = names;
+            sent.leftover = self.leftover.clone();
             round.writes.append(&mut self.leftover);
             if ledger.day == today {
                 round.asks = self.asks(ledger, cfg, current, &mut sent);
@@ -458,7 +525,7 @@ impl Fleet {
         current: &Arc<Snapshot>,
         clock: &Clock,
         sent: &mut Sent,
-    ) -> Vec<(String, String)> {
+    ) -> Vec<(String, String, bool)> {
         let live = merger.view();
         if live.generation != current.catalog.generation {
             return Vec::new();
@@ -473,7 +540,7 @@ impl Fleet {
         for (i, h) in live.channels.iter().enumerate() {
             if differs(h, &self.synced.channels[i]) || (all && unhealthy(h)) {
                 let f = schema::health_field(&current.channels[i].id, None);
-                out.push((f, schema::encode_health(h, clock, me)));
+                out.push((f, schema::encode_health(h, clock, me), !unhealthy(h)));
                 sent.health.push((true, i, *h));
             }
         }
@@ -485,7 +552,7 @@ impl Fleet {
                     &current.channels[entry.channel as usize].id,
                     Some(&entry.model),
                 );
-                out.push((f, schema::encode_health(h, clock, me)));
+                out.push((f, schema::encode_health(h, clock, me), !unhealthy(h)));
                 sent.health.push((false, i, *h));
             }
         }
@@ -599,20 +666,22 @@ impl Fleet {
         let mut out = Vec::new();
         for (counter, limit) in ledger::limited(cfg, &current.channels) {
             let mine = own.get(&counter).copied().unwrap_or(0.0);
+            let recent = self
+                .seen
+                .last(&counter)
+                .is_some_and(|t| now.saturating_duration_since(t) < IDLE_RETURN);
             let g = self.grants.entry(counter.clone()).or_insert(Grant {
                 held: None,
                 total: 0.0,
                 last_own: mine,
                 rate: 0.0,
-                active: now,
+                granted: None,
+                asked: None,
                 starved: None,
             });
             let grew = (mine - g.last_own).max(0.0);
             g.last_own = mine;
             g.rate = 0.8 * g.rate + 0.2 * grew;
-            if grew > 0.0 {
-                g.active = now;
-            }
             let chunk = (limit * GRANT_SHARE / n)
                 .max(g.rate * rounds_ahead)
                 .min(limit)
@@ -622,24 +691,31 @@ impl Fleet {
                 continue;
             };
             let left = held - mine;
+            let scarce = g.total >= limit;
+            let since =
+                |t: Option<Instant>| t.map_or(Duration::MAX, |t| now.saturating_duration_since(t));
             // When the fleet had nothing left, ask again once a second, not every round.
-            let starved = g.starved.is_some_and(|t| now - t < Duration::from_secs(1));
+            let starved = since(g.starved) < Duration::from_secs(1);
             let want = if self.reregister && held > 0.0 {
                 // A new connection: a Redis that restarted empty learns what this one holds.
                 0.0
-            } else if (mine > 0.0 || g.total >= limit) && left < chunk / 2.0 {
-                // Running low while spending, or holding nothing while the fleet has handed
-                // out everything: ask (ahead, so the next grant is there in time).
-                if starved {
-                    continue;
-                }
-                chunk
-            } else if left > 0.0 && g.total >= limit && now - g.active >= IDLE_RETURN {
+            } else if left < chunk / 2.0
+                && !starved
+                && (recent || (scarce && since(g.asked) >= PROBE_ASK))
+            {
+                // Running low with demand (ahead, so the next grant is there in time; what
+                // was spent beyond the grant is covered too); or, blocked while everything
+                // is granted, a look now and then for slices given back.
+                chunk + (-left).max(0.0)
+            } else if left > 0.0 && scarce && !recent && since(g.granted) >= IDLE_RETURN {
                 // Idle while the fleet has nothing left: give the rest back to the busy.
                 -left
             } else {
                 continue;
             };
+            if want > 0.0 {
+                g.asked = Some(now);
+            }
             sent.asks.push((counter.clone(), held, want));
             out.push(Ask {
                 counter,
@@ -669,6 +745,8 @@ impl Fleet {
                 self.rounds.1 += 1;
                 if self.connected {
                     self.down_since = Some(now);
+                    // Quotas are judged differently without Redis (the estimate alone).
+                    ledger.dirty = true;
                 }
                 self.connected = false;
                 self.last_error = Some(e);
@@ -677,11 +755,15 @@ impl Fleet {
                 if sent.usage_day == self.usage.day {
                     self.usage.retake(sent.usage);
                 }
+                let mut leftover = sent.leftover;
+                leftover.append(&mut self.leftover);
+                self.leftover = leftover;
                 return;
             }
             Reply::Done(p) => p,
         };
         self.rounds.0 += 1;
+        let was_connected = self.connected;
         self.connected = true;
         self.down_since = None;
         self.shares_local = false;
@@ -708,9 +790,10 @@ impl Fleet {
             }
         }
         if p.fresh {
-            // A new connection: Redis may have restarted empty. Push everything again.
+            // A new connection: Redis may have restarted empty. Push everything again (what
+            // was pushed stays known: the fleet's sums count it until they are read anew).
             self.reregister = true;
-            self.quota_pushed.clear();
+            self.push_all_quota = true;
             self.usage.mark_all();
             self.push_all_health = true;
         }
@@ -726,7 +809,17 @@ impl Fleet {
             self.restored = true;
         }
         self.instances = p.instances.clone();
-        self.adopt(&p, merger, current);
+        let clock = Clock::now();
+        for (f, v) in &p.health {
+            // On joining (a fresh read of the whole table) only running cooldowns matter; an
+            // expired one would put a channel half-open here for nothing.
+            let running = schema::decode_health(v, &clock)
+                .is_some_and(|(h, _)| h.until.is_some_and(|u| u > clock.at));
+            if !p.fresh || running {
+                self.pending_health.push((f.clone(), v.clone()));
+            }
+        }
+        self.adopt(merger, current);
         // Rate shares.
         let others = self.instances.len().saturating_sub(1) as f64;
         self.shares.clear();
@@ -746,6 +839,9 @@ impl Fleet {
         for ((counter, before, want), (held, total)) in sent.asks.iter().zip(&p.grants) {
             if let Some(g) = self.grants.get_mut(counter) {
                 g.starved = (*want > 0.0 && held - before < want * 0.999).then_some(now);
+                if held > before {
+                    g.granted = Some(now);
+                }
                 g.held = Some(*held);
                 g.total = *total;
             }
@@ -759,20 +855,28 @@ impl Fleet {
                 g.held = Some(p.granted.get(&mine).copied().unwrap_or(0.0));
             }
         }
-        if self.fleet_quota != p.quota || !sent.asks.is_empty() {
-            self.fleet_quota = p.quota.clone();
+        // Sums of another day (a round that crossed midnight) judge nothing.
+        let quota = if sent.day == ledger.day {
+            p.quota.clone()
+        } else {
+            HashMap::new()
+        };
+        if self.fleet_quota != quota || !sent.asks.is_empty() || !was_connected {
+            self.fleet_quota = quota;
             ledger.dirty = true;
         }
     }
 
-    /// Adopts the fleet's health changes that are newer than what this instance knows.
-    fn adopt(&mut self, p: &Pulled, merger: &mut Merger, current: &Arc<Snapshot>) {
-        if p.health.is_empty() || merger.generation() != current.catalog.generation {
+    /// Adopts the fleet's health changes that are newer than what this instance knows. During
+    /// a catalog rebuild (the merger ahead of the published catalog) they wait for the next turn.
+    fn adopt(&mut self, merger: &mut Merger, current: &Arc<Snapshot>) {
+        if self.pending_health.is_empty() || merger.generation() != current.catalog.generation {
             return;
         }
         self.follow(current, merger.view());
         let clock = Clock::now();
-        for (f, v) in &p.health {
+        for (f, v) in std::mem::take(&mut self.pending_health) {
+            let (f, v) = (f.as_str(), v.as_str());
             let Some((h, who)) = schema::decode_health(v, &clock) else {
                 continue;
             };
@@ -895,7 +999,8 @@ mod tests {
             total,
             last_own: 0.0,
             rate: 0.0,
-            active: Instant::now(),
+            granted: None,
+            asked: None,
             starved: None,
         }
     }

@@ -48,20 +48,49 @@ end
 return flat
 "#;
 
-/// Grants (or, with a negative `want`, takes back) part of a daily limit. `KEYS[1]` is the day's
-/// grant hash; `ARGV` = counter, instance, what the instance holds already, want, limit, ttl ms.
-/// A Redis that lost its data first re-learns what the instance holds. Returns
-/// `[held now, granted in all]`.
+/// Grants (or, with a negative `want`, takes back) part of a daily limit.
+/// `KEYS` = the day's grant hash, the live-instances sorted set; `ARGV` = counter, instance,
+/// what the instance believes it holds, want, limit, ttl ms, the day's quota hash prefix, and
+/// the heartbeat below which an instance is gone. Returns `[held now, granted in all]`.
+///
+/// * A Redis that lost its data (the instance's field is missing) first re-learns what the
+///   instance holds, within the limit; a field that exists is never raised this way (a lost
+///   reply to a give-back must not hand the slice out twice).
+/// * When the limit is all granted, slices held by instances that are gone (no heartbeat)
+///   come back, less what they spent: a stopped instance cannot strand a budget.
 pub const GRANT: &str = r#"
-local c, mine_f = ARGV[1], ARGV[1] .. '@' .. ARGV[2]
+local c, me = ARGV[1], ARGV[2]
+local mine_f = c .. '@' .. me
 local known, want, limit = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local mine = tonumber(redis.call('HGET', KEYS[1], mine_f) or '0')
-if known > mine then
-  redis.call('HINCRBYFLOAT', KEYS[1], c, known - mine)
-  redis.call('HSET', KEYS[1], mine_f, string.format('%.17g', known))
-  mine = known
-end
 local total = tonumber(redis.call('HGET', KEYS[1], c) or '0')
+local raw = redis.call('HGET', KEYS[1], mine_f)
+local mine = tonumber(raw or '0')
+if not raw and known > 0 then
+  local back = math.min(known, math.max(0, limit - total))
+  redis.call('HSET', KEYS[1], mine_f, string.format('%.17g', back))
+  redis.call('HINCRBYFLOAT', KEYS[1], c, back)
+  mine, total = back, total + back
+end
+if want > 0 and total + want > limit then
+  local all = redis.call('HGETALL', KEYS[1])
+  local prefix = c .. '@'
+  for i = 1, #all, 2 do
+    local f = all[i]
+    if #f > #prefix and string.sub(f, 1, #prefix) == prefix then
+      local who = string.sub(f, #prefix + 1)
+      local beat = redis.call('ZSCORE', KEYS[2], who)
+      if who ~= me and (not beat or tonumber(beat) < tonumber(ARGV[8])) then
+        local held = tonumber(all[i + 1]) or 0
+        local spent = tonumber(redis.call('HGET', ARGV[7] .. who, c) or '0')
+        if held > spent then
+          redis.call('HSET', KEYS[1], f, string.format('%.17g', spent))
+          redis.call('HINCRBYFLOAT', KEYS[1], c, spent - held)
+          total = total - (held - spent)
+        end
+      end
+    end
+  end
+end
 local give
 if want >= 0 then
   give = math.max(0, math.min(want, limit - total))
@@ -70,7 +99,7 @@ else
 end
 if give ~= 0 then
   redis.call('HINCRBYFLOAT', KEYS[1], c, give)
-  redis.call('HINCRBYFLOAT', KEYS[1], mine_f, give)
+  redis.call('HSET', KEYS[1], mine_f, string.format('%.17g', mine + give))
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 return {string.format('%.17g', mine + give), string.format('%.17g', total + give)}

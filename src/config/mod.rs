@@ -407,12 +407,17 @@ impl ClusterConfig {
         let Some((scheme, rest)) = url.split_once("://") else {
             return "***".into();
         };
+        // A query may carry the password too (`redis+unix:///sock?pass=…`): never shown.
+        let (rest, query) = match rest.split_once('?') {
+            Some((r, _)) => (r, "?***"),
+            None => (rest, ""),
+        };
         match rest.rsplit_once('@') {
             Some((user, host)) => {
                 let user = user.split_once(':').map_or(user, |(u, _)| u);
-                format!("{scheme}://{user}:***@{host}")
+                format!("{scheme}://{user}:***@{host}{query}")
             }
-            None => url.to_string(),
+            None => format!("{scheme}://{rest}{query}"),
         }
     }
 }
@@ -3231,6 +3236,10 @@ models = ["m"]
             ("gw-2", Duration::from_millis(250), "prod-eu")
         );
         assert_eq!(c.redis_shown(), "rediss://u:***@r.example:6380");
+        let c = cluster("[cluster]\nredis = \"redis+unix:///run/redis.sock?db=1&pass=s3cret\"")
+            .unwrap()
+            .expect("cluster on");
+        assert_eq!(c.redis_shown(), "redis+unix:///run/redis.sock?***");
     }
 
     #[test]
