@@ -241,6 +241,7 @@ async fn serve_one(
 
     // 3. Dispatch, on the snapshot current now (the one above may have aged while this
     // keep-alive connection sat idle).
+    worker.refresh_if_limited();
     let snap = worker.snapshot();
     let limits = &snap.server;
     let in_flight = InFlight::enter(worker);

@@ -225,6 +225,9 @@ pub struct Worker {
     /// Client rate limits: this worker's buckets.
     pub limits: RefCell<crate::limits::Limiter>,
     reports: crossbeam_channel::Sender<Vec<Report>>,
+    /// Snapshots from the control thread (the tick loop polls them; so does a request under a
+    /// daily limit, see [`Worker::refresh_if_limited`]).
+    snapshots: Receiver<Arc<Snapshot>>,
     /// Reports waiting for the next tick (successes and samples; failures go at once).
     pending: RefCell<Vec<Report>>,
     seq: Cell<u64>,
@@ -240,6 +243,7 @@ impl Worker {
         snapshot: Arc<Snapshot>,
         board: Arc<Board>,
         reports: crossbeam_channel::Sender<Vec<Report>>,
+        snapshots: Receiver<Arc<Snapshot>>,
     ) -> Worker {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -260,6 +264,7 @@ impl Worker {
             arena: RefCell::new(bumpalo::Bump::new()),
             limits: RefCell::new(limiter),
             reports,
+            snapshots,
             pending: RefCell::new(Vec::new()),
             seq: Cell::new(0),
             salt: mix(salt),
@@ -271,6 +276,23 @@ impl Worker {
     /// The current snapshot (a non-atomic `Rc` clone).
     pub fn snapshot(&self) -> SnapshotRef {
         self.snapshot.borrow().clone()
+    }
+
+    /// Under a daily limit, installs a snapshot that arrived since the last tick before a
+    /// request is dispatched: a quota the control thread found spent stops the next request,
+    /// not the ones of the rest of the tick (the overshoot bound of DESIGN's quotas). One
+    /// `try_recv` per request, and only when a limit is configured.
+    pub fn refresh_if_limited(&self) {
+        if !self.snapshot.borrow().quota.limited {
+            return;
+        }
+        let mut latest = None;
+        while let Ok(s) = self.snapshots.try_recv() {
+            latest = Some(s);
+        }
+        if let Some(s) = latest {
+            self.install(s);
+        }
     }
 
     /// Installs a newer snapshot.
@@ -484,7 +506,13 @@ async fn run(setup: Setup) {
         }
     };
     let tick = snapshot.server.tick;
-    let worker = Rc::new(Worker::new(id, snapshot.clone(), board, reports));
+    let worker = Rc::new(Worker::new(
+        id,
+        snapshot.clone(),
+        board,
+        reports,
+        snapshots.clone(),
+    ));
     worker.install(snapshot);
     monoio::select! {
         _ = accept_loop(worker.clone(), listener) => {}
