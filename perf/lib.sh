@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Shared by perf/run.sh and perf/load.sh (sourced, not run): logging, the bookkeeping that stops
+# Shared by the perf/*.sh scripts (sourced, not run): logging, the bookkeeping that stops
 # every process a script started on any exit, template rendering, nginx start-up, and the /proc
 # readings (CPU ticks, RSS, how busy the box is). The caller sets WORK before start_nginx.
 

@@ -255,6 +255,7 @@ pub struct Fleet {
     replies: Receiver<Reply>,
     sent: Option<Sent>,
     next_round: Instant,
+    last_sent: Option<Instant>,
     /// The last round succeeded.
     pub connected: bool,
     down_since: Option<Instant>,
@@ -319,6 +320,7 @@ impl Fleet {
             replies,
             sent: None,
             next_round: Instant::now(),
+            last_sent: None,
             connected: false,
             down_since: Some(Instant::now()),
             shares_local: true,
@@ -434,8 +436,16 @@ impl Fleet {
             }
             self.shares_local = true;
         }
-        if self.sent.is_none() && now >= self.next_round {
+        // A health change of this instance goes out at once (not at the next interval), so it
+        // reaches the fleet within one sync interval of the others' pulls; at most one such
+        // early round per tenth of an interval, so a flapping channel cannot flood Redis.
+        let early = merger.health_changed
+            && self
+                .last_sent
+                .is_none_or(|t| now.saturating_duration_since(t) >= self.cfg.sync_interval / 10);
+        if self.sent.is_none() && (now >= self.next_round || early) {
             self.next_round = now + self.cfg.sync_interval;
+            self.last_sent = Some(now);
             self.send(merger, ledger, current, cfg, shares);
         }
     }
