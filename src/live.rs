@@ -123,6 +123,9 @@ pub struct Merger {
     policy: CooldownPolicy,
     /// A health state changed since the last publication (publish now).
     pub health_changed: bool,
+    /// A health state changed here (a report, a probe, an admin clear; not an adoption from
+    /// the fleet) since the fleet last took note (`cluster`).
+    pub changed_here: bool,
     /// Only averages changed (publish on the next tick).
     pub stats_changed: bool,
 }
@@ -135,6 +138,7 @@ impl Merger {
             owners,
             policy,
             health_changed: false,
+            changed_here: false,
             stats_changed: false,
         }
     }
@@ -176,6 +180,7 @@ impl Merger {
                 after.1.failures,
             );
             self.health_changed |= transition;
+            self.changed_here |= transition;
             let ok = matches!(o, Outcome::Success);
             en.success = en.success * (1.0 - SUCCESS_ALPHA) + if ok { SUCCESS_ALPHA } else { 0.0 };
             self.stats_changed = true;
@@ -224,6 +229,7 @@ impl Merger {
         ch.apply(outcome, started, at, &self.policy, Duration::ZERO);
         if (before.until, before.failures) != (ch.until, ch.failures) {
             self.health_changed = true;
+            self.changed_here = true;
         }
     }
 
@@ -248,6 +254,7 @@ impl Merger {
             }
         }
         self.health_changed = true;
+        self.changed_here = true;
         cleared
     }
 

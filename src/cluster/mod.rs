@@ -439,13 +439,14 @@ impl Fleet {
         // A health change of this instance goes out at once (not at the next interval), so it
         // reaches the fleet within one sync interval of the others' pulls; at most one such
         // early round per tenth of an interval, so a flapping channel cannot flood Redis.
-        let early = merger.health_changed
+        let early = merger.changed_here
             && self
                 .last_sent
                 .is_none_or(|t| now.saturating_duration_since(t) >= self.cfg.sync_interval / 10);
         if self.sent.is_none() && (now >= self.next_round || early) {
             self.next_round = now + self.cfg.sync_interval;
             self.last_sent = Some(now);
+            merger.changed_here = false;
             self.send(merger, ledger, current, cfg, shares);
         }
     }
