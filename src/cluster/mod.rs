@@ -6,17 +6,18 @@
 //! changed here and pulls what the fleet did:
 //!
 //! * **health**: every cooldown or recovery the merged live state took since the last round
-//!   (not ones adopted from the fleet) goes out; the fleet's changes come back and are adopted
-//!   where newer (the same later-`updated`-wins rule workers use), then published at once. A
-//!   cooldown decided on one instance reaches every worker of every instance within about two
-//!   sync intervals plus a tick.
+//!   (not ones adopted from the fleet) goes out — at once, in an early round, when it happened
+//!   here; the fleet's changes come back and are adopted where newer (the same
+//!   later-`updated`-wins rule workers use), then published at once. A cooldown decided on one
+//!   instance reaches every worker of every instance within one sync interval plus a tick.
 //! * **rate limits**: this instance's demand per limited key and channel (requests/s) goes
 //!   out; its share of each fleet-wide rate is its demand over everyone's (each plus a floor),
 //!   written to the [`ShareBoard`] the workers already split by. No request waits on Redis.
 //! * **daily quotas and budgets**: this instance's counters go out as absolute values; the
 //!   fleet's sums come back. Near a limit the instances spend *grants*: slices of the limit
 //!   handed out atomically by a Lua script, so together they overshoot by at most the last
-//!   request each admits (see [`Fleet::spent`]).
+//!   request each admits (see [`Fleet::spent`]); demand seen in usage records (refused
+//!   requests included) decides who asks and who gives back.
 //! * **usage**: per-day totals per key, channel, model and provider, summed over the fleet
 //!   for `GET /admin/usage?scope=fleet`.
 //!

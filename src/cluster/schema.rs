@@ -5,7 +5,7 @@
 //! | key | type | holds | lifetime |
 //! |---|---|---|---|
 //! | `{p}:instances` | sorted set | instance id → last heartbeat (Unix ms) | pruned after 60 s silent |
-//! | `{p}:health` | hash | `c\|<channel>` or `m\|<channel>\|<model>` → health | fields rewritten on change |
+//! | `{p}:health` | hash | `c\|<channel>` or `m\|<channel>\|<model>` → health | rewritten on change; a recovery deletes the field |
 //! | `{p}:health:log` | stream | one entry per health change (`f`, `v`) | capped at ~10,000 |
 //! | `{p}:demand:<instance>` | hash | `key\|<name>` / `ch\|<id>` → requests/s | expires 3 syncs after the last |
 //! | `{p}:members:<day>` | set | instances that counted anything that day | `retain_days` + 1 |
