@@ -28,7 +28,7 @@ if ! command -v redis-server >/dev/null && [[ ! -x /usr/bin/redis-server ]]; the
 fi
 # The package may start its own service on 6379; the tests never use it, and it is not ours
 # to stop. Ours run on free ports without persistence.
-(command -v redis-server || echo /usr/bin/redis-server) | xargs -I{} {} --version
+"$(command -v redis-server || echo /usr/bin/redis-server)" --version
 
 step "cargo test (unit + integration, both drivers)"
 cargo test
