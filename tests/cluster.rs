@@ -34,15 +34,22 @@ struct Redis {
     child: Option<Child>,
     port: u16,
     dir: std::path::PathBuf,
+    /// Arguments beyond the defaults (e.g. cluster mode).
+    extra: Vec<String>,
     /// This test's key prefix: tests never see each other's keys.
     prefix: String,
 }
 
 impl Redis {
     fn start() -> Redis {
+        Redis::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Redis {
         let mut r = Redis {
             child: None,
             port: 0,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
             dir: temp_dir("redis"),
             prefix: format!("t{}", free_port()),
         };
@@ -97,6 +104,7 @@ impl Redis {
                 "--dir",
             ])
             .arg(&self.dir)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -663,4 +671,40 @@ fn grants_never_exceed_the_limit_and_come_back_from_instances_that_are_gone() {
         (2.0, 10.0),
         "re-learned up to the limit only"
     );
+}
+
+#[test]
+fn an_instance_works_with_a_redis_cluster() {
+    // A one-node cluster holding every slot: the fleet's keys share one hash tag, so a round
+    // goes to one node whatever the cluster's size.
+    let redis = Redis::start_with(&["--cluster-enabled", "yes"]);
+    assert!(
+        redis
+            .command("CLUSTER ADDSLOTSRANGE 0 16383\r\n")
+            .is_some_and(|r| r.starts_with("+OK")),
+        "slots assigned"
+    );
+    eventually(Duration::from_secs(10), "the cluster is ok", || {
+        redis
+            .command("CLUSTER INFO\r\n")
+            .filter(|r| r.contains("cluster_state:ok"))
+            .map(|_| ())
+    });
+    let m = mock(MockConfig::default());
+    let text = instance(&m, &redis, "gw-c", "", "").replace(
+        &format!("redis = \"{}\"", redis.url()),
+        &format!("redis = \"redis+cluster://127.0.0.1:{}\"", redis.port),
+    );
+    assert!(text.contains("redis+cluster://"), "{text}");
+    let gw = gateway(DRIVER, &text);
+    eventually(Duration::from_secs(10), "connected to the cluster", || {
+        let c = admin(&gw, "GET", "/admin/cluster", None, "").json();
+        (c["connected"].as_bool() == Some(true)).then_some(())
+    });
+    let mut c = Client::connect(gw.local_addr());
+    assert_eq!(chat(&mut c, &[]).status, 200);
+    eventually(Duration::from_secs(5), "usage reached the cluster", || {
+        let u = admin(&gw, "GET", "/admin/usage?scope=fleet", None, "").json();
+        (u["total"]["requests"].as_u64() == Some(1)).then_some(())
+    });
 }

@@ -135,14 +135,74 @@ impl std::fmt::Debug for Settings {
     }
 }
 
-/// Where the connection goes: one Redis, or the primary a set of Sentinels names (asked again
-/// on every reconnect, so a failover is followed).
+/// Where the connection goes: one Redis, the primary a set of Sentinels names (asked again on
+/// every reconnect, so a failover is followed), or a Redis Cluster.
 pub enum Target {
     /// `redis://`, `rediss://`, `redis+unix://`.
     Direct(Box<redis::Client>),
     /// `redis+sentinel://[user:password@]host:port[,host:port…]/<service>[/<db>]` (`rediss+sentinel`
     /// for TLS to the primary); the credentials and db are the primary's.
     Sentinel(Box<redis::sentinel::SentinelClient>),
+    /// `redis+cluster://[user:password@]host:port[,host:port…]` (`rediss+cluster` for TLS): a
+    /// Redis Cluster. Every key of a fleet carries one hash tag, so each round goes to the one
+    /// node that owns its slot (redirections are followed).
+    Cluster(Box<redis::cluster::ClusterClient>),
+}
+
+/// A connection to one Redis or to a cluster.
+enum Con {
+    One(redis::Connection),
+    Many(Box<redis::cluster::ClusterConnection>),
+}
+
+/// A pipeline built for both kinds of connection at once (the client has one pipeline type
+/// for each and no trait over them; a round is a few dozen commands, ten times a second).
+struct Batch {
+    one: redis::Pipeline,
+    many: redis::cluster::ClusterPipeline,
+}
+
+impl Batch {
+    fn new() -> Batch {
+        Batch {
+            one: redis::pipe(),
+            many: redis::cluster::cluster_pipe(),
+        }
+    }
+
+    fn cmd(&mut self, name: &str) -> &mut Batch {
+        self.one.cmd(name);
+        self.many.cmd(name);
+        self
+    }
+
+    fn arg<T: redis::ToRedisArgs>(&mut self, arg: T) -> &mut Batch {
+        let args = arg.to_redis_args();
+        for a in &args {
+            self.one.arg(a.as_slice());
+            self.many.arg(a.as_slice());
+        }
+        self
+    }
+
+    fn ignore(&mut self) -> &mut Batch {
+        self.one.ignore();
+        self.many.ignore();
+        self
+    }
+
+    fn add_command(&mut self, cmd: redis::Cmd) -> &mut Batch {
+        self.one.add_command(cmd.clone());
+        self.many.add_command(cmd);
+        self
+    }
+
+    fn query(&self, con: &mut Con) -> redis::RedisResult<Vec<Value>> {
+        match con {
+            Con::One(c) => self.one.query(c),
+            Con::Many(c) => self.many.query(c),
+        }
+    }
 }
 
 impl std::fmt::Debug for Target {
@@ -150,6 +210,7 @@ impl std::fmt::Debug for Target {
         f.write_str(match self {
             Target::Direct(_) => "Target::Direct",
             Target::Sentinel(_) => "Target::Sentinel",
+            Target::Cluster(_) => "Target::Cluster",
         })
     }
 }
@@ -157,6 +218,33 @@ impl std::fmt::Debug for Target {
 impl Target {
     /// Parses a cluster URL (errors never repeat it: it may hold a password).
     pub fn parse(url: &str) -> Result<Target, String> {
+        let cluster = ["redis+cluster://", "rediss+cluster://"]
+            .iter()
+            .find_map(|p| {
+                url.strip_prefix(p)
+                    .map(|rest| (p.starts_with("rediss"), rest))
+            });
+        if let Some((tls, rest)) = cluster {
+            let (auth, hosts) = match rest.rsplit_once('@') {
+                Some((a, h)) => (format!("{a}@"), h),
+                None => (String::new(), rest),
+            };
+            let scheme = if tls { "rediss" } else { "redis" };
+            let nodes: Vec<String> = hosts
+                .trim_end_matches('/')
+                .split(',')
+                .filter(|h| !h.is_empty())
+                .map(|h| format!("{scheme}://{auth}{h}"))
+                .collect();
+            if nodes.is_empty() {
+                return Err("a cluster URL lists at least one host:port".into());
+            }
+            return redis::cluster::ClusterClient::builder(nodes)
+                .connection_timeout(Duration::from_secs(2))
+                .build()
+                .map(|c| Target::Cluster(Box::new(c)))
+                .map_err(|e| format!("not a usable cluster URL ({:?})", e.kind()));
+        }
         let sentinel = ["redis+sentinel://", "rediss+sentinel://"]
             .iter()
             .find_map(|p| {
@@ -209,11 +297,21 @@ impl Target {
         .map_err(|e| format!("not a usable Sentinel URL ({:?})", e.kind()))
     }
 
-    fn connect(&mut self, timeout: Duration) -> redis::RedisResult<redis::Connection> {
-        match self {
-            Target::Direct(c) => c.get_connection_with_timeout(timeout),
-            Target::Sentinel(s) => s.get_client()?.get_connection_with_timeout(timeout),
-        }
+    /// A connection with `timeout` on connect, reads and writes.
+    fn connect(&mut self, timeout: Duration) -> redis::RedisResult<Con> {
+        let c = match self {
+            Target::Direct(c) => c.get_connection_with_timeout(timeout)?,
+            Target::Sentinel(s) => s.get_client()?.get_connection_with_timeout(timeout)?,
+            Target::Cluster(c) => {
+                let c = c.get_connection()?;
+                c.set_read_timeout(Some(timeout))?;
+                c.set_write_timeout(Some(timeout))?;
+                return Ok(Con::Many(Box::new(c)));
+            }
+        };
+        c.set_read_timeout(Some(timeout))?;
+        c.set_write_timeout(Some(timeout))?;
+        Ok(Con::One(c))
     }
 }
 
@@ -234,7 +332,7 @@ pub fn spawn(
 struct Helper {
     s: Settings,
     target: Option<Target>,
-    con: Option<redis::Connection>,
+    con: Option<Con>,
     /// The connection is new: its first round reads everything.
     fresh: bool,
     /// Last health change seen.
@@ -246,6 +344,8 @@ struct Helper {
     down_logged: bool,
     /// A round has succeeded since the start.
     ever_up: bool,
+    /// The latest failure, in words (never the URL).
+    last_error: String,
 }
 
 impl Helper {
@@ -260,6 +360,7 @@ impl Helper {
             backoff: BACKOFF_MIN,
             down_logged: false,
             ever_up: false,
+            last_error: String::new(),
         }
     }
 
@@ -285,21 +386,16 @@ impl Helper {
     }
 
     /// The connection, (re)connecting when the backoff allows.
-    fn connection(&mut self) -> Result<&mut redis::Connection, String> {
+    fn connection(&mut self) -> Result<&mut Con, String> {
         if self.con.is_none() {
             if Instant::now() < self.retry_at {
-                return Err("Redis unreachable; waiting to reconnect".into());
+                return Err(format!("waiting to reconnect after: {}", self.last_error));
             }
             let Some(target) = &mut self.target else {
                 return Err("the Redis URL is not usable".into());
             };
             let t = self.s.timeout;
-            let con = target.connect(t).and_then(|c| {
-                c.set_read_timeout(Some(t))?;
-                c.set_write_timeout(Some(t))?;
-                Ok(c)
-            });
-            match con {
+            match target.connect(t) {
                 Ok(c) => {
                     self.con = Some(c);
                     self.fresh = true;
@@ -317,6 +413,7 @@ impl Helper {
     /// outage; the backoff grows until a round succeeds.
     fn down(&mut self, e: &redis::RedisError) -> String {
         let msg = format!("{:?}: {e}", e.kind());
+        self.last_error.clone_from(&msg);
         self.con = None;
         self.retry_at = Instant::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
@@ -335,7 +432,7 @@ impl Helper {
         };
         let k = &self.s.keys;
         let me = self.s.instance.as_str();
-        let mut p = redis::pipe();
+        let mut p = Batch::new();
         // Pushes (replies ignored).
         p.cmd("ZADD")
             .arg(k.instances())
@@ -512,7 +609,7 @@ impl Helper {
     /// sync rounds.
     fn usage(&mut self, days: &[String]) -> Result<HashMap<String, f64>, String> {
         let k = self.s.keys.clone();
-        let mut p = redis::pipe();
+        let mut p = Batch::new();
         for d in days {
             p.cmd("SMEMBERS").arg(k.members(d));
         }
@@ -520,7 +617,7 @@ impl Helper {
             Ok(v) => v,
             Err(e) => return Err(self.down(&e)),
         };
-        let mut p = redis::pipe();
+        let mut p = Batch::new();
         let mut any = false;
         for (d, m) in days.iter().zip(&members) {
             for instance in strings(m) {

@@ -2682,13 +2682,15 @@ fn build_cluster(c: &mut Checker, raw: raw::Cluster, server: &ServerConfig) -> C
         "unix://",
         "redis+sentinel://",
         "rediss+sentinel://",
+        "redis+cluster://",
+        "rediss+cluster://",
     ]
     .iter()
     .any(|s| redis.starts_with(s))
     {
         c.err(
             "cluster.redis",
-            "use a redis://, rediss:// (TLS), redis+unix:// or redis+sentinel://host:26379,…/service URL",
+            "use a redis://, rediss:// (TLS), redis+unix://, redis+sentinel://host:26379,…/service or redis+cluster://host:port,… URL",
         );
     } else if let Err(e) = crate::cluster::helper::Target::parse(&redis) {
         // Never repeats the URL (it may hold a password).
