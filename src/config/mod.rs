@@ -3259,6 +3259,26 @@ models = ["m"]
             paths("[cluster]\nredis = \"redis://[::1\""),
             ["cluster.redis"]
         );
+        assert_eq!(
+            paths("[cluster]\nredis = \"redis+sentinel://s1:26379\""),
+            ["cluster.redis"],
+            "a sentinel URL names the service"
+        );
+        assert_eq!(
+            paths("[cluster]\nredis = \"redis+cluster://\""),
+            ["cluster.redis"]
+        );
+        for ok in [
+            "redis+sentinel://:pw@s1:26379,s2:26379/mymaster/2",
+            "rediss+sentinel://s1:26379/mymaster",
+            "redis+cluster://n1:7000,n2:7001",
+            "rediss+cluster://u:pw@n1:7000",
+        ] {
+            assert!(
+                cluster(&format!("[cluster]\nredis = \"{ok}\"")).is_ok(),
+                "{ok}"
+            );
+        }
         let url = "redis = \"redis://127.0.0.1\"";
         assert_eq!(
             paths(&format!("[cluster]\n{url}\ninstance_id = \"a b\"")),
