@@ -831,6 +831,13 @@ impl Fleet {
                 self.pending_health.push((f.clone(), v.clone()));
             }
         }
+        // Bounded: a catalog that never settles must not grow this without end (the oldest
+        // changes go; a full read on the next connection would bring back what matters).
+        let excess = self
+            .pending_health
+            .len()
+            .saturating_sub(schema::LOG_CAP as usize);
+        self.pending_health.drain(..excess);
         self.adopt(merger, current);
         // Rate shares.
         let others = self.instances.len().saturating_sub(1) as f64;
