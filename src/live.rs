@@ -180,7 +180,10 @@ impl Merger {
                 after.1.failures,
             );
             self.health_changed |= transition;
-            self.changed_here |= transition;
+            // For the fleet, only what moves a cooldown matters (another failure of a channel
+            // already out only counts up).
+            self.changed_here |= (before.0.until, before.0.why, before.1.until, before.1.why)
+                != (after.0.until, after.0.why, after.1.until, after.1.why);
             let ok = matches!(o, Outcome::Success);
             en.success = en.success * (1.0 - SUCCESS_ALPHA) + if ok { SUCCESS_ALPHA } else { 0.0 };
             self.stats_changed = true;

@@ -708,3 +708,41 @@ fn an_instance_works_with_a_redis_cluster() {
         (u["total"]["requests"].as_u64() == Some(1)).then_some(())
     });
 }
+
+#[test]
+fn a_redis_that_accepts_and_never_answers_fails_no_request() {
+    // A black hole where Redis should be: connections are accepted and then nothing.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hole.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in hole.incoming().flatten() {
+            count.fetch_add(1, Ordering::Relaxed);
+            held.push(s);
+        }
+    });
+    let redis = Redis::start();
+    let m = mock(MockConfig::default());
+    let text = instance(&m, &redis, "gw-h", "rpm = 60000\ndaily_budget = 100.0", "").replace(
+        &format!("redis = \"{}\"", redis.url()),
+        &format!("redis = \"redis://127.0.0.1:{port}/0\""),
+    );
+    let gw = gateway(DRIVER, &text);
+    let mut c = Client::connect(gw.local_addr());
+    let start = Instant::now();
+    let mut served = 0;
+    while start.elapsed() < Duration::from_secs(2) {
+        let r = chat(&mut c, &[]);
+        assert_eq!(r.status, 200, "{}", r.text());
+        served += 1;
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(served > 0);
+    assert_eq!(metric(&gw, "smart_router_cluster_connected"), Some(0.0));
+    assert!(
+        accepted.load(Ordering::Relaxed) > 0,
+        "the gateway did try the black hole"
+    );
+}

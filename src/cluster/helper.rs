@@ -141,8 +141,18 @@ pub enum Target {
     /// `redis://`, `rediss://`, `redis+unix://`.
     Direct(Box<redis::Client>),
     /// `redis+sentinel://[user:password@]host:port[,host:port…]/<service>[/<db>]` (`rediss+sentinel`
-    /// for TLS to the primary); the credentials and db are the primary's.
-    Sentinel(Box<redis::sentinel::SentinelClient>),
+    /// for TLS to the primary); the credentials and db are the primary's. Asked here, with the
+    /// round's timeouts (the client's own Sentinel support connects without any).
+    Sentinel {
+        /// `redis://host:port` of each sentinel.
+        sentinels: Vec<String>,
+        /// The primary's service name.
+        service: String,
+        /// `scheme://[auth@]` and `/db` to wrap around the address a sentinel names.
+        scheme_auth: String,
+        /// The primary's db.
+        db: String,
+    },
     /// `redis+cluster://[user:password@]host:port[,host:port…]` (`rediss+cluster` for TLS): a
     /// Redis Cluster. Every key of a fleet carries one hash tag, so each round goes to the one
     /// node that owns its slot (redirections are followed).
@@ -209,7 +219,7 @@ impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Target::Direct(_) => "Target::Direct",
-            Target::Sentinel(_) => "Target::Sentinel",
+            Target::Sentinel { .. } => "Target::Sentinel",
             Target::Cluster(_) => "Target::Cluster",
         })
     }
@@ -230,6 +240,11 @@ impl Target {
                 None => (String::new(), rest),
             };
             let scheme = if tls { "rediss" } else { "redis" };
+            if hosts.trim_end_matches('/').contains(['/', '?']) {
+                return Err(
+                    "a cluster URL is nodes only (redis+cluster://host:port,host:port): a cluster has no db".into(),
+                );
+            }
             let nodes: Vec<String> = hosts
                 .trim_end_matches('/')
                 .split(',')
@@ -239,8 +254,11 @@ impl Target {
             if nodes.is_empty() {
                 return Err("a cluster URL lists at least one host:port".into());
             }
+            // Bounded: the client otherwise retries 16 times with sleeps of up to minutes.
             return redis::cluster::ClusterClient::builder(nodes)
                 .connection_timeout(Duration::from_secs(2))
+                .response_timeout(Duration::from_secs(2))
+                .retries(1)
                 .build()
                 .map(|c| Target::Cluster(Box::new(c)))
                 .map_err(|e| format!("not a usable cluster URL ({:?})", e.kind()));
@@ -274,34 +292,69 @@ impl Target {
         if sentinels.is_empty() {
             return Err("a Sentinel URL lists at least one host:port".into());
         }
-        // The primary's settings, read the way the client reads a plain URL.
+        // The primary's settings must read as a plain URL once an address is put in.
         let scheme = if tls { "rediss" } else { "redis" };
-        let primary = match auth {
-            Some(a) => format!("{scheme}://{a}@sentinel-primary/{db}"),
-            None => format!("{scheme}://sentinel-primary/{db}"),
+        let scheme_auth = match auth {
+            Some(a) => format!("{scheme}://{a}@"),
+            None => format!("{scheme}://"),
         };
-        let info = redis::IntoConnectionInfo::into_connection_info(primary.as_str())
-            .map_err(|e| format!("not a usable Sentinel URL ({:?})", e.kind()))?;
-        let mut node = redis::sentinel::SentinelNodeConnectionInfo::default()
-            .set_redis_connection_info(info.redis_settings().clone());
-        if tls {
-            node = node.set_tls_mode(redis::TlsMode::Secure);
-        }
-        redis::sentinel::SentinelClient::build(
-            sentinels,
-            service,
-            Some(node),
-            redis::sentinel::SentinelServerType::Master,
+        redis::IntoConnectionInfo::into_connection_info(
+            format!("{scheme_auth}sentinel-primary:6379/{db}").as_str(),
         )
-        .map(|c| Target::Sentinel(Box::new(c)))
-        .map_err(|e| format!("not a usable Sentinel URL ({:?})", e.kind()))
+        .map_err(|e| format!("not a usable Sentinel URL ({:?})", e.kind()))?;
+        Ok(Target::Sentinel {
+            sentinels,
+            service: service.to_string(),
+            scheme_auth,
+            db: db.to_string(),
+        })
     }
 
     /// A connection with `timeout` on connect, reads and writes.
     fn connect(&mut self, timeout: Duration) -> redis::RedisResult<Con> {
         let c = match self {
             Target::Direct(c) => c.get_connection_with_timeout(timeout)?,
-            Target::Sentinel(s) => s.get_client()?.get_connection_with_timeout(timeout)?,
+            Target::Sentinel {
+                sentinels,
+                service,
+                scheme_auth,
+                db,
+            } => {
+                // The first sentinel that names a primary wins; each is asked with the timeout.
+                let mut last = None;
+                let mut primary = None;
+                for s in sentinels.iter() {
+                    let asked = redis::Client::open(s.as_str())
+                        .and_then(|c| c.get_connection_with_timeout(timeout))
+                        .and_then(|mut c| {
+                            c.set_read_timeout(Some(timeout))?;
+                            c.set_write_timeout(Some(timeout))?;
+                            redis::cmd("SENTINEL")
+                                .arg("get-master-addr-by-name")
+                                .arg(service.as_str())
+                                .query::<Vec<String>>(&mut c)
+                        });
+                    match asked {
+                        Ok(addr) if addr.len() == 2 => {
+                            primary = Some(format!("{scheme_auth}{}:{}/{db}", addr[0], addr[1]));
+                            break;
+                        }
+                        Ok(_) => {
+                            last = Some(redis::RedisError::from((
+                                redis::ErrorKind::Client,
+                                "no sentinel knows the service",
+                            )))
+                        }
+                        Err(e) => last = Some(e),
+                    }
+                }
+                let Some(primary) = primary else {
+                    return Err(last.unwrap_or_else(|| {
+                        redis::RedisError::from((redis::ErrorKind::Client, "no sentinel answered"))
+                    }));
+                };
+                redis::Client::open(primary.as_str())?.get_connection_with_timeout(timeout)?
+            }
             Target::Cluster(c) => {
                 let c = c.get_connection()?;
                 c.set_read_timeout(Some(timeout))?;
@@ -569,11 +622,17 @@ impl Helper {
             out.health = pairs(&next());
         } else {
             // [[stream, [[id, [f, v, …]], …]]] or nil
-            if let Value::Array(streams) = next()
-                && let Some(Value::Array(s)) = streams.into_iter().next()
-                && let Some(entries) = s.get(1)
-            {
-                for (id, fields) in stream_entries(entries) {
+            // RESP2: [[stream, entries]]; RESP3 (`?protocol=resp3`): {stream: entries}.
+            let entries = match next() {
+                Value::Array(streams) => match streams.into_iter().next() {
+                    Some(Value::Array(mut s)) if s.len() == 2 => s.pop(),
+                    _ => None,
+                },
+                Value::Map(m) => m.into_iter().next().map(|(_, v)| v),
+                _ => None,
+            };
+            if let Some(entries) = entries {
+                for (id, fields) in stream_entries(&entries) {
                     let m: HashMap<String, String> = fields.into_iter().collect();
                     if let (Some(f), Some(v)) = (m.get("f"), m.get("v")) {
                         out.health.push((f.clone(), v.clone()));

@@ -70,6 +70,11 @@ const IDLE_RETURN: Duration = Duration::from_secs(1);
 /// often even without requests (a channel out for the day sees none).
 const PROBE_ASK: Duration = Duration::from_secs(5);
 
+/// Whether the fleet has been granted all of `limit` (within rounding).
+fn all_granted(total: f64, limit: f64) -> bool {
+    total >= limit * (1.0 - 1e-9)
+}
+
 /// Usage groups kept per day.
 const GROUPS: [&str; 5] = ["total", "channel", "model", "provider", "key"];
 const METRICS: [&str; 6] = [
@@ -88,8 +93,9 @@ struct Grant {
     held: Option<f64>,
     /// Granted to the whole fleet today, as of the last answer.
     total: f64,
-    /// Own count at the previous round, and its smoothed growth per round.
+    /// Own count at the previous round, when that was, and its smoothed growth per second.
     last_own: f64,
+    last_at: Instant,
     rate: f64,
     /// Last time a grant came in, and last time one was asked for.
     granted: Option<Instant>,
@@ -257,6 +263,11 @@ pub struct Fleet {
     sent: Option<Sent>,
     next_round: Instant,
     last_sent: Option<Instant>,
+    /// When the round in flight was sent, how long it may take, and whether the helper is
+    /// still busy with one given up on.
+    sent_at: Option<Instant>,
+    deadline: Duration,
+    stuck: bool,
     /// The last round succeeded.
     pub connected: bool,
     down_since: Option<Instant>,
@@ -296,12 +307,13 @@ impl Fleet {
         let (jobs, job_rx) = crossbeam_channel::unbounded();
         let (reply_tx, replies) = crossbeam_channel::unbounded();
         let keys = Keys::new(&cfg.prefix);
+        let timeout =
+            (cfg.sync_interval * 5).clamp(Duration::from_millis(200), Duration::from_secs(2));
         let settings = helper::Settings {
             url: cfg.redis.expose().to_string(),
             instance: cfg.instance_id.clone(),
             keys: keys.clone(),
-            timeout: (cfg.sync_interval * 5)
-                .clamp(Duration::from_millis(200), Duration::from_secs(2)),
+            timeout,
         };
         if let Err(e) = helper::spawn(settings, job_rx, reply_tx) {
             tracing::error!(error = %e, "cluster: cannot start the helper thread; running alone");
@@ -322,6 +334,9 @@ impl Fleet {
             sent: None,
             next_round: Instant::now(),
             last_sent: None,
+            sent_at: None,
+            deadline: timeout * 4 + cfg.sync_interval,
+            stuck: false,
             connected: false,
             down_since: Some(Instant::now()),
             shares_local: true,
@@ -413,6 +428,8 @@ impl Fleet {
     ) {
         loop {
             match self.replies.try_recv() {
+                // The late answer of a round given up on: the helper is free again.
+                Ok(_) if self.stuck => self.stuck = false,
                 Ok(reply) => self.settle(reply, merger, ledger, current, shares, now),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
@@ -427,6 +444,16 @@ impl Fleet {
                 }
             }
         }
+        // A round the helper is stuck in (a black-holed Redis, a sentinel that never answers)
+        // counts as failed once its deadline passes: the instance goes local instead of
+        // judging on stale grants; no new round is sent until the helper answers.
+        if self.sent_at.is_some_and(|t| {
+            self.sent.is_some() && now.saturating_duration_since(t) > self.deadline
+        }) {
+            self.stuck = true;
+            let e = format!("no answer from Redis within {:?}", self.deadline);
+            self.settle(Reply::Failed(e), merger, ledger, current, shares, now);
+        }
         if !self.connected
             && !self.shares_local
             && self.down_since.is_some_and(|t| now - t >= SHARES_GRACE)
@@ -439,14 +466,15 @@ impl Fleet {
         }
         // A health change of this instance goes out at once (not at the next interval), so it
         // reaches the fleet within one sync interval of the others' pulls; at most one such
-        // early round per tenth of an interval, so a flapping channel cannot flood Redis.
+        // early round per quarter of an interval, so a flapping channel cannot flood Redis.
         let early = merger.changed_here
             && self
                 .last_sent
-                .is_none_or(|t| now.saturating_duration_since(t) >= self.cfg.sync_interval / 10);
-        if self.sent.is_none() && (now >= self.next_round || early) {
+                .is_none_or(|t| now.saturating_duration_since(t) >= self.cfg.sync_interval / 4);
+        if self.sent.is_none() && !self.stuck && (now >= self.next_round || early) {
             self.next_round = now + self.cfg.sync_interval;
             self.last_sent = Some(now);
+            self.sent_at = Some(now);
             merger.changed_here = false;
             self.send(merger, ledger, current, cfg, shares);
         }
@@ -673,8 +701,6 @@ impl Fleet {
         let now = Instant::now();
         let own: HashMap<String, f64> = ledger.counters().into_iter().collect();
         let n = self.instances.len().max(1) as f64;
-        let rounds_ahead =
-            GRANT_HORIZON.as_secs_f64() / self.cfg.sync_interval.as_secs_f64().max(1e-3);
         let mut out = Vec::new();
         for (counter, limit) in ledger::limited(cfg, &current.channels) {
             let mine = own.get(&counter).copied().unwrap_or(0.0);
@@ -686,16 +712,23 @@ impl Fleet {
                 held: None,
                 total: 0.0,
                 last_own: mine,
+                last_at: now,
                 rate: 0.0,
                 granted: None,
                 asked: None,
                 starved: None,
             });
-            let grew = (mine - g.last_own).max(0.0);
-            g.last_own = mine;
-            g.rate = 0.8 * g.rate + 0.2 * grew;
+            // Per second, not per round: early rounds come at any time.
+            let dt = now.saturating_duration_since(g.last_at).as_secs_f64();
+            if dt >= 0.01 {
+                let per_s = (mine - g.last_own).max(0.0) / dt;
+                let alpha = 1.0 - (-dt / GRANT_HORIZON.as_secs_f64()).exp();
+                g.rate += alpha * (per_s - g.rate);
+                g.last_own = mine;
+                g.last_at = now;
+            }
             let chunk = (limit * GRANT_SHARE / n)
-                .max(g.rate * rounds_ahead)
+                .max(g.rate * GRANT_HORIZON.as_secs_f64())
                 .min(limit)
                 .max(f64::MIN_POSITIVE);
             // What this instance holds is read every round; until the first read, wait.
@@ -703,7 +736,7 @@ impl Fleet {
                 continue;
             };
             let left = held - mine;
-            let scarce = g.total >= limit;
+            let scarce = all_granted(g.total, limit);
             let since =
                 |t: Option<Instant>| t.map_or(Duration::MAX, |t| now.saturating_duration_since(t));
             // When the fleet had nothing left, ask again once a second, not every round.
@@ -869,9 +902,14 @@ impl Fleet {
         // holds when it did not know yet (after a restart).
         for (counter, g) in &mut self.grants {
             g.total = p.granted.get(counter).copied().unwrap_or(0.0);
-            if g.held.is_none() {
-                let mine = format!("{counter}@{}", self.cfg.instance_id);
-                g.held = Some(p.granted.get(&mine).copied().unwrap_or(0.0));
+            // Redis says what this instance holds (a slice taken back from it, a give-back
+            // whose answer was lost); a missing field (Redis lost its data) keeps ours, which
+            // the next ask registers again.
+            let mine = format!("{counter}@{}", self.cfg.instance_id);
+            match p.granted.get(&mine) {
+                Some(v) => g.held = Some(*v),
+                None if g.held.is_none() => g.held = Some(0.0),
+                None => {}
             }
         }
         // Sums of another day (a round that crossed midnight) judge nothing.
@@ -986,7 +1024,9 @@ impl Judge for Fleet {
             return true;
         }
         match self.grants.get(name) {
-            Some(g) if self.connected && g.total >= limit => g.held.is_some_and(|held| own >= held),
+            Some(g) if self.connected && all_granted(g.total, limit) => {
+                g.held.is_some_and(|held| own >= held)
+            }
             _ => false,
         }
     }
@@ -1017,6 +1057,7 @@ mod tests {
             held: Some(held),
             total,
             last_own: 0.0,
+            last_at: Instant::now(),
             rate: 0.0,
             granted: None,
             asked: None,

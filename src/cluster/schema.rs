@@ -62,14 +62,21 @@ pub const GRANT: &str = r#"
 local c, me = ARGV[1], ARGV[2]
 local mine_f = c .. '@' .. me
 local known, want, limit = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+-- Totals are written whole (not HINCRBYFLOAT), snapped to the limit when within rounding of it:
+-- an "all granted" must read as exactly the limit, or the per-instance cap never engages.
+local function put(field, v)
+  if math.abs(limit - v) <= limit * 1e-9 then v = limit end
+  if v < 0 then v = 0 end
+  redis.call('HSET', KEYS[1], field, string.format('%.17g', v))
+  return v
+end
 local total = tonumber(redis.call('HGET', KEYS[1], c) or '0')
 local raw = redis.call('HGET', KEYS[1], mine_f)
 local mine = tonumber(raw or '0')
 if not raw and known > 0 then
   local back = math.min(known, math.max(0, limit - total))
-  redis.call('HSET', KEYS[1], mine_f, string.format('%.17g', back))
-  redis.call('HINCRBYFLOAT', KEYS[1], c, back)
-  mine, total = back, total + back
+  mine = put(mine_f, back)
+  total = put(c, total + back)
 end
 if want > 0 and total + want > limit then
   local all = redis.call('HGETALL', KEYS[1])
@@ -83,9 +90,8 @@ if want > 0 and total + want > limit then
         local held = tonumber(all[i + 1]) or 0
         local spent = tonumber(redis.call('HGET', ARGV[7] .. who, c) or '0')
         if held > spent then
-          redis.call('HSET', KEYS[1], f, string.format('%.17g', spent))
-          redis.call('HINCRBYFLOAT', KEYS[1], c, spent - held)
-          total = total - (held - spent)
+          put(f, spent)
+          total = put(c, total - (held - spent))
         end
       end
     end
@@ -98,11 +104,11 @@ else
   give = math.max(want, -mine)
 end
 if give ~= 0 then
-  redis.call('HINCRBYFLOAT', KEYS[1], c, give)
-  redis.call('HSET', KEYS[1], mine_f, string.format('%.17g', mine + give))
+  total = put(c, total + give)
+  mine = put(mine_f, mine + give)
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
-return {string.format('%.17g', mine + give), string.format('%.17g', total + give)}
+return {string.format('%.17g', mine), string.format('%.17g', total)}
 "#;
 
 /// The keys of one fleet.
