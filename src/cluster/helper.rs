@@ -225,21 +225,27 @@ impl std::fmt::Debug for Target {
     }
 }
 
+/// A `redis+<kind>://` or `rediss+<kind>://` (TLS) URL: the `scheme://[user:password@]` to put
+/// in front of each address it leads to, and what follows the credentials.
+fn compound<'u>(url: &'u str, kind: &str) -> Option<(String, &'u str)> {
+    let (scheme, rest) = ["redis", "rediss"].into_iter().find_map(|scheme| {
+        let rest = url
+            .strip_prefix(scheme)?
+            .strip_prefix('+')?
+            .strip_prefix(kind)?
+            .strip_prefix("://")?;
+        Some((scheme, rest))
+    })?;
+    Some(match rest.rsplit_once('@') {
+        Some((auth, rest)) => (format!("{scheme}://{auth}@"), rest),
+        None => (format!("{scheme}://"), rest),
+    })
+}
+
 impl Target {
     /// Parses a cluster URL (errors never repeat it: it may hold a password).
     pub fn parse(url: &str) -> Result<Target, String> {
-        let cluster = ["redis+cluster://", "rediss+cluster://"]
-            .iter()
-            .find_map(|p| {
-                url.strip_prefix(p)
-                    .map(|rest| (p.starts_with("rediss"), rest))
-            });
-        if let Some((tls, rest)) = cluster {
-            let (auth, hosts) = match rest.rsplit_once('@') {
-                Some((a, h)) => (format!("{a}@"), h),
-                None => (String::new(), rest),
-            };
-            let scheme = if tls { "rediss" } else { "redis" };
+        if let Some((scheme_auth, hosts)) = compound(url, "cluster") {
             if hosts.trim_end_matches('/').contains(['/', '?']) {
                 return Err(
                     "a cluster URL is nodes only (redis+cluster://host:port,host:port): a cluster has no db".into(),
@@ -249,7 +255,7 @@ impl Target {
                 .trim_end_matches('/')
                 .split(',')
                 .filter(|h| !h.is_empty())
-                .map(|h| format!("{scheme}://{auth}{h}"))
+                .map(|h| format!("{scheme_auth}{h}"))
                 .collect();
             if nodes.is_empty() {
                 return Err("a cluster URL lists at least one host:port".into());
@@ -263,20 +269,10 @@ impl Target {
                 .map(|c| Target::Cluster(Box::new(c)))
                 .map_err(|e| format!("not a usable cluster URL ({:?})", e.kind()));
         }
-        let sentinel = ["redis+sentinel://", "rediss+sentinel://"]
-            .iter()
-            .find_map(|p| {
-                url.strip_prefix(p)
-                    .map(|rest| (p.starts_with("rediss"), rest))
-            });
-        let Some((tls, rest)) = sentinel else {
+        let Some((scheme_auth, rest)) = compound(url, "sentinel") else {
             return redis::Client::open(url)
                 .map(|c| Target::Direct(Box::new(c)))
                 .map_err(|e| format!("not a usable Redis URL ({:?})", e.kind()));
-        };
-        let (auth, rest) = match rest.rsplit_once('@') {
-            Some((a, r)) => (Some(a), r),
-            None => (None, rest),
         };
         let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
         let mut path = path.split('/').filter(|p| !p.is_empty());
@@ -293,11 +289,6 @@ impl Target {
             return Err("a Sentinel URL lists at least one host:port".into());
         }
         // The primary's settings must read as a plain URL once an address is put in.
-        let scheme = if tls { "rediss" } else { "redis" };
-        let scheme_auth = match auth {
-            Some(a) => format!("{scheme}://{a}@"),
-            None => format!("{scheme}://"),
-        };
         redis::IntoConnectionInfo::into_connection_info(
             format!("{scheme_auth}sentinel-primary:6379/{db}").as_str(),
         )
