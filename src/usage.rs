@@ -385,6 +385,69 @@ pub struct Totals {
     pub cost: f64,
 }
 
+/// The names of the [`Totals`] metrics, as the admin API and the fleet's Redis keys spell them.
+pub const METRICS: [&str; 6] = [
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cost",
+];
+
+impl Totals {
+    /// One request's totals (its prompt estimated where the answer had no usage).
+    pub fn of(r: &Record) -> Totals {
+        Totals {
+            requests: 1,
+            errors: u64::from(!(200..300).contains(&r.status)),
+            prompt_tokens: r.prompt_tokens(),
+            completion_tokens: r.usage.map_or(0, |u| u.completion),
+            cached_tokens: r.usage.map_or(0, |u| u.cached),
+            cost: r.cost.unwrap_or(0.0),
+        }
+    }
+
+    /// Adds `o` (token counts saturate).
+    pub fn add(&mut self, o: &Totals) {
+        self.requests += o.requests;
+        self.errors += o.errors;
+        self.prompt_tokens = self.prompt_tokens.saturating_add(o.prompt_tokens);
+        self.completion_tokens = self.completion_tokens.saturating_add(o.completion_tokens);
+        self.cached_tokens = self.cached_tokens.saturating_add(o.cached_tokens);
+        self.cost += o.cost;
+    }
+
+    /// Every metric by its name ([`METRICS`] order).
+    pub fn metrics(&self) -> [(&'static str, f64); 6] {
+        let v = [
+            self.requests as f64,
+            self.errors as f64,
+            self.prompt_tokens as f64,
+            self.completion_tokens as f64,
+            self.cached_tokens as f64,
+            self.cost,
+        ];
+        std::array::from_fn(|i| (METRICS[i], v[i]))
+    }
+
+    /// Combines metric `name` with `v` through `f` (a sum, or the larger of the two); false
+    /// for a name that is not a metric.
+    pub fn merge_metric(&mut self, name: &str, v: f64, f: fn(f64, f64) -> f64) -> bool {
+        let whole = |x: &mut u64| *x = f(*x as f64, v) as u64;
+        match name {
+            "requests" => whole(&mut self.requests),
+            "errors" => whole(&mut self.errors),
+            "prompt_tokens" => whole(&mut self.prompt_tokens),
+            "completion_tokens" => whole(&mut self.completion_tokens),
+            "cached_tokens" => whole(&mut self.cached_tokens),
+            "cost" => self.cost = f(self.cost, v),
+            _ => return false,
+        }
+        true
+    }
+}
+
 /// A usage summary over a time range.
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
@@ -430,14 +493,8 @@ impl Summary {
                 cached_tokens: n("cached_tokens"),
                 cost: v.get("cost").and_then(|x| x.as_f64()).unwrap_or(0.0),
             };
-            for into in [self.groups.entry(group).or_default(), &mut self.total] {
-                into.requests += t.requests;
-                into.errors += t.errors;
-                into.prompt_tokens = into.prompt_tokens.saturating_add(t.prompt_tokens);
-                into.completion_tokens = into.completion_tokens.saturating_add(t.completion_tokens);
-                into.cached_tokens = into.cached_tokens.saturating_add(t.cached_tokens);
-                into.cost += t.cost;
-            }
+            self.groups.entry(group).or_default().add(&t);
+            self.total.add(&t);
         }
     }
 }

@@ -77,14 +77,6 @@ fn all_granted(total: f64, limit: f64) -> bool {
 
 /// Usage groups kept per day.
 const GROUPS: [&str; 5] = ["total", "channel", "model", "provider", "key"];
-const METRICS: [&str; 6] = [
-    "requests",
-    "errors",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "cost",
-];
 
 /// One limited counter's grant.
 #[derive(Debug, Clone)]
@@ -146,17 +138,8 @@ impl Usage {
             .cloned()
             .unwrap_or_default();
         let group = GROUPS[g as usize];
-        let v = [
-            t.requests as f64,
-            t.errors as f64,
-            t.prompt_tokens as f64,
-            t.completion_tokens as f64,
-            t.cached_tokens as f64,
-            t.cost,
-        ];
-        METRICS
-            .iter()
-            .zip(v)
+        t.metrics()
+            .into_iter()
             .map(|(m, v)| (schema::usage_field(group, name, m), v))
             .collect()
     }
@@ -209,17 +192,11 @@ impl Seen {
 
     /// When counter `name` (a quota field) last saw demand.
     fn last(&self, name: &str) -> Option<Instant> {
-        if name == ledger::GLOBAL_COST {
-            return self.any;
+        match ledger::CounterOf::parse(name)? {
+            ledger::CounterOf::Global => self.any,
+            ledger::CounterOf::Key(key) => self.keys.get(key).copied(),
+            ledger::CounterOf::Channel(id, _) => self.channels.get(id).copied(),
         }
-        if let Some(key) = name
-            .strip_prefix("key|")
-            .and_then(|k| k.strip_suffix("|cost"))
-        {
-            return self.keys.get(key).copied();
-        }
-        let (id, _) = name.strip_prefix("ch|")?.rsplit_once('|')?;
-        self.channels.get(id).copied()
     }
 }
 
@@ -384,19 +361,8 @@ impl Fleet {
                 ..Usage::default()
             };
         }
-        let status_ok = (200..300).contains(&r.status);
-        let add = |t: &mut Totals| {
-            t.requests += 1;
-            t.errors += u64::from(!status_ok);
-            t.prompt_tokens = t.prompt_tokens.saturating_add(r.prompt_tokens());
-            t.completion_tokens = t
-                .completion_tokens
-                .saturating_add(r.usage.map_or(0, |u| u.completion));
-            t.cached_tokens = t
-                .cached_tokens
-                .saturating_add(r.usage.map_or(0, |u| u.cached));
-            t.cost += r.cost.unwrap_or(0.0);
-        };
+        let one = Totals::of(r);
+        let add = |t: &mut Totals| t.add(&one);
         let now = Instant::now();
         self.seen.any = Some(now);
         if let Some(k) = &r.client {
@@ -973,17 +939,9 @@ impl Fleet {
         let Some(g) = GROUPS.iter().position(|x| *x == group) else {
             return;
         };
-        let t = self.usage.touch(g as u8, name);
-        let whole = |x: &mut u64| *x = (*x).max(v as u64);
-        match metric {
-            "requests" => whole(&mut t.requests),
-            "errors" => whole(&mut t.errors),
-            "prompt_tokens" => whole(&mut t.prompt_tokens),
-            "completion_tokens" => whole(&mut t.completion_tokens),
-            "cached_tokens" => whole(&mut t.cached_tokens),
-            "cost" => t.cost = t.cost.max(v),
-            _ => {}
-        }
+        self.usage
+            .touch(g as u8, name)
+            .merge_metric(metric, v, f64::max);
     }
 
     /// Asks the helper for the fleet's usage totals over `days` (answered on `Receiver`).

@@ -700,23 +700,14 @@ async fn usage(ctl: &Rc<Ctl>, query: &str) -> Result<Writer, Error> {
     };
     let mut w = Writer::new();
     w.obj();
-    w.key("since").uint(since / 1000);
-    w.key("until").uint(until / 1000);
-    w.key("scope").str("instance");
-    w.key("group_by").str(by.field());
-    let currency = ctl.st.borrow().cfg.pricing.currency.clone();
-    w.key("currency").str(&currency);
-    let totals = usage_totals;
-    w.key("groups").arr();
-    for (k, t) in &summary.groups {
-        w.obj().key("key").str(k);
-        totals(&mut w, t);
-        w.end_obj();
-    }
-    w.end_arr();
-    w.key("total").obj();
-    totals(&mut w, &summary.total);
-    w.end_obj();
+    usage_answer(
+        &mut w,
+        ctl,
+        (since / 1000, until / 1000),
+        "instance",
+        by,
+        &summary,
+    );
     w.key("skipped_lines").uint(summary.skipped);
     w.key("persisted").bool(ctl.store.dir().is_some());
     w.end_obj();
@@ -732,7 +723,7 @@ async fn fleet_usage(
     by: crate::usage::GroupBy,
 ) -> Result<Writer, Error> {
     use crate::cluster::schema::parse_usage_field;
-    use crate::usage::{Totals, day};
+    use crate::usage::day;
     let first = since / 86_400_000;
     let last = (until - 1) / 86_400_000;
     let days: Vec<String> = (first..=last).map(|d| day(d * 86_400_000)).collect();
@@ -771,48 +762,51 @@ async fn fleet_usage(
             Err(_) => monoio::time::sleep(Duration::from_millis(2)).await,
         }
     };
-    let mut groups: std::collections::BTreeMap<String, Totals> = Default::default();
-    let mut total = Totals::default();
+    let mut summary = crate::usage::Summary::default();
     for (field, v) in &sums {
         let Some((group, name, metric)) = parse_usage_field(field) else {
             continue;
         };
         let t = match group {
-            "total" => &mut total,
-            g if g == by.field() => groups.entry(name.to_string()).or_default(),
+            "total" => &mut summary.total,
+            g if g == by.field() => summary.groups.entry(name.to_string()).or_default(),
             _ => continue,
         };
-        let n = *v as u64;
-        match metric {
-            "requests" => t.requests += n,
-            "errors" => t.errors += n,
-            "prompt_tokens" => t.prompt_tokens += n,
-            "completion_tokens" => t.completion_tokens += n,
-            "cached_tokens" => t.cached_tokens += n,
-            "cost" => t.cost += *v,
-            _ => {}
-        }
+        t.merge_metric(metric, *v, |a, b| a + b);
     }
     let mut w = Writer::new();
     w.obj();
-    w.key("since").uint(first * 86_400);
-    w.key("until").uint((last + 1) * 86_400);
-    w.key("scope").str("fleet");
+    let range = (first * 86_400, (last + 1) * 86_400);
+    usage_answer(&mut w, ctl, range, "fleet", by, &summary);
+    w.end_obj();
+    Ok(w)
+}
+
+/// The members both scopes of `/admin/usage` answer with, `(since, until)` in Unix seconds.
+fn usage_answer(
+    w: &mut Writer,
+    ctl: &Ctl,
+    (since, until): (u64, u64),
+    scope: &str,
+    by: crate::usage::GroupBy,
+    summary: &crate::usage::Summary,
+) {
+    w.key("since").uint(since);
+    w.key("until").uint(until);
+    w.key("scope").str(scope);
     w.key("group_by").str(by.field());
     let currency = ctl.st.borrow().cfg.pricing.currency.clone();
     w.key("currency").str(&currency);
     w.key("groups").arr();
-    for (k, t) in &groups {
+    for (k, t) in &summary.groups {
         w.obj().key("key").str(k);
-        usage_totals(&mut w, t);
+        usage_totals(w, t);
         w.end_obj();
     }
     w.end_arr();
     w.key("total").obj();
-    usage_totals(&mut w, &total);
+    usage_totals(w, &summary.total);
     w.end_obj();
-    w.end_obj();
-    Ok(w)
 }
 
 fn usage_totals(w: &mut Writer, t: &crate::usage::Totals) {

@@ -33,6 +33,35 @@ pub fn key_counter(name: &str) -> String {
     format!("key|{name}|cost")
 }
 
+/// What a counter's fleet name (from [`GLOBAL_COST`], [`channel_counter`], [`key_counter`])
+/// counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CounterOf<'n> {
+    /// The gateway's spend.
+    Global,
+    /// A client key's spend.
+    Key(&'n str),
+    /// A channel's `requests`, `tokens` or `cost`.
+    Channel(&'n str, &'n str),
+}
+
+impl<'n> CounterOf<'n> {
+    /// Reads a counter's fleet name back.
+    pub fn parse(name: &'n str) -> Option<CounterOf<'n>> {
+        if name == GLOBAL_COST {
+            return Some(CounterOf::Global);
+        }
+        if let Some(key) = name
+            .strip_prefix("key|")
+            .and_then(|k| k.strip_suffix("|cost"))
+        {
+            return Some(CounterOf::Key(key));
+        }
+        let (id, metric) = name.strip_prefix("ch|")?.rsplit_once('|')?;
+        Some(CounterOf::Channel(id, metric))
+    }
+}
+
 /// Decides whether a counter has reached its limit.
 pub trait Judge {
     /// True when counter `name`, of which this instance counted `own`, has reached `limit`.
@@ -237,24 +266,21 @@ impl Ledger {
         if !value.is_finite() || value <= 0.0 {
             return false;
         }
-        let changed = if name == GLOBAL_COST {
-            up(&mut self.cost, value)
-        } else if let Some(key) = name
-            .strip_prefix("key|")
-            .and_then(|k| k.strip_suffix("|cost"))
-        {
-            up(self.clients.entry(key.to_string()).or_default(), value)
-        } else if let Some((id, metric)) = name.strip_prefix("ch|").and_then(|r| r.rsplit_once('|'))
-        {
-            let c = self.channels.entry(id.to_string()).or_default();
-            match metric {
-                "requests" => up(&mut c.requests, value as u64),
-                "tokens" => up(&mut c.tokens, value as u64),
-                "cost" => up(&mut c.cost, value),
-                _ => false,
+        let changed = match CounterOf::parse(name) {
+            Some(CounterOf::Global) => up(&mut self.cost, value),
+            Some(CounterOf::Key(key)) => {
+                up(self.clients.entry(key.to_string()).or_default(), value)
             }
-        } else {
-            false
+            Some(CounterOf::Channel(id, metric)) => {
+                let c = self.channels.entry(id.to_string()).or_default();
+                match metric {
+                    "requests" => up(&mut c.requests, value as u64),
+                    "tokens" => up(&mut c.tokens, value as u64),
+                    "cost" => up(&mut c.cost, value),
+                    _ => false,
+                }
+            }
+            None => false,
         };
         self.dirty |= changed;
         changed
