@@ -115,15 +115,16 @@ type Named = (u8, Box<str>);
 struct Usage {
     day: u64,
     groups: [HashMap<Box<str>, Totals>; 5],
-    dirty: Vec<Named>,
-    dirty_set: std::collections::HashSet<Named>,
+    /// Per group, the names changed since the last push (looked up by `&str`: no allocation
+    /// per record once a name is marked).
+    dirty: [std::collections::HashSet<Box<str>>; 5],
 }
 
 impl Usage {
     fn touch(&mut self, g: u8, name: &str) -> &mut Totals {
-        if !self.dirty_set.contains(&(g, name.into())) {
-            self.dirty_set.insert((g, name.into()));
-            self.dirty.push((g, name.into()));
+        let dirty = &mut self.dirty[g as usize];
+        if !dirty.contains(name) {
+            dirty.insert(name.into());
         }
         let map = &mut self.groups[g as usize];
         if !map.contains_key(name) {
@@ -146,17 +147,19 @@ impl Usage {
 
     /// The changed fields, taken (they go back with [`Usage::retake`] if the round fails).
     fn take(&mut self) -> (Vec<(String, f64)>, Vec<Named>) {
-        let names = std::mem::take(&mut self.dirty);
-        self.dirty_set.clear();
+        let names: Vec<Named> = self
+            .dirty
+            .iter_mut()
+            .enumerate()
+            .flat_map(|(g, d)| d.drain().map(move |n| (g as u8, n)))
+            .collect();
         let fields = names.iter().flat_map(|(g, n)| self.fields(*g, n)).collect();
         (fields, names)
     }
 
     fn retake(&mut self, names: Vec<Named>) {
         for (g, n) in names {
-            if self.dirty_set.insert((g, n.clone())) {
-                self.dirty.push((g, n));
-            }
+            self.dirty[g as usize].insert(n);
         }
     }
 
