@@ -62,8 +62,11 @@ pub struct Record {
     pub names: Names,
     /// The model (or expression) the client asked for.
     pub requested: Box<str>,
-    /// Token counts; `None` when the answer carried no usage (the prompt is then estimated).
+    /// Token counts; `None` when no answer was relayed (the prompt is then estimated).
     pub usage: Option<Usage>,
+    /// `usage` is the gateway's estimate: the answer carried none (the prompt as estimated on
+    /// admission, the completion from the text relayed).
+    pub usage_estimated: bool,
     /// The gateway's prompt estimate (used when `usage` is `None`).
     pub estimated_prompt: u32,
     /// Cost in the configured currency (`None`: no price known).
@@ -164,7 +167,11 @@ impl Record {
                 uint(out, "completion_tokens", u.completion);
                 uint(out, "cached_tokens", u.cached);
                 uint(out, "cache_write_tokens", u.cache_write);
-                out.extend_from_slice(b",\"usage_estimated\":false");
+                out.extend_from_slice(if self.usage_estimated {
+                    b",\"usage_estimated\":true"
+                } else {
+                    b",\"usage_estimated\":false"
+                });
             }
             None => {
                 uint(out, "prompt_tokens", u64::from(self.estimated_prompt));
@@ -516,6 +523,7 @@ mod tests {
             requested: "auto:fast".into(),
             usage,
             estimated_prompt: 9,
+            usage_estimated: false,
             cost,
             latency_ms: 12.5,
             ttft_ms: Some(3.0),

@@ -60,6 +60,146 @@ fn streamed_usage_is_requested_upstream_and_shown_only_when_asked() {
     );
 }
 
+/// The upstream body of the only request the mock saw since the last drain.
+fn forwarded_body(m: &smart_ai_router::mock::MockHandle) -> String {
+    let upstream = drain(m);
+    let reqs = requests(&upstream);
+    assert_eq!(reqs.len(), 1);
+    String::from_utf8_lossy(&reqs[0].body).into_owned()
+}
+
+#[test]
+fn a_stream_always_asks_for_usage_whatever_the_client_says() {
+    let m = mock(MockConfig {
+        chunks: 3,
+        record: true,
+        ..Default::default()
+    });
+    let gw = gateway(DRIVER, &one_channel(m.addr(), &["m"]));
+    let mut c = Client::connect(gw.local_addr());
+    let msgs = r#""messages":[{"role":"user","content":"hi"}]"#;
+    for options in [
+        r#""stream_options":{"include_usage":false}"#,
+        r#""stream_options":{}"#,
+        r#""stream_options":null"#,
+        r#""stream_options":{"include_usage":true},"stream_options":null"#,
+        r#""stream_options" : { "include_obfuscation" : false , "include_usage" : false }"#,
+    ] {
+        let body = format!(r#"{{"model":"m","stream":true,{options},{msgs}}}"#);
+        let r = c.post("/v1/chat/completions", &[], &body);
+        assert_eq!(r.status, 200, "{options}: {}", r.text());
+        let data = sse_data(&r.body);
+        assert!(
+            !data.iter().any(|d| d.contains("\"usage\"")),
+            "{options}: the client did not ask for usage: {data:?}"
+        );
+        let sent = forwarded_body(&m);
+        assert_eq!(
+            sent.matches("\"stream_options\"").count(),
+            1,
+            "{options}: exactly one stream_options upstream: {sent}"
+        );
+        assert!(
+            sent.contains(r#""stream_options":{"include_usage":true"#),
+            "{options}: {sent}"
+        );
+        let mut copy = sent.clone().into_bytes();
+        let v = simd_json::to_owned_value(&mut copy).expect("valid JSON upstream");
+        assert_eq!(v["stream_options"]["include_usage"].as_bool(), Some(true));
+        if options.contains("include_obfuscation") {
+            assert_eq!(
+                v["stream_options"]["include_obfuscation"].as_bool(),
+                Some(false),
+                "the client's other stream options are kept: {sent}"
+            );
+        }
+    }
+    // A client that asks keeps getting its usage chunk.
+    let body = format!(
+        r#"{{"model":"m","stream":true,"stream_options":{{"include_usage":true}},{msgs}}}"#
+    );
+    let r = c.post("/v1/chat/completions", &[], &body);
+    assert!(sse_data(&r.body).iter().any(|d| d.contains("\"usage\"")));
+    let _ = drain(&m);
+    // A non-streamed request's stream_options (an error upstream, if any) are the client's.
+    let body = format!(r#"{{"model":"m","stream_options":{{"include_usage":false}},{msgs}}}"#);
+    let r = c.post("/v1/chat/completions", &[], &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(forwarded_body(&m).contains(r#""stream_options":{"include_usage":false}"#));
+}
+
+#[test]
+fn a_usage_chunk_written_with_spaces_is_still_hidden() {
+    let m = mock(MockConfig {
+        chunks: 3,
+        ..Default::default()
+    });
+    let gw = gateway(DRIVER, &one_channel(m.addr(), &["m"]));
+    let mut c = Client::connect(gw.local_addr());
+    let r = c.post(
+        "/v1/chat/completions",
+        &[("x-mock-usage", "spaced")],
+        &chat_body("m", true),
+    );
+    assert_eq!(r.status, 200);
+    // What `for chunk in stream: chunk.choices[0]` needs: every chunk has a choice.
+    for d in sse_data(&r.body) {
+        if d == "[DONE]" {
+            continue;
+        }
+        let mut b = d.clone().into_bytes();
+        let v = simd_json::to_owned_value(&mut b).expect("JSON chunk");
+        assert!(
+            v["choices"].as_array().is_some_and(|a| !a.is_empty()),
+            "a chunk without choices reached a client that did not ask for usage: {d}"
+        );
+    }
+}
+
+#[test]
+fn answers_without_usage_are_estimated_priced_and_marked() {
+    let dir = temp_dir("usage-estimated");
+    let m = mock(MockConfig {
+        chunks: 40,
+        ..Default::default()
+    });
+    let gw = gateway(DRIVER, &priced(m.addr(), &dir));
+    let mut c = Client::connect(gw.local_addr());
+    for stream in [false, true] {
+        let r = c.post(
+            "/v1/chat/completions",
+            &[("x-mock-usage", "none")],
+            &chat_body("m", stream),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let summary = eventually(Duration::from_secs(5), "two records", || {
+        let s = admin(&gw, "GET", "/admin/usage", None, "").json();
+        (s["total"]["requests"].as_u64() == Some(2)).then_some(s)
+    });
+    // 40 words of mock text, ~6 bytes each: about 60 tokens per answer by bytes / 4.
+    let completion = summary["total"]["completion_tokens"].as_u64().unwrap();
+    assert!((80..=200).contains(&completion), "{summary:?}");
+    assert!(
+        summary["total"]["cost"].as_f64().unwrap() > 0.0,
+        "{summary:?}"
+    );
+    let text = eventually(Duration::from_secs(5), "two lines written", || {
+        let day = std::fs::read_dir(dir.join("usage"))
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|x| x == "jsonl"))?;
+        let text = std::fs::read_to_string(day).ok()?;
+        (text.lines().count() == 2).then_some(text)
+    });
+    for line in text.lines() {
+        assert!(line.contains("\"usage_estimated\":true"), "{line}");
+        assert!(!line.contains("\"completion_tokens\":null"), "{line}");
+        assert!(!line.contains("\"cost\":null"), "{line}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn usage_records_reach_the_daily_file_and_the_admin_summary() {
     let dir = temp_dir("usage");

@@ -45,13 +45,18 @@ pub enum Edit {
     Model(Range<usize>),
     /// Remove a router-only member (with one adjacent comma).
     Remove(Range<usize>),
+    /// A top-level `stream_options` member (with one adjacent comma, like `Remove`): dropped
+    /// when the gateway writes its own (it always wants the usage of a stream), else kept
+    /// verbatim. Its range is laid out like a removal's, so keeping any subset of these
+    /// verbatim still leaves the members joined by single commas.
+    StreamOptions(Range<usize>),
 }
 
 impl Edit {
     /// The byte range edited.
     pub fn range(&self) -> &Range<usize> {
         match self {
-            Edit::Model(r) | Edit::Remove(r) => r,
+            Edit::Model(r) | Edit::Remove(r) | Edit::StreamOptions(r) => r,
         }
     }
 }
@@ -76,7 +81,11 @@ pub struct Features {
     /// Router-only option fields.
     pub options: Options,
     /// `stream_options.include_usage` as the client sent it (`None`: no `stream_options`).
+    /// With duplicate `stream_options` members the last one counts, as in most JSON parsers.
     pub usage_asked: Option<bool>,
+    /// The value of the last top-level `stream_options` member when it is an object: its
+    /// members other than `include_usage` are carried into the one the gateway writes.
+    pub stream_options: Option<Range<usize>>,
     /// Router-only `strip_think`: remove `<think>…</think>` blocks from a whole answer.
     pub strip_think: bool,
 }
@@ -150,11 +159,13 @@ pub fn extract(body: &[u8], scratch: &mut JsonScratch) -> Result<Features, Error
             .iter()
             .any(|k| key_matches(&body[m.key.clone()], k.as_bytes()))
     };
-    let last_kept = (0..members.len()).rev().find(|&i| !is_router(&members[i]));
+    let is_stream_options = |m: &Member| key_matches(&body[m.key.clone()], b"stream_options");
+    let removable = |m: &Member| is_router(m) || is_stream_options(m);
+    let last_kept = (0..members.len()).rev().find(|&i| !removable(&members[i]));
     for (i, m) in members.iter().enumerate() {
         if key_matches(&body[m.key.clone()], b"model") {
             f.edits.push(Edit::Model(m.value.clone()));
-        } else if is_router(m) {
+        } else if removable(m) {
             // Kept members must stay joined by single commas: before the last kept member a
             // removed one takes its trailing comma; after it, its leading one.
             let range = match last_kept {
@@ -162,7 +173,15 @@ pub fn extract(body: &[u8], scratch: &mut JsonScratch) -> Result<Features, Error
                 Some(_) => members[i - 1].value.end..m.value.end,
                 None => m.start..m.value.end,
             };
-            f.edits.push(Edit::Remove(range));
+            if is_stream_options(m) {
+                // The last copy is the one a JSON parser keeps.
+                f.usage_asked = stream_options_usage(&body[m.value.clone()]);
+                f.stream_options =
+                    (body.get(m.value.start) == Some(&b'{')).then(|| m.value.clone());
+                f.edits.push(Edit::StreamOptions(range));
+            } else {
+                f.edits.push(Edit::Remove(range));
+            }
         }
     }
     if !f.edits.iter().any(|e| matches!(e, Edit::Model(_))) {
@@ -211,15 +230,6 @@ fn read_features(tape: &simd_json::Tape<'_>) -> Result<Features, Error> {
             .ok_or_else(|| param_error("invalid_stream", "`stream` must be a boolean."))?,
     };
 
-    let usage_asked = match obj.get("stream_options") {
-        None => None,
-        Some(v) if v.is_null() => None,
-        Some(v) => Some(
-            v.get("include_usage")
-                .and_then(|u| u.as_bool())
-                .unwrap_or(false),
-        ),
-    };
     let strip_think = match obj.get("strip_think") {
         None => false,
         Some(v) if v.is_null() => false,
@@ -353,9 +363,24 @@ fn read_features(tape: &simd_json::Tape<'_>) -> Result<Features, Error> {
         max_tokens,
         strategy,
         options,
-        usage_asked,
+        usage_asked: None,
+        stream_options: None,
         strip_think,
     })
+}
+
+/// `include_usage` of a `stream_options` value: `None` for `null`, `Some(true)` only for an
+/// object whose (last) `include_usage` is `true`.
+fn stream_options_usage(value: &[u8]) -> Option<bool> {
+    if value == b"null" {
+        return None;
+    }
+    let asked = top_level_members(value)
+        .into_iter()
+        .rev()
+        .find(|m| key_matches(&value[m.key.clone()], b"include_usage"))
+        .is_some_and(|m| &value[m.value] == b"true");
+    Some(asked)
 }
 
 /// A list of strings given as a JSON array or a comma-separated string.
@@ -445,7 +470,8 @@ pub fn top_level_members(json: &[u8]) -> Vec<Member> {
     }
 }
 
-fn key_matches(raw: &[u8], key: &[u8]) -> bool {
+/// True when a member key (raw bytes between the quotes, possibly escaped) is `key`.
+pub fn key_matches(raw: &[u8], key: &[u8]) -> bool {
     if !raw.contains(&b'\\') {
         return raw == key;
     }
@@ -532,7 +558,7 @@ mod tests {
             .iter()
             .filter_map(|e| match e {
                 Edit::Model(r) => Some(body[r.clone()].to_string()),
-                Edit::Remove(_) => None,
+                Edit::Remove(_) | Edit::StreamOptions(_) => None,
             })
             .collect()
     }

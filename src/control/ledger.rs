@@ -369,6 +369,7 @@ mod tests {
                 cache_write: 0,
             }),
             estimated_prompt: 0,
+            usage_estimated: false,
             cost: Some(cost),
             latency_ms: 1.0,
             ttft_ms: None,

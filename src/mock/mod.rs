@@ -10,7 +10,10 @@
 //! `x-mock-interval-ms`, `x-mock-cut-after` (events), `x-mock-retry-after`, `x-mock-hold-after`
 //! (events, until [`MockHandle::open_gate`]), `x-mock-fault` (`garbage`: a body or events that
 //! are not JSON; `truncate`: a close mid-body; `huge:N`: an N-byte answer),
-//! `x-mock-ratelimit-reset` (answer with `x-ratelimit-remaining-requests: 0` and that reset), and for usage
+//! `x-mock-ratelimit-reset` (answer with `x-ratelimit-remaining-requests: 0` and that reset),
+//! `x-mock-usage` (OpenAI format: `none` = no usage anywhere, whatever `include_usage` says, as
+//! some compatible providers do; `spaced` = the usage-only chunk written with spaces,
+//! `"choices": [ ]`), and for usage
 //! capture `x-mock-cached-tokens`
 //! (prompt tokens read from a cache: OpenAI `prompt_tokens_details.cached_tokens`, Anthropic
 //! `cache_read_input_tokens`, Gemini `cachedContentTokenCount`) and `x-mock-cache-write-tokens`
@@ -638,6 +641,20 @@ struct Knobs {
     /// `x-mock-ratelimit-reset: 2s`: answer with `x-ratelimit-remaining-requests: 0` and this
     /// reset (a provider whose quota the request just spent).
     ratelimit_reset: Option<String>,
+    /// `x-mock-usage`: how the OpenAI format reports usage.
+    usage: UsageStyle,
+}
+
+/// `x-mock-usage`: how (whether) OpenAI-format answers carry usage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum UsageStyle {
+    /// As OpenAI does: in whole answers, and in a usage-only chunk when asked.
+    #[default]
+    Normal,
+    /// `none`: never (a compatible provider that ignores `stream_options`).
+    None,
+    /// `spaced`: the usage-only chunk written with whitespace (`"choices": [ ]`).
+    Spaced,
 }
 
 /// `x-mock-fault`: a broken answer body.
@@ -697,6 +714,11 @@ impl Knobs {
             cache_write: req.header_num("x-mock-cache-write-tokens").unwrap_or(0),
             fault: req.header("x-mock-fault").and_then(BodyFault::parse),
             ratelimit_reset: req.header("x-mock-ratelimit-reset").map(str::to_string),
+            usage: match req.header("x-mock-usage") {
+                Some("none") => UsageStyle::None,
+                Some("spaced") => UsageStyle::Spaced,
+                _ => UsageStyle::Normal,
+            },
         }
     }
 }
@@ -721,6 +743,8 @@ struct Ask {
     cached: Option<u64>,
     /// Prompt tokens written to a cache (`x-mock-cache-write-tokens`).
     cache_write: u64,
+    /// `x-mock-usage` (OpenAI format only).
+    usage: UsageStyle,
 }
 
 impl Ask {
@@ -858,7 +882,11 @@ async fn chat<S: AsyncReadRent + AsyncWriteRent>(
         Wire::Gemini(call) => gemini::parse(&req.body, call),
     };
     let ask = match parsed {
-        Ok(a) => a.with_cache(k.cached, k.cache_write),
+        Ok(a) => Ask {
+            usage: k.usage,
+            include_usage: a.include_usage && k.usage != UsageStyle::None,
+            ..a.with_cache(k.cached, k.cache_write)
+        },
         Err(m) => return write_simple(s, 400, &[], &wire.error(400, &m), keep).await,
     };
     if !serves(cfg, &ask.model) {
@@ -988,7 +1016,9 @@ fn completion_json(ask: &Ask, id: u64, n: usize) -> Vec<u8> {
             n as u64
         }
     };
-    write_usage(&mut b, ask, completion_tokens);
+    if ask.usage != UsageStyle::None {
+        write_usage(&mut b, ask, completion_tokens);
+    }
     b.push(b'}');
     b
 }
@@ -1018,7 +1048,11 @@ fn chunk_event(ask: &Ask, id: u64, created: u64, choices: &[u8], usage: Option<u
     b.extend_from_slice(b",\"model\":");
     json::write_str(&mut b, &ask.model);
     b.extend_from_slice(b",\"choices\":");
-    b.extend_from_slice(choices);
+    if ask.usage == UsageStyle::Spaced && choices == b"[]" {
+        b.extend_from_slice(b" [ ] ");
+    } else {
+        b.extend_from_slice(choices);
+    }
     if let Some(completion) = usage {
         write_usage(&mut b, ask, completion);
     }

@@ -517,6 +517,64 @@ pub fn openai_usage(doc: &[u8]) -> Option<Usage> {
     None
 }
 
+/// Bytes of completion text in an OpenAI-form answer or chunk: the string values of
+/// `content`, `reasoning_content`, `reasoning`, `arguments`, `refusal` and `text` members, at
+/// any depth (escapes counted as written). One pass over the document's strings; used to
+/// estimate the completion of an answer that carries no usage.
+pub fn completion_text_bytes(doc: &[u8]) -> u64 {
+    const KEYS: [&[u8]; 6] = [
+        b"content",
+        b"reasoning_content",
+        b"reasoning",
+        b"arguments",
+        b"refusal",
+        b"text",
+    ];
+    let skip_ws = |mut j: usize| {
+        while doc.get(j).is_some_and(u8::is_ascii_whitespace) {
+            j += 1;
+        }
+        j
+    };
+    // The index of the quote closing the string whose first byte is at `from`.
+    let string_end = |from: usize| {
+        let mut j = from;
+        loop {
+            let k = memchr::memchr2(b'"', b'\\', doc.get(j..)?)?;
+            j += k;
+            if doc[j] == b'\\' {
+                j += 2;
+            } else {
+                return Some(j);
+            }
+        }
+    };
+    let mut total = 0u64;
+    let mut i = 0;
+    while let Some(q) = doc.get(i..).and_then(|rest| memchr::memchr(b'"', rest)) {
+        let start = i + q + 1;
+        let Some(end) = string_end(start) else {
+            break;
+        };
+        let colon = skip_ws(end + 1);
+        if doc.get(colon) != Some(&b':') {
+            i = end + 1;
+            continue;
+        }
+        let value = skip_ws(colon + 1);
+        if KEYS.contains(&&doc[start..end]) && doc.get(value) == Some(&b'"') {
+            let Some(value_end) = string_end(value + 1) else {
+                break;
+            };
+            total += (value_end - value - 1) as u64;
+            i = value_end + 1;
+        } else {
+            i = value;
+        }
+    }
+    total
+}
+
 /// The unsigned integer after the first `key` (a `"name":` pattern) in `obj`.
 fn number_at(obj: &[u8], key: &[u8]) -> Option<u64> {
     // The object is short: checking at each quote beats setting up a substring searcher.
@@ -587,5 +645,25 @@ mod usage_tests {
         assert_eq!(openai_usage(br#"{"choices":[],"usage":null}"#), None);
         assert_eq!(openai_usage(br#"{"usage":{"prompt_tokens":1"#), None);
         assert_eq!(openai_usage(b"not json"), None);
+    }
+
+    #[test]
+    fn completion_text_is_the_string_values_of_text_members() {
+        assert_eq!(
+            completion_text_bytes(
+                br#"{"choices":[{"message":{"role":"assistant","content":"Hello","tool_calls":[{"function":{"name":"f","arguments":"{\"a\":1}"}}]}}]}"#
+            ),
+            5 + 9
+        );
+        assert_eq!(
+            completion_text_bytes(br#"{"content" : null, "text": "abc"}"#),
+            3
+        );
+        assert_eq!(
+            completion_text_bytes(br#"{"model":"content","x":"content"}"#),
+            0
+        );
+        assert_eq!(completion_text_bytes(br#"{"content":"unterminated"#), 0);
+        assert_eq!(completion_text_bytes(b""), 0);
     }
 }

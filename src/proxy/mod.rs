@@ -517,10 +517,18 @@ pub async fn forward(
                 let latency = Some(ms(started.elapsed()));
                 let ttft = Some(ms(to_head));
                 if !matches!(outcome, relay::Outcome::FailedUnsent(_)) {
-                    let usage = tc.usage();
+                    // A 2xx answer always has a usage: its own, or the gateway's estimate
+                    // (an upstream that sends none cannot make requests free).
+                    let (usage, estimated) = if (200..300).contains(&status) {
+                        let (u, estimated) = tc.usage_or_estimate(features.prompt_tokens);
+                        (Some(u), estimated)
+                    } else {
+                        (tc.usage(), false)
+                    };
                     let cost = usage.and_then(|u| info.cost(&u));
                     let names = names(snap, entry.channel, Some(p.entry));
                     let mut attempt = Attempted::new(usage, cost, ttft, made);
+                    attempt.estimated = estimated;
                     attempt.overhead = tc.overhead.map(ms);
                     record(
                         worker, req, features, endpoint, client, out, names, attempt, started,
@@ -609,6 +617,8 @@ pub async fn forward(
 /// What a request's attempts yielded, for its usage record.
 struct Attempted {
     usage: Option<Usage>,
+    /// `usage` is the gateway's estimate.
+    estimated: bool,
     cost: Option<f64>,
     ttft: Option<f32>,
     attempts: usize,
@@ -619,6 +629,7 @@ impl Attempted {
     fn new(usage: Option<Usage>, cost: Option<f64>, ttft: Option<f32>, attempts: usize) -> Self {
         Attempted {
             usage,
+            estimated: false,
             cost,
             ttft,
             attempts,
@@ -628,6 +639,7 @@ impl Attempted {
 
     const NONE: Attempted = Attempted {
         usage: None,
+        estimated: false,
         cost: None,
         ttft: None,
         attempts: 0,
@@ -818,6 +830,7 @@ fn record(
             names,
             requested: features.model.clone(),
             usage: attempt.usage,
+            usage_estimated: attempt.estimated,
             estimated_prompt: features.prompt_tokens,
             cost: attempt.cost,
             latency_ms: ms(req.received.elapsed()),
@@ -954,10 +967,12 @@ fn build_request(
 ) -> Result<bool, Error> {
     out.clear();
     let mut translated = Vec::new();
+    // Usage is never optional: every stream that can carry it asks for it, whatever the
+    // client sent (`false`, `{}`, `null`, duplicates); the client's other `stream_options`
+    // members are kept inside the one the gateway writes.
     let inject = ch.family == Family::OpenAi
         && matches!(endpoint, Endpoint::Chat | Endpoint::Completions)
         && f.stream
-        && f.usage_asked.is_none()
         && ch.stream_usage;
     if ch.family != Family::OpenAi {
         if parsed.is_none() {
@@ -1039,11 +1054,20 @@ fn build_request(
         }
         return Ok(false);
     }
-    const STREAM_USAGE: &[u8] = b"\"stream_options\":{\"include_usage\":true},";
     let mut quoted = Vec::with_capacity(model.len() + 2);
     json::write_str(&mut quoted, model);
+    let usage_member = if inject {
+        stream_usage_member(body, f.stream_options.clone())
+    } else {
+        Vec::new()
+    };
+    // The client's `stream_options` stay verbatim unless the gateway writes its own.
+    let dropped = |e: &Edit| match e {
+        Edit::StreamOptions(_) => inject,
+        Edit::Model(_) | Edit::Remove(_) => true,
+    };
     let mut len = body.len();
-    for e in &f.edits {
+    for e in f.edits.iter().filter(|e| dropped(e)) {
         len -= e.range().len();
         if let Edit::Model(_) = e {
             len += quoted.len();
@@ -1057,7 +1081,7 @@ fn build_request(
     };
     // The body is a JSON object with members (extract checked): added members go right after
     // its `{`, each with its comma, so the client's own members (later) win.
-    let prefix_len = extra.len() + if inject { STREAM_USAGE.len() } else { 0 };
+    let prefix_len = extra.len() + usage_member.len();
     let brace = object_start(body).filter(|_| prefix_len > 0);
     if brace.is_some() {
         len += prefix_len;
@@ -1069,12 +1093,10 @@ fn build_request(
     if let Some(b) = brace {
         out.extend_from_slice(&body[..=b]);
         out.extend_from_slice(extra);
-        if inject {
-            out.extend_from_slice(STREAM_USAGE);
-        }
+        out.extend_from_slice(&usage_member);
         at = b + 1;
     }
-    for e in &f.edits {
+    for e in f.edits.iter().filter(|e| dropped(e)) {
         let r = e.range();
         out.extend_from_slice(&body[at..r.start]);
         if let Edit::Model(_) = e {
@@ -1084,6 +1106,25 @@ fn build_request(
     }
     out.extend_from_slice(&body[at..]);
     Ok(inject && brace.is_some())
+}
+
+/// The `"stream_options":{"include_usage":true,…},` member the gateway writes at the start of a
+/// streamed OpenAI-family body, carrying the other members of the client's own object
+/// (`stream_options` holds that object's range in `body`).
+fn stream_usage_member(body: &[u8], client: Option<std::ops::Range<usize>>) -> Vec<u8> {
+    let mut m = Vec::with_capacity(64);
+    m.extend_from_slice(b"\"stream_options\":{\"include_usage\":true");
+    if let Some(r) = client {
+        let value = &body[r];
+        for member in crate::api::chat::top_level_members(value) {
+            if !crate::api::chat::key_matches(&value[member.key.clone()], b"include_usage") {
+                m.push(b',');
+                m.extend_from_slice(&value[member.start..member.value.end]);
+            }
+        }
+    }
+    m.extend_from_slice(b"},");
+    m
 }
 
 /// The position of the `{` opening a JSON object that has at least one member (so members

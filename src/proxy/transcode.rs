@@ -40,6 +40,9 @@ pub struct Transcode {
     decoder: Decoder,
     encoder: Encoder,
     usage: Option<Usage>,
+    /// Completion text relayed so far, in bytes (content, reasoning, tool-call arguments,
+    /// refusals): what the completion is estimated from when the answer carries no usage.
+    text_bytes: u64,
     /// Remove `<think>…</think>` blocks from whole answers.
     pub strip_think: bool,
     /// The gateway's own time before the client's head went out (`x-router-overhead-ms`).
@@ -77,6 +80,7 @@ impl Transcode {
                 Family::Gemini => Encoder::Gemini(gemini::StreamEncoder::new()),
             },
             usage: None,
+            text_bytes: 0,
             strip_think: false,
             overhead: None,
             ended: false,
@@ -96,20 +100,39 @@ impl Transcode {
         self.usage
     }
 
+    /// The answer's usage, or (flagged `true`) an estimate when it carried none: the prompt
+    /// as the gateway estimated it, the completion from the text relayed (a quarter of its
+    /// bytes, the rule the prompt estimate uses). Budgets, quotas and token limits then act on
+    /// the estimate instead of on nothing.
+    pub fn usage_or_estimate(&self, prompt_estimate: u32) -> (Usage, bool) {
+        match self.usage {
+            Some(u) => (u, false),
+            None => (
+                Usage {
+                    prompt: u64::from(prompt_estimate),
+                    completion: self.text_bytes.div_ceil(4),
+                    ..Usage::default()
+                },
+                true,
+            ),
+        }
+    }
+
     /// True once the upstream's stream said it is complete.
     pub fn ended(&self) -> bool {
         self.ended || matches!(&self.decoder, Decoder::Gemini(d) if d.finished())
     }
 
-    /// Watches passthrough events for the usage chunk (the bytes go out unchanged).
+    /// Watches passthrough events for the usage chunk and the completion text (the bytes go
+    /// out unchanged).
     pub fn observe(&mut self, events: &[u8]) {
-        // `"usage"` (not `"usage":{`): some upstreams put a space after the colon.
-        if memchr::memmem::find(events, b"\"usage\"").is_none() {
-            return;
-        }
         let mut at = 0;
         while sse::next_event(events, &mut at, &mut self.data).is_some() {
-            if let Some(u) = providers::openai_usage(&self.data) {
+            self.text_bytes += providers::completion_text_bytes(&self.data);
+            // `"usage"` (not `"usage":{`): some upstreams put a space after the colon.
+            if memchr::memmem::find(&self.data, b"\"usage\"").is_some()
+                && let Some(u) = providers::openai_usage(&self.data)
+            {
                 self.usage = Some(u);
             }
         }
@@ -186,6 +209,7 @@ impl Transcode {
         if usage.is_some() {
             self.usage = usage;
         }
+        self.text_bytes += providers::completion_text_bytes(data);
         match &mut self.encoder {
             Encoder::OpenAi => {
                 if self.strip_usage && usage.is_some() && is_usage_only(data) {
@@ -256,6 +280,9 @@ impl Transcode {
     ) -> Result<(), String> {
         if self.upstream == Family::OpenAi && self.client == Family::OpenAi && !self.strip_think {
             self.usage = providers::openai_usage(body);
+            if self.usage.is_none() {
+                self.text_bytes = providers::completion_text_bytes(body);
+            }
             return Ok(());
         }
         let mut canonical = Vec::new();
@@ -279,6 +306,9 @@ impl Transcode {
                 &canonical
             }
         };
+        if self.usage.is_none() {
+            self.text_bytes = providers::completion_text_bytes(canonical);
+        }
         let mut stripped = Vec::new();
         let canonical = if self.strip_think {
             strip_think_blocks(canonical, &mut stripped);
@@ -392,9 +422,18 @@ pub(crate) fn without_think(text: &str) -> Option<String> {
     changed.then_some(out)
 }
 
-/// True for a usage-only chunk (`"choices":[]`): the one `include_usage` adds.
+/// True for a usage-only chunk (the one `include_usage` adds: `choices` empty or absent),
+/// judged on the parsed event, whatever its spacing. Runs only on chunks that carry usage.
 fn is_usage_only(data: &[u8]) -> bool {
-    memchr::memmem::find(data, b"\"choices\":[]").is_some()
+    use simd_json::prelude::*;
+    let mut copy = data.to_vec();
+    let Ok(v) = simd_json::to_borrowed_value(&mut copy) else {
+        return false;
+    };
+    match v.get("choices") {
+        None => true,
+        Some(c) => c.is_null() || c.as_array().is_some_and(|a| a.is_empty()),
+    }
 }
 
 /// The gateway error an OpenAI-form upstream error body describes (message kept).
@@ -462,6 +501,58 @@ mod tests {
             b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n"
         );
         assert_eq!(t.usage().map(|u| (u.prompt, u.completion)), Some((3, 2)));
+    }
+
+    #[test]
+    fn usage_only_chunks_are_recognised_whatever_their_spacing() {
+        let mut t = Transcode::new(Family::OpenAi, Family::OpenAi, true, "m", "id", 1);
+        let mut out = Vec::new();
+        let up = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n\
+                   data: {\"id\": \"x\", \"choices\": [ ], \"usage\": {\"prompt_tokens\": 3, \"completion_tokens\": 2}}\n\n\
+                   data: [DONE]\n\n";
+        assert_eq!(t.events(up, &mut out), Ok(true));
+        assert_eq!(
+            out, b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n",
+            "the usage-only chunk written with spaces must not reach a client that did not ask"
+        );
+        assert_eq!(t.usage().map(|u| (u.prompt, u.completion)), Some((3, 2)));
+        // A chunk with content and usage (some providers put usage on the last delta) stays.
+        assert!(!is_usage_only(
+            br#"{"choices":[{"delta":{"content":"x"}}],"usage":{"prompt_tokens":1}}"#
+        ));
+        assert!(is_usage_only(br#"{"usage":{"prompt_tokens":1}}"#));
+    }
+
+    #[test]
+    fn an_answer_without_usage_is_estimated_from_its_text() {
+        let mut t = Transcode::new(Family::OpenAi, Family::OpenAi, true, "m", "id", 1);
+        let mut out = Vec::new();
+        let up = b"data: {\"choices\":[{\"delta\":{\"content\":\"0123456789abcdef\"}}]}\n\n\
+                   data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"function\":{\"arguments\":\"{}{}\"}}]}}]}\n\n\
+                   data: [DONE]\n\n";
+        assert_eq!(t.events(up, &mut out), Ok(true));
+        assert_eq!(t.usage(), None);
+        let (u, estimated) = t.usage_or_estimate(40);
+        assert!(estimated);
+        assert_eq!(
+            (u.prompt, u.completion),
+            (40, 5),
+            "20 bytes of text → 5 tokens"
+        );
+        // Passthrough streams are metered the same way.
+        let mut p = Transcode::new(Family::OpenAi, Family::OpenAi, false, "m", "id", 1);
+        p.observe(b"data: {\"choices\":[{\"delta\":{\"content\":\"abcdefgh\"}}]}\n\n");
+        assert_eq!(
+            p.usage_or_estimate(1),
+            (
+                Usage {
+                    prompt: 1,
+                    completion: 2,
+                    ..Usage::default()
+                },
+                true
+            )
+        );
     }
 
     #[test]
