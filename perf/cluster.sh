@@ -65,7 +65,7 @@ instance() {
         printf '[server]\nlisten = "127.0.0.1:%s"\nworkers = 2\n\n' "$2"
         printf '[admin]\nlisten = "127.0.0.1:%s"\n\n' "$3"
         printf '[state]\ndir = "%s"\n\n[discovery]\nenabled = false\n\n[health]\nenabled = false\n\n' "$WORK/$1-state"
-        printf '[providers.up]\nkind = "openai"\nbase_url = "http://127.0.0.1:%s/v1"\n\n' "$P_MOCK"
+        printf '[providers.up]\nkind = "openai"\nbase_url = "http://127.0.0.1:%s/v1"\nforward_headers = ["x-mock-*"]\n\n' "$P_MOCK"
         printf '[[channels]]\nid = "up-1"\nprovider = "up"\napi_key = "sk-up"\nmodels = ["m"]\n'
         printf 'pricing = { input = 1000.0, output = 1000.0 }\n\n'
         keys_toml

@@ -144,6 +144,16 @@ pub fn add(
     expires: Option<&str>,
     limits: NewLimits,
 ) -> Result<String, String> {
+    if let Some(e) = expires {
+        let at = crate::usage::parse_time(e.trim()).ok_or_else(|| {
+            format!("--expires \"{e}\" is not a date (YYYY-MM-DD, UTC) or unix seconds")
+        })?;
+        if at <= crate::usage::now_ms() {
+            return Err(format!(
+                "--expires \"{e}\" is in the past: the key would be refused from its first use"
+            ));
+        }
+    }
     let mut f = load(path)?;
     if f.keys.iter().any(|k| k.name == name) {
         return Err(format!(
@@ -272,6 +282,11 @@ mod tests {
         assert!(add(&path, "bad name!", &[], None, NewLimits::default()).is_err());
         assert!(add(&path, "c", &["tag:".into()], None, NewLimits::default()).is_err());
         assert!(add(&path, "d", &[], Some("someday"), NewLimits::default()).is_err());
+        let past = add(&path, "e", &[], Some("2020-01-01"), NewLimits::default());
+        assert!(
+            past.as_ref().is_err_and(|e| e.contains("in the past")),
+            "{past:?}"
+        );
         assert_eq!(read_keys_file(&path).expect("still valid").len(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }

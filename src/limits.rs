@@ -118,6 +118,13 @@ impl Bucket {
         self.tokens -= n;
     }
 
+    /// Gives back `n` tokens taken for a request the gateway then refused (never above the
+    /// capacity).
+    pub fn refund(&mut self, n: f64, now: Instant) {
+        self.refill(now);
+        self.tokens = (self.tokens + n).min(self.cap_now());
+    }
+
     /// How long until `n` tokens are there.
     pub fn wait(&self, n: f64) -> Duration {
         let missing = n - self.tokens;
@@ -468,6 +475,21 @@ impl Limiter {
         match self.keys.get_mut(key as usize) {
             Some(Some(kb)) => admit_in(kb, tokens, now),
             _ => Ok(()),
+        }
+    }
+
+    /// Gives back what admitting a request took from `rpm` and `tpm` when the gateway itself
+    /// then refused it (a model outside the key's allowance, nothing usable, a bad body): a
+    /// request that reached no upstream costs the client none of its per-minute allowance.
+    /// `rps` keeps it: that limit is flood protection, and a flood of refusals is a flood.
+    pub fn refund(&mut self, key: u32, tokens: u32, now: Instant) {
+        if let Some(Some(kb)) = self.keys.get_mut(key as usize) {
+            if let Some(b) = &mut kb.per_minute {
+                b.refund(1.0, now);
+            }
+            if let Some(b) = &mut kb.tokens {
+                b.refund(f64::from(tokens), now);
+            }
         }
     }
 

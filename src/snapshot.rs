@@ -132,6 +132,9 @@ pub struct Channel {
     pub discover: bool,
     /// Lower-cased names of headers the provider config sets (client copies are dropped).
     pub managed_headers: Box<[Box<str>]>,
+    /// Client headers forwarded beyond the allow-list (`forward_headers`: lower-case names,
+    /// or prefixes ending in `*`).
+    pub forward_headers: Box<[Box<str>]>,
     /// Upstream timeouts.
     pub timeouts: Timeouts,
     /// Skip the channel when a worker used it less than this long ago.
@@ -404,6 +407,11 @@ impl Snapshot {
                     .headers
                     .iter()
                     .map(|(k, _)| k.to_ascii_lowercase().into())
+                    .collect(),
+                forward_headers: p
+                    .forward_headers
+                    .iter()
+                    .map(|h| h.as_str().into())
                     .collect(),
                 timeouts: Timeouts {
                     connect: p.connect_timeout,

@@ -68,6 +68,16 @@ fn keys_gate_every_api_route_in_the_callers_error_shape() {
     let m = mock(MockConfig::default());
     let gw = gateway(DRIVER, &keyed(m.addr(), &dir));
     let mut c = Client::connect(gw.local_addr());
+    // A refused request's body is never read: its connection closes after the answer.
+    let refused = |path: &str, headers: &[(&str, &str)], body: &str| {
+        let mut c = Client::connect(gw.local_addr());
+        let r = c.post(path, headers, body);
+        assert!(
+            c.is_closed(),
+            "a refused request with a body closes its connection"
+        );
+        r
+    };
 
     // No key, an unknown key, an expired key: 401, OpenAI-shaped, with a challenge.
     for (headers, says) in [
@@ -75,7 +85,7 @@ fn keys_gate_every_api_route_in_the_callers_error_shape() {
         (vec![("authorization", "Bearer sk-nope")], "not valid"),
         (vec![("authorization", "Bearer sk-old")], "expired"),
     ] {
-        let r = c.post("/v1/chat/completions", &headers, &chat_body("m", false));
+        let r = refused("/v1/chat/completions", &headers, &chat_body("m", false));
         assert_eq!(r.status, 401, "{}", r.text());
         assert_eq!(r.error_code(), "invalid_api_key");
         assert_eq!(
@@ -110,7 +120,7 @@ fn keys_gate_every_api_route_in_the_callers_error_shape() {
 
     // Anthropic ingress: its own error shape; Gemini ingress: ?key= works.
     let body = r#"{"model":"m","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
-    let r = c.post("/v1/messages", &[], body);
+    let r = refused("/v1/messages", &[], body);
     assert_eq!(r.status, 401);
     assert_eq!(r.json()["type"].as_str(), Some("error"), "{}", r.text());
     assert_eq!(
@@ -120,7 +130,7 @@ fn keys_gate_every_api_route_in_the_callers_error_shape() {
     );
     let gem = r#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}"#;
     assert_eq!(
-        c.post("/v1beta/models/m:generateContent", &[], gem).status,
+        refused("/v1beta/models/m:generateContent", &[], gem).status,
         401
     );
     let r = c.post("/v1beta/models/m:generateContent?key=sk-team-a", &[], gem);
@@ -217,7 +227,8 @@ fn the_keys_file_is_read_at_start_and_on_reload() {
     assert_eq!(cfg.auth.keys.len(), 1);
     let gw = smart_ai_router::bootstrap::start(cfg).expect("starts");
     let mut c = Client::connect(gw.local_addr());
-    let post = |c: &mut Client, k: &str| post(c, k).status;
+    // A 401 closes the connection (its body was never read): each request gets its own.
+    let post = |_: &mut Client, k: &str| post(&mut Client::connect(gw.local_addr()), k).status;
     assert_eq!(post(&mut c, &first), 200);
     let second =
         smart_ai_router::keys::add(&keys, "ci-2", &[], None, Default::default()).expect("add");
@@ -410,4 +421,65 @@ fn streams_that_decline_usage_still_spend_the_keys_budget() {
         (2..=4).contains(&served),
         "{served} of 30 streams that declined usage were served; the budget allows about 3"
     );
+}
+
+#[test]
+fn refusals_cost_rps_but_not_rpm_and_a_key_sees_only_its_models() {
+    let m = mock(MockConfig::default());
+    // One worker: the key's whole rpm is in one bucket (workers split it by demand).
+    let text = format!(
+        "[server]\nworkers = 1\n{}\n[[channels]]\nid = \"free-1\"\nprovider = \"up\"\napi_key = \"k\"\n\
+         models = [\"cheap\"]\ntags = [\"free\"]\n\n\
+         [[auth.keys]]\nname = \"narrow\"\nsha256 = \"{}\"\nmodels = [\"tag:free\"]\nrpm = 2\n\n\
+         [[auth.keys]]\nname = \"unlimited\"\nsha256 = \"{}\"\nmodels = [\"tag:free\"]\n",
+        one_channel(m.addr(), &["m", "secret-model"]).trim_end(),
+        hex(&digest(b"sk-narrow")),
+        hex(&digest(b"sk-unlimited")),
+    );
+    let gw = gateway(DRIVER, &text);
+    let mut c = Client::connect(gw.local_addr());
+    let auth = [("authorization", "Bearer sk-narrow")];
+    // Five requests the gateway refuses itself (a model outside the allowance, a bad body)…
+    for _ in 0..4 {
+        let r = c.post("/v1/chat/completions", &auth, &chat_body("m", false));
+        assert_eq!(r.status, 403, "{}", r.text());
+    }
+    let r = c.post(
+        "/v1/chat/completions",
+        &auth,
+        r#"{"model":"cheap","stream":"x"}"#,
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    // …leave the key's two requests a minute untouched.
+    for i in 0..2 {
+        let r = c.post("/v1/chat/completions", &auth, &chat_body("cheap", false));
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+    }
+    let r = c.post("/v1/chat/completions", &auth, &chat_body("cheap", false));
+    assert_eq!(r.status, 429, "the third served request is over rpm");
+
+    // The model list and the 404's suggestions name only what the key may use.
+    let mut g = Client::connect(gw.local_addr());
+    g.send(b"GET /v1/models HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer sk-narrow\r\n\r\n");
+    let list = g.read_response();
+    assert_eq!(list.status, 200);
+    let ids: Vec<String> = list.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["cheap"]);
+    g.send(
+        b"GET /v1/models/secret-model HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer sk-narrow\r\n\r\n",
+    );
+    assert_eq!(g.read_response().status, 404);
+    let unlimited = [("authorization", "Bearer sk-unlimited")];
+    let r = c.post(
+        "/v1/chat/completions",
+        &unlimited,
+        &chat_body("secret-modl", false),
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(!r.text().contains("secret-model"), "{}", r.text());
 }

@@ -82,6 +82,7 @@ fn example_config_parses_and_holds_the_defaults() {
     assert_eq!(s.max_header_bytes as u64, defaults::MAX_HEADER_BYTES);
     assert_eq!(s.max_headers, defaults::MAX_HEADERS);
     assert_eq!(s.max_body as u64, defaults::MAX_BODY);
+    assert_eq!(s.max_buffered as u64, defaults::MAX_BUFFERED);
     assert_eq!(s.max_connections, defaults::MAX_CONNECTIONS);
     assert_eq!(s.header_timeout, defaults::HEADER_TIMEOUT);
     assert_eq!(s.body_timeout, defaults::BODY_TIMEOUT);
@@ -120,6 +121,7 @@ fn example_config_parses_and_holds_the_defaults() {
     assert_eq!(p.pool_max_idle, defaults::POOL_MAX_IDLE);
     assert_eq!(p.pool_idle_timeout, defaults::POOL_IDLE_TIMEOUT);
     assert_eq!(p.models_path, defaults::MODELS_PATH);
+    assert!(p.forward_headers.is_empty());
     assert_eq!(cfg.channels[0].api_key.expose(), "sk-replace-me");
     assert!(cfg.channels[0].discover);
     let d = &cfg.discovery;

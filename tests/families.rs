@@ -568,3 +568,101 @@ strip_think = true
         "Anthropic channel's extra member: {sent:?}"
     );
 }
+
+#[test]
+fn only_allowed_client_headers_reach_each_family() {
+    let m = mock(MockConfig::default());
+    // The Anthropic provider opts into `anthropic-beta` (and the mock's knobs).
+    let cfg = three_families(m.addr()).replace(
+        "kind = \"anthropic\"\n",
+        "kind = \"anthropic\"\nforward_headers = [\"anthropic-beta\", \"x-mock-*\"]\n",
+    );
+    let gw = gateway(DRIVER, &cfg);
+    let mut c = Client::connect(gw.local_addr());
+    let sent = [
+        ("Accept", "application/json"),
+        ("User-Agent", "OpenAI/Python 1.99.0"),
+        (
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        ),
+        ("tracestate", "k=v"),
+        ("Idempotency-Key", "idem-1"),
+        ("x-request-id", "client-req-1"),
+        ("OpenAI-Organization", "org-operator-2"),
+        ("OpenAI-Project", "proj-9"),
+        ("OpenAI-Beta", "assistants=v2"),
+        ("anthropic-beta", "prompt-caching-2024-07-31"),
+        ("anthropic-version", "2099-01-01"),
+        ("x-stainless-os", "Linux"),
+        ("x-custom", "anything"),
+        ("Cookie", "session=1"),
+    ];
+    let allowed = [
+        "accept",
+        "user-agent",
+        "traceparent",
+        "tracestate",
+        "idempotency-key",
+    ];
+    let dropped = [
+        "openai-organization",
+        "openai-project",
+        "openai-beta",
+        "x-stainless-os",
+        "x-custom",
+        "cookie",
+    ];
+    for model in ["gpt-x", "claude-x", "gemini-x"] {
+        let _ = drain(&m);
+        let r = c.post("/v1/chat/completions", &sent, &chat_body(model, false));
+        assert_eq!(r.status, 200, "{model}: {}", r.text());
+        let ev = drain(&m);
+        let rec = requests(&ev)[0];
+        for h in allowed {
+            let want = sent
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(h))
+                .map(|(_, v)| *v);
+            assert_eq!(rec.header(h), want, "{model}: {h} is on the allow-list");
+        }
+        assert_eq!(rec.header("x-request-id"), Some("client-req-1"), "{model}");
+        for h in dropped {
+            assert_eq!(rec.header(h), None, "{model}: {h} must stay behind");
+        }
+        let beta = rec.header("anthropic-beta");
+        if model == "claude-x" {
+            assert_eq!(
+                beta,
+                Some("prompt-caching-2024-07-31"),
+                "listed by the provider"
+            );
+            assert_eq!(
+                rec.header("anthropic-version"),
+                Some("2023-06-01"),
+                "the provider's version wins"
+            );
+        } else {
+            assert_eq!(beta, None, "{model}: not listed by its provider");
+        }
+        assert!(
+            rec.header("authorization")
+                .is_none_or(|v| !v.contains("client")),
+            "{model}"
+        );
+    }
+    // The operator's account limits never reach the client.
+    let r = c.post(
+        "/v1/chat/completions",
+        &[("x-mock-ratelimit-reset", "1s")],
+        &chat_body("claude-x", false),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.headers
+            .iter()
+            .all(|(n, _)| !n.starts_with("x-ratelimit-")),
+        "{:?}",
+        r.headers
+    );
+}

@@ -109,6 +109,7 @@ replay_tests!(
     anthropic_response,
     gemini_response,
     openai_response,
+    header_policy,
 );
 
 #[test]

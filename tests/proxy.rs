@@ -272,8 +272,9 @@ aliases = {{ "my-alias" = "upstream-model" }}
     let expected = body.replacen("\"my-alias\"", "\"upstream-model\"", 1);
     assert_eq!(String::from_utf8_lossy(&rec.body), expected);
     assert_eq!(rec.header("authorization"), Some("Bearer sk-channel"));
-    assert_eq!(rec.header("openai-organization"), Some("org-1"));
-    assert_eq!(rec.header("anthropic-beta"), Some("tools-2024"));
+    // Client headers beyond the allow-list stay behind unless the provider lists them.
+    assert_eq!(rec.header("openai-organization"), None);
+    assert_eq!(rec.header("anthropic-beta"), None);
     assert_eq!(
         rec.header("x-provider-extra"),
         Some("from-config"),

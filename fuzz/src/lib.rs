@@ -42,6 +42,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("anthropic_response", anthropic_response),
     ("gemini_response", gemini_response),
     ("openai_response", openai_response),
+    ("header_policy", header_policy),
 ];
 
 /// Split points for "the same answer whatever the read sizes" checks: a deterministic run of
@@ -346,12 +347,41 @@ pub fn chat_features(data: &[u8]) {
             f.edits
         );
         edited.extend_from_slice(&data[at..r.start]);
-        if let Edit::Model(_) = e {
-            edited.extend_from_slice(b"\"x\"");
+        match e {
+            Edit::Model(_) => edited.extend_from_slice(b"\"x\""),
+            // Kept verbatim here; the dropped variant is checked below.
+            Edit::StreamOptions(_) => edited.extend_from_slice(&data[r.clone()]),
+            Edit::Remove(_) => {}
         }
         at = r.end;
     }
     edited.extend_from_slice(&data[at..]);
+    // Dropping every stream_options member (what the proxy does before writing its own)
+    // leaves valid JSON without one.
+    let mut dropped = Vec::with_capacity(data.len());
+    let mut from = 0;
+    for e in &f.edits {
+        let r = e.range();
+        dropped.extend_from_slice(&data[from..r.start]);
+        if let Edit::Model(_) = e {
+            dropped.extend_from_slice(b"\"x\"");
+        }
+        from = r.end;
+    }
+    dropped.extend_from_slice(&data[from..]);
+    let w = parse_json(&dropped).unwrap_or_else(|| {
+        panic!(
+            "body without stream_options is not JSON: {}",
+            lossy(&dropped)
+        )
+    });
+    assert!(
+        !w.as_object()
+            .expect("an object")
+            .contains_key("stream_options"),
+        "{}",
+        lossy(&dropped)
+    );
     let v = parse_json(&edited)
         .unwrap_or_else(|| panic!("edited body is not JSON: {}", lossy(&edited)));
     let obj = v.as_object().expect("still an object");
@@ -366,7 +396,11 @@ pub fn chat_features(data: &[u8]) {
     let g = chat::extract(&edited, &mut scratch)
         .unwrap_or_else(|e| panic!("edited body refused: {e:?}: {}", lossy(&edited)));
     assert_eq!(&*g.model, "x");
-    assert!(g.edits.iter().all(|e| matches!(e, Edit::Model(_))));
+    assert!(
+        g.edits
+            .iter()
+            .all(|e| matches!(e, Edit::Model(_) | Edit::StreamOptions(_)))
+    );
     assert_eq!(
         (
             g.stream,
@@ -814,5 +848,89 @@ fn response(upstream: Family, data: &[u8]) {
     }
     if client == Family::OpenAi {
         assert!(e.get("message").and_then(|m| m.as_str()).is_some());
+    }
+}
+
+// ---- header policy ----
+
+/// `h1::forwarding`: the first line is a client header name, the other lines a provider's
+/// `forward_headers`. Credentials, framing and router headers never go upstream whatever the
+/// list says; a forwarded name is on the allow-list or named by an entry; the verdict ignores
+/// case; an upstream's `x-ratelimit-*`, cookies and hop-by-hop headers never reach a client;
+/// and config validation never accepts an entry that names a never-forwarded header.
+pub fn header_policy(data: &[u8]) {
+    use smart_ai_router::h1::forwarding::{
+        ALLOWED, forward_request, forward_response, never_forwarded,
+    };
+    let mut lines = data.split(|&b| b == b'\n');
+    let name = lines.next().unwrap_or_default();
+    let entries: Vec<String> = lines
+        .take(8)
+        .map(|l| String::from_utf8_lossy(l).to_ascii_lowercase())
+        .collect();
+    let list: Vec<Box<str>> = entries.iter().map(|e| e.as_str().into()).collect();
+    let verdict = forward_request(name, &list);
+    assert_eq!(
+        verdict,
+        forward_request(&name.to_ascii_uppercase(), &list),
+        "case changed the verdict for {}",
+        lossy(name)
+    );
+    const SECRET: &[&str] = &[
+        "authorization",
+        "x-api-key",
+        "api-key",
+        "x-goog-api-key",
+        "proxy-authorization",
+        "cookie",
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+    ];
+    if SECRET
+        .iter()
+        .any(|s| s.as_bytes().eq_ignore_ascii_case(name))
+        || name.len() >= 9 && name[..9].eq_ignore_ascii_case(b"x-router-")
+    {
+        assert!(!verdict, "{} was forwarded", lossy(name));
+        assert!(never_forwarded(name));
+    }
+    if verdict {
+        let lower = name.to_ascii_lowercase();
+        let named = ALLOWED.iter().any(|a| a.as_bytes() == lower.as_slice())
+            || entries.iter().any(|e| match e.strip_suffix('*') {
+                Some(p) => lower.starts_with(p.as_bytes()),
+                None => e.as_bytes() == lower.as_slice(),
+            });
+        assert!(named, "{} forwarded without being listed", lossy(name));
+    }
+    if name.len() >= 12 && name[..12].eq_ignore_ascii_case(b"x-ratelimit-")
+        || name.eq_ignore_ascii_case(b"set-cookie")
+        || name.eq_ignore_ascii_case(b"transfer-encoding")
+    {
+        assert!(
+            !forward_response(name),
+            "{} reached the client",
+            lossy(name)
+        );
+    }
+    // Validation: whatever it accepts is forwardable.
+    let quoted: Vec<String> = entries
+        .iter()
+        .map(|e| {
+            let mut q = Vec::new();
+            smart_ai_router::json::write_str(&mut q, e);
+            String::from_utf8_lossy(&q).into_owned()
+        })
+        .collect();
+    let toml = format!(
+        "[providers.p]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\nforward_headers = [{}]\n",
+        quoted.join(", ")
+    );
+    if let Ok(cfg) = smart_ai_router::config::Config::parse(&toml, &|_: &str| None) {
+        for h in &cfg.providers[0].forward_headers {
+            assert!(!never_forwarded(h.as_bytes()), "validation accepted {h}");
+        }
     }
 }

@@ -150,7 +150,9 @@ pub fn extract(body: &[u8], scratch: &mut JsonScratch) -> Result<Features, Error
     };
     scratch.tape = tape.reset();
     if scratch.input.capacity() > KEEP_SCRATCH {
-        scratch.input = Vec::new();
+        // simd-json's buffers grew with the body too: a worker must not keep a large
+        // request's working set for good.
+        *scratch = JsonScratch::default();
     }
     let mut f = result?;
     let members = top_level_members(body);

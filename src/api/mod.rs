@@ -23,8 +23,12 @@ use crate::server::{Exchange, Request};
 use crate::snapshot::Snapshot;
 use crate::worker::{SnapshotRef, Worker};
 
+/// What a request is for, decided on its head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route {
+pub(crate) enum Route {
+    /// `OPTIONS`: a CORS preflight.
+    Preflight,
+    /// `GET /`.
     Root,
     Health,
     Models,
@@ -46,6 +50,7 @@ enum Route {
 impl Route {
     fn allows(self, m: Method) -> bool {
         match self {
+            Route::Preflight => true,
             Route::Root | Route::Health | Route::Models | Route::Model => {
                 matches!(m, Method::Get | Method::Head)
             }
@@ -53,6 +58,15 @@ impl Route {
             _ => m == Method::Post,
         }
     }
+    /// The wire family of the route's errors.
+    pub(crate) fn family(self) -> Family {
+        match self {
+            Route::Messages | Route::CountTokens => Family::Anthropic,
+            Route::Gemini => Family::Gemini,
+            _ => Family::OpenAi,
+        }
+    }
+
     fn allow_header(self) -> &'static str {
         match self {
             Route::Root | Route::Health | Route::Models | Route::Model => "GET, HEAD, OPTIONS",
@@ -117,55 +131,122 @@ fn route(path: &[u8]) -> Option<Route> {
     }
 }
 
-/// Answers one request.
-pub async fn handle(
+/// What the head alone decided: the route, and the client key that may use it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Admitted<'s> {
+    /// The route.
+    pub(crate) route: Route,
+    /// The authenticated client key (`None`: open gateway, or a route without auth).
+    pub(crate) client: Option<&'s crate::auth::Client>,
+}
+
+/// A request refused on its head, before any body byte was read or `100 Continue` sent.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    /// The error to answer.
+    pub(crate) error: Error,
+    /// The error shape (the route's family).
+    pub(crate) family: Family,
+    /// Extra headers (`www-authenticate`, `allow`).
+    pub(crate) headers: [(&'static [u8], &'static [u8]); 1],
+}
+
+/// Judges a request on its head (DESIGN §9, "auth before body"): the route and method, then
+/// the client key and — where the head names the model (Gemini paths) — the key's allowance.
+/// Runs before the body is read, so a caller without a valid key never makes the gateway
+/// buffer a byte of its body.
+pub(crate) fn judge_head<'s>(
+    snap: &'s Snapshot,
+    head: &crate::h1::head::RequestHead,
+    buf: &[u8],
+) -> Result<Admitted<'s>, Refusal> {
+    let path = head.path(buf);
+    let refuse = |error: Error, family, headers| {
+        Err(Refusal {
+            error,
+            family,
+            headers: [headers],
+        })
+    };
+    if head.method == Method::Options {
+        return Ok(Admitted {
+            route: Route::Preflight,
+            client: None,
+        });
+    }
+    let method = || String::from_utf8_lossy(&buf[head.method_text.clone()]).into_owned();
+    let Some(r) = route(path) else {
+        let e = Error::unknown_route(&method(), &String::from_utf8_lossy(path));
+        return refuse(e, Family::OpenAi, (b"", b""));
+    };
+    let family = r.family();
+    if !r.allows(head.method) {
+        let e =
+            Error::method_not_allowed(&method(), &String::from_utf8_lossy(path), r.allow_header());
+        return refuse(e, family, (b"allow", r.allow_header().as_bytes()));
+    }
+    if matches!(r, Route::Root | Route::Health) {
+        return Ok(Admitted {
+            route: r,
+            client: None,
+        });
+    }
+    let client = match authenticate(snap, head, buf, r) {
+        Ok(c) => c,
+        Err(e) => return refuse(e, family, (b"www-authenticate", b"Bearer")),
+    };
+    if r == Route::Gemini
+        && let Some(allowed) = client.and_then(|c| c.allowed.as_deref())
+    {
+        let (model, _) = gemini_call(path);
+        if let Some(e) = outside_allowance(snap, &model, allowed) {
+            return refuse(e, family, (b"", b""));
+        }
+    }
+    Ok(Admitted { route: r, client })
+}
+
+/// The 403 for a model expression that matches entries, none of which `allowed` includes
+/// (`None` when some is allowed, or when nothing matches: routing then says 404).
+fn outside_allowance(snap: &Snapshot, model: &str, allowed: &[u64]) -> Option<Error> {
+    let mut matched = vec![0u64; allowed.len()];
+    crate::routing::allowance(&snap.catalog, model, &mut matched);
+    let any = matched.iter().any(|w| *w != 0);
+    let reachable = matched.iter().zip(allowed).any(|(m, a)| m & a != 0);
+    (any && !reachable).then(|| {
+        crate::routing::RouteError::Forbidden(format!(
+            "This API key may not use `{}`; its allowance does not include any model that matches.",
+            crate::error::truncate(model, 200)
+        ))
+        .into_error()
+    })
+}
+
+/// The model and streaming flag of a Gemini path (`/v1beta/models/{model}:generateContent`).
+fn gemini_call(path: &[u8]) -> (String, bool) {
+    let rest = path.strip_prefix(b"/v1beta/models/").unwrap_or(path);
+    let (model, stream) = match rest.strip_suffix(b":streamGenerateContent") {
+        Some(m) => (m, true),
+        None => (
+            rest.strip_suffix(b":generateContent").unwrap_or(rest),
+            false,
+        ),
+    };
+    (crate::h1::percent_decode(model), stream)
+}
+
+/// Answers one request that [`judge_head`] admitted (`req.client` is its key).
+pub(crate) async fn handle(
     worker: &Rc<Worker>,
     snap: &SnapshotRef,
     req: &Request<'_>,
+    r: Route,
     ex: &mut Exchange<'_>,
 ) {
-    let method = req.head.method;
     let path = req.path();
-    if method == Method::Options {
-        return preflight(req, ex).await;
-    }
-    let Some(r) = route(path) else {
-        let m = String::from_utf8_lossy(&req.buf[req.head.method_text.clone()]);
-        return ex
-            .out
-            .send_error(&Error::unknown_route(&m, &String::from_utf8_lossy(path)))
-            .await;
-    };
-    if !r.allows(method) {
-        let m = String::from_utf8_lossy(&req.buf[req.head.method_text.clone()]);
-        let e = Error::method_not_allowed(&m, &String::from_utf8_lossy(path), r.allow_header());
-        ex.out.begin(405);
-        ex.out.header(b"allow", r.allow_header().as_bytes());
-        return ex.out.body(b"application/json", &e.body()).await;
-    }
-    ex.out.errors_as = match r {
-        Route::Messages | Route::CountTokens => Family::Anthropic,
-        Route::Gemini => Family::Gemini,
-        _ => Family::OpenAi,
-    };
-    let authed;
-    let req = if matches!(r, Route::Root | Route::Health) {
-        req
-    } else {
-        match authenticate(snap, req, r) {
-            Ok(client) => {
-                authed = Request { client, ..*req };
-                &authed
-            }
-            Err(e) => {
-                return ex
-                    .out
-                    .send_error_with(&e, &[(b"www-authenticate", b"Bearer")])
-                    .await;
-            }
-        }
-    };
+    ex.out.errors_as = r.family();
     match r {
+        Route::Preflight => preflight(req, ex).await,
         Route::Root => {
             let mut b = Vec::with_capacity(64);
             b.extend_from_slice(b"{\"name\":\"smart-ai-router\",\"version\":");
@@ -174,10 +255,20 @@ pub async fn handle(
             ex.out.send_json(200, &b).await
         }
         Route::Health => health(worker, snap, ex).await,
-        Route::Models => ex.out.send_json(200, snap.catalog.models_json()).await,
+        Route::Models => match req.allowed() {
+            None => ex.out.send_json(200, snap.catalog.models_json()).await,
+            Some(allowed) => {
+                let body = snap.catalog.models_json_for(allowed);
+                ex.out.send_json(200, &body).await
+            }
+        },
         Route::Model => {
             let id = crate::h1::percent_decode(&unversioned(path)[b"/models/".len()..]);
-            match snap.catalog.model_json(&id) {
+            let listed = snap
+                .catalog
+                .model_json(&id)
+                .filter(|_| snap.catalog.name_allowed(&id, req.allowed()));
+            match listed {
                 Some(body) => ex.out.send_json(200, body).await,
                 None => {
                     let e = Error::new(
@@ -217,15 +308,7 @@ pub async fn handle(
             Err(e) => ex.out.send_error(&e).await,
         },
         Route::Gemini => {
-            let rest = &path[b"/v1beta/models/".len()..];
-            let (model, stream) = match rest.strip_suffix(b":streamGenerateContent") {
-                Some(m) => (m, true),
-                None => (
-                    rest.strip_suffix(b":generateContent").unwrap_or(rest),
-                    false,
-                ),
-            };
-            let model = crate::h1::percent_decode(model);
+            let (model, stream) = gemini_call(path);
             match gemini::ingress_request(req.body, &model, stream) {
                 Ok(body) => translated(worker, snap, req, &body, Family::Gemini, ex).await,
                 Err(e) => ex.out.send_error(&e).await,
@@ -252,13 +335,14 @@ pub async fn handle(
 /// send their key as `?key=` instead of a header.
 fn authenticate<'s>(
     snap: &'s Snapshot,
-    req: &Request<'_>,
+    head: &crate::h1::head::RequestHead,
+    buf: &[u8],
     r: Route,
 ) -> Result<Option<&'s crate::auth::Client>, Error> {
     use crate::auth::Verdict;
-    let presented = crate::auth::presented(|n| req.header(n)).or_else(|| {
+    let presented = crate::auth::presented(|n| head.header(buf, n)).or_else(|| {
         (r == Route::Gemini)
-            .then(|| crate::auth::query_key(&req.buf[req.head.target.clone()]))
+            .then(|| crate::auth::query_key(&buf[head.target.clone()]))
             .flatten()
     });
     let why = match snap.clients.check(presented, crate::usage::now_ms()) {

@@ -424,6 +424,42 @@ impl Catalog {
     pub fn names(&self) -> &[Box<str>] {
         &self.names
     }
+
+    /// Whether a client key whose allowance is `allowed` (a bitset over the entries; `None`:
+    /// every entry) may use the model id or alias `name`.
+    pub fn name_allowed(&self, name: &str, allowed: Option<&[u64]>) -> bool {
+        let Some(allowed) = allowed else {
+            return true;
+        };
+        self.lookup(name).is_some_and(|ids| {
+            ids.iter().any(|&i| {
+                allowed
+                    .get(i as usize / 64)
+                    .is_some_and(|w| w & (1 << (i % 64)) != 0)
+            })
+        })
+    }
+
+    /// The `/v1/models` body for a key limited to `allowed`: only the models it may use.
+    pub fn models_json_for(&self, allowed: &[u64]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + self.names.len() * 80);
+        out.extend_from_slice(b"{\"object\":\"list\",\"data\":[");
+        let mut first = true;
+        for name in self.names.iter() {
+            if !self.name_allowed(name, Some(allowed)) {
+                continue;
+            }
+            if let Some(one) = self.model_json.get(name) {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                out.extend_from_slice(one);
+            }
+        }
+        out.extend_from_slice(b"]}");
+        out
+    }
 }
 
 fn boxed(m: HashMap<Box<str>, Vec<u32>>) -> HashMap<Box<str>, Box<[u32]>> {

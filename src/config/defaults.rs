@@ -16,6 +16,9 @@ pub const MAX_HEADER_BYTES: u64 = 16 * 1024;
 pub const MAX_HEADERS: usize = 100;
 /// Largest request body (32 MiB): room for a long conversation with inline images.
 pub const MAX_BODY: u64 = 32 * 1024 * 1024;
+/// Request and response body bytes a worker may hold (256 MiB) before it answers new requests
+/// 503 `overloaded`: eight requests at the 32 MiB body limit, or four 64 MiB answers.
+pub const MAX_BUFFERED: u64 = 256 * 1024 * 1024;
 /// Most open downstream connections per worker; more get a 503 and are closed.
 pub const MAX_CONNECTIONS: usize = 8192;
 /// Time to receive a whole request head once its first byte arrived (10 s): slowloris guard.

@@ -273,6 +273,8 @@ pub struct ServerConfig {
     pub max_headers: usize,
     /// Largest request body.
     pub max_body: usize,
+    /// Request and response body bytes a worker may hold; over it, new requests get 503.
+    pub max_buffered: usize,
     /// Most open client connections per worker.
     pub max_connections: usize,
     /// Deadline for a whole request head.
@@ -315,6 +317,9 @@ pub struct ProviderConfig {
     /// Whether streamed requests may carry `stream_options.include_usage` (added when the
     /// client did not ask, so every stream's usage is known; the usage chunk is then stripped).
     pub stream_usage: bool,
+    /// Client request headers forwarded beyond the allow-list (lower-case names, or prefixes
+    /// ending in `*`); see `proxy::headers`.
+    pub forward_headers: Vec<String>,
     /// Base URL (may be overridden per channel).
     pub base_url: Option<BaseUrl>,
     /// Path appended to the base URL for chat completions.
@@ -1072,6 +1077,7 @@ fn provider_from_preset(
         kind: preset.kind.to_string(),
         family: preset.family,
         stream_usage: preset.stream_usage,
+        forward_headers: Vec::new(),
         base_url,
         chat_path: preset.chat_path.to_string(),
         auth: preset.auth,
@@ -2222,6 +2228,13 @@ fn build_server(c: &mut Checker, s: raw::Server) -> ServerConfig {
             1024,
             1 << 30,
         ) as usize,
+        max_buffered: c.size(
+            "server.max_buffered",
+            s.max_buffered,
+            defaults::MAX_BUFFERED,
+            1 << 20,
+            1 << 40,
+        ) as usize,
         max_connections: c.int(
             "server.max_connections",
             s.max_connections,
@@ -2376,6 +2389,31 @@ fn build_provider(c: &mut Checker, id: String, p: raw::Provider) -> ProviderConf
         headers.retain(|(n, _)| !n.eq_ignore_ascii_case(&k));
         headers.push((k, v));
     }
+    let mut forward_headers = Vec::new();
+    for (i, h) in p
+        .forward_headers
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        let name = h.strip_suffix('*').unwrap_or(&h);
+        let key = at(&format!("forward_headers[{i}]"));
+        if !(is_token(name) || h == "*") {
+            c.err(
+                key,
+                format!("\"{h}\" is not a header name (or a prefix ending in *)"),
+            );
+        } else if crate::h1::forwarding::never_forwarded(h.as_bytes()) {
+            c.err(
+                key,
+                format!(
+                    "\"{h}\" is never forwarded: credentials and framing are the gateway's own"
+                ),
+            );
+        } else {
+            forward_headers.push(h.to_ascii_lowercase());
+        }
+    }
     let ca_file = p.ca_file.map(PathBuf::from);
     let models_path = p
         .models_path
@@ -2397,6 +2435,7 @@ fn build_provider(c: &mut Checker, id: String, p: raw::Provider) -> ProviderConf
         kind,
         family: preset.family,
         stream_usage: p.stream_usage.unwrap_or(preset.stream_usage),
+        forward_headers,
         base_url,
         chat_path,
         auth,
@@ -2908,6 +2947,35 @@ models = ["gpt-4o-mini", "gpt-4o"]   # optional once discovery runs
         let p = problems("[sever]\n");
         assert_eq!(p[0].path, "sever");
         assert!(p[0].message.contains("`server`"), "{p:?}");
+    }
+
+    #[test]
+    fn forward_headers_take_names_and_prefixes_but_never_credentials() {
+        let base = "[providers.a]\nkind = \"anthropic\"\nbase_url = \"http://x/v1\"\n";
+        let c = Config::parse(
+            &format!("{base}forward_headers = [\"Anthropic-Beta\", \"x-stainless-*\"]\n"),
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.providers[0].forward_headers,
+            ["anthropic-beta", "x-stainless-*"]
+        );
+        let p = problems(&format!(
+            "{base}forward_headers = [\"Authorization\", \"x-api-key\", \"bad header\", \"x-router-*\"]\n"
+        ));
+        let paths: Vec<&str> = p.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "providers.a.forward_headers[0]",
+                "providers.a.forward_headers[1]",
+                "providers.a.forward_headers[2]",
+                "providers.a.forward_headers[3]"
+            ],
+            "{p:?}"
+        );
+        assert!(p[0].message.contains("never forwarded"), "{p:?}");
     }
 
     #[test]

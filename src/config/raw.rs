@@ -145,6 +145,7 @@ pub(super) struct Server {
     pub max_header_bytes: Option<SizeValue>,
     pub max_headers: Option<i64>,
     pub max_body: Option<SizeValue>,
+    pub max_buffered: Option<SizeValue>,
     pub max_connections: Option<i64>,
     pub header_timeout: Option<DurationValue>,
     pub body_timeout: Option<DurationValue>,
@@ -180,6 +181,7 @@ pub(super) struct Provider {
     pub pool_idle_timeout: Option<DurationValue>,
     pub models_path: Option<String>,
     pub stream_usage: Option<bool>,
+    pub forward_headers: Option<Vec<String>>,
     pub proxy: Option<String>,
 }
 

@@ -3,14 +3,20 @@
 //! documented in the README ("Admin API").
 //!
 //! Invariants: with `[admin] token` set, every request must carry `Authorization: Bearer
-//! <token>`, compared in constant time; without one the config only allows a loopback
-//! address. No response ever contains an API key: channels show an 8-hex SHA-256 fingerprint.
-//! Overrides are persisted before the answer is sent. One request per connection, bounded in
-//! size (64 KiB body) and time (10 s), at most [`MAX_CONNECTIONS`] at once. Never panics on
-//! input.
+//! <token>` (the scheme in any case), compared in constant time, and checked on the head,
+//! before any body byte is read; without one the config only allows a loopback address. No
+//! response ever contains an API key: channels show an 8-hex SHA-256 fingerprint. Overrides
+//! are persisted before the answer is sent. One request per connection, bounded in size
+//! (64 KiB body) and time (the head within [`HEAD_TIMEOUT`], the body within 10 s), at most
+//! [`MAX_CONNECTIONS`] at once. Idle or slow peers cannot lock operators out: when every slot
+//! is taken, the oldest connection that has not yet authenticated is closed to make room (an
+//! authenticated one is never closed for a newcomer). Never panics on input.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
@@ -23,29 +29,98 @@ use crate::h1::head::{Body, RequestHead};
 use crate::json::Writer;
 use crate::routing::health::{Health, State as HealthState};
 
-/// Concurrent admin connections; more are closed at once.
+/// Concurrent admin connections; when all are taken, the oldest unauthenticated one makes room.
 pub const MAX_CONNECTIONS: usize = 64;
+/// A request head (and so its credentials) must arrive this soon after the connection opened.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_HEAD: usize = 16 * 1024;
 const MAX_BODY: usize = 64 * 1024;
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// One open admin connection, as the accept loop sees it.
+#[derive(Default)]
+struct Slot {
+    /// Its credentials were checked and accepted.
+    authed: Cell<bool>,
+    /// The accept loop closed it to make room.
+    evicted: Cell<bool>,
+    waker: Cell<Option<Waker>>,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot")
+            .field("authed", &self.authed.get())
+            .field("evicted", &self.evicted.get())
+            .finish()
+    }
+}
+
+impl Slot {
+    fn evict(&self) {
+        self.evicted.set(true);
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+/// Completes when the slot is evicted.
+struct Evicted<'a>(&'a Slot);
+
+impl Future for Evicted<'_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0.evicted.get() {
+            return Poll::Ready(());
+        }
+        self.0.waker.set(Some(cx.waker().clone()));
+        Poll::Pending
+    }
+}
+
+/// The open connections, oldest first.
+#[derive(Debug, Default)]
+struct Slots(RefCell<Vec<Rc<Slot>>>);
+
+impl Slots {
+    /// A slot for a new connection: when all are taken, the oldest connection that has not
+    /// authenticated is evicted; `None` when every one has (authorised work is never cut).
+    fn admit(&self) -> Option<Rc<Slot>> {
+        let mut open = self.0.borrow_mut();
+        if open.len() >= MAX_CONNECTIONS {
+            let oldest = open.iter().position(|s| !s.authed.get())?;
+            open.remove(oldest).evict();
+        }
+        let slot = Rc::new(Slot::default());
+        open.push(slot.clone());
+        Some(slot)
+    }
+
+    fn release(&self, slot: &Rc<Slot>) {
+        self.0.borrow_mut().retain(|s| !Rc::ptr_eq(s, slot));
+    }
+}
+
 /// Accepts admin connections until the thread stops.
 pub async fn serve(ctl: Rc<Ctl>, listener: TcpListener) {
-    let open = Rc::new(Cell::new(0usize));
+    let slots = Rc::new(Slots::default());
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             monoio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
-        if open.get() >= MAX_CONNECTIONS {
+        let Some(slot) = slots.admit() else {
             drop(stream);
             continue;
-        }
-        open.set(open.get() + 1);
-        let (ctl, open) = (ctl.clone(), open.clone());
+        };
+        let (ctl, slots) = (ctl.clone(), slots.clone());
         monoio::spawn(async move {
-            connection(&ctl, stream).await;
-            open.set(open.get() - 1);
+            monoio::select! {
+                _ = connection(&ctl, stream, &slot) => {}
+                _ = Evicted(&slot) => {}
+            }
+            slots.release(&slot);
         });
     }
 }
@@ -87,11 +162,22 @@ impl Answer {
     }
 }
 
-/// One request: reading and writing are bounded by [`IO_TIMEOUT`]; the handling is not (a
+/// One request: the head within [`HEAD_TIMEOUT`], its credentials checked before the body is
+/// read, the body and the answer each within [`IO_TIMEOUT`]; the handling is not bounded (a
 /// reload is bounded on its own, and must not be cut short by a slow client).
-async fn connection(ctl: &Rc<Ctl>, mut stream: TcpStream) {
-    let answer = match monoio::time::timeout(IO_TIMEOUT, read_request(&mut stream)).await {
-        Ok(Ok(req)) => handle(ctl, req).await,
+async fn connection(ctl: &Rc<Ctl>, mut stream: TcpStream, slot: &Slot) {
+    let answer = match monoio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await {
+        Ok(Ok(head)) => match credentials(ctl, &head) {
+            Err(e) => Answer::error(e),
+            Ok(()) => {
+                slot.authed.set(true);
+                match monoio::time::timeout(IO_TIMEOUT, read_body(&mut stream, head)).await {
+                    Ok(Ok(req)) => handle(ctl, req).await,
+                    Ok(Err(Some(e))) => Answer::error(e),
+                    Ok(Err(None)) | Err(_) => return,
+                }
+            }
+        },
         Ok(Err(Some(e))) => Answer::error(e),
         Ok(Err(None)) | Err(_) => return,
     };
@@ -121,8 +207,21 @@ async fn connection(ctl: &Rc<Ctl>, mut stream: TcpStream) {
     .await;
 }
 
-/// Reads one request; `Err(None)` when the peer left before sending one.
-async fn read_request(stream: &mut TcpStream) -> Result<Req, Option<Error>> {
+/// The verdict on a head's credentials (the state is borrowed only for the check).
+fn credentials(ctl: &Ctl, head: &Headed) -> Result<(), Error> {
+    authorized(&ctl.st.borrow(), head.req.authorization.as_deref())
+}
+
+/// A request whose head was read: its body is still to come.
+struct Headed {
+    req: Req,
+    /// Bytes read past the head (the body's start).
+    rest: Vec<u8>,
+    len: usize,
+}
+
+/// Reads one request head; `Err(None)` when the peer left before sending one.
+async fn read_head(stream: &mut TcpStream) -> Result<Headed, Option<Error>> {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let head = loop {
         match RequestHead::parse(&buf, 64, MAX_HEAD) {
@@ -169,20 +268,35 @@ async fn read_request(stream: &mut TcpStream) -> Result<Req, Option<Error>> {
             )));
         }
     };
-    let mut body = buf.split_off(head.len);
-    while body.len() < len {
-        if read_more(stream, &mut body).await == 0 {
+    let rest = buf.split_off(head.len);
+    Ok(Headed {
+        req: Req {
+            method,
+            path,
+            query,
+            authorization,
+            body: Vec::new(),
+        },
+        rest,
+        len,
+    })
+}
+
+/// Reads the body of a request whose head was read; `Err(None)` when the peer left.
+async fn read_body(stream: &mut TcpStream, head: Headed) -> Result<Req, Option<Error>> {
+    let Headed {
+        mut req,
+        mut rest,
+        len,
+    } = head;
+    while rest.len() < len {
+        if read_more(stream, &mut rest).await == 0 {
             return Err(None);
         }
     }
-    body.truncate(len);
-    Ok(Req {
-        method,
-        path,
-        query,
-        authorization,
-        body,
-    })
+    rest.truncate(len);
+    req.body = rest;
+    Ok(req)
 }
 
 async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> usize {
@@ -212,9 +326,11 @@ fn authorized(st: &State, header: Option<&[u8]>) -> Result<(), Error> {
     let Some(token) = st.cfg.admin.as_ref().and_then(|a| a.token.as_ref()) else {
         return Ok(());
     };
+    // The scheme is case-insensitive (RFC 9110 §11.1), as on the public API.
     let given = header
-        .and_then(|h| h.strip_prefix(b"Bearer "))
-        .map(<[u8]>::trim_ascii);
+        .map(<[u8]>::trim_ascii)
+        .filter(|h| h.len() > 7 && h[..7].eq_ignore_ascii_case(b"bearer "))
+        .map(|h| h[7..].trim_ascii());
     match given {
         Some(g) if same_secret(g, token.expose().as_bytes()) => Ok(()),
         Some(_) => Err(Error::new(
@@ -236,10 +352,8 @@ fn not_found(what: &str) -> Error {
     Error::new(404, Kind::InvalidRequest, "not_found", what.to_string())
 }
 
+/// Answers a request whose credentials [`connection`] accepted.
 async fn handle(ctl: &Rc<Ctl>, req: Req) -> Answer {
-    if let Err(e) = authorized(&ctl.st.borrow(), req.authorization.as_deref()) {
-        return Answer::error(e);
-    }
     let parts: Vec<String> = req
         .path
         .trim_end_matches('/')
@@ -436,10 +550,29 @@ fn render_metrics(ctl: &Ctl) -> String {
             "Requests handled per worker since start.",
             3,
         ),
+        (
+            "smart_router_worker_buffered_bytes",
+            "gauge",
+            "Bytes of request and response bodies a worker holds (bounded by server.max_buffered).",
+            4,
+        ),
+        (
+            "smart_router_worker_overloaded_total",
+            "counter",
+            "Requests a worker answered 503 overloaded because server.max_buffered was reached.",
+            5,
+        ),
     ] {
         header(&mut out, name, kind, help);
         for (i, g) in gauges.iter().enumerate() {
-            let v = [&g.connections, &g.in_flight, &g.streams, &g.requests][pick]
+            let v = [
+                &g.connections,
+                &g.in_flight,
+                &g.streams,
+                &g.requests,
+                &g.buffered,
+                &g.overloaded,
+            ][pick]
                 .load(std::sync::atomic::Ordering::Relaxed);
             let _ = writeln!(out, "{name}{{worker=\"{i}\"}} {v}");
         }

@@ -55,8 +55,9 @@ impl Store {
                 writes: None,
             };
         };
-        if let Err(e) = std::fs::create_dir_all(dir.join("discovery"))
-            .and_then(|()| std::fs::create_dir_all(dir.join("usage")))
+        if let Err(e) = private_dir(&dir)
+            .and_then(|()| private_dir(&dir.join("discovery")))
+            .and_then(|()| private_dir(&dir.join("usage")))
         {
             tracing::warn!(dir = %dir.display(), error = %e, "state dir unusable; nothing will persist");
             return Store {
@@ -292,12 +293,38 @@ fn prune_usage(dir: &Path, before: &str) {
     }
 }
 
+/// Creates `dir` (and its parents) readable by the gateway's user only (0700), and tightens
+/// an existing one: usage files name clients, models and spend; the discovery cache names
+/// every channel.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let meta = std::fs::metadata(dir)?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Every state file is created 0600 (owner only), whatever the process umask.
+fn private_file() -> std::fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    o.mode(0o600);
+    o
+}
+
 fn append(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
+    use std::os::unix::fs::PermissionsExt;
+    let mut f = private_file().create(true).append(true).open(path)?;
+    // A file an older version created with the umask's mode is tightened on its next write.
+    if f.metadata()?.permissions().mode() & 0o077 != 0 {
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
     f.write_all(bytes)
 }
 
@@ -305,7 +332,11 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = private_file()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
@@ -387,6 +418,35 @@ mod tests {
             .collect();
         left.sort();
         assert_eq!(left, ["2026-11-25.jsonl", "counters.json", "notes.jsonl"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn state_files_and_directories_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = std::env::temp_dir().join(format!("sar-private-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("usage")).unwrap();
+        std::fs::set_permissions(dir.join("usage"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        let old = dir.join("usage").join("2026-01-01.jsonl");
+        std::fs::write(&old, b"{}\n").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let _store = Store::open(Some(dir.clone()));
+        for d in [dir.clone(), dir.join("usage"), dir.join("discovery")] {
+            assert_eq!(mode(&d), 0o700, "{}", d.display());
+        }
+        write_atomic(&dir.join("overrides.json"), b"{}").unwrap();
+        append(&dir.join("usage").join("2026-01-02.jsonl"), b"{}\n").unwrap();
+        append(&old, b"{}\n").unwrap();
+        for f in [
+            "overrides.json",
+            "usage/2026-01-02.jsonl",
+            "usage/2026-01-01.jsonl",
+        ] {
+            assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 

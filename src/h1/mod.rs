@@ -9,6 +9,7 @@
 //! Not here: sockets, timeouts, limits policy (callers pass limits in).
 
 pub mod chunked;
+pub mod forwarding;
 pub mod head;
 pub mod sse;
 

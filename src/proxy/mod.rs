@@ -336,6 +336,7 @@ pub async fn forward(
     let plan = match planned {
         Ok(p) => p,
         Err(e) => {
+            refund(worker, req, features);
             out.send_error(&e).await;
             let names = crate::usage::Names::None;
             return record(
@@ -405,6 +406,9 @@ pub async fn forward(
             Ok(i) => i,
             Err(e) => {
                 guard.finish().await;
+                if made == 1 {
+                    refund(worker, req, features);
+                }
                 out.send_error(&e).await;
                 let names = names(snap, entry.channel, None);
                 let attempt = Attempted::new(None, None, None, made - 1);
@@ -578,6 +582,9 @@ pub async fn forward(
         Some((c, _)) => names(snap, *c as u32, None),
         None => crate::usage::Names::None,
     };
+    if made == 0 {
+        refund(worker, req, features);
+    }
     if let (0, Some((d, c))) = (made, channel_limited) {
         // Every candidate is at its provider's rate limit on this worker: the client may
         // retry when the first has room.
@@ -729,6 +736,19 @@ fn admission<'s>(
         .borrow_mut()
         .admit(c.index, features.prompt_tokens, req.received);
     admitted.err().map(|d| Refused::RateLimited(&c.name, d))
+}
+
+/// A request the gateway refused after admitting it (nothing reached an upstream) gives back
+/// what it took from its key's `rpm` and `tpm` (see [`crate::limits::Limiter::refund`]).
+fn refund(worker: &Worker, req: &Request<'_>, features: &Features) {
+    if let Some(c) = req.client
+        && c.limits.any()
+    {
+        worker
+            .limits
+            .borrow_mut()
+            .refund(c.index, features.prompt_tokens, req.received);
+    }
 }
 
 /// The 429 for a client key over one of its limits, with `Retry-After` and the
@@ -928,26 +948,6 @@ impl Info<'_> {
     }
 }
 
-/// Headers never forwarded from client to upstream (besides hop-by-hop ones).
-fn drop_request_header(name: &[u8]) -> bool {
-    const DROP: &[&[u8]] = &[
-        b"host",
-        b"authorization",
-        b"x-api-key",
-        b"api-key",
-        b"x-goog-api-key",
-        b"content-length",
-        b"content-type",
-        b"accept-encoding",
-        b"expect",
-        b"x-request-id",
-        b"cookie",
-    ];
-    crate::h1::is_hop_by_hop(name)
-        || DROP.iter().any(|d| d.eq_ignore_ascii_case(name))
-        || (name.len() > 9 && name[..9].eq_ignore_ascii_case(b"x-router-"))
-}
-
 /// Builds the upstream request into `out`: the channel's head, forwarded client headers, and
 /// the body in the channel's family. OpenAI-family bodies are the client's bytes with targeted
 /// edits (model, router fields, and `stream_options` when the gateway wants the usage); other
@@ -1019,7 +1019,7 @@ fn build_request(
     };
     for h in &req.head.headers {
         let name = &req.buf[h.name.clone()];
-        if drop_request_header(name)
+        if !crate::h1::forwarding::forward_request(name, &ch.forward_headers)
             || named_by_connection(name)
             || ch
                 .managed_headers

@@ -25,36 +25,12 @@ use crate::worker::Worker;
 use super::transcode::Transcode;
 use super::{Info, MAX_RESPONSE_BODY};
 
+/// Whole answers at least this large are written from the buffer they were read into.
+const LARGE_BODY: usize = 64 * 1024;
+
 /// After the client's stream ended with `[DONE]`, how long the upstream may take to finish its
 /// framing so the connection can be pooled.
 const FRAMING_GRACE: Duration = Duration::from_secs(2);
-
-/// True for upstream response headers passed on to the client. Framing, hop-by-hop, identity
-/// (`server`, `date`, `x-request-id`), cookies, CORS and facts about the gateway's own
-/// provider account (organization, project, auth challenges) stay behind.
-pub(super) fn forward_response_header(name: &[u8]) -> bool {
-    const DROP: &[&[u8]] = &[
-        b"content-length",
-        b"content-type",
-        b"date",
-        b"server",
-        b"x-request-id",
-        b"set-cookie",
-        b"alt-svc",
-        b"www-authenticate",
-        b"openai-organization",
-        b"openai-project",
-        b"anthropic-organization-id",
-    ];
-    !(crate::h1::is_hop_by_hop(name)
-        || DROP.iter().any(|d| d.eq_ignore_ascii_case(name))
-        || starts_with_ci(name, b"access-control-")
-        || starts_with_ci(name, b"x-router-"))
-}
-
-fn starts_with_ci(name: &[u8], prefix: &[u8]) -> bool {
-    name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix)
-}
 
 /// The upstream headers to relay, as (name, value) slices of `buf`: [`forward_response_header`]
 /// minus anything the upstream's own `Connection` header names.
@@ -71,7 +47,7 @@ pub(super) fn forwarded<'b>(
     head.headers
         .iter()
         .map(|h| (&buf[h.name.clone()], &buf[h.value.clone()]))
-        .filter(move |(n, _)| forward_response_header(n) && !named_by_connection(n))
+        .filter(move |(n, _)| crate::h1::forwarding::forward_response(n) && !named_by_connection(n))
 }
 
 fn write_forwarded_headers(buf: &[u8], head: &ResponseHead, out: &mut Responder<'_>, sse: bool) {
@@ -129,6 +105,11 @@ pub(super) async fn respond(
         return relay_sse(worker, ch, conn, head, info, out, guard, deadline, tc).await;
     }
     let body_started = Instant::now();
+    // The answer's bytes count toward the worker's memory bound while it holds them.
+    let mut held = worker.hold(match head.body {
+        Body::Length(n) => (n as usize).min(MAX_RESPONSE_BODY),
+        _ => 0,
+    });
     let mut decoded = Vec::new();
     let read = read_body_at(
         &mut conn,
@@ -144,8 +125,12 @@ pub(super) async fn respond(
     };
     match result {
         Ok((at, exact)) => {
+            let range = match &at {
+                BodyAt::Conn(r) => r.clone(),
+                BodyAt::Out => 0..decoded.len(),
+            };
             let body = match at {
-                BodyAt::Conn(r) => &conn.buf[r],
+                BodyAt::Conn(_) => &conn.buf[range.clone()],
                 BodyAt::Out => &decoded[..],
             };
             let mut translated = Vec::new();
@@ -164,13 +149,32 @@ pub(super) async fn respond(
             if let Some(cost) = tc.usage().and_then(|u| info.cost(&u)) {
                 super::write_cost(out, cost);
             }
-            if translated.is_empty() {
+            held.grow_to(body.len() + translated.len());
+            if !translated.is_empty() {
+                drop(std::mem::take(&mut decoded));
+                let range = 0..translated.len();
+                drop(out.body_owned(b"application/json", translated, range).await);
+            } else if body.len() < LARGE_BODY {
                 let ct = head
                     .header(&conn.buf, b"content-type")
                     .unwrap_or(b"application/json");
                 out.body(ct, body).await;
             } else {
-                out.body(b"application/json", &translated).await;
+                // Written from the buffer it was read into: a large answer is never copied.
+                let ct = head
+                    .header(&conn.buf, b"content-type")
+                    .unwrap_or(b"application/json")
+                    .to_vec();
+                match at {
+                    BodyAt::Conn(_) => {
+                        let buf = std::mem::take(&mut conn.buf);
+                        conn.buf = out.body_owned(&ct, buf, range).await;
+                    }
+                    BodyAt::Out => {
+                        let buf = std::mem::take(&mut decoded);
+                        drop(out.body_owned(&ct, buf, range).await);
+                    }
+                }
             }
             if head.keep_alive && exact {
                 worker.pool.put(&ch.endpoint, conn, Instant::now());

@@ -469,12 +469,16 @@ pub fn rank<'b>(
             } else if let Some(t) = cat.tag(name) {
                 words.copy_from_slice(cat.posting(t).words());
             } else {
-                return Err(RouteError::NotFound(not_found_name(snap, name)));
+                return Err(RouteError::NotFound(not_found_name(
+                    snap,
+                    name,
+                    ask.allowed,
+                )));
             }
             None
         }
         Expr::Query(q) => {
-            match_query(cat, q, words).map_err(RouteError::NotFound)?;
+            match_query(cat, q, words, ask.allowed).map_err(RouteError::NotFound)?;
             Some(q)
         }
         Expr::Group(_) => {
@@ -671,7 +675,7 @@ pub fn allowance(cat: &Catalog, expr: &str, words: &mut [u64]) {
         }
         Expr::Query(q) => {
             let mut found = vec![0u64; words.len()];
-            if match_query(cat, &q, &mut found).is_ok() {
+            if match_query(cat, &q, &mut found, None).is_ok() {
                 tags_for_each(&found, |i| {
                     if size_ok(&cat.entries[i], &q) {
                         words[i / 64] |= 1 << (i % 64);
@@ -697,12 +701,19 @@ fn weights_for(snap: &Snapshot, name: &str) -> Option<Weights> {
 }
 
 /// ANDs the query's positive tags (most selective first) and removes negatives.
-fn match_query(cat: &Catalog, q: &Query<'_>, words: &mut [u64]) -> Result<(), String> {
+/// A tag the catalog lacks is an error naming the closest tag a key limited to `allowed` may
+/// reach.
+fn match_query(
+    cat: &Catalog,
+    q: &Query<'_>,
+    words: &mut [u64],
+    allowed: Option<&[u64]>,
+) -> Result<(), String> {
     let mut pos: arrayvec::ArrayVec<(u32, u32), { expr::MAX_TERMS }> = arrayvec::ArrayVec::new();
     for t in &q.pos {
         match cat.tag(t) {
             Some(id) => pos.push((cat.posting(id).count() as u32, id)),
-            None => return Err(unknown_tag(cat, t)),
+            None => return Err(unknown_tag(cat, t, allowed)),
         }
     }
     pos.sort_unstable();
@@ -896,14 +907,21 @@ fn short(s: &str) -> &str {
     crate::error::truncate(s, 200)
 }
 
-fn not_found_name(snap: &Snapshot, name: &str) -> String {
+/// The 404 text for a model name nothing serves, with suggestions among the names the
+/// client's key may use (`allowed`; never a model outside its allowance).
+fn not_found_name(snap: &Snapshot, name: &str, allowed: Option<&[u64]>) -> String {
     let cat = &snap.catalog;
     let mut msg = format!(
         "The model `{}` does not exist or no channel serves it.",
         short(name)
     );
-    let names: Vec<&str> = cat.names().iter().map(|n| &**n).collect();
-    let tags: Vec<&str> = cat.tag_names().collect();
+    let names: Vec<&str> = cat
+        .names()
+        .iter()
+        .map(|n| &**n)
+        .filter(|n| cat.name_allowed(n, allowed))
+        .collect();
+    let tags = reachable_tags(cat, allowed);
     if let Some(close) = crate::config::closest(name, &names) {
         let _ = write!(msg, " Did you mean `{close}`?");
     } else if let Some(close) = crate::config::closest(&name.to_ascii_lowercase(), &tags) {
@@ -926,8 +944,27 @@ fn not_found_name(snap: &Snapshot, name: &str) -> String {
     msg
 }
 
-fn unknown_tag(cat: &Catalog, tag: &str) -> String {
-    let tags: Vec<&str> = cat.tag_names().collect();
+/// The tags of entries a key limited to `allowed` may use (every tag for `None`): suggestions
+/// never name what lies outside a key's allowance.
+fn reachable_tags<'c>(cat: &'c Catalog, allowed: Option<&[u64]>) -> Vec<&'c str> {
+    cat.tag_names()
+        .filter(|t| {
+            let Some(allowed) = allowed else {
+                return true;
+            };
+            cat.tag(t).is_some_and(|id| {
+                cat.posting(id)
+                    .words()
+                    .iter()
+                    .zip(allowed)
+                    .any(|(p, a)| p & a != 0)
+            })
+        })
+        .collect()
+}
+
+fn unknown_tag(cat: &Catalog, tag: &str, allowed: Option<&[u64]>) -> String {
+    let tags = reachable_tags(cat, allowed);
     let mut msg = format!("No model has the tag `{}`.", short(tag));
     if let Some(close) = crate::config::closest(&tag.to_ascii_lowercase(), &tags) {
         let _ = write!(msg, " Closest tag: `{close}`.");

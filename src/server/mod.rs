@@ -14,6 +14,7 @@ pub mod stream;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
@@ -155,17 +156,67 @@ async fn serve_one(
         }
     };
 
-    // 2. The body, within max_body and the body deadline.
+    // 2. Judged on the head, before a body byte is read or `100 Continue` sent: framing and
+    // size first (above, and here for a declared length), then the route and the client key.
+    if let Body::Length(n) = head.body
+        && n > limits.max_body as u64
+    {
+        let err = too_large(limits.max_body);
+        let mut ex = early_exchange(worker, writer, reader, b, head.minor_version);
+        ex.out.send_error(&err).await;
+        return Next::Linger;
+    }
+    let body_pending = match head.body {
+        Body::Length(n) => n > 0,
+        Body::Chunked => true,
+        Body::None | Body::Close => false,
+    };
+    let admitted = match crate::api::judge_head(&snap, &head, &b.rbuf) {
+        Ok(a) => a,
+        Err(refusal) => {
+            let extra: &[(&[u8], &[u8])] = if refusal.headers[0].0.is_empty() {
+                &[]
+            } else {
+                &refusal.headers
+            };
+            let early = Early {
+                head: &head,
+                body_pending,
+                family: refusal.family,
+            };
+            return early
+                .refuse(worker, writer, reader, b, &refusal.error, extra)
+                .await;
+        }
+    };
+    // The memory bound: a request body counts twice (as received, and as forwarded upstream).
+    let need = match head.body {
+        Body::Length(n) => (n as usize).saturating_mul(2),
+        _ => 0,
+    };
+    if !worker.has_room(need, limits.max_buffered) {
+        let s = &worker.stats.overloaded;
+        s.set(s.get() + 1);
+        let err = Error::overloaded(
+            "This gateway worker holds server.max_buffered bytes of request and response \
+             bodies; retry shortly.",
+        );
+        let early = Early {
+            head: &head,
+            body_pending,
+            family: admitted.route.family(),
+        };
+        return early
+            .refuse(worker, writer, reader, b, &err, &[(b"retry-after", b"1")])
+            .await;
+    }
+    let mut held = worker.hold(need);
+
+    // 3. The body, within max_body and the body deadline.
     let body_deadline = Instant::now() + limits.body_timeout;
     let (body_range, consumed, chunked_body) = match head.body {
         Body::None | Body::Close => (head.len..head.len, head.len, false),
         Body::Length(n) => {
-            if n > limits.max_body as u64 {
-                let err = too_large(limits.max_body);
-                let mut ex = early_exchange(worker, writer, reader, b, head.minor_version);
-                ex.out.send_error(&err).await;
-                return Next::Linger;
-            }
             let end = head.len + n as usize;
             if head.expect_continue
                 && b.rbuf.len() < end
@@ -173,10 +224,12 @@ async fn serve_one(
             {
                 return Next::Close;
             }
+            // One allocation of the body's size (plus the slack `read_into` keeps, so it never
+            // grows the buffer itself): growing by doubling would hold up to twice the body.
+            b.rbuf
+                .reserve_exact(end.saturating_sub(b.rbuf.len()) + READ_RESERVE);
             while b.rbuf.len() < end {
                 let left = body_deadline.saturating_duration_since(Instant::now());
-                let want = (end - b.rbuf.len()).min(1 << 20);
-                b.rbuf.reserve(want);
                 match monoio::time::timeout(left, read_into(reader, &mut b.rbuf)).await {
                     Ok(Ok(0)) | Ok(Err(_)) => return Next::Close,
                     Ok(Ok(_)) => {}
@@ -212,6 +265,7 @@ async fn serve_one(
                         return Next::Close;
                     }
                 }
+                held.grow_to(b.body.len().saturating_mul(2));
                 if b.body.len() > limits.max_body {
                     let err = too_large(limits.max_body);
                     let mut ex = early_exchange(worker, writer, reader, b, head.minor_version);
@@ -239,11 +293,25 @@ async fn serve_one(
         }
     };
 
-    // 3. Dispatch, on the snapshot current now (the one above may have aged while this
-    // keep-alive connection sat idle).
+    // 4. Dispatch, on the snapshot current now (the one above may have aged while the body
+    // arrived); a key judged on an older one is judged again (a reload may have revoked it).
     worker.refresh_if_limited();
+    let head_snap = &snap;
     let snap = worker.snapshot();
     let limits = &snap.server;
+    let client = if Arc::ptr_eq(head_snap, &snap) {
+        admitted.client
+    } else {
+        match crate::api::judge_head(&snap, &head, &b.rbuf) {
+            Ok(a) => a.client,
+            Err(refusal) => {
+                let mut ex = early_exchange(worker, writer, reader, b, head.minor_version);
+                ex.out.errors_as = refusal.family;
+                ex.out.send_error(&refusal.error).await;
+                return Next::Close;
+            }
+        }
+    };
     let in_flight = InFlight::enter(worker);
     let keep_alive = head.keep_alive && !worker.draining.get();
     let (keep, client_closed) = {
@@ -258,7 +326,7 @@ async fn serve_one(
             body,
             peer,
             received: Instant::now(),
-            client: None,
+            client,
         };
         let request_id = response::RequestId::choose(req.header(b"x-request-id"), worker);
         let cors = response::cors_origin(&snap.server.cors, req.header(b"origin"));
@@ -276,10 +344,11 @@ async fn serve_one(
             ),
             input: ClientInput::new(reader, &mut b.spill),
         };
-        crate::api::handle(worker, &snap, &req, &mut ex).await;
+        crate::api::handle(worker, &snap, &req, admitted.route, &mut ex).await;
         (ex.out.keep_alive && !ex.out.failed, ex.input.closed)
     };
     drop(in_flight);
+    drop(held);
 
     b.rbuf.drain(..consumed.min(b.rbuf.len()));
     if !b.spill.is_empty() {
@@ -296,6 +365,38 @@ async fn serve_one(
         Next::KeepAlive
     } else {
         Next::Close
+    }
+}
+
+/// A request answered on its head alone (refused before its body was read).
+struct Early<'h> {
+    head: &'h RequestHead,
+    body_pending: bool,
+    family: crate::providers::Family,
+}
+
+impl Early<'_> {
+    /// Answers `err` (in the route's family, with `headers`); the connection stays open only
+    /// when no body is pending — an unread body is never taken for the next request.
+    async fn refuse(
+        self,
+        worker: &Worker,
+        writer: &mut ClientWriter,
+        reader: &mut ClientReader,
+        b: &mut Buffers,
+        err: &Error,
+        headers: &[(&[u8], &[u8])],
+    ) -> Next {
+        let mut ex = early_exchange(worker, writer, reader, b, self.head.minor_version);
+        ex.out.keep_alive = self.head.keep_alive && !self.body_pending && !worker.draining.get();
+        ex.out.errors_as = self.family;
+        ex.out.send_error_with(err, headers).await;
+        let keep = ex.out.keep_alive && !ex.out.failed;
+        if self.body_pending {
+            return Next::Linger;
+        }
+        b.rbuf.drain(..self.head.len);
+        if keep { Next::KeepAlive } else { Next::Close }
     }
 }
 

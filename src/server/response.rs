@@ -168,7 +168,7 @@ impl<'c> Responder<'c> {
             h1::write_header(
                 self.buf,
                 b"access-control-expose-headers",
-                b"x-request-id, x-router-channel, x-router-provider, x-router-model, x-router-requested-model, x-router-attempts",
+                b"x-request-id, x-router-channel, x-router-provider, x-router-model, x-router-requested-model, x-router-attempts, retry-after",
             );
         }
     }
@@ -209,6 +209,51 @@ impl<'c> Responder<'c> {
             self.buf.extend_from_slice(body);
         }
         self.flush().await;
+    }
+
+    /// Like [`Responder::body`] for a body already in an owned buffer (`buf[range]`): a large
+    /// one goes out straight from that buffer after the head, never copied behind it, so a
+    /// 64 MiB answer is held once, not twice. Returns the buffer.
+    pub async fn body_owned(
+        &mut self,
+        content_type: &[u8],
+        buf: Vec<u8>,
+        range: std::ops::Range<usize>,
+    ) -> Vec<u8> {
+        /// Below this, one write of head and body together is cheaper than two.
+        const COPY_BELOW: usize = 64 * 1024;
+        let bodiless = matches!(self.status, 100..=199 | 204 | 304);
+        if range.len() < COPY_BELOW || bodiless || self.head_only {
+            self.body(content_type, &buf[range]).await;
+            return buf;
+        }
+        if !content_type.is_empty() {
+            h1::write_header(self.buf, b"content-type", content_type);
+        }
+        h1::write_header(
+            self.buf,
+            b"content-length",
+            itoa::Buffer::new().format(range.len()).as_bytes(),
+        );
+        self.connection_header();
+        self.buf.extend_from_slice(b"\r\n");
+        self.flush().await;
+        if self.failed {
+            return buf;
+        }
+        use monoio::buf::IoBuf;
+        let write = self.writer.write_all(buf.slice(range));
+        match monoio::time::timeout(self.write_timeout, write).await {
+            Ok((r, slice)) => {
+                self.failed |= r.is_err();
+                slice.into_inner()
+            }
+            Err(_) => {
+                // The buffer went with the cancelled write.
+                self.failed = true;
+                Vec::new()
+            }
+        }
     }
 
     /// Finishes the head for a stream of unknown length and writes it. HTTP/1.1 clients get
@@ -267,9 +312,6 @@ impl<'c> Responder<'c> {
             crate::providers::Family::Gemini => crate::providers::gemini::error_body(e),
         };
         self.begin(e.status);
-        if e.status == 405 {
-            self.header(b"allow", b"GET, POST, OPTIONS");
-        }
         for (n, v) in headers {
             self.header(n, v);
         }

@@ -63,8 +63,12 @@ pub async fn read_body_at(
                 return Err(BodyError::TooLarge);
             }
             let end = head.len + n as usize;
+            // One allocation of the body's size (plus the slack `read_more` keeps, so it never
+            // grows the buffer itself): growing by doubling would hold up to twice the body,
+            // and copy it, on the way.
+            conn.buf
+                .reserve_exact(end.saturating_sub(conn.buf.len()) + super::READ_CHUNK);
             while conn.buf.len() < end {
-                conn.buf.reserve((end - conn.buf.len()).min(1 << 20));
                 if read_timed(conn, idle, deadline).await? == 0 {
                     return Err(BodyError::Broken("connection closed mid-body".into()));
                 }

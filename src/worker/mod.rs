@@ -79,6 +79,10 @@ pub struct Gauges {
     pub in_flight: AtomicU64,
     /// SSE streams being relayed.
     pub streams: AtomicU64,
+    /// Bytes of request and response bodies held.
+    pub buffered: AtomicU64,
+    /// Requests refused 503 `overloaded` because `max_buffered` was reached.
+    pub overloaded: AtomicU64,
     /// Requests handled since start.
     pub requests: AtomicU64,
     /// How late the tick timer fired, in microseconds: the event loop's lag (a task that
@@ -200,6 +204,33 @@ pub struct Stats {
     pub streams: Cell<usize>,
     /// Gaps between consecutive events relayed on a stream.
     pub gaps: LocalHistogram,
+    /// Bytes of request and response bodies held right now (`server.max_buffered`).
+    pub buffered: Cell<usize>,
+    /// Requests refused because `buffered` was at `max_buffered`.
+    pub overloaded: Cell<u64>,
+}
+
+/// A share of a worker's `buffered` bytes, released when dropped (however the request ends).
+#[derive(Debug)]
+pub struct Held<'w> {
+    on: &'w Cell<usize>,
+    n: usize,
+}
+
+impl Held<'_> {
+    /// Raises the share to `n` bytes (never lowers it: the buffers keep their capacity).
+    pub fn grow_to(&mut self, n: usize) {
+        if n > self.n {
+            self.on.set(self.on.get() + (n - self.n));
+            self.n = n;
+        }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.on.set(self.on.get().saturating_sub(self.n));
+    }
 }
 
 /// The per-core state shared by this worker's tasks.
@@ -322,6 +353,24 @@ impl Worker {
         out
     }
 
+    /// Holds `n` more bytes of bodies for as long as the returned share lives.
+    pub fn hold(&self, n: usize) -> Held<'_> {
+        let mut h = Held {
+            on: &self.stats.buffered,
+            n: 0,
+        };
+        h.grow_to(n);
+        h
+    }
+
+    /// Whether a new request needing `n` body bytes fits under `limit`: it does when the bytes
+    /// already held plus `n` stay within it, and always when nothing is held (one request
+    /// larger than the limit is still served, alone).
+    pub fn has_room(&self, n: usize, limit: usize) -> bool {
+        let held = self.stats.buffered.get();
+        held == 0 || held.saturating_add(n) <= limit
+    }
+
     /// The cached `Date` header value (refreshed on the tick).
     pub fn date(&self) -> [u8; 29] {
         self.date.get()
@@ -385,6 +434,8 @@ impl Worker {
         g.in_flight
             .store(s.in_flight.get() as u64, Ordering::Relaxed);
         g.streams.store(s.streams.get() as u64, Ordering::Relaxed);
+        g.buffered.store(s.buffered.get() as u64, Ordering::Relaxed);
+        g.overloaded.store(s.overloaded.get(), Ordering::Relaxed);
         g.requests.store(s.requests.get(), Ordering::Relaxed);
         let us = lag.as_micros().min(u128::from(u64::MAX)) as u64;
         g.loop_lag_us.store(us, Ordering::Relaxed);
@@ -532,13 +583,18 @@ async fn run(setup: Setup) {
 }
 
 async fn accept_loop(worker: Rc<Worker>, listener: monoio::net::TcpListener) {
+    let mut failing = AcceptFailures::default();
     loop {
         let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
+            Ok(x) => {
+                failing.recovered(worker.id);
+                x
+            }
             Err(e) => {
-                // EMFILE/ENFILE/ENOBUFS: back off briefly instead of spinning.
-                tracing::warn!(worker = worker.id, error = %e, "accept failed");
-                monoio::time::sleep(Duration::from_millis(10)).await;
+                // EMFILE/ENFILE/ENOBUFS: out of descriptors or memory. Back off (longer while
+                // it lasts) instead of spinning, and log once a second with a count.
+                let wait = failing.failed(worker.id, &e);
+                monoio::time::sleep(wait).await;
                 continue;
             }
         };
@@ -550,6 +606,52 @@ async fn accept_loop(worker: Rc<Worker>, listener: monoio::net::TcpListener) {
         }
         let w = worker.clone();
         monoio::spawn(serve_guarded(w, stream, peer));
+    }
+}
+
+/// Accept errors in a row: the back-off and the once-a-second log line.
+#[derive(Debug, Default)]
+struct AcceptFailures {
+    /// Failures since the last log line.
+    unlogged: u64,
+    /// Failures in a row.
+    streak: u32,
+    last_log: Option<Instant>,
+}
+
+impl AcceptFailures {
+    /// Records a failure; returns how long to wait before accepting again (10 ms, doubling
+    /// while failures continue, at most 1 s).
+    fn failed(&mut self, worker: usize, e: &std::io::Error) -> Duration {
+        self.unlogged += 1;
+        self.streak = self.streak.saturating_add(1);
+        let now = Instant::now();
+        if self
+            .last_log
+            .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1))
+        {
+            tracing::warn!(
+                worker,
+                error = %e,
+                failures = self.unlogged,
+                "accept failing; backing off (out of file descriptors? raise LimitNOFILE)"
+            );
+            self.unlogged = 0;
+            self.last_log = Some(now);
+        }
+        let shift = self.streak.saturating_sub(1).min(7);
+        Duration::from_millis(10 << shift).min(Duration::from_secs(1))
+    }
+
+    /// An accept succeeded: says how many failures went unlogged since the last line.
+    fn recovered(&mut self, worker: usize) {
+        if self.streak == 0 {
+            return;
+        }
+        if self.unlogged > 0 {
+            tracing::warn!(worker, failures = self.unlogged, "accept failed; recovered");
+        }
+        *self = AcceptFailures::default();
     }
 }
 
@@ -631,5 +733,44 @@ impl<F: Future> Future for CatchUnwind<F> {
             Ok(Poll::Pending) => Poll::Pending,
             Err(_) => Poll::Ready(Err(())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_failures_back_off_and_log_at_most_once_a_second() {
+        let mut f = AcceptFailures::default();
+        let e = std::io::Error::from_raw_os_error(24); // EMFILE
+        let waits: Vec<u64> = (0..10)
+            .map(|_| f.failed(0, &e).as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
+        // The first failure was logged at once; the nine after it wait for the next second.
+        assert_eq!(f.unlogged, 9);
+        f.recovered(0);
+        assert_eq!((f.streak, f.unlogged), (0, 0));
+        assert_eq!(f.failed(0, &e), Duration::from_millis(10));
+    }
+
+    #[test]
+    fn held_bytes_are_released_however_a_request_ends() {
+        let buffered = Cell::new(0);
+        {
+            let mut h = Held {
+                on: &buffered,
+                n: 0,
+            };
+            h.grow_to(100);
+            h.grow_to(50);
+            assert_eq!(buffered.get(), 100, "a share never shrinks while held");
+            let _other = Held {
+                on: &buffered,
+                n: 0,
+            };
+        }
+        assert_eq!(buffered.get(), 0);
     }
 }

@@ -72,7 +72,30 @@ pub fn test_config(driver: &str, toml: &str) -> String {
         ));
     }
     control_plane_defaults(&mut text);
-    text
+    forward_mock_knobs(&text)
+}
+
+/// Every `[providers.NAME]` table forwards the mock's `x-mock-*` knobs (client headers beyond
+/// the allow-list reach an upstream only when its provider lists them), unless the test
+/// configures `forward_headers` itself.
+pub fn forward_mock_knobs(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 256);
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        out.push_str(line);
+        out.push('\n');
+        let t = line.trim();
+        if t.starts_with("[providers.") && t.ends_with(']') && t.matches('.').count() == 1 {
+            let own = lines[i + 1..]
+                .iter()
+                .take_while(|l| !l.trim_start().starts_with('['))
+                .any(|l| l.trim_start().starts_with("forward_headers"));
+            if !own {
+                out.push_str("forward_headers = [\"x-mock-*\"]\n");
+            }
+        }
+    }
+    out
 }
 
 /// Sends one admin API request (`token`: the bearer token, if any).

@@ -77,6 +77,8 @@ def gateway_config(gw_port, mock_port, state_dir):
         parts.append(
             f'[providers.{name}]\nkind = "{kind}"\n'
             f'base_url = "http://127.0.0.1:{mock_port}{path}"\n'
+            # the mock's x-mock-* knobs are client headers beyond the allow-list
+            'forward_headers = ["x-mock-*"]\n'
         )
         parts.append(
             f'[[channels]]\nid = "{channel}"\nprovider = "{name}"\n'
