@@ -23,9 +23,19 @@
 //!   Only `control`, `cluster::helper` (the Redis client's thread), `bootstrap`, `mock` and
 //!   `main` opt out, each with a reason.
 //! * A [`snapshot::Snapshot`] is immutable and published whole, stamped with an epoch.
-//! * Request bodies pass through byte for byte except targeted edits (the `model` value).
+//! * Request bodies pass through byte for byte except targeted edits (the `model` value, router
+//!   fields, and on OpenAI-family streams the `stream_options` the gateway writes itself).
 //! * Every error a client sees is OpenAI-shaped with the right status ([`error::Error`]).
 //! * Secrets never reach logs, files or admin output ([`config::Secret`] redacts itself).
+//! * A request is judged on its head — framing and size, route, key, and a Gemini path's model
+//!   allowance — before any body byte is read or `100 Continue` sent (`api::judge_head`).
+//! * Usage is never optional: every answer is accounted, with its own usage or the gateway's
+//!   estimate (`usage_estimated`), so budgets, quotas and `tpm` always act.
+//! * Memory is bounded per worker: the bytes of bodies held count against
+//!   `server.max_buffered`; over it new requests get 503 `overloaded`.
+//! * Client headers reach upstreams only from an allow-list plus the provider's
+//!   `forward_headers` ([`h1::forwarding`]); the operator's account facts
+//!   (`x-ratelimit-*`, organisation) never reach clients.
 
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
