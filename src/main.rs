@@ -4,6 +4,7 @@
 #![allow(clippy::disallowed_methods)] // main may block: it only waits for signals
 
 use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
 
 use smart_ai_router::cli::{self, Command};
 use smart_ai_router::config::{Config, ConfigError, ProcessEnv, units};
@@ -85,6 +86,18 @@ fn check(cli: &cli::Cli) -> ExitCode {
                 return ExitCode::from(2);
             }
             println!("config {} is valid", path.display());
+            if cfg.declares_no_channels() {
+                match env_channels(&mut cfg) {
+                    Some(vars) => println!(
+                        "no provider or channel in the file: channels from {}",
+                        vars.join(", ")
+                    ),
+                    None => println!(
+                        "no provider or channel in the file and no provider key in the \
+                         environment: the gateway starts in demo mode"
+                    ),
+                }
+            }
             print!("{}", cfg.summary());
             ExitCode::SUCCESS
         }
@@ -109,13 +122,16 @@ fn route(cli: &cli::Cli, args: &cli::RouteArgs) -> ExitCode {
             }
         },
     };
-    let cfg = match cfg {
+    let mut cfg = match cfg {
         Ok(c) => c,
         Err(e) => {
             eprint!("{e}");
             return ExitCode::from(1);
         }
     };
+    if cfg.declares_no_channels() {
+        env_channels(&mut cfg);
+    }
     let tls = match control::build_tls(&cfg) {
         Ok(t) => t,
         Err(e) => {
@@ -402,25 +418,86 @@ fn mock_upstream(cli: &cli::Cli, args: cli::MockArgs) -> ExitCode {
     }
 }
 
-fn run(cli: &cli::Cli) -> ExitCode {
-    let mut demo_mock = None;
-    let cfg: Result<Config, ConfigError> = match config_path(cli) {
-        Some(path) => Config::load_file(&path, &ProcessEnv),
-        None => match Config::from_environment(&ProcessEnv) {
-            Some(cfg) => Ok(cfg),
-            None => match mock::start(mock::MockConfig {
+/// Demo mode's mock upstream: started the first time a config needs it, then shared with the
+/// reload closure (a reload that leaves the file without channels keeps serving the same one).
+#[derive(Debug, Clone, Default)]
+struct DemoMock(Arc<OnceLock<mock::MockHandle>>);
+
+impl DemoMock {
+    /// The demo config on the running mock, starting it first if needed.
+    fn config(&self) -> Result<Config, String> {
+        if self.0.get().is_none() {
+            let h = mock::start(mock::MockConfig {
                 models: DEMO_MODELS.iter().map(|m| m.to_string()).collect(),
                 chunks: 12,
                 interval: std::time::Duration::from_millis(30),
                 ..Default::default()
-            }) {
-                Ok(h) => {
-                    let cfg = Config::demo(h.addr(), DEMO_MODELS);
-                    demo_mock = Some(h);
-                    Ok(cfg)
-                }
+            })
+            .map_err(|e| format!("cannot start the demo mock upstream: {e}"))?;
+            // Only main (before the control thread exists) and then the control thread get
+            // here, one after the other: nothing races for the cell.
+            let _ = self.0.set(h);
+        }
+        let addr = self
+            .0
+            .get()
+            .map(|h| h.addr())
+            .ok_or("demo mock not started")?;
+        Ok(Config::demo(addr, DEMO_MODELS))
+    }
+
+    fn addr(&self) -> Option<std::net::SocketAddr> {
+        self.0.get().map(|h| h.addr())
+    }
+}
+
+/// Channels from provider keys in the environment for a config that declares none; the
+/// variables used, or `None` (and the config unchanged) when no key is set.
+fn env_channels(cfg: &mut Config) -> Option<Vec<String>> {
+    let from = Config::from_environment(&ProcessEnv)?;
+    let vars = match &from.source {
+        smart_ai_router::config::Source::Environment(v) => v.clone(),
+        _ => Vec::new(),
+    };
+    cfg.adopt_channels(from);
+    Some(vars)
+}
+
+/// Where a config file's channels came from, when it declares none.
+#[derive(Debug)]
+enum Filled {
+    /// The file declares its own.
+    No,
+    /// From provider keys in these environment variables.
+    Environment(Vec<String>),
+    /// Demo mode.
+    Demo,
+}
+
+/// A config file that declares no provider and no channel (the packaged starter) runs as no
+/// file does: channels from provider keys in the environment, else demo mode.
+fn fill_channels(cfg: &mut Config, demo: &DemoMock) -> Result<Filled, String> {
+    if !cfg.declares_no_channels() {
+        return Ok(Filled::No);
+    }
+    if let Some(vars) = env_channels(cfg) {
+        return Ok(Filled::Environment(vars));
+    }
+    cfg.adopt_channels(demo.config()?);
+    Ok(Filled::Demo)
+}
+
+fn run(cli: &cli::Cli) -> ExitCode {
+    let demo = DemoMock::default();
+    let path = config_path(cli);
+    let cfg: Result<Config, ConfigError> = match &path {
+        Some(path) => Config::load_file(path, &ProcessEnv),
+        None => match Config::from_environment(&ProcessEnv) {
+            Some(cfg) => Ok(cfg),
+            None => match demo.config() {
+                Ok(cfg) => Ok(cfg),
                 Err(e) => {
-                    eprintln!("error: cannot start the demo mock upstream: {e}");
+                    eprintln!("error: {e}");
                     return ExitCode::from(1);
                 }
             },
@@ -430,6 +507,13 @@ fn run(cli: &cli::Cli) -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprint!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let filled = match fill_channels(&mut cfg, &demo) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
             return ExitCode::from(1);
         }
     };
@@ -445,9 +529,11 @@ fn run(cli: &cli::Cli) -> ExitCode {
         | smart_ai_router::config::Source::Environment(_) => {
             let source = bootstrap::default_loader(&cfg);
             let cli = cli.clone();
+            let demo = demo.clone();
             source.map(|load| -> smart_ai_router::control::Loader {
                 Box::new(move || {
                     let mut c = load()?;
+                    fill_channels(&mut c, &demo).map_err(|e| vec![e])?;
                     apply_overrides(&mut c, &cli).map_err(|e| vec![e])?;
                     Ok(c)
                 })
@@ -463,7 +549,7 @@ fn run(cli: &cli::Cli) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    banner(&cfg, &gateway, demo_mock.as_ref());
+    banner(&cfg, &gateway, demo.addr(), &filled);
     smart_ai_router::notify::ready();
     let sig = wait_for_signal(signals, &|| gateway.request_reload());
     tracing::info!(signal = ?sig, "shutting down: draining in-flight requests");
@@ -472,7 +558,12 @@ fn run(cli: &cli::Cli) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn banner(cfg: &Config, g: &bootstrap::Gateway, demo: Option<&mock::MockHandle>) {
+fn banner(
+    cfg: &Config,
+    g: &bootstrap::Gateway,
+    demo: Option<std::net::SocketAddr>,
+    filled: &Filled,
+) {
     let board = g.board();
     tracing::info!(
         version = smart_ai_router::VERSION,
@@ -486,7 +577,7 @@ fn banner(cfg: &Config, g: &bootstrap::Gateway, demo: Option<&mock::MockHandle>)
     );
     match &cfg.source {
         smart_ai_router::config::Source::Demo => tracing::info!(
-            mock = %demo.map(|d| d.addr().to_string()).unwrap_or_default(),
+            mock = %demo.map(|d| d.to_string()).unwrap_or_default(),
             "DEMO MODE: no config and no provider keys in the environment; serving the built-in \
              mock upstream (models: demo-model, gpt-4o-mini, gpt-4o). Set OPENAI_API_KEY or pass \
              --config to serve real providers"
@@ -496,7 +587,22 @@ fn banner(cfg: &Config, g: &bootstrap::Gateway, demo: Option<&mock::MockHandle>)
             "no config file: channels built from provider keys in these environment variables"
         ),
         smart_ai_router::config::Source::File(p) => {
-            tracing::info!(config = %p.display(), "config loaded")
+            tracing::info!(config = %p.display(), "config loaded");
+            match filled {
+                Filled::No => {}
+                Filled::Environment(vars) => tracing::info!(
+                    vars = %vars.join(","),
+                    "the config file declares no channel: channels built from provider keys in \
+                     these environment variables"
+                ),
+                Filled::Demo => tracing::info!(
+                    mock = %demo.map(|d| d.to_string()).unwrap_or_default(),
+                    "DEMO MODE: the config file declares no channel and no provider key is in \
+                     the environment; serving the built-in mock upstream (models: demo-model, \
+                     gpt-4o-mini, gpt-4o). Set OPENAI_API_KEY (under systemd: in \
+                     /etc/smart-ai-router/env, then restart) or declare channels"
+                ),
+            }
         }
         smart_ai_router::config::Source::Inline => {}
     }
