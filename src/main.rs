@@ -52,7 +52,16 @@ fn config_path(cli: &cli::Cli) -> Option<std::path::PathBuf> {
 
 fn apply_overrides(cfg: &mut Config, cli: &cli::Cli) -> Result<(), String> {
     if let Some(l) = &cli.listen {
-        cfg.server.listen = units::parse_listen(l).map_err(|e| format!("--listen: {e}"))?;
+        let listen = units::parse_listen(l).map_err(|e| format!("--listen: {e}"))?;
+        // The rule the config applies to server.listen, which this flag bypasses otherwise.
+        if cfg.auth.keys.is_empty() && !cfg.auth.allow_unauthenticated && !listen.ip().is_loopback()
+        {
+            return Err(format!(
+                "--listen {listen}: a non-loopback address needs client keys ([auth] keys_file \
+                 or [[auth.keys]]) or auth.allow_unauthenticated = true in the config"
+            ));
+        }
+        cfg.server.listen = listen;
     }
     if let Some(w) = cli.workers {
         cfg.server.workers = w;
