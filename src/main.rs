@@ -34,6 +34,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check => check(&cli),
+        Command::Health => health(&cli),
         Command::Route(args) => route(&cli, &args),
         Command::MockUpstream(args) => mock_upstream(&cli, args),
         Command::Import(args) => import(&args),
@@ -112,6 +113,62 @@ fn check(cli: &cli::Cli) -> ExitCode {
         }
         Err(e) => {
             eprint!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `health`: `GET /health` on the gateway's own listener, for a container `HEALTHCHECK` in an
+/// image without curl. The address is `--listen`, else the config's `server.listen`, else the
+/// default; a wildcard address is asked on loopback. Plain HTTP only (not a `[server.tls]`
+/// listener). Exit 0 on 200, 1 otherwise.
+fn health(cli: &cli::Cli) -> ExitCode {
+    use std::io::{Read as _, Write as _};
+    let listen = match (&cli.listen, config_path(cli)) {
+        (Some(l), _) => units::parse_listen(l).map_err(|e| format!("--listen: {e}")),
+        (None, Some(path)) => Config::load_file(&path, &ProcessEnv)
+            .map(|c| c.server.listen)
+            .map_err(|e| e.to_string()),
+        (None, None) => units::parse_listen(smart_ai_router::config::defaults::LISTEN),
+    };
+    let mut addr = match listen {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("health: {}", e.trim_end());
+            return ExitCode::from(1);
+        }
+    };
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let timeout = std::time::Duration::from_secs(3);
+    let answer = (|| -> std::io::Result<Vec<u8>> {
+        let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        s.set_read_timeout(Some(timeout))?;
+        s.set_write_timeout(Some(timeout))?;
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+        let mut buf = Vec::new();
+        s.take(64 * 1024).read_to_end(&mut buf)?;
+        Ok(buf)
+    })();
+    match answer {
+        Ok(buf) => {
+            let text = String::from_utf8_lossy(&buf);
+            let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+            let status = head.lines().next().unwrap_or_default();
+            if status.starts_with("HTTP/1.1 200 ") || status.starts_with("HTTP/1.0 200 ") {
+                println!("{}", body.trim_end());
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("health: http://{addr}/health answered \"{status}\"");
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("health: http://{addr}/health: {e}");
             ExitCode::from(1)
         }
     }
