@@ -14,7 +14,6 @@
 # Usage: scripts/package.sh [--no-build]   (--no-build: package the existing release binary)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-here=$PWD
 
 CARGO_DEB_VERSION=3.8.0
 HADOLINT_VERSION=2.15.1
@@ -65,7 +64,7 @@ rm -f target/debian/smart-ai-router_*.deb
 # --strip: the release profile keeps line tables for backtraces, which cargo-deb would ship.
 cargo deb --no-build --locked --strip --quiet
 debs=(target/debian/smart-ai-router_*.deb)
-((${#debs[@]} == 1)) && [[ -f ${debs[0]} ]] || fail "expected one .deb in target/debian"
+if ((${#debs[@]} != 1)) || [[ ! -f ${debs[0]} ]]; then fail "expected one .deb in target/debian"; fi
 deb=${debs[0]}
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
 say "built $deb ($(du -k "$deb" | cut -f1) KiB) in $((SECONDS - t)) s"
@@ -123,7 +122,7 @@ say "lintian: no error; $(grep -c '^O: ' <<<"$report" || true) tag(s) overridden
 tmp=$(mktemp -d)
 gw_pid=""
 cleanup() {
-    [[ -n $gw_pid ]] && kill "$gw_pid" 2>/dev/null || true
+    if [[ -n $gw_pid ]]; then kill "$gw_pid" 2>/dev/null || true; fi
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -145,6 +144,7 @@ verify=$(MANPATH=$root/usr/share/man systemd-analyze verify --root="$root" smart
     fail "systemd-analyze verify: $verify"
 [[ -z $verify ]] || fail "systemd-analyze verify printed: $verify"
 unit=$units/smart-ai-router.service
+# shellcheck disable=SC2016 # $MAINPID is the unit's, not ours
 for directive in 'Type=notify' 'ExecStart=/usr/bin/smart-ai-router --config /etc/smart-ai-router/config.toml' \
     'ExecReload=/bin/kill -HUP $MAINPID' 'DynamicUser=yes' 'StateDirectory=smart-ai-router' \
     'ConfigurationDirectory=smart-ai-router' 'EnvironmentFile=-/etc/smart-ai-router/env'; do
