@@ -52,8 +52,8 @@ if [ ! -e "$etc/config.toml" ]; then
     install -m 0644 "$here/packaging/config.toml" "$etc/config.toml"
     echo "wrote the starter $etc/config.toml"
 elif [ "$(( $(stat -c '%#a' "$etc/config.toml") & 04 ))" = 0 ]; then
-    echo "warning: $etc/config.toml is not readable by others: the service's dynamic user cannot" \
-         "read it. Keep keys in $etc/env and chmod 0644 it." >&2
+    echo "warning: $etc/config.toml is not readable by others, so the service's dynamic user" \
+         "cannot read it: move any key in it to $etc/env, then chmod 0644 $etc/config.toml" >&2
 fi
 if [ ! -e "$etc/env" ]; then
     install -m 0600 "$here/packaging/env" "$etc/env"
