@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs smart-ai-router as a systemd service on bare-metal Linux:
-#   binary  → $PREFIX/bin/smart-ai-router           (default PREFIX=/usr/local)
-#   config  → /etc/smart-ai-router/config.toml     (kept if present; a starter otherwise)
-#   keys    → /etc/smart-ai-router/env             (mode 0600; kept if present)
-#   unit    → /etc/systemd/system/smart-ai-router.service
+# Installs smart-ai-router as a systemd service on bare-metal Linux from a source checkout (the
+# .deb, `scripts/package.sh`, is the packaged way; both install the same files from packaging/):
+#   binary  → $PREFIX/bin/smart-ai-router            (default PREFIX=/usr/local)
+#   config  → /etc/smart-ai-router/config.toml      (packaging/config.toml; kept if present)
+#   keys    → /etc/smart-ai-router/env              (packaging/env, mode 0600; kept if present)
+#   unit    → /etc/systemd/system/smart-ai-router.service  (packaging/, /usr/bin → $PREFIX/bin)
+#   man     → $PREFIX/share/man/man1/smart-ai-router.1.gz  (from --help, when help2man exists)
 # then `systemctl daemon-reload` and, with --enable, `systemctl enable --now`.
 #
 # Usage: scripts/install.sh [--bin PATH] [--destdir DIR] [--enable] [--no-systemctl]
@@ -22,7 +24,7 @@ while [ $# -gt 0 ]; do
         --destdir) destdir="$2"; systemctl=0; shift 2 ;;
         --enable) enable=1; shift ;;
         --no-systemctl) systemctl=0; shift ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) echo "install.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -36,46 +38,33 @@ fi
 
 etc="$destdir/etc/smart-ai-router"
 unit_dir="$destdir/etc/systemd/system"
-install -d -m 0755 "$destdir$prefix/bin" "$unit_dir"
-install -d -m 0750 "$etc"
+# The service runs as a DynamicUser, and ConfigurationDirectory= leaves /etc/smart-ai-router
+# root-owned: the directory and config.toml must be readable by others (they hold no secret;
+# keys live in the root-only env file, which systemd reads before dropping privileges).
+install -d -m 0755 "$destdir$prefix/bin" "$unit_dir" "$etc"
 install -m 0755 "$bin" "$destdir$prefix/bin/smart-ai-router"
-# The unit names /usr/local/bin; follow a different prefix.
-sed "s#/usr/local/bin/smart-ai-router#$prefix/bin/smart-ai-router#g" \
-    "$here/scripts/smart-ai-router.service" > "$unit_dir/smart-ai-router.service"
+# The unit names /usr/bin (the .deb's path); follow a different prefix.
+sed "s#/usr/bin/smart-ai-router#$prefix/bin/smart-ai-router#g" \
+    "$here/packaging/smart-ai-router.service" > "$unit_dir/smart-ai-router.service"
 chmod 0644 "$unit_dir/smart-ai-router.service"
 
 if [ ! -e "$etc/config.toml" ]; then
-    cat > "$etc/config.toml" <<'EOF'
-# smart-ai-router config: every key with its default and meaning is in configs/example.toml of
-# the source tree. Reload after editing: systemctl reload smart-ai-router
-[server]
-listen = "127.0.0.1:7601"
-
-[admin]
-listen = "127.0.0.1:7602"
-# token = "${SMART_AI_ROUTER_ADMIN_TOKEN}"   # required for a non-loopback listen
-
-[providers.openai]
-kind = "openai"
-
-[[channels]]
-id = "openai"
-provider = "openai"
-api_key = "${OPENAI_API_KEY}"
-# models are discovered from the provider; list some to serve them before the first discovery
-models = ["gpt-4o-mini"]
-EOF
-    chmod 0640 "$etc/config.toml"
-    echo "wrote a starter $etc/config.toml"
+    install -m 0644 "$here/packaging/config.toml" "$etc/config.toml"
+    echo "wrote the starter $etc/config.toml"
+elif [ "$(( $(stat -c '%#a' "$etc/config.toml") & 04 ))" = 0 ]; then
+    echo "warning: $etc/config.toml is not readable by others, so the service's dynamic user" \
+         "cannot read it: move any key in it to $etc/env, then chmod 0644 $etc/config.toml" >&2
 fi
 if [ ! -e "$etc/env" ]; then
-    umask 077
-    cat > "$etc/env" <<'EOF'
-# Provider keys for smart-ai-router (KEY=value, one per line). Mode 0600.
-# OPENAI_API_KEY=sk-...
-EOF
-    chmod 0600 "$etc/env"
+    install -m 0600 "$here/packaging/env" "$etc/env"
     echo "wrote $etc/env: put your provider keys there"
+fi
+
+if command -v help2man >/dev/null; then
+    install -d -m 0755 "$destdir$prefix/share/man/man1"
+    bash "$here/scripts/man.sh" "$bin" "$destdir$prefix/share/man/man1/smart-ai-router.1.gz"
+else
+    echo "help2man not found: no man page installed (smart-ai-router --help has the same text)"
 fi
 
 if [ "$systemctl" = 1 ]; then

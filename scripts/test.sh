@@ -2,7 +2,9 @@
 # Runs every test of smart-ai-router on a fresh machine: formatting, lints, the Rust unit and
 # integration tests (each socket test runs on both the io_uring and the legacy epoll driver),
 # the end-to-end tests with the official OpenAI and Anthropic Python SDKs (installed into
-# target/sdk-venv), the supply-chain check (cargo-deny, offline) and a short fuzzing run of
+# target/sdk-venv), the supply-chain check (cargo-deny, offline), the Debian package built from
+# the release binary and checked, with the Containerfile linted (scripts/package.sh: cargo-deb,
+# lintian, help2man and hadolint are installed there when missing), and a short fuzzing run of
 # every cargo-fuzz target (cargo-fuzz and cargo-deny are installed on first use). The cluster
 # tests (tests/cluster.rs) start their own redis-server on loopback ports: it is installed here
 # from Debian's packages when missing (the packaged service is never started or used).
@@ -39,6 +41,9 @@ bash tests/sdk/run.sh target/debug/smart-ai-router
 
 step "cargo deny: licenses, duplicate crates, sources (offline)"
 bash scripts/deny.sh
+
+step "Debian package from the release binary: dpkg-deb, lintian, systemd-analyze verify; Containerfile: hadolint"
+bash scripts/package.sh
 
 step "fuzz every target briefly (~60 s of fuzzing; fuzz/README.md has the long run)"
 bash scripts/fuzz.sh

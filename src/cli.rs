@@ -1,5 +1,6 @@
 //! Command-line parsing: global flags (`--config`, `--listen`, `--workers`) accepted before or
-//! after a subcommand, and the subcommands `check`, `route`, `import` and `mock-upstream`.
+//! after a subcommand, and the subcommands `check`, `health`, `route`, `import`, `keys` and
+//! `mock-upstream`.
 //!
 //! Invariants: pure: parses strings into [`Cli`], never reads files or the environment itself
 //! (the caller passes `SMART_AI_ROUTER_CONFIG`). Errors say which flag and what it takes.
@@ -16,6 +17,8 @@ pub enum Command {
     Run,
     /// Validate the config, print a summary, exit non-zero on error.
     Check,
+    /// Ask a running gateway's `/health` on its own listener; exit non-zero unless 200.
+    Health,
     /// Dry-run routing for a model expression.
     Route(RouteArgs),
     /// Run the built-in mock upstream.
@@ -130,6 +133,9 @@ USAGE:
 COMMANDS:
     (none)           run the gateway
     check            validate the config and print a summary (exit 1 on error)
+    health           GET /health from the gateway running on --listen, else the config's
+                     server.listen, else 127.0.0.1:7601 (0.0.0.0 is asked on loopback); exit 0
+                     on 200, 1 otherwise (a container HEALTHCHECK needs no curl)
     route EXPR       dry-run routing: ranked candidates with scores and why others were
                      filtered (flags: --strategy NAME, --needs vision,tools, --json)
     import FILE      convert the Python smart-ai-router's router_config.yaml to TOML: the
@@ -141,15 +147,17 @@ COMMANDS:
                      --rps N  --daily-budget 5.0  --keys-file PATH; the file defaults to the config's
                      [auth] keys_file)
     keys list        names, digest prefixes, expiry and allowed models (never a key)
-    keys revoke NAME remove a key (running gateways drop it on their next reload)
-    help, version
+    keys revoke NAME
+                     remove a key (running gateways drop it on their next reload)
+    help, version    this text; the version
 
 GLOBAL FLAGS (before or after the command):
     -c, --config FILE   TOML config (also $SMART_AI_ROUTER_CONFIG). Without one, channels come
                         from provider keys in the environment (OPENAI_API_KEY, …), else demo mode
     -l, --listen ADDR   listen address, e.g. 127.0.0.1:7601
     -w, --workers N     worker threads (0 = one per CPU)
-    --admin-listen ADDR the admin API address (default 127.0.0.1:7602), or `off`
+    --admin-listen ADDR
+                        the admin API address (default 127.0.0.1:7602), or `off`
 
 MOCK-UPSTREAM FLAGS:
     --models a,b        models to serve (default: any)
@@ -212,9 +220,12 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
             "--admin-listen" => cli.admin_listen = Some(value("--admin-listen")?),
             "-h" | "--help" | "help" => command = Some("help"),
             "-V" | "--version" | "version" => command = Some("version"),
-            "check" | "mock-upstream" | "route" | "import" | "keys" if command.is_none() => {
+            "check" | "health" | "mock-upstream" | "route" | "import" | "keys"
+                if command.is_none() =>
+            {
                 command = Some(match flag.as_str() {
                     "check" => "check",
+                    "health" => "health",
                     "route" => "route",
                     "import" => "import",
                     "keys" => "keys",
@@ -339,6 +350,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
     cli.command = match command {
         None => Command::Run,
         Some("check") => Command::Check,
+        Some("health") => Command::Health,
         Some("route") if route.expr.is_empty() => {
             return Err("route needs a model expression, e.g. `route 'tag:free,qwen3'`".into());
         }
@@ -383,6 +395,10 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.command, Command::Check);
         assert_eq!(a.config.unwrap(), PathBuf::from("x.toml"));
+        let h = p(&["health", "--listen", "127.0.0.1:7601"]).unwrap();
+        assert_eq!(h.command, Command::Health);
+        assert_eq!(h.listen.as_deref(), Some("127.0.0.1:7601"));
+        assert!(p(&["health", "extra"]).is_err());
         let r = p(&["-l", "127.0.0.1:1", "-w", "3"]).unwrap();
         assert_eq!(r.command, Command::Run);
         assert_eq!(

@@ -4,6 +4,7 @@
 #![allow(clippy::disallowed_methods)] // main may block: it only waits for signals
 
 use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
 
 use smart_ai_router::cli::{self, Command};
 use smart_ai_router::config::{Config, ConfigError, ProcessEnv, units};
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check => check(&cli),
+        Command::Health => health(&cli),
         Command::Route(args) => route(&cli, &args),
         Command::MockUpstream(args) => mock_upstream(&cli, args),
         Command::Import(args) => import(&args),
@@ -51,7 +53,16 @@ fn config_path(cli: &cli::Cli) -> Option<std::path::PathBuf> {
 
 fn apply_overrides(cfg: &mut Config, cli: &cli::Cli) -> Result<(), String> {
     if let Some(l) = &cli.listen {
-        cfg.server.listen = units::parse_listen(l).map_err(|e| format!("--listen: {e}"))?;
+        let listen = units::parse_listen(l).map_err(|e| format!("--listen: {e}"))?;
+        // The rule the config applies to server.listen, which this flag bypasses otherwise.
+        if cfg.auth.keys.is_empty() && !cfg.auth.allow_unauthenticated && !listen.ip().is_loopback()
+        {
+            return Err(format!(
+                "--listen {listen}: a non-loopback address needs client keys ([auth] keys_file \
+                 or [[auth.keys]]) or auth.allow_unauthenticated = true in the config"
+            ));
+        }
+        cfg.server.listen = listen;
     }
     if let Some(w) = cli.workers {
         cfg.server.workers = w;
@@ -85,11 +96,79 @@ fn check(cli: &cli::Cli) -> ExitCode {
                 return ExitCode::from(2);
             }
             println!("config {} is valid", path.display());
+            if cfg.declares_no_channels() {
+                match env_channels(&mut cfg) {
+                    Some(vars) => println!(
+                        "no provider or channel in the file: channels from {}",
+                        vars.join(", ")
+                    ),
+                    None => println!(
+                        "no provider or channel in the file and no provider key in the \
+                         environment: the gateway starts in demo mode"
+                    ),
+                }
+            }
             print!("{}", cfg.summary());
             ExitCode::SUCCESS
         }
         Err(e) => {
             eprint!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `health`: `GET /health` on the gateway's own listener, for a container `HEALTHCHECK` in an
+/// image without curl. The address is `--listen`, else the config's `server.listen`, else the
+/// default; a wildcard address is asked on loopback. Plain HTTP only (not a `[server.tls]`
+/// listener). Exit 0 on 200, 1 otherwise.
+fn health(cli: &cli::Cli) -> ExitCode {
+    use std::io::{Read as _, Write as _};
+    let listen = match (&cli.listen, config_path(cli)) {
+        (Some(l), _) => units::parse_listen(l).map_err(|e| format!("--listen: {e}")),
+        (None, Some(path)) => Config::load_file(&path, &ProcessEnv)
+            .map(|c| c.server.listen)
+            .map_err(|e| e.to_string()),
+        (None, None) => units::parse_listen(smart_ai_router::config::defaults::LISTEN),
+    };
+    let mut addr = match listen {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("health: {}", e.trim_end());
+            return ExitCode::from(1);
+        }
+    };
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let timeout = std::time::Duration::from_secs(3);
+    let answer = (|| -> std::io::Result<Vec<u8>> {
+        let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        s.set_read_timeout(Some(timeout))?;
+        s.set_write_timeout(Some(timeout))?;
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+        let mut buf = Vec::new();
+        s.take(64 * 1024).read_to_end(&mut buf)?;
+        Ok(buf)
+    })();
+    match answer {
+        Ok(buf) => {
+            let text = String::from_utf8_lossy(&buf);
+            let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+            let status = head.lines().next().unwrap_or_default();
+            if status.starts_with("HTTP/1.1 200 ") || status.starts_with("HTTP/1.0 200 ") {
+                println!("{}", body.trim_end());
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("health: http://{addr}/health answered \"{status}\"");
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("health: http://{addr}/health: {e}");
             ExitCode::from(1)
         }
     }
@@ -109,13 +188,16 @@ fn route(cli: &cli::Cli, args: &cli::RouteArgs) -> ExitCode {
             }
         },
     };
-    let cfg = match cfg {
+    let mut cfg = match cfg {
         Ok(c) => c,
         Err(e) => {
             eprint!("{e}");
             return ExitCode::from(1);
         }
     };
+    if cfg.declares_no_channels() {
+        env_channels(&mut cfg);
+    }
     let tls = match control::build_tls(&cfg) {
         Ok(t) => t,
         Err(e) => {
@@ -402,25 +484,86 @@ fn mock_upstream(cli: &cli::Cli, args: cli::MockArgs) -> ExitCode {
     }
 }
 
-fn run(cli: &cli::Cli) -> ExitCode {
-    let mut demo_mock = None;
-    let cfg: Result<Config, ConfigError> = match config_path(cli) {
-        Some(path) => Config::load_file(&path, &ProcessEnv),
-        None => match Config::from_environment(&ProcessEnv) {
-            Some(cfg) => Ok(cfg),
-            None => match mock::start(mock::MockConfig {
+/// Demo mode's mock upstream: started the first time a config needs it, then shared with the
+/// reload closure (a reload that leaves the file without channels keeps serving the same one).
+#[derive(Debug, Clone, Default)]
+struct DemoMock(Arc<OnceLock<mock::MockHandle>>);
+
+impl DemoMock {
+    /// The demo config on the running mock, starting it first if needed.
+    fn config(&self) -> Result<Config, String> {
+        if self.0.get().is_none() {
+            let h = mock::start(mock::MockConfig {
                 models: DEMO_MODELS.iter().map(|m| m.to_string()).collect(),
                 chunks: 12,
                 interval: std::time::Duration::from_millis(30),
                 ..Default::default()
-            }) {
-                Ok(h) => {
-                    let cfg = Config::demo(h.addr(), DEMO_MODELS);
-                    demo_mock = Some(h);
-                    Ok(cfg)
-                }
+            })
+            .map_err(|e| format!("cannot start the demo mock upstream: {e}"))?;
+            // Only main (before the control thread exists) and then the control thread get
+            // here, one after the other: nothing races for the cell.
+            let _ = self.0.set(h);
+        }
+        let addr = self
+            .0
+            .get()
+            .map(|h| h.addr())
+            .ok_or("demo mock not started")?;
+        Ok(Config::demo(addr, DEMO_MODELS))
+    }
+
+    fn addr(&self) -> Option<std::net::SocketAddr> {
+        self.0.get().map(|h| h.addr())
+    }
+}
+
+/// Channels from provider keys in the environment for a config that declares none; the
+/// variables used, or `None` (and the config unchanged) when no key is set.
+fn env_channels(cfg: &mut Config) -> Option<Vec<String>> {
+    let from = Config::from_environment(&ProcessEnv)?;
+    let vars = match &from.source {
+        smart_ai_router::config::Source::Environment(v) => v.clone(),
+        _ => Vec::new(),
+    };
+    cfg.adopt_channels(from);
+    Some(vars)
+}
+
+/// Where a config file's channels came from, when it declares none.
+#[derive(Debug)]
+enum Filled {
+    /// The file declares its own.
+    No,
+    /// From provider keys in these environment variables.
+    Environment(Vec<String>),
+    /// Demo mode.
+    Demo,
+}
+
+/// A config file that declares no provider and no channel (the packaged starter) runs as no
+/// file does: channels from provider keys in the environment, else demo mode.
+fn fill_channels(cfg: &mut Config, demo: &DemoMock) -> Result<Filled, String> {
+    if !cfg.declares_no_channels() {
+        return Ok(Filled::No);
+    }
+    if let Some(vars) = env_channels(cfg) {
+        return Ok(Filled::Environment(vars));
+    }
+    cfg.adopt_channels(demo.config()?);
+    Ok(Filled::Demo)
+}
+
+fn run(cli: &cli::Cli) -> ExitCode {
+    let demo = DemoMock::default();
+    let path = config_path(cli);
+    let cfg: Result<Config, ConfigError> = match &path {
+        Some(path) => Config::load_file(path, &ProcessEnv),
+        None => match Config::from_environment(&ProcessEnv) {
+            Some(cfg) => Ok(cfg),
+            None => match demo.config() {
+                Ok(cfg) => Ok(cfg),
                 Err(e) => {
-                    eprintln!("error: cannot start the demo mock upstream: {e}");
+                    eprintln!("error: {e}");
                     return ExitCode::from(1);
                 }
             },
@@ -430,6 +573,13 @@ fn run(cli: &cli::Cli) -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprint!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let filled = match fill_channels(&mut cfg, &demo) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
             return ExitCode::from(1);
         }
     };
@@ -445,9 +595,11 @@ fn run(cli: &cli::Cli) -> ExitCode {
         | smart_ai_router::config::Source::Environment(_) => {
             let source = bootstrap::default_loader(&cfg);
             let cli = cli.clone();
+            let demo = demo.clone();
             source.map(|load| -> smart_ai_router::control::Loader {
                 Box::new(move || {
                     let mut c = load()?;
+                    fill_channels(&mut c, &demo).map_err(|e| vec![e])?;
                     apply_overrides(&mut c, &cli).map_err(|e| vec![e])?;
                     Ok(c)
                 })
@@ -463,7 +615,7 @@ fn run(cli: &cli::Cli) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    banner(&cfg, &gateway, demo_mock.as_ref());
+    banner(&cfg, &gateway, demo.addr(), &filled);
     smart_ai_router::notify::ready();
     let sig = wait_for_signal(signals, &|| gateway.request_reload());
     tracing::info!(signal = ?sig, "shutting down: draining in-flight requests");
@@ -472,7 +624,12 @@ fn run(cli: &cli::Cli) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn banner(cfg: &Config, g: &bootstrap::Gateway, demo: Option<&mock::MockHandle>) {
+fn banner(
+    cfg: &Config,
+    g: &bootstrap::Gateway,
+    demo: Option<std::net::SocketAddr>,
+    filled: &Filled,
+) {
     let board = g.board();
     tracing::info!(
         version = smart_ai_router::VERSION,
@@ -486,7 +643,7 @@ fn banner(cfg: &Config, g: &bootstrap::Gateway, demo: Option<&mock::MockHandle>)
     );
     match &cfg.source {
         smart_ai_router::config::Source::Demo => tracing::info!(
-            mock = %demo.map(|d| d.addr().to_string()).unwrap_or_default(),
+            mock = %demo.map(|d| d.to_string()).unwrap_or_default(),
             "DEMO MODE: no config and no provider keys in the environment; serving the built-in \
              mock upstream (models: demo-model, gpt-4o-mini, gpt-4o). Set OPENAI_API_KEY or pass \
              --config to serve real providers"
@@ -496,7 +653,22 @@ fn banner(cfg: &Config, g: &bootstrap::Gateway, demo: Option<&mock::MockHandle>)
             "no config file: channels built from provider keys in these environment variables"
         ),
         smart_ai_router::config::Source::File(p) => {
-            tracing::info!(config = %p.display(), "config loaded")
+            tracing::info!(config = %p.display(), "config loaded");
+            match filled {
+                Filled::No => {}
+                Filled::Environment(vars) => tracing::info!(
+                    vars = %vars.join(","),
+                    "the config file declares no channel: channels built from provider keys in \
+                     these environment variables"
+                ),
+                Filled::Demo => tracing::info!(
+                    mock = %demo.map(|d| d.to_string()).unwrap_or_default(),
+                    "DEMO MODE: the config file declares no channel and no provider key is in \
+                     the environment; serving the built-in mock upstream (models: demo-model, \
+                     gpt-4o-mini, gpt-4o). Set OPENAI_API_KEY (under systemd: in \
+                     /etc/smart-ai-router/env, then restart) or declare channels"
+                ),
+            }
         }
         smart_ai_router::config::Source::Inline => {}
     }

@@ -498,14 +498,19 @@ fn install_script_stages_a_working_service() {
         assert!(unit.contains(directive), "unit lacks {directive}");
     }
     use std::os::unix::fs::PermissionsExt as _;
-    let env = std::fs::metadata(dest.join("etc/smart-ai-router/env")).unwrap();
-    assert_eq!(env.permissions().mode() & 0o777, 0o600);
-    // The starter config validates once its key variable is set.
+    let mode = |p: &str| {
+        let m = std::fs::metadata(dest.join(p)).unwrap();
+        m.permissions().mode() & 0o777
+    };
+    assert_eq!(mode("etc/smart-ai-router/env"), 0o600);
+    // The service's dynamic user must read the config: root-owned, so readable by others.
+    assert_eq!(mode("etc/smart-ai-router"), 0o755);
+    assert_eq!(mode("etc/smart-ai-router/config.toml"), 0o644);
+    // The starter config validates with no key set (demo mode).
     let cfg = dest.join("etc/smart-ai-router/config.toml");
     let check = bin()
         .args(["check", "--config"])
         .arg(&cfg)
-        .env("OPENAI_API_KEY", "sk-test")
         .output()
         .unwrap();
     assert!(

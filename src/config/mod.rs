@@ -997,6 +997,21 @@ impl Config {
         cfg
     }
 
+    /// Whether the config declares no provider and no channel, as the packaged starter file
+    /// does. The binary runs such a file as it runs no file at all (channels from provider keys
+    /// in the environment, else demo mode, at start and on every reload), keeping everything
+    /// else the file says: listeners, admin, auth, log, state.
+    pub fn declares_no_channels(&self) -> bool {
+        self.providers.is_empty() && self.channels.is_empty()
+    }
+
+    /// Serves the providers and channels of `from` (built by [`Config::from_environment`] or
+    /// [`Config::demo`]); the rest of this config, and its source, stay.
+    pub fn adopt_channels(&mut self, from: Config) {
+        self.providers = from.providers;
+        self.channels = from.channels;
+    }
+
     /// A config with every default and no channels.
     pub fn empty() -> Config {
         build(raw::Root::default()).expect("defaults validate")
@@ -3132,6 +3147,27 @@ models = ["m"]
         .unwrap();
         assert_eq!(c.channels.len(), 1);
         assert_eq!(c.channels[0].id, "groq");
+    }
+
+    #[test]
+    fn a_file_without_channels_adopts_the_environments() {
+        let text = "[server]\nlisten = \"${LISTEN:-127.0.0.1:7611}\"\n[admin]\n";
+        let mut c = Config::parse(text, &env(&[])).unwrap();
+        assert!(c.declares_no_channels());
+        c.adopt_channels(Config::from_environment(&env(&[("GROQ_API_KEY", "gsk-b")])).unwrap());
+        assert!(!c.declares_no_channels());
+        assert_eq!(c.channels[0].id, "groq");
+        assert_eq!(c.providers[c.channels[0].provider].id, "groq");
+        // the file's own settings and source stay
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:7611");
+        assert!(c.admin.is_some());
+        assert_eq!(c.source, Source::Inline);
+        let demo = Config::demo("127.0.0.1:9".parse().unwrap(), &["m"]);
+        c.adopt_channels(demo);
+        assert_eq!((c.channels.len(), c.channels[0].id.as_str()), (1, "demo"));
+        // a provider alone is a declaration: the file keeps it as written
+        let c = Config::parse("[providers.up]\nkind = \"openai\"\n", &env(&[])).unwrap();
+        assert!(!c.declares_no_channels());
     }
 
     #[test]
