@@ -12,8 +12,13 @@ Usage: abuse.py BINARY [OUT_MD]
 3. Admin API under idle connections: 500 idle connections to the admin listener (from 50
    loopback source addresses, half silent, half stuck mid-head, re-opened after every call),
    then 50 authorised `GET /metrics`. Reported: answers, failures, latency p50/p99.
+4. Memory per in-flight request body: 8 authorised chat requests with 4 MiB bodies at once,
+   held 1.5 s by a slow upstream. Reported: peak RSS growth per request.
+5. Memory per large answer: 4 requests at once whose upstream answers 60 MiB each. Reported:
+   peak RSS growth per answer (the cap on one answer is 64 MiB).
 
-Everything runs on loopback; every process started here is stopped on exit. The config uses only
+Each scenario gets a fresh gateway. Everything runs on loopback; every process started here is
+stopped on exit. The config uses only
 keys every build since round 1 understands, so an older binary can be measured the same way.
 """
 
@@ -30,6 +35,7 @@ import time
 
 UPLOAD = 32 << 20
 KEY = "sk-perf-budget"
+OPEN_KEY = "sk-perf-open"
 ADMIN_TOKEN = "perf-admin-token-0123456789"
 
 
@@ -119,6 +125,7 @@ class Stack:
             )
         )
         digest = hashlib.sha256(KEY.encode()).hexdigest()
+        open_digest = hashlib.sha256(OPEN_KEY.encode()).hexdigest()
         cfg = f"""
 [server]
 listen = "127.0.0.1:{self.port}"
@@ -149,10 +156,36 @@ api_key = "sk-up"
 models = ["m"]
 pricing = {{ input = 1000.0, output = 1000.0 }}
 
+[providers.slow]
+kind = "openai"
+base_url = "http://127.0.0.1:{self.mock_port}/v1"
+headers = {{ "x-mock-latency-ms" = "1500" }}
+
+[[channels]]
+id = "slow-1"
+provider = "slow"
+api_key = "sk-up"
+models = ["slow"]
+
+[providers.huge]
+kind = "openai"
+base_url = "http://127.0.0.1:{self.mock_port}/v1"
+headers = {{ "x-mock-fault" = "huge:62914560" }}
+
+[[channels]]
+id = "huge-1"
+provider = "huge"
+api_key = "sk-up"
+models = ["huge"]
+
 [[auth.keys]]
 name = "capped"
 sha256 = "{digest}"
 daily_budget = 0.12
+
+[[auth.keys]]
+name = "open"
+sha256 = "{open_digest}"
 """
         path = os.path.join(self.dir, "config.toml")
         with open(path, "w") as f:
@@ -220,6 +253,56 @@ def uploads(stack):
     after = rss_kib(stack.pid)
     return {"rss_before_mib": before / 1024, "rss_peak_mib": peak[0] / 1024,
             "rss_after_mib": after / 1024, "seconds": took}
+
+
+def concurrent_rss(stack, n, body, expect):
+    """Peak RSS growth (KiB) while `n` clients send `body` at once; every answer must be
+    `expect`."""
+    before = rss_kib(stack.pid)
+    peak = [before]
+    done = threading.Event()
+    statuses = []
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_kib(stack.pid))
+            time.sleep(0.002)
+
+    def one():
+        raw = post("/v1/chat/completions", body, [("Authorization", f"Bearer {OPEN_KEY}")])
+        try:
+            statuses.append(request(stack.port, raw, timeout=30)[0])
+        except OSError:
+            statuses.append(0)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    clients = [threading.Thread(target=one) for _ in range(n)]
+    for c in clients:
+        c.start()
+    for c in clients:
+        c.join()
+    done.set()
+    sampler.join()
+    ok = sum(1 for s in statuses if s == expect)
+    return before, peak[0], ok
+
+
+def inflight(stack):
+    pad = "x" * (4 << 20)
+    body = ('{"model":"slow","messages":[{"role":"user","content":"' + pad + '"}]}').encode()
+    before, peak, ok = concurrent_rss(stack, 8, body, 200)
+    return {"requests": 8, "body_mib": 4, "served": ok,
+            "rss_peak_growth_mib": (peak - before) / 1024,
+            "per_request_mib": (peak - before) / 1024 / 8}
+
+
+def huge(stack):
+    body = b'{"model":"huge","messages":[{"role":"user","content":"hi"}]}'
+    before, peak, ok = concurrent_rss(stack, 4, body, 200)
+    return {"answers": 4, "answer_mib": 60, "served": ok,
+            "rss_peak_growth_mib": (peak - before) / 1024,
+            "per_answer_mib": (peak - before) / 1024 / 4}
 
 
 def budget(stack):
@@ -296,12 +379,21 @@ def admin(stack):
 def main():
     binary = sys.argv[1]
     out = sys.argv[2] if len(sys.argv) > 2 else None
-    stack = Stack(binary)
-    try:
-        stack.start()
-        results = {"uploads": uploads(stack), "budget": budget(stack), "admin": admin(stack)}
-    finally:
-        stack.stop()
+    results = {}
+    # Each scenario on a fresh gateway: memory one left behind must not count in the next.
+    for name, scenario in [
+        ("uploads", uploads),
+        ("inflight_bodies", inflight),
+        ("large_answers", huge),
+        ("budget", budget),
+        ("admin", admin),
+    ]:
+        stack = Stack(binary)
+        try:
+            stack.start()
+            results[name] = scenario(stack)
+        finally:
+            stack.stop()
     text = json.dumps(results, indent=2)
     print(text)
     if out:

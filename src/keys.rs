@@ -115,12 +115,27 @@ fn save(path: &Path, f: &File) -> Result<(), String> {
         .and_then(|()| w.sync_all())
         .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
     drop(w);
+    take_directory_owner(&tmp, dir.unwrap_or(Path::new(".")));
     // The same checks the gateway applies, before the file takes the real name.
     if let Err(e) = read_keys_file(&tmp) {
         let _ = std::fs::remove_file(&tmp);
         return Err(e.to_string());
     }
     std::fs::rename(&tmp, path).map_err(|e| format!("cannot replace {}: {e}", path.display()))
+}
+
+/// Gives `file` the owner and group of `dir` when they differ: `sudo smart-ai-router keys add`
+/// on a keys file in the service's state directory (owned by its `DynamicUser`) must leave a
+/// file the service can read, not a root-owned 0600 one. Only root may give a file away; for
+/// anyone else the call fails and the file stays theirs (what they can read already).
+fn take_directory_owner(file: &Path, dir: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(d), Ok(f)) = (std::fs::metadata(dir), std::fs::metadata(file)) else {
+        return;
+    };
+    if (d.uid(), d.gid()) != (f.uid(), f.gid()) {
+        let _ = std::os::unix::fs::chown(file, Some(d.uid()), Some(d.gid()));
+    }
 }
 
 /// A new random key: `sk-sar-` and 48 hex digits (192 bits from the kernel's CSPRNG).
@@ -288,6 +303,26 @@ mod tests {
             "{past:?}"
         );
         assert_eq!(read_keys_file(&path).expect("still valid").len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_keys_file_belongs_to_its_directorys_owner() {
+        use std::os::unix::fs::MetadataExt;
+        let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+        let dir = std::env::temp_dir().join(format!("sar-keys-owner-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // A service's state directory, owned by its (dynamic) user.
+        let (uid, gid) = if root { (65534, 65534) } else { (0, 0) };
+        let given = std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).is_ok();
+        let path = dir.join("keys.toml");
+        add(&path, "svc", &[], None, NewLimits::default()).expect("add");
+        let m = std::fs::metadata(&path).unwrap();
+        if given {
+            assert_eq!((m.uid(), m.gid()), (uid, gid), "the service can read its keys");
+        }
+        assert_eq!(m.mode() & 0o777, 0o600);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
