@@ -14,8 +14,9 @@ use std::time::Instant;
 
 use bumpalo::Bump;
 use criterion::{Criterion, criterion_group, criterion_main};
-use smart_ai_router::catalog::Caps;
-use smart_ai_router::routing::{Ask, Local, Options, rank};
+use smart_ai_router::expr::Caps;
+use smart_ai_router::routing::{Ask, Local, rank};
+use smart_ai_router::strategy::Options;
 
 #[path = "../tests/common/synthetic.rs"]
 mod synthetic;

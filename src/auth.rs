@@ -20,45 +20,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-
 use crate::catalog::Catalog;
 use crate::config::ClientKeyConfig;
-
-/// SHA-256 of a presented key.
-pub fn digest(key: &[u8]) -> [u8; 32] {
-    Sha256::digest(key).into()
-}
-
-/// Lower-case hex of a digest.
-pub fn hex(d: &[u8; 32]) -> String {
-    let mut s = String::with_capacity(64);
-    for b in d {
-        s.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
-        s.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
-    }
-    s
-}
-
-/// Parses 64 hex digits (either case).
-pub fn parse_hex(s: &str) -> Option<[u8; 32]> {
-    let b = s.as_bytes();
-    if b.len() != 64 {
-        return None;
-    }
-    let nib = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = nib(b[2 * i])? << 4 | nib(b[2 * i + 1])?;
-    }
-    Some(out)
-}
-
-/// Equality whose time does not depend on where the inputs differ.
-pub fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
-}
+use crate::secret::{digest, same};
 
 /// One client key as the data plane sees it.
 #[derive(Debug)]
@@ -158,7 +122,7 @@ impl Clients {
         };
         let d = digest(key);
         match self.by_digest.get(&d) {
-            Some(&i) if ct_eq(&self.keys[i as usize].digest, &d) => {
+            Some(&i) if same(&self.keys[i as usize].digest, &d) => {
                 match self.keys[i as usize].expires_ms {
                     Some(t) if now_ms >= t => Verdict::Expired(i),
                     _ => Verdict::Key(i),
@@ -221,27 +185,6 @@ mod tests {
             &Default::default(),
         );
         Clients::build(keys, &catalog)
-    }
-
-    #[test]
-    fn hex_round_trips_and_rejects_bad_input() {
-        let d = digest(b"sk-test");
-        assert_eq!(parse_hex(&hex(&d)), Some(d));
-        assert_eq!(parse_hex(&hex(&d).to_uppercase()), Some(d));
-        assert_eq!(parse_hex("abc"), None);
-        assert_eq!(parse_hex(&"g".repeat(64)), None);
-    }
-
-    #[test]
-    fn constant_time_equality_is_equality() {
-        let a = digest(b"a");
-        let mut b = a;
-        assert!(ct_eq(&a, &b));
-        b[31] ^= 1;
-        assert!(!ct_eq(&a, &b));
-        b = a;
-        b[0] ^= 0x80;
-        assert!(!ct_eq(&a, &b));
     }
 
     #[test]

@@ -1407,7 +1407,7 @@ impl Importer {
                 self.note(&path, "no positive weight left; dropped");
                 continue;
             }
-            let mut ours = if crate::routing::score::builtin(&name).is_some() {
+            let mut ours = if crate::strategy::builtin(&name).is_some() {
                 format!("{name}_imported")
             } else {
                 name.clone()

@@ -160,10 +160,10 @@ pub fn add(
     limits: NewLimits,
 ) -> Result<String, String> {
     if let Some(e) = expires {
-        let at = crate::usage::parse_time(e.trim()).ok_or_else(|| {
+        let at = crate::clock::parse_time(e.trim()).ok_or_else(|| {
             format!("--expires \"{e}\" is not a date (YYYY-MM-DD, UTC) or unix seconds")
         })?;
-        if at <= crate::usage::now_ms() {
+        if at <= crate::clock::now_ms() {
             return Err(format!(
                 "--expires \"{e}\" is in the past: the key would be refused from its first use"
             ));
@@ -179,7 +179,7 @@ pub fn add(
     let key = generate()?;
     f.keys.push(Entry {
         name: name.to_string(),
-        sha256: crate::auth::hex(&crate::auth::digest(key.as_bytes())),
+        sha256: crate::secret::hex(&crate::secret::digest(key.as_bytes())),
         expires: expires.map(str::to_string),
         models: models.to_vec(),
         rps: limits.rps,
@@ -276,7 +276,7 @@ mod tests {
         );
         let keys = read_keys_file(&path).expect("valid file");
         assert_eq!(keys.len(), 2);
-        assert_eq!(keys[0].sha256, crate::auth::digest(a.as_bytes()));
+        assert_eq!(keys[0].sha256, crate::secret::digest(a.as_bytes()));
         assert_eq!(keys[1].models, vec!["gpt-4o", "tag:free"]);
         assert!(keys[1].expires_ms.is_some());
         assert_eq!(keys[1].limits.rpm, Some(60));

@@ -26,7 +26,7 @@
 //! * Request bodies pass through byte for byte except targeted edits (the `model` value, router
 //!   fields, and on OpenAI-family streams the `stream_options` the gateway writes itself).
 //! * Every error a client sees is OpenAI-shaped with the right status ([`error::Error`]).
-//! * Secrets never reach logs, files or admin output ([`config::Secret`] redacts itself).
+//! * Secrets never reach logs, files or admin output ([`secret::Secret`] redacts itself).
 //! * A request is judged on its head — framing and size, route, key, and a Gemini path's model
 //!   allowance — before any body byte is read or `100 Continue` sent (`api::judge_head`).
 //! * Usage is never optional: every answer is accounted, with its own usage or the gateway's
@@ -44,10 +44,12 @@ pub mod auth;
 pub mod bootstrap;
 pub mod catalog;
 pub mod cli;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod error;
+pub mod expr;
 pub mod h1;
 pub mod import;
 pub mod json;
@@ -61,8 +63,10 @@ pub mod pricing;
 pub mod providers;
 pub mod proxy;
 pub mod routing;
+pub mod secret;
 pub mod server;
 pub mod snapshot;
+pub mod strategy;
 pub mod upstream;
 pub mod usage;
 pub mod worker;

@@ -175,7 +175,7 @@ fn health(cli: &cli::Cli) -> ExitCode {
 }
 
 fn route(cli: &cli::Cli, args: &cli::RouteArgs) -> ExitCode {
-    use smart_ai_router::{api, catalog, control, routing, snapshot};
+    use smart_ai_router::{api, control, routing, snapshot};
     let cfg = match config_path(cli) {
         Some(path) => Config::load_file(&path, &ProcessEnv),
         None => match Config::from_environment(&ProcessEnv) {
@@ -225,9 +225,9 @@ fn route(cli: &cli::Cli, args: &cli::RouteArgs) -> ExitCode {
         }
     }
     let snap = snapshot::Snapshot::build(&cfg, 1, &resolved, &tls, 1, 1);
-    let mut needs = catalog::Caps::NONE;
+    let mut needs = smart_ai_router::expr::Caps::NONE;
     for n in &args.needs {
-        match catalog::Caps::parse(n) {
+        match smart_ai_router::expr::Caps::parse(n) {
             Some(c) => needs = needs.union(c),
             None => {
                 eprintln!("error: --needs: unknown capability `{n}`; use vision, tools or json");
@@ -235,7 +235,7 @@ fn route(cli: &cli::Cli, args: &cli::RouteArgs) -> ExitCode {
             }
         }
     }
-    let options = routing::Options::default();
+    let options = smart_ai_router::strategy::Options::default();
     let ask = routing::Ask {
         model: &args.expr,
         needs,

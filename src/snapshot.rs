@@ -401,7 +401,7 @@ impl Snapshot {
                 endpoint,
                 request_head: head,
                 models_head: models_head.into(),
-                key_fingerprint: fingerprint(ch.api_key.expose()).into(),
+                key_fingerprint: crate::secret::fingerprint(ch.api_key.expose()).into(),
                 discover: ch.discover,
                 managed_headers: p
                     .headers
@@ -562,16 +562,6 @@ fn credentials_head(authority: &str, ch: &ChannelConfig, p: &ProviderConfig) -> 
         crate::h1::write_header(&mut head, k.as_bytes(), v.as_bytes());
     }
     head.into()
-}
-
-/// The first 8 hex digits of SHA-256(`secret`), or `none` for an empty key.
-pub fn fingerprint(secret: &str) -> String {
-    use sha2::{Digest, Sha256};
-    if secret.is_empty() {
-        return "none".into();
-    }
-    let d = Sha256::digest(secret.as_bytes());
-    d[..4].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Addresses for a host: literal IPs and `localhost` directly, others from the resolver map.

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use simd_json::prelude::*;
 
 use crate::catalog::Catalog;
+use crate::clock::write_rfc3339_ms;
 use crate::json;
 use crate::providers::Usage;
 use crate::server::response::RequestId;
@@ -253,90 +254,11 @@ fn write_ms(out: &mut Vec<u8>, v: Option<f32>) {
             out.push(b'.');
             let frac = us % 1000;
             out.push(b'0' + (frac / 100) as u8);
-            two(out, frac);
+            out.push(b'0' + (frac / 10 % 10) as u8);
+            out.push(b'0' + (frac % 10) as u8);
         }
         None => out.extend_from_slice(b"null"),
     }
-}
-
-fn two(out: &mut Vec<u8>, n: u64) {
-    out.push(b'0' + (n / 10 % 10) as u8);
-    out.push(b'0' + (n % 10) as u8);
-}
-
-/// `YYYY-MM-DD` of a day number.
-fn write_day(out: &mut Vec<u8>, days: u64) {
-    let (y, m, d) = crate::h1::civil_from_days(days as i64);
-    let y = y.clamp(0, 9999) as u64;
-    two(out, y / 100);
-    two(out, y);
-    out.push(b'-');
-    two(out, u64::from(m));
-    out.push(b'-');
-    two(out, u64::from(d));
-}
-
-/// `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-fn write_rfc3339_ms(out: &mut Vec<u8>, unix_ms: u64) {
-    write_day(out, unix_ms / 86_400_000);
-    let secs = unix_ms / 1000 % 86_400;
-    out.push(b'T');
-    two(out, secs / 3600);
-    out.push(b':');
-    two(out, secs / 60 % 60);
-    out.push(b':');
-    two(out, secs % 60);
-    out.push(b'.');
-    let ms = unix_ms % 1000;
-    out.push(b'0' + (ms / 100) as u8);
-    two(out, ms);
-    out.push(b'Z');
-}
-
-/// The wall clock in Unix milliseconds (what records, day files and counters are keyed by).
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// `YYYY-MM-DD` of a Unix time in milliseconds (UTC): the record's file.
-pub fn day(unix_ms: u64) -> String {
-    let mut out = Vec::with_capacity(10);
-    write_day(&mut out, unix_ms / 86_400_000);
-    String::from_utf8(out).unwrap_or_default()
-}
-
-#[cfg(test)]
-fn rfc3339_ms(unix_ms: u64) -> String {
-    let mut out = Vec::new();
-    write_rfc3339_ms(&mut out, unix_ms);
-    String::from_utf8(out).unwrap_or_default()
-}
-
-/// Parses `YYYY-MM-DD` or a Unix time in seconds into Unix milliseconds.
-/// Times after 9999-12-31 are refused (no arithmetic on them can overflow).
-pub fn parse_time(s: &str) -> Option<u64> {
-    const LAST_SECOND: u64 = 253_402_300_799;
-    if let Ok(secs) = s.parse::<u64>() {
-        return (secs <= LAST_SECOND).then_some(secs * 1000);
-    }
-    let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let y: i64 = s.get(..4)?.parse().ok()?;
-    let m: u32 = s.get(5..7)?.parse().ok()?;
-    let d: u32 = s.get(8..)?.parse().ok()?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || !(1970..=9999).contains(&y) {
-        return None;
-    }
-    let days = crate::h1::days_from_civil(y, m, d);
-    // A day past the month's end (2023-02-29) lands on another date: refused.
-    if crate::h1::civil_from_days(days) != (y, m, d) {
-        return None;
-    }
-    u64::try_from(days).ok().map(|d| d * 86_400_000)
 }
 
 /// What `/admin/usage` groups by.
@@ -549,23 +471,6 @@ mod tests {
         assert!(trace_id(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x").is_none());
         assert!(trace_id(b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x").is_some());
         assert!(trace_id(b"garbage").is_none());
-    }
-
-    #[test]
-    fn dates_round_trip() {
-        assert_eq!(day(0), "1970-01-01");
-        assert_eq!(day(1_795_651_200_000), "2026-11-26");
-        assert_eq!(parse_time("2026-11-26"), Some(1_795_651_200_000));
-        assert_eq!(
-            parse_time("2024-02-29").map(day).as_deref(),
-            Some("2024-02-29")
-        );
-        assert_eq!(parse_time("2023-02-29"), None);
-        assert_eq!(parse_time("1795651200"), Some(1_795_651_200_000));
-        assert_eq!(parse_time("yesterday"), None);
-        assert_eq!(parse_time("18446744073709000"), None);
-        assert_eq!(parse_time("253402300799"), Some(253_402_300_799_000));
-        assert_eq!(rfc3339_ms(1_795_651_200_123), "2026-11-26T00:00:00.123Z");
     }
 
     #[test]

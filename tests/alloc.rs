@@ -7,8 +7,9 @@ use std::alloc::System;
 use std::time::Instant;
 
 use bumpalo::Bump;
-use smart_ai_router::catalog::Caps;
-use smart_ai_router::routing::{Ask, Local, Options, rank};
+use smart_ai_router::expr::Caps;
+use smart_ai_router::routing::{Ask, Local, rank};
+use smart_ai_router::strategy::Options;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
 #[path = "common/synthetic.rs"]

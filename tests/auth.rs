@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::*;
 use simd_json::prelude::*;
-use smart_ai_router::auth::{digest, hex};
+use smart_ai_router::secret::{digest, hex};
 use smart_ai_router::mock::MockConfig;
 
 const DRIVER: &str = "io_uring_or_auto";

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use simd_json::prelude::*;
-use smart_ai_router::auth::{digest, hex};
+use smart_ai_router::secret::{digest, hex};
 use smart_ai_router::bootstrap::Gateway;
 use smart_ai_router::mock::{MockConfig, MockHandle};
 

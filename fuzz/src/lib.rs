@@ -23,7 +23,7 @@ use smart_ai_router::h1::head::{Body, Method, RequestHead, ResponseHead};
 use smart_ai_router::h1::sse;
 use smart_ai_router::providers::{Family, anthropic, gemini};
 use smart_ai_router::proxy::transcode::{self, Transcode};
-use smart_ai_router::routing::expr::{self, Cmp, Dim, Expr};
+use smart_ai_router::expr::{self, Cmp, Dim, Expr};
 
 /// A target body: arbitrary bytes in, a panic on a broken invariant.
 pub type Target = fn(&[u8]);
@@ -421,7 +421,7 @@ pub fn chat_features(data: &[u8]) {
 
 // ---- model expressions ----
 
-/// `routing::expr::parse`: names and groups are the trimmed input; query terms are non-empty,
+/// `expr::parse`: names and groups are the trimmed input; query terms are non-empty,
 /// trimmed slices of the input within the term limits; a query without prefix terms
 /// round-trips through its canonical spelling.
 pub fn model_expr(data: &[u8]) {

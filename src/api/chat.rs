@@ -9,9 +9,9 @@ use std::ops::Range;
 
 use simd_json::prelude::*;
 
-use crate::catalog::Caps;
+use crate::expr::Caps;
 use crate::error::{Error, Kind};
-use crate::routing::Options;
+use crate::strategy::Options;
 
 /// simd-json's reusable buffers, one set per worker.
 pub struct JsonScratch {

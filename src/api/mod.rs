@@ -345,7 +345,7 @@ fn authenticate<'s>(
             .then(|| crate::auth::query_key(&buf[head.target.clone()]))
             .flatten()
     });
-    let why = match snap.clients.check(presented, crate::usage::now_ms()) {
+    let why = match snap.clients.check(presented, crate::clock::now_ms()) {
         Verdict::Open => return Ok(None),
         Verdict::Key(i) => return Ok(snap.clients.get(i)),
         Verdict::Missing => {
@@ -378,7 +378,7 @@ async fn openai(
     match features {
         Ok(mut f) => {
             if endpoint == Endpoint::Embeddings {
-                f.needs = crate::catalog::Caps::EMBEDDING;
+                f.needs = crate::expr::Caps::EMBEDDING;
                 f.stream = false;
             }
             crate::proxy::forward(

@@ -22,77 +22,11 @@ use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::{Config, GroupConfig, ModelInfo, Price, PricingConfig};
+use crate::expr::Caps;
 use crate::json;
 use crate::snapshot::{Channel, Mode};
 pub use discovered::{Discovered, DiscoveryMap};
 use tags::{Bitset, Interner, TagId};
-
-/// Model capabilities, as a small bit set.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct Caps(u8);
-
-impl Caps {
-    /// No capability.
-    pub const NONE: Caps = Caps(0);
-    /// Image input.
-    pub const VISION: Caps = Caps(1);
-    /// Tool / function calling.
-    pub const TOOLS: Caps = Caps(2);
-    /// JSON mode (`response_format`).
-    pub const JSON: Caps = Caps(4);
-    /// An embedding model (never serves chat).
-    pub const EMBEDDING: Caps = Caps(8);
-
-    /// Names, as in `required_capabilities`.
-    pub const NAMES: &[(&'static str, Caps)] = &[
-        ("vision", Caps::VISION),
-        ("tools", Caps::TOOLS),
-        ("function_calling", Caps::TOOLS),
-        ("json", Caps::JSON),
-        ("json_mode", Caps::JSON),
-        ("embedding", Caps::EMBEDDING),
-    ];
-
-    /// A capability a chat request can require, by name (`embedding` is not one: embedding
-    /// models never serve chat).
-    pub fn parse(name: &str) -> Option<Caps> {
-        Caps::NAMES
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name.trim()))
-            .map(|(_, c)| *c)
-            .filter(|c| *c != Caps::EMBEDDING)
-    }
-    /// Both sets.
-    pub fn union(self, other: Caps) -> Caps {
-        Caps(self.0 | other.0)
-    }
-    /// True when every capability of `other` is in `self`.
-    pub fn contains(self, other: Caps) -> bool {
-        self.0 & other.0 == other.0
-    }
-    /// Capabilities of `self` missing from `have`.
-    pub fn missing_from(self, have: Caps) -> Caps {
-        Caps(self.0 & !have.0)
-    }
-    /// True when empty.
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-    /// The first capability's name (for messages).
-    pub fn first_name(self) -> &'static str {
-        for (n, c) in [
-            ("vision", Caps::VISION),
-            ("tools", Caps::TOOLS),
-            ("json mode", Caps::JSON),
-            ("embedding", Caps::EMBEDDING),
-        ] {
-            if self.contains(c) {
-                return n;
-            }
-        }
-        "none"
-    }
-}
 
 /// An entry's prices in USD per 1M tokens (input, output, cache read, cache write); the cost of
 /// an answer is [`crate::pricing::cost`].
@@ -601,8 +535,8 @@ fn entry(
 
 impl Entry {
     fn with_static_scores(mut self) -> Entry {
-        self.context_score = crate::routing::score::context_score(self.context);
-        self.parameter_score = crate::routing::score::parameter_score(self.params_m);
+        self.context_score = crate::strategy::context_score(self.context);
+        self.parameter_score = crate::strategy::parameter_score(self.params_m);
         self
     }
 }

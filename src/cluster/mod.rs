@@ -299,7 +299,7 @@ impl Fleet {
             tracing::error!(error = %e, "cluster: cannot start the helper thread; running alone");
             return None;
         }
-        let now_ms = crate::usage::now_ms();
+        let now_ms = crate::clock::now_ms();
         tracing::info!(
             instance = %cfg.instance_id,
             redis = %cfg.redis_shown(),
@@ -355,7 +355,7 @@ impl Fleet {
             // Yesterday's last changes still go out, under yesterday's key.
             let (fields, _) = self.usage.take();
             self.leftover.push(Writes {
-                day: crate::usage::day(self.usage.day * 86_400_000),
+                day: crate::clock::day(self.usage.day * 86_400_000),
                 quota: false,
                 fields,
             });
@@ -459,7 +459,7 @@ impl Fleet {
     ) {
         let clock = Clock::now();
         let today = clock.unix_ms / 86_400_000;
-        let day = crate::usage::day(clock.unix_ms);
+        let day = crate::clock::day(clock.unix_ms);
         let mut sent = Sent {
             restore: !self.restored,
             usage_day: self.usage.day,
@@ -499,7 +499,7 @@ impl Fleet {
                 .collect();
             if !changed.is_empty() {
                 round.writes.push(Writes {
-                    day: crate::usage::day(ledger.day * 86_400_000),
+                    day: crate::clock::day(ledger.day * 86_400_000),
                     quota: true,
                     fields: changed.clone(),
                 });
@@ -508,7 +508,7 @@ impl Fleet {
             let (fields, names) = self.usage.take();
             if !fields.is_empty() {
                 round.writes.push(Writes {
-                    day: crate::usage::day(self.usage.day * 86_400_000),
+                    day: crate::clock::day(self.usage.day * 86_400_000),
                     quota: false,
                     fields,
                 });

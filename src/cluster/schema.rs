@@ -199,7 +199,7 @@ impl Clock {
     pub fn now() -> Clock {
         Clock {
             at: Instant::now(),
-            unix_ms: crate::usage::now_ms(),
+            unix_ms: crate::clock::now_ms(),
         }
     }
 

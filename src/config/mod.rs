@@ -21,37 +21,7 @@ use std::time::Duration;
 pub use units::{BaseUrl, Scheme};
 
 use crate::providers::{self, AuthStyle};
-
-/// A secret string (an API key): never printed by `Debug` or `Display`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Box<str>);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(s: impl Into<Box<str>>) -> Self {
-        Secret(s.into())
-    }
-    /// The secret itself, for the one place it belongs: the upstream request header.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    /// True when no key is set.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "" } else { "***" })
-    }
-}
+pub use crate::secret::Secret;
 
 /// The protocol spoken to a provider's outbound proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -609,7 +579,7 @@ pub struct StrategyConfig {
     /// Name.
     pub name: String,
     /// Weights.
-    pub weights: crate::routing::score::Weights,
+    pub weights: crate::strategy::Weights,
 }
 
 /// `[groups."auto:NAME"]`.
@@ -622,7 +592,7 @@ pub struct GroupConfig {
     /// Strategy (else the routing default).
     pub strategy: Option<String>,
     /// Filters applied to every request through the group.
-    pub options: crate::routing::Options,
+    pub options: crate::strategy::Options,
 }
 
 /// `[pricing]`: the reporting currency, exchange rates and the daily budget.
@@ -1440,7 +1410,7 @@ fn build(raw: raw::Root) -> Result<Config, ConfigError> {
     let mut strategies = Vec::new();
     for (name, st) in raw.strategies {
         let at = |k: &str| format!("strategies.{name}.{k}");
-        if crate::routing::score::builtin(&name).is_some() {
+        if crate::strategy::builtin(&name).is_some() {
             c.err(
                 format!("strategies.{name}"),
                 "this name is a built-in strategy; choose another name for your weights",
@@ -1459,7 +1429,7 @@ fn build(raw: raw::Root) -> Result<Config, ConfigError> {
                 }
             }
         };
-        let weights = crate::routing::score::Weights {
+        let weights = crate::strategy::Weights {
             cost: weight("cost", st.cost),
             speed: weight("speed", st.speed),
             quality: weight("quality", st.quality),
@@ -1478,10 +1448,10 @@ fn build(raw: raw::Root) -> Result<Config, ConfigError> {
         strategies.push(StrategyConfig { name, weights });
     }
     let strategy_known = |name: &str| {
-        crate::routing::score::builtin(name).is_some() || strategies.iter().any(|s| s.name == name)
+        crate::strategy::builtin(name).is_some() || strategies.iter().any(|s| s.name == name)
     };
     let strategy_hint = |name: &str| -> String {
-        let mut known: Vec<&str> = crate::routing::score::BUILTIN
+        let mut known: Vec<&str> = crate::strategy::BUILTIN
             .iter()
             .map(|(n, _)| *n)
             .collect();
@@ -1572,9 +1542,9 @@ fn build(raw: raw::Root) -> Result<Config, ConfigError> {
             );
             continue;
         };
-        match crate::routing::expr::parse(&query) {
+        match crate::expr::parse(&query) {
             Err(e) => c.err(at("query"), e),
-            Ok(crate::routing::expr::Expr::Group(_)) => {
+            Ok(crate::expr::Expr::Group(_)) => {
                 c.err(at("query"), "a group's query cannot be another group")
             }
             Ok(_) => {}
@@ -1584,10 +1554,10 @@ fn build(raw: raw::Root) -> Result<Config, ConfigError> {
         {
             c.err(at("strategy"), strategy_hint(s));
         }
-        let mut options = crate::routing::Options::default();
+        let mut options = crate::strategy::Options::default();
         if let Some(caps) = &g.required_capabilities {
             for (i, cap) in caps.iter().enumerate() {
-                match crate::catalog::Caps::parse(cap) {
+                match crate::expr::Caps::parse(cap) {
                     Some(x) => options.required = options.required.union(x),
                     None => c.err(
                         format!("groups.\"{name}\".required_capabilities[{i}]"),
@@ -1827,7 +1797,7 @@ fn client_keys(
             );
             continue;
         }
-        let Some(sha256) = crate::auth::parse_hex(k.sha256.trim()) else {
+        let Some(sha256) = crate::secret::parse_hex(k.sha256.trim()) else {
             err(
                 at("sha256"),
                 "64 hex digits: the SHA-256 of the key (`printf %s \"$KEY\" | sha256sum`), never the key itself".into(),
@@ -1836,7 +1806,7 @@ fn client_keys(
         };
         let expires_ms = match k.expires.as_deref() {
             None => None,
-            Some(t) => match crate::usage::parse_time(t.trim()) {
+            Some(t) => match crate::clock::parse_time(t.trim()) {
                 Some(ms) => Some(ms),
                 None => {
                     err(
@@ -1848,7 +1818,7 @@ fn client_keys(
             },
         };
         for m in &k.models {
-            if let Err(e) = crate::routing::expr::parse(m) {
+            if let Err(e) = crate::expr::parse(m) {
                 err(
                     at("models"),
                     format!("`{m}` is not a model expression: {e}"),
@@ -2129,8 +2099,8 @@ fn build_model_info(c: &mut Checker, path: &str, m: raw::ModelInfo) -> ModelInfo
                     Ok(if context { n } else { n * 1000.0 } as u64)
                 }
                 raw::Amount::Number(n) => Err(format!("must be a non-negative number, got {n}")),
-                raw::Amount::Text(t) if context => crate::routing::expr::context_size(&t),
-                raw::Amount::Text(t) => crate::routing::expr::param_size(&t),
+                raw::Amount::Text(t) if context => crate::expr::context_size(&t),
+                raw::Amount::Text(t) => crate::expr::param_size(&t),
             };
             match parsed {
                 Ok(v) if v <= u64::from(u32::MAX) => Some(v as u32),

@@ -314,14 +314,6 @@ async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> usize {
     }
 }
 
-/// Constant-time equality (length is not secret; content is).
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 fn authorized(st: &State, header: Option<&[u8]>) -> Result<(), Error> {
     let Some(token) = st.cfg.admin.as_ref().and_then(|a| a.token.as_ref()) else {
         return Ok(());
@@ -332,7 +324,7 @@ fn authorized(st: &State, header: Option<&[u8]>) -> Result<(), Error> {
         .filter(|h| h.len() > 7 && h[..7].eq_ignore_ascii_case(b"bearer "))
         .map(|h| h[7..].trim_ascii());
     match given {
-        Some(g) if same_secret(g, token.expose().as_bytes()) => Ok(()),
+        Some(g) if crate::secret::same(g, token.expose().as_bytes()) => Ok(()),
         Some(_) => Err(Error::new(
             401,
             Kind::Authentication,
@@ -735,7 +727,8 @@ const USAGE_MAX_DAYS: u64 = 366;
 /// `[since, until)` (dates `YYYY-MM-DD` or Unix seconds; default: today so far), grouped by
 /// channel (default), model or provider.
 async fn usage(ctl: &Rc<Ctl>, query: &str) -> Result<Writer, Error> {
-    use crate::usage::{GroupBy, Summary, day, parse_time};
+    use crate::clock::{day, parse_time};
+    use crate::usage::{GroupBy, Summary};
     let mut since = None;
     let mut until = None;
     let mut by = GroupBy::Channel;
@@ -776,7 +769,7 @@ async fn usage(ctl: &Rc<Ctl>, query: &str) -> Result<Writer, Error> {
             }
         }
     }
-    let now_ms = crate::usage::now_ms();
+    let now_ms = crate::clock::now_ms();
     let since = since.unwrap_or(now_ms - now_ms % 86_400_000);
     let until = until.unwrap_or(now_ms + 1);
     if until <= since {
@@ -856,7 +849,7 @@ async fn fleet_usage(
     by: crate::usage::GroupBy,
 ) -> Result<Writer, Error> {
     use crate::cluster::schema::parse_usage_field;
-    use crate::usage::day;
+    use crate::clock::day;
     let first = since / 86_400_000;
     let last = (until - 1) / 86_400_000;
     let days: Vec<String> = (first..=last).map(|d| day(d * 86_400_000)).collect();
@@ -1441,9 +1434,6 @@ mod tests {
 
     #[test]
     fn secrets_compare_whole() {
-        assert!(same_secret(b"abcdefghijklmnop", b"abcdefghijklmnop"));
-        assert!(!same_secret(b"abcdefghijklmnop", b"abcdefghijklmnoq"));
-        assert!(!same_secret(b"abc", b"abcd"));
     }
 
     #[test]

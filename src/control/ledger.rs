@@ -290,7 +290,7 @@ impl Ledger {
     pub fn to_json(&self) -> Vec<u8> {
         let mut w = Writer::new();
         w.obj();
-        w.key("day").str(&crate::usage::day(self.day * DAY_MS));
+        w.key("day").str(&crate::clock::day(self.day * DAY_MS));
         w.key("cost").num_exact(self.cost);
         w.key("channels").obj();
         let mut ids: Vec<&String> = self.channels.keys().collect();
@@ -318,7 +318,7 @@ impl Ledger {
     pub fn from_json(bytes: &[u8], now_ms: u64) -> Option<Ledger> {
         let mut copy = bytes.to_vec();
         let v = simd_json::to_owned_value(&mut copy).ok()?;
-        let day = crate::usage::parse_time(v.get("day")?.as_str()?)? / DAY_MS;
+        let day = crate::clock::parse_time(v.get("day")?.as_str()?)? / DAY_MS;
         if day != now_ms / DAY_MS {
             return None;
         }

@@ -339,7 +339,7 @@ impl Ctl {
         });
         setup
             .store
-            .prune_usage(crate::usage::now_ms(), cfg.usage.retain_days);
+            .prune_usage(crate::clock::now_ms(), cfg.usage.retain_days);
         let state = State {
             merger: Merger::new(live, owners, cfg.routing.cooldown),
             hosts: Snapshot::hosts_to_resolve(&cfg),
@@ -367,10 +367,10 @@ impl Ctl {
             ledger: setup
                 .store
                 .load_counters()
-                .and_then(|b| ledger::Ledger::from_json(&b, crate::usage::now_ms()))
-                .unwrap_or_else(|| ledger::Ledger::new(crate::usage::now_ms())),
+                .and_then(|b| ledger::Ledger::from_json(&b, crate::clock::now_ms()))
+                .unwrap_or_else(|| ledger::Ledger::new(crate::clock::now_ms())),
             next_counters_save: now,
-            pruned_day: crate::usage::now_ms() / 86_400_000,
+            pruned_day: crate::clock::now_ms() / 86_400_000,
             metrics: metrics::Metrics::default(),
             cfg,
         };
@@ -531,14 +531,14 @@ impl Ctl {
         // Handed to the store every loop turn: the file is at most one turn behind.
         for (day, lines) in std::mem::take(&mut st.usage_lines) {
             self.store
-                .append_usage(&crate::usage::day(day * 86_400_000), lines);
+                .append_usage(&crate::clock::day(day * 86_400_000), lines);
         }
     }
 
     /// Publishes the quotas the ledger says are spent, when that changed (a record spent one,
     /// or a new UTC day restored them), and saves the counters at most once a second.
     fn apply_quota(&self, st: &mut State, now: Instant) {
-        let today = crate::usage::now_ms();
+        let today = crate::clock::now_ms();
         st.ledger.roll(today);
         // Records may have rolled the ledger already: prune by the clock's day, once a day.
         if today / 86_400_000 > st.pruned_day {

@@ -207,7 +207,7 @@ impl Store {
             return;
         }
         let cutoff = today_ms.saturating_sub(u64::from(days) * 86_400_000);
-        let _ = w.send(Job::Prune(crate::usage::day(cutoff)));
+        let _ = w.send(Job::Prune(crate::clock::day(cutoff)));
     }
 
     /// The saved daily counters (blocking: call at start-up).
@@ -282,7 +282,7 @@ fn prune_usage(dir: &Path, before: &str) {
         let Some(day) = name.to_str().and_then(|n| n.strip_suffix(".jsonl")) else {
             continue;
         };
-        if day.len() == 10 && crate::usage::parse_time(day).is_some() && day < before {
+        if day.len() == 10 && crate::clock::parse_time(day).is_some() && day < before {
             match std::fs::remove_file(e.path()) {
                 Ok(()) => tracing::info!(file = %e.path().display(), "old usage file removed"),
                 Err(err) => {

@@ -8,6 +8,8 @@
 //! a transfer-coding other than `chunked`) are errors, never guesses.
 //! Not here: sockets, timeouts, limits policy (callers pass limits in).
 
+use crate::clock::{civil_from_days, days_from_civil};
+
 pub mod chunked;
 pub mod forwarding;
 pub mod head;
@@ -88,32 +90,6 @@ pub fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
         .split(|&b| b == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-}
-
-/// Days since the Unix epoch → (year, month, day), proleptic Gregorian (Howard Hinnant's
-/// civil-from-days).
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// (year, month, day) → days since the Unix epoch: the inverse of [`civil_from_days`] (no
-/// range checks: an out-of-range month or day lands on a neighbouring date).
-pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = i64::from((month + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// Formats an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) for `Date` headers.

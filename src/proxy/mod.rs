@@ -100,7 +100,7 @@ fn plan(
     worker: &Worker,
     snap: &Snapshot,
     features: &Features,
-    options: &routing::Options,
+    options: &crate::strategy::Options,
     strategy: Option<&str>,
     allowed: Option<&[u64]>,
     now: Instant,
@@ -144,8 +144,8 @@ fn plan(
 /// Router options from the body, overridden by `x-router-*` request headers.
 pub fn options_with_headers(
     req: &Request<'_>,
-    body: &routing::Options,
-) -> Result<routing::Options, Error> {
+    body: &crate::strategy::Options,
+) -> Result<crate::strategy::Options, Error> {
     let mut o = body.clone();
     let text = |name: &[u8]| {
         req.header(name)
@@ -185,9 +185,9 @@ pub fn options_with_headers(
             .collect();
     }
     if let Some(v) = text(b"x-router-required-capabilities") {
-        o.required = crate::catalog::Caps::NONE;
+        o.required = crate::expr::Caps::NONE;
         for name in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let cap = crate::catalog::Caps::parse(name).ok_or_else(|| {
+            let cap = crate::expr::Caps::parse(name).ok_or_else(|| {
                 Error::bad_request(
                     "invalid_router_header",
                     format!(
@@ -299,7 +299,7 @@ pub async fn forward(
         match refused {
             Refused::Budget(why) => {
                 let e = Error::new(429, Kind::RateLimit, "budget_exhausted", why.to_string());
-                let secs = crate::routing::health::until_utc_midnight(unix_now()).as_secs();
+                let secs = crate::clock::until_utc_midnight(crate::clock::unix_secs()).as_secs();
                 let mut b = itoa::Buffer::new();
                 out.send_error_with(&e, &[(b"retry-after", b.format(secs).as_bytes())])
                     .await;
@@ -454,7 +454,7 @@ pub async fn forward(
             Ok((conn, head)) if fails_over(head.status) => {
                 let retry_after = head
                     .header(&conn.buf, b"retry-after")
-                    .and_then(|v| crate::h1::parse_retry_after(v, unix_now()));
+                    .and_then(|v| crate::h1::parse_retry_after(v, crate::clock::unix_secs()));
                 let Some(mut kept) = guard
                     .run(std::pin::pin!(read_kept(worker, ch, conn, &head)))
                     .await
@@ -844,7 +844,7 @@ fn record(
     }
     worker.record_usage(
         crate::usage::Record {
-            unix_ms: crate::usage::now_ms(),
+            unix_ms: crate::clock::now_ms(),
             request_id: out.request_id,
             endpoint: endpoint.name(client),
             names,
@@ -873,12 +873,6 @@ fn mentions(body: &[u8], model: &str) -> bool {
 
 fn ms(d: Duration) -> f32 {
     d.as_secs_f32() * 1000.0
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Appends `x-router-cost` (in the configured currency).

@@ -186,10 +186,6 @@ pub fn backoff(policy: &CooldownPolicy, failures: u16) -> Duration {
         .min(policy.max)
 }
 
-/// Seconds from a Unix time to the next UTC midnight.
-pub fn until_utc_midnight(unix_secs: u64) -> Duration {
-    Duration::from_secs(86_400 - unix_secs % 86_400)
-}
 
 #[cfg(test)]
 mod tests {
@@ -290,10 +286,6 @@ mod tests {
         let mut h = Health::default();
         h.apply(Outcome::NoCredit, t0, t0, &p, Duration::from_secs(5000));
         assert_eq!(h.until, Some(t0 + Duration::from_secs(5000)));
-        assert_eq!(
-            until_utc_midnight(86_400 * 3 + 100),
-            Duration::from_secs(86_300)
-        );
         assert!(Outcome::of_status(404, None).unwrap().is_per_model());
         assert_eq!(Outcome::of_status(400, None), None);
         assert_eq!(Outcome::of_status(529, None), Some(Outcome::Transient));

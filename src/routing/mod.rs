@@ -15,9 +15,7 @@
 //! a `bumpalo` arena reset per request; ranking never touches the heap (proved by a
 //! counting-allocator test) and never does I/O or logging.
 
-pub mod expr;
 pub mod health;
-pub mod score;
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -25,30 +23,17 @@ use std::time::{Duration, Instant};
 use bumpalo::Bump;
 use bumpalo::collections::Vec as BVec;
 
-use crate::catalog::{Caps, Catalog, Entry};
+use crate::catalog::{Catalog, Entry};
+use crate::expr::Caps;
 use crate::error::{Error, Kind};
 use crate::live::{Live, apply_outcome};
 use crate::snapshot::Snapshot;
-use expr::{Dim, Expr, Query};
+use crate::expr::{self, Dim, Expr, Query};
 use health::{Health, Outcome, State, Why};
-use score::{SubScores, Weights};
+use crate::strategy::{self as score, Options, SubScores, Weights};
 
 /// Output tokens assumed when a request sets no `max_tokens` (for cost estimates).
 pub const DEFAULT_OUTPUT_TOKENS: u32 = 256;
-
-/// Router options: from the request (body fields or `x-router-*` headers) or a group.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Options {
-    /// Capabilities every candidate must have.
-    pub required: Caps,
-    /// Price cap per 1K tokens in USD (entry prices are kept in USD whatever `[pricing]
-    /// currency` reports in), compared with the larger of input and output price.
-    pub max_cost_per_1k: Option<f64>,
-    /// Prefer local endpoints.
-    pub prefer_local: Option<bool>,
-    /// Provider ids (or kinds) never to use.
-    pub exclude_providers: Vec<String>,
-}
 
 /// What routing needs to know about one request.
 #[derive(Debug, Clone, Copy)]

@@ -80,7 +80,7 @@ impl Tunnel {
         let fp = if user.is_empty() {
             "none".to_string()
         } else {
-            crate::snapshot::fingerprint(&format!("{user}:{pass}"))
+            crate::secret::fingerprint(&format!("{user}:{pass}"))
         };
         let key = format!(" via {}://{}#{fp}", proxy.kind.as_str(), proxy.authority());
         let (request, socks_auth) = match proxy.kind {

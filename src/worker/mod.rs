@@ -390,7 +390,7 @@ impl Worker {
         // Cooldowns run from when the outcome is known, not from when the attempt began: a
         // timeout longer than the backoff would otherwise leave no cooldown at all.
         let at = Instant::now();
-        let until_midnight = crate::routing::health::until_utc_midnight(self.date_secs.get());
+        let until_midnight = crate::clock::until_utc_midnight(self.date_secs.get());
         let Some(e) = snap.catalog.entries.get(entry as usize) else {
             return;
         };

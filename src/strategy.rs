@@ -13,7 +13,23 @@
 //! The total is the weighted mean `Σ wᵢ·sᵢ / Σ wᵢ`. Strategies are weight vectors: the built-in
 //! ones below and `[strategies.NAME]` from config.
 //!
+//! Also the router options a request or a group sets ([`Options`]): filters beside the weights.
+//!
 //! Invariants: pure arithmetic on plain data, no allocation, no clock.
+
+/// Router options: from the request (body fields or `x-router-*` headers) or a group.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Options {
+    /// Capabilities every candidate must have.
+    pub required: crate::expr::Caps,
+    /// Price cap per 1K tokens in USD (entry prices are kept in USD whatever `[pricing]
+    /// currency` reports in), compared with the larger of input and output price.
+    pub max_cost_per_1k: Option<f64>,
+    /// Prefer local endpoints.
+    pub prefer_local: Option<bool>,
+    /// Provider ids (or kinds) never to use.
+    pub exclude_providers: Vec<String>,
+}
 
 /// Sub-score weights.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]

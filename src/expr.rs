@@ -1,6 +1,6 @@
 //! The `model` field's expression language (DESIGN.md §5): exact ids and aliases, tag queries
 //! with negations, parameter and context size filters, `prefix->8b` comparisons and `auto:`
-//! groups.
+//! groups; and the capability names requests and key allowances use ([`Caps`]).
 //!
 //! ```text
 //! expr   := "auto:" NAME                      a configured group
@@ -23,6 +23,73 @@ use arrayvec::ArrayVec;
 
 /// Most positive, negative or filter terms in one query.
 pub const MAX_TERMS: usize = 16;
+
+/// Model capabilities, as a small bit set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Caps(u8);
+
+impl Caps {
+    /// No capability.
+    pub const NONE: Caps = Caps(0);
+    /// Image input.
+    pub const VISION: Caps = Caps(1);
+    /// Tool / function calling.
+    pub const TOOLS: Caps = Caps(2);
+    /// JSON mode (`response_format`).
+    pub const JSON: Caps = Caps(4);
+    /// An embedding model (never serves chat).
+    pub const EMBEDDING: Caps = Caps(8);
+
+    /// Names, as in `required_capabilities`.
+    pub const NAMES: &[(&'static str, Caps)] = &[
+        ("vision", Caps::VISION),
+        ("tools", Caps::TOOLS),
+        ("function_calling", Caps::TOOLS),
+        ("json", Caps::JSON),
+        ("json_mode", Caps::JSON),
+        ("embedding", Caps::EMBEDDING),
+    ];
+
+    /// A capability a chat request can require, by name (`embedding` is not one: embedding
+    /// models never serve chat).
+    pub fn parse(name: &str) -> Option<Caps> {
+        Caps::NAMES
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.trim()))
+            .map(|(_, c)| *c)
+            .filter(|c| *c != Caps::EMBEDDING)
+    }
+    /// Both sets.
+    pub fn union(self, other: Caps) -> Caps {
+        Caps(self.0 | other.0)
+    }
+    /// True when every capability of `other` is in `self`.
+    pub fn contains(self, other: Caps) -> bool {
+        self.0 & other.0 == other.0
+    }
+    /// Capabilities of `self` missing from `have`.
+    pub fn missing_from(self, have: Caps) -> Caps {
+        Caps(self.0 & !have.0)
+    }
+    /// True when empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    /// The first capability's name (for messages).
+    pub fn first_name(self) -> &'static str {
+        for (n, c) in [
+            ("vision", Caps::VISION),
+            ("tools", Caps::TOOLS),
+            ("json mode", Caps::JSON),
+            ("embedding", Caps::EMBEDDING),
+        ] {
+            if self.contains(c) {
+                return n;
+            }
+        }
+        "none"
+    }
+}
 
 /// A comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
