@@ -31,7 +31,7 @@ use std::fmt::Write as _;
 use yaml_rust2::{ScanError, Yaml, YamlLoader};
 
 use crate::config::{BaseUrl, Config};
-use crate::providers::{self, PRESETS};
+use crate::presets::{self, PRESETS};
 
 /// A converted config: TOML text that validates, and what did not carry over as it was.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1660,7 +1660,7 @@ fn pick_kind(adapter: &str, names: &[&str], url: Option<&BaseUrl>) -> Pick {
     }
     for n in names {
         let n = n.to_ascii_lowercase();
-        if let Some(p) = providers::preset(&n) {
+        if let Some(p) = presets::preset(&n) {
             return plain(p.kind);
         }
         if n.contains("ollama") {
@@ -1690,7 +1690,7 @@ fn default_base(pick: &Pick) -> &'static str {
             return b;
         }
     }
-    providers::preset(pick.kind)
+    presets::preset(pick.kind)
         .map(|p| p.base_url)
         .filter(|b| !b.is_empty())
         .unwrap_or("https://api.openai.com/v1")

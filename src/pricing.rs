@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 
-use crate::providers::Usage;
+use crate::tokens::Usage;
 
 /// Prices per 1M tokens, in one currency (USD unless a caller says otherwise).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

@@ -21,7 +21,7 @@ use crate::config::{
     StrategyConfig,
 };
 use crate::live::Live;
-use crate::providers::{AuthStyle, Family};
+use crate::presets::{AuthStyle, Family};
 use crate::upstream::tls::TlsTarget;
 use crate::upstream::tunnel::Tunnel;
 

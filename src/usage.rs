@@ -19,7 +19,7 @@ use simd_json::prelude::*;
 use crate::catalog::Catalog;
 use crate::clock::write_rfc3339_ms;
 use crate::json;
-use crate::providers::Usage;
+use crate::tokens::Usage;
 use crate::server::response::RequestId;
 use crate::snapshot::Channel;
 

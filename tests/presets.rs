@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use common::*;
 use simd_json::prelude::*;
 use smart_ai_router::mock::{MockConfig, Recorded};
-use smart_ai_router::providers::{Family, PRESETS, Preset, preset};
+use smart_ai_router::presets::{Family, PRESETS, Preset, preset};
 
 const DRIVER: &str = "io_uring_or_auto";
 

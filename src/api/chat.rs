@@ -12,6 +12,7 @@ use simd_json::prelude::*;
 use crate::expr::Caps;
 use crate::error::{Error, Kind};
 use crate::strategy::Options;
+use crate::tokens::estimate;
 
 /// simd-json's reusable buffers, one set per worker.
 pub struct JsonScratch {
@@ -102,25 +103,6 @@ pub const ROUTER_FIELDS: &[&str] = &[
 
 /// Largest body kept in the scratch buffer between requests (larger ones are freed after use).
 const KEEP_SCRATCH: usize = 1 << 20;
-
-/// Tokens counted per image part (a high-detail image tile budget; images are routed by
-/// capability, so this only feeds the context check and the cost estimate).
-pub const IMAGE_TOKENS: u32 = 765;
-/// Tokens counted per tool definition.
-pub const TOOL_TOKENS: u32 = 100;
-/// Tokens of framing per message.
-pub const MESSAGE_TOKENS: u32 = 4;
-
-/// The prompt-token estimate: a quarter of the bytes of message text, plus fixed amounts per
-/// message, image and tool. Fast and within tens of percent of real tokenizers for English and
-/// code; it only has to decide context fits and rank costs.
-pub fn estimate(text_bytes: u64, messages: u32, images: u32, tools: u32) -> u32 {
-    let t = text_bytes.div_ceil(4)
-        + u64::from(messages) * u64::from(MESSAGE_TOKENS)
-        + u64::from(images) * u64::from(IMAGE_TOKENS)
-        + u64::from(tools) * u64::from(TOOL_TOKENS);
-    t.min(u64::from(u32::MAX)) as u32
-}
 
 /// Reads the features of a chat-completions body, or the 400 that explains what is wrong.
 pub fn extract(body: &[u8], scratch: &mut JsonScratch) -> Result<Features, Error> {
@@ -605,7 +587,7 @@ mod tests {
         assert_eq!(f.max_tokens, Some(300));
         assert_eq!(
             f.prompt_tokens,
-            2 + 2 * MESSAGE_TOKENS + IMAGE_TOKENS + TOOL_TOKENS
+            2 + 2 * crate::tokens::MESSAGE_TOKENS + crate::tokens::IMAGE_TOKENS + crate::tokens::TOOL_TOKENS
         );
         let f = ex(r#"{"model":"m","tools":[],"max_completion_tokens":5}"#).unwrap();
         assert!(

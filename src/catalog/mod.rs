@@ -667,7 +667,7 @@ pricing = { input = 2.0, output = 4.0, cache_write = 3.0 }
         let cfg = Config::parse(CFG, &|_: &str| None).unwrap();
         let c = catalog(CFG, &DiscoveryMap::new());
         let p = price(&c, 0, "gpt-4o-mini").unwrap();
-        let usage = crate::providers::Usage {
+        let usage = crate::tokens::Usage {
             prompt: 1_000_000,
             completion: 500_000,
             cached: 400_000,

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 pub use units::{BaseUrl, Scheme};
 
-use crate::providers::{self, AuthStyle};
+use crate::presets::{self, AuthStyle};
 pub use crate::secret::Secret;
 
 /// The protocol spoken to a provider's outbound proxy.
@@ -283,7 +283,7 @@ pub struct ProviderConfig {
     /// Wire family or preset.
     pub kind: String,
     /// The wire format the kind speaks.
-    pub family: providers::Family,
+    pub family: presets::Family,
     /// Whether streamed requests may carry `stream_options.include_usage` (added when the
     /// client did not ask, so every stream's usage is known; the usage chunk is then stripped).
     pub stream_usage: bool,
@@ -886,7 +886,7 @@ impl Config {
         let mut providers = Vec::new();
         let mut channels = Vec::new();
         let mut used = Vec::new();
-        for preset in providers::PRESETS {
+        for preset in presets::PRESETS {
             let (Some(var), false) = (preset.env_key, preset.env_models.is_empty()) else {
                 continue;
             };
@@ -939,7 +939,7 @@ impl Config {
     /// Demo mode: one channel on the built-in mock upstream at `mock`.
     pub fn demo(mock: SocketAddr, models: &[&str]) -> Config {
         let base = BaseUrl::parse(&format!("http://{mock}/v1")).ok();
-        let preset = providers::preset("openai").expect("openai preset exists");
+        let preset = presets::preset("openai").expect("openai preset exists");
         let mut cfg = Self::empty();
         cfg.providers = vec![provider_from_preset("demo", preset, base)];
         cfg.channels = vec![ChannelConfig {
@@ -1054,7 +1054,7 @@ pub fn default_state_dir(env: &dyn Env) -> Option<PathBuf> {
 
 fn provider_from_preset(
     id: &str,
-    preset: &providers::Preset,
+    preset: &presets::Preset,
     base_url: Option<BaseUrl>,
 ) -> ProviderConfig {
     ProviderConfig {
@@ -2306,9 +2306,9 @@ fn build_provider(c: &mut Checker, id: String, p: raw::Provider) -> ProviderConf
         );
     }
     let kind = p.kind.unwrap_or_else(|| "openai".to_string());
-    let preset = providers::preset(&kind);
+    let preset = presets::preset(&kind);
     if preset.is_none() {
-        let known: Vec<&str> = providers::kinds().collect();
+        let known: Vec<&str> = presets::kinds().collect();
         let hint = closest(&kind, &known)
             .map(|k| format!("did you mean \"{k}\"? "))
             .unwrap_or_default();
@@ -2320,7 +2320,7 @@ fn build_provider(c: &mut Checker, id: String, p: raw::Provider) -> ProviderConf
             ),
         );
     }
-    let preset = preset.unwrap_or(&providers::PRESETS[0]);
+    let preset = preset.unwrap_or(&presets::PRESETS[0]);
     let base_url = match p.base_url {
         Some(u) => BaseUrl::parse(&u)
             .map_err(|m| c.err(at("base_url"), m))
@@ -3063,7 +3063,7 @@ models = ["m"]
         )
         .unwrap();
         let a = c.providers.iter().find(|p| p.id == "a").unwrap();
-        assert_eq!(a.family, providers::Family::Anthropic);
+        assert_eq!(a.family, presets::Family::Anthropic);
         assert_eq!(a.chat_path, "/messages");
         assert_eq!(a.auth, AuthStyle::XApiKey);
         assert!(
@@ -3072,7 +3072,7 @@ models = ["m"]
                 .any(|(k, v)| k == "anthropic-version" && v == "2023-06-01")
         );
         let g = c.providers.iter().find(|p| p.id == "g").unwrap();
-        assert_eq!(g.family, providers::Family::Gemini);
+        assert_eq!(g.family, presets::Family::Gemini);
         assert_eq!(g.chat_path, "/models/{model}:generateContent");
         assert_eq!(g.auth, AuthStyle::GoogApiKey);
         assert_eq!(g.models_path, "/models?pageSize=1000");

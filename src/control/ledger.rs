@@ -349,7 +349,7 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::Usage;
+    use crate::tokens::Usage;
 
     fn record(channel: &str, ms: u64, tokens: u64, cost: f64) -> Record {
         Record {

@@ -23,10 +23,10 @@ use simd_json::OwnedValue;
 use simd_json::json;
 use simd_json::prelude::*;
 
-use crate::api::chat::estimate;
+use crate::tokens::estimate;
 use crate::error::{Error, Kind};
 use crate::json as jw;
-use crate::providers::Usage;
+use crate::tokens::Usage;
 
 // ---- Upstream: gateway (OpenAI form) -> Anthropic provider ----
 
@@ -1831,7 +1831,7 @@ pub fn error_body(err: &Error) -> Vec<u8> {
     out
 }
 
-/// `/v1/messages/count_tokens`: `{"input_tokens":n}` estimated with `crate::api::chat::estimate`
+/// `/v1/messages/count_tokens`: `{"input_tokens":n}` estimated with `crate::tokens::estimate`
 /// (text bytes of system + messages + tool definitions, counts of messages, images, tools).
 pub fn count_tokens(body: &[u8]) -> Result<Vec<u8>, Error> {
     let v = parse_client(body)?;

@@ -32,7 +32,7 @@ use simd_json::owned::Object;
 use simd_json::prelude::*;
 
 use crate::error::{Error, Kind, truncate};
-use crate::providers::Usage;
+use crate::tokens::Usage;
 
 /// Signature Gemini documents as "skip validation", sent on a function call that carries none
 /// (history produced by another model or a client that dropped it); Gemini 3 rejects a current

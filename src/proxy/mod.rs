@@ -29,7 +29,8 @@ use crate::api::chat::{Edit, Features};
 use crate::error::{Error, Kind};
 use crate::h1::head::ResponseHead;
 use crate::json;
-use crate::providers::{Family, Usage, anthropic, gemini};
+use crate::providers::{Family, anthropic, gemini};
+use crate::tokens::Usage;
 use crate::routing;
 use crate::routing::health::Outcome;
 use crate::server::response::ClientGuard;
@@ -275,7 +276,7 @@ impl Endpoint {
             Endpoint::Responses => {
                 ch.family == Family::OpenAi
                     && ch.path.is_none()
-                    && crate::providers::speaks_responses(&ch.kind)
+                    && crate::presets::speaks_responses(&ch.kind)
             }
         }
     }

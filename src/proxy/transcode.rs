@@ -11,7 +11,8 @@
 
 use crate::error::{Error, Kind};
 use crate::h1::sse;
-use crate::providers::{self, Family, Usage, anthropic, gemini};
+use crate::providers::{self, Family, anthropic, gemini};
+use crate::tokens::{self, Usage};
 
 /// Upstream-side decoder state.
 #[derive(Debug)]
@@ -128,7 +129,7 @@ impl Transcode {
     pub fn observe(&mut self, events: &[u8]) {
         let mut at = 0;
         while sse::next_event(events, &mut at, &mut self.data).is_some() {
-            self.text_bytes += providers::completion_text_bytes(&self.data);
+            self.text_bytes += tokens::completion_text_bytes(&self.data);
             // `"usage"` (not `"usage":{`): some upstreams put a space after the colon.
             if memchr::memmem::find(&self.data, b"\"usage\"").is_some()
                 && let Some(u) = providers::openai_usage(&self.data)
@@ -209,7 +210,7 @@ impl Transcode {
         if usage.is_some() {
             self.usage = usage;
         }
-        self.text_bytes += providers::completion_text_bytes(data);
+        self.text_bytes += tokens::completion_text_bytes(data);
         match &mut self.encoder {
             Encoder::OpenAi => {
                 if self.strip_usage && usage.is_some() && is_usage_only(data) {
@@ -281,7 +282,7 @@ impl Transcode {
         if self.upstream == Family::OpenAi && self.client == Family::OpenAi && !self.strip_think {
             self.usage = providers::openai_usage(body);
             if self.usage.is_none() {
-                self.text_bytes = providers::completion_text_bytes(body);
+                self.text_bytes = tokens::completion_text_bytes(body);
             }
             return Ok(());
         }
@@ -307,7 +308,7 @@ impl Transcode {
             }
         };
         if self.usage.is_none() {
-            self.text_bytes = providers::completion_text_bytes(canonical);
+            self.text_bytes = tokens::completion_text_bytes(canonical);
         }
         let mut stripped = Vec::new();
         let canonical = if self.strip_think {

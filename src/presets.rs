@@ -1,0 +1,455 @@
+//! Provider kinds: what `kind = "…"` means for a provider — its wire family, default base URL,
+//! chat and model-list paths, auth header, whether it takes `stream_options`, extra headers —
+//! and which environment variables build channels when no config exists.
+//!
+//! Invariants: pure data and pure functions: no I/O, no clock. A preset only fills what the
+//! config left out; the config always wins. Not here: translating between families
+//! (`providers`).
+
+/// The wire format a provider speaks; picks the adapter that translates to and from the
+/// gateway's canonical form (OpenAI chat completions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// OpenAI chat completions (and every compatible preset): bodies pass through.
+    OpenAi,
+    /// Anthropic Messages (`/v1/messages`).
+    Anthropic,
+    /// Google Gemini (`generateContent` / `streamGenerateContent`).
+    Gemini,
+}
+
+/// How a provider expects the API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthStyle {
+    /// `Authorization: Bearer <key>` (OpenAI and most compatibles).
+    Bearer,
+    /// `x-api-key: <key>` (Anthropic style).
+    XApiKey,
+    /// `api-key: <key>` (Azure OpenAI style).
+    ApiKey,
+    /// `x-goog-api-key: <key>` (Google Gemini style).
+    GoogApiKey,
+}
+
+impl AuthStyle {
+    /// Parses the config spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "bearer" => Some(AuthStyle::Bearer),
+            "x-api-key" => Some(AuthStyle::XApiKey),
+            "api-key" => Some(AuthStyle::ApiKey),
+            "x-goog-api-key" => Some(AuthStyle::GoogApiKey),
+            _ => None,
+        }
+    }
+
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthStyle::Bearer => "bearer",
+            AuthStyle::XApiKey => "x-api-key",
+            AuthStyle::ApiKey => "api-key",
+            AuthStyle::GoogApiKey => "x-goog-api-key",
+        }
+    }
+
+    /// The header name carrying the key.
+    pub fn header(self) -> &'static str {
+        match self {
+            AuthStyle::Bearer => "Authorization",
+            AuthStyle::XApiKey => "x-api-key",
+            AuthStyle::ApiKey => "api-key",
+            AuthStyle::GoogApiKey => "x-goog-api-key",
+        }
+    }
+}
+
+/// A known provider kind and the defaults it brings.
+#[derive(Debug, Clone, Copy)]
+pub struct Preset {
+    /// The `kind` spelling in config.
+    pub kind: &'static str,
+    /// Default base URL (empty: the config must give one).
+    pub base_url: &'static str,
+    /// Wire family (which adapter translates requests and answers).
+    pub family: Family,
+    /// Path appended to the base URL for chat completions; `{model}` is replaced by the
+    /// upstream model id (Gemini, Azure deployments).
+    pub chat_path: &'static str,
+    /// Path of the model list under the base URL.
+    pub models_path: &'static str,
+    /// Whether `stream_options.include_usage` may be added to streamed OpenAI-family requests
+    /// (some compatibles reject unknown fields).
+    pub stream_usage: bool,
+    /// Default auth header style.
+    pub auth: AuthStyle,
+    /// Environment variable holding a key, for config-less start.
+    pub env_key: Option<&'static str>,
+    /// Well-known chat models served when the channel comes from the environment (until
+    /// discovery replaces the list).
+    pub env_models: &'static [&'static str],
+    /// Extra headers the provider wants on every request.
+    pub headers: &'static [(&'static str, &'static str)],
+}
+
+const CHAT: &str = "/chat/completions";
+const MODELS: &str = "/models";
+
+/// Every OpenAI-compatible preset. Order matters for config-less start: channels are built in
+/// this order and, at equal priority, tried in it.
+pub const PRESETS: &[Preset] = &[
+    Preset {
+        kind: "openai",
+        base_url: "https://api.openai.com/v1",
+        family: Family::OpenAi,
+        chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: true,
+        auth: AuthStyle::Bearer,
+        env_key: Some("OPENAI_API_KEY"),
+        env_models: &[
+            "gpt-4o",
+            "gpt-4o-mini",
+            "gpt-4.1",
+            "gpt-4.1-mini",
+            "gpt-4.1-nano",
+            "o3-mini",
+            "o4-mini",
+        ],
+        headers: &[],
+    },
+    Preset {
+        kind: "anthropic",
+        base_url: "https://api.anthropic.com/v1",
+        family: Family::Anthropic,
+        chat_path: "/messages",
+        models_path: MODELS,
+        stream_usage: false,
+        auth: AuthStyle::XApiKey,
+        env_key: Some("ANTHROPIC_API_KEY"),
+        env_models: &[
+            "claude-sonnet-4-20250514",
+            "claude-opus-4-20250514",
+            "claude-3-7-sonnet-20250219",
+            "claude-3-5-haiku-20241022",
+        ],
+        headers: &[("anthropic-version", "2023-06-01")],
+    },
+    Preset {
+        kind: "gemini",
+        base_url: "https://generativelanguage.googleapis.com/v1beta",
+        family: Family::Gemini,
+        chat_path: "/models/{model}:generateContent",
+        models_path: "/models?pageSize=1000",
+        stream_usage: false,
+        auth: AuthStyle::GoogApiKey,
+        env_key: Some("GEMINI_API_KEY"),
+        env_models: &["gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.0-flash"],
+        headers: &[],
+    },
+    Preset {
+        kind: "openrouter",
+        base_url: "https://openrouter.ai/api/v1",
+        family: Family::OpenAi,
+        chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: true,
+        auth: AuthStyle::Bearer,
+        env_key: Some("OPENROUTER_API_KEY"),
+        env_models: &[
+            "openai/gpt-4o-mini",
+            "openai/gpt-4o",
+            "anthropic/claude-3.5-sonnet",
+            "google/gemini-2.0-flash-001",
+            "meta-llama/llama-3.3-70b-instruct",
+            "deepseek/deepseek-chat",
+            "qwen/qwen-2.5-72b-instruct",
+        ],
+        headers: &[
+            (
+                "HTTP-Referer",
+                "https://github.com/smart-ai-router/smart-ai-router",
+            ),
+            ("X-Title", "smart-ai-router"),
+        ],
+    },
+    Preset {
+        kind: "groq",
+        base_url: "https://api.groq.com/openai/v1",
+        family: Family::OpenAi,
+        chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: true,
+        auth: AuthStyle::Bearer,
+        env_key: Some("GROQ_API_KEY"),
+        env_models: &[
+            "llama-3.3-70b-versatile",
+            "llama-3.1-8b-instant",
+            "gemma2-9b-it",
+            "qwen-qwq-32b",
+        ],
+        headers: &[],
+    },
+    Preset {
+        kind: "deepseek",
+        base_url: "https://api.deepseek.com/v1",
+        family: Family::OpenAi,
+        chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: true,
+        auth: AuthStyle::Bearer,
+        env_key: Some("DEEPSEEK_API_KEY"),
+        env_models: &["deepseek-chat", "deepseek-reasoner"],
+        headers: &[],
+    },
+    Preset {
+        kind: "siliconflow",
+        base_url: "https://api.siliconflow.cn/v1",
+        family: Family::OpenAi,
+        chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: true,
+        auth: AuthStyle::Bearer,
+        env_key: Some("SILICONFLOW_API_KEY"),
+        env_models: &[
+            "Qwen/Qwen2.5-7B-Instruct",
+            "Qwen/Qwen2.5-72B-Instruct",
+            "deepseek-ai/DeepSeek-V3",
+            "THUDM/glm-4-9b-chat",
+        ],
+        headers: &[],
+    },
+    Preset {
+        kind: "mistral",
+        base_url: "https://api.mistral.ai/v1",
+        family: Family::OpenAi,
+        chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: false,
+        auth: AuthStyle::Bearer,
+        env_key: Some("MISTRAL_API_KEY"),
+        env_models: &[
+            "mistral-small-latest",
+            "mistral-large-latest",
+            "codestral-latest",
+        ],
+        headers: &[],
+    },
+    Preset {
+        kind: "together",
+        base_url: "https://api.together.xyz/v1",
+        family: Family::OpenAi,
+        chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: true,
+        auth: AuthStyle::Bearer,
+        env_key: Some("TOGETHER_API_KEY"),
+        env_models: &[
+            "meta-llama/Llama-3.3-70B-Instruct-Turbo",
+            "Qwen/Qwen2.5-72B-Instruct-Turbo",
+        ],
+        headers: &[],
+    },
+    Preset {
+        kind: "fireworks",
+        base_url: "https://api.fireworks.ai/inference/v1",
+        family: Family::OpenAi,
+        chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: true,
+        auth: AuthStyle::Bearer,
+        env_key: Some("FIREWORKS_API_KEY"),
+        env_models: &["accounts/fireworks/models/llama-v3p3-70b-instruct"],
+        headers: &[],
+    },
+    Preset {
+        kind: "xai",
+        base_url: "https://api.x.ai/v1",
+        family: Family::OpenAi,
+        chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: true,
+        auth: AuthStyle::Bearer,
+        env_key: Some("XAI_API_KEY"),
+        env_models: &["grok-3", "grok-3-mini"],
+        headers: &[],
+    },
+    Preset {
+        kind: "perplexity",
+        base_url: "https://api.perplexity.ai",
+        family: Family::OpenAi,
+        chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: false,
+        auth: AuthStyle::Bearer,
+        env_key: Some("PERPLEXITY_API_KEY"),
+        env_models: &["sonar", "sonar-pro"],
+        headers: &[],
+    },
+    Preset {
+        kind: "moonshot",
+        base_url: "https://api.moonshot.cn/v1",
+        family: Family::OpenAi,
+        chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: true,
+        auth: AuthStyle::Bearer,
+        env_key: Some("MOONSHOT_API_KEY"),
+        env_models: &["moonshot-v1-8k", "moonshot-v1-32k", "moonshot-v1-128k"],
+        headers: &[],
+    },
+    Preset {
+        kind: "zhipu",
+        base_url: "https://open.bigmodel.cn/api/paas/v4",
+        family: Family::OpenAi,
+        chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: true,
+        auth: AuthStyle::Bearer,
+        env_key: Some("ZHIPU_API_KEY"),
+        env_models: &["glm-4-flash", "glm-4-plus"],
+        headers: &[],
+    },
+    Preset {
+        kind: "doubao",
+        base_url: "https://ark.cn-beijing.volces.com/api/v3",
+        family: Family::OpenAi,
+        chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: true,
+        auth: AuthStyle::Bearer,
+        env_key: Some("ARK_API_KEY"),
+        env_models: &[],
+        headers: &[],
+    },
+    Preset {
+        kind: "volcengine",
+        base_url: "https://ark.cn-beijing.volces.com/api/v3",
+        family: Family::OpenAi,
+        chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: true,
+        auth: AuthStyle::Bearer,
+        env_key: None,
+        env_models: &[],
+        headers: &[],
+    },
+    Preset {
+        kind: "dashscope",
+        base_url: "https://dashscope.aliyuncs.com/compatible-mode/v1",
+        family: Family::OpenAi,
+        chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: true,
+        auth: AuthStyle::Bearer,
+        env_key: Some("DASHSCOPE_API_KEY"),
+        env_models: &["qwen-plus", "qwen-turbo", "qwen-max"],
+        headers: &[],
+    },
+    Preset {
+        kind: "azure",
+        base_url: "",
+        family: Family::OpenAi,
+        chat_path: "/openai/deployments/{model}/chat/completions?api-version=2024-10-21",
+        models_path: "/openai/models?api-version=2024-10-21",
+        stream_usage: true,
+        auth: AuthStyle::ApiKey,
+        env_key: None,
+        env_models: &[],
+        headers: &[],
+    },
+    Preset {
+        kind: "ollama",
+        base_url: "http://127.0.0.1:11434/v1",
+        family: Family::OpenAi,
+        chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: true,
+        auth: AuthStyle::Bearer,
+        env_key: None,
+        env_models: &[],
+        headers: &[],
+    },
+    Preset {
+        kind: "lmstudio",
+        base_url: "http://127.0.0.1:1234/v1",
+        family: Family::OpenAi,
+        chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: false,
+        auth: AuthStyle::Bearer,
+        env_key: None,
+        env_models: &[],
+        headers: &[],
+    },
+    Preset {
+        kind: "vllm",
+        base_url: "http://127.0.0.1:8000/v1",
+        family: Family::OpenAi,
+        chat_path: CHAT,
+        models_path: MODELS,
+        stream_usage: true,
+        auth: AuthStyle::Bearer,
+        env_key: None,
+        env_models: &[],
+        headers: &[],
+    },
+];
+
+/// Whether a provider kind serves OpenAI's Responses API (`/responses`).
+pub fn speaks_responses(kind: &str) -> bool {
+    matches!(kind, "openai" | "openrouter" | "xai")
+}
+
+/// Looks up a preset by its `kind` spelling.
+pub fn preset(kind: &str) -> Option<&'static Preset> {
+    PRESETS.iter().find(|p| p.kind == kind)
+}
+
+/// All kind spellings, for error messages.
+pub fn kinds() -> impl Iterator<Item = &'static str> {
+    PRESETS.iter().map(|p| p.kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_are_unique_and_well_formed() {
+        let mut seen = std::collections::HashSet::new();
+        for p in PRESETS {
+            assert!(seen.insert(p.kind), "duplicate preset {}", p.kind);
+            assert!(p.chat_path.starts_with('/'), "{}", p.kind);
+            assert!(p.models_path.starts_with('/'), "{}", p.kind);
+            assert_eq!(
+                p.chat_path.contains("{model}"),
+                matches!(p.family, Family::Gemini) || p.kind == "azure",
+                "{}",
+                p.kind
+            );
+            assert!(
+                p.base_url.is_empty()
+                    || p.base_url.starts_with("https://")
+                    || p.base_url.starts_with("http://127.0.0.1"),
+                "{}",
+                p.kind
+            );
+            assert!(!p.base_url.ends_with('/'), "{}", p.kind);
+        }
+        assert!(PRESETS.len() >= 17);
+    }
+
+    #[test]
+    fn version_paths_are_kept_not_forced_to_v1() {
+        assert_eq!(
+            preset("zhipu").unwrap().base_url,
+            "https://open.bigmodel.cn/api/paas/v4"
+        );
+        assert_eq!(
+            preset("doubao").unwrap().base_url,
+            "https://ark.cn-beijing.volces.com/api/v3"
+        );
+    }
+}
+
