@@ -37,7 +37,7 @@ pub struct Client {
     /// Its index in [`Clients`] (the limiter's key).
     pub index: u32,
     /// Its rate limits.
-    pub limits: crate::limits::Spec,
+    pub limits: crate::config::RateLimits,
 }
 
 /// Every client key of one snapshot.

@@ -124,7 +124,6 @@ pub fn parse_time(s: &str) -> Option<u64> {
     u64::try_from(days).ok().map(|d| d * 86_400_000)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

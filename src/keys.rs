@@ -320,7 +320,11 @@ mod tests {
         add(&path, "svc", &[], None, NewLimits::default()).expect("add");
         let m = std::fs::metadata(&path).unwrap();
         if given {
-            assert_eq!((m.uid(), m.gid()), (uid, gid), "the service can read its keys");
+            assert_eq!(
+                (m.uid(), m.gid()),
+                (uid, gid),
+                "the service can read its keys"
+            );
         }
         assert_eq!(m.mode() & 0o777, 0o600);
         let _ = std::fs::remove_dir_all(&dir);

@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::auth::Clients;
+use crate::config::RateLimits;
 
 /// Demand slots on the board: client keys (by index in the snapshot's [`Clients`]) take the
 /// first half, channels (by index) the second; keys or channels beyond their half split their
@@ -35,24 +36,6 @@ const CHANNEL_SLOTS: usize = TRACKED_KEYS / 2;
 /// admit the first request that lands on it). Per second, not per tick: with a short tick a
 /// per-tick floor would lend idle workers a large part of a busy worker's rate.
 const FLOOR: f32 = 0.25;
-
-/// What a key may do (from `[[auth.keys]]`).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Spec {
-    /// Requests per second.
-    pub rps: Option<f64>,
-    /// Requests per minute.
-    pub rpm: Option<u32>,
-    /// Tokens (prompt + completion) per minute.
-    pub tpm: Option<u32>,
-}
-
-impl Spec {
-    /// True when any limit is set.
-    pub fn any(&self) -> bool {
-        self.rps.is_some() || self.rpm.is_some() || self.tpm.is_some()
-    }
-}
 
 /// A token bucket running at some share of a configured rate.
 #[derive(Debug, Clone)]
@@ -181,7 +164,7 @@ struct KeyBuckets {
 }
 
 impl KeyBuckets {
-    fn new(spec: Spec, share: f64, now: Instant) -> KeyBuckets {
+    fn new(spec: RateLimits, share: f64, now: Instant) -> KeyBuckets {
         let minute = Duration::from_secs(60);
         KeyBuckets {
             per_second: spec
@@ -315,8 +298,8 @@ pub fn channel_slot(i: usize) -> usize {
 /// limits are unchanged keeps its buckets (a reload does not refill them), a new one starts
 /// full at this worker's `share` of its slot.
 fn carry_over<'n>(
-    mut old: Vec<(&'n str, Spec, KeyBuckets)>,
-    new: impl Iterator<Item = (&'n str, Spec)>,
+    mut old: Vec<(&'n str, RateLimits, KeyBuckets)>,
+    new: impl Iterator<Item = (&'n str, RateLimits)>,
     share: impl Fn(usize) -> f64,
     now: Instant,
 ) -> Vec<Option<KeyBuckets>> {
@@ -624,9 +607,9 @@ mod tests {
         // together they admit 10/s ± 10 % once the initial burst is spent (by ~20 s).
         let board = Arc::new(ShareBoard::new(2));
         let t0 = Instant::now();
-        let spec = Spec {
+        let spec = RateLimits {
             rpm: Some(600),
-            ..Spec::default()
+            ..RateLimits::default()
         };
         let mut ws: Vec<KeyBuckets> = (0..2).map(|_| KeyBuckets::new(spec, 0.5, t0)).collect();
         let mut admitted = 0u32;

@@ -108,7 +108,7 @@ pub struct Channel {
     /// Remove `<think>…</think>` blocks from whole answers.
     pub strip_think: bool,
     /// Rate limits this channel's provider allows (enforced per worker, see `limits`).
-    pub rate: crate::limits::Spec,
+    pub rate: crate::config::RateLimits,
     /// The base URL's path (`/v1`): other endpoints (`/embeddings` …) are under it.
     pub base_path: Box<str>,
     /// Where the credentials (`Host:` onwards) start in `request_head`.

@@ -19,9 +19,9 @@ use simd_json::prelude::*;
 use crate::catalog::Catalog;
 use crate::clock::write_rfc3339_ms;
 use crate::json;
-use crate::tokens::Usage;
 use crate::server::response::RequestId;
 use crate::snapshot::Channel;
+use crate::tokens::Usage;
 
 /// Which channel and model a record is about.
 #[derive(Debug, Clone)]

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use simd_json::prelude::*;
-use smart_ai_router::secret::{digest, hex};
 use smart_ai_router::mock::MockConfig;
+use smart_ai_router::secret::{digest, hex};
 
 both_drivers!(
     a_keyless_upload_is_refused_before_its_body,

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use common::*;
 use simd_json::prelude::*;
-use smart_ai_router::secret::{digest, hex};
 use smart_ai_router::mock::MockConfig;
+use smart_ai_router::secret::{digest, hex};
 
 const DRIVER: &str = "io_uring_or_auto";
 

@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use simd_json::prelude::*;
-use smart_ai_router::secret::{digest, hex};
 use smart_ai_router::bootstrap::Gateway;
 use smart_ai_router::mock::{MockConfig, MockHandle};
+use smart_ai_router::secret::{digest, hex};
 
 const DRIVER: &str = "io_uring_or_auto";
 const KEY: &str = "sk-fleet-team";

@@ -18,12 +18,12 @@
 use simd_json::prelude::*;
 use smart_ai_router::api::chat::{self, Edit, JsonScratch, ROUTER_FIELDS};
 use smart_ai_router::error::{Error, Kind};
+use smart_ai_router::expr::{self, Cmp, Dim, Expr};
 use smart_ai_router::h1::chunked::{self, Decoder};
 use smart_ai_router::h1::head::{Body, Method, RequestHead, ResponseHead};
 use smart_ai_router::h1::sse;
 use smart_ai_router::providers::{Family, anthropic, gemini};
 use smart_ai_router::proxy::transcode::{self, Transcode};
-use smart_ai_router::expr::{self, Cmp, Dim, Expr};
 
 /// A target body: arbitrary bytes in, a panic on a broken invariant.
 pub type Target = fn(&[u8]);

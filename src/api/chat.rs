@@ -9,8 +9,8 @@ use std::ops::Range;
 
 use simd_json::prelude::*;
 
-use crate::expr::Caps;
 use crate::error::{Error, Kind};
+use crate::expr::Caps;
 use crate::strategy::Options;
 use crate::tokens::estimate;
 
@@ -587,7 +587,9 @@ mod tests {
         assert_eq!(f.max_tokens, Some(300));
         assert_eq!(
             f.prompt_tokens,
-            2 + 2 * crate::tokens::MESSAGE_TOKENS + crate::tokens::IMAGE_TOKENS + crate::tokens::TOOL_TOKENS
+            2 + 2 * crate::tokens::MESSAGE_TOKENS
+                + crate::tokens::IMAGE_TOKENS
+                + crate::tokens::TOOL_TOKENS
         );
         let f = ex(r#"{"model":"m","tools":[],"max_completion_tokens":5}"#).unwrap();
         assert!(

@@ -224,6 +224,24 @@ pub enum Cors {
     List(Vec<String>),
 }
 
+/// Rate limits of a client key (`[[auth.keys]]`) or a channel: `rps`, `rpm`, `tpm`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RateLimits {
+    /// Requests per second.
+    pub rps: Option<f64>,
+    /// Requests per minute.
+    pub rpm: Option<u32>,
+    /// Tokens (prompt + completion) per minute.
+    pub tpm: Option<u32>,
+}
+
+impl RateLimits {
+    /// True when any limit is set.
+    pub fn any(&self) -> bool {
+        self.rps.is_some() || self.rpm.is_some() || self.tpm.is_some()
+    }
+}
+
 /// `[server]`.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -410,7 +428,7 @@ pub struct ClientKeyConfig {
     /// Model expressions the key may use (empty: any).
     pub models: Vec<String>,
     /// Rate limits.
-    pub limits: crate::limits::Spec,
+    pub limits: RateLimits,
     /// Spend allowed per UTC day, in the `[pricing]` currency.
     pub daily_budget: Option<f64>,
 }
@@ -519,7 +537,7 @@ pub struct ChannelConfig {
     /// Daily quotas (UTC days).
     pub limits: DailyLimits,
     /// Rate limits (`rps`, `rpm`, `tpm`): what the provider allows this key.
-    pub rate: crate::limits::Spec,
+    pub rate: RateLimits,
     /// Remove `<think>…</think>` blocks from whole (non-streamed) answers.
     pub strip_think: bool,
     /// JSON members added to every request body sent on this channel, rendered
@@ -920,7 +938,7 @@ impl Config {
                 max_concurrent: None,
                 discover: true,
                 limits: DailyLimits::default(),
-                rate: crate::limits::Spec::default(),
+                rate: RateLimits::default(),
                 extra_body: String::new(),
                 strip_think: false,
             });
@@ -959,7 +977,7 @@ impl Config {
             max_concurrent: None,
             discover: true,
             limits: DailyLimits::default(),
-            rate: crate::limits::Spec::default(),
+            rate: RateLimits::default(),
             extra_body: String::new(),
             strip_think: false,
         }];
@@ -1451,10 +1469,7 @@ fn build(raw: raw::Root) -> Result<Config, ConfigError> {
         crate::strategy::builtin(name).is_some() || strategies.iter().any(|s| s.name == name)
     };
     let strategy_hint = |name: &str| -> String {
-        let mut known: Vec<&str> = crate::strategy::BUILTIN
-            .iter()
-            .map(|(n, _)| *n)
-            .collect();
+        let mut known: Vec<&str> = crate::strategy::BUILTIN.iter().map(|(n, _)| *n).collect();
         known.extend(strategies.iter().map(|s| s.name.as_str()));
         match closest(name, &known) {
             Some(k) => format!("unknown strategy \"{name}\"; did you mean \"{k}\"?"),
@@ -1863,8 +1878,8 @@ fn rate_spec(
     rps: Option<f64>,
     rpm: Option<i64>,
     tpm: Option<i64>,
-) -> crate::limits::Spec {
-    let mut limits = crate::limits::Spec::default();
+) -> RateLimits {
+    let mut limits = RateLimits::default();
     match rps {
         None => {}
         Some(r) if r.is_finite() && r > 0.0 && r <= 1e6 => limits.rps = Some(r),

@@ -848,8 +848,8 @@ async fn fleet_usage(
     until: u64,
     by: crate::usage::GroupBy,
 ) -> Result<Writer, Error> {
-    use crate::cluster::schema::parse_usage_field;
     use crate::clock::day;
+    use crate::cluster::schema::parse_usage_field;
     let first = since / 86_400_000;
     let last = (until - 1) / 86_400_000;
     let days: Vec<String> = (first..=last).map(|d| day(d * 86_400_000)).collect();
@@ -1433,8 +1433,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn secrets_compare_whole() {
-    }
+    fn secrets_compare_whole() {}
 
     #[test]
     fn priority_bodies() {

@@ -23,10 +23,10 @@ use simd_json::OwnedValue;
 use simd_json::json;
 use simd_json::prelude::*;
 
-use crate::tokens::estimate;
 use crate::error::{Error, Kind};
 use crate::json as jw;
 use crate::tokens::Usage;
+use crate::tokens::estimate;
 
 // ---- Upstream: gateway (OpenAI form) -> Anthropic provider ----
 

@@ -129,5 +129,4 @@ mod usage_tests {
         assert_eq!(openai_usage(br#"{"usage":{"prompt_tokens":1"#), None);
         assert_eq!(openai_usage(b"not json"), None);
     }
-
 }

@@ -30,12 +30,12 @@ use crate::error::{Error, Kind};
 use crate::h1::head::ResponseHead;
 use crate::json;
 use crate::providers::{Family, anthropic, gemini};
-use crate::tokens::Usage;
 use crate::routing;
 use crate::routing::health::Outcome;
 use crate::server::response::ClientGuard;
 use crate::server::{Exchange, Request, Responder};
 use crate::snapshot::{Channel, Snapshot};
+use crate::tokens::Usage;
 use crate::upstream::{Conn, ConnectError};
 use crate::worker::{SnapshotRef, Worker};
 

@@ -186,7 +186,6 @@ pub fn backoff(policy: &CooldownPolicy, failures: u16) -> Duration {
         .min(policy.max)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,13 +24,13 @@ use bumpalo::Bump;
 use bumpalo::collections::Vec as BVec;
 
 use crate::catalog::{Catalog, Entry};
-use crate::expr::Caps;
 use crate::error::{Error, Kind};
+use crate::expr::Caps;
+use crate::expr::{self, Dim, Expr, Query};
 use crate::live::{Live, apply_outcome};
 use crate::snapshot::Snapshot;
-use crate::expr::{self, Dim, Expr, Query};
-use health::{Health, Outcome, State, Why};
 use crate::strategy::{self as score, Options, SubScores, Weights};
+use health::{Health, Outcome, State, Why};
 
 /// Output tokens assumed when a request sets no `max_tokens` (for cost estimates).
 pub const DEFAULT_OUTPUT_TOKENS: u32 = 256;
