@@ -180,7 +180,7 @@ mod tests {
         let catalog = Catalog::build(
             &cfg,
             &[],
-            crate::snapshot::Mode::Config,
+            crate::channel::Mode::Config,
             1,
             &Default::default(),
         );

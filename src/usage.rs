@@ -17,10 +17,10 @@ use std::sync::Arc;
 use simd_json::prelude::*;
 
 use crate::catalog::Catalog;
+use crate::channel::Channel;
 use crate::clock::write_rfc3339_ms;
 use crate::json;
 use crate::server::response::RequestId;
-use crate::snapshot::Channel;
 use crate::tokens::Usage;
 
 /// Which channel and model a record is about.

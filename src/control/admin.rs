@@ -1021,7 +1021,7 @@ fn priority(body: &[u8]) -> Result<i32, Error> {
 fn set_override(
     ctl: &Rc<Ctl>,
     id: &str,
-    change: impl FnOnce(&mut crate::snapshot::ChannelOverride),
+    change: impl FnOnce(&mut crate::channel::ChannelOverride),
 ) -> Result<Writer, Error> {
     let mut st = ctl.st.borrow_mut();
     let st = &mut *st;

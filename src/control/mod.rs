@@ -35,11 +35,12 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 
 use crate::catalog::DiscoveryMap;
+use crate::channel::tls::ClientTls;
+use crate::channel::{Overrides, Resolved, TlsConfigs};
 use crate::config::{Config, Scheme};
 use crate::live::{Live, Merger, Report};
-use crate::snapshot::{Overrides, Resolved, Snapshot, TlsConfigs};
+use crate::snapshot::Snapshot;
 use crate::upstream::Pool;
-use crate::upstream::tls::ClientTls;
 use crate::worker::runtime::Chosen;
 use crate::worker::{Board, Command};
 
@@ -342,7 +343,7 @@ impl Ctl {
             .prune_usage(crate::clock::now_ms(), cfg.usage.retain_days);
         let state = State {
             merger: Merger::new(live, owners, cfg.routing.cooldown),
-            hosts: Snapshot::hosts_to_resolve(&cfg),
+            hosts: crate::channel::hosts_to_resolve(&cfg),
             dns_failed: std::collections::HashSet::new(),
             current: setup.first,
             workers: setup.workers,
@@ -482,7 +483,7 @@ impl Ctl {
     }
 
     /// Which quotas are spent: by this instance's counters alone, or as the fleet sees them.
-    fn quota(&self, st: &State, channels: &[crate::snapshot::Channel]) -> crate::snapshot::Quota {
+    fn quota(&self, st: &State, channels: &[crate::channel::Channel]) -> crate::snapshot::Quota {
         match &*self.cluster.borrow() {
             Some(fleet) => st.ledger.quota(&st.cfg, channels, fleet),
             None => st.ledger.quota(&st.cfg, channels, &ledger::Alone),

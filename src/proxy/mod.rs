@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use arrayvec::{ArrayString, ArrayVec};
 
 use crate::api::chat::{Edit, Features};
+use crate::channel::Channel;
 use crate::error::{Error, Kind};
 use crate::h1::head::ResponseHead;
 use crate::json;
@@ -34,7 +35,7 @@ use crate::routing;
 use crate::routing::health::Outcome;
 use crate::server::response::ClientGuard;
 use crate::server::{Exchange, Request, Responder};
-use crate::snapshot::{Channel, Snapshot};
+use crate::snapshot::Snapshot;
 use crate::tokens::Usage;
 use crate::upstream::{Conn, ConnectError};
 use crate::worker::{SnapshotRef, Worker};

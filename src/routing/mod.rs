@@ -982,8 +982,9 @@ fn unusable(snap: &Snapshot, model: &str, rejected: &[Rejected], now: Instant) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::channel::Resolved;
     use crate::config::Config;
-    use crate::snapshot::{Resolved, Snapshot};
+    use crate::snapshot::Snapshot;
     use std::sync::Arc;
 
     const CFG: &str = r#"
