@@ -136,6 +136,49 @@ impl Snapshot {
         }
     }
 
+    /// Fresh live state for `new`, keeping what `old` (this snapshot) knew about the same
+    /// channels (by id) and the same (channel, model) pairs: a reload or a discovery refresh
+    /// must not forget a cooldown or the latency averages.
+    pub fn live_carried_into(&self, new: &Snapshot) -> Live {
+        let old = self;
+        let mut live = Live::new(
+            new.catalog.generation,
+            new.channels.len(),
+            new.catalog.entries.len(),
+        );
+        let old_channel: std::collections::HashMap<&str, usize> = old
+            .channels
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (&*c.id, i))
+            .collect();
+        for (i, c) in new.channels.iter().enumerate() {
+            // A new key is a fresh start: its predecessor's 401 says nothing about it.
+            if let Some(&j) = old_channel.get(&*c.id)
+                && old.channels[j].key_fingerprint == c.key_fingerprint
+                && let Some(h) = old.live.channels.get(j)
+            {
+                live.channels[i] = *h;
+            }
+        }
+        let old_entry: std::collections::HashMap<(&str, &str), usize> = old
+            .catalog
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| ((&*old.channels[e.channel as usize].id, &*e.model), i))
+            .collect();
+        for (i, e) in new.catalog.entries.iter().enumerate() {
+            let key = (&*new.channels[e.channel as usize].id, &*e.model);
+            if let Some(&j) = old_entry.get(&key)
+                && let Some(x) = old.live.entries.get(j)
+            {
+                live.entries[i] = *x;
+            }
+        }
+        live
+    }
+
     /// The same snapshot with new quota state, as epoch `epoch`.
     pub fn with_quota(&self, epoch: u64, quota: Arc<Quota>) -> Snapshot {
         Snapshot {

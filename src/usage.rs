@@ -23,6 +23,10 @@ use crate::json;
 use crate::server::response::RequestId;
 use crate::tokens::Usage;
 
+/// What a worker sends the control thread about a request: its health outcome and its usage
+/// record.
+pub type Report = crate::live::Report<Record>;
+
 /// Which channel and model a record is about.
 #[derive(Debug, Clone)]
 pub enum Names {

@@ -15,6 +15,7 @@
 //! Not here: ranking (`routing`), live health (`live`).
 
 pub mod discovered;
+pub mod select;
 pub mod specs;
 pub mod tags;
 

@@ -27,7 +27,7 @@ use super::{Ctl, Fetch, State};
 use crate::error::{Error, Kind};
 use crate::h1::head::{Body, RequestHead};
 use crate::json::Writer;
-use crate::routing::health::{Health, State as HealthState};
+use crate::live::health::{Health, State as HealthState};
 
 /// Concurrent admin connections; when all are taken, the oldest unauthenticated one makes room.
 pub const MAX_CONNECTIONS: usize = 64;

@@ -38,9 +38,10 @@ use crate::catalog::DiscoveryMap;
 use crate::channel::tls::ClientTls;
 use crate::channel::{Overrides, Resolved, TlsConfigs};
 use crate::config::{Config, Scheme};
-use crate::live::{Live, Merger, Report};
+use crate::live::Merger;
 use crate::snapshot::Snapshot;
 use crate::upstream::Pool;
+use crate::usage::Report;
 use crate::worker::runtime::Chosen;
 use crate::worker::{Board, Command};
 
@@ -459,7 +460,7 @@ impl Ctl {
             &st.discovered,
             &st.overrides,
         );
-        let live = Live::carried_over(&merged, &next);
+        let live = merged.live_carried_into(&next);
         next.live = Arc::new(live.clone());
         next.quota = Arc::new(self.quota(st, &next.channels));
         st.merger = Merger::new(live, owners(&next), st.cfg.routing.cooldown);
