@@ -301,11 +301,18 @@ fn health_fails_when_nothing_answers() {
 
 /// A port free on the wildcard address, outside the kernel's ephemeral range: a port taken
 /// with `bind(…:0)` could be handed out again to the next `bind(…:0)` — the demo mock's, or
-/// another test's — before the gateway binds it.
+/// another test's — before the gateway binds it. Each call moves on, so two calls never
+/// return the same port.
 fn wildcard_port() -> u16 {
-    let start = 20_000 + (std::process::id() % 8_000) as u16;
-    (0..8_000u16)
-        .map(|i| 20_000 + (start - 20_000 + i) % 8_000)
-        .find(|p| std::net::TcpListener::bind(("0.0.0.0", *p)).is_ok())
-        .expect("a free port in 20000–27999")
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = (std::process::id() % 8_000) as u16;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < 8_000, "a free port in 20000–27999");
+        let p = 20_000 + (base + n) % 8_000;
+        if std::net::TcpListener::bind(("0.0.0.0", p)).is_ok() {
+            return p;
+        }
+    }
 }
