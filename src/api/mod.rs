@@ -396,17 +396,13 @@ async fn openai(
                 f.needs = crate::expr::Caps::EMBEDDING;
                 f.stream = false;
             }
-            crate::proxy::forward(
-                worker,
-                snap,
-                req,
-                req.body,
-                &f,
-                Family::OpenAi,
+            let call = crate::proxy::Call {
+                body: req.body,
+                features: &f,
+                client: Family::OpenAi,
                 endpoint,
-                ex,
-            )
-            .await
+            };
+            crate::proxy::forward(worker, snap, req, call, ex).await
         }
         Err(e) => ex.out.send_error(&e).await,
     }
@@ -427,7 +423,13 @@ async fn translated(
     };
     match features {
         Ok(f) => {
-            crate::proxy::forward(worker, snap, req, body, &f, family, Endpoint::Chat, ex).await
+            let call = crate::proxy::Call {
+                body,
+                features: &f,
+                client: family,
+                endpoint: Endpoint::Chat,
+            };
+            crate::proxy::forward(worker, snap, req, call, ex).await
         }
         Err(e) => ex.out.send_error(&e).await,
     }

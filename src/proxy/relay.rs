@@ -22,8 +22,10 @@ use crate::upstream::Conn;
 use crate::upstream::body::{BodyAt, BodyError, read_body_at, read_timed};
 use crate::worker::Worker;
 
+use super::MAX_RESPONSE_BODY;
+use super::failure::{Cause, Stage, UpstreamError};
+use super::session::Info;
 use super::transcode::Transcode;
-use super::{Info, MAX_RESPONSE_BODY};
 
 /// Whole answers at least this large are written from the buffer they were read into.
 const LARGE_BODY: usize = 64 * 1024;
@@ -67,7 +69,7 @@ fn write_forwarded_headers(buf: &[u8], head: &ResponseHead, out: &mut Responder<
 }
 
 /// How relaying ended, for the channel's health and for failover.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(super) enum Outcome {
     /// The whole answer reached the client (or the client stopped reading it).
     Complete,
@@ -76,16 +78,7 @@ pub(super) enum Outcome {
     /// The client left before the end; says nothing about the upstream.
     ClientGone,
     /// The upstream failed before anything reached the client: fail over.
-    FailedUnsent(Unsent),
-}
-
-/// Why an answer failed before anything was sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Unsent {
-    /// The upstream went silent.
-    Timeout,
-    /// The body or stream broke off or was malformed.
-    Broken(String),
+    FailedUnsent(UpstreamError),
 }
 
 /// Relays the answering attempt's response, translated by `tc` into the client's family.
@@ -136,9 +129,11 @@ pub(super) async fn respond(
             let mut translated = Vec::new();
             if (200..300).contains(&head.status) {
                 if let Err(m) = tc.body(body, info.model, info.id, info.created, &mut translated) {
-                    return Outcome::FailedUnsent(Unsent::Broken(format!(
-                        "the upstream's answer could not be read: {m}"
-                    )));
+                    return Outcome::FailedUnsent(UpstreamError::new(
+                        Cause::Malformed,
+                        Stage::Body,
+                        format!("the upstream's answer could not be read: {m}"),
+                    ));
                 }
             } else {
                 tc.error(head.status, body, &mut translated);
@@ -147,7 +142,7 @@ pub(super) async fn respond(
             write_forwarded_headers(&conn.buf, &head, out, false);
             tc.overhead = Some(info.write_headers(out, body_started.elapsed()));
             if let Some(cost) = tc.usage().and_then(|u| info.cost(&u)) {
-                super::write_cost(out, cost);
+                super::session::write_cost(out, cost);
             }
             held.grow_to(body.len() + translated.len());
             if !translated.is_empty() {
@@ -182,13 +177,21 @@ pub(super) async fn respond(
             Outcome::Complete
         }
         // Nothing reached the client yet: the proxy may still try another channel.
-        Err(BodyError::TooLarge) => {
-            Outcome::FailedUnsent(Unsent::Broken("response body larger than 64 MiB".into()))
-        }
-        Err(BodyError::Timeout) => Outcome::FailedUnsent(Unsent::Timeout),
-        Err(BodyError::Broken(m)) => {
-            Outcome::FailedUnsent(Unsent::Broken(format!("response body broke off: {m}")))
-        }
+        Err(BodyError::TooLarge) => Outcome::FailedUnsent(UpstreamError::new(
+            Cause::TooLarge,
+            Stage::Body,
+            "response body larger than 64 MiB",
+        )),
+        Err(BodyError::Timeout) => Outcome::FailedUnsent(UpstreamError::new(
+            Cause::Timeout,
+            Stage::Body,
+            "response body timed out",
+        )),
+        Err(BodyError::Broken(m)) => Outcome::FailedUnsent(UpstreamError::new(
+            Cause::Closed,
+            Stage::Body,
+            format!("response body broke off: {m}"),
+        )),
     }
 }
 
@@ -464,11 +467,19 @@ async fn relay_sse(
             End::ClientGone => return Outcome::ClientGone,
             End::Cut(why, true) => {
                 tracing::debug!(channel = %ch.id, reason = %why, "stream failed before its first event");
-                return Outcome::FailedUnsent(Unsent::Timeout);
+                return Outcome::FailedUnsent(UpstreamError::new(
+                    Cause::Timeout,
+                    Stage::Stream,
+                    "response body timed out",
+                ));
             }
             End::Cut(why, false) => {
                 tracing::debug!(channel = %ch.id, reason = %why, "stream failed before its first event");
-                return Outcome::FailedUnsent(Unsent::Broken(why));
+                return Outcome::FailedUnsent(UpstreamError::new(
+                    Cause::Closed,
+                    Stage::Stream,
+                    why,
+                ));
             }
             End::Clean | End::Done => {
                 tc.overhead = Some(
