@@ -253,7 +253,6 @@ enum Step {
 }
 
 /// One candidate: attempt, then relay; every way out reports the health event once.
-#[allow(clippy::too_many_arguments)]
 async fn attempt(
     s: &mut Session<'_, '_>,
     a: &mut Attempts<'_>,
@@ -407,8 +406,7 @@ async fn attempt(
                 a.created,
             );
             tc.strip_think = call.features.strip_think || ch.strip_think;
-            let relayed =
-                relay::respond(worker, ch, conn, head, &info, s.out, guard, &mut tc).await;
+            let relayed = relay::respond(worker, conn, head, &info, s.out, guard, &mut tc).await;
             let latency = Some(ms(started.elapsed()));
             let ttft = Some(ms(to_head));
             if !matches!(relayed, relay::Outcome::FailedUnsent(_)) {

@@ -11,7 +11,6 @@
 
 use std::time::{Duration, Instant};
 
-use crate::channel::Channel;
 use crate::error::{Error, Kind};
 use crate::h1::chunked::Decoder;
 use crate::h1::head::{Body, ResponseHead};
@@ -81,11 +80,10 @@ pub(super) enum Outcome {
     FailedUnsent(UpstreamError),
 }
 
-/// Relays the answering attempt's response, translated by `tc` into the client's family.
-#[allow(clippy::too_many_arguments)]
+/// Relays the answering attempt's response (on `info.channel`), translated by `tc` into the
+/// client's family.
 pub(super) async fn respond(
     worker: &Worker,
-    ch: &Channel,
     mut conn: Conn,
     head: ResponseHead,
     info: &Info<'_>,
@@ -93,10 +91,11 @@ pub(super) async fn respond(
     guard: &mut ClientGuard<'_, '_>,
     tc: &mut Transcode,
 ) -> Outcome {
-    let deadline = info.started + ch.timeouts.total;
+    let ch = info.channel;
     if head.event_stream && (200..300).contains(&head.status) {
-        return relay_sse(worker, ch, conn, head, info, out, guard, deadline, tc).await;
+        return relay_sse(worker, conn, head, info, out, guard, tc).await;
     }
+    let deadline = info.started + ch.timeouts.total;
     let body_started = Instant::now();
     // The answer's bytes count toward the worker's memory bound while it holds them.
     let mut held = worker.hold(match head.body {
@@ -288,18 +287,17 @@ async fn start_stream(
     overhead
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn relay_sse(
     worker: &Worker,
-    ch: &Channel,
     mut conn: Conn,
     head: ResponseHead,
     info: &Info<'_>,
     out: &mut Responder<'_>,
     guard: &mut ClientGuard<'_, '_>,
-    deadline: Instant,
     tc: &mut Transcode,
 ) -> Outcome {
+    let ch = info.channel;
+    let deadline = info.started + ch.timeouts.total;
     let _counted = StreamCount::enter(worker);
     let passthrough = tc.passthrough();
     let mut translated: Vec<u8> = Vec::new();
