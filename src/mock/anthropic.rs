@@ -15,7 +15,7 @@
 use simd_json::prelude::*;
 use simd_json::{OwnedValue, json};
 
-use super::{Ask, TOOL_ARG_PARTS, TOOL_TOKENS};
+use super::ask::{Ask, TOOL_ARG_PARTS, TOOL_TOKENS};
 
 /// The `error.type` Anthropic uses for an HTTP status.
 fn error_type(status: u16) -> &'static str {

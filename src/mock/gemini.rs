@@ -17,7 +17,8 @@
 use simd_json::prelude::*;
 use simd_json::{OwnedValue, json};
 
-use super::{Ask, Req, TOOL_TOKENS, path_of, query_param};
+use super::ask::{Ask, TOOL_TOKENS};
+use super::{Req, path_of, query_param};
 
 /// A Gemini call as its path names it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,231 @@
+//! One chat exchange of the mock, in any of its formats: parse, apply the knobs (status,
+//! latency, faults), and answer whole or as a paced stream that can be held at a gate or cut.
+//!
+//! Invariants: every fault is deliberate and configured; each format's errors come in its own
+//! shape; a held stream notices its peer leaving.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+
+use super::ask::{Ask, BodyFault, Knobs, UsageStyle, serves};
+use super::openai::{completion_json, parse_ask, stream_events};
+use super::{MockEvent, Req, Shared, Wire, anthropic, gemini, write_simple};
+use crate::h1::chunked;
+
+pub(super) async fn chat<S: AsyncReadRent + AsyncWriteRent>(
+    s: &mut S,
+    req: &Req,
+    shared: &Shared,
+    buf: &mut Vec<u8>,
+    wire: &Wire,
+) -> bool {
+    let cfg = &shared.cfg;
+    let keep = req.keep_alive;
+    let k = Knobs::read(req, cfg);
+    if !k.latency.is_zero() && !wait_unless_peer_closes(s, buf, k.latency, None).await {
+        shared.note(MockEvent::PeerClosedWhileHeld);
+        return false;
+    }
+    if let Some(st) = k.status.filter(|s| *s != 200) {
+        let msg = format!("mock upstream injected status {st}");
+        let retry = k.retry_after.filter(|_| st == 429);
+        let mut extra = Vec::new();
+        let body = match wire {
+            // Gemini says when to retry inside the body (a RetryInfo detail), not in a header.
+            Wire::Gemini(_) => gemini::error_json(st, &msg, retry),
+            _ => {
+                if let Some(r) = retry {
+                    extra.push(("retry-after", r.to_string()));
+                }
+                wire.error(st, &msg)
+            }
+        };
+        return write_simple(s, st, &extra, &body, keep).await;
+    }
+    let parsed = match wire {
+        Wire::OpenAi => parse_ask(&req.body),
+        Wire::Anthropic => anthropic::parse(&req.body),
+        Wire::Gemini(call) => gemini::parse(&req.body, call),
+    };
+    let ask = match parsed {
+        Ok(a) => Ask {
+            usage: k.usage,
+            include_usage: a.include_usage && k.usage != UsageStyle::None,
+            ..a.with_cache(k.cached, k.cache_write)
+        },
+        Err(m) => return write_simple(s, 400, &[], &wire.error(400, &m), keep).await,
+    };
+    if !serves(cfg, &ask.model) {
+        let msg = match wire {
+            Wire::OpenAi => format!("The model `{}` does not exist", ask.model),
+            Wire::Anthropic => format!("model: {}", ask.model),
+            Wire::Gemini(_) => format!("models/{} is not found", ask.model),
+        };
+        return write_simple(s, 404, &[], &wire.error(404, &msg), keep).await;
+    }
+    let id = shared.seq.fetch_add(1, Ordering::Relaxed);
+    match k.fault {
+        Some(BodyFault::Garbage) if ask.stream => {
+            let events = vec![
+                b"data: {\"id\": not json at all\n\n".to_vec(),
+                b"data: <html>502 Bad Gateway</html>\n\n".to_vec(),
+                b"data: [DONE]\n\n".to_vec(),
+            ];
+            return stream(s, SSE, &events, events.len(), &k, shared, buf).await;
+        }
+        Some(BodyFault::Garbage) => {
+            return write_simple(s, 200, &[], b"{\"id\": not json <html>", keep).await;
+        }
+        Some(BodyFault::Truncate) => {
+            let body = completion_json(&ask, id, cfg.chunks);
+            let mut out = Vec::with_capacity(body.len() + 200);
+            crate::h1::write_status_line(&mut out, 200);
+            crate::h1::write_header(&mut out, b"content-type", b"application/json");
+            crate::h1::write_header(
+                &mut out,
+                b"content-length",
+                itoa::Buffer::new().format(body.len() * 2).as_bytes(),
+            );
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(&body);
+            let _ = s.write_all(out).await;
+            return false; // close mid-body
+        }
+        Some(BodyFault::Huge(n)) if !ask.stream => {
+            let mut body = completion_json(&ask, id, cfg.chunks);
+            // Pad inside the JSON (a `padding` field) so the answer stays valid.
+            if let Some(pos) = memchr::memrchr(b'}', &body) {
+                let pad = n.saturating_sub(body.len() + 16);
+                let mut tail = b",\"padding\":\"".to_vec();
+                tail.resize(tail.len() + pad, b'x');
+                tail.extend_from_slice(b"\"}");
+                body.truncate(pos);
+                body.extend_from_slice(&tail);
+            }
+            return write_simple(s, 200, &[], &body, keep).await;
+        }
+        _ => {}
+    }
+    if !ask.stream {
+        let body = match wire {
+            Wire::OpenAi => completion_json(&ask, id, cfg.chunks),
+            Wire::Anthropic => anthropic::message_json(&ask, id, cfg.chunks),
+            Wire::Gemini(_) => gemini::response_json(&ask, id, cfg.chunks),
+        };
+        let extra: Vec<(&str, String)> = match &k.ratelimit_reset {
+            Some(reset) => vec![
+                ("x-ratelimit-remaining-requests", "0".into()),
+                ("x-ratelimit-reset-requests", reset.clone()),
+            ],
+            None => Vec::new(),
+        };
+        return write_simple(s, 200, &extra, &body, keep).await;
+    }
+    let (content_type, events): (&[u8], _) = match wire {
+        Wire::OpenAi => (SSE, stream_events(&ask, id, k.chunks)),
+        Wire::Anthropic => (SSE, anthropic::stream_events(&ask, id, k.chunks)),
+        Wire::Gemini(call) if call.sse => (SSE, gemini::stream_events(&ask, id, k.chunks, true)),
+        // Without `alt=sse` Gemini streams one JSON array, element by element.
+        Wire::Gemini(_) => (
+            b"application/json; charset=UTF-8",
+            gemini::stream_events(&ask, id, k.chunks, false),
+        ),
+    };
+    // A provider sends its usage chunk and `[DONE]` right after the finish chunk; pacing them
+    // too would show up as one doubled gap per stream wherever the gateway strips the usage
+    // chunk the client did not ask for.
+    let paced = match wire {
+        Wire::OpenAi => events.len() - 1 - usize::from(ask.include_usage),
+        _ => events.len(),
+    };
+    stream(s, content_type, &events, paced, &k, shared, buf).await
+}
+
+pub(super) const SSE: &[u8] = b"text/event-stream; charset=utf-8";
+
+/// Sends `events` as one streamed body, faulted by `k` and the first `paced` of them paced
+/// by its interval (the rest follow at once).
+pub(super) async fn stream<S: AsyncReadRent + AsyncWriteRent>(
+    s: &mut S,
+    content_type: &[u8],
+    events: &[Vec<u8>],
+    paced: usize,
+    k: &Knobs,
+    shared: &Shared,
+    buf: &mut Vec<u8>,
+) -> bool {
+    let chunked_framing = !shared.cfg.close_delimited;
+    let mut head = Vec::with_capacity(200);
+    crate::h1::write_status_line(&mut head, 200);
+    crate::h1::write_header(&mut head, b"content-type", content_type);
+    crate::h1::write_header(&mut head, b"cache-control", b"no-cache");
+    crate::h1::write_header(&mut head, b"x-request-id", b"mock-upstream-id");
+    if chunked_framing {
+        crate::h1::write_header(&mut head, b"transfer-encoding", b"chunked");
+    } else {
+        crate::h1::write_header(&mut head, b"connection", b"close");
+    }
+    head.extend_from_slice(b"\r\n");
+    if s.write_all(head).await.0.is_err() {
+        return false;
+    }
+    for (i, ev) in events.iter().enumerate() {
+        if k.cut_after == Some(i) {
+            return false; // close without the terminating chunk
+        }
+        if k.hold_after == Some(i) {
+            if !hold(s, shared, buf).await {
+                shared.note(MockEvent::PeerClosedWhileHeld);
+                return false;
+            }
+        } else if i > 0 && i < paced && !k.interval.is_zero() {
+            monoio::time::sleep(k.interval).await;
+        }
+        let mut out = Vec::with_capacity(ev.len() + 16);
+        if chunked_framing {
+            chunked::write_chunk(&mut out, ev);
+        } else {
+            out.extend_from_slice(ev);
+        }
+        if s.write_all(out).await.0.is_err() {
+            shared.note(MockEvent::StreamAborted);
+            return false;
+        }
+    }
+    if k.hold_after == Some(events.len()) && !hold(s, shared, buf).await {
+        shared.note(MockEvent::PeerClosedWhileHeld);
+        return false;
+    }
+    if chunked_framing {
+        s.write_all(chunked::LAST_CHUNK).await.0.is_ok()
+    } else {
+        false
+    }
+}
+
+/// Waits for the gate; `false` when the peer closed the connection meanwhile.
+pub(super) async fn hold<S: AsyncReadRent>(s: &mut S, shared: &Shared, buf: &mut Vec<u8>) -> bool {
+    wait_unless_peer_closes(s, buf, Duration::MAX, Some(&shared.gate)).await
+}
+
+/// Waits `d` (or until `gate` opens); `false` as soon as the peer closes the connection.
+pub(super) async fn wait_unless_peer_closes<S: AsyncReadRent>(
+    s: &mut S,
+    buf: &mut Vec<u8>,
+    d: Duration,
+    gate: Option<&AtomicBool>,
+) -> bool {
+    let start = std::time::Instant::now();
+    loop {
+        if gate.is_some_and(|g| g.load(Ordering::SeqCst)) || start.elapsed() >= d {
+            return true;
+        }
+        let step = Duration::from_millis(2).min(d.saturating_sub(start.elapsed()));
+        match monoio::time::timeout(step, crate::server::read_into(s, buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return false,
+            Ok(Ok(_)) | Err(_) => {}
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! The OpenAI chat-completions format of the mock: reading a request, and writing whole
+//! answers, stream chunks and the usage chunk (`stream_options.include_usage`, or not, as
+//! `x-mock-usage` says).
+
+use simd_json::prelude::*;
+
+use super::ask::{Ask, TOOL_ARG_PARTS, TOOL_ARGS, TOOL_TOKENS, UsageStyle, words};
+use super::now_secs;
+use crate::json;
+
+pub(super) fn parse_ask(body: &[u8]) -> Result<Ask, String> {
+    let mut copy = body.to_vec();
+    let v = simd_json::to_owned_value(&mut copy).map_err(|e| format!("invalid JSON: {e}"))?;
+    let model = v
+        .get("model")
+        .and_then(|m| m.as_str())
+        .ok_or("missing model")?
+        .to_string();
+    let stream = v.get("stream").and_then(|s| s.as_bool()).unwrap_or(false);
+    let include_usage = v
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(|u| u.as_bool())
+        .unwrap_or(false);
+    let messages = v.get("messages").and_then(|m| m.as_array());
+    let last_is_tool = messages
+        .and_then(|m| m.last())
+        .and_then(|m| m.get("role"))
+        .and_then(|r| r.as_str())
+        == Some("tool");
+    let tool = if last_is_tool {
+        None
+    } else {
+        v.get("tools")
+            .and_then(|t| t.as_array())
+            .and_then(|t| t.first())
+            .and_then(|t| t.get("function"))
+            .and_then(|f| f.get("name"))
+            .and_then(|n| n.as_str())
+            .map(str::to_string)
+    };
+    let last_user = messages
+        .and_then(|m| {
+            m.iter()
+                .filter(|m| m.get("role").and_then(|r| r.as_str()) == Some("user"))
+                .last()
+        })
+        .and_then(|m| m.get("content"))
+        .and_then(|c| c.as_str())
+        .unwrap_or("")
+        .chars()
+        .take(200)
+        .collect();
+    Ok(Ask {
+        model,
+        stream,
+        include_usage,
+        tool,
+        last_user,
+        prompt_tokens: Ask::estimate_prompt(body),
+        ..Ask::default()
+    })
+}
+
+pub(super) fn completion_json(ask: &Ask, id: u64, n: usize) -> Vec<u8> {
+    let mut b = Vec::with_capacity(512);
+    b.extend_from_slice(b"{\"id\":\"chatcmpl-mock-");
+    json::write_u64(&mut b, id);
+    b.extend_from_slice(b"\",\"object\":\"chat.completion\",\"created\":");
+    json::write_u64(&mut b, now_secs());
+    b.extend_from_slice(b",\"model\":");
+    json::write_str(&mut b, &ask.model);
+    b.extend_from_slice(b",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",");
+    let completion_tokens = match &ask.tool {
+        Some(tool) => {
+            b.extend_from_slice(b"\"content\":null,\"tool_calls\":[{\"id\":\"call_mock_1\",\"type\":\"function\",\"function\":{\"name\":");
+            json::write_str(&mut b, tool);
+            b.extend_from_slice(b",\"arguments\":");
+            json::write_str(&mut b, TOOL_ARGS);
+            b.extend_from_slice(b"}}]},\"logprobs\":null,\"finish_reason\":\"tool_calls\"}]");
+            TOOL_TOKENS
+        }
+        None => {
+            let text: String = words(ask, n).concat();
+            b.extend_from_slice(b"\"content\":");
+            json::write_str(&mut b, text.trim_end());
+            b.extend_from_slice(b"},\"logprobs\":null,\"finish_reason\":\"stop\"}]");
+            n as u64
+        }
+    };
+    if ask.usage != UsageStyle::None {
+        write_usage(&mut b, ask, completion_tokens);
+    }
+    b.push(b'}');
+    b
+}
+
+pub(super) fn write_usage(b: &mut Vec<u8>, ask: &Ask, completion: u64) {
+    let prompt = ask.prompt_tokens;
+    b.extend_from_slice(b",\"usage\":{\"prompt_tokens\":");
+    json::write_u64(b, prompt);
+    b.extend_from_slice(b",\"completion_tokens\":");
+    json::write_u64(b, completion);
+    b.extend_from_slice(b",\"total_tokens\":");
+    json::write_u64(b, prompt.saturating_add(completion));
+    if let Some(cached) = ask.cached {
+        b.extend_from_slice(b",\"prompt_tokens_details\":{\"cached_tokens\":");
+        json::write_u64(b, cached);
+        b.push(b'}');
+    }
+    b.push(b'}');
+}
+
+pub(super) fn chunk_event(
+    ask: &Ask,
+    id: u64,
+    created: u64,
+    choices: &[u8],
+    usage: Option<u64>,
+) -> Vec<u8> {
+    let mut b = Vec::with_capacity(256);
+    b.extend_from_slice(b"data: {\"id\":\"chatcmpl-mock-");
+    json::write_u64(&mut b, id);
+    b.extend_from_slice(b"\",\"object\":\"chat.completion.chunk\",\"created\":");
+    json::write_u64(&mut b, created);
+    b.extend_from_slice(b",\"model\":");
+    json::write_str(&mut b, &ask.model);
+    b.extend_from_slice(b",\"choices\":");
+    if ask.usage == UsageStyle::Spaced && choices == b"[]" {
+        b.extend_from_slice(b" [ ] ");
+    } else {
+        b.extend_from_slice(choices);
+    }
+    if let Some(completion) = usage {
+        write_usage(&mut b, ask, completion);
+    }
+    b.extend_from_slice(b"}\n\n");
+    b
+}
+
+pub(super) fn stream_events(ask: &Ask, id: u64, n: usize) -> Vec<Vec<u8>> {
+    let created = now_secs();
+    let mut ev = Vec::new();
+    ev.push(chunk_event(
+        ask,
+        id,
+        created,
+        br#"[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]"#,
+        None,
+    ));
+    let finish: &[u8];
+    let completion;
+    match &ask.tool {
+        Some(tool) => {
+            let mut c = br#"[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_mock_1","type":"function","function":{"name":"#.to_vec();
+            json::write_str(&mut c, tool);
+            c.extend_from_slice(br#","arguments":""}}]},"logprobs":null,"finish_reason":null}]"#);
+            ev.push(chunk_event(ask, id, created, &c, None));
+            for part in TOOL_ARG_PARTS {
+                let mut c =
+                    br#"[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"#
+                        .to_vec();
+                json::write_str(&mut c, part);
+                c.extend_from_slice(br#"}}]},"logprobs":null,"finish_reason":null}]"#);
+                ev.push(chunk_event(ask, id, created, &c, None));
+            }
+            finish = br#"[{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}]"#;
+            completion = TOOL_TOKENS;
+        }
+        None => {
+            for w in words(ask, n) {
+                let mut c = br#"[{"index":0,"delta":{"content":"#.to_vec();
+                json::write_str(&mut c, &w);
+                c.extend_from_slice(br#"},"logprobs":null,"finish_reason":null}]"#);
+                ev.push(chunk_event(ask, id, created, &c, None));
+            }
+            finish = br#"[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]"#;
+            completion = n as u64;
+        }
+    }
+    ev.push(chunk_event(ask, id, created, finish, None));
+    if ask.include_usage {
+        ev.push(chunk_event(ask, id, created, b"[]", Some(completion)));
+    }
+    ev.push(b"data: [DONE]\n\n".to_vec());
+    ev
+}
