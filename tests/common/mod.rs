@@ -54,7 +54,25 @@ pub fn gateway(driver: &str, toml: &str) -> Gateway {
     let text = test_config(driver, toml);
     let cfg = Config::parse(&text, &|_: &str| None)
         .unwrap_or_else(|e| panic!("test config is valid: {e}\n{text}"));
-    bootstrap::start(cfg).expect("gateway starts")
+    let gw = bootstrap::start(cfg).expect("gateway starts");
+    if driver != "legacy" && uring_available() {
+        let chosen = &gw.board().driver;
+        assert_eq!(
+            chosen.driver,
+            smart_ai_router::worker::runtime::Driver::IoUring,
+            "the io_uring leg fell back to epoll on a kernel that has io_uring: {}",
+            chosen.reason
+        );
+    }
+    gw
+}
+
+/// Whether this kernel lets the test process set up an io_uring (and nothing forces the
+/// legacy driver): then the `uring` leg of a test must really run on io_uring.
+pub fn uring_available() -> bool {
+    let forced = std::env::var("MONOIO_FORCE_LEGACY_DRIVER")
+        .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"));
+    !forced && io_uring::IoUring::new(8).is_ok() && monoio::utils::detect_uring()
 }
 
 /// The full text [`gateway`] starts from.
