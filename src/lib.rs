@@ -47,6 +47,7 @@ pub mod channel;
 pub mod cli;
 pub mod clock;
 pub mod cluster;
+pub mod cmd;
 pub mod config;
 pub mod control;
 pub mod error;

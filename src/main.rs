@@ -175,7 +175,7 @@ fn health(cli: &cli::Cli) -> ExitCode {
 }
 
 fn route(cli: &cli::Cli, args: &cli::RouteArgs) -> ExitCode {
-    use smart_ai_router::{api, control, routing, snapshot};
+    use smart_ai_router::{control, snapshot};
     let cfg = match config_path(cli) {
         Some(path) => Config::load_file(&path, &ProcessEnv),
         None => match Config::from_environment(&ProcessEnv) {
@@ -224,7 +224,13 @@ fn route(cli: &cli::Cli, args: &cli::RouteArgs) -> ExitCode {
             }
         }
     }
-    let snap = snapshot::Snapshot::build(&cfg, 1, &resolved, &tls, 1, 1);
+    // The discovery cache and the admin overrides the gateway would start from (read only:
+    // nothing is created or written).
+    let store = control::store::Store::read_only(cfg.state_dir.clone());
+    let discovered = store.load_discovery(&cfg);
+    let overrides = store.load_overrides();
+    let snap =
+        snapshot::Snapshot::build_with(&cfg, 1, &resolved, &tls, 1, 1, &discovered, &overrides);
     let mut needs = smart_ai_router::expr::Caps::NONE;
     for n in &args.needs {
         match smart_ai_router::expr::Caps::parse(n) {
@@ -235,79 +241,22 @@ fn route(cli: &cli::Cli, args: &cli::RouteArgs) -> ExitCode {
             }
         }
     }
-    let options = smart_ai_router::strategy::Options::default();
-    let ask = routing::Ask {
-        model: &args.expr,
+    let ask = smart_ai_router::cmd::route::Query {
+        expr: &args.expr,
         needs,
-        prompt_tokens: 1000,
-        max_tokens: None,
-        stream: false,
         strategy: args.strategy.as_deref(),
-        options: &options,
-        allowed: None,
+        json: args.json,
     };
-    let arena = bumpalo::Bump::new();
-    let now = std::time::Instant::now();
-    let mut local = routing::Local::default();
-    let ranking = match routing::rank(&snap, &mut local, &ask, now, &arena, true) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {}", e.into_error().message);
-            return ExitCode::from(1);
+    match smart_ai_router::cmd::route::render(&snap, &ask) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
         }
-    };
-    if args.json {
-        println!(
-            "{}",
-            String::from_utf8_lossy(&api::route::render(&snap, &args.expr, &ranking, now))
-        );
-        return ExitCode::SUCCESS;
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
     }
-    println!(
-        "route `{}` · strategy {} · {} candidate(s), {} filtered out (estimate: 1000 prompt tokens)",
-        args.expr,
-        ranking.strategy,
-        ranking.candidates.len(),
-        ranking.rejected.len()
-    );
-    if !ranking.candidates.is_empty() {
-        println!(
-            "  {:>2}  {:<16} {:<40} {:>4} {:>6}   cost  speed qual  rel   ctx   par  free local",
-            "#", "channel", "model", "prio", "score"
-        );
-    }
-    for (i, c) in ranking.candidates.iter().enumerate() {
-        let e = &snap.catalog.entries[c.entry as usize];
-        let ch = &snap.channels[e.channel as usize];
-        let s = &c.scores;
-        println!(
-            "  {:>2}  {:<16} {:<40} {:>4} {:>6.3}  {:.2}  {:.2}  {:.2}  {:.2}  {:.2}  {:.2}  {:.0}    {:.0}",
-            i + 1,
-            ch.id,
-            e.model,
-            ch.priority,
-            c.score,
-            s.cost,
-            s.speed,
-            s.quality,
-            s.reliability,
-            s.context,
-            s.parameters,
-            s.free,
-            s.local
-        );
-    }
-    for r in ranking.rejected.iter() {
-        let e = &snap.catalog.entries[r.entry as usize];
-        let ch = &snap.channels[e.channel as usize];
-        println!(
-            "  filtered: {}/{} — {}",
-            ch.id,
-            e.model,
-            r.reason.describe(now)
-        );
-    }
-    ExitCode::SUCCESS
 }
 
 /// `import FILE [-o OUT]`: the TOML goes to OUT or stdout, the report to stderr. Exit 0 even

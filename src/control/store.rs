@@ -47,6 +47,11 @@ pub struct Store {
 }
 
 impl Store {
+    /// `dir` for reading only (the offline `route` command): nothing is created or written.
+    pub fn read_only(dir: Option<PathBuf>) -> Store {
+        Store { dir, writes: None }
+    }
+
     /// Opens `dir` (creating it); `None` or an unusable directory means nothing persists.
     pub fn open(dir: Option<PathBuf>) -> Store {
         let Some(dir) = dir else {

@@ -534,16 +534,32 @@ pub fn rank<'b>(
             );
         } else if let Some(q) = filters {
             // Say how many models each tag has, so the empty intersection is visible.
-            let counts: Vec<String> = q
+            let counts: Vec<(&str, usize)> = q
                 .pos
                 .iter()
-                .map(|t| {
-                    let n = cat.tag(t).map_or(0, |id| cat.posting(id).count());
-                    format!("`{}` has {n}", short(t))
-                })
+                .map(|t| (*t, cat.tag(t).map_or(0, |id| cat.posting(id).count())))
                 .collect();
-            if !counts.is_empty() {
-                let _ = write!(msg, ": {}, but no model has all of them", counts.join(", "));
+            let said: Vec<String> = counts
+                .iter()
+                .map(|(t, n)| format!("`{}` has {n}", short(t)))
+                .collect();
+            match counts.as_slice() {
+                [] => {}
+                [(t, 0)] => {
+                    let _ = write!(msg, ": no model has the tag `{}`", short(t));
+                }
+                [(_, n)] => {
+                    let _ = write!(
+                        msg,
+                        ": its {n} model(s) are all excluded by the query's other terms"
+                    );
+                }
+                _ if counts.iter().any(|(_, n)| *n == 0) => {
+                    let _ = write!(msg, ": {}", said.join(", "));
+                }
+                _ => {
+                    let _ = write!(msg, ": {}, but no model has all of them", said.join(", "));
+                }
             }
         }
         msg.push('.');

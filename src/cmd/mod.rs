@@ -1,0 +1,4 @@
+//! The command line's work beyond running the gateway: each subcommand's logic as a library
+//! function the thin binary (`main.rs`) calls, so it can be tested without a process.
+
+pub mod route;
