@@ -7,7 +7,7 @@
 //! success. Runs from the command line only, never in the gateway.
 #![allow(clippy::disallowed_methods)] // CLI-side: file I/O is the point
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -138,12 +138,11 @@ fn take_directory_owner(file: &Path, dir: &Path) {
     }
 }
 
-/// A new random key: `sk-sar-` and 48 hex digits (192 bits from the kernel's CSPRNG).
+/// A new random key: `sk-sar-` and 48 hex digits (192 bits from the operating system's
+/// CSPRNG, through `getrandom`).
 fn generate() -> Result<String, String> {
     let mut bytes = [0u8; 24];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+    getrandom::getrandom(&mut bytes).map_err(|e| format!("no randomness from the OS: {e}"))?;
     let mut key = String::from("sk-sar-");
     for b in bytes {
         key.push_str(&format!("{b:02x}"));
