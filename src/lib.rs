@@ -57,6 +57,7 @@ pub mod keys;
 pub mod limits;
 pub mod live;
 pub mod logging;
+pub mod metrics;
 pub mod mock;
 pub mod notify;
 pub mod presets;

@@ -88,14 +88,12 @@ fn code_of(text: &str) -> String {
         }
         let opens = code.matches('{').count() as i32;
         let closes = code.matches('}').count() as i32;
-        if pending_test && skip_depth.is_none() {
-            if opens > 0 || code.ends_with(';') {
-                if code.ends_with(';') && opens == 0 {
-                    pending_test = false;
-                    continue;
-                }
-                skip_depth = Some(depth);
+        if pending_test && skip_depth.is_none() && (opens > 0 || code.ends_with(';')) {
+            if code.ends_with(';') && opens == 0 {
+                pending_test = false;
+                continue;
             }
+            skip_depth = Some(depth);
         }
         depth += opens - closes;
         if let Some(d) = skip_depth {

@@ -483,241 +483,122 @@ fn allowed(parts: &[&str]) -> &'static str {
     }
 }
 
-/// `GET /metrics`: request metrics from usage records, then the control thread's own state.
+/// `GET /metrics`: request metrics from usage records, the workers' gauges, then the control
+/// thread's own state.
 fn render_metrics(ctl: &Ctl) -> String {
-    use super::metrics::{escape, header};
-    use std::fmt::Write as _;
+    use crate::metrics::text::{Kind, Text};
     let st = ctl.st.borrow();
-    let mut out = String::with_capacity(16 * 1024);
-    st.metrics.render(&mut out, &st.cfg.pricing.currency);
-    header(
-        &mut out,
-        "smart_router_build_info",
-        "gauge",
+    let mut text = Text::with_capacity(16 * 1024);
+    st.metrics.render(&mut text, &st.cfg.pricing.currency);
+    let name = "smart_router_build_info";
+    text.family(
+        name,
+        Kind::Gauge,
         "Always 1: the version and the I/O driver in use.",
     );
-    let _ = writeln!(
-        out,
-        "smart_router_build_info{{version=\"{}\",driver=\"{}\"}} 1",
-        crate::VERSION,
-        ctl.board.driver.driver.as_str()
-    );
-    header(
-        &mut out,
-        "smart_router_snapshot_epoch",
-        "gauge",
+    let labels = [
+        ("version", &crate::VERSION as &dyn std::fmt::Display),
+        ("driver", &ctl.board.driver.driver.as_str()),
+    ];
+    text.sample(name, &labels, 1);
+    let name = "smart_router_snapshot_epoch";
+    text.family(
+        name,
+        Kind::Gauge,
         "Snapshot epoch each worker routes by (worker=\"control\": the latest published).",
     );
-    let _ = writeln!(
-        out,
-        "smart_router_snapshot_epoch{{worker=\"control\"}} {}",
-        st.current.epoch
-    );
+    text.sample(name, &[("worker", &"control")], st.current.epoch);
     for (i, e) in ctl.board.epochs().iter().enumerate() {
-        let _ = writeln!(out, "smart_router_snapshot_epoch{{worker=\"{i}\"}} {e}");
+        text.sample(name, &[("worker", &i)], e);
     }
-    let gauges = &ctl.board.gauges;
-    for (name, kind, help, pick) in [
-        (
-            "smart_router_worker_connections",
-            "gauge",
-            "Open client connections per worker (as of its last tick).",
-            0,
-        ),
-        (
-            "smart_router_worker_in_flight",
-            "gauge",
-            "Requests being handled per worker.",
-            1,
-        ),
-        (
-            "smart_router_worker_streams",
-            "gauge",
-            "SSE streams being relayed per worker.",
-            2,
-        ),
-        (
-            "smart_router_worker_requests_total",
-            "counter",
-            "Requests handled per worker since start.",
-            3,
-        ),
-        (
-            "smart_router_worker_buffered_bytes",
-            "gauge",
-            "Bytes of request and response bodies a worker holds (bounded by server.max_buffered).",
-            4,
-        ),
-        (
-            "smart_router_worker_overloaded_total",
-            "counter",
-            "Requests a worker answered 503 overloaded because server.max_buffered was reached.",
-            5,
-        ),
-    ] {
-        header(&mut out, name, kind, help);
-        for (i, g) in gauges.iter().enumerate() {
-            let v = [
-                &g.connections,
-                &g.in_flight,
-                &g.streams,
-                &g.requests,
-                &g.buffered,
-                &g.overloaded,
-            ][pick]
-                .load(std::sync::atomic::Ordering::Relaxed);
-            let _ = writeln!(out, "{name}{{worker=\"{i}\"}} {v}");
-        }
-    }
-    header(
-        &mut out,
-        "smart_router_worker_loop_lag_seconds",
-        "gauge",
-        "How late each worker's tick timer fired (event-loop lag); `max` since start.",
-    );
-    for (i, g) in gauges.iter().enumerate() {
-        let now_us = g.loop_lag_us.load(std::sync::atomic::Ordering::Relaxed);
-        let max_us = g.loop_lag_max_us.load(std::sync::atomic::Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "smart_router_worker_loop_lag_seconds{{worker=\"{i}\",stat=\"last\"}} {}",
-            now_us as f64 / 1e6
-        );
-        let _ = writeln!(
-            out,
-            "smart_router_worker_loop_lag_seconds{{worker=\"{i}\",stat=\"max\"}} {}",
-            max_us as f64 / 1e6
-        );
-    }
-    header(
-        &mut out,
-        "smart_router_stream_event_gap_seconds",
-        "histogram",
-        "Time between consecutive event batches relayed to a streaming client (every worker).",
-    );
-    let mut counts = [0u64; crate::worker::LATENCY_BUCKETS.len() + 1];
-    let mut gap_sum = 0.0;
-    for g in gauges.iter() {
-        let (c, s) = g.gaps();
-        for (a, b) in counts.iter_mut().zip(c) {
-            *a += b;
-        }
-        gap_sum += s;
-    }
-    super::metrics::Histogram::from_parts(counts, gap_sum).render(
-        &mut out,
-        "smart_router_stream_event_gap_seconds",
-        "",
-    );
-    header(
-        &mut out,
-        "smart_router_channel_up",
-        "gauge",
-        "1 when the channel takes traffic (enabled, not cooling down, daily quota left).",
-    );
+    crate::metrics::render_workers(&mut text, &ctl.board.gauges);
     let now = Instant::now();
     let live = st.merger.view();
-    let mut cooling = String::new();
+    let up = "smart_router_channel_up";
+    text.family(
+        up,
+        Kind::Gauge,
+        "1 when the channel takes traffic (enabled, not cooling down, daily quota left).",
+    );
+    let mut cooling = Vec::new();
     for (i, ch) in st.current.channels.iter().enumerate() {
         let health = live.channels.get(i).copied().unwrap_or_default();
         let state = health.state(now);
-        let up = ch.enabled
+        let taking = ch.enabled
             && !matches!(state, HealthState::Cooling(_))
             && !st.current.quota.channel_spent(i);
-        let labels = format!(
-            "channel=\"{}\",provider=\"{}\"",
-            escape(&ch.id),
-            escape(&ch.provider)
+        text.sample(
+            up,
+            &[("channel", &ch.id), ("provider", &ch.provider)],
+            u8::from(taking),
         );
-        let _ = writeln!(out, "smart_router_channel_up{{{labels}}} {}", u8::from(up));
         let left = match state {
             HealthState::Cooling(until) => until.saturating_duration_since(now).as_secs_f64(),
             _ => 0.0,
         };
-        let _ = writeln!(
-            cooling,
-            "smart_router_channel_cooldown_seconds{{{labels},reason=\"{}\"}} {left}",
-            health.why.as_str()
-        );
+        cooling.push((i, health.why.as_str(), left));
     }
-    header(
-        &mut out,
-        "smart_router_channel_cooldown_seconds",
-        "gauge",
+    let name = "smart_router_channel_cooldown_seconds";
+    text.family(
+        name,
+        Kind::Gauge,
         "Seconds left of the channel's cooldown (0 when none), with the reason of the last change.",
     );
-    out.push_str(&cooling);
-    header(
-        &mut out,
-        "smart_router_daily_cost",
-        "gauge",
+    for (i, why, left) in cooling {
+        let ch = &st.current.channels[i];
+        let labels = [
+            ("channel", &ch.id as &dyn std::fmt::Display),
+            ("provider", &ch.provider),
+            ("reason", &why),
+        ];
+        text.sample(name, &labels, left);
+    }
+    let name = "smart_router_daily_cost";
+    text.family(
+        name,
+        Kind::Gauge,
         "Spend so far this UTC day, in the configured currency (resets at 00:00 UTC).",
     );
-    let _ = writeln!(
-        out,
-        "smart_router_daily_cost{{currency=\"{}\"}} {}",
-        escape(&st.cfg.pricing.currency),
-        st.ledger.cost
+    text.sample(
+        name,
+        &[("currency", &st.cfg.pricing.currency)],
+        st.ledger.cost,
     );
-    header(
-        &mut out,
-        "smart_router_budget_exhausted",
-        "gauge",
+    let name = "smart_router_budget_exhausted";
+    text.family(
+        name,
+        Kind::Gauge,
         "1 when the global [pricing] daily_budget is spent (requests answer 429).",
     );
-    let _ = writeln!(
-        out,
-        "smart_router_budget_exhausted {}",
-        u8::from(st.current.quota.global.is_some())
-    );
+    text.sample(name, &[], u8::from(st.current.quota.global.is_some()));
     if let Some(f) = &*ctl.cluster.borrow() {
-        header(
-            &mut out,
-            "smart_router_cluster_connected",
-            "gauge",
+        let name = "smart_router_cluster_connected";
+        text.family(
+            name,
+            Kind::Gauge,
             "1 while the last sync round with the fleet's Redis succeeded; 0: serving on local state.",
         );
-        let _ = writeln!(
-            out,
-            "smart_router_cluster_connected {}",
-            u8::from(f.connected)
-        );
-        header(
-            &mut out,
-            "smart_router_cluster_instances",
-            "gauge",
+        text.sample(name, &[], u8::from(f.connected));
+        let name = "smart_router_cluster_instances";
+        text.family(
+            name,
+            Kind::Gauge,
             "Live instances of the fleet (heartbeat within 60 s), this one included, as of the last round.",
         );
-        let _ = writeln!(out, "smart_router_cluster_instances {}", f.instances.len());
-        header(
-            &mut out,
-            "smart_router_cluster_rounds_total",
-            "counter",
-            "Sync rounds with Redis, by result.",
-        );
-        let _ = writeln!(
-            out,
-            "smart_router_cluster_rounds_total{{result=\"ok\"}} {}",
-            f.rounds.0
-        );
-        let _ = writeln!(
-            out,
-            "smart_router_cluster_rounds_total{{result=\"failed\"}} {}",
-            f.rounds.1
-        );
-        header(
-            &mut out,
-            "smart_router_cluster_round_seconds",
-            "gauge",
+        text.sample(name, &[], f.instances.len());
+        let name = "smart_router_cluster_rounds_total";
+        text.family(name, Kind::Counter, "Sync rounds with Redis, by result.");
+        text.sample(name, &[("result", &"ok")], f.rounds.0);
+        text.sample(name, &[("result", &"failed")], f.rounds.1);
+        let name = "smart_router_cluster_round_seconds";
+        text.family(
+            name,
+            Kind::Gauge,
             "Round-trip time of the last successful sync round.",
         );
-        let _ = writeln!(
-            out,
-            "smart_router_cluster_round_seconds {}",
-            f.last_rtt.map_or(0.0, |d| d.as_secs_f64())
-        );
+        text.sample(name, &[], f.last_rtt.map_or(0.0, |d| d.as_secs_f64()));
     }
-    out
+    text.finish()
 }
 
 /// Longest range `/admin/usage` reads (days of files).

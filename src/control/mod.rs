@@ -280,7 +280,7 @@ pub struct State {
     /// The UTC day (days since the epoch) old usage files were last pruned on.
     pub pruned_day: u64,
     /// Request metrics merged from usage records (`GET /metrics`).
-    pub metrics: metrics::Metrics,
+    pub(crate) metrics: metrics::Metrics,
 }
 
 /// The control thread's shared context (single-threaded: `Rc` + `RefCell`).
