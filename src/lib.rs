@@ -54,6 +54,7 @@ pub mod h1;
 pub mod import;
 pub mod json;
 pub mod keys;
+pub mod ledger;
 pub mod limits;
 pub mod live;
 pub mod logging;

@@ -41,7 +41,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use crate::config::{ClusterConfig, Config};
-use crate::control::ledger::{self, Judge, Ledger};
+use crate::ledger::{self, Judge, Ledger};
 use crate::limits::{ShareBoard, TRACKED_KEYS, channel_slot, key_slot};
 use crate::live::Merger;
 use crate::routing::health::Health;

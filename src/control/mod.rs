@@ -21,7 +21,6 @@ pub mod admin;
 pub mod dns;
 pub mod fetch;
 pub mod http;
-pub mod ledger;
 pub mod metrics;
 pub mod reload;
 pub mod store;
@@ -36,6 +35,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 
 use crate::catalog::DiscoveryMap;
 use crate::config::{Config, Scheme};
+use crate::ledger;
 use crate::live::{Live, Merger, Report};
 use crate::snapshot::{Overrides, Resolved, Snapshot, TlsConfigs};
 use crate::upstream::Pool;

@@ -6,8 +6,13 @@
 //! Invariants: counters belong to one UTC day and reset when a record or the clock reaches the
 //! next; a record from an earlier day (in flight at midnight) counts for nothing; counters are
 //! keyed by channel id, so a reload that reorders channels keeps them.
+//! Pure: no I/O, no threads; the counters' JSON goes to and from the state dir through
+//! `control`'s store. Whether a counter is spent is asked of a [`Judge`]: [`Alone`] for a lone
+//! gateway, `cluster::Fleet` in a fleet — which is why the ledger sits below both `cluster`
+//! and `control` (the pure core layer), and names neither.
 //! Not here: writing the usage log (`control` hands lines to the store), enforcement on the
-//! data plane (`routing` reads `Snapshot::quota`, `proxy` the global budget).
+//! data plane (`routing` reads `Snapshot::quota`, `proxy` the global budget), the fleet's sums
+//! and grants (`cluster`).
 
 use std::collections::HashMap;
 
