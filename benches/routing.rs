@@ -62,9 +62,9 @@ fn bench(c: &mut Criterion) {
 
 fn control(c: &mut Criterion) {
     use smart_ai_router::catalog::discovered;
+    use smart_ai_router::channel::{Overrides, Resolved};
     use smart_ai_router::config::Config;
-    use smart_ai_router::live::Live;
-    use smart_ai_router::snapshot::{Overrides, Resolved, Snapshot};
+    use smart_ai_router::snapshot::Snapshot;
     let cfg = Config::parse(&synthetic::config_text(), &|_: &str| None).expect("valid");
     let none = Default::default();
     let old = synthetic::snapshot();
@@ -97,7 +97,7 @@ fn control(c: &mut Criterion) {
                 &Default::default(),
                 &Overrides::default(),
             );
-            s.live = std::sync::Arc::new(Live::carried_over(&old, &s));
+            s.live = std::sync::Arc::new(old.live_carried_into(&s));
             std::hint::black_box(s.live.entries.len())
         })
     });

@@ -77,7 +77,7 @@ impl Clients {
             let allowed = (!k.models.is_empty()).then(|| {
                 let mut words = vec![0u64; catalog.all().len()];
                 for e in &k.models {
-                    crate::routing::allowance(catalog, e, &mut words);
+                    crate::catalog::select::allowance(catalog, e, &mut words);
                 }
                 words.into_boxed_slice()
             });
@@ -180,7 +180,7 @@ mod tests {
         let catalog = Catalog::build(
             &cfg,
             &[],
-            crate::snapshot::Mode::Config,
+            crate::channel::Mode::Config,
             1,
             &Default::default(),
         );

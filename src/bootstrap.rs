@@ -16,9 +16,10 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::Sender;
 
+use crate::channel::Resolved;
 use crate::config::Config;
 use crate::control::{self, Loader, ReloadReport, Slot};
-use crate::snapshot::{Resolved, Snapshot};
+use crate::snapshot::Snapshot;
 use crate::worker::{self, Board, runtime};
 
 /// A running gateway.
@@ -209,7 +210,7 @@ pub fn start_with(cfg: Config, loader: Option<Loader>) -> Result<Gateway, String
         }
         return Err(e);
     }
-    if Snapshot::hosts_to_resolve(&cfg).is_empty() {
+    if crate::channel::hosts_to_resolve(&cfg).is_empty() {
         // Nothing to resolve: ready as soon as start() returns.
         board.set_resolved();
     }

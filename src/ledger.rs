@@ -18,9 +18,10 @@ use std::collections::HashMap;
 
 use simd_json::prelude::*;
 
+use crate::channel::Channel;
 use crate::config::Config;
 use crate::json::Writer;
-use crate::snapshot::{Channel, Quota};
+use crate::snapshot::Quota;
 use crate::usage::Record;
 
 const DAY_MS: u64 = 86_400_000;

@@ -43,6 +43,7 @@ pub mod api;
 pub mod auth;
 pub mod bootstrap;
 pub mod catalog;
+pub mod channel;
 pub mod cli;
 pub mod clock;
 pub mod cluster;

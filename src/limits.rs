@@ -266,7 +266,7 @@ pub struct Limiter {
     board: Arc<ShareBoard>,
     clients: Option<Arc<Clients>>,
     keys: Vec<Option<KeyBuckets>>,
-    channel_set: Option<Arc<[crate::snapshot::Channel]>>,
+    channel_set: Option<Arc<[crate::channel::Channel]>>,
     channels: Vec<Option<KeyBuckets>>,
     last_tick: Option<Instant>,
 }
@@ -372,7 +372,7 @@ impl Limiter {
     }
 
     /// Follows a new channel set: a channel that kept its id and limits keeps its buckets.
-    pub fn sync_channels(&mut self, channels: &Arc<[crate::snapshot::Channel]>, now: Instant) {
+    pub fn sync_channels(&mut self, channels: &Arc<[crate::channel::Channel]>, now: Instant) {
         if self
             .channel_set
             .as_ref()

@@ -206,8 +206,8 @@ fn route(cli: &cli::Cli, args: &cli::RouteArgs) -> ExitCode {
         }
     };
     // Resolve host names the way the control thread would, waiting at most 3 s.
-    let mut resolved = snapshot::Resolved::new();
-    let hosts = snapshot::Snapshot::hosts_to_resolve(&cfg);
+    let mut resolved = smart_ai_router::channel::Resolved::new();
+    let hosts = smart_ai_router::channel::hosts_to_resolve(&cfg);
     if !hosts.is_empty() {
         let resolver = control::dns::Resolver::start();
         resolver.resolve(hosts.clone(), cfg.server.hosts_file.clone());

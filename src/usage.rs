@@ -17,11 +17,15 @@ use std::sync::Arc;
 use simd_json::prelude::*;
 
 use crate::catalog::Catalog;
+use crate::channel::Channel;
 use crate::clock::write_rfc3339_ms;
 use crate::json;
 use crate::server::response::RequestId;
-use crate::snapshot::Channel;
 use crate::tokens::Usage;
+
+/// What a worker sends the control thread about a request: its health outcome and its usage
+/// record.
+pub type Report = crate::live::Report<Record>;
 
 /// Which channel and model a record is about.
 #[derive(Debug, Clone)]

@@ -210,7 +210,7 @@ pub(crate) fn judge_head<'s>(
 /// (`None` when some is allowed, or when nothing matches: routing then says 404).
 fn outside_allowance(snap: &Snapshot, model: &str, allowed: &[u64]) -> Option<Error> {
     let mut matched = vec![0u64; allowed.len()];
-    crate::routing::allowance(&snap.catalog, model, &mut matched);
+    crate::catalog::select::allowance(&snap.catalog, model, &mut matched);
     let any = matched.iter().any(|w| *w != 0);
     let reachable = matched.iter().zip(allowed).any(|(m, a)| m & a != 0);
     (any && !reachable).then(|| {

@@ -15,16 +15,17 @@
 //! Not here: ranking (`routing`), live health (`live`).
 
 pub mod discovered;
+pub mod select;
 pub mod specs;
 pub mod tags;
 
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::channel::{Channel, Mode};
 use crate::config::{Config, GroupConfig, ModelInfo, Price, PricingConfig};
 use crate::expr::Caps;
 use crate::json;
-use crate::snapshot::{Channel, Mode};
 pub use discovered::{Discovered, DiscoveryMap};
 use tags::{Bitset, Interner, TagId};
 
@@ -544,7 +545,8 @@ impl Entry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{Overrides, Snapshot};
+    use crate::channel::Overrides;
+    use crate::snapshot::Snapshot;
     use std::sync::Arc;
 
     const CFG: &str = r#"

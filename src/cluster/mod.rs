@@ -44,7 +44,7 @@ use crate::config::{ClusterConfig, Config};
 use crate::ledger::{self, Judge, Ledger};
 use crate::limits::{ShareBoard, TRACKED_KEYS, channel_slot, key_slot};
 use crate::live::Merger;
-use crate::routing::health::Health;
+use crate::live::health::Health;
 use crate::snapshot::Snapshot;
 use crate::usage::{Record, Totals};
 

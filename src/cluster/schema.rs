@@ -22,7 +22,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::routing::health::{Health, Why};
+use crate::live::health::{Health, Why};
 
 /// Longest silence after which an instance no longer counts as live.
 pub const LIVE_FOR_MS: u64 = 60_000;

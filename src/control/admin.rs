@@ -27,7 +27,7 @@ use super::{Ctl, Fetch, State};
 use crate::error::{Error, Kind};
 use crate::h1::head::{Body, RequestHead};
 use crate::json::Writer;
-use crate::routing::health::{Health, State as HealthState};
+use crate::live::health::{Health, State as HealthState};
 
 /// Concurrent admin connections; when all are taken, the oldest unauthenticated one makes room.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -902,7 +902,7 @@ fn priority(body: &[u8]) -> Result<i32, Error> {
 fn set_override(
     ctl: &Rc<Ctl>,
     id: &str,
-    change: impl FnOnce(&mut crate::snapshot::ChannelOverride),
+    change: impl FnOnce(&mut crate::channel::ChannelOverride),
 ) -> Result<Writer, Error> {
     let mut st = ctl.st.borrow_mut();
     let st = &mut *st;

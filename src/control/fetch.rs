@@ -33,7 +33,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::http::{self, GetError};
 use super::{Ctl, Fetch, State, jittered};
 use crate::catalog::discovered;
-use crate::routing::health::{Outcome, State as HealthState, Why};
+use crate::live::health::{Outcome, State as HealthState, Why};
 use crate::snapshot::Snapshot;
 
 /// Which kind of round.

@@ -7,8 +7,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::channel::Channel;
 use crate::h1::head::ResponseHead;
-use crate::snapshot::Channel;
 use crate::upstream::body::read_body;
 use crate::upstream::{Conn, Pool};
 

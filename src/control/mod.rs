@@ -34,12 +34,14 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 
 use crate::catalog::DiscoveryMap;
+use crate::channel::tls::ClientTls;
+use crate::channel::{Overrides, Resolved, TlsConfigs};
 use crate::config::{Config, Scheme};
 use crate::ledger;
-use crate::live::{Live, Merger, Report};
-use crate::snapshot::{Overrides, Resolved, Snapshot, TlsConfigs};
+use crate::live::Merger;
+use crate::snapshot::Snapshot;
 use crate::upstream::Pool;
-use crate::upstream::tls::ClientTls;
+use crate::usage::Report;
 use crate::worker::runtime::Chosen;
 use crate::worker::{Board, Command};
 
@@ -342,7 +344,7 @@ impl Ctl {
             .prune_usage(crate::clock::now_ms(), cfg.usage.retain_days);
         let state = State {
             merger: Merger::new(live, owners, cfg.routing.cooldown),
-            hosts: Snapshot::hosts_to_resolve(&cfg),
+            hosts: crate::channel::hosts_to_resolve(&cfg),
             dns_failed: std::collections::HashSet::new(),
             current: setup.first,
             workers: setup.workers,
@@ -458,7 +460,7 @@ impl Ctl {
             &st.discovered,
             &st.overrides,
         );
-        let live = Live::carried_over(&merged, &next);
+        let live = merged.live_carried_into(&next);
         next.live = Arc::new(live.clone());
         next.quota = Arc::new(self.quota(st, &next.channels));
         st.merger = Merger::new(live, owners(&next), st.cfg.routing.cooldown);
@@ -482,7 +484,7 @@ impl Ctl {
     }
 
     /// Which quotas are spent: by this instance's counters alone, or as the fleet sees them.
-    fn quota(&self, st: &State, channels: &[crate::snapshot::Channel]) -> crate::snapshot::Quota {
+    fn quota(&self, st: &State, channels: &[crate::channel::Channel]) -> crate::snapshot::Quota {
         match &*self.cluster.borrow() {
             Some(fleet) => st.ledger.quota(&st.cfg, channels, fleet),
             None => st.ledger.quota(&st.cfg, channels, &ledger::Alone),

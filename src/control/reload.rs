@@ -16,7 +16,6 @@ use std::time::{Duration, Instant, SystemTime};
 use super::{Ctl, LastReload, POLL, build_tls};
 use crate::catalog::DiscoveryMap;
 use crate::config::Config;
-use crate::snapshot::Snapshot;
 
 /// Re-reads the config (the file, or the environment) with any command-line overrides.
 pub type Loader = Box<dyn Fn() -> Result<Config, Vec<String>> + Send>;
@@ -116,7 +115,7 @@ async fn apply(ctl: &Rc<Ctl>) -> Result<ReloadReport, Vec<String>> {
 
     // New host names resolve before the snapshot that needs them is published, so no request
     // meets a channel without addresses.
-    let hosts = Snapshot::hosts_to_resolve(&new);
+    let hosts = crate::channel::hosts_to_resolve(&new);
     let missing: Vec<(String, u16)> = {
         let st = ctl.st.borrow();
         hosts

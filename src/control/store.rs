@@ -22,9 +22,9 @@ use crossbeam_channel::{Receiver, Sender};
 use simd_json::prelude::*;
 
 use crate::catalog::discovered::{self, Discovered, DiscoveryMap};
+use crate::channel::{ChannelOverride, Overrides};
 use crate::config::Config;
 use crate::json;
-use crate::snapshot::{ChannelOverride, Overrides};
 
 /// Work for the writer thread.
 #[derive(Debug)]

@@ -26,15 +26,16 @@ use std::time::{Duration, Instant};
 use arrayvec::{ArrayString, ArrayVec};
 
 use crate::api::chat::{Edit, Features};
+use crate::channel::Channel;
 use crate::error::{Error, Kind};
 use crate::h1::head::ResponseHead;
 use crate::json;
+use crate::live::health::Outcome;
 use crate::providers::{Family, anthropic, gemini};
 use crate::routing;
-use crate::routing::health::Outcome;
 use crate::server::response::ClientGuard;
 use crate::server::{Exchange, Request, Responder};
-use crate::snapshot::{Channel, Snapshot};
+use crate::snapshot::Snapshot;
 use crate::tokens::Usage;
 use crate::upstream::{Conn, ConnectError};
 use crate::worker::{SnapshotRef, Worker};

@@ -11,13 +11,13 @@
 
 use std::time::{Duration, Instant};
 
+use crate::channel::Channel;
 use crate::error::{Error, Kind};
 use crate::h1::chunked::Decoder;
 use crate::h1::head::{Body, ResponseHead};
 use crate::h1::sse;
 use crate::server::Responder;
 use crate::server::response::ClientGuard;
-use crate::snapshot::Channel;
 use crate::upstream::Conn;
 use crate::upstream::body::{BodyAt, BodyError, read_body_at, read_timed};
 use crate::worker::Worker;

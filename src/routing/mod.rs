@@ -15,22 +15,21 @@
 //! a `bumpalo` arena reset per request; ranking never touches the heap (proved by a
 //! counting-allocator test) and never does I/O or logging.
 
-pub mod health;
-
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use bumpalo::Bump;
 use bumpalo::collections::Vec as BVec;
 
-use crate::catalog::{Catalog, Entry};
+use crate::catalog::Entry;
+use crate::catalog::select::{match_query, reachable_tags, size_ok};
 use crate::error::{Error, Kind};
 use crate::expr::Caps;
-use crate::expr::{self, Dim, Expr, Query};
+use crate::expr::{self, Expr};
+use crate::live::health::{Health, Outcome, State, Why};
 use crate::live::{Live, apply_outcome};
 use crate::snapshot::Snapshot;
 use crate::strategy::{self as score, Options, SubScores, Weights};
-use health::{Health, Outcome, State, Why};
 
 /// Output tokens assumed when a request sets no `max_tokens` (for cost estimates).
 pub const DEFAULT_OUTPUT_TOKENS: u32 = 256;
@@ -493,7 +492,7 @@ pub fn rank<'b>(
     let mut rejected = BVec::new_in(arena);
     let live = &*snap.live;
     let verdicts = arena.alloc_slice_fill_copy(snap.channels.len(), None::<Result<bool, Reason>>);
-    tags_for_each(words, |i| {
+    crate::catalog::tags::for_each_bit(words, |i| {
         let e = &cat.entries[i];
         if let Some(q) = filters
             && !size_ok(e, q)
@@ -623,142 +622,12 @@ pub fn rank<'b>(
     })
 }
 
-/// Adds to `words` (a bitset over `cat`'s entries) every entry the expression `expr` matches:
-/// an id or alias, a tag, a `tag:` query with its size filters, or an `auto:` group's query.
-/// How a client key's `models` allowance becomes the set routing intersects with. An
-/// expression that does not parse or matches nothing adds nothing (config validation reports
-/// the former; the latter may match once discovery finds the model).
-pub fn allowance(cat: &Catalog, expr: &str, words: &mut [u64]) {
-    let Ok(parsed) = expr::parse(expr) else {
-        return;
-    };
-    let group_query;
-    let resolved = match parsed {
-        Expr::Group(name) => {
-            let Some(g) = cat.group(name) else { return };
-            group_query = g.query.clone();
-            match expr::parse(&group_query) {
-                Ok(Expr::Group(_)) | Err(_) => return,
-                Ok(e) => e,
-            }
-        }
-        e => e,
-    };
-    match resolved {
-        Expr::Name(name) => {
-            if let Some(ids) = cat.lookup(name) {
-                for &i in ids {
-                    if let Some(w) = words.get_mut(i as usize / 64) {
-                        *w |= 1 << (i % 64);
-                    }
-                }
-            } else if let Some(t) = cat.tag(name) {
-                for (w, p) in words.iter_mut().zip(cat.posting(t).words()) {
-                    *w |= p;
-                }
-            }
-        }
-        Expr::Query(q) => {
-            let mut found = vec![0u64; words.len()];
-            if match_query(cat, &q, &mut found, None).is_ok() {
-                tags_for_each(&found, |i| {
-                    if size_ok(&cat.entries[i], &q) {
-                        words[i / 64] |= 1 << (i % 64);
-                    }
-                });
-            }
-        }
-        Expr::Group(_) => {}
-    }
-}
-
-fn tags_for_each(words: &[u64], f: impl FnMut(usize)) {
-    crate::catalog::tags::for_each_bit(words, f);
-}
-
 fn weights_for(snap: &Snapshot, name: &str) -> Option<Weights> {
     score::builtin(name).or_else(|| {
         snap.strategies
             .iter()
             .find(|s| s.name == name)
             .map(|s| s.weights)
-    })
-}
-
-/// ANDs the query's positive tags (most selective first) and removes negatives.
-/// A tag the catalog lacks is an error naming the closest tag a key limited to `allowed` may
-/// reach.
-fn match_query(
-    cat: &Catalog,
-    q: &Query<'_>,
-    words: &mut [u64],
-    allowed: Option<&[u64]>,
-) -> Result<(), String> {
-    let mut pos: arrayvec::ArrayVec<(u32, u32), { expr::MAX_TERMS }> = arrayvec::ArrayVec::new();
-    for t in &q.pos {
-        match cat.tag(t) {
-            Some(id) => pos.push((cat.posting(id).count() as u32, id)),
-            None => return Err(unknown_tag(cat, t, allowed)),
-        }
-    }
-    pos.sort_unstable();
-    match pos.first() {
-        Some(&(_, id)) => words.copy_from_slice(cat.posting(id).words()),
-        None => words.copy_from_slice(cat.all()),
-    }
-    for &(_, id) in pos.iter().skip(1) {
-        for (w, p) in words.iter_mut().zip(cat.posting(id).words()) {
-            *w &= p;
-        }
-    }
-    for t in &q.neg {
-        if let Some(id) = cat.tag(t) {
-            for (w, p) in words.iter_mut().zip(cat.posting(id).words()) {
-                *w &= !p;
-            }
-        }
-    }
-    for prefix in &q.prefixes {
-        let mut any = false;
-        for (wi, w) in words.iter_mut().enumerate() {
-            let mut bits = *w;
-            while bits != 0 {
-                let b = bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                let e = &cat.entries[wi * 64 + b];
-                if has_prefix(&e.model, prefix) {
-                    any = true;
-                } else {
-                    *w &= !(1 << b);
-                }
-            }
-        }
-        if !any {
-            return Err(format!(
-                "No model id starts with `{}` (the part before `->`/`-<`).",
-                short(prefix)
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// True when `id`, or its part after the last `/`, starts with `prefix` (ASCII case folded).
-fn has_prefix(id: &str, prefix: &str) -> bool {
-    let starts = |s: &str| {
-        s.len() >= prefix.len()
-            && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
-    };
-    starts(id) || id.rsplit_once('/').is_some_and(|(_, tail)| starts(tail))
-}
-
-fn size_ok(e: &Entry, q: &Query<'_>) -> bool {
-    q.filters.iter().all(|f| {
-        let value = match f.dim {
-            Dim::Params => u64::from(e.params_m),
-            Dim::Context => u64::from(e.context),
-        };
-        value != 0 && f.cmp.holds(value, f.value)
     })
 }
 
@@ -929,34 +798,6 @@ fn not_found_name(snap: &Snapshot, name: &str, allowed: Option<&[u64]>) -> Strin
     msg
 }
 
-/// The tags of entries a key limited to `allowed` may use (every tag for `None`): suggestions
-/// never name what lies outside a key's allowance.
-fn reachable_tags<'c>(cat: &'c Catalog, allowed: Option<&[u64]>) -> Vec<&'c str> {
-    cat.tag_names()
-        .filter(|t| {
-            let Some(allowed) = allowed else {
-                return true;
-            };
-            cat.tag(t).is_some_and(|id| {
-                cat.posting(id)
-                    .words()
-                    .iter()
-                    .zip(allowed)
-                    .any(|(p, a)| p & a != 0)
-            })
-        })
-        .collect()
-}
-
-fn unknown_tag(cat: &Catalog, tag: &str, allowed: Option<&[u64]>) -> String {
-    let tags = reachable_tags(cat, allowed);
-    let mut msg = format!("No model has the tag `{}`.", short(tag));
-    if let Some(close) = crate::config::closest(&tag.to_ascii_lowercase(), &tags) {
-        let _ = write!(msg, " Closest tag: `{close}`.");
-    }
-    msg
-}
-
 fn unusable(snap: &Snapshot, model: &str, rejected: &[Rejected], now: Instant) -> String {
     let mut msg = format!(
         "No channel can serve `{}` right now: {} candidate{}: ",
@@ -982,8 +823,9 @@ fn unusable(snap: &Snapshot, model: &str, rejected: &[Rejected], now: Instant) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::channel::Resolved;
     use crate::config::Config;
-    use crate::snapshot::{Resolved, Snapshot};
+    use crate::snapshot::Snapshot;
     use std::sync::Arc;
 
     const CFG: &str = r#"

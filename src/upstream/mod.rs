@@ -25,7 +25,7 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
-use crate::snapshot::Endpoint;
+use crate::channel::Endpoint;
 
 /// A connected upstream stream, plain or TLS.
 #[derive(Debug)]
@@ -301,7 +301,7 @@ async fn open(ep: &Endpoint, addr: SocketAddr) -> Result<Conn, ConnectError> {
     };
     let _ = tcp.set_nodelay(true);
     if let Some(t) = &ep.tunnel {
-        t.establish(&mut tcp).await.map_err(|e| match e {
+        tunnel::establish(t, &mut tcp).await.map_err(|e| match e {
             tunnel::TunnelError::Broken(m) => ConnectError::ProxyIo(m),
             tunnel::TunnelError::Refused(m) => ConnectError::Proxy(m),
         })?;
@@ -309,7 +309,7 @@ async fn open(ep: &Endpoint, addr: SocketAddr) -> Result<Conn, ConnectError> {
     let fd = tcp.as_raw_fd();
     let stream = match &ep.tls {
         None => Stream::Plain(tcp),
-        Some(t) => Stream::Tls(Box::new(t.handshake(tcp).await.map_err(|e| {
+        Some(t) => Stream::Tls(Box::new(tls::handshake(t, tcp).await.map_err(|e| {
             if e.kind() == io::ErrorKind::InvalidData {
                 ConnectError::Tls(e)
             } else {

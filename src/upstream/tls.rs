@@ -1,114 +1,29 @@
-//! TLS to upstreams with rustls (ring backend): webpki roots plus optional extra PEM roots per
-//! provider, SNI, certificate verification always on, ALPN `http/1.1`.
+//! TLS handshakes to upstreams with rustls (through monoio-rustls), using the settings a
+//! channel carries ([`crate::channel::tls::TlsTarget`]).
 //!
-//! Invariants: the crate's TLS surface is [`ClientTls`]/[`TlsTarget`] and [`handshake`], so
-//! monoio-rustls can be replaced without touching the proxy. Handshakes are cancel-safe (no
-//! `unsafe_io`), so they can sit under a timeout.
-//! Not here: reading the CA file on a worker (the control thread builds [`ClientTls`]).
-
-use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+//! Invariants: handshakes are cancel-safe (no `unsafe_io`), so they can sit under a timeout;
+//! the crate's TLS surface is [`handshake`], so monoio-rustls can be replaced without touching
+//! the proxy. Not here: building client configs or reading CA files (`channel::tls`, on the
+//! control thread).
 
 use monoio::net::TcpStream;
-use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+
+use crate::channel::tls::TlsTarget;
 
 /// A TLS client stream over TCP.
 pub type TlsStream = monoio_rustls::ClientTlsStream<TcpStream>;
 
-/// One provider's TLS client settings, with an identity that keys connection pools (two
-/// providers with different trust roots never share a connection).
-#[derive(Clone)]
-pub struct ClientTls {
-    config: Arc<rustls::ClientConfig>,
-    id: u64,
-}
-
-impl fmt::Debug for ClientTls {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientTls").field("id", &self.id).finish()
-    }
-}
-
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-impl ClientTls {
-    /// Web PKI roots plus the certificates in `extra_pem` (a PEM bundle), if any.
-    pub fn new(extra_pem: Option<&[u8]>) -> Result<ClientTls, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        if let Some(pem) = extra_pem {
-            let mut added = 0;
-            for cert in CertificateDer::pem_slice_iter(pem) {
-                let cert = cert.map_err(|e| format!("bad PEM: {e}"))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("unusable CA certificate: {e}"))?;
-                added += 1;
+/// Runs the TLS handshake for `target` over a connected socket. Cancel-safe: dropping the
+/// future drops the socket.
+pub async fn handshake(target: &TlsTarget, tcp: TcpStream) -> std::io::Result<TlsStream> {
+    let connector = monoio_rustls::TlsConnector::from(target.tls.config.clone());
+    connector
+        .connect(target.server_name.clone(), tcp)
+        .await
+        .map_err(|e| match e {
+            monoio_rustls::TlsError::Io(io) => io,
+            monoio_rustls::TlsError::Rustls(e) => {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("TLS: {e}"))
             }
-            if added == 0 {
-                return Err("no certificate found in the PEM file".into());
-            }
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(ClientTls {
-            config: Arc::new(config),
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         })
-    }
-
-    /// The target for one host name (SNI and verification name).
-    pub fn for_host(&self, host: &str) -> TlsTarget {
-        let server_name = ServerName::try_from(host.to_string()).unwrap_or_else(|_| {
-            ServerName::try_from("invalid.invalid".to_string()).expect("valid")
-        });
-        TlsTarget {
-            tls: self.clone(),
-            server_name,
-        }
-    }
-}
-
-/// TLS settings for one upstream host.
-#[derive(Clone)]
-pub struct TlsTarget {
-    tls: ClientTls,
-    server_name: ServerName<'static>,
-}
-
-impl fmt::Debug for TlsTarget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TlsTarget")
-            .field("server_name", &self.server_name)
-            .field("id", &self.tls.id)
-            .finish()
-    }
-}
-
-impl TlsTarget {
-    /// Pool identity of the trust settings.
-    pub fn identity(&self) -> u64 {
-        self.tls.id
-    }
-
-    /// Runs the TLS handshake over a connected socket. Cancel-safe: dropping the future drops
-    /// the socket.
-    pub async fn handshake(&self, tcp: TcpStream) -> std::io::Result<TlsStream> {
-        let connector = monoio_rustls::TlsConnector::from(self.tls.config.clone());
-        connector
-            .connect(self.server_name.clone(), tcp)
-            .await
-            .map_err(|e| match e {
-                monoio_rustls::TlsError::Io(io) => io,
-                monoio_rustls::TlsError::Rustls(e) => {
-                    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("TLS: {e}"))
-                }
-            })
-    }
 }

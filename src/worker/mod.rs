@@ -24,10 +24,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::Receiver;
 
 use crate::api::JsonScratch;
-use crate::live::Report;
 use crate::metrics::{Gauges, LocalHistogram};
 use crate::snapshot::Snapshot;
 use crate::upstream::Pool;
+use crate::usage::Report;
 use runtime::Chosen;
 
 /// A worker's handle on the current snapshot. The extra `Rc` layer is deliberate: cloning it
@@ -321,7 +321,7 @@ impl Worker {
         &self,
         snap: &Snapshot,
         entry: u32,
-        outcome: Option<crate::routing::health::Outcome>,
+        outcome: Option<crate::live::health::Outcome>,
         started: Instant,
         latency_ms: Option<f32>,
         ttft_ms: Option<f32>,
@@ -350,10 +350,7 @@ impl Worker {
             ttft_ms,
             usage: None,
         };
-        let urgent = !matches!(
-            outcome,
-            None | Some(crate::routing::health::Outcome::Success)
-        );
+        let urgent = !matches!(outcome, None | Some(crate::live::health::Outcome::Success));
         self.pending.borrow_mut().push(report);
         // A failure changes health: other workers must learn it within a tick, so it goes
         // now (with everything queued before it, keeping order); the rest waits for the tick.

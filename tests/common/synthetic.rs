@@ -5,8 +5,9 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+use smart_ai_router::channel::Resolved;
 use smart_ai_router::config::Config;
-use smart_ai_router::snapshot::{Resolved, Snapshot};
+use smart_ai_router::snapshot::Snapshot;
 
 /// Channels in the synthetic deployment.
 pub const CHANNELS: usize = 40;

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::CooldownPolicy;
-use crate::routing::health::{Health, Outcome};
+pub mod health;
+
+use health::{Health, Outcome};
 
 /// Smoothing of latency and TTFT averages (weight of the newest sample).
 pub const LATENCY_ALPHA: f32 = 0.2;
@@ -67,9 +69,10 @@ impl Live {
     }
 }
 
-/// One attempt's outcome, from a worker.
+/// One attempt's outcome, from a worker, with the payload `U` the worker sends along (the
+/// request's usage record: `usage::Report`; live state never looks at it).
 #[derive(Debug, Clone)]
-pub struct Report {
+pub struct Report<U> {
     /// Catalog generation of the indices.
     pub generation: u64,
     /// Channel index.
@@ -90,7 +93,7 @@ pub struct Report {
     pub ttft_ms: Option<f32>,
     /// The request's usage record (on usage-only reports: generation 0, no outcome). Taken
     /// by the control thread before the generation check, so a rebuild never loses one.
-    pub usage: Option<Box<crate::usage::Record>>,
+    pub usage: Option<Box<U>>,
 }
 
 /// Applies one outcome to a channel and entry health pair (the transition both workers and the
@@ -144,7 +147,7 @@ impl Merger {
     }
 
     /// Merges one report.
-    pub fn apply(&mut self, r: &Report) {
+    pub fn apply<U>(&mut self, r: &Report<U>) {
         if r.generation != self.live.generation {
             return;
         }
@@ -212,7 +215,7 @@ impl Merger {
         started: Instant,
         at: Instant,
     ) {
-        use crate::routing::health::Why;
+        use health::Why;
         let Some(ch) = self.live.channels.get_mut(channel) else {
             return;
         };
@@ -304,50 +307,6 @@ impl Merger {
     }
 }
 
-impl Live {
-    /// Fresh live state for `new`, keeping what `old` knew about the same channels (by id) and
-    /// the same (channel, model) pairs: a reload or a discovery refresh must not forget a
-    /// cooldown or the latency averages.
-    pub fn carried_over(old: &crate::snapshot::Snapshot, new: &crate::snapshot::Snapshot) -> Live {
-        let mut live = Live::new(
-            new.catalog.generation,
-            new.channels.len(),
-            new.catalog.entries.len(),
-        );
-        let old_channel: std::collections::HashMap<&str, usize> = old
-            .channels
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (&*c.id, i))
-            .collect();
-        for (i, c) in new.channels.iter().enumerate() {
-            // A new key is a fresh start: its predecessor's 401 says nothing about it.
-            if let Some(&j) = old_channel.get(&*c.id)
-                && old.channels[j].key_fingerprint == c.key_fingerprint
-                && let Some(h) = old.live.channels.get(j)
-            {
-                live.channels[i] = *h;
-            }
-        }
-        let old_entry: std::collections::HashMap<(&str, &str), usize> = old
-            .catalog
-            .entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| ((&*old.channels[e.channel as usize].id, &*e.model), i))
-            .collect();
-        for (i, e) in new.catalog.entries.iter().enumerate() {
-            let key = (&*new.channels[e.channel as usize].id, &*e.model);
-            if let Some(&j) = old_entry.get(&key)
-                && let Some(x) = old.live.entries.get(j)
-            {
-                live.entries[i] = *x;
-            }
-        }
-        live
-    }
-}
-
 fn ewma(old: f32, sample: f32) -> f32 {
     if old.is_nan() {
         sample
@@ -370,7 +329,7 @@ mod tests {
         }
     }
 
-    fn report(outcome: Option<Outcome>, latency: Option<f32>) -> Report {
+    fn report(outcome: Option<Outcome>, latency: Option<f32>) -> Report<()> {
         Report {
             generation: 1,
             channel: 0,
@@ -387,7 +346,7 @@ mod tests {
 
     #[test]
     fn a_model_list_never_ends_a_quota_cooldown_nor_masks_a_key_rejection() {
-        use crate::routing::health::Why;
+        use health::Why;
         let t0 = Instant::now();
         let mut m = Merger::new(Live::new(1, 2, 0), Box::new([]), policy());
         // channel 0 out of credit, channel 1 out on 401
