@@ -58,7 +58,7 @@ use health::Synced;
 use helper::{Job, Reply, Round, Writes};
 use quota::{Grant, Seen};
 use schema::{Clock, Keys};
-pub use shares::Share;
+pub(crate) use shares::Share;
 use usage::{Named, Usage};
 
 /// What the round in flight carried, to settle when its reply comes.
@@ -79,10 +79,9 @@ struct Sent {
 
 /// The control thread's view of the fleet.
 #[derive(Debug)]
-pub struct Fleet {
-    /// Settings.
-    pub cfg: ClusterConfig,
-    keys: Keys,
+pub(crate) struct Fleet {
+    /// The `[cluster]` settings in force (from the config at start).
+    pub(crate) cfg: ClusterConfig,
     jobs: Sender<Job>,
     replies: Receiver<Reply>,
     sent: Option<Sent>,
@@ -94,22 +93,22 @@ pub struct Fleet {
     deadline: Duration,
     stuck: bool,
     /// The last round succeeded.
-    pub connected: bool,
+    pub(crate) connected: bool,
     down_since: Option<Instant>,
     shares_local: bool,
     /// Live instances, this one included, as of the last round.
-    pub instances: Vec<String>,
+    pub(crate) instances: Vec<String>,
     restored: bool,
     /// Rounds that succeeded and failed.
-    pub rounds: (u64, u64),
+    pub(crate) rounds: (u64, u64),
     /// Round-trip time of the last successful round.
-    pub last_rtt: Option<Duration>,
+    pub(crate) last_rtt: Option<Duration>,
     /// When the last round succeeded.
-    pub last_ok: Option<SystemTime>,
+    pub(crate) last_ok: Option<SystemTime>,
     /// The latest failure, in words (never the URL).
-    pub last_error: Option<String>,
+    pub(crate) last_error: Option<String>,
     /// Rate shares as of the last round.
-    pub shares: Vec<Share>,
+    pub(crate) shares: Vec<Share>,
     synced: Synced,
     push_all_health: bool,
     push_all_quota: bool,
@@ -128,7 +127,7 @@ pub struct Fleet {
 
 impl Fleet {
     /// Starts the helper thread; `None` (logged) when it cannot start.
-    pub fn start(cfg: &ClusterConfig) -> Option<Fleet> {
+    pub(crate) fn start(cfg: &ClusterConfig) -> Option<Fleet> {
         let (jobs, job_rx) = crossbeam_channel::unbounded();
         let (reply_tx, replies) = crossbeam_channel::unbounded();
         let keys = Keys::new(&cfg.prefix);
@@ -137,7 +136,7 @@ impl Fleet {
         let settings = helper::Settings {
             url: cfg.redis.expose().to_string(),
             instance: cfg.instance_id.clone(),
-            keys: keys.clone(),
+            keys,
             timeout,
         };
         if let Err(e) = helper::spawn(settings, job_rx, reply_tx) {
@@ -153,7 +152,6 @@ impl Fleet {
         );
         Some(Fleet {
             cfg: cfg.clone(),
-            keys,
             jobs,
             replies,
             sent: None,
@@ -193,7 +191,7 @@ impl Fleet {
     /// Called every control loop turn: settles a finished round, applies what it brought, and
     /// sends the next one when due. True when the published state must change (health adopted
     /// or quota inputs moved).
-    pub fn poll(
+    pub(crate) fn poll(
         &mut self,
         merger: &mut Merger,
         ledger: &mut Ledger,
@@ -399,18 +397,13 @@ impl Fleet {
     }
 
     /// Asks the helper for the fleet's usage totals over `days` (answered on `Receiver`).
-    pub fn usage_query(
+    pub(crate) fn usage_query(
         &self,
         days: Vec<String>,
     ) -> Option<Receiver<Result<HashMap<String, f64>, String>>> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.jobs.send(Job::Usage(days, tx)).ok()?;
         Some(rx)
-    }
-
-    /// The key schema in use.
-    pub fn keys(&self) -> &Keys {
-        &self.keys
     }
 }
 

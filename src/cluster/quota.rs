@@ -214,7 +214,7 @@ impl Fleet {
     }
 
     /// Every grant this instance asked for today: (counter, held, granted to the fleet).
-    pub fn grants(&self) -> Vec<(String, f64, f64)> {
+    pub(crate) fn grants(&self) -> Vec<(String, f64, f64)> {
         let mut out: Vec<(String, f64, f64)> = self
             .grants
             .iter()

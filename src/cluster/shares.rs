@@ -23,15 +23,15 @@ const SHARES_GRACE: Duration = Duration::from_secs(2);
 
 /// This instance's share of one fleet-wide rate, as of the last round.
 #[derive(Debug, Clone)]
-pub struct Share {
+pub(crate) struct Share {
     /// `key|<name>` or `ch|<id>`.
-    pub field: String,
+    pub(crate) field: String,
     /// This instance's demand, requests/s.
-    pub mine: f64,
+    pub(crate) mine: f64,
     /// The other instances' demand, requests/s.
-    pub theirs: f64,
+    pub(crate) theirs: f64,
     /// The share this instance runs at.
-    pub share: f64,
+    pub(crate) share: f64,
 }
 
 impl Fleet {

@@ -87,7 +87,7 @@ impl Usage {
 
 impl Fleet {
     /// Counts one usage record into today's totals.
-    pub fn count(&mut self, r: &Record) {
+    pub(crate) fn count(&mut self, r: &Record) {
         let day = r.unix_ms / 86_400_000;
         if day < self.usage.day {
             return;

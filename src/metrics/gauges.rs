@@ -12,37 +12,37 @@ use super::{Buckets, Histogram, LATENCY_BUCKETS, LocalHistogram};
 #[derive(Debug, Default)]
 pub struct Gauges {
     /// Open client connections.
-    pub connections: AtomicU64,
+    pub(crate) connections: AtomicU64,
     /// Requests being handled.
-    pub in_flight: AtomicU64,
+    pub(crate) in_flight: AtomicU64,
     /// SSE streams being relayed.
-    pub streams: AtomicU64,
+    pub(crate) streams: AtomicU64,
     /// Bytes of request and response bodies held.
-    pub buffered: AtomicU64,
+    pub(crate) buffered: AtomicU64,
     /// Requests refused 503 `overloaded` because `max_buffered` was reached.
-    pub overloaded: AtomicU64,
+    pub(crate) overloaded: AtomicU64,
     /// Requests handled since start.
-    pub requests: AtomicU64,
+    pub(crate) requests: AtomicU64,
     /// How late the tick timer fired, in microseconds: the event loop's lag (a task that
     /// holds the core delays every other).
-    pub loop_lag_us: AtomicU64,
+    pub(crate) loop_lag_us: AtomicU64,
     /// The largest lag seen since start, in microseconds.
-    pub loop_lag_max_us: AtomicU64,
+    pub(crate) loop_lag_max_us: AtomicU64,
     /// Gaps between consecutive events relayed on a stream: bucket counts (+Inf last).
-    pub gap_counts: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    pub(crate) gap_counts: [AtomicU64; LATENCY_BUCKETS.len() + 1],
     /// Sum of those gaps, microseconds.
-    pub gap_sum_us: AtomicU64,
+    pub(crate) gap_sum_us: AtomicU64,
 }
 
 impl Gauges {
     /// The stream-gap histogram as (bucket counts, sum in seconds).
-    pub fn gaps(&self) -> (Buckets, f64) {
+    pub(crate) fn gaps(&self) -> (Buckets, f64) {
         let counts = std::array::from_fn(|i| self.gap_counts[i].load(Ordering::Relaxed));
         (counts, self.gap_sum_us.load(Ordering::Relaxed) as f64 / 1e6)
     }
 
     /// Copies a worker's stream-gap histogram into the block (relaxed stores, on the tick).
-    pub fn store_gaps(&self, gaps: &LocalHistogram) {
+    pub(crate) fn store_gaps(&self, gaps: &LocalHistogram) {
         for (a, c) in self.gap_counts.iter().zip(&gaps.counts) {
             a.store(c.get(), Ordering::Relaxed);
         }

@@ -11,7 +11,8 @@
 //! Not here: what is measured and when (`worker`, `proxy`; the usage-record metrics of
 //! `control::metrics`), families that read control state (the admin API's `prometheus`),
 //! serving the text (the admin listener). This module names only leaf modules: workers record
-//! into it, so it sits below them.
+//! into it, so it sits below them. `pub` only where `worker`'s public `Board` and `Stats` show
+//! it ([`Gauges`], [`LocalHistogram`]); the rest is the crate's.
 
 mod gauges;
 pub(crate) mod text;
@@ -24,7 +25,7 @@ pub(crate) use gauges::render_workers;
 
 /// Histogram bucket upper bounds in seconds (Prometheus `le`), shared by every latency
 /// histogram the gateway exports.
-pub const LATENCY_BUCKETS: [f64; 18] = [
+pub(crate) const LATENCY_BUCKETS: [f64; 18] = [
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
     1.0, 2.5, 5.0, 10.0, 30.0,
 ];
@@ -51,7 +52,7 @@ pub struct LocalHistogram {
 
 impl LocalHistogram {
     /// Records one duration: two cell updates, no allocation.
-    pub fn observe(&self, d: Duration) {
+    pub(crate) fn observe(&self, d: Duration) {
         let i = bucket(d.as_secs_f64());
         self.counts[i].set(self.counts[i].get() + 1);
         let us = d.as_micros().min(u128::from(u64::MAX)) as u64;

@@ -39,9 +39,9 @@ use crate::h1::ReadError;
 use crate::h1::head::{Body, RequestHead};
 
 /// Concurrent admin connections; when all are taken, the oldest unauthenticated one makes room.
-pub const MAX_CONNECTIONS: usize = 64;
+pub(crate) const MAX_CONNECTIONS: usize = 64;
 /// A request head (and so its credentials) must arrive this soon after the connection opened.
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const HEAD_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_HEAD: usize = 16 * 1024;
 const MAX_BODY: usize = 64 * 1024;
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -112,7 +112,7 @@ impl Slots {
 }
 
 /// Accepts admin connections until the thread stops.
-pub async fn serve(ctl: Rc<Ctl>, listener: TcpListener) {
+pub(crate) async fn serve(ctl: Rc<Ctl>, listener: TcpListener) {
     let slots = Rc::new(Slots::default());
     loop {
         let Ok((stream, _)) = listener.accept().await else {
