@@ -7,7 +7,7 @@
 //! next; a record from an earlier day (in flight at midnight) counts for nothing; counters are
 //! keyed by channel id, so a reload that reorders channels keeps them.
 //! Pure: no I/O, no threads; the counters' JSON goes to and from the state dir through
-//! `control`'s store. Whether a counter is spent is asked of a [`Judge`]: [`Alone`] for a lone
+//! `control`'s store. Whether a counter is spent is asked of a `Judge`: `Alone` for a lone
 //! gateway, `cluster::Fleet` in a fleet — which is why the ledger sits below both `cluster`
 //! and `control` (the pure core layer), and names neither.
 //! Not here: writing the usage log (`control` hands lines to the store), enforcement on the

@@ -1,5 +1,5 @@
 //! Scale-out: several gateway instances behave as one through a shared Redis (`[cluster]`).
-//! This is the control thread's side of it ([`Fleet`]: the rounds, here); the Redis client runs
+//! This is the control thread's side of it (`Fleet`: the rounds, here); the Redis client runs
 //! on a helper thread ([`helper`]); the key schema is [`schema`]. What a round carries is kept
 //! by topic: `health` (the exchanged cooldowns), `shares` (rate shares), `quota` (grants and
 //! the fleet's sums: `Fleet` judges counters for the `ledger`), `usage` (day totals).
@@ -18,7 +18,7 @@
 //! * **daily quotas and budgets**: this instance's counters go out as absolute values; the
 //!   fleet's sums come back. Near a limit the instances spend *grants*: slices of the limit
 //!   handed out atomically by a Lua script, so together they overshoot by at most the last
-//!   request each admits (see [`Fleet::spent`]); demand seen in usage records (refused
+//!   request each admits (see `Fleet::spent`); demand seen in usage records (refused
 //!   requests included) decides who asks and who gives back.
 //! * **usage**: per-day totals per key, channel, model and provider, summed over the fleet
 //!   for `GET /admin/usage?scope=fleet`.

@@ -16,7 +16,7 @@
 //! Counters are written as each instance's absolute totals (`HSET`, never `INCRBY`): a push is
 //! idempotent, a retried or duplicated one cannot double count, and a Redis that lost its data
 //! is whole again after every instance's next push. Fleet totals are sums over the day's
-//! members, computed by [`SUM`] inside Redis.
+//! members, computed by `SUM` inside Redis.
 //!
 //! Invariants: pure functions of their arguments; no I/O. Not here: when anything is sent.
 

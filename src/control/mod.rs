@@ -1,7 +1,7 @@
 //! The control thread: owns the config and everything derived from it, and keeps the workers'
 //! snapshots true while providers change. It runs its own monoio event loop with these tasks:
 //!
-//! * the main loop (every [`POLL`]): shutdown and reload requests, worker reports merged into
+//! * the main loop (every `POLL`): shutdown and reload requests, worker reports merged into
 //!   live state (a health change publishes at once, averages within a tick), DNS answers, and
 //!   a coalesced catalog rebuild when discovery, a reload or an admin override changed it;
 //! * discovery rounds (`discovery`): every channel's model list, bounded concurrency;

@@ -1,12 +1,12 @@
 //! Metrics below the threads that record them: the latency buckets every exported histogram
 //! shares, the worker-local histogram a worker records into, the per-worker gauges block it
 //! stores once per tick ([`Gauges`], with the families rendered from it), the control thread's
-//! histogram, and the Prometheus text-format writer `GET /metrics` is rendered with ([`text`]).
+//! histogram, and the Prometheus text-format writer `GET /metrics` is rendered with (`text`).
 //!
 //! Invariants: recording never allocates, locks or blocks: a worker's [`LocalHistogram`] is
 //! plain cells only its thread touches, and [`Gauges`] are relaxed atomics a worker stores
 //! once per tick (never per request) and the control thread reads. Every histogram uses the
-//! same [`LATENCY_BUCKETS`], so per-worker counts add up bucket by bucket. Label values are
+//! same `LATENCY_BUCKETS`, so per-worker counts add up bucket by bucket. Label values are
 //! escaped by the writer, so no value can break a sample line.
 //! Not here: what is measured and when (`worker`, `proxy`; the usage-record metrics of
 //! `control::metrics`), families that read control state (the admin API's `prometheus`),
@@ -43,7 +43,7 @@ fn bucket(secs: f64) -> usize {
 }
 
 /// A worker-local histogram of durations (plain cells: only its worker touches it). The worker
-/// copies it to its [`Gauges`] on the tick ([`Gauges::store_gaps`]).
+/// copies it to its [`Gauges`] on the tick (`Gauges::store_gaps`).
 #[derive(Debug, Default)]
 pub struct LocalHistogram {
     counts: [Cell<u64>; LATENCY_BUCKETS.len() + 1],
