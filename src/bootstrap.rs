@@ -197,7 +197,10 @@ pub fn start_with(cfg: Config, loader: Option<Loader>) -> Result<Gateway, String
             core,
             reports: report_tx.clone(),
         };
-        workers.push(worker::spawn(setup, driver.clone()).map_err(|e| e.to_string())?);
+        workers.push(
+            crate::server::accept::spawn::<crate::api::Gateway>(setup, driver.clone())
+                .map_err(|e| e.to_string())?,
+        );
         slots.push(Slot {
             tx,
             rx,

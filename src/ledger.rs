@@ -360,7 +360,7 @@ mod tests {
     fn record(channel: &str, ms: u64, tokens: u64, cost: f64) -> Record {
         Record {
             unix_ms: ms,
-            request_id: crate::server::response::RequestId::parse(b"r").unwrap(),
+            request_id: crate::h1::RequestId::parse(b"r").unwrap(),
             endpoint: "chat",
             names: crate::usage::Names::Owned {
                 channel: channel.into(),

@@ -19,8 +19,8 @@ use simd_json::prelude::*;
 use crate::catalog::Catalog;
 use crate::channel::Channel;
 use crate::clock::write_rfc3339_ms;
+use crate::h1::RequestId;
 use crate::json;
-use crate::server::response::RequestId;
 use crate::tokens::Usage;
 
 /// What a worker sends the control thread about a request: its health outcome and its usage

@@ -90,12 +90,15 @@ fn code_of(text: &str) -> String {
         }
         let opens = code.matches('{').count() as i32;
         let closes = code.matches('}').count() as i32;
-        if pending_test && skip_depth.is_none() && (opens > 0 || code.ends_with(';')) {
-            if code.ends_with(';') && opens == 0 {
+        if pending_test && skip_depth.is_none() {
+            // `#[cfg(test)] use …;` is one line; a test module or item spans its braces.
+            if opens == 0 && code.ends_with(';') {
                 pending_test = false;
                 continue;
             }
-            skip_depth = Some(depth);
+            if opens > 0 {
+                skip_depth = Some(depth);
+            }
         }
         depth += opens - closes;
         if let Some(d) = skip_depth {

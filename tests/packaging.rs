@@ -127,8 +127,8 @@ fn the_starter_config_serves_demo_mode_without_keys_and_across_a_reload() {
             .expect("a notify datagram within 10 s");
         String::from_utf8_lossy(&buf[..n]).into_owned()
     };
-    let listen = format!("127.0.0.1:{}", free_port());
-    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listen = format!("127.0.0.1:{}", wildcard_port());
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", wildcard_port()).parse().unwrap();
     let mut gw = Running::start({
         let mut c = bin(&state);
         c.arg("--config")
@@ -192,7 +192,7 @@ fn the_starter_config_builds_channels_from_provider_keys() {
         stdout(&check)
     );
 
-    let port = free_port();
+    let port = wildcard_port();
     let listen = format!("127.0.0.1:{port}");
     let mut cmd = bin(&state);
     with_key(
@@ -232,7 +232,7 @@ fn the_starter_config_builds_channels_from_provider_keys() {
 #[test]
 fn the_starter_on_a_wildcard_address_wants_client_keys() {
     let state = temp_dir("pkg-wild");
-    let port = free_port();
+    let port = wildcard_port();
     let keys = state.join("keys.toml");
     let container = |c: &mut Command| {
         c.env("SMART_AI_ROUTER_CONFIG", starter())
@@ -276,7 +276,7 @@ fn the_starter_on_a_wildcard_address_wants_client_keys() {
 #[test]
 fn a_wildcard_listen_flag_needs_client_keys_as_the_config_does() {
     let state = temp_dir("pkg-flag");
-    let port = free_port();
+    let port = wildcard_port();
     let out = bin(&state)
         .args(["--listen", &format!("0.0.0.0:{port}")])
         .env("OPENAI_API_KEY", "sk-x")
@@ -297,4 +297,22 @@ fn health_fails_when_nothing_answers() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("/health"), "{}", stderr(&out));
     let _ = std::fs::remove_dir_all(&state);
+}
+
+/// A port free on the wildcard address, outside the kernel's ephemeral range: a port taken
+/// with `bind(…:0)` could be handed out again to the next `bind(…:0)` — the demo mock's, or
+/// another test's — before the gateway binds it. Each call moves on, so two calls never
+/// return the same port.
+fn wildcard_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = (std::process::id() % 8_000) as u16;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < 8_000, "a free port in 20000–27999");
+        let p = 20_000 + (base + n) % 8_000;
+        if std::net::TcpListener::bind(("0.0.0.0", p)).is_ok() {
+            return p;
+        }
+    }
 }

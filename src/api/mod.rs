@@ -19,7 +19,7 @@ use crate::h1::head::Method;
 use crate::json;
 use crate::providers::{Family, anthropic, gemini};
 use crate::proxy::Endpoint;
-use crate::server::{Exchange, Request};
+use crate::server::{Admitted, Exchange, Refusal, Request};
 use crate::snapshot::Snapshot;
 use crate::worker::{SnapshotRef, Worker};
 
@@ -131,35 +131,15 @@ fn route(path: &[u8]) -> Option<Route> {
     }
 }
 
-/// What the head alone decided: the route, and the client key that may use it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Admitted<'s> {
-    /// The route.
-    pub(crate) route: Route,
-    /// The authenticated client key (`None`: open gateway, or a route without auth).
-    pub(crate) client: Option<&'s crate::auth::Client>,
-}
-
-/// A request refused on its head, before any body byte was read or `100 Continue` sent.
-#[derive(Debug)]
-pub(crate) struct Refusal {
-    /// The error to answer.
-    pub(crate) error: Error,
-    /// The error shape (the route's family).
-    pub(crate) family: Family,
-    /// Extra headers (`www-authenticate`, `allow`).
-    pub(crate) headers: [(&'static [u8], &'static [u8]); 1],
-}
-
 /// Judges a request on its head (DESIGN §9, "auth before body"): the route and method, then
 /// the client key and — where the head names the model (Gemini paths) — the key's allowance.
 /// Runs before the body is read, so a caller without a valid key never makes the gateway
 /// buffer a byte of its body.
-pub(crate) fn judge_head<'s>(
+fn judge_head<'s>(
     snap: &'s Snapshot,
     head: &crate::h1::head::RequestHead,
     buf: &[u8],
-) -> Result<Admitted<'s>, Refusal> {
+) -> Result<Admitted<'s, Route>, Refusal> {
     let path = head.path(buf);
     let refuse = |error: Error, family, headers| {
         Err(Refusal {
@@ -172,6 +152,7 @@ pub(crate) fn judge_head<'s>(
         return Ok(Admitted {
             route: Route::Preflight,
             client: None,
+            family: Family::OpenAi,
         });
     }
     let method = || String::from_utf8_lossy(&buf[head.method_text.clone()]).into_owned();
@@ -189,6 +170,7 @@ pub(crate) fn judge_head<'s>(
         return Ok(Admitted {
             route: r,
             client: None,
+            family,
         });
     }
     let client = match authenticate(snap, head, buf, r) {
@@ -203,7 +185,11 @@ pub(crate) fn judge_head<'s>(
             return refuse(e, family, (b"", b""));
         }
     }
-    Ok(Admitted { route: r, client })
+    Ok(Admitted {
+        route: r,
+        client,
+        family,
+    })
 }
 
 /// The 403 for a model expression that matches entries, none of which `allowed` includes
@@ -235,8 +221,37 @@ fn gemini_call(path: &[u8]) -> (String, bool) {
     (crate::h1::percent_decode(model), stream)
 }
 
+/// The gateway's API as the server's [`crate::server::Handler`]: [`judge_head`] on the head,
+/// [`handle`] on the whole request.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Gateway;
+
+impl crate::server::Handler for Gateway {
+    type Route = Route;
+
+    fn judge<'s>(
+        &self,
+        snap: &'s Snapshot,
+        head: &crate::h1::head::RequestHead,
+        buf: &[u8],
+    ) -> Result<Admitted<'s, Route>, Refusal> {
+        judge_head(snap, head, buf)
+    }
+
+    async fn handle(
+        &self,
+        worker: &Rc<Worker>,
+        snap: &SnapshotRef,
+        req: &Request<'_>,
+        route: Route,
+        ex: &mut Exchange<'_>,
+    ) {
+        handle(worker, snap, req, route, ex).await
+    }
+}
+
 /// Answers one request that [`judge_head`] admitted (`req.client` is its key).
-pub(crate) async fn handle(
+async fn handle(
     worker: &Rc<Worker>,
     snap: &SnapshotRef,
     req: &Request<'_>,
@@ -381,17 +396,13 @@ async fn openai(
                 f.needs = crate::expr::Caps::EMBEDDING;
                 f.stream = false;
             }
-            crate::proxy::forward(
-                worker,
-                snap,
-                req,
-                req.body,
-                &f,
-                Family::OpenAi,
+            let call = crate::proxy::Call {
+                body: req.body,
+                features: &f,
+                client: Family::OpenAi,
                 endpoint,
-                ex,
-            )
-            .await
+            };
+            crate::proxy::forward(worker, snap, req, call, ex).await
         }
         Err(e) => ex.out.send_error(&e).await,
     }
@@ -412,7 +423,13 @@ async fn translated(
     };
     match features {
         Ok(f) => {
-            crate::proxy::forward(worker, snap, req, body, &f, family, Endpoint::Chat, ex).await
+            let call = crate::proxy::Call {
+                body,
+                features: &f,
+                client: family,
+                endpoint: Endpoint::Chat,
+            };
+            crate::proxy::forward(worker, snap, req, call, ex).await
         }
         Err(e) => ex.out.send_error(&e).await,
     }

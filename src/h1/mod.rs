@@ -149,6 +149,59 @@ pub fn http_date(unix_secs: u64) -> [u8; 29] {
     out
 }
 
+/// The request id echoed in `x-request-id`: the client's when it is sane, else generated.
+#[derive(Clone, Copy)]
+pub struct RequestId {
+    buf: [u8; 128],
+    len: u8,
+}
+
+impl std::fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl RequestId {
+    /// A generated id: `req_` and 24 hex digits.
+    pub fn generated(hex: &[u8; 24]) -> RequestId {
+        let mut id = RequestId {
+            buf: [0; 128],
+            len: 28,
+        };
+        id.buf[..4].copy_from_slice(b"req_");
+        id.buf[4..28].copy_from_slice(hex);
+        id
+    }
+
+    /// `v` as an id if it is 1–128 characters of `[A-Za-z0-9._:-]`.
+    pub fn parse(v: &[u8]) -> Option<RequestId> {
+        let ok = !v.is_empty()
+            && v.len() <= 128
+            && v.iter()
+                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+        if !ok {
+            return None;
+        }
+        let mut id = RequestId {
+            buf: [0; 128],
+            len: v.len() as u8,
+        };
+        id.buf[..v.len()].copy_from_slice(v);
+        Some(id)
+    }
+
+    /// The id bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len as usize]
+    }
+
+    /// The id as text (always ASCII).
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+}
+
 /// Parses a `Retry-After` value: delay seconds, or an IMF-fixdate compared with `now_unix`.
 pub fn parse_retry_after(value: &[u8], now_unix: u64) -> Option<std::time::Duration> {
     let v = std::str::from_utf8(value).ok()?.trim();

@@ -90,6 +90,90 @@ impl Outcome {
     }
 }
 
+/// What happened to an attempt, as health sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// No usable response: a connect error, a reset, a timeout, a malformed head or body, or a
+    /// stream that broke off.
+    Broken,
+    /// An upstream status that moved the request on; `names_model` when its body names the
+    /// model asked for (a 404 about the model, not the path).
+    Status {
+        /// The status.
+        status: u16,
+        /// Its `Retry-After`, if any.
+        retry_after: Option<Duration>,
+        /// The body names the upstream model.
+        names_model: bool,
+    },
+    /// An answer relayed to the client, with the reset of a provider quota it said is spent
+    /// (`x-ratelimit-remaining-*: 0`).
+    Answered {
+        /// The status.
+        status: u16,
+        /// When the spent quota resets.
+        quota_reset: Option<Duration>,
+    },
+    /// The client left: says nothing about the upstream.
+    ClientGone,
+}
+
+/// What an [`Event`] does: the outcome applied to health (its scope is
+/// [`Outcome::is_per_model`]), and whether the request skips the channel's other models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    /// The health outcome, if any.
+    pub outcome: Option<Outcome>,
+    /// The channel failed as a whole: the request skips its other models.
+    pub whole_channel: bool,
+}
+
+/// The one decision of what an attempt's event means for health (DESIGN §6; the table above).
+pub fn verdict(e: Event) -> Verdict {
+    match e {
+        Event::Broken => Verdict {
+            outcome: Some(Outcome::Transient),
+            whole_channel: true,
+        },
+        // Only a 404 that names the model takes that model out; any other 404 (a wrong
+        // chat_path, say) is the channel failing — yet the request still tries the channel's
+        // other models (a 404 never skips them).
+        Event::Status {
+            status: 404,
+            names_model: false,
+            ..
+        } => Verdict {
+            outcome: Some(Outcome::Transient),
+            whole_channel: false,
+        },
+        Event::Status {
+            status,
+            retry_after,
+            ..
+        } => Verdict {
+            outcome: Outcome::of_status(status, retry_after),
+            whole_channel: status != 404,
+        },
+        // An answer that says the provider's quota is spent takes the channel out until the
+        // reset it names, as a 429 with Retry-After would.
+        Event::Answered {
+            quota_reset: Some(reset),
+            ..
+        } => Verdict {
+            outcome: Some(Outcome::RateLimited(Some(reset))),
+            whole_channel: false,
+        },
+        Event::Answered { status, .. } => Verdict {
+            outcome: Outcome::of_status(status, None),
+            whole_channel: false,
+        },
+        Event::ClientGone => Verdict {
+            outcome: None,
+            whole_channel: false,
+        },
+    }
+}
+
 /// A cooldown state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Health {
@@ -288,5 +372,52 @@ mod tests {
         assert!(Outcome::of_status(404, None).unwrap().is_per_model());
         assert_eq!(Outcome::of_status(400, None), None);
         assert_eq!(Outcome::of_status(529, None), Some(Outcome::Transient));
+    }
+
+    #[test]
+    fn verdicts_follow_the_design_table() {
+        let status = |status, names_model| {
+            verdict(Event::Status {
+                status,
+                retry_after: None,
+                names_model,
+            })
+        };
+        assert_eq!(
+            status(404, true),
+            Verdict {
+                outcome: Some(Outcome::ModelMissing),
+                whole_channel: false
+            }
+        );
+        assert_eq!(
+            status(404, false),
+            Verdict {
+                outcome: Some(Outcome::Transient),
+                whole_channel: false
+            }
+        );
+        assert_eq!(status(503, true).outcome, Some(Outcome::Transient));
+        assert!(status(503, true).whole_channel);
+        assert_eq!(status(401, false).outcome, Some(Outcome::Auth));
+        let reset = Duration::from_secs(6);
+        assert_eq!(
+            verdict(Event::Answered {
+                status: 200,
+                quota_reset: Some(reset)
+            })
+            .outcome,
+            Some(Outcome::RateLimited(Some(reset)))
+        );
+        assert_eq!(
+            verdict(Event::Answered {
+                status: 400,
+                quota_reset: None
+            })
+            .outcome,
+            None
+        );
+        assert_eq!(verdict(Event::ClientGone).outcome, None);
+        assert!(verdict(Event::Broken).whole_channel);
     }
 }

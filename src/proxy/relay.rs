@@ -11,7 +11,6 @@
 
 use std::time::{Duration, Instant};
 
-use crate::channel::Channel;
 use crate::error::{Error, Kind};
 use crate::h1::chunked::Decoder;
 use crate::h1::head::{Body, ResponseHead};
@@ -22,8 +21,10 @@ use crate::upstream::Conn;
 use crate::upstream::body::{BodyAt, BodyError, read_body_at, read_timed};
 use crate::worker::Worker;
 
+use super::MAX_RESPONSE_BODY;
+use super::failure::{Cause, Stage, UpstreamError};
+use super::session::Info;
 use super::transcode::Transcode;
-use super::{Info, MAX_RESPONSE_BODY};
 
 /// Whole answers at least this large are written from the buffer they were read into.
 const LARGE_BODY: usize = 64 * 1024;
@@ -67,7 +68,7 @@ fn write_forwarded_headers(buf: &[u8], head: &ResponseHead, out: &mut Responder<
 }
 
 /// How relaying ended, for the channel's health and for failover.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(super) enum Outcome {
     /// The whole answer reached the client (or the client stopped reading it).
     Complete,
@@ -76,23 +77,13 @@ pub(super) enum Outcome {
     /// The client left before the end; says nothing about the upstream.
     ClientGone,
     /// The upstream failed before anything reached the client: fail over.
-    FailedUnsent(Unsent),
+    FailedUnsent(UpstreamError),
 }
 
-/// Why an answer failed before anything was sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Unsent {
-    /// The upstream went silent.
-    Timeout,
-    /// The body or stream broke off or was malformed.
-    Broken(String),
-}
-
-/// Relays the answering attempt's response, translated by `tc` into the client's family.
-#[allow(clippy::too_many_arguments)]
+/// Relays the answering attempt's response (on `info.channel`), translated by `tc` into the
+/// client's family.
 pub(super) async fn respond(
     worker: &Worker,
-    ch: &Channel,
     mut conn: Conn,
     head: ResponseHead,
     info: &Info<'_>,
@@ -100,10 +91,11 @@ pub(super) async fn respond(
     guard: &mut ClientGuard<'_, '_>,
     tc: &mut Transcode,
 ) -> Outcome {
-    let deadline = info.started + ch.timeouts.total;
+    let ch = info.channel;
     if head.event_stream && (200..300).contains(&head.status) {
-        return relay_sse(worker, ch, conn, head, info, out, guard, deadline, tc).await;
+        return relay_sse(worker, conn, head, info, out, guard, tc).await;
     }
+    let deadline = info.started + ch.timeouts.total;
     let body_started = Instant::now();
     // The answer's bytes count toward the worker's memory bound while it holds them.
     let mut held = worker.hold(match head.body {
@@ -136,9 +128,11 @@ pub(super) async fn respond(
             let mut translated = Vec::new();
             if (200..300).contains(&head.status) {
                 if let Err(m) = tc.body(body, info.model, info.id, info.created, &mut translated) {
-                    return Outcome::FailedUnsent(Unsent::Broken(format!(
-                        "the upstream's answer could not be read: {m}"
-                    )));
+                    return Outcome::FailedUnsent(UpstreamError::new(
+                        Cause::Malformed,
+                        Stage::Body,
+                        format!("the upstream's answer could not be read: {m}"),
+                    ));
                 }
             } else {
                 tc.error(head.status, body, &mut translated);
@@ -147,7 +141,7 @@ pub(super) async fn respond(
             write_forwarded_headers(&conn.buf, &head, out, false);
             tc.overhead = Some(info.write_headers(out, body_started.elapsed()));
             if let Some(cost) = tc.usage().and_then(|u| info.cost(&u)) {
-                super::write_cost(out, cost);
+                super::session::write_cost(out, cost);
             }
             held.grow_to(body.len() + translated.len());
             if !translated.is_empty() {
@@ -182,13 +176,21 @@ pub(super) async fn respond(
             Outcome::Complete
         }
         // Nothing reached the client yet: the proxy may still try another channel.
-        Err(BodyError::TooLarge) => {
-            Outcome::FailedUnsent(Unsent::Broken("response body larger than 64 MiB".into()))
-        }
-        Err(BodyError::Timeout) => Outcome::FailedUnsent(Unsent::Timeout),
-        Err(BodyError::Broken(m)) => {
-            Outcome::FailedUnsent(Unsent::Broken(format!("response body broke off: {m}")))
-        }
+        Err(BodyError::TooLarge) => Outcome::FailedUnsent(UpstreamError::new(
+            Cause::TooLarge,
+            Stage::Body,
+            "response body larger than 64 MiB",
+        )),
+        Err(BodyError::Timeout) => Outcome::FailedUnsent(UpstreamError::new(
+            Cause::Timeout,
+            Stage::Body,
+            "response body timed out",
+        )),
+        Err(BodyError::Broken(m)) => Outcome::FailedUnsent(UpstreamError::new(
+            Cause::Closed,
+            Stage::Body,
+            format!("response body broke off: {m}"),
+        )),
     }
 }
 
@@ -285,18 +287,17 @@ async fn start_stream(
     overhead
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn relay_sse(
     worker: &Worker,
-    ch: &Channel,
     mut conn: Conn,
     head: ResponseHead,
     info: &Info<'_>,
     out: &mut Responder<'_>,
     guard: &mut ClientGuard<'_, '_>,
-    deadline: Instant,
     tc: &mut Transcode,
 ) -> Outcome {
+    let ch = info.channel;
+    let deadline = info.started + ch.timeouts.total;
     let _counted = StreamCount::enter(worker);
     let passthrough = tc.passthrough();
     let mut translated: Vec<u8> = Vec::new();
@@ -464,11 +465,19 @@ async fn relay_sse(
             End::ClientGone => return Outcome::ClientGone,
             End::Cut(why, true) => {
                 tracing::debug!(channel = %ch.id, reason = %why, "stream failed before its first event");
-                return Outcome::FailedUnsent(Unsent::Timeout);
+                return Outcome::FailedUnsent(UpstreamError::new(
+                    Cause::Timeout,
+                    Stage::Stream,
+                    "response body timed out",
+                ));
             }
             End::Cut(why, false) => {
                 tracing::debug!(channel = %ch.id, reason = %why, "stream failed before its first event");
-                return Outcome::FailedUnsent(Unsent::Broken(why));
+                return Outcome::FailedUnsent(UpstreamError::new(
+                    Cause::Closed,
+                    Stage::Stream,
+                    why,
+                ));
             }
             End::Clean | End::Done => {
                 tc.overhead = Some(

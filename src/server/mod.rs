@@ -9,6 +9,7 @@
 //! the client going away with a cancel-safe read so no pipelined byte is lost.
 //! Not here: endpoint semantics (`api`), upstream I/O (`proxy`, `upstream`).
 
+pub(crate) mod accept;
 pub mod response;
 pub mod stream;
 
@@ -24,7 +25,8 @@ use monoio::net::TcpStream;
 use crate::error::Error;
 use crate::h1::chunked;
 use crate::h1::head::{Body, HeadError, Method, RequestHead};
-use crate::worker::Worker;
+use crate::snapshot::Snapshot;
+use crate::worker::{SnapshotRef, Worker};
 pub use response::{ClientInput, Exchange, Responder};
 pub use stream::{ClientReader, ClientStream, ClientWriter};
 
@@ -61,6 +63,55 @@ impl<'a> Request<'a> {
     }
 }
 
+/// What a request head alone decided: the route (the handler's own type), the client key
+/// that may use it, and the family errors are rendered in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Admitted<'s, R> {
+    /// The handler's route.
+    pub(crate) route: R,
+    /// The authenticated client key (`None`: open gateway, or a route without auth).
+    pub(crate) client: Option<&'s crate::auth::Client>,
+    /// The wire family of the route's errors.
+    pub(crate) family: crate::presets::Family,
+}
+
+/// A request refused on its head, before any body byte was read or `100 Continue` sent.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    /// The error to answer.
+    pub(crate) error: Error,
+    /// The error shape (the route's family).
+    pub(crate) family: crate::presets::Family,
+    /// An extra header (`www-authenticate`, `allow`), or an empty name for none.
+    pub(crate) headers: [(&'static [u8], &'static [u8]); 1],
+}
+
+/// What answers the requests this server reads (the gateway's API, `api::Gateway`). The
+/// server owns connections, framing, limits and deadlines; the handler owns meaning.
+pub(crate) trait Handler {
+    /// What [`Handler::judge`] tells [`Handler::handle`] about a request.
+    type Route: Copy;
+
+    /// Judges a request on its head alone — route, method, credentials — before the server
+    /// reads a byte of its body (auth before body).
+    fn judge<'s>(
+        &self,
+        snap: &'s Snapshot,
+        head: &RequestHead,
+        buf: &[u8],
+    ) -> Result<Admitted<'s, Self::Route>, Refusal>;
+
+    /// Answers an admitted request (head and whole body in hand) through `ex`.
+    async fn handle(
+        &self,
+        worker: &Rc<Worker>,
+        snap: &SnapshotRef,
+        req: &Request<'_>,
+        route: Self::Route,
+        ex: &mut Exchange<'_>,
+    );
+}
+
 /// Minimum free space kept in the read buffer before each read.
 const READ_RESERVE: usize = 4096;
 /// How long and how much a closing connection drains unread input.
@@ -82,7 +133,12 @@ enum Next {
 }
 
 /// Serves one client connection until it closes, errs, times out or the worker drains.
-pub async fn serve(worker: &Rc<Worker>, stream: ClientStream, peer: SocketAddr) {
+pub(crate) async fn serve<H: Handler>(
+    worker: &Rc<Worker>,
+    stream: ClientStream,
+    peer: SocketAddr,
+    handler: &H,
+) {
     let (mut reader, mut writer) = stream.split();
     let mut b = Buffers {
         rbuf: Vec::with_capacity(READ_RESERVE),
@@ -91,7 +147,7 @@ pub async fn serve(worker: &Rc<Worker>, stream: ClientStream, peer: SocketAddr) 
         spill: Vec::new(),
     };
     loop {
-        match serve_one(worker, &mut reader, &mut writer, &mut b, peer).await {
+        match serve_one(worker, &mut reader, &mut writer, &mut b, peer, handler).await {
             Next::KeepAlive if !worker.draining.get() => continue,
             Next::KeepAlive | Next::Close => return,
             Next::Linger => {
@@ -102,12 +158,13 @@ pub async fn serve(worker: &Rc<Worker>, stream: ClientStream, peer: SocketAddr) 
     }
 }
 
-async fn serve_one(
+async fn serve_one<H: Handler>(
     worker: &Rc<Worker>,
     reader: &mut ClientReader,
     writer: &mut ClientWriter,
     b: &mut Buffers,
     peer: SocketAddr,
+    handler: &H,
 ) -> Next {
     let snap = worker.snapshot();
     let limits = &snap.server;
@@ -171,7 +228,7 @@ async fn serve_one(
         Body::Chunked => true,
         Body::None | Body::Close => false,
     };
-    let admitted = match crate::api::judge_head(&snap, &head, &b.rbuf) {
+    let admitted = match handler.judge(&snap, &head, &b.rbuf) {
         Ok(a) => a,
         Err(refusal) => {
             let extra: &[(&[u8], &[u8])] = if refusal.headers[0].0.is_empty() {
@@ -204,7 +261,7 @@ async fn serve_one(
         let early = Early {
             head: &head,
             body_pending,
-            family: admitted.route.family(),
+            family: admitted.family,
         };
         return early
             .refuse(worker, writer, reader, b, &err, &[(b"retry-after", b"1")])
@@ -302,7 +359,7 @@ async fn serve_one(
     let client = if Arc::ptr_eq(head_snap, &snap) {
         admitted.client
     } else {
-        match crate::api::judge_head(&snap, &head, &b.rbuf) {
+        match handler.judge(&snap, &head, &b.rbuf) {
             Ok(a) => a.client,
             Err(refusal) => {
                 let mut ex = early_exchange(worker, writer, reader, b, head.minor_version);
@@ -328,7 +385,7 @@ async fn serve_one(
             received: Instant::now(),
             client,
         };
-        let request_id = response::RequestId::choose(req.header(b"x-request-id"), worker);
+        let request_id = response::choose_request_id(req.header(b"x-request-id"), worker);
         let cors = response::cors_origin(&snap.server.cors, req.header(b"origin"));
         let mut ex = Exchange {
             out: Responder::new(
@@ -344,7 +401,9 @@ async fn serve_one(
             ),
             input: ClientInput::new(reader, &mut b.spill),
         };
-        crate::api::handle(worker, &snap, &req, admitted.route, &mut ex).await;
+        handler
+            .handle(worker, &snap, &req, admitted.route, &mut ex)
+            .await;
         (ex.out.keep_alive && !ex.out.failed, ex.input.closed)
     };
     drop(in_flight);
@@ -435,7 +494,7 @@ fn early_exchange<'c>(
             minor_version,
             false,
             false,
-            response::RequestId::choose(None, worker),
+            response::choose_request_id(None, worker),
             None,
             worker.date(),
             snap.server.idle_timeout,
@@ -541,7 +600,7 @@ pub async fn reject_overloaded(stream: TcpStream, worker: Rc<Worker>) {
             1,
             false,
             false,
-            response::RequestId::choose(None, &worker),
+            response::choose_request_id(None, &worker),
             None,
             worker.date(),
             Duration::from_secs(1),

@@ -16,63 +16,15 @@ use super::stream::{ClientReader, ClientWriter};
 
 use crate::config::Cors;
 use crate::error::Error;
-use crate::h1::{self, chunked};
+use crate::h1::{self, RequestId, chunked};
 use crate::worker::Worker;
 
-/// The request id echoed in `x-request-id`: the client's when it is sane, else generated.
-#[derive(Clone, Copy)]
-pub struct RequestId {
-    buf: [u8; 128],
-    len: u8,
-}
-
-impl std::fmt::Debug for RequestId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl RequestId {
-    /// The client's id if it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new one.
-    pub fn choose(client: Option<&[u8]>, worker: &Worker) -> RequestId {
-        if let Some(id) = client.and_then(RequestId::parse) {
-            return id;
-        }
-        let mut id = RequestId {
-            buf: [0; 128],
-            len: 28,
-        };
-        id.buf[..4].copy_from_slice(b"req_");
-        id.buf[4..28].copy_from_slice(&worker.request_id());
-        id
-    }
-
-    /// `v` as an id if it is 1–128 characters of `[A-Za-z0-9._:-]`.
-    pub fn parse(v: &[u8]) -> Option<RequestId> {
-        let ok = !v.is_empty()
-            && v.len() <= 128
-            && v.iter()
-                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
-        if !ok {
-            return None;
-        }
-        let mut id = RequestId {
-            buf: [0; 128],
-            len: v.len() as u8,
-        };
-        id.buf[..v.len()].copy_from_slice(v);
-        Some(id)
-    }
-
-    /// The id bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len as usize]
-    }
-
-    /// The id as text (always ASCII).
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(self.as_bytes()).unwrap_or("")
-    }
+/// The request id for `x-request-id`: the client's if it is 1–128 characters of
+/// `[A-Za-z0-9._:-]`, else a new one from the worker.
+pub fn choose_request_id(client: Option<&[u8]>, worker: &Worker) -> RequestId {
+    client
+        .and_then(RequestId::parse)
+        .unwrap_or_else(|| RequestId::generated(&worker.request_id()))
 }
 
 /// The `Access-Control-Allow-Origin` value for this request, if CORS allows its origin.

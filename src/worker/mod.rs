@@ -11,14 +11,9 @@ pub mod listener;
 pub mod runtime;
 
 use std::cell::{Cell, RefCell};
-use std::future::Future;
-use std::net::SocketAddr;
-use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::Receiver;
@@ -447,182 +442,79 @@ fn mix(mut x: u64) -> u64 {
 /// Reports queued before a batch goes to the control thread without waiting for the tick.
 const USAGE_BATCH: usize = 128;
 
-/// Starts a worker thread.
-pub fn spawn(setup: Setup, driver: Chosen) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name(format!("sar-worker-{}", setup.id))
-        .spawn(move || {
-            if let Some(core) = setup.core
-                && !core_affinity::set_for_current(core)
-            {
-                tracing::warn!(
-                    worker = setup.id,
-                    core = core.id,
-                    "could not pin worker to its CPU"
-                );
-            }
-            let id = setup.id;
-            match runtime::block_on(&driver, run(setup)) {
-                Ok(()) => {}
-                Err(e) => {
-                    tracing::error!(worker = id, error = %e, "worker runtime failed to start")
-                }
-            }
-        })
-}
-
-async fn run(setup: Setup) {
-    let Setup {
-        id,
-        listener,
-        snapshot,
-        snapshots,
-        commands,
-        board,
-        core: _,
-        reports,
-    } = setup;
-    let listener = match monoio::net::TcpListener::from_std(listener) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(worker = id, error = %e, "cannot register listener");
-            return;
-        }
-    };
-    let tick = snapshot.server.tick;
-    let worker = Rc::new(Worker::new(
-        id,
-        snapshot.clone(),
-        board,
-        reports,
-        snapshots.clone(),
-    ));
-    worker.install(snapshot);
-    monoio::select! {
-        _ = accept_loop(worker.clone(), listener) => {}
-        _ = tick_loop(worker.clone(), snapshots, commands, tick) => {}
-    }
-    // Draining: the listener is closed (dropped with accept_loop); in-flight requests get the
-    // drain timeout, then the runtime ends and idle keep-alive connections close with it.
-    worker.draining.set(true);
-    let deadline = Instant::now() + worker.snapshot().server.drain_timeout;
-    while worker.stats.in_flight.get() > 0 && Instant::now() < deadline {
-        monoio::time::sleep(Duration::from_millis(5)).await;
-    }
-    worker.pool.clear();
-    worker.flush_reports();
-    worker.board.set_stopped(id);
-    tracing::debug!(worker = id, "worker stopped");
-}
-
-async fn accept_loop(worker: Rc<Worker>, listener: monoio::net::TcpListener) {
-    let mut failing = AcceptFailures::default();
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => {
-                failing.recovered(worker.id);
-                x
-            }
+impl Worker {
+    /// The worker of `setup`, holding its first snapshot, and its listener registered with
+    /// this thread's event loop (`None`, logged, when the listener cannot be registered).
+    pub(crate) fn open(setup: Setup) -> Option<Opened> {
+        let Setup {
+            id,
+            listener,
+            snapshot,
+            snapshots,
+            commands,
+            board,
+            core: _,
+            reports,
+        } = setup;
+        let listener = match monoio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
             Err(e) => {
-                // EMFILE/ENFILE/ENOBUFS: out of descriptors or memory. Back off (longer while
-                // it lasts) instead of spinning, and log once a second with a count.
-                let wait = failing.failed(worker.id, &e);
-                monoio::time::sleep(wait).await;
-                continue;
+                tracing::error!(worker = id, error = %e, "cannot register listener");
+                return None;
             }
         };
-        let _ = stream.set_nodelay(true);
-        let max = worker.snapshot().server.max_connections;
-        if worker.stats.connections.get() >= max {
-            monoio::spawn(crate::server::reject_overloaded(stream, worker.clone()));
-            continue;
+        let tick = snapshot.server.tick;
+        let worker = Rc::new(Worker::new(
+            id,
+            snapshot.clone(),
+            board,
+            reports,
+            snapshots.clone(),
+        ));
+        worker.install(snapshot);
+        Some(Opened {
+            worker,
+            listener,
+            snapshots,
+            commands,
+            tick,
+        })
+    }
+
+    /// Draining, once the listener is closed: in-flight requests get the drain timeout, then
+    /// the pools close, the last reports go out and the board learns this worker stopped.
+    pub(crate) async fn drain(&self) {
+        self.draining.set(true);
+        let deadline = Instant::now() + self.snapshot().server.drain_timeout;
+        while self.stats.in_flight.get() > 0 && Instant::now() < deadline {
+            monoio::time::sleep(Duration::from_millis(5)).await;
         }
-        let w = worker.clone();
-        monoio::spawn(serve_guarded(w, stream, peer));
+        self.pool.clear();
+        self.flush_reports();
+        self.board.set_stopped(self.id);
+        tracing::debug!(worker = self.id, "worker stopped");
     }
 }
 
-/// Accept errors in a row: the back-off and the once-a-second log line.
-#[derive(Debug, Default)]
-struct AcceptFailures {
-    /// Failures since the last log line.
-    unlogged: u64,
-    /// Failures in a row.
-    streak: u32,
-    last_log: Option<Instant>,
+/// A worker ready to run: its state, its listener, and what its tick loop polls.
+#[derive(Debug)]
+pub(crate) struct Opened {
+    /// The worker's state.
+    pub(crate) worker: Rc<Worker>,
+    /// Its listener, registered with this thread's event loop.
+    pub(crate) listener: monoio::net::TcpListener,
+    /// Later snapshots.
+    pub(crate) snapshots: Receiver<Arc<Snapshot>>,
+    /// Commands from the control thread.
+    pub(crate) commands: Receiver<Command>,
+    /// The tick period.
+    pub(crate) tick: Duration,
 }
 
-impl AcceptFailures {
-    /// Records a failure; returns how long to wait before accepting again (10 ms, doubling
-    /// while failures continue, at most 1 s).
-    fn failed(&mut self, worker: usize, e: &std::io::Error) -> Duration {
-        self.unlogged += 1;
-        self.streak = self.streak.saturating_add(1);
-        let now = Instant::now();
-        if self
-            .last_log
-            .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1))
-        {
-            tracing::warn!(
-                worker,
-                error = %e,
-                failures = self.unlogged,
-                "accept failing; backing off (out of file descriptors? raise LimitNOFILE)"
-            );
-            self.unlogged = 0;
-            self.last_log = Some(now);
-        }
-        let shift = self.streak.saturating_sub(1).min(7);
-        Duration::from_millis(10 << shift).min(Duration::from_secs(1))
-    }
-
-    /// An accept succeeded: says how many failures went unlogged since the last line.
-    fn recovered(&mut self, worker: usize) {
-        if self.streak == 0 {
-            return;
-        }
-        if self.unlogged > 0 {
-            tracing::warn!(worker, failures = self.unlogged, "accept failed; recovered");
-        }
-        *self = AcceptFailures::default();
-    }
-}
-
-async fn serve_guarded(worker: Rc<Worker>, stream: monoio::net::TcpStream, peer: SocketAddr) {
-    let stats = &worker.stats;
-    stats.connections.set(stats.connections.get() + 1);
-    let tls = worker.snapshot().inbound_tls.clone();
-    let stream = match tls {
-        None => crate::server::ClientStream::Plain(stream),
-        Some(cfg) => {
-            // The handshake is part of the head: it gets the head's deadline.
-            let deadline = worker.snapshot().server.header_timeout;
-            let acceptor = monoio_rustls::TlsAcceptor::from(cfg);
-            // Boxed: the handshake's state would otherwise enlarge every connection's task.
-            let handshake = Box::pin(acceptor.accept(stream));
-            match monoio::time::timeout(deadline, handshake).await {
-                Ok(Ok(tls)) => crate::server::ClientStream::Tls(Box::new(tls)),
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    stats.connections.set(stats.connections.get() - 1);
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    stats.connections.set(stats.connections.get() - 1);
-                    return;
-                }
-            }
-        }
-    };
-    let result = CatchUnwind(Box::pin(crate::server::serve(&worker, stream, peer))).await;
-    stats.connections.set(stats.connections.get() - 1);
-    if result.is_err() {
-        tracing::error!(worker = worker.id, %peer, "connection task panicked; connection closed");
-    }
-}
-
-async fn tick_loop(
+/// The worker's housekeeping, once per tick until a shutdown command: publish gauges, run the
+/// rate limiters' share exchange, install the latest snapshot, sweep idle upstream
+/// connections, refresh the cached clock, flush reports.
+pub(crate) async fn tick_loop(
     worker: Rc<Worker>,
     snapshots: Receiver<Arc<Snapshot>>,
     commands: Receiver<Command>,
@@ -653,40 +545,9 @@ async fn tick_loop(
     }
 }
 
-/// Runs a future, turning a panic inside it into `Err(())` so one bad request cannot take the
-/// core's other connections down with it.
-struct CatchUnwind<F>(Pin<Box<F>>);
-
-impl<F: Future> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, ()>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let fut = self.0.as_mut();
-        match std::panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
-            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(_) => Poll::Ready(Err(())),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn accept_failures_back_off_and_log_at_most_once_a_second() {
-        let mut f = AcceptFailures::default();
-        let e = std::io::Error::from_raw_os_error(24); // EMFILE
-        let waits: Vec<u64> = (0..10)
-            .map(|_| f.failed(0, &e).as_millis() as u64)
-            .collect();
-        assert_eq!(waits, [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
-        // The first failure was logged at once; the nine after it wait for the next second.
-        assert_eq!(f.unlogged, 9);
-        f.recovered(0);
-        assert_eq!((f.streak, f.unlogged), (0, 0));
-        assert_eq!(f.failed(0, &e), Duration::from_millis(10));
-    }
 
     #[test]
     fn held_bytes_are_released_however_a_request_ends() {

@@ -1,0 +1,239 @@
+//! One proxied request's session: the state its phases share (admit → plan → attempt → relay →
+//! finish) and its finish — the usage record — written once, by `Drop`, however the request
+//! ends (an answer, a refusal, every attempt failing, the client leaving, a panic unwinding).
+//!
+//! Invariants: every request that reached `proxy::forward` leaves exactly one usage record; a
+//! request whose client left before anything was sent is recorded with status 499 (as nginx
+//! logs it); token limits settle the real usage against the estimate charged on admission.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use arrayvec::ArrayString;
+
+use super::Call;
+use crate::channel::Channel;
+use crate::server::{Request, Responder};
+use crate::snapshot::Snapshot;
+use crate::tokens::Usage;
+use crate::worker::Worker;
+
+/// A request in flight through the proxy. Its phases fill in `names`, `attempt` and `at`; the
+/// usage record is written when it drops.
+pub(super) struct Session<'a, 'o> {
+    worker: &'a Worker,
+    req: &'a Request<'a>,
+    call: &'a Call<'a>,
+    /// The client's response.
+    pub(super) out: &'a mut Responder<'o>,
+    /// The channel and entry the record names.
+    pub(super) names: crate::usage::Names,
+    /// What the attempts yielded.
+    pub(super) attempt: Attempted,
+    /// The instant token limits settle at.
+    pub(super) at: Instant,
+}
+
+impl<'a, 'o> Session<'a, 'o> {
+    /// A session for `req`, answered through `out`.
+    pub(super) fn new(
+        worker: &'a Worker,
+        req: &'a Request<'a>,
+        call: &'a Call<'a>,
+        out: &'a mut Responder<'o>,
+    ) -> Self {
+        Session {
+            worker,
+            req,
+            call,
+            out,
+            names: crate::usage::Names::None,
+            attempt: Attempted::NONE,
+            at: req.received,
+        }
+    }
+
+    /// The worker serving the request.
+    pub(super) fn worker(&self) -> &'a Worker {
+        self.worker
+    }
+
+    /// The request.
+    pub(super) fn req(&self) -> &'a Request<'a> {
+        self.req
+    }
+}
+
+impl Drop for Session<'_, '_> {
+    fn drop(&mut self) {
+        record(self);
+    }
+}
+
+/// What a request's attempts yielded, for its usage record.
+pub(super) struct Attempted {
+    pub(super) usage: Option<Usage>,
+    /// `usage` is the gateway's estimate.
+    pub(super) estimated: bool,
+    pub(super) cost: Option<f64>,
+    pub(super) ttft: Option<f32>,
+    pub(super) attempts: usize,
+    pub(super) overhead: Option<f32>,
+}
+
+impl Attempted {
+    pub(super) fn new(
+        usage: Option<Usage>,
+        cost: Option<f64>,
+        ttft: Option<f32>,
+        attempts: usize,
+    ) -> Self {
+        Attempted {
+            usage,
+            estimated: false,
+            cost,
+            ttft,
+            attempts,
+            overhead: None,
+        }
+    }
+
+    pub(super) const NONE: Attempted = Attempted {
+        usage: None,
+        estimated: false,
+        cost: None,
+        ttft: None,
+        attempts: 0,
+        overhead: None,
+    };
+}
+
+/// The usage-record names of a channel (and the entry that answered, if one did).
+pub(super) fn names(snap: &Snapshot, channel: u32, entry: Option<u32>) -> crate::usage::Names {
+    crate::usage::Names::Snapshot {
+        channels: snap.channels.clone(),
+        catalog: snap.catalog.clone(),
+        channel,
+        entry,
+    }
+}
+
+/// Queues the session's usage record (once: `Drop` calls it).
+fn record(s: &mut Session<'_, '_>) {
+    let (worker, req, features) = (s.worker, s.req, s.call.features);
+    let names = std::mem::replace(&mut s.names, crate::usage::Names::None);
+    let attempt = std::mem::replace(&mut s.attempt, Attempted::NONE);
+    let at = s.at;
+    // A token limit pays what the answer really used (the estimate was charged on admission).
+    if let Some(u) = attempt.usage {
+        let used = u.prompt.saturating_add(u.completion);
+        let mut limits = worker.limits.borrow_mut();
+        if let Some(c) = req.client
+            && c.limits.tpm.is_some()
+        {
+            limits.settle(c.index, features.prompt_tokens, used, at);
+        }
+        if let crate::usage::Names::Snapshot {
+            channels, channel, ..
+        } = &names
+            && channels
+                .get(*channel as usize)
+                .is_some_and(|ch| ch.rate.tpm.is_some())
+        {
+            limits.settle_channel(*channel, features.prompt_tokens, used, at);
+        }
+    }
+    worker.record_usage(
+        crate::usage::Record {
+            unix_ms: crate::clock::now_ms(),
+            request_id: s.out.request_id,
+            endpoint: s.call.endpoint.name(s.call.client),
+            names,
+            requested: features.model.clone(),
+            usage: attempt.usage,
+            usage_estimated: attempt.estimated,
+            estimated_prompt: features.prompt_tokens,
+            cost: attempt.cost,
+            latency_ms: ms(req.received.elapsed()),
+            ttft_ms: attempt.ttft,
+            overhead_ms: attempt.overhead,
+            trace_id: req.header(b"traceparent").and_then(crate::usage::trace_id),
+            client: req.client.map(|c| c.name.clone()),
+            status: if s.out.status == 0 { 499 } else { s.out.status },
+            attempts: attempt.attempts.min(255) as u8,
+            stream: features.stream,
+        },
+        at,
+    );
+}
+
+pub(super) fn ms(d: Duration) -> f32 {
+    d.as_secs_f32() * 1000.0
+}
+
+/// Appends `x-router-cost` (in the configured currency).
+pub(super) fn write_cost(out: &mut Responder<'_>, cost: f64) {
+    let mut v = ArrayString::<32>::new();
+    let _ = write!(v, "{cost:.8}");
+    out.header(b"x-router-cost", v.as_bytes());
+}
+
+/// Response-header facts about the attempt that answered.
+pub(crate) struct Info<'a> {
+    pub(crate) channel: &'a Channel,
+    /// The entry's price (per 1M tokens).
+    pub(crate) price: Option<&'a crate::catalog::EntryPrice>,
+    /// The id to stamp on translated answers.
+    pub(crate) id: &'a str,
+    /// Unix time to stamp on translated answers.
+    pub(crate) created: u64,
+    /// Configured currency per USD.
+    pub(crate) cost_rate: f64,
+    pub(crate) model: &'a str,
+    pub(crate) requested: &'a str,
+    pub(crate) attempts: usize,
+    pub(crate) started: Instant,
+    pub(crate) strategy: &'a str,
+    pub(crate) score: f32,
+    /// When the whole request had been received.
+    pub(crate) received: Instant,
+    /// Time spent waiting on upstreams before this response's head arrived.
+    pub(crate) upstream: Duration,
+}
+
+impl Info<'_> {
+    /// The cost of `usage` at this entry's price, in the configured currency.
+    pub(crate) fn cost(&self, usage: &Usage) -> Option<f64> {
+        self.price
+            .map(|p| crate::pricing::cost(p, usage) * self.cost_rate)
+    }
+
+    /// Writes the `x-router-*` headers; `more_upstream` is upstream time after the head (the
+    /// body of a whole response) that is not gateway overhead either.
+    pub(crate) fn write_headers(
+        &self,
+        out: &mut crate::server::Responder<'_>,
+        more_upstream: Duration,
+    ) -> Duration {
+        out.header(b"x-router-channel", self.channel.id.as_bytes());
+        out.header(b"x-router-provider", self.channel.provider.as_bytes());
+        out.header(b"x-router-model", self.model.as_bytes());
+        out.header(b"x-router-requested-model", self.requested.as_bytes());
+        out.header(b"x-router-strategy", self.strategy.as_bytes());
+        let mut v = ArrayString::<24>::new();
+        let _ = write!(v, "{:.3}", self.score);
+        out.header(b"x-router-score", v.as_bytes());
+        out.header(
+            b"x-router-attempts",
+            itoa::Buffer::new().format(self.attempts).as_bytes(),
+        );
+        let overhead = self
+            .received
+            .elapsed()
+            .saturating_sub(self.upstream + more_upstream);
+        v.clear();
+        let _ = write!(v, "{:.3}", overhead.as_secs_f64() * 1000.0);
+        out.header(b"x-router-overhead-ms", v.as_bytes());
+        overhead
+    }
+}
