@@ -167,7 +167,7 @@ impl Conn {
 
     async fn read_more(&mut self) -> Result<(), Failure> {
         let s = self.stream.as_mut().ok_or(Failure::Io)?;
-        match smart_ai_router::server::read_into(s, &mut self.buf).await {
+        match smart_ai_router::h1::read_into(s, &mut self.buf).await {
             Ok(0) => Err(Failure::Closed),
             Ok(_) => Ok(()),
             Err(_) => Err(Failure::Io),

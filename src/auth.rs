@@ -15,7 +15,7 @@
 //!
 //! Invariants: the key itself is never kept, logged or printed; records and metrics carry the
 //! key's `name`. Pure and synchronous (the keys file is read by `config`, off the data plane).
-//! Not here: rate limits (`limits`), budgets (`control::ledger`).
+//! Not here: rate limits (`limits`), budgets (`ledger`).
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -36,6 +36,16 @@
 //! * Client headers reach upstreams only from an allow-list plus the provider's
 //!   `forward_headers` ([`h1::forwarding`]); the operator's account facts
 //!   (`x-ratelimit-*`, organisation) never reach clients.
+//!
+//! # Layers
+//! Every top-level module has a rank in `tests/layers.rs` and names only modules of lower rank
+//! (the test fails on an edge that runs up; `scripts/layers.sh` prints the graph). Placements
+//! the code argues for:
+//! * `metrics` is a leaf, not control: workers record into its histogram and store its gauges
+//!   block, so it sits below them; the families that read control state stay in `control`.
+//! * `ledger` (the day's quota and budget counters) is pure core, not control: it does no I/O,
+//!   and both `cluster` (whose `Fleet` judges a counter fleet-wide) and `control` (which feeds
+//!   it usage records) build on it, so neither has to import the other's internals.
 
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
@@ -56,9 +66,11 @@ pub mod h1;
 pub mod import;
 pub mod json;
 pub mod keys;
+pub mod ledger;
 pub mod limits;
 pub mod live;
 pub mod logging;
+pub mod metrics;
 pub mod mock;
 pub mod notify;
 pub mod presets;

@@ -17,7 +17,7 @@
 //!
 //! Invariants: no allocation, lock or atomic per request (atomics only on the tick); time is
 //! an argument (tests drive buckets with their own instants). Not here: daily budgets
-//! (`control::ledger`), channel limits (routing filters).
+//! (`ledger`), channel limits (routing filters).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -175,7 +175,7 @@ fn health(cli: &cli::Cli) -> ExitCode {
 }
 
 fn route(cli: &cli::Cli, args: &cli::RouteArgs) -> ExitCode {
-    use smart_ai_router::{control, snapshot};
+    use smart_ai_router::control;
     let cfg = match config_path(cli) {
         Some(path) => Config::load_file(&path, &ProcessEnv),
         None => match Config::from_environment(&ProcessEnv) {
@@ -224,13 +224,7 @@ fn route(cli: &cli::Cli, args: &cli::RouteArgs) -> ExitCode {
             }
         }
     }
-    // The discovery cache and the admin overrides the gateway would start from (read only:
-    // nothing is created or written).
-    let store = control::store::Store::read_only(cfg.state_dir.clone());
-    let discovered = store.load_discovery(&cfg);
-    let overrides = store.load_overrides();
-    let snap =
-        snapshot::Snapshot::build_with(&cfg, 1, &resolved, &tls, 1, 1, &discovered, &overrides);
+    let snap = smart_ai_router::cmd::route::starting_snapshot(&cfg, &resolved, &tls);
     let mut needs = smart_ai_router::expr::Caps::NONE;
     for n in &args.needs {
         match smart_ai_router::expr::Caps::parse(n) {

@@ -35,6 +35,7 @@ const LAYERS: &[(&str, &str, u32)] = &[
     ("providers", "core", 21),
     ("limits", "core", 22),
     ("usage", "core", 23),
+    ("ledger", "core", 24),
     // data plane: the workers
     ("upstream", "data plane", 30),
     ("worker", "data plane", 31),

@@ -108,7 +108,7 @@ pub enum Job {
 /// A round's outcome.
 #[derive(Debug)]
 pub enum Reply {
-    /// Done.
+    /// The round ran: what it brought back.
     Done(Box<Pulled>),
     /// Not done (nothing it carried can be assumed written).
     Failed(String),

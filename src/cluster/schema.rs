@@ -16,7 +16,7 @@
 //! Counters are written as each instance's absolute totals (`HSET`, never `INCRBY`): a push is
 //! idempotent, a retried or duplicated one cannot double count, and a Redis that lost its data
 //! is whole again after every instance's next push. Fleet totals are sums over the day's
-//! members, computed by [`SUM`] inside Redis.
+//! members, computed by `SUM` inside Redis.
 //!
 //! Invariants: pure functions of their arguments; no I/O. Not here: when anything is sent.
 
@@ -25,14 +25,14 @@ use std::time::{Duration, Instant};
 use crate::live::health::{Health, Why};
 
 /// Longest silence after which an instance no longer counts as live.
-pub const LIVE_FOR_MS: u64 = 60_000;
+pub(crate) const LIVE_FOR_MS: u64 = 60_000;
 
 /// Approximate cap of the health change stream.
-pub const LOG_CAP: u32 = 10_000;
+pub(crate) const LOG_CAP: u32 = 10_000;
 
 /// Sums the hashes `ARGV[1] .. member` over the members of set `KEYS[1]`, field by field;
 /// returns `[field, total, …]`.
-pub const SUM: &str = r#"
+pub(crate) const SUM: &str = r#"
 local out = {}
 for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local h = redis.call('HGETALL', ARGV[1] .. m)
@@ -131,22 +131,22 @@ impl Keys {
     }
 
     /// Current health of every channel and (channel, model) that changed.
-    pub fn health(&self) -> String {
+    pub(crate) fn health(&self) -> String {
         format!("{}health", self.base)
     }
 
     /// The stream of health changes.
-    pub fn health_log(&self) -> String {
+    pub(crate) fn health_log(&self) -> String {
         format!("{}health:log", self.base)
     }
 
     /// One instance's rate-limit demand.
-    pub fn demand(&self, instance: &str) -> String {
+    pub(crate) fn demand(&self, instance: &str) -> String {
         format!("{}demand:{instance}", self.base)
     }
 
     /// Instances that counted something on `day` (`YYYY-MM-DD`).
-    pub fn members(&self, day: &str) -> String {
+    pub(crate) fn members(&self, day: &str) -> String {
         format!("{}members:{day}", self.base)
     }
 
@@ -156,7 +156,7 @@ impl Keys {
     }
 
     /// Prefix of the per-instance usage totals of `day` (append the instance).
-    pub fn usage_prefix(&self, day: &str) -> String {
+    pub(crate) fn usage_prefix(&self, day: &str) -> String {
         format!("{}usage:{day}:", self.base)
     }
 
@@ -167,7 +167,7 @@ impl Keys {
 }
 
 /// The health field of a channel or of one of its models.
-pub fn health_field(channel: &str, model: Option<&str>) -> String {
+pub(crate) fn health_field(channel: &str, model: Option<&str>) -> String {
     match model {
         None => format!("c|{channel}"),
         Some(m) => format!("m|{channel}|{m}"),
@@ -175,7 +175,7 @@ pub fn health_field(channel: &str, model: Option<&str>) -> String {
 }
 
 /// A health field back to (channel, model).
-pub fn parse_health_field(f: &str) -> Option<(&str, Option<&str>)> {
+pub(crate) fn parse_health_field(f: &str) -> Option<(&str, Option<&str>)> {
     if let Some(c) = f.strip_prefix("c|") {
         return Some((c, None));
     }
@@ -187,16 +187,16 @@ pub fn parse_health_field(f: &str) -> Option<(&str, Option<&str>)> {
 /// Converts between this process's `Instant`s and Unix milliseconds (the fleet's shared clock:
 /// instances need NTP-synchronised clocks, as any cooldown that crosses machines does).
 #[derive(Debug, Clone, Copy)]
-pub struct Clock {
+pub(crate) struct Clock {
     /// An instant …
-    pub at: Instant,
+    pub(crate) at: Instant,
     /// … and the Unix time it was, in ms.
-    pub unix_ms: u64,
+    pub(crate) unix_ms: u64,
 }
 
 impl Clock {
-    /// Now.
-    pub fn now() -> Clock {
+    /// The clock now: an instant and its Unix time, read together.
+    pub(crate) fn now() -> Clock {
         Clock {
             at: Instant::now(),
             unix_ms: crate::clock::now_ms(),
@@ -204,7 +204,7 @@ impl Clock {
     }
 
     /// Unix ms of `t`.
-    pub fn to_unix(&self, t: Instant) -> u64 {
+    pub(crate) fn to_unix(self, t: Instant) -> u64 {
         if t >= self.at {
             self.unix_ms + (t - self.at).as_millis() as u64
         } else {
@@ -214,7 +214,7 @@ impl Clock {
     }
 
     /// The instant of Unix ms `ms` (clamped to what an `Instant` can say).
-    pub fn to_instant(&self, ms: u64) -> Instant {
+    pub(crate) fn to_instant(self, ms: u64) -> Instant {
         if ms >= self.unix_ms {
             self.at + Duration::from_millis(ms - self.unix_ms)
         } else {
@@ -249,7 +249,7 @@ fn why_of(c: u8) -> Option<Why> {
 }
 
 /// A health state as `<until ms or 0>|<failures>|<why>|<updated ms>|<instance>`.
-pub fn encode_health(h: &Health, clock: &Clock, instance: &str) -> String {
+pub(crate) fn encode_health(h: &Health, clock: &Clock, instance: &str) -> String {
     format!(
         "{}|{}|{}|{}|{instance}",
         h.until.map_or(0, |u| clock.to_unix(u)),
@@ -260,7 +260,7 @@ pub fn encode_health(h: &Health, clock: &Clock, instance: &str) -> String {
 }
 
 /// A health value back, with the instance that wrote it.
-pub fn decode_health<'v>(v: &'v str, clock: &Clock) -> Option<(Health, &'v str)> {
+pub(crate) fn decode_health<'v>(v: &'v str, clock: &Clock) -> Option<(Health, &'v str)> {
     let mut it = v.splitn(5, '|');
     let until: u64 = it.next()?.parse().ok()?;
     let failures: u16 = it.next()?.parse().ok()?;
@@ -280,12 +280,12 @@ pub fn decode_health<'v>(v: &'v str, clock: &Clock) -> Option<(Health, &'v str)>
 
 /// The usage field of a group (`channel`, `model`, `provider`, `key`, or `total` with an empty
 /// name) and a metric.
-pub fn usage_field(group: &str, name: &str, metric: &str) -> String {
+pub(crate) fn usage_field(group: &str, name: &str, metric: &str) -> String {
     format!("{group}|{name}|{metric}")
 }
 
 /// A usage field back to (group, name, metric); names may hold `|`.
-pub fn parse_usage_field(f: &str) -> Option<(&str, &str, &str)> {
+pub(crate) fn parse_usage_field(f: &str) -> Option<(&str, &str, &str)> {
     let (group, rest) = f.split_once('|')?;
     let (name, metric) = rest.rsplit_once('|')?;
     Some((group, name, metric))

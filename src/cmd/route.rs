@@ -23,6 +23,20 @@ pub struct Query<'a> {
     pub json: bool,
 }
 
+/// The snapshot a gateway with `cfg` would start from: the addresses resolved so far, the TLS
+/// settings, and its state dir's discovery cache and admin overrides (read only: nothing is
+/// created or written).
+pub fn starting_snapshot(
+    cfg: &crate::config::Config,
+    resolved: &crate::channel::Resolved,
+    tls: &crate::channel::TlsConfigs,
+) -> Snapshot {
+    let store = crate::control::store::Store::read_only(cfg.state_dir.clone());
+    let discovered = store.load_discovery(cfg);
+    let overrides = store.load_overrides();
+    Snapshot::build_with(cfg, 1, resolved, tls, 1, 1, &discovered, &overrides)
+}
+
 /// The ranking of `q` on `snap`, rendered; `Err` says why nothing could be ranked.
 pub fn render(snap: &Snapshot, q: &Query<'_>) -> Result<String, String> {
     let options = crate::strategy::Options::default();

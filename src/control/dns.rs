@@ -2,6 +2,7 @@
 //! short-lived thread, so one slow or dead resolver entry never delays the others, and answers
 //! come back as one batch per host. `[server] hosts_file` (the `/etc/hosts` format) is consulted
 //! first and re-read every round: static overrides that can change while the gateway runs.
+//! `pub`: the offline `route` command (`main.rs`) resolves with it too.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -11,9 +12,9 @@ use crossbeam_channel::{Receiver, Sender};
 /// One host's answer.
 #[derive(Debug)]
 pub struct Answer {
-    /// Host name.
+    /// The host name asked for.
     pub host: String,
-    /// Port.
+    /// The port the addresses are for (the channel's).
     pub port: u16,
     /// Every address, or the error.
     pub addrs: Result<Vec<SocketAddr>, String>,

@@ -46,10 +46,10 @@ enum Kind {
 /// After a round in which some channel could not be fetched, the next one comes this soon
 /// (or at the configured interval, if shorter): a provider that was down at start is not left
 /// undiscovered for hours.
-pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(60);
+pub(crate) const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(60);
 
 /// Starts the rounds that are due (called by the main loop every turn).
-pub fn schedule(ctl: &Rc<Ctl>, now: Instant) {
+pub(crate) fn schedule(ctl: &Rc<Ctl>, now: Instant) {
     // Nothing before the first DNS round has answered: a fetch without addresses proves
     // nothing and would count as a failure.
     if !ctl.board.ready() {

@@ -20,7 +20,7 @@ const MAX_HEAD: usize = 64 * 1024;
 
 /// Why a GET failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GetError {
+pub(crate) enum GetError {
     /// No answer within the timeout.
     Timeout,
     /// Connect, TLS, framing or read failure.
@@ -37,7 +37,7 @@ impl std::fmt::Display for GetError {
 }
 
 /// Sends the channel's `GET <models_path>` and returns the status and body.
-pub async fn get_models(
+pub(crate) async fn get_models(
     pool: &Pool,
     ch: &Channel,
     timeout: Duration,

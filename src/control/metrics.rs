@@ -1,79 +1,21 @@
-//! Prometheus metrics, first step: everything derivable from the usage records the control
-//! thread already receives (requests, fallbacks, tokens, cost, latency, time to first byte and
-//! gateway overhead histograms), plus state the control thread owns (snapshot epochs per
-//! worker, channel health, build info). Rendered as the Prometheus text format by
-//! `GET /metrics` on the admin listener.
+//! Request metrics from the usage records the control thread already receives (requests,
+//! fallbacks, tokens, cost, per client key; latency, time to first byte and gateway overhead
+//! histograms), rendered into `GET /metrics` through the [`crate::metrics`] text writer.
 //!
 //! Invariants: nothing here runs on a worker — the data plane pays only for the usage record it
 //! already sends; label values come from config (channel, provider, upstream model from the
 //! catalog, client key names from `[auth]`) or small fixed sets (status code, endpoint), never
 //! from client-chosen text, so cardinality is bounded by the config; counters only grow (a
 //! reload keeps them).
-//! Not here: worker-local gauges (in-flight, connections, loop lag) — a later step.
+//! Not here: the workers' own gauges (connections, in flight, loop lag, stream gaps: stored by
+//! each worker once per tick in its `metrics::Gauges` block and rendered from there), families
+//! of control state (channel health, epochs, budgets, cluster: the admin API's `prometheus`).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
+use crate::metrics::Histogram;
+use crate::metrics::text::{Kind, Text};
 use crate::usage::Record;
-
-use crate::worker::LATENCY_BUCKETS as BUCKETS;
-
-/// A cumulative-on-render histogram of seconds.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Histogram {
-    /// Per bucket (not cumulative), plus +Inf at the end.
-    counts: [u64; BUCKETS.len() + 1],
-    sum: f64,
-    count: u64,
-}
-
-impl Histogram {
-    /// Records one observation in seconds (non-finite or negative ones are ignored).
-    pub fn observe(&mut self, secs: f64) {
-        if !secs.is_finite() || secs < 0.0 {
-            return;
-        }
-        let i = BUCKETS
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(BUCKETS.len());
-        self.counts[i] += 1;
-        self.sum += secs;
-        self.count += 1;
-    }
-
-    /// A histogram from bucket counts (not cumulative, +Inf last), their sum and count.
-    pub fn from_parts(counts: [u64; BUCKETS.len() + 1], sum: f64) -> Histogram {
-        Histogram {
-            count: counts.iter().sum(),
-            counts,
-            sum,
-        }
-    }
-
-    /// Renders the histogram's `_bucket`, `_sum` and `_count` lines.
-    pub fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let mut cumulative = 0;
-        let sep = if labels.is_empty() { "" } else { "," };
-        for (i, c) in self.counts.iter().enumerate() {
-            cumulative += c;
-            let le = BUCKETS
-                .get(i)
-                .map_or_else(|| "+Inf".to_string(), |b| b.to_string());
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
-            );
-        }
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
-        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
-    }
-}
 
 /// Per (channel, provider, model) traffic.
 #[derive(Debug, Clone, Default)]
@@ -89,7 +31,7 @@ struct Traffic {
 
 /// The merged metrics.
 #[derive(Debug, Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// Keyed by (channel, provider, model); requests that reached no channel use empty names.
     traffic: BTreeMap<(String, String, String), Traffic>,
     fallbacks: u64,
@@ -111,7 +53,7 @@ struct ClientTraffic {
 
 impl Metrics {
     /// Counts one usage record.
-    pub fn add(&mut self, r: &Record) {
+    pub(crate) fn add(&mut self, r: &Record) {
         self.records += 1;
         let key = (
             r.channel().to_string(),
@@ -151,207 +93,145 @@ impl Metrics {
         }
     }
 
-    /// Renders the request metrics (Prometheus text format 0.0.4).
-    pub fn render(&self, out: &mut String, currency: &str) {
-        let label = |c: &str, p: &str, m: &str| {
-            format!(
-                "channel=\"{}\",provider=\"{}\",model=\"{}\"",
-                escape(c),
-                escape(p),
-                escape(m)
-            )
-        };
-        header(
-            out,
-            "smart_router_requests_total",
-            "counter",
+    /// Renders the request metrics' families (`currency`: the `currency` label of costs).
+    pub(crate) fn render(&self, text: &mut Text, currency: &str) {
+        let name = "smart_router_requests_total";
+        text.family(
+            name,
+            Kind::Counter,
             "Requests answered, by channel, provider, upstream model, endpoint and status.",
         );
         for ((c, p, m), t) in &self.traffic {
             for ((endpoint, status), n) in &t.requests {
-                let _ = writeln!(
-                    out,
-                    "smart_router_requests_total{{{},endpoint=\"{endpoint}\",status=\"{status}\"}} {n}",
-                    label(c, p, m)
-                );
+                let labels = [
+                    ("channel", c as &dyn std::fmt::Display),
+                    ("provider", p),
+                    ("model", m),
+                    ("endpoint", endpoint),
+                    ("status", status),
+                ];
+                text.sample(name, &labels, n);
             }
         }
         if !self.clients.is_empty() {
-            header(
-                out,
-                "smart_router_client_requests_total",
-                "counter",
+            let name = "smart_router_client_requests_total";
+            text.family(
+                name,
+                Kind::Counter,
                 "Requests by client key name (never the key) and status.",
             );
-            for (name, k) in &self.clients {
+            for (key, k) in &self.clients {
                 for (status, n) in &k.requests {
-                    let _ = writeln!(
-                        out,
-                        "smart_router_client_requests_total{{key=\"{}\",status=\"{status}\"}} {n}",
-                        escape(name)
-                    );
+                    text.sample(name, &[("key", key), ("status", status)], n);
                 }
             }
-            header(
-                out,
-                "smart_router_client_tokens_total",
-                "counter",
+            let name = "smart_router_client_tokens_total";
+            text.family(
+                name,
+                Kind::Counter,
                 "Tokens by client key name and direction (prompt, completion).",
             );
-            for (name, k) in &self.clients {
+            for (key, k) in &self.clients {
                 for (dir, v) in [
                     ("prompt", k.prompt_tokens),
                     ("completion", k.completion_tokens),
                 ] {
-                    let _ = writeln!(
-                        out,
-                        "smart_router_client_tokens_total{{key=\"{}\",direction=\"{dir}\"}} {v}",
-                        escape(name)
-                    );
+                    text.sample(name, &[("key", key), ("direction", &dir)], v);
                 }
             }
-            header(
-                out,
-                "smart_router_client_cost_total",
-                "counter",
+            let name = "smart_router_client_cost_total";
+            text.family(
+                name,
+                Kind::Counter,
                 "Cost by client key name in the configured currency (label `currency`).",
             );
-            for (name, k) in &self.clients {
-                let _ = writeln!(
-                    out,
-                    "smart_router_client_cost_total{{key=\"{}\",currency=\"{}\"}} {}",
-                    escape(name),
-                    escape(currency),
-                    k.cost
-                );
+            for (key, k) in &self.clients {
+                text.sample(name, &[("key", key), ("currency", &currency)], k.cost);
             }
         }
-        header(
-            out,
-            "smart_router_fallbacks_total",
-            "counter",
+        let name = "smart_router_fallbacks_total";
+        text.family(
+            name,
+            Kind::Counter,
             "Upstream attempts beyond the first (failovers).",
         );
-        let _ = writeln!(out, "smart_router_fallbacks_total {}", self.fallbacks);
-        for (name, help, pick) in [
+        text.sample(name, &[], self.fallbacks);
+        type Pick = fn(&Traffic) -> u64;
+        let tokens: [(&str, &str, Pick); 3] = [
             (
                 "smart_router_prompt_tokens_total",
                 "Prompt tokens reported by upstreams (cached ones included).",
-                0,
+                |t| t.prompt_tokens,
             ),
             (
                 "smart_router_completion_tokens_total",
                 "Completion tokens reported by upstreams.",
-                1,
+                |t| t.completion_tokens,
             ),
             (
                 "smart_router_cached_tokens_total",
                 "Prompt tokens served from a provider's prompt cache.",
-                2,
+                |t| t.cached_tokens,
             ),
-        ] {
-            header(out, name, "counter", help);
+        ];
+        for (name, help, pick) in tokens {
+            text.family(name, Kind::Counter, help);
             for ((c, p, m), t) in &self.traffic {
-                let v = [t.prompt_tokens, t.completion_tokens, t.cached_tokens][pick];
-                let _ = writeln!(out, "{name}{{{}}} {v}", label(c, p, m));
+                text.sample(
+                    name,
+                    &[("channel", c), ("provider", p), ("model", m)],
+                    pick(t),
+                );
             }
         }
-        header(
-            out,
-            "smart_router_cost_total",
-            "counter",
+        let name = "smart_router_cost_total";
+        text.family(
+            name,
+            Kind::Counter,
             "Cost of answered requests in the configured currency (label `currency`).",
         );
         for ((c, p, m), t) in &self.traffic {
-            let _ = writeln!(
-                out,
-                "smart_router_cost_total{{{},currency=\"{}\"}} {}",
-                label(c, p, m),
-                escape(currency),
-                t.cost
-            );
+            let labels = [
+                ("channel", c as &dyn std::fmt::Display),
+                ("provider", p),
+                ("model", m),
+                ("currency", &currency),
+            ];
+            text.sample(name, &labels, t.cost);
         }
-        header(
-            out,
-            "smart_router_request_duration_seconds",
-            "histogram",
+        let name = "smart_router_request_duration_seconds";
+        text.family(
+            name,
+            Kind::Histogram,
             "Whole request time, from the request received to the answer's end.",
         );
         for ((c, p, m), t) in &self.traffic {
-            t.latency.render(
-                out,
-                "smart_router_request_duration_seconds",
-                &label(c, p, m),
+            text.histogram(
+                name,
+                &[("channel", c), ("provider", p), ("model", m)],
+                &t.latency,
             );
         }
-        header(
-            out,
-            "smart_router_upstream_first_byte_seconds",
-            "histogram",
+        let name = "smart_router_upstream_first_byte_seconds";
+        text.family(
+            name,
+            Kind::Histogram,
             "Time from sending to the answering upstream's response head (time to first token for streams).",
         );
-        self.ttft
-            .render(out, "smart_router_upstream_first_byte_seconds", "");
-        header(
-            out,
-            "smart_router_gateway_overhead_seconds",
-            "histogram",
+        text.histogram(name, &[], &self.ttft);
+        let name = "smart_router_gateway_overhead_seconds";
+        text.family(
+            name,
+            Kind::Histogram,
             "Time spent in the gateway itself before the answer's head went out (x-router-overhead-ms).",
         );
-        self.overhead
-            .render(out, "smart_router_gateway_overhead_seconds", "");
-        header(
-            out,
-            "smart_router_usage_records_total",
-            "counter",
+        text.histogram(name, &[], &self.overhead);
+        let name = "smart_router_usage_records_total";
+        text.family(
+            name,
+            Kind::Counter,
             "Usage records merged by the control thread (one per request).",
         );
-        let _ = writeln!(out, "smart_router_usage_records_total {}", self.records);
-    }
-}
-
-/// `# HELP` and `# TYPE` lines.
-pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-/// A label value escaped per the text format (backslash, quote, newline).
-pub fn escape(v: &str) -> String {
-    let mut s = String::with_capacity(v.len());
-    for ch in v.chars() {
-        match ch {
-            '\\' => s.push_str("\\\\"),
-            '"' => s.push_str("\\\""),
-            '\n' => s.push_str("\\n"),
-            c => s.push(c),
-        }
-    }
-    s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn histogram_buckets_are_cumulative_and_end_at_inf() {
-        let mut h = Histogram::default();
-        h.observe(0.000_07);
-        h.observe(0.3);
-        h.observe(100.0);
-        h.observe(f64::NAN);
-        let mut out = String::new();
-        h.render(&mut out, "x", "a=\"b\"");
-        assert!(out.contains("x_bucket{a=\"b\",le=\"0.0001\"} 1\n"), "{out}");
-        assert!(out.contains("x_bucket{a=\"b\",le=\"0.5\"} 2\n"), "{out}");
-        assert!(out.contains("x_bucket{a=\"b\",le=\"30\"} 2\n"), "{out}");
-        assert!(out.contains("x_bucket{a=\"b\",le=\"+Inf\"} 3\n"), "{out}");
-        assert!(out.contains("x_count{a=\"b\"} 3\n"), "{out}");
-    }
-
-    #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        text.sample(name, &[], self.records);
     }
 }

@@ -1,7 +1,7 @@
 //! The control thread: owns the config and everything derived from it, and keeps the workers'
 //! snapshots true while providers change. It runs its own monoio event loop with these tasks:
 //!
-//! * the main loop (every [`POLL`]): shutdown and reload requests, worker reports merged into
+//! * the main loop (every `POLL`): shutdown and reload requests, worker reports merged into
 //!   live state (a health change publishes at once, averages within a tick), DNS answers, and
 //!   a coalesced catalog rebuild when discovery, a reload or an admin override changed it;
 //! * discovery rounds (`discovery`): every channel's model list, bounded concurrency;
@@ -17,14 +17,13 @@
 
 #![allow(clippy::disallowed_methods)] // the control plane may block briefly: it is not a worker
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod dns;
-pub mod fetch;
-pub mod http;
-pub mod ledger;
-pub mod metrics;
-pub mod reload;
-pub mod store;
+pub(crate) mod fetch;
+pub(crate) mod http;
+pub(crate) mod metrics;
+pub(crate) mod reload;
+pub(crate) mod store;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -38,6 +37,7 @@ use crate::catalog::DiscoveryMap;
 use crate::channel::tls::ClientTls;
 use crate::channel::{Overrides, Resolved, TlsConfigs};
 use crate::config::{Config, Scheme};
+use crate::ledger;
 use crate::live::Merger;
 use crate::snapshot::Snapshot;
 use crate::upstream::Pool;
@@ -51,11 +51,11 @@ pub use reload::{Loader, ReloadReport};
 const CONTROL_RING_ENTRIES: u32 = 128;
 
 /// How often the main loop looks for work (reports, requests, DNS answers, due rounds).
-pub const POLL: Duration = Duration::from_millis(5);
+pub(crate) const POLL: Duration = Duration::from_millis(5);
 
 /// Requests to the control thread.
 #[derive(Debug)]
-pub enum Request {
+pub(crate) enum Request {
     /// Drain workers and stop.
     Shutdown,
     /// Re-read the config; the outcome goes to the sender, if any.
@@ -65,13 +65,13 @@ pub enum Request {
 /// One worker's snapshot slot: the sender, and a receiver clone used to discard an unread
 /// older snapshot so the newest always fits.
 #[derive(Debug)]
-pub struct Slot {
+pub(crate) struct Slot {
     /// Sends to the worker.
-    pub tx: Sender<Arc<Snapshot>>,
+    pub(crate) tx: Sender<Arc<Snapshot>>,
     /// Drains the worker's unread snapshot.
-    pub rx: Receiver<Arc<Snapshot>>,
+    pub(crate) rx: Receiver<Arc<Snapshot>>,
     /// Commands to the worker.
-    pub commands: Sender<Command>,
+    pub(crate) commands: Sender<Command>,
 }
 
 impl Slot {
@@ -131,35 +131,35 @@ pub fn build_tls(cfg: &Config) -> Result<TlsConfigs, String> {
 }
 
 /// What the control thread is given at start.
-pub struct Setup {
+pub(crate) struct Setup {
     /// The validated config.
-    pub cfg: Config,
+    pub(crate) cfg: Config,
     /// The snapshot every worker started with.
-    pub first: Arc<Snapshot>,
+    pub(crate) first: Arc<Snapshot>,
     /// Worker count.
-    pub workers: usize,
+    pub(crate) workers: usize,
     /// The event-loop driver (the control loop runs the same one).
-    pub driver: Chosen,
+    pub(crate) driver: Chosen,
     /// TLS settings per provider.
-    pub tls: TlsConfigs,
+    pub(crate) tls: TlsConfigs,
     /// One slot per worker.
-    pub slots: Vec<Slot>,
+    pub(crate) slots: Vec<Slot>,
     /// Requests (shutdown, reload).
-    pub requests: Receiver<Request>,
+    pub(crate) requests: Receiver<Request>,
     /// Worker outcome report batches.
-    pub reports: Receiver<Vec<Report>>,
+    pub(crate) reports: Receiver<Vec<Report>>,
     /// The health board.
-    pub board: Arc<Board>,
+    pub(crate) board: Arc<Board>,
     /// Model lists from the discovery cache (already in `first`).
-    pub discovered: DiscoveryMap,
+    pub(crate) discovered: DiscoveryMap,
     /// Admin overrides from the state dir (already in `first`).
-    pub overrides: Overrides,
+    pub(crate) overrides: Overrides,
     /// The state directory.
-    pub store: store::Store,
+    pub(crate) store: store::Store,
     /// The bound admin listener, if the admin API is on.
-    pub admin: Option<std::net::TcpListener>,
+    pub(crate) admin: Option<std::net::TcpListener>,
     /// Re-reads the config on reload (none: nothing to re-read).
-    pub loader: Option<Loader>,
+    pub(crate) loader: Option<Loader>,
 }
 
 impl std::fmt::Debug for Setup {
@@ -171,7 +171,7 @@ impl std::fmt::Debug for Setup {
 }
 
 /// Starts the control thread.
-pub fn spawn(setup: Setup) -> std::io::Result<std::thread::JoinHandle<()>> {
+pub(crate) fn spawn(setup: Setup) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("sar-control".into())
         .spawn(move || {
@@ -191,129 +191,129 @@ pub fn spawn(setup: Setup) -> std::io::Result<std::thread::JoinHandle<()>> {
 
 /// The last fetch (discovery or probe) of a channel, for the admin API.
 #[derive(Debug, Clone)]
-pub struct Fetch {
+pub(crate) struct Fetch {
     /// When it finished.
-    pub at: SystemTime,
+    pub(crate) at: SystemTime,
     /// Whether it succeeded.
-    pub ok: bool,
+    pub(crate) ok: bool,
     /// HTTP status, if one came back.
-    pub status: Option<u16>,
+    pub(crate) status: Option<u16>,
     /// What happened, in words (never a key).
-    pub detail: String,
+    pub(crate) detail: String,
     /// How long it took.
-    pub ms: f32,
+    pub(crate) ms: f32,
     /// Models found (discovery).
-    pub models: Option<usize>,
+    pub(crate) models: Option<usize>,
 }
 
 /// What the control plane knows about a channel beyond the snapshot.
 #[derive(Debug, Clone, Default)]
-pub struct ChannelStatus {
+pub(crate) struct ChannelStatus {
     /// Last discovery fetch.
-    pub discovery: Option<Fetch>,
+    pub(crate) discovery: Option<Fetch>,
     /// Last health probe.
-    pub probe: Option<Fetch>,
+    pub(crate) probe: Option<Fetch>,
 }
 
 /// The outcome of the latest reload, for the admin API.
 #[derive(Debug, Clone)]
-pub struct LastReload {
-    /// When.
-    pub at: SystemTime,
+pub(crate) struct LastReload {
+    /// When it finished (wall clock, for `at_unix`).
+    pub(crate) at: SystemTime,
     /// The errors that rejected it (empty: applied).
-    pub errors: Vec<String>,
+    pub(crate) errors: Vec<String>,
 }
 
 /// Everything the control thread owns and changes.
 #[derive(Debug)]
-pub struct State {
+pub(crate) struct State {
     /// The config in force.
-    pub cfg: Config,
+    pub(crate) cfg: Config,
     /// The last published snapshot.
-    pub current: Arc<Snapshot>,
+    pub(crate) current: Arc<Snapshot>,
     /// Worker count.
-    pub workers: usize,
+    pub(crate) workers: usize,
     /// Resolved upstream addresses.
-    pub resolved: Resolved,
+    pub(crate) resolved: Resolved,
     /// TLS client settings per provider.
-    pub tls: TlsConfigs,
+    pub(crate) tls: TlsConfigs,
     /// Discovered model lists by channel id.
-    pub discovered: DiscoveryMap,
+    pub(crate) discovered: DiscoveryMap,
     /// Admin overrides.
-    pub overrides: Overrides,
+    pub(crate) overrides: Overrides,
     /// Merged live state (ahead of `current.live` until published).
-    pub merger: Merger,
+    pub(crate) merger: Merger,
     /// Host names to re-resolve.
-    pub hosts: Vec<(String, u16)>,
+    pub(crate) hosts: Vec<(String, u16)>,
     /// Host names whose latest lookup failed (a reload stops waiting for them).
-    pub dns_failed: std::collections::HashSet<(String, u16)>,
+    pub(crate) dns_failed: std::collections::HashSet<(String, u16)>,
     /// The catalog must be rebuilt (coalesced: one rebuild per loop turn).
-    pub rebuild_due: bool,
+    pub(crate) rebuild_due: bool,
     /// Averages changed: publish no later than this.
-    pub stats_due: Option<Instant>,
+    pub(crate) stats_due: Option<Instant>,
     /// Per-channel fetch results.
-    pub status: HashMap<String, ChannelStatus>,
+    pub(crate) status: HashMap<String, ChannelStatus>,
     /// Time the last catalog rebuild took.
-    pub build_time: Duration,
+    pub(crate) build_time: Duration,
     /// Epoch and time of a publication not yet adopted by every worker.
-    pub propagating: Option<(u64, Instant)>,
+    pub(crate) propagating: Option<(u64, Instant)>,
     /// How long the last publication took to reach every worker.
-    pub propagation: Option<Duration>,
+    pub(crate) propagation: Option<Duration>,
     /// Publications so far.
-    pub publications: u64,
+    pub(crate) publications: u64,
     /// Next discovery round.
-    pub next_discovery: Option<Instant>,
+    pub(crate) next_discovery: Option<Instant>,
     /// Channels an operator or a reload asked to (re)discover (empty list: all).
-    pub discovery_wanted: Option<Vec<String>>,
+    pub(crate) discovery_wanted: Option<Vec<String>>,
     /// Next probe round.
-    pub next_probe: Option<Instant>,
+    pub(crate) next_probe: Option<Instant>,
     /// Reloads applied and rejected so far.
-    pub reloads: (u64, u64),
+    pub(crate) reloads: (u64, u64),
     /// The latest reload.
-    pub last_reload: Option<LastReload>,
+    pub(crate) last_reload: Option<LastReload>,
     /// Changes the running gateway could not apply (need a restart), from the last reload.
-    pub restart_required: Vec<String>,
+    pub(crate) restart_required: Vec<String>,
     /// Usage records merged but not yet handed to the store, by UTC day number.
-    pub usage_lines: std::collections::BTreeMap<u64, Vec<u8>>,
+    pub(crate) usage_lines: std::collections::BTreeMap<u64, Vec<u8>>,
     /// Today's counters for quotas and budgets.
-    pub ledger: ledger::Ledger,
+    pub(crate) ledger: ledger::Ledger,
     /// When the counters may next be saved (at most once a second).
-    pub next_counters_save: Instant,
+    pub(crate) next_counters_save: Instant,
     /// The UTC day (days since the epoch) old usage files were last pruned on.
-    pub pruned_day: u64,
+    pub(crate) pruned_day: u64,
     /// Request metrics merged from usage records (`GET /metrics`).
-    pub metrics: metrics::Metrics,
+    pub(crate) metrics: metrics::Metrics,
 }
 
 /// The control thread's shared context (single-threaded: `Rc` + `RefCell`).
-pub struct Ctl {
+pub(crate) struct Ctl {
     /// Mutable state.
-    pub st: RefCell<State>,
+    pub(crate) st: RefCell<State>,
     /// Upstream connections for discovery and probes.
-    pub pool: Pool,
+    pub(crate) pool: Pool,
     /// Worker epochs and readiness.
-    pub board: Arc<Board>,
+    pub(crate) board: Arc<Board>,
     slots: Vec<Slot>,
     requests: Receiver<Request>,
     reports: Receiver<Vec<Report>>,
     /// The state directory.
-    pub store: store::Store,
+    pub(crate) store: store::Store,
     resolver: dns::Resolver,
     admin: RefCell<Option<std::net::TcpListener>>,
     loader: Option<Loader>,
     /// A reload is running (reloads are serialized).
-    pub reloading: Cell<bool>,
+    pub(crate) reloading: Cell<bool>,
     /// A discovery round is running.
-    pub discovering: Cell<bool>,
+    pub(crate) discovering: Cell<bool>,
     /// A probe round is running.
-    pub probing: Cell<bool>,
+    pub(crate) probing: Cell<bool>,
     /// The acknowledgement of the admin API's latest overrides write (awaited before it
     /// answers).
-    pub pending_save: Cell<Option<Receiver<()>>>,
+    pub(crate) pending_save: Cell<Option<Receiver<()>>>,
     /// When the control thread started.
-    pub started: Instant,
+    pub(crate) started: Instant,
     /// The fleet, with `[cluster]` (borrowed only between awaits, like `st`).
-    pub cluster: RefCell<Option<crate::cluster::Fleet>>,
+    pub(crate) cluster: RefCell<Option<crate::cluster::Fleet>>,
 }
 
 impl std::fmt::Debug for Ctl {
@@ -440,7 +440,7 @@ impl Ctl {
 
     /// Rebuilds channels and catalog (new generation), carrying live state over by channel id
     /// and (channel id, model), and publishes.
-    pub fn rebuild(&self, st: &mut State) {
+    pub(crate) fn rebuild(&self, st: &mut State) {
         // Reports already queued belong to the outgoing generation: merge them first, or the
         // new merger would drop them.
         self.merge_reports(st);
@@ -479,7 +479,7 @@ impl Ctl {
     }
 
     /// Index of the channel `id` in the current snapshot.
-    pub fn channel_index(st: &State, id: &str) -> Option<usize> {
+    pub(crate) fn channel_index(st: &State, id: &str) -> Option<usize> {
         st.current.channels.iter().position(|c| &*c.id == id)
     }
 
@@ -605,14 +605,18 @@ impl Ctl {
     }
 
     /// Starts resolving `hosts` on helper threads (`hosts_file` first: `[server] hosts_file`).
-    pub fn resolve(&self, hosts: Vec<(String, u16)>, hosts_file: Option<std::path::PathBuf>) {
+    pub(crate) fn resolve(
+        &self,
+        hosts: Vec<(String, u16)>,
+        hosts_file: Option<std::path::PathBuf>,
+    ) {
         if !hosts.is_empty() {
             self.resolver.resolve(hosts, hosts_file);
         }
     }
 
     /// Asks for a discovery round (all channels, or these ids) as soon as none is running.
-    pub fn want_discovery(&self, ids: Option<Vec<String>>) {
+    pub(crate) fn want_discovery(&self, ids: Option<Vec<String>>) {
         let mut st = self.st.borrow_mut();
         st.discovery_wanted = match (st.discovery_wanted.take(), ids) {
             (Some(mut a), Some(b)) if !a.is_empty() => {
@@ -633,10 +637,10 @@ impl Ctl {
 }
 
 /// Longest an admin change or a reload waits for every worker to adopt its snapshot.
-pub const PROPAGATION_WAIT: Duration = Duration::from_secs(2);
+pub(crate) const PROPAGATION_WAIT: Duration = Duration::from_secs(2);
 
 /// Waits until every worker holds snapshot `epoch` or a later one (bounded).
-pub async fn propagated(ctl: &Ctl, epoch: u64) {
+pub(crate) async fn propagated(ctl: &Ctl, epoch: u64) {
     let deadline = Instant::now() + PROPAGATION_WAIT;
     while ctl.board.min_epoch() < epoch && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(1)).await;
@@ -665,7 +669,7 @@ fn owners(s: &Snapshot) -> Box<[u32]> {
 }
 
 /// Up to ±10 % of `d`, from a per-call random seed (no crate needed for this).
-pub fn jittered(d: Duration) -> Duration {
+pub(crate) fn jittered(d: Duration) -> Duration {
     use std::hash::{BuildHasher, Hasher};
     let r = std::collections::hash_map::RandomState::new()
         .build_hasher()
@@ -806,7 +810,7 @@ fn access_log(u: &crate::usage::Record) {
 }
 
 /// Waits (bounded) for a state-store acknowledgement.
-pub async fn written(done: &Receiver<()>, within: Duration) {
+pub(crate) async fn written(done: &Receiver<()>, within: Duration) {
     let deadline = Instant::now() + within;
     while done.try_recv().is_err() && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(1)).await;

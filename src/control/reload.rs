@@ -40,7 +40,7 @@ pub struct ReloadReport {
 
 /// Runs one reload (waiting for a running one to finish first). The reload is a task of its
 /// own: a caller that stops waiting (an admin client that hung up) never leaves it half done.
-pub async fn reload(ctl: &Rc<Ctl>) -> Result<ReloadReport, Vec<String>> {
+pub(crate) async fn reload(ctl: &Rc<Ctl>) -> Result<ReloadReport, Vec<String>> {
     let c = ctl.clone();
     monoio::spawn(async move { run(&c).await }).await
 }

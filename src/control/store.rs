@@ -41,19 +41,19 @@ enum Job {
 
 /// The state directory and its writer thread.
 #[derive(Debug, Clone)]
-pub struct Store {
+pub(crate) struct Store {
     dir: Option<PathBuf>,
     writes: Option<Sender<Job>>,
 }
 
 impl Store {
     /// `dir` for reading only (the offline `route` command): nothing is created or written.
-    pub fn read_only(dir: Option<PathBuf>) -> Store {
+    pub(crate) fn read_only(dir: Option<PathBuf>) -> Store {
         Store { dir, writes: None }
     }
 
     /// Opens `dir` (creating it); `None` or an unusable directory means nothing persists.
-    pub fn open(dir: Option<PathBuf>) -> Store {
+    pub(crate) fn open(dir: Option<PathBuf>) -> Store {
         let Some(dir) = dir else {
             return Store {
                 dir: None,
@@ -104,7 +104,7 @@ impl Store {
     }
 
     /// The directory, if state persists.
-    pub fn dir(&self) -> Option<&Path> {
+    pub(crate) fn dir(&self) -> Option<&Path> {
         self.dir.as_deref()
     }
 
@@ -120,7 +120,7 @@ impl Store {
     /// Every cached model list for the channels of `cfg` (blocking: call at start-up or on a
     /// reload). Files are read and parsed on every CPU at once: a warm restart of a large
     /// deployment is dominated by this.
-    pub fn load_discovery(&self, cfg: &Config) -> DiscoveryMap {
+    pub(crate) fn load_discovery(&self, cfg: &Config) -> DiscoveryMap {
         let jobs: Vec<(&str, PathBuf)> = cfg
             .channels
             .iter()
@@ -157,14 +157,20 @@ impl Store {
     }
 
     /// Queues a channel's model list for writing.
-    pub fn save_discovery(&self, channel: &str, key: &str, base_url: &str, models: &[Discovered]) {
+    pub(crate) fn save_discovery(
+        &self,
+        channel: &str,
+        key: &str,
+        base_url: &str,
+        models: &[Discovered],
+    ) {
         if let (Some(path), Some(w)) = (self.discovery_path(channel, key, base_url), &self.writes) {
             let _ = w.send(Job::Write(path, discovered::to_cache(models), None));
         }
     }
 
     /// The saved overrides (blocking: call at start-up).
-    pub fn load_overrides(&self) -> Overrides {
+    pub(crate) fn load_overrides(&self) -> Overrides {
         let Some(path) = self.dir.as_ref().map(|d| d.join("overrides.json")) else {
             return Overrides::default();
         };
@@ -182,7 +188,7 @@ impl Store {
 
     /// Queues the overrides for writing; the receiver fires once they are durable (none when
     /// nothing persists).
-    pub fn save_overrides(&self, o: &Overrides) -> Option<Receiver<()>> {
+    pub(crate) fn save_overrides(&self, o: &Overrides) -> Option<Receiver<()>> {
         let (dir, w) = (self.dir.as_ref()?, self.writes.as_ref()?);
         let (tx, rx) = crossbeam_channel::bounded(1);
         w.send(Job::Write(
@@ -195,7 +201,7 @@ impl Store {
     }
 
     /// Appends usage lines to the day's file (`usage/YYYY-MM-DD.jsonl`).
-    pub fn append_usage(&self, day: &str, lines: Vec<u8>) {
+    pub(crate) fn append_usage(&self, day: &str, lines: Vec<u8>) {
         let (Some(dir), Some(w)) = (&self.dir, &self.writes) else {
             return;
         };
@@ -204,7 +210,7 @@ impl Store {
     }
 
     /// Deletes usage files older than `days` days before `today_ms` (on the writer thread).
-    pub fn prune_usage(&self, today_ms: u64, days: u32) {
+    pub(crate) fn prune_usage(&self, today_ms: u64, days: u32) {
         let Some(w) = &self.writes else {
             return;
         };
@@ -216,12 +222,12 @@ impl Store {
     }
 
     /// The saved daily counters (blocking: call at start-up).
-    pub fn load_counters(&self) -> Option<Vec<u8>> {
+    pub(crate) fn load_counters(&self) -> Option<Vec<u8>> {
         std::fs::read(self.dir.as_ref()?.join("usage").join("counters.json")).ok()
     }
 
     /// Queues the daily counters for writing (atomically).
-    pub fn save_counters(&self, bytes: Vec<u8>) {
+    pub(crate) fn save_counters(&self, bytes: Vec<u8>) {
         let (Some(dir), Some(w)) = (&self.dir, &self.writes) else {
             return;
         };
@@ -233,7 +239,7 @@ impl Store {
     }
 
     /// The usage file of a day, if state persists.
-    pub fn usage_file(&self, day: &str) -> Option<PathBuf> {
+    pub(crate) fn usage_file(&self, day: &str) -> Option<PathBuf> {
         Some(
             self.dir
                 .as_ref()?
@@ -243,7 +249,7 @@ impl Store {
     }
 
     /// Fires once every write queued before it is done (shutdown waits for this).
-    pub fn flush(&self) -> Option<Receiver<()>> {
+    pub(crate) fn flush(&self) -> Option<Receiver<()>> {
         let w = self.writes.as_ref()?;
         let (tx, rx) = crossbeam_channel::bounded(1);
         w.send(Job::Barrier(tx)).ok()?;
@@ -265,7 +271,7 @@ fn load_one(id: &str, path: &Path) -> Option<(String, Arc<[Discovered]>)> {
 
 /// 16 hex digits of SHA-256(`key`, NUL, `base_url`): identifies the key and endpoint without
 /// revealing the key.
-pub fn cache_key(key: &str, base_url: &str) -> String {
+pub(crate) fn cache_key(key: &str, base_url: &str) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(key.as_bytes());
@@ -354,7 +360,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// `{"channels":{"id":{"enabled":false,"priority":5}}}`
-pub fn overrides_json(o: &Overrides) -> Vec<u8> {
+pub(crate) fn overrides_json(o: &Overrides) -> Vec<u8> {
     let mut b = b"{\"channels\":{".to_vec();
     for (i, (id, ov)) in o.channels.iter().enumerate() {
         if i > 0 {

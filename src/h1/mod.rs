@@ -1,19 +1,28 @@
-//! HTTP/1.1 framing shared by the downstream server, the upstream client and the mock upstream:
-//! request and response heads (httparse, recorded as offsets into the connection buffer),
-//! chunked transfer-coding, SSE event boundaries, status reason phrases.
+//! HTTP/1.1 framing shared by the downstream server, the upstream client, the admin API and the
+//! mock upstream: request and response heads (httparse, recorded as offsets into the connection
+//! buffer), chunked transfer-coding, SSE event boundaries, status reason phrases, response
+//! heads written into a buffer, and the one async request reader ([`read`]).
 //!
-//! Invariants: pure functions over byte slices: no I/O, no allocation proportional to untrusted
-//! sizes, no panics on any input (the parsers are fuzz targets). Framing ambiguities that enable
-//! request smuggling (conflicting `Content-Length`, `Content-Length` with `Transfer-Encoding`,
-//! a transfer-coding other than `chunked`) are errors, never guesses.
-//! Not here: sockets, timeouts, limits policy (callers pass limits in).
+//! Hand-written on purpose: this is the hot path of every request, and each piece works on the
+//! connection's own buffer without copying or allocating per header.
+//!
+//! Invariants: everything but [`read`] is pure functions over byte slices: no I/O, no
+//! allocation proportional to untrusted sizes, no panics on any input (the parsers are fuzz
+//! targets); [`read`] only appends to a caller's buffer through monoio's `AsyncReadRent`.
+//! Framing ambiguities that enable request smuggling (conflicting `Content-Length`,
+//! `Content-Length` with `Transfer-Encoding`, a transfer-coding other than `chunked`) are
+//! errors, never guesses.
+//! Not here: sockets and listeners, timeouts, limits policy (callers pass limits in).
 
 use crate::clock::{civil_from_days, days_from_civil};
 
 pub mod chunked;
 pub mod forwarding;
 pub mod head;
+pub mod read;
 pub mod sse;
+
+pub use read::{READ_RESERVE, ReadError, read_body, read_into, read_request_head};
 
 /// The reason phrase for a status code (RFC 9110), or `""` for unknown codes.
 pub fn reason(status: u16) -> &'static str {
@@ -66,6 +75,30 @@ pub fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a whole response with a known-length body: the status line, `content-length`,
+/// `headers` in order (names as given), the blank line, then `body`.
+pub fn write_response(out: &mut Vec<u8>, status: u16, headers: &[(&[u8], &[u8])], body: &[u8]) {
+    out.reserve(
+        body.len()
+            + 64
+            + headers
+                .iter()
+                .map(|(n, v)| n.len() + v.len() + 4)
+                .sum::<usize>(),
+    );
+    write_status_line(out, status);
+    write_header(
+        out,
+        b"content-length",
+        itoa::Buffer::new().format(body.len()).as_bytes(),
+    );
+    for (name, value) in headers {
+        write_header(out, name, value);
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
 }
 
 /// True for headers that describe one hop only and must never be forwarded (RFC 9110 §7.6.1),
@@ -249,6 +282,21 @@ mod tests {
         assert!(!has_token(b"keep-alive", b"close"));
         assert!(is_hop_by_hop(b"Transfer-Encoding"));
         assert!(!is_hop_by_hop(b"content-type"));
+    }
+
+    #[test]
+    fn whole_responses() {
+        let mut v = Vec::new();
+        write_response(
+            &mut v,
+            404,
+            &[(b"content-type", b"application/json")],
+            b"{}",
+        );
+        assert_eq!(
+            v,
+            b"HTTP/1.1 404 Not Found\r\ncontent-length: 2\r\ncontent-type: application/json\r\n\r\n{}"
+        );
     }
 
     #[test]

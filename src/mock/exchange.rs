@@ -223,7 +223,7 @@ pub(super) async fn wait_unless_peer_closes<S: AsyncReadRent>(
             return true;
         }
         let step = Duration::from_millis(2).min(d.saturating_sub(start.elapsed()));
-        match monoio::time::timeout(step, crate::server::read_into(s, buf)).await {
+        match monoio::time::timeout(step, crate::h1::read_into(s, buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => return false,
             Ok(Ok(_)) | Err(_) => {}
         }

@@ -44,7 +44,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use simd_json::prelude::*;
 
 use crate::h1::chunked;
-use crate::h1::head::{Body, RequestHead};
+use crate::h1::head::Body;
 use crate::json;
 use crate::worker::runtime;
 
@@ -362,28 +362,15 @@ impl Req {
 }
 
 async fn read_request<S: AsyncReadRent>(s: &mut S, buf: &mut Vec<u8>) -> Option<Req> {
-    let head = loop {
-        match RequestHead::parse(buf, 256, 1 << 20) {
-            Ok(Some(h)) => break h,
-            Ok(None) => {}
-            Err(_) => return None,
-        }
-        match crate::server::read_into(s, buf).await {
-            Ok(n) if n > 0 => {}
-            _ => return None,
-        }
-    };
+    let head = crate::h1::read_request_head(s, buf, 256, 1 << 20)
+        .await
+        .ok()?;
     let mut body = Vec::new();
     let consumed = match head.body {
         Body::None | Body::Close => head.len,
         Body::Length(n) => {
             let end = head.len + n as usize;
-            while buf.len() < end {
-                match crate::server::read_into(s, buf).await {
-                    Ok(k) if k > 0 => {}
-                    _ => return None,
-                }
-            }
+            crate::h1::read_body(s, buf, end).await.ok()?;
             body.extend_from_slice(&buf[head.len..end]);
             end
         }
@@ -395,7 +382,7 @@ async fn read_request<S: AsyncReadRent>(s: &mut S, buf: &mut Vec<u8>) -> Option<
                 if d.is_done() {
                     break pos;
                 }
-                match crate::server::read_into(s, buf).await {
+                match crate::h1::read_into(s, buf).await {
                     Ok(k) if k > 0 => {}
                     _ => return None,
                 }

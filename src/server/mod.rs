@@ -18,13 +18,12 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
 use crate::error::Error;
-use crate::h1::chunked;
 use crate::h1::head::{Body, HeadError, Method, RequestHead};
+use crate::h1::{READ_RESERVE, chunked, read_into};
 use crate::snapshot::Snapshot;
 use crate::worker::{SnapshotRef, Worker};
 pub use response::{ClientInput, Exchange, Responder};
@@ -112,8 +111,6 @@ pub(crate) trait Handler {
     );
 }
 
-/// Minimum free space kept in the read buffer before each read.
-const READ_RESERVE: usize = 4096;
 /// How long and how much a closing connection drains unread input.
 const LINGER: Duration = Duration::from_millis(500);
 const LINGER_BYTES: usize = 256 * 1024;
@@ -554,22 +551,6 @@ fn body_timeout(d: Duration) -> Error {
 async fn continue_100(writer: &mut ClientWriter, timeout: Duration) -> bool {
     let write = writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n".as_slice());
     matches!(monoio::time::timeout(timeout, write).await, Ok((Ok(_), _)))
-}
-
-/// Reads more bytes onto the end of `buf`.
-pub async fn read_into<R: AsyncReadRent>(
-    reader: &mut R,
-    buf: &mut Vec<u8>,
-) -> std::io::Result<usize> {
-    if buf.capacity() - buf.len() < READ_RESERVE {
-        buf.reserve(READ_RESERVE.max(buf.len()));
-    }
-    let owned = std::mem::take(buf);
-    let len = owned.len();
-    let cap = owned.capacity();
-    let (r, slice) = reader.read(owned.slice_mut(len..cap)).await;
-    *buf = slice.into_inner();
-    r
 }
 
 async fn linger_close(reader: &mut ClientReader, writer: &mut ClientWriter) {

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::Receiver;
 
 use crate::api::JsonScratch;
+use crate::metrics::{Gauges, LocalHistogram};
 use crate::snapshot::Snapshot;
 use crate::upstream::Pool;
 use crate::usage::Report;
@@ -35,68 +36,6 @@ pub type SnapshotRef = Rc<Arc<Snapshot>>;
 pub enum Command {
     /// Stop accepting, finish in-flight requests within the drain timeout, exit.
     Shutdown,
-}
-
-/// Histogram bucket upper bounds in seconds (Prometheus `le`), shared by every latency
-/// histogram the gateway exports.
-pub const LATENCY_BUCKETS: [f64; 18] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0, 2.5, 5.0, 10.0, 30.0,
-];
-
-/// A worker-local histogram of durations (plain cells: only its worker touches it).
-#[derive(Debug, Default)]
-pub struct LocalHistogram {
-    counts: [Cell<u64>; LATENCY_BUCKETS.len() + 1],
-    sum_us: Cell<u64>,
-}
-
-impl LocalHistogram {
-    /// Records one duration.
-    pub fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        let i = LATENCY_BUCKETS
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(LATENCY_BUCKETS.len());
-        self.counts[i].set(self.counts[i].get() + 1);
-        let us = d.as_micros().min(u128::from(u64::MAX)) as u64;
-        self.sum_us.set(self.sum_us.get().saturating_add(us));
-    }
-}
-
-/// One worker's gauges as of its last tick (written once per tick, read by `/metrics`).
-#[derive(Debug, Default)]
-pub struct Gauges {
-    /// Open client connections.
-    pub connections: AtomicU64,
-    /// Requests being handled.
-    pub in_flight: AtomicU64,
-    /// SSE streams being relayed.
-    pub streams: AtomicU64,
-    /// Bytes of request and response bodies held.
-    pub buffered: AtomicU64,
-    /// Requests refused 503 `overloaded` because `max_buffered` was reached.
-    pub overloaded: AtomicU64,
-    /// Requests handled since start.
-    pub requests: AtomicU64,
-    /// How late the tick timer fired, in microseconds: the event loop's lag (a task that
-    /// holds the core delays every other).
-    pub loop_lag_us: AtomicU64,
-    /// The largest lag seen since start, in microseconds.
-    pub loop_lag_max_us: AtomicU64,
-    /// Gaps between consecutive events relayed on a stream: bucket counts (+Inf last).
-    pub gap_counts: [AtomicU64; LATENCY_BUCKETS.len() + 1],
-    /// Sum of those gaps, microseconds.
-    pub gap_sum_us: AtomicU64,
-}
-
-impl Gauges {
-    /// The stream-gap histogram as (bucket counts, sum in seconds).
-    pub fn gaps(&self) -> ([u64; LATENCY_BUCKETS.len() + 1], f64) {
-        let counts = std::array::from_fn(|i| self.gap_counts[i].load(Ordering::Relaxed));
-        (counts, self.gap_sum_us.load(Ordering::Relaxed) as f64 / 1e6)
-    }
 }
 
 /// Cross-thread view of every worker, for `/health`: the epoch each holds (0 = not started).
@@ -434,10 +373,7 @@ impl Worker {
         if us > g.loop_lag_max_us.load(Ordering::Relaxed) {
             g.loop_lag_max_us.store(us, Ordering::Relaxed);
         }
-        for (a, c) in g.gap_counts.iter().zip(&s.gaps.counts) {
-            a.store(c.get(), Ordering::Relaxed);
-        }
-        g.gap_sum_us.store(s.gaps.sum_us.get(), Ordering::Relaxed);
+        g.store_gaps(&s.gaps);
     }
 
     /// Unix seconds as of the last tick (for stamps that need no sub-tick precision).

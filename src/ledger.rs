@@ -6,8 +6,13 @@
 //! Invariants: counters belong to one UTC day and reset when a record or the clock reaches the
 //! next; a record from an earlier day (in flight at midnight) counts for nothing; counters are
 //! keyed by channel id, so a reload that reorders channels keeps them.
+//! Pure: no I/O, no threads; the counters' JSON goes to and from the state dir through
+//! `control`'s store. Whether a counter is spent is asked of a `Judge`: `Alone` for a lone
+//! gateway, `cluster::Fleet` in a fleet — which is why the ledger sits below both `cluster`
+//! and `control` (the pure core layer), and names neither.
 //! Not here: writing the usage log (`control` hands lines to the store), enforcement on the
-//! data plane (`routing` reads `Snapshot::quota`, `proxy` the global budget).
+//! data plane (`routing` reads `Snapshot::quota`, `proxy` the global budget), the fleet's sums
+//! and grants (`cluster`).
 
 use std::collections::HashMap;
 
@@ -22,22 +27,22 @@ use crate::usage::Record;
 const DAY_MS: u64 = 86_400_000;
 
 /// The fleet name of the gateway's spend.
-pub const GLOBAL_COST: &str = "cost";
+pub(crate) const GLOBAL_COST: &str = "cost";
 
 /// The fleet name of a channel's counter (`requests`, `tokens`, `cost`).
-pub fn channel_counter(id: &str, metric: &str) -> String {
+pub(crate) fn channel_counter(id: &str, metric: &str) -> String {
     format!("ch|{id}|{metric}")
 }
 
 /// The fleet name of a client key's spend.
-pub fn key_counter(name: &str) -> String {
+pub(crate) fn key_counter(name: &str) -> String {
     format!("key|{name}|cost")
 }
 
 /// What a counter's fleet name (from [`GLOBAL_COST`], [`channel_counter`], [`key_counter`])
 /// counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CounterOf<'n> {
+pub(crate) enum CounterOf<'n> {
     /// The gateway's spend.
     Global,
     /// A client key's spend.
@@ -48,7 +53,7 @@ pub enum CounterOf<'n> {
 
 impl<'n> CounterOf<'n> {
     /// Reads a counter's fleet name back.
-    pub fn parse(name: &'n str) -> Option<CounterOf<'n>> {
+    pub(crate) fn parse(name: &'n str) -> Option<CounterOf<'n>> {
         if name == GLOBAL_COST {
             return Some(CounterOf::Global);
         }
@@ -64,7 +69,7 @@ impl<'n> CounterOf<'n> {
 }
 
 /// Decides whether a counter has reached its limit.
-pub trait Judge {
+pub(crate) trait Judge {
     /// True when counter `name`, of which this instance counted `own`, has reached `limit`.
     fn spent(&self, name: &str, own: f64, limit: f64) -> bool;
     /// The counter's total as far as known (for messages).
@@ -73,7 +78,7 @@ pub trait Judge {
 
 /// A gateway alone: its own counts are the whole story.
 #[derive(Debug, Clone, Copy)]
-pub struct Alone;
+pub(crate) struct Alone;
 
 impl Judge for Alone {
     fn spent(&self, _: &str, own: f64, limit: f64) -> bool {
@@ -85,7 +90,7 @@ impl Judge for Alone {
 }
 
 /// Every limited counter of a config and snapshot, with its daily limit.
-pub fn limited(cfg: &Config, channels: &[Channel]) -> Vec<(String, f64)> {
+pub(crate) fn limited(cfg: &Config, channels: &[Channel]) -> Vec<(String, f64)> {
     let mut out = Vec::new();
     if let Some(b) = cfg.pricing.daily_budget {
         out.push((GLOBAL_COST.to_string(), b));
@@ -112,33 +117,33 @@ pub fn limited(cfg: &Config, channels: &[Channel]) -> Vec<(String, f64)> {
 
 /// One channel's counters for the day.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Counter {
+pub(crate) struct Counter {
     /// Requests sent on the channel.
-    pub requests: u64,
+    pub(crate) requests: u64,
     /// Prompt plus completion tokens.
-    pub tokens: u64,
+    pub(crate) tokens: u64,
     /// Spend, configured currency.
-    pub cost: f64,
+    pub(crate) cost: f64,
 }
 
 /// The current day's counters.
 #[derive(Debug, Clone, Default)]
-pub struct Ledger {
+pub(crate) struct Ledger {
     /// Days since the Unix epoch (UTC) the counters are for.
-    pub day: u64,
+    pub(crate) day: u64,
     /// By channel id.
-    pub channels: HashMap<String, Counter>,
+    pub(crate) channels: HashMap<String, Counter>,
     /// The gateway's spend today.
-    pub cost: f64,
+    pub(crate) cost: f64,
     /// Spend today by client key name.
-    pub clients: HashMap<String, f64>,
+    pub(crate) clients: HashMap<String, f64>,
     /// Changed since the last save.
-    pub dirty: bool,
+    pub(crate) dirty: bool,
 }
 
 impl Ledger {
     /// An empty ledger for the day of `now_ms`.
-    pub fn new(now_ms: u64) -> Ledger {
+    pub(crate) fn new(now_ms: u64) -> Ledger {
         Ledger {
             day: now_ms / DAY_MS,
             ..Ledger::default()
@@ -146,7 +151,7 @@ impl Ledger {
     }
 
     /// Starts a new day when `now_ms` is past the ledger's; true when it did.
-    pub fn roll(&mut self, now_ms: u64) -> bool {
+    pub(crate) fn roll(&mut self, now_ms: u64) -> bool {
         let day = now_ms / DAY_MS;
         if day <= self.day {
             return false;
@@ -160,7 +165,7 @@ impl Ledger {
     }
 
     /// Counts one usage record.
-    pub fn add(&mut self, r: &Record) {
+    pub(crate) fn add(&mut self, r: &Record) {
         self.roll(r.unix_ms);
         let id = r.channel();
         if r.unix_ms / DAY_MS != self.day || id.is_empty() {
@@ -190,7 +195,7 @@ impl Ledger {
 
     /// Which quotas are spent, for the channels of a snapshot, as `judge` sees them (alone:
     /// [`Alone`]; in a fleet, `cluster::Fleet`).
-    pub fn quota(&self, cfg: &Config, channels: &[Channel], judge: &dyn Judge) -> Quota {
+    pub(crate) fn quota(&self, cfg: &Config, channels: &[Channel], judge: &dyn Judge) -> Quota {
         let spent = |ch: &Channel| {
             let c = self.channels.get(&*ch.id).copied().unwrap_or_default();
             let l = &ch.limits;
@@ -240,7 +245,7 @@ impl Ledger {
     }
 
     /// Every counter by its fleet name (`cluster`), with this instance's value today.
-    pub fn counters(&self) -> Vec<(String, f64)> {
+    pub(crate) fn counters(&self) -> Vec<(String, f64)> {
         let mut out = Vec::with_capacity(self.channels.len() * 3 + self.clients.len() + 1);
         out.push((GLOBAL_COST.to_string(), self.cost));
         for (id, c) in &self.channels {
@@ -256,7 +261,7 @@ impl Ledger {
 
     /// Raises counter `name` to at least `value` (this instance's own count read back from the
     /// fleet after a restart that lost the local file). True when it changed.
-    pub fn raise(&mut self, name: &str, value: f64) -> bool {
+    pub(crate) fn raise(&mut self, name: &str, value: f64) -> bool {
         fn up<T: PartialOrd + Copy>(slot: &mut T, v: T) -> bool {
             let higher = v > *slot;
             if higher {
@@ -288,7 +293,7 @@ impl Ledger {
     }
 
     /// The counters as a JSON document (`usage/counters.json`).
-    pub fn to_json(&self) -> Vec<u8> {
+    pub(crate) fn to_json(&self) -> Vec<u8> {
         let mut w = Writer::new();
         w.obj();
         w.key("day").str(&crate::clock::day(self.day * DAY_MS));
@@ -316,7 +321,7 @@ impl Ledger {
     }
 
     /// Counters saved for the day of `now_ms`, if `bytes` holds them (another day's are stale).
-    pub fn from_json(bytes: &[u8], now_ms: u64) -> Option<Ledger> {
+    pub(crate) fn from_json(bytes: &[u8], now_ms: u64) -> Option<Ledger> {
         let mut copy = bytes.to_vec();
         let v = simd_json::to_owned_value(&mut copy).ok()?;
         let day = crate::clock::parse_time(v.get("day")?.as_str()?)? / DAY_MS;
