@@ -25,10 +25,11 @@ use std::time::{Duration, Instant};
 
 use arrayvec::{ArrayString, ArrayVec};
 
-use crate::api::chat::{Edit, Features};
 use crate::error::{Error, Kind};
 use crate::h1::head::ResponseHead;
 use crate::json;
+use crate::providers::openai::ingress::{Edit, Features};
+use crate::providers::openai::scan::{key_matches, top_level_members};
 use crate::providers::{Family, anthropic, gemini};
 use crate::routing;
 use crate::routing::health::Outcome;
@@ -1111,8 +1112,8 @@ fn stream_usage_member(body: &[u8], client: Option<std::ops::Range<usize>>) -> V
     m.extend_from_slice(b"\"stream_options\":{\"include_usage\":true");
     if let Some(r) = client {
         let value = &body[r];
-        for member in crate::api::chat::top_level_members(value) {
-            if !crate::api::chat::key_matches(&value[member.key.clone()], b"include_usage") {
+        for member in top_level_members(value) {
+            if !key_matches(&value[member.key.clone()], b"include_usage") {
                 m.push(b',');
                 m.extend_from_slice(&value[member.start..member.value.end]);
             }
