@@ -10,5 +10,6 @@
 pub mod anthropic;
 pub mod gemini;
 pub mod openai;
+pub(crate) mod shared;
 
 pub use crate::presets::Family;

@@ -9,5 +9,6 @@
 pub mod ingress;
 pub mod scan;
 pub mod upstream;
+pub(crate) mod wire;
 
 pub use upstream::openai_usage;
