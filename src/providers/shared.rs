@@ -44,6 +44,11 @@ pub(crate) fn present(v: Option<&Json>) -> Option<&Json> {
     v.filter(|v| !v.is_null())
 }
 
+/// A member that is present and not `null`.
+pub(crate) fn field<'v>(v: &'v Json, key: &str) -> Option<&'v Json> {
+    present(v.get(key))
+}
+
 /// A string member, or "" when absent or not a string.
 pub(crate) fn str_field<'v>(v: &'v Json, key: &str) -> &'v str {
     v.get(key).and_then(|s| s.as_str()).unwrap_or("")
@@ -62,6 +67,28 @@ pub(crate) fn first_choice(list: Option<&Json>) -> Option<&Json> {
     list.and_then(|c| c.as_array())?
         .iter()
         .find(|c| c.get("index").and_then(|i| i.as_u64()).unwrap_or(0) == 0)
+}
+
+/// A request's `tools` (absent or `null`: none), each through `tool` with its index; anything
+/// but an array is the 400 `invalid_tools`.
+pub(crate) fn tool_list(
+    tools: Option<&Json>,
+    tool: impl Fn(&Json, usize) -> Result<Json, Error>,
+) -> Result<Vec<Json>, Error> {
+    let Some(t) = present(tools) else {
+        return Ok(Vec::new());
+    };
+    let list = t
+        .as_array()
+        .ok_or_else(|| bad("invalid_tools", "`tools` must be an array."))?;
+    list.iter().enumerate().map(|(j, t)| tool(t, j)).collect()
+}
+
+/// A request's `stream` flag, or the 400 `invalid_stream` when it is not a boolean.
+pub(crate) fn stream_flag(stream: &Json) -> Result<bool, Error> {
+    stream
+        .as_bool()
+        .ok_or_else(|| bad("invalid_stream", "`stream` must be a boolean."))
 }
 
 /// One message of a conversation being assembled for an API that wants roles to alternate.
@@ -120,6 +147,17 @@ pub(crate) fn object_of_str(arguments: &str) -> Option<Json> {
         return Some(json!({}));
     }
     parse(arguments.as_bytes()).ok().filter(|v| v.is_object())
+}
+
+/// An OpenAI tool call's `arguments` member as an object: absent or `null` is no arguments, an
+/// object already parsed is taken as is, a string is parsed ([`object_of_str`]). `None` for
+/// anything else.
+pub(crate) fn arguments_object(arguments: Option<&Json>) -> Option<Json> {
+    match present(arguments) {
+        None => Some(json!({})),
+        Some(a) if a.is_object() => Some(a.clone()),
+        Some(a) => object_of_str(a.as_str()?),
+    }
 }
 
 /// Appends one SSE event `data: {json}` followed by `end` (`\n\n`, or `\r\n\r\n` where the

@@ -19,6 +19,7 @@ use crate::json as jw;
 use crate::providers::openai::wire::{Finish, read_usage, tool_call};
 use crate::providers::shared::{
     bad, collapse_text, first_choice, object_of_str, parse, parse_client, present, set, str_field,
+    stream_flag, tool_list,
 };
 use crate::tokens::{Usage, estimate};
 
@@ -93,15 +94,15 @@ pub fn ingress_request(body: &[u8]) -> Result<Vec<u8>, Error> {
         }
     }
     for (i, m) in messages.iter().enumerate() {
-        let content = present(m.get("content")).ok_or_else(|| {
+        let invalid = || {
             bad(
                 "invalid_content",
                 format!("messages[{i}].content must be a string or an array of content blocks."),
             )
-        })?;
-        match m.get("role").and_then(|r| r.as_str()) {
-            Some("user") => ingress_user(content, i, &mut msgs)?,
-            Some("assistant") => ingress_assistant(content, i, &mut msgs)?,
+        };
+        let content = present(m.get("content")).ok_or_else(invalid)?;
+        let role = match m.get("role").and_then(|r| r.as_str()) {
+            Some(role @ ("user" | "assistant")) => role,
             _ => {
                 return Err(bad(
                     "invalid_role",
@@ -110,6 +111,16 @@ pub fn ingress_request(body: &[u8]) -> Result<Vec<u8>, Error> {
                     ),
                 ));
             }
+        };
+        if let Some(s) = content.as_str() {
+            msgs.push(json!({"role": role, "content": s}));
+            continue;
+        }
+        let blocks = content.as_array().ok_or_else(invalid)?;
+        if role == "user" {
+            ingress_user(blocks, i, &mut msgs)?;
+        } else {
+            ingress_assistant(blocks, i, &mut msgs)?;
         }
     }
 
@@ -140,18 +151,7 @@ pub fn ingress_request(body: &[u8]) -> Result<Vec<u8>, Error> {
             set(&mut out, "stop", stops.clone());
         }
     }
-    let tools = match present(req.get("tools")) {
-        None => Vec::new(),
-        Some(t) => {
-            let list = t
-                .as_array()
-                .ok_or_else(|| bad("invalid_tools", "`tools` must be an array."))?;
-            list.iter()
-                .enumerate()
-                .map(|(j, t)| ingress_tool(t, j))
-                .collect::<Result<Vec<_>, _>>()?
-        }
-    };
+    let tools = tool_list(req.get("tools"), ingress_tool)?;
     if !tools.is_empty() {
         set(&mut out, "tools", tools.into());
         if let Some(choice) = present(req.get("tool_choice")) {
@@ -194,9 +194,7 @@ pub fn ingress_request(body: &[u8]) -> Result<Vec<u8>, Error> {
         set(&mut out, "user", user.into());
     }
     if let Some(stream) = present(req.get("stream")) {
-        let stream = stream
-            .as_bool()
-            .ok_or_else(|| bad("invalid_stream", "`stream` must be a boolean."))?;
+        let stream = stream_flag(stream)?;
         set(&mut out, "stream", stream.into());
         if stream {
             // The Anthropic stream ends with usage; OpenAI upstreams only send it when asked.
@@ -228,19 +226,9 @@ fn ingress_system(system: &OwnedValue) -> Result<String, Error> {
     Ok(texts.join(SYSTEM_JOIN))
 }
 
-/// A user turn: its tool results become `tool` messages first (OpenAI puts them right after the
-/// assistant's calls), then a user message with the rest.
-fn ingress_user(content: &OwnedValue, i: usize, msgs: &mut Vec<OwnedValue>) -> Result<(), Error> {
-    if let Some(s) = content.as_str() {
-        msgs.push(json!({"role": "user", "content": s}));
-        return Ok(());
-    }
-    let blocks = content.as_array().ok_or_else(|| {
-        bad(
-            "invalid_content",
-            format!("messages[{i}].content must be a string or an array of content blocks."),
-        )
-    })?;
+/// The blocks of a user turn: its tool results become `tool` messages first (OpenAI puts them
+/// right after the assistant's calls), then a user message with the rest.
+fn ingress_user(blocks: &[OwnedValue], i: usize, msgs: &mut Vec<OwnedValue>) -> Result<(), Error> {
     // Images returned by tools: OpenAI tool messages carry text only, so they go first in the
     // user message that follows, next to the results they came with.
     let mut lifted = Vec::new();
@@ -265,21 +253,13 @@ fn ingress_user(content: &OwnedValue, i: usize, msgs: &mut Vec<OwnedValue>) -> R
     Ok(())
 }
 
+/// The blocks of an assistant turn: its text and tool calls as one assistant message;
+/// thinking is dropped.
 fn ingress_assistant(
-    content: &OwnedValue,
+    blocks: &[OwnedValue],
     i: usize,
     msgs: &mut Vec<OwnedValue>,
 ) -> Result<(), Error> {
-    if let Some(s) = content.as_str() {
-        msgs.push(json!({"role": "assistant", "content": s}));
-        return Ok(());
-    }
-    let blocks = content.as_array().ok_or_else(|| {
-        bad(
-            "invalid_content",
-            format!("messages[{i}].content must be a string or an array of content blocks."),
-        )
-    })?;
     let mut text = String::new();
     let mut calls = Vec::new();
     for (j, b) in blocks.iter().enumerate() {

@@ -17,11 +17,11 @@ use simd_json::prelude::*;
 
 use crate::error::Error;
 use crate::providers::openai::wire::{
-    Finish, chunk, completion, error_kind, push_event, tool_call, usage_object, write_error,
+    Finish, chunk, completion, kind_for_status, push_event, tool_call, usage_object, write_error,
 };
 use crate::providers::shared::{
     Turn, bad, collapse_text, object_of_str, parse, parse_data_url, present, push_turn, set,
-    str_field,
+    str_field, stream_flag, tool_list,
 };
 use crate::tokens::Usage;
 
@@ -140,23 +140,10 @@ pub fn encode_request(chat: &OwnedValue, model: &str, out: &mut Vec<u8>) -> Resu
         set(&mut body, "stop_sequences", stops.into());
     }
     if let Some(s) = present(req.get("stream")) {
-        let s = s
-            .as_bool()
-            .ok_or_else(|| bad("invalid_stream", "`stream` must be a boolean."))?;
+        let s = stream_flag(s)?;
         set(&mut body, "stream", s.into());
     }
-    let tools = match present(req.get("tools")) {
-        None => Vec::new(),
-        Some(t) => {
-            let list = t
-                .as_array()
-                .ok_or_else(|| bad("invalid_tools", "`tools` must be an array."))?;
-            list.iter()
-                .enumerate()
-                .map(|(j, t)| encode_tool(t, j))
-                .collect::<Result<Vec<_>, _>>()?
-        }
-    };
+    let tools = tool_list(req.get("tools"), encode_tool)?;
     // Anthropic rejects `tool_choice` without tools, so it only goes along with them.
     if !tools.is_empty() {
         let mut choice = match present(req.get("tool_choice")) {
@@ -774,7 +761,7 @@ pub fn decode_error(status: u16, body: &[u8], out: &mut Vec<u8>) {
     write_error(
         out,
         &message,
-        error_kind(status),
+        kind_for_status(status),
         kind.unwrap_or("upstream_error"),
     );
 }

@@ -107,7 +107,7 @@ pub(crate) fn usage_object(u: &Usage, reasoning: Option<u64>) -> Json {
 }
 
 /// The OpenAI error type for an upstream's HTTP status.
-pub(crate) fn error_kind(status: u16) -> Kind {
+pub(crate) fn kind_for_status(status: u16) -> Kind {
     match status {
         401 => Kind::Authentication,
         403 => Kind::Permission,
