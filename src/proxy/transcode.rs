@@ -12,7 +12,7 @@
 use crate::error::{Error, Kind};
 use crate::h1::sse;
 use crate::providers::openai::openai_usage;
-use crate::providers::{Family, anthropic, gemini};
+use crate::providers::{Family, TranslateError, anthropic, gemini};
 use crate::tokens::{self, Usage};
 
 /// Upstream-side decoder state.
@@ -169,7 +169,12 @@ impl Transcode {
         Ok(false)
     }
 
-    fn event(&mut self, name: &[u8], data: &[u8], out: &mut Vec<u8>) -> Result<bool, String> {
+    fn event(
+        &mut self,
+        name: &[u8],
+        data: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<bool, TranslateError> {
         let mut mid = std::mem::take(&mut self.mid);
         mid.clear();
         let r = match &mut self.decoder {
@@ -189,7 +194,7 @@ impl Transcode {
     }
 
     /// Feeds canonical events (`data: {chunk}\n\n` …) to the client encoder.
-    fn chunks(&mut self, canonical: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    fn chunks(&mut self, canonical: &[u8], out: &mut Vec<u8>) -> Result<(), TranslateError> {
         let mut at = 0;
         let mut data = Vec::new();
         while sse::next_event(canonical, &mut at, &mut data).is_some() {
@@ -202,7 +207,7 @@ impl Transcode {
     }
 
     /// One canonical chunk (JSON) to the client.
-    fn chunk(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    fn chunk(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), TranslateError> {
         let usage = if memchr::memmem::find(data, b"\"usage\"").is_some() {
             openai_usage(data)
         } else {

@@ -16,6 +16,7 @@ use simd_json::prelude::*;
 
 use crate::error::Error;
 use crate::json as jw;
+use crate::providers::TranslateError;
 use crate::providers::openai::wire::{Finish, read_usage, tool_call};
 use crate::providers::shared::{
     bad, collapse_text, first_choice, object_of_str, parse, parse_client, present, set, str_field,
@@ -449,24 +450,25 @@ fn ingress_tool(t: &OwnedValue, j: usize) -> Result<OwnedValue, Error> {
 }
 
 /// Rewrites an OpenAI `chat.completion` body as an Anthropic `message` body.
-pub fn egress_response(openai: &[u8], out: &mut Vec<u8>) -> Result<Usage, String> {
-    let v = parse(openai).map_err(|e| format!("chat completion is not valid JSON: {e}"))?;
+pub fn egress_response(openai: &[u8], out: &mut Vec<u8>) -> Result<Usage, TranslateError> {
+    let v = parse(openai)
+        .map_err(|e| TranslateError::syntax(format!("chat completion is not valid JSON: {e}")))?;
     if let Some(e) = v.get("error") {
-        return Err(format!(
+        return Err(TranslateError::reported(format!(
             "chat completion carries an error: {}",
             e.get("message")
                 .and_then(|m| m.as_str())
                 .unwrap_or("no message")
-        ));
+        )));
     }
     let choice = v
         .get("choices")
         .and_then(|c| c.as_array())
         .and_then(|c| c.first())
-        .ok_or("chat completion has no choices")?;
+        .ok_or_else(|| TranslateError::shape("chat completion has no choices"))?;
     let msg = choice
         .get("message")
-        .ok_or("chat completion choice has no message")?;
+        .ok_or_else(|| TranslateError::shape("chat completion choice has no message"))?;
     let mut blocks = Vec::new();
     if let Some(r) = reasoning_of(msg) {
         // No signature exists for thinking that did not come from Anthropic; clients that
@@ -483,7 +485,9 @@ pub fn egress_response(openai: &[u8], out: &mut Vec<u8>) -> Result<Usage, String
             let f = call.get("function");
             let args = f.map_or("", |f| str_field(f, "arguments"));
             // A call the client would run with made-up input is worse than a failed answer.
-            let input = object_of_str(args).ok_or("tool call arguments are not a JSON object")?;
+            let input = object_of_str(args).ok_or_else(|| {
+                TranslateError::shape("tool call arguments are not a JSON object")
+            })?;
             blocks.push(json!({
                 "type": "tool_use",
                 "id": str_field(call, "id"),
@@ -577,18 +581,20 @@ impl StreamEncoder {
 
     /// One OpenAI chunk (the JSON after `data: `; never `[DONE]`). Appends Anthropic events
     /// (`event: <type>\ndata: {json}\n\n`) to `out`.
-    pub fn chunk(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    pub fn chunk(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), TranslateError> {
         if self.done {
             return Ok(());
         }
-        let v = parse(data).map_err(|e| format!("chat completion chunk is not valid JSON: {e}"))?;
+        let v = parse(data).map_err(|e| {
+            TranslateError::syntax(format!("chat completion chunk is not valid JSON: {e}"))
+        })?;
         if let Some(e) = v.get("error") {
-            return Err(format!(
+            return Err(TranslateError::reported(format!(
                 "upstream stream error: {}",
                 e.get("message")
                     .and_then(|m| m.as_str())
                     .unwrap_or("no message")
-            ));
+            )));
         }
         if let Some(u) = present(v.get("usage")) {
             self.usage = Some(read_usage(u).usage);

@@ -16,6 +16,7 @@ use simd_json::json;
 use simd_json::prelude::*;
 
 use crate::error::Error;
+use crate::providers::TranslateError;
 use crate::providers::openai::wire::{
     Finish, chunk, completion, kind_for_status, push_event, tool_call, usage_object, write_error,
 };
@@ -498,22 +499,28 @@ fn stop_list(stop: Option<&OwnedValue>) -> Result<Vec<OwnedValue>, Error> {
 
 /// Decodes a non-streamed Anthropic response into an OpenAI `chat.completion` body.
 /// `created` is the unix time to stamp. Err(message) when the body is not a valid message.
-pub fn decode_response(body: &[u8], created: u64, out: &mut Vec<u8>) -> Result<Usage, String> {
-    let v = parse(body).map_err(|e| format!("Anthropic response is not valid JSON: {e}"))?;
+pub fn decode_response(
+    body: &[u8],
+    created: u64,
+    out: &mut Vec<u8>,
+) -> Result<Usage, TranslateError> {
+    let v = parse(body).map_err(|e| {
+        TranslateError::syntax(format!("Anthropic response is not valid JSON: {e}"))
+    })?;
     match v.get("type").and_then(|t| t.as_str()) {
         None | Some("message") => {}
-        Some("error") => return Err(upstream_error_message(&v)),
+        Some("error") => return Err(TranslateError::reported(upstream_error_message(&v))),
         Some(other) => {
-            return Err(format!(
+            return Err(TranslateError::shape(format!(
                 "Anthropic response has type `{}`, expected `message`",
                 crate::error::truncate(other, 40)
-            ));
+            )));
         }
     }
     let content = v
         .get("content")
         .and_then(|c| c.as_array())
-        .ok_or("Anthropic response has no `content` array")?;
+        .ok_or_else(|| TranslateError::shape("Anthropic response has no `content` array"))?;
     let mut text = String::new();
     let mut reasoning = String::new();
     let mut calls = Vec::new();
@@ -598,18 +605,26 @@ impl StreamDecoder {
     /// Returns Ok(true) once the message is finished (`message_stop`); by then the final usage
     /// chunk (`"choices":[]` plus `usage`) has been appended. The caller appends `data: [DONE]`.
     /// An `error` event or malformed JSON -> Err(message).
-    pub fn event(&mut self, name: &[u8], data: &[u8], out: &mut Vec<u8>) -> Result<bool, String> {
+    pub fn event(
+        &mut self,
+        name: &[u8],
+        data: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<bool, TranslateError> {
         if self.done {
             return Ok(true);
         }
         if data.iter().all(u8::is_ascii_whitespace) {
             if name == b"error" {
-                return Err("Anthropic stream sent an error event without details".to_string());
+                return Err(TranslateError::reported(
+                    "Anthropic stream sent an error event without details",
+                ));
             }
             return Ok(false);
         }
-        let v =
-            parse(data).map_err(|e| format!("Anthropic stream event is not valid JSON: {e}"))?;
+        let v = parse(data).map_err(|e| {
+            TranslateError::syntax(format!("Anthropic stream event is not valid JSON: {e}"))
+        })?;
         // The payload's own `type` is authoritative; the `event:` name is a fallback for
         // senders that leave it out.
         let kind = v
@@ -715,7 +730,7 @@ impl StreamDecoder {
                 self.done = true;
                 return Ok(true);
             }
-            "error" => return Err(upstream_error_message(&v)),
+            "error" => return Err(TranslateError::reported(upstream_error_message(&v))),
             // ping, content_block_stop, and event types added after this was written.
             _ => {}
         }

@@ -14,6 +14,7 @@ use simd_json::owned::Object;
 use simd_json::prelude::*;
 
 use crate::error::{Error, truncate};
+use crate::providers::TranslateError;
 use crate::providers::openai::wire::{Counts, Finish, read_usage};
 use crate::providers::shared::{
     arguments_object, bad, field, first_choice, object_of_str, parse, parse_client, sse_data,
@@ -452,15 +453,16 @@ fn call_part(call: &Json) -> Option<Json> {
 }
 
 /// Rewrites an OpenAI `chat.completion` body as a GenerateContentResponse (appended to `out`).
-pub fn egress_response(openai: &[u8], out: &mut Vec<u8>) -> Result<Usage, String> {
-    let v = parse(openai).map_err(|e| format!("OpenAI response is not JSON: {e}"))?;
+pub fn egress_response(openai: &[u8], out: &mut Vec<u8>) -> Result<Usage, TranslateError> {
+    let v = parse(openai)
+        .map_err(|e| TranslateError::syntax(format!("OpenAI response is not JSON: {e}")))?;
     if let Some(msg) = error_message(&v) {
-        return Err(format!("upstream error: {msg}"));
+        return Err(TranslateError::reported(format!("upstream error: {msg}")));
     }
     let choices = v
         .get("choices")
         .and_then(|c| c.as_array())
-        .ok_or("OpenAI response has no `choices` array")?;
+        .ok_or_else(|| TranslateError::shape("OpenAI response has no `choices` array"))?;
     let mut candidates = Vec::with_capacity(choices.len());
     for (pos, choice) in choices.iter().enumerate() {
         let msg = choice.get("message");
@@ -483,9 +485,11 @@ pub fn egress_response(openai: &[u8], out: &mut Vec<u8>) -> Result<Usage, String
             .and_then(|m| field(m, "tool_calls"))
             .and_then(|c| c.as_array());
         for call in calls.into_iter().flatten() {
-            parts.push(call_part(call).ok_or(
-                "OpenAI tool call without a function name or with arguments that are not a JSON object",
-            )?);
+            parts.push(call_part(call).ok_or_else(|| {
+                TranslateError::shape(
+                    "OpenAI tool call without a function name or with arguments that are not a JSON object",
+                )
+            })?);
         }
         let mut cand = Object::default();
         cand.insert("content".into(), json!({"role": "model", "parts": parts}));
@@ -574,7 +578,7 @@ impl StreamEncoder {
 
     /// Sends the collected tool calls as one event. `strict`: arguments that are not a JSON
     /// object are an error; otherwise (stream end) they are sent as an empty object.
-    fn flush_calls(&mut self, strict: bool, out: &mut Vec<u8>) -> Result<(), String> {
+    fn flush_calls(&mut self, strict: bool, out: &mut Vec<u8>) -> Result<(), TranslateError> {
         if self.calls.is_empty() {
             return Ok(());
         }
@@ -584,10 +588,10 @@ impl StreamEncoder {
             let args = match object_of_str(&c.arguments) {
                 Some(a) => a,
                 None if strict => {
-                    return Err(format!(
+                    return Err(TranslateError::shape(format!(
                         "tool call `{}` streamed arguments that are not a JSON object",
                         truncate(&c.name, 60)
-                    ));
+                    )));
                 }
                 None => Json::from(Object::default()),
             };
@@ -615,13 +619,16 @@ impl StreamEncoder {
     }
 
     /// One OpenAI chunk payload (the JSON after `data: `). Appends zero or more Gemini events.
-    pub fn chunk(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    pub fn chunk(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), TranslateError> {
         if self.done || is_blank_or_done(data) {
             return Ok(());
         }
-        let v = parse(data).map_err(|e| format!("OpenAI chunk is not JSON: {e}"))?;
+        let v = parse(data)
+            .map_err(|e| TranslateError::syntax(format!("OpenAI chunk is not JSON: {e}")))?;
         if let Some(msg) = error_message(&v) {
-            return Err(format!("upstream stream error: {msg}"));
+            return Err(TranslateError::reported(format!(
+                "upstream stream error: {msg}"
+            )));
         }
         if self.model.is_empty()
             && let Some(m) = v.get_str("model")

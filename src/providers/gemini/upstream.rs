@@ -18,6 +18,7 @@ use simd_json::owned::Object;
 use simd_json::prelude::*;
 
 use crate::error::{Error, Kind, truncate};
+use crate::providers::TranslateError;
 use crate::providers::openai::wire::{
     Counts, Finish, chunk, completion, kind_for_status, push_event, usage_object, write_error,
 };
@@ -574,13 +575,16 @@ pub fn decode_response(
     id: &str,
     created: u64,
     out: &mut Vec<u8>,
-) -> Result<Usage, String> {
-    let v = parse(body).map_err(|e| format!("Gemini response is not JSON: {e}"))?;
+) -> Result<Usage, TranslateError> {
+    let v = parse(body)
+        .map_err(|e| TranslateError::syntax(format!("Gemini response is not JSON: {e}")))?;
     if v.as_object().is_none() {
-        return Err("Gemini response is not a JSON object".into());
+        return Err(TranslateError::shape(
+            "Gemini response is not a JSON object",
+        ));
     }
     if let Some(msg) = error_message(&v) {
-        return Err(format!("Gemini error: {msg}"));
+        return Err(TranslateError::reported(format!("Gemini error: {msg}")));
     }
     let counts = member(&v, "usageMetadata", "usage_metadata")
         .map(read_gemini_usage)
@@ -631,7 +635,9 @@ pub fn decode_response(
             "finish_reason": Finish::ContentFilter.as_str()
         }));
     } else {
-        return Err("Gemini response has neither candidates nor promptFeedback".into());
+        return Err(TranslateError::shape(
+            "Gemini response has neither candidates nor promptFeedback",
+        ));
     }
     let usage = usage_object(&counts.usage, Some(counts.reasoning));
     let doc = completion(id, created, model, Json::from(choices), usage);
@@ -697,13 +703,16 @@ impl StreamDecoder {
     }
 
     /// One SSE `data:` payload. Appends zero or more OpenAI events (`data: {json}\n\n`).
-    pub fn event(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    pub fn event(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), TranslateError> {
         if is_blank_or_done(data) {
             return Ok(());
         }
-        let v = parse(data).map_err(|e| format!("Gemini stream event is not JSON: {e}"))?;
+        let v = parse(data)
+            .map_err(|e| TranslateError::syntax(format!("Gemini stream event is not JSON: {e}")))?;
         if let Some(msg) = error_message(&v) {
-            return Err(format!("Gemini stream error: {msg}"));
+            return Err(TranslateError::reported(format!(
+                "Gemini stream error: {msg}"
+            )));
         }
         if !self.started {
             if let Some(m) = member_str(&v, "modelVersion", "model_version") {

@@ -497,6 +497,7 @@ fn stream_encode_empty_and_errors() {
     assert!(
         e.chunk(br#"{"error":{"message":"upstream died"}}"#, &mut out)
             .unwrap_err()
+            .message()
             .contains("upstream died")
     );
     e.error(

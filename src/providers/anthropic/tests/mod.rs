@@ -5,6 +5,7 @@ use super::ingress::*;
 use super::upstream::*;
 use super::wire::*;
 use crate::error::{Error, Kind};
+use crate::providers::Fault;
 use crate::tokens::{Usage, estimate};
 use simd_json::OwnedValue;
 use simd_json::json;

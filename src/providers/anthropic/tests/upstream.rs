@@ -600,7 +600,8 @@ fn stream_decode_errors() {
             &mut out,
         )
         .unwrap_err();
-    assert_eq!(e, "Anthropic overloaded_error: Overloaded");
+    assert_eq!(e.message(), "Anthropic overloaded_error: Overloaded");
+    assert_eq!(e.fault(), Fault::Reported);
     assert!(
         d.event(b"content_block_delta", b"{\"type\":", &mut out)
             .is_err()
@@ -660,4 +661,21 @@ fn decode_error_bodies() {
             .unwrap()
             .contains("HTTP 500")
     );
+}
+
+#[test]
+fn decode_failures_say_what_was_wrong() {
+    let fault = |body: &[u8]| {
+        decode_response(body, 1, &mut Vec::new())
+            .unwrap_err()
+            .fault()
+    };
+    assert_eq!(fault(b"not json"), Fault::Syntax);
+    assert_eq!(fault(br#"{"type":"message"}"#), Fault::Shape);
+    assert_eq!(
+        fault(br#"{"type":"error","error":{"type":"api_error","message":"x"}}"#),
+        Fault::Reported
+    );
+    let e = decode_response(b"{}", 1, &mut Vec::new()).unwrap_err();
+    assert_eq!(String::from(e.clone()), e.to_string());
 }

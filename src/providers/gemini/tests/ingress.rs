@@ -298,6 +298,7 @@ fn stream_encode_finish_without_usage_and_errors() {
     assert!(
         e.chunk(br#"{"error":{"message":"upstream died"}}"#, &mut out)
             .unwrap_err()
+            .message()
             .contains("upstream died")
     );
     assert!(e.chunk(b"{", &mut out).is_err());

@@ -5,6 +5,7 @@ use super::ingress::*;
 use super::upstream::*;
 use super::wire::*;
 use crate::error::{Error, Kind};
+use crate::providers::Fault;
 use crate::providers::openai::wire::kind_for_status;
 use crate::providers::shared::parse;
 use crate::tokens::Usage;

@@ -467,7 +467,8 @@ fn stream_decode_thoughts_length_and_unfinished_streams() {
             &mut out,
         )
         .unwrap_err();
-    assert!(e.contains("overloaded"), "{e}");
+    assert!(e.message().contains("overloaded"), "{e}");
+    assert_eq!(e.fault(), Fault::Reported);
     assert!(d.event(b"{trunc", &mut out).is_err());
     assert!(out.is_empty());
 }
