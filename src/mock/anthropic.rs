@@ -16,31 +16,12 @@ use simd_json::prelude::*;
 use simd_json::{OwnedValue, json};
 
 use super::{Ask, TOOL_ARG_PARTS, TOOL_TOKENS};
+use crate::providers::anthropic;
 
-/// The `error.type` Anthropic uses for an HTTP status.
-fn error_type(status: u16) -> &'static str {
-    match status {
-        401 => "authentication_error",
-        402 => "billing_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        413 => "request_too_large",
-        429 => "rate_limit_error",
-        504 => "timeout_error",
-        529 => "overloaded_error",
-        s if s >= 500 => "api_error",
-        _ => "invalid_request_error",
-    }
-}
-
-/// An error body: `{"type":"error","error":{"type":…,"message":…}}`.
+/// An error body: `{"type":"error","error":{"type":…,"message":…}}`, typed by the gateway's
+/// own table (Anthropic's documented one), so the mock and the gateway cannot drift apart.
 pub(super) fn error_json(status: u16, msg: &str) -> Vec<u8> {
-    json!({
-        "type": "error",
-        "error": {"type": error_type(status), "message": msg},
-    })
-    .encode()
-    .into_bytes()
+    anthropic::wire::error_json(status, msg)
 }
 
 /// The refusal for a request whose headers the API rejects before reading the body: a missing
