@@ -1,11 +1,30 @@
 //! Translation between the gateway's canonical form (OpenAI chat completions) and each wire
-//! family: the native families translate in their own file ([`anthropic`], [`gemini`]):
-//! request encode, response decode, SSE decode/encode and error mapping; the OpenAI family
-//! ([`openai`]) reads client bodies and the usage of answers.
+//! family, in both directions: the gateway speaking to a provider (`upstream`: canonical
+//! request → provider request, provider answer, whole or streamed → canonical) and a client
+//! speaking to the gateway (`ingress`: client dialect ↔ canonical).
 //!
-//! Invariants: pure functions: no I/O, no clock, no allocation on the request path beyond the
-//! translated bytes. Not here: what a provider kind means (`presets`), sending requests
-//! (`proxy`, `upstream`).
+//! ```text
+//! providers/
+//!   openai/     the canonical form's own family: ingress (the client body reader: features
+//!               for routing, byte edits for forwarding), upstream (usage of an answer without
+//!               a parse), scan (top-level members of a JSON body), wire (the canonical
+//!               vocabulary: finish reasons, usage object, error type and body, envelopes)
+//!   anthropic/  Messages API: wire, upstream, ingress (and count_tokens)
+//!   gemini/     generateContent: wire, upstream, ingress
+//!   shared.rs   what every translating family uses: value access, turn merging, data URLs,
+//!               tool-call arguments, SSE data events
+//! ```
+//!
+//! A family's `wire.rs` holds its own vocabulary and tables, mapped onto `openai::wire`'s;
+//! nothing is written twice. The families' `mod.rs` re-export what the rest of the crate calls,
+//! so callers name `anthropic::encode_request`, `gemini::StreamDecoder`, ….
+//!
+//! Invariants: pure functions and plain state machines: no I/O, no clock, no globals, no
+//! allocation on the request path beyond the translated bytes; nothing panics on any input.
+//! A client's mistake is a 400 ([`crate::error::Error`]); an answer that cannot be translated
+//! is a [`TranslateError`]. This module sits in the core layer: it uses leaf and model modules
+//! (`json`, `error`, `tokens`, `expr`, `strategy`, `presets`) and never the data plane. Not
+//! here: what a provider kind means (`presets`), sending requests (`proxy`, `upstream`).
 
 pub mod anthropic;
 pub mod gemini;

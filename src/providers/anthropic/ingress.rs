@@ -450,7 +450,7 @@ fn ingress_tool(t: &OwnedValue, j: usize) -> Result<OwnedValue, Error> {
 }
 
 /// Rewrites an OpenAI `chat.completion` body as an Anthropic `message` body.
-pub fn egress_response(openai: &[u8], out: &mut Vec<u8>) -> Result<Usage, TranslateError> {
+pub(crate) fn egress_response(openai: &[u8], out: &mut Vec<u8>) -> Result<Usage, TranslateError> {
     let v = parse(openai)
         .map_err(|e| TranslateError::syntax(format!("chat completion is not valid JSON: {e}")))?;
     if let Some(e) = v.get("error") {
@@ -562,7 +562,7 @@ enum Open {
 
 /// Turns OpenAI chunk events into a correct Anthropic SSE event sequence.
 #[derive(Debug, Default)]
-pub struct StreamEncoder {
+pub(crate) struct StreamEncoder {
     started: bool,
     done: bool,
     next_index: u64,
@@ -575,13 +575,13 @@ pub struct StreamEncoder {
 
 impl StreamEncoder {
     /// An encoder for one response.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// One OpenAI chunk (the JSON after `data: `; never `[DONE]`). Appends Anthropic events
     /// (`event: <type>\ndata: {json}\n\n`) to `out`.
-    pub fn chunk(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), TranslateError> {
+    pub(crate) fn chunk(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), TranslateError> {
         if self.done {
             return Ok(());
         }
@@ -631,7 +631,7 @@ impl StreamEncoder {
 
     /// The stream ended: closes any open content block, then `message_delta` (stop_reason,
     /// usage) and `message_stop`. Idempotent (second call appends nothing).
-    pub fn finish(&mut self, out: &mut Vec<u8>) {
+    pub(crate) fn finish(&mut self, out: &mut Vec<u8>) {
         if self.done {
             return;
         }
@@ -668,7 +668,7 @@ impl StreamEncoder {
     }
 
     /// A failure mid-stream: appends an `event: error` with an Anthropic-shaped error.
-    pub fn error(&mut self, err: &Error, out: &mut Vec<u8>) {
+    pub(crate) fn error(&mut self, err: &Error, out: &mut Vec<u8>) {
         out.extend_from_slice(b"event: error\ndata: ");
         out.extend_from_slice(&error_body(err));
         out.extend_from_slice(b"\n\n");
@@ -677,7 +677,11 @@ impl StreamEncoder {
     }
 
     /// Usage seen in the chunks.
-    pub fn usage(&self) -> Option<Usage> {
+    ///
+    /// Only the tests read it: the proxy takes every answer\'s usage from the canonical
+    /// chunks (`openai::openai_usage`).
+    #[cfg(test)]
+    pub(crate) fn usage(&self) -> Option<Usage> {
         self.usage
     }
 

@@ -499,7 +499,7 @@ fn stop_list(stop: Option<&OwnedValue>) -> Result<Vec<OwnedValue>, Error> {
 
 /// Decodes a non-streamed Anthropic response into an OpenAI `chat.completion` body.
 /// `created` is the unix time to stamp. Err(message) when the body is not a valid message.
-pub fn decode_response(
+pub(crate) fn decode_response(
     body: &[u8],
     created: u64,
     out: &mut Vec<u8>,
@@ -572,7 +572,7 @@ pub fn decode_response(
 
 /// Translates an Anthropic SSE event stream into OpenAI `chat.completion.chunk` SSE events.
 #[derive(Debug)]
-pub struct StreamDecoder {
+pub(crate) struct StreamDecoder {
     created: u64,
     id: String,
     model: String,
@@ -587,7 +587,7 @@ pub struct StreamDecoder {
 
 impl StreamDecoder {
     /// A decoder for one response; `created` is the unix time stamped on every chunk.
-    pub fn new(created: u64) -> Self {
+    pub(crate) fn new(created: u64) -> Self {
         StreamDecoder {
             created,
             id: String::new(),
@@ -605,7 +605,7 @@ impl StreamDecoder {
     /// Returns Ok(true) once the message is finished (`message_stop`); by then the final usage
     /// chunk (`"choices":[]` plus `usage`) has been appended. The caller appends `data: [DONE]`.
     /// An `error` event or malformed JSON -> Err(message).
-    pub fn event(
+    pub(crate) fn event(
         &mut self,
         name: &[u8],
         data: &[u8],
@@ -738,7 +738,11 @@ impl StreamDecoder {
     }
 
     /// Usage seen so far (input from message_start, output from message_delta).
-    pub fn usage(&self) -> Option<Usage> {
+    ///
+    /// Only the tests read it: the proxy takes every answer\'s usage from the canonical
+    /// chunks (`openai::openai_usage`).
+    #[cfg(test)]
+    pub(crate) fn usage(&self) -> Option<Usage> {
         self.usage_seen.then(|| self.usage.usage())
     }
 
@@ -756,7 +760,7 @@ impl StreamDecoder {
 /// Rewrites an Anthropic error body (`{"type":"error","error":{"type","message"}}`) as an
 /// OpenAI-shaped error body `{"error":{"message","type","param":null,"code"}}`. Unparseable
 /// input still yields a valid OpenAI error naming the status.
-pub fn decode_error(status: u16, body: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn decode_error(status: u16, body: &[u8], out: &mut Vec<u8>) {
     let parsed = parse(body).ok();
     let err = parsed.as_ref().and_then(|v| v.get("error"));
     let kind = err.and_then(|e| e.get("type")).and_then(|t| t.as_str());

@@ -16,7 +16,7 @@ use crate::providers::openai::wire::Finish;
 use crate::tokens::Usage;
 
 /// Default `max_tokens` when the OpenAI request gave none (Anthropic requires it).
-pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+pub(crate) const DEFAULT_MAX_TOKENS: u64 = 4096;
 
 /// Separator between system texts joined into Anthropic's single top-level `system` and back.
 pub(crate) const SYSTEM_JOIN: &str = "\n\n";
@@ -106,7 +106,7 @@ pub(crate) fn stop_reason(finish: Option<Finish>, has_tools: bool) -> &'static s
 
 /// The Anthropic error `type` for an HTTP status, as Anthropic's error documentation lists
 /// them (the mock upstream answers with the same table).
-pub fn error_type(status: u16) -> &'static str {
+pub(crate) fn error_type(status: u16) -> &'static str {
     match status {
         401 => "authentication_error",
         402 => "billing_error",
@@ -133,7 +133,7 @@ pub(crate) fn error_json(status: u16, message: &str) -> Vec<u8> {
 }
 
 /// The Anthropic-shaped error body for a gateway error (see [`error_json`]).
-pub fn error_body(err: &Error) -> Vec<u8> {
+pub(crate) fn error_body(err: &Error) -> Vec<u8> {
     error_json(err.status, &err.message)
 }
 

@@ -453,7 +453,7 @@ fn call_part(call: &Json) -> Option<Json> {
 }
 
 /// Rewrites an OpenAI `chat.completion` body as a GenerateContentResponse (appended to `out`).
-pub fn egress_response(openai: &[u8], out: &mut Vec<u8>) -> Result<Usage, TranslateError> {
+pub(crate) fn egress_response(openai: &[u8], out: &mut Vec<u8>) -> Result<Usage, TranslateError> {
     let v = parse(openai)
         .map_err(|e| TranslateError::syntax(format!("OpenAI response is not JSON: {e}")))?;
     if let Some(msg) = error_message(&v) {
@@ -537,7 +537,7 @@ struct PartialCall {
 /// last event carries `finishReason` and `usageMetadata` together (as Gemini's does); it waits
 /// for the usage chunk or [`StreamEncoder::finish`]. Follows choice 0.
 #[derive(Debug, Default)]
-pub struct StreamEncoder {
+pub(crate) struct StreamEncoder {
     model: String,
     id: String,
     calls: Vec<PartialCall>,
@@ -550,7 +550,7 @@ pub struct StreamEncoder {
 
 impl StreamEncoder {
     /// An encoder for one stream.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
@@ -619,7 +619,7 @@ impl StreamEncoder {
     }
 
     /// One OpenAI chunk payload (the JSON after `data: `). Appends zero or more Gemini events.
-    pub fn chunk(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), TranslateError> {
+    pub(crate) fn chunk(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), TranslateError> {
         if self.done || is_blank_or_done(data) {
             return Ok(());
         }
@@ -716,7 +716,7 @@ impl StreamEncoder {
     /// Stream end; emits a last event carrying usageMetadata if it was not sent yet (with any
     /// tool calls still collected before it, and `finishReason` STOP when none arrived).
     /// Idempotent.
-    pub fn finish(&mut self, out: &mut Vec<u8>) {
+    pub(crate) fn finish(&mut self, out: &mut Vec<u8>) {
         if self.done {
             return;
         }
@@ -726,7 +726,11 @@ impl StreamEncoder {
     }
 
     /// Usage from the upstream's usage chunk, once seen.
-    pub fn usage(&self) -> Option<Usage> {
+    ///
+    /// Only the tests read it: the proxy takes every answer\'s usage from the canonical
+    /// chunks (`openai::openai_usage`).
+    #[cfg(test)]
+    pub(crate) fn usage(&self) -> Option<Usage> {
         self.counts.map(|c| c.usage)
     }
 }

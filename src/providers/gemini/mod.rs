@@ -2,12 +2,12 @@
 //! and `:streamGenerateContent?alt=sse`): pure translation between the gateway's canonical form
 //! (OpenAI chat completions) and Gemini's bodies, in both directions.
 //!
-//! * [`upstream`]: the gateway calling a Gemini provider: [`encode_request`],
-//!   [`decode_response`], [`StreamDecoder`], [`decode_error`].
-//! * [`ingress`]: a Gemini-format client calling the gateway: [`ingress_request`],
-//!   [`egress_response`], [`StreamEncoder`].
-//! * [`wire`]: what both share: member spellings, usage metadata, finish reasons, status
-//!   names and [`error_body`], schemas, function calls.
+//! * `upstream`: the gateway calling a Gemini provider: [`encode_request`],
+//!   `decode_response`, `StreamDecoder`, `decode_error`.
+//! * `ingress`: a Gemini-format client calling the gateway: [`ingress_request`],
+//!   `egress_response`, `StreamEncoder`.
+//! * `wire`: what both share: member spellings, usage metadata, finish reasons, status
+//!   names and `error_body`, schemas, function calls.
 //!
 //! Invariants: pure functions and plain state machines: no I/O, no clock, no globals. Bodies
 //! come from clients and upstreams, so nothing here panics on any input: bad input is a 400 on
@@ -21,9 +21,11 @@ pub(crate) mod ingress;
 pub(crate) mod upstream;
 pub(crate) mod wire;
 
-pub use ingress::{StreamEncoder, egress_response, ingress_request};
-pub use upstream::{StreamDecoder, decode_error, decode_response, encode_request};
-pub use wire::error_body;
+pub use ingress::ingress_request;
+pub(crate) use ingress::{StreamEncoder, egress_response};
+pub use upstream::encode_request;
+pub(crate) use upstream::{StreamDecoder, decode_error, decode_response};
+pub(crate) use wire::error_body;
 
 #[cfg(test)]
 mod tests;

@@ -569,7 +569,7 @@ fn read_parts(candidate: &Json, next_call: &mut u64) -> Said {
 ///
 /// Every candidate becomes a choice. A prompt blocked by `promptFeedback` (no candidates)
 /// becomes one empty choice finished by `content_filter`.
-pub fn decode_response(
+pub(crate) fn decode_response(
     body: &[u8],
     model: &str,
     id: &str,
@@ -648,7 +648,7 @@ pub fn decode_response(
 /// Translates Gemini SSE (`alt=sse`: each `data:` is a GenerateContentResponse) into OpenAI
 /// chunks. Follows the first candidate (Gemini streams one unless asked for more).
 #[derive(Debug)]
-pub struct StreamDecoder {
+pub(crate) struct StreamDecoder {
     model: String,
     id: String,
     created: u64,
@@ -668,7 +668,7 @@ pub struct StreamDecoder {
 impl StreamDecoder {
     /// A decoder for one stream; `model` and `id` are used until the first event names its own
     /// `modelVersion` / `responseId`.
-    pub fn new(model: &str, id: &str, created: u64) -> Self {
+    pub(crate) fn new(model: &str, id: &str, created: u64) -> Self {
         StreamDecoder {
             model: model.to_owned(),
             id: id.to_owned(),
@@ -703,7 +703,7 @@ impl StreamDecoder {
     }
 
     /// One SSE `data:` payload. Appends zero or more OpenAI events (`data: {json}\n\n`).
-    pub fn event(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), TranslateError> {
+    pub(crate) fn event(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), TranslateError> {
         if is_blank_or_done(data) {
             return Ok(());
         }
@@ -776,7 +776,7 @@ impl StreamDecoder {
     /// The upstream stream ended cleanly: appends the finish chunk if none was sent yet and the
     /// final usage chunk (`"choices":[]` plus `usage`, zeros when Gemini reported none).
     /// Idempotent. Caller appends `data: [DONE]`.
-    pub fn finish(&mut self, out: &mut Vec<u8>) {
+    pub(crate) fn finish(&mut self, out: &mut Vec<u8>) {
         if self.done {
             return;
         }
@@ -794,12 +794,16 @@ impl StreamDecoder {
     }
 
     /// True once a candidate carried a finishReason (or the prompt was blocked).
-    pub fn finished(&self) -> bool {
+    pub(crate) fn finished(&self) -> bool {
         self.finished
     }
 
     /// Usage from the last `usageMetadata` seen.
-    pub fn usage(&self) -> Option<Usage> {
+    ///
+    /// Only the tests read it: the proxy takes every answer\'s usage from the canonical
+    /// chunks (`openai::openai_usage`).
+    #[cfg(test)]
+    pub(crate) fn usage(&self) -> Option<Usage> {
         self.counts.map(|c| c.usage)
     }
 }
@@ -808,7 +812,7 @@ impl StreamDecoder {
 /// `{"error":{"message","type","param":null,"code"}}` (appended to `out`). The `type` follows the
 /// HTTP status, the `code` is Gemini's status name in lower case. Unparseable input still yields
 /// a valid one.
-pub fn decode_error(status: u16, body: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn decode_error(status: u16, body: &[u8], out: &mut Vec<u8>) {
     let parsed = parse(body).ok();
     // `streamGenerateContent` without `alt=sse` wraps the error in an array.
     let err = parsed.as_ref().and_then(|v| {

@@ -316,7 +316,7 @@ pub(crate) fn error_value(status: u16, message: &str) -> Json {
 /// Gemini-shaped error body for a gateway error (see [`error_value`]): 400 INVALID_ARGUMENT,
 /// 401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 404 NOT_FOUND, 429 RESOURCE_EXHAUSTED, 500
 /// INTERNAL, 502 and 503 UNAVAILABLE, 504 DEADLINE_EXCEEDED.
-pub fn error_body(err: &Error) -> Vec<u8> {
+pub(crate) fn error_body(err: &Error) -> Vec<u8> {
     error_value(err.status, &err.message).encode().into_bytes()
 }
 

@@ -6,7 +6,7 @@
 //!
 //! Invariants: the body is forwarded byte for byte except the [`Edit`]s returned; simd-json
 //! parses a padded copy (it rewrites its input while unescaping) held in the worker's
-//! [`JsonScratch`]; the byte scanner ([`super::scan`]) runs only on bodies simd-json has
+//! [`JsonScratch`]; the byte scanner (`super::scan`) runs only on bodies simd-json has
 //! already validated, and nothing here panics on any input. Client mistakes are 400s
 //! ([`Error`]). Not here: routing on the features (`routing`), applying the edits (`proxy`).
 

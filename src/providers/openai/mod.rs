@@ -3,12 +3,12 @@
 //! routing needs without translating anything.
 //!
 //! * [`ingress`]: the client's body: features for routing and the edits for forwarding.
-//! * [`upstream`]: the usage of an answer, read without parsing it.
-//! * [`scan`]: where the top-level members of a JSON body sit in its bytes.
+//! * `upstream`: the usage of an answer, read without parsing it.
+//! * `scan`: where the top-level members of a JSON body sit in its bytes.
 
 pub mod ingress;
-pub mod scan;
-pub mod upstream;
+pub(crate) mod scan;
+pub(crate) mod upstream;
 pub(crate) mod wire;
 
-pub use upstream::openai_usage;
+pub(crate) use upstream::openai_usage;

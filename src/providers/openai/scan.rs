@@ -12,18 +12,18 @@ use simd_json::prelude::*;
 
 /// One top-level member of a JSON object, as byte ranges.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
+pub(crate) struct Member {
     /// Where the member starts (its key's opening quote).
-    pub start: usize,
+    pub(crate) start: usize,
     /// The key's bytes between the quotes (still escaped).
-    pub key: Range<usize>,
+    pub(crate) key: Range<usize>,
     /// The value.
-    pub value: Range<usize>,
+    pub(crate) value: Range<usize>,
 }
 
 /// The top-level members of a JSON object, in order (duplicates included: every copy of
 /// `model` gets rewritten, so no parser downstream can pick a stale one).
-pub fn top_level_members(json: &[u8]) -> Vec<Member> {
+pub(crate) fn top_level_members(json: &[u8]) -> Vec<Member> {
     let mut out = Vec::new();
     let mut i = skip_ws(json, 0);
     if json.get(i) != Some(&b'{') {
@@ -64,7 +64,7 @@ pub fn top_level_members(json: &[u8]) -> Vec<Member> {
 }
 
 /// True when a member key (raw bytes between the quotes, possibly escaped) is `key`.
-pub fn key_matches(raw: &[u8], key: &[u8]) -> bool {
+pub(crate) fn key_matches(raw: &[u8], key: &[u8]) -> bool {
     if !raw.contains(&b'\\') {
         return raw == key;
     }

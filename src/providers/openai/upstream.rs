@@ -13,7 +13,7 @@ use super::scan::skip_value;
 /// The usage of an OpenAI-form document (a `chat.completion`, a usage chunk, a Responses API
 /// answer): reads the last key-position `"usage":{…}` object only, without parsing the document
 /// or allocating. `None` when there is none (or it is `null`).
-pub fn openai_usage(doc: &[u8]) -> Option<Usage> {
+pub(crate) fn openai_usage(doc: &[u8]) -> Option<Usage> {
     const KEY: &[u8] = b"\"usage\":";
     // The usage object sits near the end of a document: walk back over `u`s (cheaper than
     // building a substring searcher for one short scan).
