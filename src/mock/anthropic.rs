@@ -215,16 +215,13 @@ pub(super) fn message_json(ask: &Ask, id: u64, n: usize) -> Vec<u8> {
             )
         }
     };
-    json!({
-        "id": message_id(id),
-        "type": "message",
-        "role": "assistant",
-        "model": ask.model.as_str(),
-        "content": content,
-        "stop_reason": stop_reason,
-        "stop_sequence": null,
-        "usage": usage(ask, output),
-    })
+    anthropic::wire::message(
+        &message_id(id),
+        &ask.model,
+        content,
+        Some(stop_reason),
+        usage(ask, output),
+    )
     .encode()
     .into_bytes()
 }
@@ -239,22 +236,8 @@ pub(super) fn stream_events(ask: &Ask, id: u64, n: usize) -> Vec<Vec<u8>> {
     let mut ev = Vec::new();
     // The API reports a token or so of output at the start; the real count comes in
     // `message_delta` and replaces it (it is cumulative, not an increment).
-    ev.push(event(
-        "message_start",
-        &json!({
-            "type": "message_start",
-            "message": {
-                "id": message_id(id),
-                "type": "message",
-                "role": "assistant",
-                "model": ask.model.as_str(),
-                "content": [],
-                "stop_reason": null,
-                "stop_sequence": null,
-                "usage": usage(ask, 1),
-            },
-        }),
-    ));
+    let start = anthropic::wire::message_start(&message_id(id), &ask.model, usage(ask, 1));
+    ev.push(event("message_start", &start));
     let (block, deltas, stop_reason, output) = match &ask.tool {
         Some(tool) => {
             let deltas: Vec<OwnedValue> = TOOL_ARG_PARTS

@@ -24,7 +24,9 @@ use crate::providers::shared::{
 };
 use crate::tokens::{Usage, estimate};
 
-use super::wire::{SYSTEM_JOIN, emit, error_body, input_tokens, stop_reason, usage_object};
+use super::wire::{
+    SYSTEM_JOIN, emit, error_body, input_tokens, message, message_start, stop_reason, usage_object,
+};
 
 /// What an Anthropic client is told about an empty body.
 const EMPTY_BODY: &str =
@@ -503,16 +505,13 @@ pub(crate) fn egress_response(openai: &[u8], out: &mut Vec<u8>) -> Result<Usage,
         .unwrap_or_default();
     let finish = choice.get("finish_reason").and_then(|f| f.as_str());
     let stop = stop_reason(finish.and_then(Finish::parse), has_tools);
-    let body = json!({
-        "id": message_id(str_field(&v, "id")),
-        "type": "message",
-        "role": "assistant",
-        "model": str_field(&v, "model"),
-        "content": blocks,
-        "stop_reason": stop,
-        "stop_sequence": null,
-        "usage": usage_object(&usage),
-    });
+    let body = message(
+        &message_id(str_field(&v, "id")),
+        str_field(&v, "model"),
+        blocks.into(),
+        Some(stop),
+        usage_object(&usage),
+    );
     out.extend_from_slice(body.encode().as_bytes());
     Ok(usage)
 }
@@ -678,7 +677,7 @@ impl StreamEncoder {
 
     /// Usage seen in the chunks.
     ///
-    /// Only the tests read it: the proxy takes every answer\'s usage from the canonical
+    /// Only the tests read it: the proxy takes every answer's usage from the canonical
     /// chunks (`openai::openai_usage`).
     #[cfg(test)]
     pub(crate) fn usage(&self) -> Option<Usage> {
@@ -687,22 +686,11 @@ impl StreamEncoder {
 
     fn start(&mut self, id: &str, model: &str, out: &mut Vec<u8>) {
         let input = self.usage.map_or(0, |u| input_tokens(&u));
+        let usage = json!({"input_tokens": input, "output_tokens": 0});
         emit(
             out,
             "message_start",
-            &json!({
-                "type": "message_start",
-                "message": {
-                    "id": message_id(id),
-                    "type": "message",
-                    "role": "assistant",
-                    "model": model,
-                    "content": [],
-                    "stop_reason": null,
-                    "stop_sequence": null,
-                    "usage": {"input_tokens": input, "output_tokens": 0},
-                },
-            }),
+            &message_start(&message_id(id), model, usage),
         );
         self.started = true;
     }

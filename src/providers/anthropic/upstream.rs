@@ -739,7 +739,7 @@ impl StreamDecoder {
 
     /// Usage seen so far (input from message_start, output from message_delta).
     ///
-    /// Only the tests read it: the proxy takes every answer\'s usage from the canonical
+    /// Only the tests read it: the proxy takes every answer's usage from the canonical
     /// chunks (`openai::openai_usage`).
     #[cfg(test)]
     pub(crate) fn usage(&self) -> Option<Usage> {

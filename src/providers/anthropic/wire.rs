@@ -104,6 +104,35 @@ pub(crate) fn stop_reason(finish: Option<Finish>, has_tools: bool) -> &'static s
     }
 }
 
+/// An Anthropic `message` object: the whole answer, or (with empty `content` and no stop
+/// reason) the one a stream's `message_start` carries.
+pub(crate) fn message(
+    id: &str,
+    model: &str,
+    content: OwnedValue,
+    stop_reason: Option<&str>,
+    usage: OwnedValue,
+) -> OwnedValue {
+    json!({
+        "id": id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": null,
+        "usage": usage,
+    })
+}
+
+/// The data of a stream's `message_start` event: the message so far, without content.
+pub(crate) fn message_start(id: &str, model: &str, usage: OwnedValue) -> OwnedValue {
+    json!({
+        "type": "message_start",
+        "message": message(id, model, json!([]), None, usage),
+    })
+}
+
 /// The Anthropic error `type` for an HTTP status, as Anthropic's error documentation lists
 /// them (the mock upstream answers with the same table).
 pub(crate) fn error_type(status: u16) -> &'static str {

@@ -727,7 +727,7 @@ impl StreamEncoder {
 
     /// Usage from the upstream's usage chunk, once seen.
     ///
-    /// Only the tests read it: the proxy takes every answer\'s usage from the canonical
+    /// Only the tests read it: the proxy takes every answer's usage from the canonical
     /// chunks (`openai::openai_usage`).
     #[cfg(test)]
     pub(crate) fn usage(&self) -> Option<Usage> {

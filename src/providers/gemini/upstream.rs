@@ -800,7 +800,7 @@ impl StreamDecoder {
 
     /// Usage from the last `usageMetadata` seen.
     ///
-    /// Only the tests read it: the proxy takes every answer\'s usage from the canonical
+    /// Only the tests read it: the proxy takes every answer's usage from the canonical
     /// chunks (`openai::openai_usage`).
     #[cfg(test)]
     pub(crate) fn usage(&self) -> Option<Usage> {
