@@ -1,12 +1,12 @@
 //! How long does reading a chat request cost the gateway?
 //!
-//! Every proxied request pays for `api::chat::extract`: copy the body (simd-json rewrites its
+//! Every proxied request pays for `providers::openai::ingress::extract`: copy the body (simd-json rewrites its
 //! input), build a tape, read `model`/`stream`, and find the `model` value's byte span for the
 //! rewrite. This bench measures that on realistic bodies of 1 KiB, 32 KiB and 1 MiB (a long
 //! conversation), against simd-json's owned-value parse as the baseline a naive design would use.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use smart_ai_router::api::chat::{JsonScratch, extract};
+use smart_ai_router::providers::openai::ingress::{JsonScratch, extract};
 
 fn body(size: usize) -> Vec<u8> {
     let mut messages = String::new();

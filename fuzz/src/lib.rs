@@ -16,12 +16,12 @@
 //! rest is the payload. Seed files under `fuzz/corpus/` follow the same layout.
 
 use simd_json::prelude::*;
-use smart_ai_router::api::chat::{self, Edit, JsonScratch, ROUTER_FIELDS};
 use smart_ai_router::error::{Error, Kind};
 use smart_ai_router::expr::{self, Cmp, Dim, Expr};
 use smart_ai_router::h1::chunked::{self, Decoder};
 use smart_ai_router::h1::head::{Body, Method, RequestHead, ResponseHead};
 use smart_ai_router::h1::sse;
+use smart_ai_router::providers::openai::ingress::{self as chat, Edit, JsonScratch, ROUTER_FIELDS};
 use smart_ai_router::providers::{Family, anthropic, gemini};
 use smart_ai_router::proxy::transcode::{self, Transcode};
 
@@ -324,7 +324,7 @@ fn events_in_bounds(block: &[u8]) {
 
 // ---- chat request features ----
 
-/// `api::chat::extract`: deterministic with a reused scratch; the edits it returns, applied,
+/// `providers::openai::ingress::extract`: deterministic with a reused scratch; the edits it returns, applied,
 /// give valid JSON whose every top-level `model` is the new id and with no router-only field;
 /// extracting from the edited body gives the same features.
 pub fn chat_features(data: &[u8]) {

@@ -7,16 +7,14 @@
 //! method 405, both OpenAI-shaped. Paths are also accepted without the `/v1` prefix.
 //! Not here: upstream I/O (`proxy`), head/body reading (`server`).
 
-pub mod chat;
 pub mod route;
 
 use std::rc::Rc;
 
-pub use chat::JsonScratch;
-
 use crate::error::Error;
 use crate::h1::head::Method;
 use crate::json;
+use crate::providers::openai::ingress as chat;
 use crate::providers::{Family, anthropic, gemini};
 use crate::proxy::Endpoint;
 use crate::server::{Admitted, Exchange, Refusal, Request};

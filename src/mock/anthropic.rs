@@ -16,31 +16,12 @@ use simd_json::prelude::*;
 use simd_json::{OwnedValue, json};
 
 use super::ask::{Ask, TOOL_ARG_PARTS, TOOL_TOKENS};
+use crate::providers::anthropic;
 
-/// The `error.type` Anthropic uses for an HTTP status.
-fn error_type(status: u16) -> &'static str {
-    match status {
-        401 => "authentication_error",
-        402 => "billing_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        413 => "request_too_large",
-        429 => "rate_limit_error",
-        504 => "timeout_error",
-        529 => "overloaded_error",
-        s if s >= 500 => "api_error",
-        _ => "invalid_request_error",
-    }
-}
-
-/// An error body: `{"type":"error","error":{"type":…,"message":…}}`.
+/// An error body: `{"type":"error","error":{"type":…,"message":…}}`, typed by the gateway's
+/// own table (Anthropic's documented one), so the mock and the gateway cannot drift apart.
 pub(super) fn error_json(status: u16, msg: &str) -> Vec<u8> {
-    json!({
-        "type": "error",
-        "error": {"type": error_type(status), "message": msg},
-    })
-    .encode()
-    .into_bytes()
+    anthropic::wire::error_json(status, msg)
 }
 
 /// The refusal for a request whose headers the API rejects before reading the body: a missing
@@ -234,16 +215,13 @@ pub(super) fn message_json(ask: &Ask, id: u64, n: usize) -> Vec<u8> {
             )
         }
     };
-    json!({
-        "id": message_id(id),
-        "type": "message",
-        "role": "assistant",
-        "model": ask.model.as_str(),
-        "content": content,
-        "stop_reason": stop_reason,
-        "stop_sequence": null,
-        "usage": usage(ask, output),
-    })
+    anthropic::wire::message(
+        &message_id(id),
+        &ask.model,
+        content,
+        Some(stop_reason),
+        usage(ask, output),
+    )
     .encode()
     .into_bytes()
 }
@@ -258,22 +236,8 @@ pub(super) fn stream_events(ask: &Ask, id: u64, n: usize) -> Vec<Vec<u8>> {
     let mut ev = Vec::new();
     // The API reports a token or so of output at the start; the real count comes in
     // `message_delta` and replaces it (it is cumulative, not an increment).
-    ev.push(event(
-        "message_start",
-        &json!({
-            "type": "message_start",
-            "message": {
-                "id": message_id(id),
-                "type": "message",
-                "role": "assistant",
-                "model": ask.model.as_str(),
-                "content": [],
-                "stop_reason": null,
-                "stop_sequence": null,
-                "usage": usage(ask, 1),
-            },
-        }),
-    ));
+    let start = anthropic::wire::message_start(&message_id(id), &ask.model, usage(ask, 1));
+    ev.push(event("message_start", &start));
     let (block, deltas, stop_reason, output) = match &ask.tool {
         Some(tool) => {
             let deltas: Vec<OwnedValue> = TOOL_ARG_PARTS

@@ -19,6 +19,7 @@ use simd_json::{OwnedValue, json};
 
 use super::ask::{Ask, TOOL_TOKENS};
 use super::{Req, path_of, query_param};
+use crate::providers::gemini;
 
 /// A Gemini call as its path names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,34 +62,16 @@ pub(super) fn key_of(req: &Req) -> Option<&str> {
         .or_else(|| query_param(&req.target, "key"))
 }
 
-/// The canonical status name Google APIs pair with an HTTP status.
-fn status_name(status: u16) -> &'static str {
-    match status {
-        400 => "INVALID_ARGUMENT",
-        401 => "UNAUTHENTICATED",
-        403 => "PERMISSION_DENIED",
-        404 => "NOT_FOUND",
-        409 => "ABORTED",
-        429 => "RESOURCE_EXHAUSTED",
-        499 => "CANCELLED",
-        501 => "UNIMPLEMENTED",
-        503 => "UNAVAILABLE",
-        504 => "DEADLINE_EXCEEDED",
-        s if s >= 500 => "INTERNAL",
-        _ => "FAILED_PRECONDITION",
-    }
-}
-
+/// Google's error body for `status` (the gateway's own shape and status table, so the mock and
+/// the gateway name statuses alike), with `details` when there are any.
 fn error_value(status: u16, msg: &str, details: Vec<OwnedValue>) -> OwnedValue {
-    let mut error = json!({
-        "code": status,
-        "message": msg,
-        "status": status_name(status),
-    });
-    if !details.is_empty() {
+    let mut body = gemini::wire::error_value(status, msg);
+    if !details.is_empty()
+        && let Some(error) = body.get_mut("error")
+    {
         let _ = error.insert("details", OwnedValue::from(details));
     }
-    json!({ "error": error })
+    body
 }
 
 /// An error body: `{"error":{"code","message","status"}}`, with a `RetryInfo` detail when

@@ -1,132 +1,105 @@
 //! Translation between the gateway's canonical form (OpenAI chat completions) and each wire
-//! family: the native families translate in their own file ([`anthropic`], [`gemini`]):
-//! request encode, response decode, SSE decode/encode and error mapping; the OpenAI family's
-//! usage is read here ([`openai_usage`]).
+//! family, in both directions: the gateway speaking to a provider (`upstream`: canonical
+//! request → provider request, provider answer, whole or streamed → canonical) and a client
+//! speaking to the gateway (`ingress`: client dialect ↔ canonical).
 //!
-//! Invariants: pure functions: no I/O, no clock, no allocation on the request path beyond the
-//! translated bytes. Not here: what a provider kind means (`presets`), sending requests
-//! (`proxy`, `upstream`).
+//! ```text
+//! providers/
+//!   openai/     the canonical form's own family: ingress (the client body reader: features
+//!               for routing, byte edits for forwarding), upstream (usage of an answer without
+//!               a parse), scan (top-level members of a JSON body), wire (the canonical
+//!               vocabulary: finish reasons, usage object, error type and body, envelopes)
+//!   anthropic/  Messages API: wire, upstream, ingress (and count_tokens)
+//!   gemini/     generateContent: wire, upstream, ingress
+//!   shared.rs   what every translating family uses: value access, turn merging, data URLs,
+//!               tool-call arguments, SSE data events
+//! ```
+//!
+//! A family's `wire.rs` holds its own vocabulary and tables, mapped onto `openai::wire`'s;
+//! nothing is written twice. The families' `mod.rs` re-export what the rest of the crate calls,
+//! so callers name `anthropic::encode_request`, `gemini::StreamDecoder`, ….
+//!
+//! Invariants: pure functions and plain state machines: no I/O, no clock, no globals, no
+//! allocation on the request path beyond the translated bytes; nothing panics on any input.
+//! A client's mistake is a 400 ([`crate::error::Error`]); an answer that cannot be translated
+//! is a [`TranslateError`]. This module sits in the core layer: it uses leaf and model modules
+//! (`json`, `error`, `tokens`, `expr`, `strategy`, `presets`) and never the data plane. Not
+//! here: what a provider kind means (`presets`), sending requests (`proxy`, `upstream`).
 
 pub mod anthropic;
 pub mod gemini;
+pub mod openai;
+pub(crate) mod shared;
 
 pub use crate::presets::Family;
-use crate::tokens::Usage;
 
-/// The usage of an OpenAI-form document (a `chat.completion`, a usage chunk, a Responses API
-/// answer): reads the last key-position `"usage":{…}` object only, without parsing the document
-/// or allocating. `None` when there is none (or it is `null`).
-pub fn openai_usage(doc: &[u8]) -> Option<Usage> {
-    const KEY: &[u8] = b"\"usage\":";
-    // The usage object sits near the end of a document: walk back over `u`s (cheaper than
-    // building a substring searcher for one short scan).
-    for u in memchr::memrchr_iter(b'u', doc) {
-        let Some(i) = u.checked_sub(1) else {
-            break;
-        };
-        if !doc[i..].starts_with(KEY) {
-            continue;
-        }
-        // A quote inside a JSON string is always escaped: `"usage":` preceded by a backslash
-        // is text, not a key.
-        if i > 0 && doc[i - 1] == b'\\' {
-            continue;
-        }
-        let rest = &doc[i + KEY.len()..];
-        let skip = rest.iter().take_while(|b| b.is_ascii_whitespace()).count();
-        let Some(len) = object_len(&rest[skip..]) else {
-            continue;
-        };
-        let obj = &rest[skip..skip + len];
-        // Chat and completions say prompt/completion; the Responses API says input/output.
-        let prompt =
-            number_at(obj, b"\"prompt_tokens\":").or_else(|| number_at(obj, b"\"input_tokens\":"));
-        let completion = number_at(obj, b"\"completion_tokens\":")
-            .or_else(|| number_at(obj, b"\"output_tokens\":"));
-        if prompt.is_none() && completion.is_none() {
-            return None;
-        }
-        let prompt = prompt.unwrap_or(0);
-        let cached = number_at(obj, b"\"cached_tokens\":").unwrap_or(0);
-        return Some(Usage {
-            prompt,
-            completion: completion.unwrap_or(0),
-            cached: cached.min(prompt),
-            cache_write: 0,
-        });
-    }
-    None
+/// Why an answer could not be translated: an upstream's answer on its way to the canonical
+/// form, or the canonical answer on its way to a client. The request side does not use it:
+/// a client's mistake there is a 400 ([`crate::error::Error`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranslateError {
+    fault: Fault,
+    message: String,
 }
 
-/// The unsigned integer after the first `key` (a `"name":` pattern) in `obj`.
-fn number_at(obj: &[u8], key: &[u8]) -> Option<u64> {
-    // The object is short: checking at each quote beats setting up a substring searcher.
-    let at = memchr::memchr_iter(b'"', obj).find(|&i| obj[i..].starts_with(key))? + key.len();
-    let rest = &obj[at..];
-    let skip = rest.iter().take_while(|b| b.is_ascii_whitespace()).count();
-    let digits = rest[skip..]
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .count();
-    if digits == 0 || digits > 19 {
-        return None;
-    }
-    std::str::from_utf8(&rest[skip..skip + digits])
-        .ok()?
-        .parse()
-        .ok()
+/// What was wrong with the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Not JSON: a body or one stream event that does not parse.
+    Syntax,
+    /// JSON the translation cannot use: a member missing or of the wrong type, tool-call
+    /// arguments that are not an object.
+    Shape,
+    /// The answer reports an error itself (an error body with a success status, an `error`
+    /// stream event).
+    Reported,
 }
 
-/// Length of the JSON object at the start of `s` (strings skipped, braces balanced), or `None`
-/// when `s` does not start with a complete object.
-fn object_len(s: &[u8]) -> Option<usize> {
-    if s.first() != Some(&b'{') {
-        return None;
+impl TranslateError {
+    /// An answer that is not JSON; `message` says which and the parser's words.
+    pub(crate) fn syntax(message: impl Into<String>) -> Self {
+        Self::new(Fault::Syntax, message)
     }
-    let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
-    for (i, &b) in s.iter().enumerate() {
-        if in_str {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_str = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_str = true,
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' => {
-                depth = depth.checked_sub(1)?;
-                if depth == 0 {
-                    return Some(i + 1);
-                }
-            }
-            _ => {}
+
+    /// An answer of a shape the translation cannot use.
+    pub(crate) fn shape(message: impl Into<String>) -> Self {
+        Self::new(Fault::Shape, message)
+    }
+
+    /// An answer that reports an error; `message` quotes it.
+    pub(crate) fn reported(message: impl Into<String>) -> Self {
+        Self::new(Fault::Reported, message)
+    }
+
+    fn new(fault: Fault, message: impl Into<String>) -> Self {
+        TranslateError {
+            fault,
+            message: message.into(),
         }
     }
-    None
+
+    /// What was wrong.
+    pub fn fault(&self) -> Fault {
+        self.fault
+    }
+
+    /// What to log: which answer, and what was wrong with it.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
-#[cfg(test)]
-mod usage_tests {
-    use super::*;
+impl std::fmt::Display for TranslateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
 
-    #[test]
-    fn usage_is_read_from_the_usage_object_only() {
-        let doc = br#"{"id":"x","choices":[{"message":{"content":"say \"usage\":{\"prompt_tokens\":99}"}}],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17,"prompt_tokens_details":{"cached_tokens":4}}}"#;
-        assert_eq!(
-            openai_usage(doc),
-            Some(Usage {
-                prompt: 12,
-                completion: 5,
-                cached: 4,
-                cache_write: 0
-            })
-        );
-        assert_eq!(openai_usage(br#"{"choices":[],"usage":null}"#), None);
-        assert_eq!(openai_usage(br#"{"usage":{"prompt_tokens":1"#), None);
-        assert_eq!(openai_usage(b"not json"), None);
+impl std::error::Error for TranslateError {}
+
+/// The message alone, for callers that carry failures as text (`proxy::transcode`'s API).
+impl From<TranslateError> for String {
+    fn from(e: TranslateError) -> String {
+        e.message
     }
 }

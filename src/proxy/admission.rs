@@ -5,8 +5,8 @@
 //! Invariants: an admitted request has taken its tokens from the key's buckets; nothing is
 //! taken when a bucket refuses; refusals carry `Retry-After` and OpenAI's `x-ratelimit-*`.
 
-use crate::api::chat::Features;
 use crate::error::{Error, Kind};
+use crate::providers::openai::ingress::Features;
 use crate::server::{Request, Responder};
 use crate::snapshot::Snapshot;
 use crate::worker::Worker;

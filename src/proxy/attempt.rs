@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use super::failure::{Cause, Kept, Stage, UpstreamError};
 use super::{Call, Endpoint, MAX_ERROR_BODY, MAX_RESPONSE_HEAD, relay};
-use crate::api::chat::Edit;
 use crate::channel::Channel;
 use crate::error::Error;
 use crate::h1::head::ResponseHead;
 use crate::json;
+use crate::providers::openai::ingress::Edit;
 use crate::providers::{Family, anthropic, gemini};
 use crate::server::Request;
 use crate::upstream::Conn;
@@ -187,8 +187,11 @@ fn stream_usage_member(body: &[u8], client: Option<std::ops::Range<usize>>) -> V
     m.extend_from_slice(b"\"stream_options\":{\"include_usage\":true");
     if let Some(r) = client {
         let value = &body[r];
-        for member in crate::api::chat::top_level_members(value) {
-            if !crate::api::chat::key_matches(&value[member.key.clone()], b"include_usage") {
+        for member in crate::providers::openai::scan::top_level_members(value) {
+            if !crate::providers::openai::scan::key_matches(
+                &value[member.key.clone()],
+                b"include_usage",
+            ) {
                 m.push(b',');
                 m.extend_from_slice(&value[member.start..member.value.end]);
             }

@@ -32,11 +32,11 @@ use std::time::{Duration, Instant};
 
 use arrayvec::ArrayVec;
 
-use crate::api::chat::Features;
 use crate::channel::Channel;
 use crate::error::{Error, Kind};
 use crate::live::health::{Event, verdict};
 use crate::providers::Family;
+use crate::providers::openai::ingress::Features;
 use crate::server::response::ClientGuard;
 use crate::server::{Exchange, Request};
 use crate::snapshot::Snapshot;

@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use arrayvec::{ArrayString, ArrayVec};
 
-use crate::api::chat::Features;
 use crate::error::Error;
+use crate::providers::openai::ingress::Features;
 use crate::routing;
 use crate::server::Request;
 use crate::snapshot::Snapshot;

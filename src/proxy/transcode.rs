@@ -11,7 +11,8 @@
 
 use crate::error::{Error, Kind};
 use crate::h1::sse;
-use crate::providers::{self, Family, anthropic, gemini};
+use crate::providers::openai::openai_usage;
+use crate::providers::{Family, TranslateError, anthropic, gemini};
 use crate::tokens::{self, Usage};
 
 /// Upstream-side decoder state.
@@ -132,7 +133,7 @@ impl Transcode {
             self.text_bytes += tokens::completion_text_bytes(&self.data);
             // `"usage"` (not `"usage":{`): some upstreams put a space after the colon.
             if memchr::memmem::find(&self.data, b"\"usage\"").is_some()
-                && let Some(u) = providers::openai_usage(&self.data)
+                && let Some(u) = openai_usage(&self.data)
             {
                 self.usage = Some(u);
             }
@@ -168,7 +169,12 @@ impl Transcode {
         Ok(false)
     }
 
-    fn event(&mut self, name: &[u8], data: &[u8], out: &mut Vec<u8>) -> Result<bool, String> {
+    fn event(
+        &mut self,
+        name: &[u8],
+        data: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<bool, TranslateError> {
         let mut mid = std::mem::take(&mut self.mid);
         mid.clear();
         let r = match &mut self.decoder {
@@ -188,7 +194,7 @@ impl Transcode {
     }
 
     /// Feeds canonical events (`data: {chunk}\n\n` …) to the client encoder.
-    fn chunks(&mut self, canonical: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    fn chunks(&mut self, canonical: &[u8], out: &mut Vec<u8>) -> Result<(), TranslateError> {
         let mut at = 0;
         let mut data = Vec::new();
         while sse::next_event(canonical, &mut at, &mut data).is_some() {
@@ -201,9 +207,9 @@ impl Transcode {
     }
 
     /// One canonical chunk (JSON) to the client.
-    fn chunk(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    fn chunk(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), TranslateError> {
         let usage = if memchr::memmem::find(data, b"\"usage\"").is_some() {
-            providers::openai_usage(data)
+            openai_usage(data)
         } else {
             None
         };
@@ -280,7 +286,7 @@ impl Transcode {
         out: &mut Vec<u8>,
     ) -> Result<(), String> {
         if self.upstream == Family::OpenAi && self.client == Family::OpenAi && !self.strip_think {
-            self.usage = providers::openai_usage(body);
+            self.usage = openai_usage(body);
             if self.usage.is_none() {
                 self.text_bytes = tokens::completion_text_bytes(body);
             }
@@ -289,7 +295,7 @@ impl Transcode {
         let mut canonical = Vec::new();
         let canonical: &[u8] = match self.upstream {
             Family::OpenAi => {
-                self.usage = providers::openai_usage(body);
+                self.usage = openai_usage(body);
                 body
             }
             Family::Anthropic => {

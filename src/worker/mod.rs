@@ -18,8 +18,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::Receiver;
 
-use crate::api::JsonScratch;
 use crate::metrics::{Gauges, LocalHistogram};
+use crate::providers::openai::ingress::JsonScratch;
 use crate::snapshot::Snapshot;
 use crate::upstream::Pool;
 use crate::usage::Report;
