@@ -406,21 +406,9 @@ impl Importer {
     /// Adds a header if the validator will take it. Values are never echoed: a header may hold
     /// a credential.
     fn add_header(&mut self, out: &mut ProviderOut, path: &str, name: &str, value: &str) {
-        // The headers `config` refuses in [providers.*] headers (its list is private; a header
-        // missing here would fail the final validation, not slip through).
-        const MANAGED: &[&str] = &[
-            "host",
-            "content-length",
-            "transfer-encoding",
-            "connection",
-            "authorization",
-            "x-api-key",
-            "api-key",
-            "accept-encoding",
-        ];
         if !crate::config::is_token(name) {
             self.note(path, "not a valid header name; dropped");
-        } else if MANAGED.iter().any(|m| m.eq_ignore_ascii_case(name)) {
+        } else if crate::config::is_managed_header(name) {
             self.remember_secret(value);
             self.note(
                 path,

@@ -34,6 +34,7 @@ pub use env::{Env, ProcessEnv, default_state_dir};
 pub use model::*;
 pub use proxy_url::{ProxyKind, ProxyUrl};
 pub use units::{BaseUrl, Scheme};
+pub(crate) use validate::is_managed_header;
 pub use validate::{is_token, read_keys_file};
 
 use crate::presets;

@@ -167,23 +167,20 @@ impl ProxyUrl {
 }
 
 /// Decodes `%XX` escapes; `None` for a broken escape, invalid UTF-8 or a control character.
+/// The `percent-encoding` crate decodes, and passes a broken escape through as text; in a
+/// credential that is a typo, so it is refused first.
 fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while let Some(&c) = b.get(i) {
-        if c == b'%' {
-            let hex = b.get(i + 1..i + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(c);
-            i += 1;
-        }
+    let escapes_whole = b.iter().enumerate().all(|(i, &c)| {
+        c != b'%'
+            || b.get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !escapes_whole {
+        return None;
     }
-    let out = String::from_utf8(out).ok()?;
-    (!out.chars().any(char::is_control)).then_some(out)
+    let out = percent_encoding::percent_decode_str(s).decode_utf8().ok()?;
+    (!out.chars().any(char::is_control)).then(|| out.into_owned())
 }
 
 #[cfg(test)]

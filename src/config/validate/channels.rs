@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::pricing::price;
-use super::{Checker, raw, rate_spec, valid_id};
+use super::{Checker, rate_spec, raw, valid_id};
 use crate::config::{
     BaseUrl, ChannelConfig, DailyLimits, ModelInfo, ProviderConfig, closest, defaults,
 };

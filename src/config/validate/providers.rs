@@ -207,7 +207,9 @@ pub fn is_token(s: &str) -> bool {
         })
 }
 
-fn is_managed_header(name: &str) -> bool {
+/// Headers the gateway sets itself on upstream requests (framing, the host, credentials, the
+/// encoding it can read): refused in `[providers.ID] headers`, and dropped by `import`.
+pub(crate) fn is_managed_header(name: &str) -> bool {
     const MANAGED: &[&str] = &[
         "host",
         "content-length",
