@@ -19,6 +19,7 @@ mod env;
 mod model;
 mod proxy_url;
 mod raw;
+mod redis_url;
 #[cfg(test)]
 mod test_support;
 pub mod units;
@@ -33,6 +34,7 @@ use std::time::Duration;
 pub use env::{Env, ProcessEnv, default_state_dir};
 pub use model::*;
 pub use proxy_url::{ProxyKind, ProxyUrl};
+pub use redis_url::RedisUrl;
 pub use units::{BaseUrl, Scheme};
 pub(crate) use validate::is_managed_header;
 pub use validate::{is_token, read_keys_file};

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{Checker, raw, valid_id};
-use crate::config::{ClusterConfig, ServerConfig, defaults};
+use crate::config::{ClusterConfig, RedisUrl, ServerConfig, defaults};
 use crate::secret::Secret;
 
 /// Validates `[cluster]`.
@@ -14,24 +14,7 @@ pub(super) fn cluster(c: &mut Checker, raw: raw::Cluster, server: &ServerConfig)
             "cluster.redis",
             "required: the Redis URL, e.g. \"redis://127.0.0.1:6379/0\" or \"${REDIS_URL}\"",
         );
-    } else if ![
-        "redis://",
-        "rediss://",
-        "redis+unix://",
-        "unix://",
-        "redis+sentinel://",
-        "rediss+sentinel://",
-        "redis+cluster://",
-        "rediss+cluster://",
-    ]
-    .iter()
-    .any(|s| redis.starts_with(s))
-    {
-        c.err(
-            "cluster.redis",
-            "use a redis://, rediss:// (TLS), redis+unix://, redis+sentinel://host:26379,…/service or redis+cluster://host:port,… URL",
-        );
-    } else if let Err(e) = crate::cluster::helper::Target::parse(&redis) {
+    } else if let Err(e) = RedisUrl::parse(&redis) {
         // Never repeats the URL (it may hold a password).
         c.err("cluster.redis", e);
     }
