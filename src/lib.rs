@@ -45,12 +45,14 @@ pub mod bootstrap;
 pub mod catalog;
 pub mod cli;
 pub mod clock;
+#[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod error;
 pub mod expr;
 pub mod h1;
+#[cfg(feature = "import")]
 pub mod import;
 pub mod json;
 pub mod keys;

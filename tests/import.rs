@@ -3,6 +3,7 @@
 //! converted to per 1M tokens, env-var keys); every key that does not is named in the report; no
 //! key or token value is ever reported; and the binary's output streams and exit codes.
 
+#![cfg(feature = "import")]
 #![allow(clippy::disallowed_methods)] // tests read fixtures, write temp files and run the binary
 
 use std::path::PathBuf;

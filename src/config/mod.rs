@@ -19,6 +19,7 @@ mod env;
 mod model;
 mod proxy_url;
 mod raw;
+#[cfg(feature = "cluster")]
 mod redis_url;
 #[cfg(test)]
 mod test_support;
@@ -34,8 +35,10 @@ use std::time::Duration;
 pub use env::{Env, ProcessEnv, default_state_dir};
 pub use model::*;
 pub use proxy_url::{ProxyKind, ProxyUrl};
+#[cfg(feature = "cluster")]
 pub use redis_url::RedisUrl;
 pub use units::{BaseUrl, Scheme};
+#[cfg(feature = "import")]
 pub(crate) use validate::is_managed_header;
 pub use validate::{is_token, read_keys_file};
 

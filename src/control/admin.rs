@@ -670,6 +670,7 @@ fn render_metrics(ctl: &Ctl) -> String {
         "smart_router_budget_exhausted {}",
         u8::from(st.current.quota.global.is_some())
     );
+    #[cfg(feature = "cluster")]
     if let Some(f) = &*ctl.cluster.borrow() {
         header(
             &mut out,
@@ -785,7 +786,13 @@ async fn usage(ctl: &Rc<Ctl>, query: &str) -> Result<Writer, Error> {
         ));
     }
     if fleet {
+        #[cfg(feature = "cluster")]
         return fleet_usage(ctl, since, until, by).await;
+        #[cfg(not(feature = "cluster"))]
+        return Err(Error::bad_request(
+            "no_cluster",
+            "scope=fleet needs a [cluster] section (and this build has no `cluster` feature)",
+        ));
     }
     // Records merged so far reach the files first.
     ctl.merge_reports(&mut ctl.st.borrow_mut());
@@ -842,6 +849,7 @@ async fn usage(ctl: &Rc<Ctl>, query: &str) -> Result<Writer, Error> {
 
 /// `GET /admin/usage?scope=fleet`: the fleet's totals from Redis, by whole UTC days (the
 /// fleet keeps day totals, not records): every day `[since, until)` touches.
+#[cfg(feature = "cluster")]
 async fn fleet_usage(
     ctl: &Rc<Ctl>,
     since: u64,
@@ -944,7 +952,16 @@ fn usage_totals(w: &mut Writer, t: &crate::usage::Totals) {
     w.key("cost").num_exact(t.cost);
 }
 
+/// `GET /admin/cluster` in a build without the `cluster` feature: there is no fleet.
+#[cfg(not(feature = "cluster"))]
+fn cluster(_: &Ctl) -> Result<Writer, Error> {
+    Err(not_found(
+        "no [cluster] section: this instance runs alone (this build has no `cluster` feature)",
+    ))
+}
+
 /// `GET /admin/cluster`: this instance's view of the fleet (`[cluster]`).
+#[cfg(feature = "cluster")]
 fn cluster(ctl: &Ctl) -> Result<Writer, Error> {
     let guard = ctl.cluster.borrow();
     let Some(f) = &*guard else {

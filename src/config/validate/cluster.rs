@@ -3,20 +3,29 @@
 use std::time::Duration;
 
 use super::{Checker, raw, valid_id};
-use crate::config::{ClusterConfig, RedisUrl, ServerConfig, defaults};
+use crate::config::{ClusterConfig, ServerConfig, defaults};
 use crate::secret::Secret;
 
-/// Validates `[cluster]`.
+/// Validates `[cluster]`; a build without the `cluster` feature refuses the table.
 pub(super) fn cluster(c: &mut Checker, raw: raw::Cluster, server: &ServerConfig) -> ClusterConfig {
+    #[cfg(not(feature = "cluster"))]
+    c.err(
+        "cluster",
+        "this build has no `cluster` feature (on by default, left out by --no-default-features): \
+         remove [cluster] to run this instance alone, or run a build with the feature",
+    );
     let redis = raw.redis.unwrap_or_default();
     if redis.is_empty() {
         c.err(
             "cluster.redis",
             "required: the Redis URL, e.g. \"redis://127.0.0.1:6379/0\" or \"${REDIS_URL}\"",
         );
-    } else if let Err(e) = RedisUrl::parse(&redis) {
+    } else {
         // Never repeats the URL (it may hold a password).
-        c.err("cluster.redis", e);
+        #[cfg(feature = "cluster")]
+        if let Err(e) = crate::config::RedisUrl::parse(&redis) {
+            c.err("cluster.redis", e);
+        }
     }
     let instance_id = match raw.instance_id {
         Some(id) => {
@@ -71,7 +80,7 @@ fn hostname() -> String {
         .replace(|c: char| c.is_ascii_whitespace() || "|{}@".contains(c), "-")
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "cluster"))]
 mod tests {
     use std::time::Duration;
 
@@ -177,5 +186,19 @@ mod tests {
             paths(&format!("[cluster]\n{url}\nhosts = 1")),
             ["cluster.hosts"]
         );
+    }
+}
+
+#[cfg(all(test, not(feature = "cluster")))]
+mod tests {
+    use crate::config::test_support::{MINIMAL, problems};
+
+    #[test]
+    fn without_the_feature_a_cluster_table_is_refused_by_name() {
+        let p = problems(&format!(
+            "{MINIMAL}\n[cluster]\nredis = \"redis://127.0.0.1\"\n"
+        ));
+        assert_eq!(p[0].path, "cluster");
+        assert!(p[0].message.contains("`cluster` feature"), "{p:?}");
     }
 }

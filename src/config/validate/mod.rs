@@ -30,6 +30,7 @@ use std::time::Duration;
 use super::{Config, ConfigError, Problem, RateLimits, Source, raw, units};
 
 pub use auth::read_keys_file;
+#[cfg(feature = "import")]
 pub(crate) use providers::is_managed_header;
 pub use providers::is_token;
 
