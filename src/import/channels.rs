@@ -181,6 +181,7 @@ impl Importer {
             enabled: true,
             pricing,
             min_request_interval: None,
+            daily_request_limit: None,
         };
 
         for (k, val) in h {
@@ -232,10 +233,16 @@ impl Importer {
                     Some(0.0) => {}
                     _ => self.note(&at, "not a number of seconds between 0 and a year; dropped"),
                 },
-                "daily_limit" => self.note(
-                    &at,
-                    "dropped: daily limits are not in this build (the original never enforced them)",
-                ),
+                "daily_limit" => match as_int(val) {
+                    Some(n) if n > 0 => {
+                        out.daily_request_limit = Some(n);
+                        self.note(
+                            &at,
+                            format!("→ daily_request_limit = {n}, now enforced: after {n} requests in a UTC day the channel leaves rotation until midnight (the original never counted them)"),
+                        );
+                    }
+                    _ => self.note(&at, "not a positive whole number of requests; dropped"),
+                },
                 "capabilities" => self.note(
                     &at,
                     "dropped: capabilities are per model here (model_info.\"MODEL\" vision/tools); the original only displayed them",

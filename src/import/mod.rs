@@ -10,7 +10,8 @@
 //! # Invariants
 //! * The report never contains an API key or token value: literal secrets are carried into the
 //!   TOML (the user asked for a working config) but the report only says that they were, and
-//!   suggests a `${VAR}` reference instead.
+//!   suggests a `${VAR}` reference instead. The client token (`auth.api_token`) is the
+//!   exception: the config keeps client keys as SHA-256 digests, so only its digest is written.
 //! * [`convert`] returns TOML only after [`Config::parse`] accepted it (with every `${VAR}`
 //!   standing in as set); anything else is an error, never a half-valid file.
 //! * Every key of the YAML is accounted for: mapped, kept as a TOML comment (display names),
@@ -111,10 +112,7 @@ pub fn convert(yaml: &str) -> Result<Conversion, String> {
                 "monitoring",
                 "dropped: metrics and health are always on; set [log] level for verbosity",
             ),
-            "cost_control" => im.note(
-                "cost_control",
-                "dropped: budgets are not in this build (the original never enforced them either)",
-            ),
+            "cost_control" => im.cost_control(v),
             "clean_thinking_chains" => {
                 if as_bool(v) != Some(false) {
                     im.note(
@@ -154,6 +152,9 @@ const ORIGINAL_DEFAULT_PRIORITY: i64 = 1;
 /// The longest `min_request_interval` carried over: longer is a typo, not a rate limit.
 const MAX_INTERVAL_SECS: f64 = 365.0 * 86400.0;
 
+/// The name the original's `auth.api_token` gets as a client key (in logs, metrics, records).
+const IMPORTED_KEY: &str = "imported";
+
 /// Secrets shorter than this are not redacted from messages (a key like "ollama" would mangle
 /// every provider name); the report never includes key values in the first place.
 const REDACT_MIN_LEN: usize = 8;
@@ -192,6 +193,8 @@ struct ChannelOut {
     enabled: bool,
     pricing: Option<(f64, f64)>,
     min_request_interval: Option<String>,
+    /// The original's `daily_limit` (requests per UTC day).
+    daily_request_limit: Option<i64>,
 }
 
 /// The conversion in progress: the report so far and the TOML sections, each a list of
@@ -210,6 +213,9 @@ struct Importer {
     strategies: Vec<(String, Vec<(&'static str, f64)>)>,
     discovery: Vec<String>,
     admin: Vec<String>,
+    pricing: Vec<String>,
+    /// `[[auth.keys]]`: name and the SHA-256 of the key, in hex (never the key).
+    client_keys: Vec<(String, String)>,
 }
 
 impl Importer {

@@ -10,8 +10,10 @@ use super::{Importer, ProviderOut};
 use crate::config::BaseUrl;
 use crate::presets::{self, PRESETS};
 
-/// Native APIs the original named, with the OpenAI-compatible endpoint each also serves. This
-/// build speaks only the OpenAI wire format, so such providers become `kind = "openai"` there.
+/// Native APIs the original named, with the OpenAI-compatible endpoint each also serves. The
+/// original sent them OpenAI requests, so such providers become `kind = "openai"` there: the
+/// same wire format, at a path that takes it (`kind = "anthropic"`/`"gemini"` would speak the
+/// native APIs instead).
 const COMPAT_BASES: &[(&str, &str)] = &[
     ("Anthropic", "https://api.anthropic.com/v1"),
     (
@@ -102,7 +104,9 @@ impl Importer {
                             &at,
                             format!(
                                 "{adapter} → kind = \"openai\" at {native}'s OpenAI-compatible \
-                                 endpoint (this build has no native {native} adapter yet)"
+                                 endpoint, the wire format the original spoke (kind = \"{}\" speaks \
+                                 {native}'s native API)",
+                                native.to_ascii_lowercase()
                             ),
                         );
                     } else if !known {

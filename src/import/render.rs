@@ -31,8 +31,17 @@ impl Importer {
                 .collect();
             section(&mut out, &format!("strategies.{}", toml_key(name)), &lines);
         }
+        section(&mut out, "pricing", &self.pricing);
         section(&mut out, "discovery", &self.discovery);
         section(&mut out, "admin", &self.admin);
+        for (name, sha256) in &self.client_keys {
+            let _ = writeln!(
+                out,
+                "\n[[auth.keys]]\nname = {}\nsha256 = {}",
+                toml_str(name),
+                toml_str(sha256)
+            );
+        }
 
         for p in &self.providers {
             let _ = writeln!(out, "\n# {}", one_line(&p.comment));
@@ -94,6 +103,9 @@ impl Importer {
             }
             if let Some(d) = &c.min_request_interval {
                 let _ = writeln!(out, "min_request_interval = {}", toml_str(d));
+            }
+            if let Some(n) = c.daily_request_limit {
+                let _ = writeln!(out, "daily_request_limit = {n}");
             }
         }
         out

@@ -1,12 +1,13 @@
-//! `server:` → `[server]` (the listen address, CORS origins, the body limit) and `auth:` →
-//! `[admin] token`.
+//! The gateway-wide tables: `server:` → `[server]` (the listen address, CORS origins, the body
+//! limit), `auth:` → a client key (`[[auth.keys]]`, by its SHA-256) and `[admin] token`, and
+//! `cost_control:` → `[pricing] daily_budget`.
 
 use yaml_rust2::Yaml;
 
-use super::Importer;
-use super::render::{toml_str, toml_text};
+use super::render::{toml_float, toml_str, toml_text};
 use super::values::env_reference;
-use super::yaml::{as_bool, as_int, describe, key, key_text, text};
+use super::yaml::{as_bool, as_int, describe, key, key_text, number, text};
+use super::{IMPORTED_KEY, Importer};
 
 impl Importer {
     pub(super) fn server(&mut self, v: &Yaml) {
@@ -49,7 +50,7 @@ impl Importer {
                 Some(ip) if ip.is_unspecified() => {
                     self.note(
                         "server.host",
-                        format!("\"{host}\" → 127.0.0.1: this build has no client API keys, so listening on every interface would lend your provider keys to the network; set [server] listen to open it"),
+                        format!("\"{host}\" → 127.0.0.1: listening on every interface lends your provider keys to whoever can reach the port; set [server] listen to open it once client keys ([[auth.keys]]) are in place"),
                     );
                     std::net::IpAddr::from([127, 0, 0, 1])
                 }
@@ -124,25 +125,150 @@ impl Importer {
             );
             return;
         };
+        // `enabled` switched the (never installed) token check; ours checks whenever a client
+        // key is configured, so the token is carried only when checking was asked for.
+        let enabled = h.get(&key("enabled")).and_then(as_bool) == Some(true);
         for (k, val) in h {
             let k = key_text(k);
             let at = format!("auth.{k}");
             match k.as_str() {
-                "enabled" => {
-                    if as_bool(val) == Some(true) {
+                "enabled" => {}
+                "api_token" => self.api_token(&at, val, enabled),
+                "admin" => self.admin(val),
+                _ => self.note(&at, "not supported, dropped"),
+            }
+        }
+        if enabled && self.client_keys.is_empty() {
+            self.note(
+                "auth.enabled",
+                "true, but no api_token carried over, so no client key is configured: add one with \
+                 `smart-ai-router keys add NAME` (the gateway then requires it; it stays on loopback meanwhile)",
+            );
+        } else if enabled {
+            self.note(
+                "auth.enabled",
+                "true → every request needs a client key ([[auth.keys]]), now enforced (the original never checked)",
+            );
+        }
+    }
+
+    /// `auth.api_token` → a client key. The config keeps only a key's SHA-256, so the token is
+    /// hashed here; its value is never reported, and it is not written anywhere.
+    fn api_token(&mut self, at: &str, v: &Yaml, enabled: bool) {
+        let Some(token) = text(v)
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+        else {
+            if !v.is_null() {
+                self.note(at, format!("is {}, not a token; dropped", describe(v)));
+            }
+            return;
+        };
+        self.remember_secret(&token);
+        if !enabled {
+            self.note(
+                at,
+                "not carried over: auth.enabled is not true, so the original served without it; \
+                 to require it, add it as a client key with `smart-ai-router keys add NAME`",
+            );
+        } else if env_reference(&token).is_some() {
+            self.note(
+                at,
+                "not carried over: the config keeps a client key's SHA-256, and a ${VAR} cannot be \
+                 hashed here; add the key with `smart-ai-router keys add NAME`, or as [[auth.keys]] \
+                 with sha256 = the output of `printf %s \"$VAR\" | sha256sum`",
+            );
+        } else if token.chars().any(char::is_control) {
+            self.note(at, "the token has control characters; dropped");
+        } else {
+            let sha256 = crate::secret::hex(&crate::secret::digest(token.as_bytes()));
+            self.client_keys.push((IMPORTED_KEY.to_string(), sha256));
+            self.note(
+                at,
+                format!(
+                    "→ [[auth.keys]] name = \"{IMPORTED_KEY}\", by its SHA-256 (the config keeps only the \
+                     digest; the token is not written): clients send it as before, as Authorization: \
+                     Bearer (or x-api-key), now enforced (the original never checked it)"
+                ),
+            );
+        }
+    }
+
+    /// `cost_control:` → `[pricing] daily_budget`, which stops requests (429) for the rest of the
+    /// UTC day once spent; the original never enforced its budget at all.
+    pub(super) fn cost_control(&mut self, v: &Yaml) {
+        let Some(h) = v.as_hash() else {
+            self.note(
+                "cost_control",
+                format!("is {}, not a mapping; dropped", describe(v)),
+            );
+            return;
+        };
+        let currency = h
+            .get(&key("currency"))
+            .and_then(text)
+            .map(|c| c.trim().to_ascii_uppercase())
+            .filter(|c| !c.is_empty() && c != "USD");
+        let enforce = h
+            .get(&key("auto_disable_on_budget_exceeded"))
+            .and_then(as_bool)
+            != Some(false);
+        for (k, val) in h {
+            let k = key_text(k);
+            let at = format!("cost_control.{k}");
+            match k.as_str() {
+                "global_daily_budget" => match number(val) {
+                    Some(b) if b >= 0.0 && !enforce => self.note(
+                        &at,
+                        format!(
+                            "not carried over: auto_disable_on_budget_exceeded is false, and [pricing] \
+                             daily_budget = {} would stop requests once spent; set it yourself if that is wanted",
+                            toml_float(b)
+                        ),
+                    ),
+                    Some(b) if b >= 0.0 => match &currency {
+                        Some(cur) => self.note(
+                            &at,
+                            format!(
+                                "not carried over: the budget is in {cur}, which needs its rate per USD; add \
+                                 [pricing] currency = \"{cur}\", rates = {{ {cur} = <{cur} per USD> }} and \
+                                 daily_budget = {}",
+                                toml_float(b)
+                            ),
+                        ),
+                        None => {
+                            self.pricing
+                                .push(format!("daily_budget = {}", toml_float(b)));
+                            self.note(
+                                &at,
+                                format!(
+                                    "→ [pricing] daily_budget = {} (USD per UTC day), now enforced: once it is \
+                                     spent, requests answer 429 until 00:00 UTC (the original never enforced it)",
+                                    toml_float(b)
+                                ),
+                            );
+                        }
+                    },
+                    _ => self.note(&at, "not a non-negative amount; dropped"),
+                },
+                "currency" => {
+                    if let Some(cur) = &currency {
                         self.note(
                             &at,
-                            "dropped: client API tokens are not in this build yet; keep the gateway on loopback (the original never enforced them either)",
+                            format!(
+                                "\"{cur}\" not carried over: costs are reported in USD unless [pricing] \
+                                 currency and its rate per USD (rates = {{ {cur} = … }}) are set"
+                            ),
                         );
                     }
                 }
-                "api_token" => {
-                    if let Some(t) = text(val) {
-                        self.remember_secret(&t);
-                    }
-                    self.note(&at, "dropped: client API tokens are not in this build yet");
-                }
-                "admin" => self.admin(val),
+                // Explained with the budget; `true` is what the budget does here anyway.
+                "auto_disable_on_budget_exceeded" => {}
+                "alert_threshold" => self.note(
+                    &at,
+                    "dropped: there is no alert at a share of the budget; GET /metrics has the day's \
+                     spend (smart_router_daily_cost) and smart_router_budget_exhausted",
+                ),
                 _ => self.note(&at, "not supported, dropped"),
             }
         }
