@@ -436,8 +436,8 @@ pub struct PricingConfig {
     /// Units of each currency per 1 USD (upper-case codes; USD = 1 is always present, and so
     /// is `currency`).
     pub rates: Vec<(String, f64)>,
-    /// Most spend per day, in `currency` (none: no budget). Parsed and validated here;
-    /// enforcement lives elsewhere.
+    /// Most spend per day, in `currency` (none: no budget); once spent, requests answer 429
+    /// until 00:00 UTC (the control thread's ledger judges it).
     pub daily_budget: Option<f64>,
 }
 
