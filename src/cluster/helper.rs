@@ -229,7 +229,7 @@ impl std::fmt::Debug for Target {
 impl Target {
     /// Builds the client for a `[cluster] redis` URL that config has read (errors never repeat
     /// it: it may hold a password).
-    pub fn new(url: &RedisUrl) -> Result<Target, String> {
+    pub(crate) fn new(url: &RedisUrl) -> Result<Target, String> {
         match url {
             RedisUrl::Direct(url) => redis::Client::open(url.expose())
                 .map(|c| Target::Direct(Box::new(c)))

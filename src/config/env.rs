@@ -33,7 +33,7 @@ impl<F: Fn(&str) -> Option<String>> Env for F {
 }
 
 /// `$XDG_STATE_HOME/smart-ai-router`, else `$HOME/.local/state/smart-ai-router`, else none.
-pub fn default_state_dir(env: &dyn Env) -> Option<PathBuf> {
+pub(super) fn default_state_dir(env: &dyn Env) -> Option<PathBuf> {
     let base = env
         .var("XDG_STATE_HOME")
         .filter(|v| v.starts_with('/'))

@@ -26,21 +26,21 @@ mod test_support;
 pub mod units;
 mod validate;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use env::{Env, ProcessEnv, default_state_dir};
+pub use env::{Env, ProcessEnv};
 pub use model::*;
 pub use proxy_url::{ProxyKind, ProxyUrl};
 #[cfg(feature = "cluster")]
-pub use redis_url::RedisUrl;
+pub(crate) use redis_url::RedisUrl;
 pub use units::{BaseUrl, Scheme};
+pub(crate) use validate::read_keys_file;
+/// What `import` checks a header against before it writes one.
 #[cfg(feature = "import")]
-pub(crate) use validate::is_managed_header;
-pub use validate::{is_token, read_keys_file};
+pub(crate) use validate::{is_managed_header, is_token};
 
 use crate::presets;
 pub use crate::secret::Secret;
@@ -61,23 +61,23 @@ pub enum Source {
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `[server]`.
+    /// `[server]`: the client listener, limits and timeouts.
     pub server: ServerConfig,
     /// `[providers.*]`, sorted by id.
     pub providers: Vec<ProviderConfig>,
     /// `[[channels]]`, in file order.
     pub channels: Vec<ChannelConfig>,
-    /// `[routing]`.
+    /// `[routing]`: attempts, ties and cooldowns.
     pub routing: RoutingConfig,
     /// `[strategies.*]`, user-defined.
     pub strategies: Vec<StrategyConfig>,
-    /// `[groups."auto:*"]`.
+    /// `[groups."auto:*"]`: named model expressions.
     pub groups: Vec<GroupConfig>,
-    /// `[pricing]`.
+    /// `[pricing]`: reporting currency, exchange rates, the daily budget.
     pub pricing: PricingConfig,
-    /// `[discovery]`.
+    /// `[discovery]`: model lists fetched from providers.
     pub discovery: DiscoveryConfig,
-    /// `[health]`.
+    /// `[health]`: recovery probes.
     pub health: HealthConfig,
     /// `[state] dir`: discovery cache and admin overrides (none: nothing persists).
     pub state_dir: Option<PathBuf>,
@@ -85,13 +85,13 @@ pub struct Config {
     pub usage: UsageConfig,
     /// `[admin]`: present (and not `enabled = false`) turns the admin API on.
     pub admin: Option<AdminConfig>,
-    /// `[log]`.
+    /// `[log]`: format, level, access lines.
     pub log: LogConfig,
     /// `[auth]`: client keys.
     pub auth: AuthConfig,
     /// `[cluster]`: shared state through Redis (none: this instance alone).
     pub cluster: Option<ClusterConfig>,
-    /// Where it came from.
+    /// Where it came from (a file, the environment, demo mode).
     pub source: Source,
 }
 
@@ -167,7 +167,7 @@ impl Config {
     /// Adds the keys of `[auth] keys_file` to the config's own (a key or name the config
     /// already has is an error). Then a keys file left empty on a non-loopback listener without
     /// `allow_unauthenticated` is refused, as a config without keys is.
-    pub fn merge_keys_file(&mut self) -> Result<(), ConfigError> {
+    fn merge_keys_file(&mut self) -> Result<(), ConfigError> {
         let Some(path) = self.auth.keys_file.clone() else {
             return Ok(());
         };
@@ -241,7 +241,7 @@ impl Config {
             })?;
         let mut cfg = validate::build(raw)?;
         if cfg.state_dir.is_none() {
-            cfg.state_dir = default_state_dir(env);
+            cfg.state_dir = env::default_state_dir(env);
         }
         Ok(cfg)
     }
@@ -297,7 +297,7 @@ impl Config {
         cfg.providers = providers;
         cfg.channels = channels;
         cfg.source = Source::Environment(used);
-        cfg.state_dir = default_state_dir(env);
+        cfg.state_dir = env::default_state_dir(env);
         Some(cfg)
     }
 
@@ -491,7 +491,7 @@ fn join_path(parent: &str, field: &str) -> String {
 /// The known name closest to `name` by edit distance, if it is plausibly a typo. Bounded work:
 /// names longer than 64 characters are never matched, and only names of similar length are
 /// compared, so an attacker's huge or random input costs next to nothing.
-pub fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
+pub(crate) fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
     if name.len() > 64 {
         return None;
     }
@@ -531,23 +531,6 @@ fn edit_distance_within(a: &[u8], b: &[u8], limit: usize) -> Option<usize> {
         std::mem::swap(&mut prev, &mut cur);
     }
     (prev[b.len()] <= limit).then_some(prev[b.len()])
-}
-
-/// Model ids served by at least one enabled channel, de-duplicated, in first-seen order, with
-/// the id of the provider that first offers it. Used for `/v1/models`.
-pub fn model_owners(cfg: &Config) -> Vec<(String, String)> {
-    let mut seen = BTreeMap::new();
-    let mut out = Vec::new();
-    for ch in cfg.channels.iter().filter(|c| c.enabled) {
-        let owner = &cfg.providers[ch.provider].id;
-        let names = ch.models.iter().chain(ch.aliases.iter().map(|(a, _)| a));
-        for m in names {
-            if seen.insert(m.clone(), ()).is_none() {
-                out.push((m.clone(), owner.clone()));
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

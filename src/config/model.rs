@@ -49,12 +49,13 @@ pub struct RateLimits {
 
 impl RateLimits {
     /// True when any limit is set.
-    pub fn any(&self) -> bool {
+    pub(crate) fn any(&self) -> bool {
         self.rps.is_some() || self.rpm.is_some() || self.tpm.is_some()
     }
 }
 
-/// `[server]`.
+/// `[server]`: the client API listener, its workers and driver, request limits and timeouts,
+/// CORS, HTTPS files and DNS refresh.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Listen address of the client API.
@@ -87,7 +88,7 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// DNS re-resolution period.
     pub dns_refresh: Duration,
-    /// CORS policy.
+    /// Which browser origins may call the API (`cors_origins`).
     pub cors: Cors,
     /// `[server.tls]`: serve HTTPS with this certificate chain and key (PEM files).
     pub tls: Option<TlsFiles>,
@@ -105,7 +106,8 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-/// `[providers.ID]`.
+/// `[providers.ID]`: one upstream API — its wire family, where it is, how it authenticates,
+/// its timeouts, pool and outbound proxy.
 #[derive(Debug, Clone)]
 pub struct ProviderConfig {
     /// The table name.
@@ -136,7 +138,7 @@ pub struct ProviderConfig {
     pub first_byte_timeout: Duration,
     /// Longest silence between reads of a started response.
     pub idle_timeout: Duration,
-    /// Whole exchange.
+    /// Deadline for the whole exchange, request sent to last byte received.
     pub total_timeout: Duration,
     /// Idle pooled connections per worker and address.
     pub pool_max_idle: usize,
@@ -148,7 +150,7 @@ pub struct ProviderConfig {
     pub proxy: Option<ProxyUrl>,
 }
 
-/// `[discovery]`.
+/// `[discovery]`: fetching each channel's model list from its provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiscoveryConfig {
     /// Fetch model lists from providers.
@@ -166,9 +168,9 @@ pub struct DiscoveryConfig {
 pub struct HealthConfig {
     /// Probe channels that are cooling down or out on 401/403.
     pub enabled: bool,
-    /// Probe period.
+    /// How often channels out of rotation are probed.
     pub interval: Duration,
-    /// Probe timeout.
+    /// How long one probe may take.
     pub timeout: Duration,
 }
 
@@ -207,7 +209,7 @@ pub struct ClusterConfig {
 
 impl ClusterConfig {
     /// The Redis URL with any password replaced by `***`, for logs and the admin API.
-    pub fn redis_shown(&self) -> String {
+    pub(crate) fn redis_shown(&self) -> String {
         let url = self.redis.expose();
         let Some((scheme, rest)) = url.split_once("://") else {
             return "***".into();
@@ -239,7 +241,7 @@ pub struct ClientKeyConfig {
     pub expires_ms: Option<u64>,
     /// Model expressions the key may use (empty: any).
     pub models: Vec<String>,
-    /// Rate limits.
+    /// The key's `rps`, `rpm` and `tpm`.
     pub limits: RateLimits,
     /// Spend allowed per UTC day, in the `[pricing]` currency.
     pub daily_budget: Option<f64>,
@@ -259,7 +261,7 @@ pub struct AuthConfig {
 /// `[admin]`: the operator API on its own listener.
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
-    /// Listen address.
+    /// Address of the admin listener (loopback by default).
     pub listen: SocketAddr,
     /// Bearer token (none: loopback only).
     pub token: Option<Secret>,
@@ -268,9 +270,9 @@ pub struct AdminConfig {
 /// Prices per 1M tokens in `currency`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Price {
-    /// Prompt tokens.
+    /// Per 1M prompt tokens.
     pub input: f64,
-    /// Completion tokens.
+    /// Per 1M completion tokens.
     pub output: f64,
     /// Prompt tokens read from a prompt cache (defaults to `input`).
     pub cached: Option<f64>,
@@ -282,7 +284,7 @@ pub struct Price {
 
 impl Price {
     /// The same prices as a [`crate::pricing::Price`], still in `currency`.
-    pub fn per_million(&self) -> crate::pricing::Price {
+    pub(crate) fn per_million(&self) -> crate::pricing::Price {
         crate::pricing::Price {
             input: self.input,
             output: self.output,
@@ -299,9 +301,9 @@ pub struct ModelInfo {
     pub context: Option<u32>,
     /// Parameters in millions.
     pub params_m: Option<u32>,
-    /// Takes images.
+    /// Accepts images in messages.
     pub vision: Option<bool>,
-    /// Calls tools.
+    /// Supports tool calls.
     pub tools: Option<bool>,
     /// Supports JSON mode.
     pub json: Option<bool>,
@@ -368,19 +370,12 @@ pub struct DailyLimits {
     pub budget: Option<f64>,
 }
 
-impl DailyLimits {
-    /// True when any limit is set.
-    pub fn any(&self) -> bool {
-        self.requests.is_some() || self.tokens.is_some() || self.budget.is_some()
-    }
-}
-
 /// How long channels cool down after failures (DESIGN.md §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CooldownPolicy {
     /// First backoff after a transient failure; doubles per consecutive failure.
     pub base: Duration,
-    /// Longest backoff.
+    /// Longest backoff, however many failures in a row.
     pub max: Duration,
     /// Longest `Retry-After` honoured.
     pub retry_after_max: Duration,
@@ -390,7 +385,7 @@ pub struct CooldownPolicy {
     pub model_missing: Duration,
 }
 
-/// `[routing]`.
+/// `[routing]`: how many candidates a request tries, ties, and cooldowns after failures.
 #[derive(Debug, Clone)]
 pub struct RoutingConfig {
     /// Candidates tried per request.
@@ -399,20 +394,20 @@ pub struct RoutingConfig {
     pub default_strategy: String,
     /// Scores this close are tied and spread by weight.
     pub tie_epsilon: f32,
-    /// Cooldown durations.
+    /// How long channels stay out after each kind of failure.
     pub cooldown: CooldownPolicy,
 }
 
 /// `[strategies.NAME]`: a user-defined weight vector.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StrategyConfig {
-    /// Name.
+    /// The table name, as requests and groups name the strategy.
     pub name: String,
-    /// Weights.
+    /// The sub-score weights (unset ones are 0).
     pub weights: crate::strategy::Weights,
 }
 
-/// `[groups."auto:NAME"]`.
+/// `[groups."auto:NAME"]`: a name for a model expression, with its strategy and filters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupConfig {
     /// `auto:NAME`.
@@ -443,7 +438,7 @@ pub struct PricingConfig {
 
 impl PricingConfig {
     /// Units of `code` per 1 USD (case-insensitive), if known.
-    pub fn rate(&self, code: &str) -> Option<f64> {
+    pub(crate) fn rate(&self, code: &str) -> Option<f64> {
         self.rates
             .iter()
             .find(|(c, _)| c.eq_ignore_ascii_case(code))
@@ -451,12 +446,13 @@ impl PricingConfig {
     }
 
     /// `amount` of `code` in USD, if the rate is known.
-    pub fn to_usd(&self, amount: f64, code: &str) -> Option<f64> {
+    pub(crate) fn to_usd(&self, amount: f64, code: &str) -> Option<f64> {
         self.rate(code).map(|r| amount / r)
     }
 
     /// `usd` in the reporting currency.
-    pub fn from_usd(&self, usd: f64) -> f64 {
+    #[allow(clippy::wrong_self_convention)] // "from USD" into `currency`, not a constructor
+    pub(crate) fn from_usd(&self, usd: f64) -> f64 {
         // Validation guarantees the rate; 1.0 keeps a hand-built config usable.
         usd * self.rate(&self.currency).unwrap_or(1.0)
     }
@@ -477,10 +473,10 @@ pub enum LogFormat {
     Json,
 }
 
-/// `[log]`.
+/// `[log]`: how the gateway logs.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
-    /// Output format.
+    /// Text (`logfmt`) or JSON lines.
     pub format: LogFormat,
     /// Least severe level printed.
     pub level: tracing::Level,

@@ -22,7 +22,7 @@ pub enum ProxyKind {
 
 impl ProxyKind {
     /// The URL scheme.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ProxyKind::Http => "http",
             ProxyKind::Socks5 => "socks5",
@@ -35,7 +35,7 @@ impl ProxyKind {
 /// credentials are [`Secret`]s: `Debug` and [`ProxyUrl::display`] never show them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyUrl {
-    /// Protocol.
+    /// The protocol spoken to the proxy.
     pub kind: ProxyKind,
     /// Host name (lower-cased) or IP literal (IPv6 without brackets).
     pub host: String,
@@ -51,7 +51,7 @@ impl ProxyUrl {
     /// Parses `http://[user[:pass]@]host:port`, `socks5://…` or `socks5h://…`. A trailing `/`
     /// is allowed; a path, query or fragment is not, and the port must be written. Error
     /// messages never repeat the credentials.
-    pub fn parse(s: &str) -> Result<ProxyUrl, String> {
+    pub(crate) fn parse(s: &str) -> Result<ProxyUrl, String> {
         let Some((scheme, rest)) = s.split_once("://") else {
             return Err(
                 "a proxy URL starts with http://, socks5:// or socks5h:// (e.g. \"http://127.0.0.1:3128\")"
@@ -147,7 +147,7 @@ impl ProxyUrl {
     }
 
     /// `host:port` (IPv6 bracketed), for messages: never the credentials.
-    pub fn authority(&self) -> String {
+    pub(crate) fn authority(&self) -> String {
         if self.host.contains(':') {
             format!("[{}]:{}", self.host, self.port)
         } else {
@@ -156,7 +156,7 @@ impl ProxyUrl {
     }
 
     /// `scheme://host:port`, with `***@` when credentials are set (safe to print).
-    pub fn display(&self) -> String {
+    pub(crate) fn display(&self) -> String {
         format!(
             "{}://{}{}",
             self.kind.as_str(),

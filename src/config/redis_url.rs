@@ -22,7 +22,7 @@ const SCHEMES: &[&str] = &[
 
 /// Where the cluster helper connects.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RedisUrl {
+pub(crate) enum RedisUrl {
     /// `redis://`, `rediss://`, `redis+unix://` or `unix://`: one Redis, the URL as written.
     Direct(Secret),
     /// `redis+sentinel://[user:password@]host:port[,host:port…]/<service>[/<db>]`
@@ -45,7 +45,7 @@ pub enum RedisUrl {
 
 impl RedisUrl {
     /// Reads a `[cluster] redis` URL; the error says what is wrong without repeating it.
-    pub fn parse(url: &str) -> Result<RedisUrl, String> {
+    pub(crate) fn parse(url: &str) -> Result<RedisUrl, String> {
         if !SCHEMES.iter().any(|s| url.starts_with(s)) {
             return Err("use a redis://, rediss:// (TLS), redis+unix://, redis+sentinel://host:26379,…/service or redis+cluster://host:port,… URL".into());
         }

@@ -127,7 +127,7 @@ fn client_keys(
 
 /// Reads a keys file (`[[keys]]` entries). A missing file has no keys (`keys add` creates it).
 #[allow(clippy::disallowed_methods)] // control-side: read at (re)load, off the data plane
-pub fn read_keys_file(path: &Path) -> Result<Vec<ClientKeyConfig>, ConfigError> {
+pub(crate) fn read_keys_file(path: &Path) -> Result<Vec<ClientKeyConfig>, ConfigError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

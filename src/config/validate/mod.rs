@@ -29,10 +29,9 @@ use std::time::Duration;
 
 use super::{Config, ConfigError, Problem, RateLimits, Source, raw, units};
 
-pub use auth::read_keys_file;
+pub(crate) use auth::read_keys_file;
 #[cfg(feature = "import")]
-pub(crate) use providers::is_managed_header;
-pub use providers::is_token;
+pub(crate) use providers::{is_managed_header, is_token};
 
 /// Collects the problems of one validation run, and reads the values every table has: durations,
 /// sizes and bounded integers, each falling back to its default when wrong.

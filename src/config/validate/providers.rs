@@ -183,7 +183,7 @@ pub(super) fn provider(c: &mut Checker, id: String, p: raw::Provider) -> Provide
 }
 
 /// An HTTP token (header names).
-pub fn is_token(s: &str) -> bool {
+pub(crate) fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes().all(|b| {
             b.is_ascii_alphanumeric()
