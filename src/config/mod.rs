@@ -268,27 +268,13 @@ impl Config {
                 .or_else(|| BaseUrl::parse(preset.base_url).ok());
             used.push(var.to_string());
             providers.push(provider_from_preset(preset.kind, preset, base));
-            channels.push(ChannelConfig {
-                id: preset.kind.to_string(),
-                provider: providers.len() - 1,
-                api_key: Secret::new(key.trim()),
-                base_url: None,
-                models: preset.env_models.iter().map(|m| m.to_string()).collect(),
-                aliases: Vec::new(),
-                tags: Vec::new(),
-                priority: defaults::PRIORITY,
-                weight: defaults::WEIGHT,
-                enabled: true,
-                pricing: None,
-                model_info: Vec::new(),
-                min_request_interval: Duration::ZERO,
-                max_concurrent: None,
-                discover: true,
-                limits: DailyLimits::default(),
-                rate: RateLimits::default(),
-                extra_body: String::new(),
-                strip_think: false,
-            });
+            channels.push(plain_channel(
+                preset.kind,
+                providers.len() - 1,
+                Secret::new(key.trim()),
+                preset.env_models,
+                &[],
+            ));
         }
         if channels.is_empty() {
             return None;
@@ -307,27 +293,13 @@ impl Config {
         let preset = presets::preset("openai").expect("openai preset exists");
         let mut cfg = Self::empty();
         cfg.providers = vec![provider_from_preset("demo", preset, base)];
-        cfg.channels = vec![ChannelConfig {
-            id: "demo".into(),
-            provider: 0,
-            api_key: Secret::new("demo-key"),
-            base_url: None,
-            models: models.iter().map(|m| m.to_string()).collect(),
-            aliases: Vec::new(),
-            tags: vec!["demo".into(), "free".into()],
-            priority: defaults::PRIORITY,
-            weight: defaults::WEIGHT,
-            enabled: true,
-            pricing: None,
-            model_info: Vec::new(),
-            min_request_interval: Duration::ZERO,
-            max_concurrent: None,
-            discover: true,
-            limits: DailyLimits::default(),
-            rate: RateLimits::default(),
-            extra_body: String::new(),
-            strip_think: false,
-        }];
+        cfg.channels = vec![plain_channel(
+            "demo",
+            0,
+            Secret::new("demo-key"),
+            models,
+            &["demo", "free"],
+        )];
         cfg.source = Source::Demo;
         cfg
     }
@@ -400,6 +372,38 @@ impl Config {
             ));
         }
         s
+    }
+}
+
+/// A channel of a config-less mode (environment or demo): these models and tags, every other
+/// setting at its default.
+fn plain_channel(
+    id: &str,
+    provider: usize,
+    api_key: Secret,
+    models: &[&str],
+    tags: &[&str],
+) -> ChannelConfig {
+    ChannelConfig {
+        id: id.to_string(),
+        provider,
+        api_key,
+        base_url: None,
+        models: models.iter().map(|m| m.to_string()).collect(),
+        aliases: Vec::new(),
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        priority: defaults::PRIORITY,
+        weight: defaults::WEIGHT,
+        enabled: true,
+        pricing: None,
+        model_info: Vec::new(),
+        min_request_interval: Duration::ZERO,
+        max_concurrent: None,
+        discover: true,
+        limits: DailyLimits::default(),
+        rate: RateLimits::default(),
+        extra_body: String::new(),
+        strip_think: false,
     }
 }
 

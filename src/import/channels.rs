@@ -29,8 +29,7 @@ impl Importer {
 
     fn channel(&mut self, i: usize, v: &Yaml) {
         let path = format!("channels[{i}]");
-        let Some(h) = v.as_hash() else {
-            self.note(&path, format!("is {}, not a mapping; dropped", describe(v)));
+        let Some(h) = self.mapping(&path, v) else {
             return;
         };
         let field = |k: &str| h.get(&key(k));

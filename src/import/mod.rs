@@ -223,6 +223,16 @@ impl Importer {
         self.report.push(format!("{path}: {}", message.as_ref()));
     }
 
+    /// `v` as a mapping; anything else is reported at `path` (`is a list, not a mapping;
+    /// dropped`) and gives `None`.
+    fn mapping<'y>(&mut self, path: &str, v: &'y Yaml) -> Option<&'y yaml_rust2::yaml::Hash> {
+        let h = v.as_hash();
+        if h.is_none() {
+            self.note(path, format!("is {}, not a mapping; dropped", describe(v)));
+        }
+        h
+    }
+
     fn remember_secret(&mut self, s: &str) {
         if s.len() >= REDACT_MIN_LEN {
             self.secrets.push(s.to_string());

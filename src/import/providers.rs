@@ -24,11 +24,7 @@ const COMPAT_BASES: &[(&str, &str)] = &[
 
 impl Importer {
     pub(super) fn providers(&mut self, v: &Yaml) {
-        let Some(h) = v.as_hash() else {
-            self.note(
-                "providers",
-                format!("is {}, not a mapping; dropped", describe(v)),
-            );
+        let Some(h) = self.mapping("providers", v) else {
             return;
         };
         for (k, p) in h {
@@ -38,8 +34,7 @@ impl Importer {
 
     fn provider(&mut self, yaml_key: &str, v: &Yaml) {
         let path = format!("providers.{yaml_key}");
-        let Some(h) = v.as_hash() else {
-            self.note(&path, format!("is {}, not a mapping; dropped", describe(v)));
+        let Some(h) = self.mapping(&path, v) else {
             return;
         };
         let field = |k: &str| h.get(&key(k));
@@ -188,8 +183,7 @@ impl Importer {
     /// The original's OpenRouter adapter sent `extra_params.site_url`/`site_title` as the
     /// `HTTP-Referer`/`X-Title` headers; the rest shaped request bodies.
     fn extra_params(&mut self, out: &mut ProviderOut, at: &str, v: &Yaml) {
-        let Some(h) = v.as_hash() else {
-            self.note(at, format!("is {}, not a mapping; dropped", describe(v)));
+        let Some(h) = self.mapping(at, v) else {
             return;
         };
         for (k, val) in h {

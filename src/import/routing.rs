@@ -9,11 +9,7 @@ use super::yaml::{as_bool, as_int, describe, key, key_text, number, text};
 
 impl Importer {
     pub(super) fn routing(&mut self, v: &Yaml) {
-        let Some(h) = v.as_hash() else {
-            self.note(
-                "routing",
-                format!("is {}, not a mapping; dropped", describe(v)),
-            );
+        let Some(h) = self.mapping("routing", v) else {
             return;
         };
         // Strategies first: default_strategy may name one.
@@ -111,8 +107,7 @@ impl Importer {
     /// the validator keeps built-in weights fixed.
     fn sorting_strategies(&mut self, v: &Yaml) -> Vec<(String, String)> {
         let at = "routing.sorting_strategies";
-        let Some(h) = v.as_hash() else {
-            self.note(at, format!("is {}, not a mapping; dropped", describe(v)));
+        let Some(h) = self.mapping(at, v) else {
             return Vec::new();
         };
         let mut imported = Vec::new();
@@ -187,11 +182,7 @@ impl Importer {
     }
 
     pub(super) fn tasks(&mut self, v: &Yaml) {
-        let Some(h) = v.as_hash() else {
-            self.note(
-                "tasks",
-                format!("is {}, not a mapping; dropped", describe(v)),
-            );
+        let Some(h) = self.mapping("tasks", v) else {
             return;
         };
         for (k, val) in h {
@@ -218,8 +209,7 @@ impl Importer {
     }
 
     fn discovery_task(&mut self, at: &str, v: &Yaml) {
-        let Some(h) = v.as_hash() else {
-            self.note(at, format!("is {}, not a mapping; dropped", describe(v)));
+        let Some(h) = self.mapping(at, v) else {
             return;
         };
         let disabled = h.get(&key("enabled")).and_then(as_bool) == Some(false);

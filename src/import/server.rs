@@ -11,11 +11,7 @@ use super::{IMPORTED_KEY, Importer};
 
 impl Importer {
     pub(super) fn server(&mut self, v: &Yaml) {
-        let Some(h) = v.as_hash() else {
-            self.note(
-                "server",
-                format!("is {}, not a mapping; dropped", describe(v)),
-            );
+        let Some(h) = self.mapping("server", v) else {
             return;
         };
         let host = h.get(&key("host")).and_then(text);
@@ -118,11 +114,7 @@ impl Importer {
     }
 
     pub(super) fn auth(&mut self, v: &Yaml) {
-        let Some(h) = v.as_hash() else {
-            self.note(
-                "auth",
-                format!("is {}, not a mapping; dropped", describe(v)),
-            );
+        let Some(h) = self.mapping("auth", v) else {
             return;
         };
         // `enabled` switched the (never installed) token check; ours checks whenever a client
@@ -197,11 +189,7 @@ impl Importer {
     /// `cost_control:` → `[pricing] daily_budget`, which stops requests (429) for the rest of the
     /// UTC day once spent; the original never enforced its budget at all.
     pub(super) fn cost_control(&mut self, v: &Yaml) {
-        let Some(h) = v.as_hash() else {
-            self.note(
-                "cost_control",
-                format!("is {}, not a mapping; dropped", describe(v)),
-            );
+        let Some(h) = self.mapping("cost_control", v) else {
             return;
         };
         let currency = h
@@ -275,11 +263,7 @@ impl Importer {
     }
 
     fn admin(&mut self, v: &Yaml) {
-        let Some(h) = v.as_hash() else {
-            self.note(
-                "auth.admin",
-                format!("is {}, not a mapping; dropped", describe(v)),
-            );
+        let Some(h) = self.mapping("auth.admin", v) else {
             return;
         };
         // `enabled` switched token checking, not the admin API; ours checks whenever a token is
