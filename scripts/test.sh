@@ -21,6 +21,9 @@ cargo fmt --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
+step "cargo check --no-default-features --all-targets (without the import and cluster features)"
+cargo check --no-default-features --all-targets
+
 step "redis-server for the cluster tests"
 if ! command -v redis-server >/dev/null && [[ ! -x /usr/bin/redis-server ]]; then
     sudo=()

@@ -41,6 +41,7 @@ pub(crate) fn key_counter(name: &str) -> String {
 
 /// What a counter's fleet name (from [`GLOBAL_COST`], [`channel_counter`], [`key_counter`])
 /// counts.
+#[cfg(feature = "cluster")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CounterOf<'n> {
     /// The gateway's spend.
@@ -51,6 +52,7 @@ pub(crate) enum CounterOf<'n> {
     Channel(&'n str, &'n str),
 }
 
+#[cfg(feature = "cluster")]
 impl<'n> CounterOf<'n> {
     /// Reads a counter's fleet name back.
     pub(crate) fn parse(name: &'n str) -> Option<CounterOf<'n>> {
@@ -245,6 +247,7 @@ impl Ledger {
     }
 
     /// Every counter by its fleet name (`cluster`), with this instance's value today.
+    #[cfg(feature = "cluster")]
     pub(crate) fn counters(&self) -> Vec<(String, f64)> {
         let mut out = Vec::with_capacity(self.channels.len() * 3 + self.clients.len() + 1);
         out.push((GLOBAL_COST.to_string(), self.cost));
@@ -261,6 +264,7 @@ impl Ledger {
 
     /// Raises counter `name` to at least `value` (this instance's own count read back from the
     /// fleet after a restart that lost the local file). True when it changed.
+    #[cfg(feature = "cluster")]
     pub(crate) fn raise(&mut self, name: &str, value: f64) -> bool {
         fn up<T: PartialOrd + Copy>(slot: &mut T, v: T) -> bool {
             let higher = v > *slot;

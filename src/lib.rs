@@ -56,6 +56,7 @@ pub mod catalog;
 pub mod channel;
 pub mod cli;
 pub mod clock;
+#[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod cmd;
 pub mod config;
@@ -63,6 +64,7 @@ pub mod control;
 pub mod error;
 pub mod expr;
 pub mod h1;
+#[cfg(feature = "import")]
 pub mod import;
 pub mod json;
 pub mod keys;

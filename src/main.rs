@@ -316,6 +316,16 @@ fn keys(cli: &cli::Cli, args: &cli::KeysArgs) -> ExitCode {
     }
 }
 
+#[cfg(not(feature = "import"))]
+fn import(_: &cli::ImportArgs) -> ExitCode {
+    eprintln!(
+        "error: this build lacks `import` (a cargo feature, on by default): rebuild without \
+         --no-default-features, or with --features import"
+    );
+    ExitCode::from(1)
+}
+
+#[cfg(feature = "import")]
 fn import(args: &cli::ImportArgs) -> ExitCode {
     let yaml = match std::fs::read_to_string(&args.file) {
         Ok(t) => t,
@@ -355,6 +365,7 @@ fn import(args: &cli::ImportArgs) -> ExitCode {
 }
 
 /// Writes a file only its owner can read when it is created: it may hold literal API keys.
+#[cfg(feature = "import")]
 fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;

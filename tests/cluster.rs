@@ -9,6 +9,7 @@
 //! restart comes back empty, the hardest case for reconciliation). `scripts/test.sh` installs
 //! it from Debian's packages; `SAR_REDIS_SERVER` names another binary.
 
+#![cfg(feature = "cluster")]
 #![allow(clippy::disallowed_methods)] // tests block on sockets, processes and files
 
 mod common;

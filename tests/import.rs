@@ -1,8 +1,10 @@
 //! `smart-ai-router import`: a `router_config.yaml` of the Python original becomes a TOML config
 //! that validates; what maps carries over (priorities with their meaning, tags, aliases, prices
-//! converted to per 1M tokens, env-var keys); every key that does not is named in the report; no
-//! key or token value is ever reported; and the binary's output streams and exit codes.
+//! converted to per 1M tokens, env-var keys, daily limits, the budget, the client token as its
+//! SHA-256); every key that does not is named in the report; no key or token value is ever
+//! reported; and the binary's output streams and exit codes.
 
+#![cfg(feature = "import")]
 #![allow(clippy::disallowed_methods)] // tests read fixtures, write temp files and run the binary
 
 use std::path::PathBuf;
@@ -198,6 +200,29 @@ fn fixture_converts_to_a_config_that_validates_with_values_carried_over() {
         .expect("sorting_strategies.cost_first is imported");
     assert_eq!((st.weights.cost, st.weights.parameters), (0.4, 0.25));
     assert_eq!(cfg.discovery.interval, Duration::from_secs(6 * 3600));
+    assert_eq!(
+        (main.limits.requests, disabled.limits.requests),
+        (Some(500), Some(1000)),
+        "daily_limit → daily_request_limit, merge keys included"
+    );
+    assert_eq!(
+        cfg.pricing.daily_budget,
+        Some(100.0),
+        "cost_control.global_daily_budget → [pricing] daily_budget"
+    );
+    assert_eq!(cfg.auth.keys.len(), 1, "auth.api_token → one client key");
+    assert_eq!(
+        (cfg.auth.keys[0].name.as_str(), cfg.auth.keys[0].sha256),
+        (
+            "imported",
+            smart_ai_router::secret::digest(FIXTURE_SECRETS[1].as_bytes())
+        ),
+        "kept by its SHA-256"
+    );
+    assert!(
+        !conv.toml.contains(FIXTURE_SECRETS[1]),
+        "the client token is never written, only its digest"
+    );
     let admin = cfg.admin.as_ref().expect("admin API stays on");
     assert_eq!(
         admin.token.as_ref().map(|t| t.expose()),
@@ -211,29 +236,30 @@ fn report_names_every_key_that_did_not_carry_over() {
     let dropped = [
         "system",
         "server.request_timeout",
-        "auth.enabled",
-        "auth.api_token",
         "x-cloud-defaults",
         "providers.openai.rate_limit",
         "providers.openai.capabilities",
         "providers.anthropic.auth_type",
-        "channels[0].daily_limit",
         "channels[0].capabilities",
         "channels[1].performance",
-        "channels[4].daily_limit",
         "routing.model_filters",
         "routing.error_handling",
         "routing.health_check_interval",
         "routing.error_cooldown_period",
         "caching",
         "monitoring",
-        "cost_control",
+        "cost_control.alert_threshold",
         "clean_thinking_chains",
         "tasks.pricing_discovery",
         "tasks.health_check",
     ];
     let changed = [
         "server.host",
+        "auth.enabled",
+        "auth.api_token",
+        "channels[0].daily_limit",
+        "channels[4].daily_limit",
+        "cost_control.global_daily_budget",
         "server.max_request_size",
         "providers.anthropic.adapter_class",
         "channels[0].cost_per_token",
@@ -264,7 +290,9 @@ fn report_names_every_key_that_did_not_carry_over() {
             .unwrap()
             .clone()
     };
-    assert!(line("channels[0].daily_limit").contains("dropped"));
+    assert!(line("channels[0].daily_limit").contains("daily_request_limit = 500"));
+    assert!(line("cost_control.global_daily_budget").contains("daily_budget = 100.0"));
+    assert!(line("auth.api_token").contains("SHA-256"));
     assert!(line("channels[1].id").contains("Claude-3.5-main"));
     assert!(line("channels[7].id").contains("openai_main-2"));
     assert!(line("channels[0].cost_per_token").contains("0.15"));
@@ -414,7 +442,7 @@ fn binary_prints_toml_on_stdout_and_the_report_on_stderr() {
     let cfg = parse(&stdout);
     assert_eq!(channel(&cfg, "openai_main").priority, 1);
     assert!(
-        stderr.contains("import: channels[0].daily_limit: dropped"),
+        stderr.contains("import: channels[0].daily_limit: → daily_request_limit = 500"),
         "{stderr}"
     );
     assert!(

@@ -23,6 +23,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use redis::Value;
 
 use super::schema::{self, Keys};
+use crate::config::RedisUrl;
 
 /// Counter writes of one day and kind.
 #[derive(Debug, Clone, Default)]
@@ -225,80 +226,36 @@ impl std::fmt::Debug for Target {
     }
 }
 
-/// A `redis+<kind>://` or `rediss+<kind>://` (TLS) URL: the `scheme://[user:password@]` to put
-/// in front of each address it leads to, and what follows the credentials.
-fn compound<'u>(url: &'u str, kind: &str) -> Option<(String, &'u str)> {
-    let (scheme, rest) = ["redis", "rediss"].into_iter().find_map(|scheme| {
-        let rest = url
-            .strip_prefix(scheme)?
-            .strip_prefix('+')?
-            .strip_prefix(kind)?
-            .strip_prefix("://")?;
-        Some((scheme, rest))
-    })?;
-    Some(match rest.rsplit_once('@') {
-        Some((auth, rest)) => (format!("{scheme}://{auth}@"), rest),
-        None => (format!("{scheme}://"), rest),
-    })
-}
-
 impl Target {
-    /// Parses a cluster URL (errors never repeat it: it may hold a password).
-    pub fn parse(url: &str) -> Result<Target, String> {
-        if let Some((scheme_auth, hosts)) = compound(url, "cluster") {
-            if hosts.trim_end_matches('/').contains(['/', '?']) {
-                return Err(
-                    "a cluster URL is nodes only (redis+cluster://host:port,host:port): a cluster has no db".into(),
-                );
-            }
-            let nodes: Vec<String> = hosts
-                .trim_end_matches('/')
-                .split(',')
-                .filter(|h| !h.is_empty())
-                .map(|h| format!("{scheme_auth}{h}"))
-                .collect();
-            if nodes.is_empty() {
-                return Err("a cluster URL lists at least one host:port".into());
-            }
-            // Bounded: the client otherwise retries 16 times with sleeps of up to minutes.
-            return redis::cluster::ClusterClient::builder(nodes)
-                .connection_timeout(Duration::from_secs(2))
-                .response_timeout(Duration::from_secs(2))
-                .retries(1)
-                .build()
-                .map(|c| Target::Cluster(Box::new(c)))
-                .map_err(|e| format!("not a usable cluster URL ({:?})", e.kind()));
-        }
-        let Some((scheme_auth, rest)) = compound(url, "sentinel") else {
-            return redis::Client::open(url)
+    /// Builds the client for a `[cluster] redis` URL that config has read (errors never repeat
+    /// it: it may hold a password).
+    pub(crate) fn new(url: &RedisUrl) -> Result<Target, String> {
+        match url {
+            RedisUrl::Direct(url) => redis::Client::open(url.expose())
                 .map(|c| Target::Direct(Box::new(c)))
-                .map_err(|e| format!("not a usable Redis URL ({:?})", e.kind()));
-        };
-        let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let mut path = path.split('/').filter(|p| !p.is_empty());
-        let service = path.next().ok_or(
-            "a Sentinel URL names the primary's service: redis+sentinel://host:26379/mymaster",
-        )?;
-        let db = path.next().unwrap_or("0");
-        let sentinels: Vec<String> = hosts
-            .split(',')
-            .filter(|h| !h.is_empty())
-            .map(|h| format!("redis://{h}"))
-            .collect();
-        if sentinels.is_empty() {
-            return Err("a Sentinel URL lists at least one host:port".into());
+                .map_err(|e| format!("not a usable Redis URL ({:?})", e.kind())),
+            RedisUrl::Sentinel {
+                sentinels,
+                service,
+                scheme_auth,
+                db,
+            } => Ok(Target::Sentinel {
+                sentinels: sentinels.clone(),
+                service: service.clone(),
+                scheme_auth: scheme_auth.expose().to_string(),
+                db: db.clone(),
+            }),
+            // Bounded: the client otherwise retries 16 times with sleeps of up to minutes.
+            RedisUrl::Cluster(nodes) => {
+                redis::cluster::ClusterClient::builder(nodes.iter().map(|n| n.expose()))
+                    .connection_timeout(Duration::from_secs(2))
+                    .response_timeout(Duration::from_secs(2))
+                    .retries(1)
+                    .build()
+                    .map(|c| Target::Cluster(Box::new(c)))
+                    .map_err(|e| format!("not a usable cluster URL ({:?})", e.kind()))
+            }
         }
-        // The primary's settings must read as a plain URL once an address is put in.
-        redis::IntoConnectionInfo::into_connection_info(
-            format!("{scheme_auth}sentinel-primary:6379/{db}").as_str(),
-        )
-        .map_err(|e| format!("not a usable Sentinel URL ({:?})", e.kind()))?;
-        Ok(Target::Sentinel {
-            sentinels,
-            service: service.to_string(),
-            scheme_auth,
-            db: db.to_string(),
-        })
     }
 
     /// A connection with `timeout` on connect, reads and writes.
@@ -395,7 +352,7 @@ struct Helper {
 impl Helper {
     fn new(s: Settings) -> Helper {
         Helper {
-            target: Target::parse(&s.url).ok(),
+            target: RedisUrl::parse(&s.url).and_then(|u| Target::new(&u)).ok(),
             s,
             con: None,
             fresh: true,

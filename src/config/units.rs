@@ -9,7 +9,7 @@ use std::time::Duration;
 
 /// Parses a duration with units: one or more `<number><unit>` groups, unit one of
 /// `ns us ms s m h d`. Decimals are allowed (`"1.5s"`).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     if t.is_empty() {
         return Err("empty duration; write e.g. \"250ms\", \"30s\" or \"6h\"".into());
@@ -64,7 +64,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Parses a byte size: a plain integer (bytes) or a number with `B`, `KB`, `KiB`, `MB`, `MiB`,
 /// `GB`, `GiB` (case-insensitive; `K`/`M`/`G` alone mean the binary units).
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -121,7 +121,7 @@ pub struct BaseUrl {
 impl BaseUrl {
     /// Parses `http(s)://host[:port][/path]`. Userinfo, query and fragment are rejected: they
     /// would be silently dropped or leak credentials into logs.
-    pub fn parse(s: &str) -> Result<BaseUrl, String> {
+    pub(crate) fn parse(s: &str) -> Result<BaseUrl, String> {
         let (scheme, rest) = if let Some(r) = s.strip_prefix("http://") {
             (Scheme::Http, r)
         } else if let Some(r) = s.strip_prefix("https://") {
@@ -163,7 +163,7 @@ impl BaseUrl {
     }
 
     /// The `Host` header value: host, bracketed if IPv6, with the port when not the default.
-    pub fn authority(&self) -> String {
+    pub(crate) fn authority(&self) -> String {
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {
@@ -191,7 +191,7 @@ impl BaseUrl {
 
     /// True for loopback, private (RFC 1918, ULA), link-local and `.local`/`.lan` hosts: the
     /// endpoints the router counts as `local`.
-    pub fn is_private(&self) -> bool {
+    pub(crate) fn is_private(&self) -> bool {
         if self.is_loopback() || self.host.ends_with(".local") || self.host.ends_with(".lan") {
             return true;
         }
@@ -206,7 +206,7 @@ impl BaseUrl {
     }
 
     /// True when the host is a loopback literal or `localhost`.
-    pub fn is_loopback(&self) -> bool {
+    pub(crate) fn is_loopback(&self) -> bool {
         self.host == "localhost"
             || self
                 .host

@@ -313,6 +313,7 @@ pub(crate) struct Ctl {
     /// When the control thread started.
     pub(crate) started: Instant,
     /// The fleet, with `[cluster]` (borrowed only between awaits, like `st`).
+    #[cfg(feature = "cluster")]
     pub(crate) cluster: RefCell<Option<crate::cluster::Fleet>>,
 }
 
@@ -379,6 +380,7 @@ impl Ctl {
         // The first loop turn judges the quotas (the first snapshot carries none).
         let mut state = state;
         state.ledger.dirty = true;
+        #[cfg(feature = "cluster")]
         let cluster = RefCell::new(cfg_cluster(&state.cfg));
         Ctl {
             st: RefCell::new(state),
@@ -396,6 +398,7 @@ impl Ctl {
             probing: Cell::new(false),
             pending_save: Cell::new(None),
             started: now,
+            #[cfg(feature = "cluster")]
             cluster,
         }
     }
@@ -485,13 +488,15 @@ impl Ctl {
 
     /// Which quotas are spent: by this instance's counters alone, or as the fleet sees them.
     fn quota(&self, st: &State, channels: &[crate::channel::Channel]) -> crate::snapshot::Quota {
-        match &*self.cluster.borrow() {
-            Some(fleet) => st.ledger.quota(&st.cfg, channels, fleet),
-            None => st.ledger.quota(&st.cfg, channels, &ledger::Alone),
+        #[cfg(feature = "cluster")]
+        if let Some(fleet) = &*self.cluster.borrow() {
+            return st.ledger.quota(&st.cfg, channels, fleet);
         }
+        st.ledger.quota(&st.cfg, channels, &ledger::Alone)
     }
 
     /// One sync step with the fleet (`[cluster]`): settles a finished round, sends the next.
+    #[cfg(feature = "cluster")]
     fn sync_cluster(&self, st: &mut State, now: Instant) {
         let mut fleet = self.cluster.borrow_mut();
         let Some(fleet) = fleet.as_mut() else {
@@ -509,10 +514,12 @@ impl Ctl {
 
     /// Merges every queued report batch.
     fn merge_reports(&self, st: &mut State) {
+        #[cfg(feature = "cluster")]
         let mut fleet = self.cluster.borrow_mut();
         while let Ok(batch) = self.reports.try_recv() {
             for r in batch {
                 if let Some(u) = r.usage {
+                    #[cfg(feature = "cluster")]
                     if let Some(f) = fleet.as_mut() {
                         f.count(&u);
                     }
@@ -659,6 +666,7 @@ fn track_propagation(st: &mut State, board: &Board) {
 }
 
 /// The fleet link, when `[cluster]` is configured and its helper thread starts.
+#[cfg(feature = "cluster")]
 fn cfg_cluster(cfg: &Config) -> Option<crate::cluster::Fleet> {
     cfg.cluster.as_ref().and_then(crate::cluster::Fleet::start)
 }
@@ -718,6 +726,7 @@ async fn run(ctl: Rc<Ctl>) {
             let mut st = ctl.st.borrow_mut();
             let st = &mut *st;
             ctl.merge_reports(st);
+            #[cfg(feature = "cluster")]
             ctl.sync_cluster(st, now);
             ctl.apply_quota(st, now);
             if st.merger.health_changed {

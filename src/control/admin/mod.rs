@@ -17,6 +17,8 @@
 //! Not here: the worker-facing API (`server`, `api`), the documents' JSON shapes (`views`,
 //! `usage`: serde_json; the hot path keeps the hand-written `json` writer).
 
+#[cfg(feature = "cluster")]
+mod fleet;
 mod prometheus;
 mod routes;
 mod usage;

@@ -101,6 +101,7 @@ pub(super) fn render(ctl: &Ctl) -> String {
         "1 when the global [pricing] daily_budget is spent (requests answer 429).",
     );
     text.sample(name, &[], u8::from(st.current.quota.global.is_some()));
+    #[cfg(feature = "cluster")]
     if let Some(f) = &*ctl.cluster.borrow() {
         let name = "smart_router_cluster_connected";
         text.family(

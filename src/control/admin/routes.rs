@@ -64,9 +64,14 @@ pub(super) async fn handle(ctl: &Rc<Ctl>, req: Req) -> Answer {
         ("GET", ["admin", "snapshot"]) => serialize(&views::snapshot(ctl, &ctl.st.borrow())),
         ("GET", ["metrics"]) => return Answer::metrics(super::prometheus::render(ctl)),
         ("GET", ["admin", "usage"]) => usage::usage(ctl, &req.query).await,
+        #[cfg(feature = "cluster")]
         ("GET", ["admin", "cluster"]) => {
-            views::cluster(ctl.cluster.borrow().as_ref()).and_then(|v| serialize(&v))
+            super::fleet::cluster(ctl.cluster.borrow().as_ref()).and_then(|v| serialize(&v))
         }
+        #[cfg(not(feature = "cluster"))]
+        ("GET", ["admin", "cluster"]) => Err(not_found(
+            "no [cluster] section: this instance runs alone (this build has no `cluster` feature)",
+        )),
         ("POST", ["admin", "reload"]) => return reload(ctl).await,
         _ if known_path(&parts) => Err(Error::method_not_allowed(m, &req.path, allowed(&parts))),
         _ => Err(Error::unknown_route(m, &req.path)),

@@ -9,12 +9,12 @@
 //! Not here: writing usage files (`control::store`), the record format (`usage`).
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 
 use super::super::Ctl;
-use crate::error::{Error, Kind};
+use crate::error::Error;
 use crate::usage::{GroupBy, Summary, Totals};
 
 /// Longest range `/admin/usage` reads (days of files).
@@ -174,7 +174,13 @@ fn query(raw: &str) -> Result<Query, Error> {
 pub(super) async fn usage(ctl: &Rc<Ctl>, raw_query: &str) -> Result<Vec<u8>, Error> {
     let q = query(raw_query)?;
     if q.fleet {
+        #[cfg(feature = "cluster")]
         return fleet_usage(ctl, q).await;
+        #[cfg(not(feature = "cluster"))]
+        return Err(Error::bad_request(
+            "no_cluster",
+            "scope=fleet needs a [cluster] section (and this build has no `cluster` feature)",
+        ));
     }
     // Records merged so far reach the files first.
     ctl.merge_reports(&mut ctl.st.borrow_mut());
@@ -222,8 +228,12 @@ pub(super) async fn usage(ctl: &Rc<Ctl>, raw_query: &str) -> Result<Vec<u8>, Err
 
 /// `scope=fleet`: the fleet's totals from Redis, by whole UTC days (the fleet keeps day
 /// totals, not records): every day `[since, until)` touches.
+#[cfg(feature = "cluster")]
 async fn fleet_usage(ctl: &Rc<Ctl>, q: Query) -> Result<Vec<u8>, Error> {
+    use std::time::Instant;
+
     use crate::cluster::schema::parse_usage_field;
+    use crate::error::Kind;
     let first = q.since / DAY_MS;
     let last = (q.until - 1) / DAY_MS;
     let days: Vec<String> = (first..=last)
