@@ -54,7 +54,6 @@ pub mod auth;
 pub mod bootstrap;
 pub mod catalog;
 pub mod channel;
-pub mod cli;
 pub mod clock;
 #[cfg(feature = "cluster")]
 pub mod cluster;
@@ -64,10 +63,7 @@ pub mod control;
 pub mod error;
 pub mod expr;
 pub mod h1;
-#[cfg(feature = "import")]
-pub mod import;
 pub mod json;
-pub mod keys;
 pub mod ledger;
 pub mod limits;
 pub mod live;

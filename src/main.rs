@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 
-use smart_ai_router::cli::{self, Command};
+use smart_ai_router::cmd::cli::{self, Command};
 use smart_ai_router::config::{Config, ConfigError, ProcessEnv, units};
 use smart_ai_router::{bootstrap, logging, mock};
 
@@ -277,12 +277,12 @@ fn keys(cli: &cli::Cli, args: &cli::KeysArgs) -> ExitCode {
         }
     };
     let result = match args.action {
-        cli::KeysAction::Add => smart_ai_router::keys::add(
+        cli::KeysAction::Add => smart_ai_router::cmd::keys::add(
             &path,
             &args.name,
             &args.models,
             args.expires.as_deref(),
-            smart_ai_router::keys::NewLimits {
+            smart_ai_router::cmd::keys::NewLimits {
                 rps: args.rps,
                 rpm: args.rpm,
                 tpm: args.tpm,
@@ -298,8 +298,8 @@ fn keys(cli: &cli::Cli, args: &cli::KeysArgs) -> ExitCode {
                 path.display()
             );
         }),
-        cli::KeysAction::List => smart_ai_router::keys::list(&path).map(|t| print!("{t}")),
-        cli::KeysAction::Revoke => smart_ai_router::keys::revoke(&path, &args.name).map(|()| {
+        cli::KeysAction::List => smart_ai_router::cmd::keys::list(&path).map(|t| print!("{t}")),
+        cli::KeysAction::Revoke => smart_ai_router::cmd::keys::revoke(&path, &args.name).map(|()| {
             eprintln!(
                 "key \"{}\" removed from {}; running gateways refuse it after a reload",
                 args.name,
@@ -334,7 +334,7 @@ fn import(args: &cli::ImportArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let conversion = match smart_ai_router::import::convert(&yaml) {
+    let conversion = match smart_ai_router::cmd::import::convert(&yaml) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {}: {e}", args.file.display());

@@ -208,7 +208,7 @@ fn the_keys_file_is_read_at_start_and_on_reload() {
     let dir = temp_dir("keys-file");
     let keys = dir.join("keys.toml");
     let first =
-        smart_ai_router::keys::add(&keys, "ci", &[], None, Default::default()).expect("add");
+        smart_ai_router::cmd::keys::add(&keys, "ci", &[], None, Default::default()).expect("add");
     let m = mock(MockConfig::default());
     let config = dir.join("config.toml");
     std::fs::write(
@@ -231,9 +231,9 @@ fn the_keys_file_is_read_at_start_and_on_reload() {
     let post = |_: &mut Client, k: &str| post(&mut Client::connect(gw.local_addr()), k).status;
     assert_eq!(post(&mut c, &first), 200);
     let second =
-        smart_ai_router::keys::add(&keys, "ci-2", &[], None, Default::default()).expect("add");
+        smart_ai_router::cmd::keys::add(&keys, "ci-2", &[], None, Default::default()).expect("add");
     assert_eq!(post(&mut c, &second), 401, "not before a reload");
-    smart_ai_router::keys::revoke(&keys, "ci").expect("revoke");
+    smart_ai_router::cmd::keys::revoke(&keys, "ci").expect("revoke");
     gw.reload().expect("reload");
     settled(&gw);
     assert_eq!(post(&mut c, &second), 200);

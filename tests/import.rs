@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use smart_ai_router::cmd::import::{Conversion, convert};
 use smart_ai_router::config::{ChannelConfig, Config};
-use smart_ai_router::import::{Conversion, convert};
 
 const BIN: &str = env!("CARGO_BIN_EXE_smart-ai-router");
 

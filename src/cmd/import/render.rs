@@ -184,7 +184,7 @@ fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::import::values::{seconds_to_duration, tidy};
+    use crate::cmd::import::values::{seconds_to_duration, tidy};
 
     #[test]
     fn import_numbers_render_as_toml_floats() {
