@@ -135,7 +135,7 @@ impl Clients {
 
 /// The key a request carries: `Authorization: Bearer …` (OpenAI), `x-api-key` (Anthropic) or
 /// `x-goog-api-key` (Gemini), first found in that order.
-pub fn presented<'a>(header: impl Fn(&[u8]) -> Option<&'a [u8]>) -> Option<&'a [u8]> {
+pub(crate) fn presented<'a>(header: impl Fn(&[u8]) -> Option<&'a [u8]>) -> Option<&'a [u8]> {
     if let Some(v) = header(b"authorization") {
         let v = trim(v);
         if v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ") {
@@ -149,7 +149,7 @@ pub fn presented<'a>(header: impl Fn(&[u8]) -> Option<&'a [u8]>) -> Option<&'a [
 
 /// The `key` parameter of a request target's query (`/v1beta/…:generateContent?key=…`), as
 /// Gemini clients send their key.
-pub fn query_key(target: &[u8]) -> Option<&[u8]> {
+pub(crate) fn query_key(target: &[u8]) -> Option<&[u8]> {
     let q = &target[target.iter().position(|&b| b == b'?')? + 1..];
     q.split(|&b| b == b'&')
         .find_map(|kv| kv.strip_prefix(b"key="))

@@ -9,20 +9,20 @@
 use std::time::Duration;
 
 /// The wall clock in Unix milliseconds (what records, day files and counters are keyed by).
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The wall clock in Unix seconds.
-pub fn unix_secs() -> u64 {
+pub(crate) fn unix_secs() -> u64 {
     now_ms() / 1000
 }
 
 /// Days since the Unix epoch → (year, month, day), proleptic Gregorian (Howard Hinnant's
 /// civil-from-days).
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -36,7 +36,7 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 /// (year, month, day) → days since the Unix epoch: the inverse of [`civil_from_days`] (no
 /// range checks: an out-of-range month or day lands on a neighbouring date).
-pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+pub(crate) fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
     let yoe = y.rem_euclid(400);
@@ -47,7 +47,7 @@ pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
 }
 
 /// Seconds from a Unix time to the next UTC midnight.
-pub fn until_utc_midnight(unix_secs: u64) -> Duration {
+pub(crate) fn until_utc_midnight(unix_secs: u64) -> Duration {
     Duration::from_secs(86_400 - unix_secs % 86_400)
 }
 
@@ -69,7 +69,7 @@ fn write_day(out: &mut Vec<u8>, days: u64) {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-pub fn write_rfc3339_ms(out: &mut Vec<u8>, unix_ms: u64) {
+pub(crate) fn write_rfc3339_ms(out: &mut Vec<u8>, unix_ms: u64) {
     write_day(out, unix_ms / 86_400_000);
     let secs = unix_ms / 1000 % 86_400;
     out.push(b'T');
@@ -86,14 +86,15 @@ pub fn write_rfc3339_ms(out: &mut Vec<u8>, unix_ms: u64) {
 }
 
 /// `YYYY-MM-DD` of a Unix time in milliseconds (UTC): the record's file.
-pub fn day(unix_ms: u64) -> String {
+pub(crate) fn day(unix_ms: u64) -> String {
     let mut out = Vec::with_capacity(10);
     write_day(&mut out, unix_ms / 86_400_000);
     String::from_utf8(out).unwrap_or_default()
 }
 
+#[cfg(test)]
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` as a string.
-pub fn rfc3339_ms(unix_ms: u64) -> String {
+pub(crate) fn rfc3339_ms(unix_ms: u64) -> String {
     let mut out = Vec::new();
     write_rfc3339_ms(&mut out, unix_ms);
     String::from_utf8(out).unwrap_or_default()
@@ -101,7 +102,7 @@ pub fn rfc3339_ms(unix_ms: u64) -> String {
 
 /// Parses `YYYY-MM-DD` or a Unix time in seconds into Unix milliseconds.
 /// Times after 9999-12-31 are refused (no arithmetic on them can overflow).
-pub fn parse_time(s: &str) -> Option<u64> {
+pub(crate) fn parse_time(s: &str) -> Option<u64> {
     const LAST_SECOND: u64 = 253_402_300_799;
     if let Ok(secs) = s.parse::<u64>() {
         return (secs <= LAST_SECOND).then_some(secs * 1000);

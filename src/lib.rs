@@ -49,12 +49,12 @@
 
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
-pub mod api;
-pub mod auth;
+pub(crate) mod api;
+pub(crate) mod auth;
 pub mod bootstrap;
 pub mod catalog;
 pub mod channel;
-pub mod clock;
+pub(crate) mod clock;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod cmd;
@@ -64,25 +64,25 @@ pub mod error;
 pub mod expr;
 pub mod h1;
 pub mod json;
-pub mod ledger;
-pub mod limits;
-pub mod live;
+pub(crate) mod ledger;
+pub(crate) mod limits;
+pub(crate) mod live;
 pub mod logging;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod mock;
 pub mod notify;
 pub mod presets;
-pub mod pricing;
+pub(crate) mod pricing;
 pub mod providers;
 pub mod proxy;
 pub mod routing;
 pub mod secret;
-pub mod server;
+pub(crate) mod server;
 pub mod snapshot;
 pub mod strategy;
-pub mod tokens;
-pub mod upstream;
-pub mod usage;
+pub(crate) mod tokens;
+pub(crate) mod upstream;
+pub(crate) mod usage;
 pub mod worker;
 
 /// The crate version, as reported by `GET /` and the startup banner.

@@ -29,7 +29,7 @@ use crate::config::RateLimits;
 /// Demand slots on the board: client keys (by index in the snapshot's [`Clients`]) take the
 /// first half, channels (by index) the second; keys or channels beyond their half split their
 /// rate evenly across workers.
-pub const TRACKED_KEYS: usize = 1024;
+pub(crate) const TRACKED_KEYS: usize = 1024;
 const CHANNEL_SLOTS: usize = TRACKED_KEYS / 2;
 
 /// Share floor, in requests per second added to every worker's demand (so an idle worker can
@@ -39,7 +39,7 @@ const FLOOR: f32 = 0.25;
 
 /// A token bucket running at some share of a configured rate.
 #[derive(Debug, Clone)]
-pub struct Bucket {
+pub(crate) struct Bucket {
     rate: f64,
     cap: f64,
     share: f64,
@@ -49,7 +49,7 @@ pub struct Bucket {
 
 impl Bucket {
     /// A full bucket refilling `per_period` tokens every `period`, at `share` of that.
-    pub fn new(per_period: f64, period: Duration, share: f64, now: Instant) -> Bucket {
+    pub(crate) fn new(per_period: f64, period: Duration, share: f64, now: Instant) -> Bucket {
         let mut b = Bucket {
             rate: per_period / period.as_secs_f64(),
             cap: per_period,
@@ -77,15 +77,16 @@ impl Bucket {
     /// does not scale (only the new capacity caps it). Scaling up would turn an idle worker's
     /// full bucket at a small share into a second burst when traffic moves to it; scaling down
     /// would lose tokens every time demand wobbles.
-    pub fn set_share(&mut self, share: f64, now: Instant) {
+    pub(crate) fn set_share(&mut self, share: f64, now: Instant) {
         self.refill(now);
         let share = share.clamp(0.0, 1.0);
         self.share = share;
         self.tokens = self.tokens.min(self.cap_now());
     }
 
+    #[cfg(test)]
     /// Takes `n` tokens if there are `n` (or, for `n` of zero, if the bucket is not in debt).
-    pub fn try_take(&mut self, n: f64, now: Instant) -> bool {
+    pub(crate) fn try_take(&mut self, n: f64, now: Instant) -> bool {
         self.refill(now);
         if self.tokens >= n.max(f64::MIN_POSITIVE) || (n <= 0.0 && self.tokens >= 0.0) {
             self.tokens -= n;
@@ -96,20 +97,20 @@ impl Bucket {
     }
 
     /// Takes `n` tokens whatever the balance (a debt is repaid by refilling).
-    pub fn charge(&mut self, n: f64, now: Instant) {
+    pub(crate) fn charge(&mut self, n: f64, now: Instant) {
         self.refill(now);
         self.tokens -= n;
     }
 
     /// Gives back `n` tokens taken for a request the gateway then refused (never above the
     /// capacity).
-    pub fn refund(&mut self, n: f64, now: Instant) {
+    pub(crate) fn refund(&mut self, n: f64, now: Instant) {
         self.refill(now);
         self.tokens = (self.tokens + n).min(self.cap_now());
     }
 
     /// How long until `n` tokens are there.
-    pub fn wait(&self, n: f64) -> Duration {
+    pub(crate) fn wait(&self, n: f64) -> Duration {
         let missing = n - self.tokens;
         let rate = self.rate * self.share;
         if missing <= 0.0 {
@@ -121,13 +122,14 @@ impl Bucket {
         }
     }
 
+    #[cfg(test)]
     /// Whole tokens available now (for `x-ratelimit-remaining-*`).
-    pub fn remaining(&self) -> u64 {
+    pub(crate) fn remaining(&self) -> u64 {
         self.tokens.max(0.0) as u64
     }
 
     /// The configured limit per period (for `x-ratelimit-limit-*`).
-    pub fn limit(&self) -> u64 {
+    pub(crate) fn limit(&self) -> u64 {
         self.cap as u64
     }
 }
@@ -281,12 +283,12 @@ fn smoothed(prev: f32, n: u32, dt_s: f32) -> f32 {
 }
 
 /// The board slot of key `i` (past the keys' half: none, an even split).
-pub fn key_slot(i: usize) -> usize {
+pub(crate) fn key_slot(i: usize) -> usize {
     if i < CHANNEL_SLOTS { i } else { usize::MAX }
 }
 
 /// The board slot of channel `i`.
-pub fn channel_slot(i: usize) -> usize {
+pub(crate) fn channel_slot(i: usize) -> usize {
     if i < CHANNEL_SLOTS {
         CHANNEL_SLOTS + i
     } else {

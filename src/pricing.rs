@@ -78,7 +78,7 @@ impl Price {
 /// none), the rest of the prompt at the input price and `completion` at the output price. An
 /// upstream reporting more cache tokens than prompt tokens is believed on the cache counts (they
 /// are the specific ones) and billed nothing more at the input price.
-pub fn cost(price: &Price, usage: &Usage) -> f64 {
+pub(crate) fn cost(price: &Price, usage: &Usage) -> f64 {
     let plain = usage
         .prompt
         .saturating_sub(usage.cached)
@@ -92,7 +92,7 @@ pub fn cost(price: &Price, usage: &Usage) -> f64 {
 
 /// One model of the bundled table.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Listed {
+pub(crate) struct Listed {
     /// The id the table lists it under (lower case, no prefix, no snapshot suffix).
     pub model: Box<str>,
     /// List price in USD per 1M tokens.
@@ -107,17 +107,17 @@ pub struct Listed {
 
 /// A parsed, validated price table.
 #[derive(Debug, Default)]
-pub struct Table {
+pub(crate) struct Table {
     rows: Vec<Listed>,
     /// Every id and alias → index into `rows`.
     by_id: HashMap<Box<str>, usize>,
 }
 
 /// The bundled table's text, as compiled in.
-pub const BUNDLED: &str = include_str!("../configs/pricing.toml");
+pub(crate) const BUNDLED: &str = include_str!("../configs/pricing.toml");
 
 /// The bundled table, parsed on first use.
-pub fn bundled() -> &'static Table {
+pub(crate) fn bundled() -> &'static Table {
     static TABLE: OnceLock<Table> = OnceLock::new();
     TABLE.get_or_init(|| {
         Table::parse(BUNDLED).unwrap_or_else(|e| {
@@ -128,7 +128,7 @@ pub fn bundled() -> &'static Table {
 }
 
 /// The bundled list price of `model`, by [`Table::lookup`].
-pub fn lookup(model: &str) -> Option<&'static Listed> {
+pub(crate) fn lookup(model: &str) -> Option<&'static Listed> {
     bundled().lookup(model)
 }
 
@@ -143,7 +143,7 @@ const MAX_ID: usize = 256;
 /// `model` lower-cased, without a `provider/` or `models/` prefix (whatever precedes the last
 /// `/`), a same-model variant tag (`:free`, `:beta`, …) or a Vertex-style `@version`. Snapshot
 /// suffixes are kept: [`Table::lookup`] tries the id with them first.
-pub fn normalise(model: &str) -> String {
+pub(crate) fn normalise(model: &str) -> String {
     let lower = model.trim().to_ascii_lowercase();
     let mut id = lower.rsplit_once('/').map_or(lower.as_str(), |(_, m)| m);
     if let Some((base, tag)) = id.rsplit_once(':')
@@ -190,7 +190,7 @@ fn all_digits(s: &str) -> bool {
 impl Table {
     /// Parses and validates a table in the `configs/pricing.toml` format. The error names the
     /// key path of the first problem.
-    pub fn parse(text: &str) -> Result<Table, String> {
+    pub(crate) fn parse(text: &str) -> Result<Table, String> {
         let raw: RawTable = toml::from_str(text).map_err(|e| e.message().trim().to_string())?;
         if raw.currency != "USD" {
             return Err(format!(
@@ -255,7 +255,7 @@ impl Table {
     /// The row for `model`: its [`normalise`]d id exactly, else that id without one snapshot
     /// suffix after another (`claude-3-5-sonnet-20241022` → `claude-3-5-sonnet`,
     /// `gpt-4o-2024-08-06` → `gpt-4o`), so a snapshot with its own row keeps its own price.
-    pub fn lookup(&self, model: &str) -> Option<&Listed> {
+    pub(crate) fn lookup(&self, model: &str) -> Option<&Listed> {
         if model.len() > MAX_ID {
             return None;
         }
@@ -271,19 +271,16 @@ impl Table {
         None
     }
 
+    #[cfg(test)]
     /// Every row, in table order.
-    pub fn rows(&self) -> &[Listed] {
+    pub(crate) fn rows(&self) -> &[Listed] {
         &self.rows
     }
 
+    #[cfg(test)]
     /// Number of models.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.rows.len()
-    }
-
-    /// True when the table lists no model.
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
     }
 }
 

@@ -23,16 +23,16 @@ pub struct Usage {
 
 /// Tokens counted per image part (a high-detail image tile budget; images are routed by
 /// capability, so this only feeds the context check and the cost estimate).
-pub const IMAGE_TOKENS: u32 = 765;
+pub(crate) const IMAGE_TOKENS: u32 = 765;
 /// Tokens counted per tool definition.
-pub const TOOL_TOKENS: u32 = 100;
+pub(crate) const TOOL_TOKENS: u32 = 100;
 /// Tokens of framing per message.
-pub const MESSAGE_TOKENS: u32 = 4;
+pub(crate) const MESSAGE_TOKENS: u32 = 4;
 
 /// The prompt-token estimate: a quarter of the bytes of message text, plus fixed amounts per
 /// message, image and tool. Fast and within tens of percent of real tokenizers for English and
 /// code; it only has to decide context fits and rank costs.
-pub fn estimate(text_bytes: u64, messages: u32, images: u32, tools: u32) -> u32 {
+pub(crate) fn estimate(text_bytes: u64, messages: u32, images: u32, tools: u32) -> u32 {
     let t = text_bytes.div_ceil(4)
         + u64::from(messages) * u64::from(MESSAGE_TOKENS)
         + u64::from(images) * u64::from(IMAGE_TOKENS)
@@ -44,7 +44,7 @@ pub fn estimate(text_bytes: u64, messages: u32, images: u32, tools: u32) -> u32 
 /// `content`, `reasoning_content`, `reasoning`, `arguments`, `refusal` and `text` members, at
 /// any depth (escapes counted as written). One pass over the document's strings; used to
 /// estimate the completion of an answer that carries no usage.
-pub fn completion_text_bytes(doc: &[u8]) -> u64 {
+pub(crate) fn completion_text_bytes(doc: &[u8]) -> u64 {
     const KEYS: [&[u8]; 6] = [
         b"content",
         b"reasoning_content",

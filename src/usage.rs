@@ -25,7 +25,7 @@ use crate::tokens::Usage;
 
 /// What a worker sends the control thread about a request: its health outcome and its usage
 /// record.
-pub type Report = crate::live::Report<Record>;
+pub(crate) type Report = crate::live::Report<Record>;
 
 /// Which channel and model a record is about.
 #[derive(Debug, Clone)]
@@ -213,7 +213,7 @@ impl Record {
 
 /// The trace id of a W3C `traceparent` value (`00-<32 hex>-<16 hex>-<2 hex>`), if it is valid
 /// (lower-case hex, not all zeros).
-pub fn trace_id(traceparent: &[u8]) -> Option<[u8; 32]> {
+pub(crate) fn trace_id(traceparent: &[u8]) -> Option<[u8; 32]> {
     let v = traceparent.trim_ascii();
     if v.len() < 55 || v[2] != b'-' || v[35] != b'-' || v[52] != b'-' {
         return None;
@@ -267,7 +267,7 @@ fn write_ms(out: &mut Vec<u8>, v: Option<f32>) {
 
 /// What `/admin/usage` groups by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GroupBy {
+pub(crate) enum GroupBy {
     /// Channel id.
     Channel,
     /// Upstream model.
@@ -280,7 +280,7 @@ pub enum GroupBy {
 
 impl GroupBy {
     /// Parses the query spelling.
-    pub fn parse(s: &str) -> Option<GroupBy> {
+    pub(crate) fn parse(s: &str) -> Option<GroupBy> {
         match s {
             "channel" => Some(GroupBy::Channel),
             "model" => Some(GroupBy::Model),
@@ -291,7 +291,7 @@ impl GroupBy {
     }
 
     /// The record field (and the query spelling) it groups by.
-    pub fn field(self) -> &'static str {
+    pub(crate) fn field(self) -> &'static str {
         match self {
             GroupBy::Channel => "channel",
             GroupBy::Model => "model",
@@ -303,7 +303,7 @@ impl GroupBy {
 
 /// Totals of a group.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Totals {
+pub(crate) struct Totals {
     /// Requests.
     pub requests: u64,
     /// Requests answered with a non-2xx status.
@@ -318,8 +318,9 @@ pub struct Totals {
     pub cost: f64,
 }
 
+#[cfg(feature = "cluster")]
 /// The names of the [`Totals`] metrics, as the admin API and the fleet's Redis keys spell them.
-pub const METRICS: [&str; 6] = [
+pub(crate) const METRICS: [&str; 6] = [
     "requests",
     "errors",
     "prompt_tokens",
@@ -329,8 +330,9 @@ pub const METRICS: [&str; 6] = [
 ];
 
 impl Totals {
+    #[cfg(feature = "cluster")]
     /// One request's totals (its prompt estimated where the answer had no usage).
-    pub fn of(r: &Record) -> Totals {
+    pub(crate) fn of(r: &Record) -> Totals {
         Totals {
             requests: 1,
             errors: u64::from(!(200..300).contains(&r.status)),
@@ -342,7 +344,7 @@ impl Totals {
     }
 
     /// Adds `o` (token counts saturate).
-    pub fn add(&mut self, o: &Totals) {
+    pub(crate) fn add(&mut self, o: &Totals) {
         self.requests += o.requests;
         self.errors += o.errors;
         self.prompt_tokens = self.prompt_tokens.saturating_add(o.prompt_tokens);
@@ -351,8 +353,9 @@ impl Totals {
         self.cost += o.cost;
     }
 
+    #[cfg(feature = "cluster")]
     /// Every metric by its name ([`METRICS`] order).
-    pub fn metrics(&self) -> [(&'static str, f64); 6] {
+    pub(crate) fn metrics(&self) -> [(&'static str, f64); 6] {
         let v = [
             self.requests as f64,
             self.errors as f64,
@@ -364,9 +367,10 @@ impl Totals {
         std::array::from_fn(|i| (METRICS[i], v[i]))
     }
 
+    #[cfg(feature = "cluster")]
     /// Combines metric `name` with `v` through `f` (a sum, or the larger of the two); false
     /// for a name that is not a metric.
-    pub fn merge_metric(&mut self, name: &str, v: f64, f: fn(f64, f64) -> f64) -> bool {
+    pub(crate) fn merge_metric(&mut self, name: &str, v: f64, f: fn(f64, f64) -> f64) -> bool {
         let whole = |x: &mut u64| *x = f(*x as f64, v) as u64;
         match name {
             "requests" => whole(&mut self.requests),
@@ -383,7 +387,7 @@ impl Totals {
 
 /// A usage summary over a time range.
 #[derive(Debug, Clone, Default)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// Per group key.
     pub groups: BTreeMap<String, Totals>,
     /// Everything.
@@ -394,7 +398,7 @@ pub struct Summary {
 
 impl Summary {
     /// Adds the JSON lines of one file whose records fall in `[since, until)`.
-    pub fn add_lines(&mut self, text: &[u8], since: u64, until: u64, by: GroupBy) {
+    pub(crate) fn add_lines(&mut self, text: &[u8], since: u64, until: u64, by: GroupBy) {
         for line in text.split(|&b| b == b'\n') {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;

@@ -7,7 +7,7 @@
 //! method 405, both OpenAI-shaped. Paths are also accepted without the `/v1` prefix.
 //! Not here: upstream I/O (`proxy`), head/body reading (`server`).
 
-pub mod route;
+pub(crate) mod route;
 
 use std::rc::Rc;
 
@@ -222,7 +222,7 @@ fn gemini_call(path: &[u8]) -> (String, bool) {
 /// The gateway's API as the server's [`crate::server::Handler`]: [`judge_head`] on the head,
 /// [`handle`] on the whole request.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Gateway;
+pub(crate) struct Gateway;
 
 impl crate::server::Handler for Gateway {
     type Route = Route;

@@ -11,7 +11,12 @@ use crate::routing::{Ranking, Scored};
 use crate::snapshot::Snapshot;
 
 /// The dry-run document (DESIGN.md §4a).
-pub fn render(snap: &Snapshot, requested: &str, ranking: &Ranking<'_>, now: Instant) -> Vec<u8> {
+pub(crate) fn render(
+    snap: &Snapshot,
+    requested: &str,
+    ranking: &Ranking<'_>,
+    now: Instant,
+) -> Vec<u8> {
     let mut b = Vec::with_capacity(256 + ranking.candidates.len() * 300);
     b.extend_from_slice(b"{\"model\":");
     json::write_str(&mut b, requested);

@@ -92,7 +92,7 @@ impl Outcome {
 
 /// What happened to an attempt, as health sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Event {
+pub(crate) enum Event {
     /// No usable response: a connect error, a reset, a timeout, a malformed head or body, or a
     /// stream that broke off.
     Broken,
@@ -121,7 +121,7 @@ pub enum Event {
 /// What an [`Event`] does: the outcome applied to health (its scope is
 /// [`Outcome::is_per_model`]), and whether the request skips the channel's other models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Verdict {
+pub(crate) struct Verdict {
     /// The health outcome, if any.
     pub outcome: Option<Outcome>,
     /// The channel failed as a whole: the request skips its other models.
@@ -129,7 +129,7 @@ pub struct Verdict {
 }
 
 /// The one decision of what an attempt's event means for health (DESIGN §6; the table above).
-pub fn verdict(e: Event) -> Verdict {
+pub(crate) fn verdict(e: Event) -> Verdict {
     match e {
         Event::Broken => Verdict {
             outcome: Some(Outcome::Transient),
@@ -261,7 +261,7 @@ impl Health {
 }
 
 /// `base · 2^(failures−1)`, capped at `max`.
-pub fn backoff(policy: &CooldownPolicy, failures: u16) -> Duration {
+pub(crate) fn backoff(policy: &CooldownPolicy, failures: u16) -> Duration {
     let exp = u32::from(failures.saturating_sub(1)).min(30);
     policy
         .base

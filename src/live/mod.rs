@@ -11,14 +11,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::CooldownPolicy;
-pub mod health;
+pub(crate) mod health;
 
 use health::{Health, Outcome};
 
 /// Smoothing of latency and TTFT averages (weight of the newest sample).
-pub const LATENCY_ALPHA: f32 = 0.2;
+pub(crate) const LATENCY_ALPHA: f32 = 0.2;
 /// Smoothing of the success rate (weight of the newest outcome).
-pub const SUCCESS_ALPHA: f32 = 0.1;
+pub(crate) const SUCCESS_ALPHA: f32 = 0.1;
 
 /// Live facts about one catalog entry.
 #[derive(Debug, Clone, Copy)]
@@ -98,7 +98,7 @@ pub struct Report<U> {
 
 /// Applies one outcome to a channel and entry health pair (the transition both workers and the
 /// control thread use).
-pub fn apply_outcome(
+pub(crate) fn apply_outcome(
     channel: &mut Health,
     entry: &mut Health,
     outcome: Outcome,
@@ -119,7 +119,7 @@ pub fn apply_outcome(
 
 /// The control thread's mutable copy of the live state.
 #[derive(Debug)]
-pub struct Merger {
+pub(crate) struct Merger {
     live: Live,
     /// Channel index of each entry (for clearing a channel's model cooldowns).
     owners: Box<[u32]>,
@@ -135,7 +135,7 @@ pub struct Merger {
 
 impl Merger {
     /// A merger over `live`; `owners[i]` is the channel of entry `i`.
-    pub fn new(live: Live, owners: Box<[u32]>, policy: CooldownPolicy) -> Merger {
+    pub(crate) fn new(live: Live, owners: Box<[u32]>, policy: CooldownPolicy) -> Merger {
         Merger {
             live,
             owners,
@@ -147,7 +147,7 @@ impl Merger {
     }
 
     /// Merges one report.
-    pub fn apply<U>(&mut self, r: &Report<U>) {
+    pub(crate) fn apply<U>(&mut self, r: &Report<U>) {
         if r.generation != self.live.generation {
             return;
         }
@@ -208,7 +208,7 @@ impl Merger {
     /// A model list cannot say a quota or a credit is back, so it never ends a 429 or 402
     /// cooldown; and a probe that merely timed out never replaces a stronger reason (401/403,
     /// 402, 429) whose cooldown is still running — the channel keeps being probed as such.
-    pub fn apply_channel(
+    pub(crate) fn apply_channel(
         &mut self,
         channel: usize,
         outcome: Outcome,
@@ -241,7 +241,7 @@ impl Merger {
 
     /// Clears the cooldowns of one channel and its entries (`Some(i)`) or of everything, as of
     /// `now`: the newer `updated` wins over every worker's local view.
-    pub fn clear(&mut self, channel: Option<usize>, now: Instant) -> usize {
+    pub(crate) fn clear(&mut self, channel: Option<usize>, now: Instant) -> usize {
         let healed = Health {
             updated: Some(now),
             ..Health::default()
@@ -264,9 +264,10 @@ impl Merger {
         cleared
     }
 
+    #[cfg(feature = "cluster")]
     /// Adopts a channel health state decided elsewhere (another instance of the fleet) when
     /// it is newer than the merged one; true when it was.
-    pub fn adopt_channel(&mut self, channel: usize, h: Health) -> bool {
+    pub(crate) fn adopt_channel(&mut self, channel: usize, h: Health) -> bool {
         match self.live.channels.get_mut(channel) {
             Some(c) if h.updated > c.updated => {
                 *c = h;
@@ -277,8 +278,9 @@ impl Merger {
         }
     }
 
+    #[cfg(feature = "cluster")]
     /// Adopts an entry health state decided elsewhere when it is newer; true when it was.
-    pub fn adopt_entry(&mut self, entry: usize, h: Health) -> bool {
+    pub(crate) fn adopt_entry(&mut self, entry: usize, h: Health) -> bool {
         match self.live.entries.get_mut(entry) {
             Some(e) if h.updated > e.health.updated => {
                 e.health = h;
@@ -290,19 +292,20 @@ impl Merger {
     }
 
     /// The merged (possibly unpublished) state.
-    pub fn view(&self) -> &Live {
+    pub(crate) fn view(&self) -> &Live {
         &self.live
     }
 
     /// The state to publish; clears the change flags.
-    pub fn publish(&mut self) -> Arc<Live> {
+    pub(crate) fn publish(&mut self) -> Arc<Live> {
         self.health_changed = false;
         self.stats_changed = false;
         Arc::new(self.live.clone())
     }
 
+    #[cfg(feature = "cluster")]
     /// The generation merged.
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.live.generation
     }
 }

@@ -20,7 +20,7 @@ pub(crate) mod text;
 use std::cell::Cell;
 use std::time::Duration;
 
-pub use gauges::Gauges;
+pub(crate) use gauges::Gauges;
 pub(crate) use gauges::render_workers;
 
 /// Histogram bucket upper bounds in seconds (Prometheus `le`), shared by every latency

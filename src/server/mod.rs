@@ -10,8 +10,8 @@
 //! Not here: endpoint semantics (`api`), upstream I/O (`proxy`, `upstream`).
 
 pub(crate) mod accept;
-pub mod response;
-pub mod stream;
+pub(crate) mod response;
+pub(crate) mod stream;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -26,8 +26,8 @@ use crate::h1::head::{Body, HeadError, Method, RequestHead};
 use crate::h1::{READ_RESERVE, chunked, read_into};
 use crate::snapshot::Snapshot;
 use crate::worker::{SnapshotRef, Worker};
-pub use response::{ClientInput, Exchange, Responder};
-pub use stream::{ClientReader, ClientStream, ClientWriter};
+pub(crate) use response::{ClientInput, Exchange, Responder};
+pub(crate) use stream::{ClientReader, ClientStream, ClientWriter};
 
 /// A request as `api` sees it: the head (offsets into `buf`) and the whole body.
 #[derive(Debug, Clone, Copy)]
@@ -570,7 +570,7 @@ async fn linger_close(reader: &mut ClientReader, writer: &mut ClientWriter) {
 }
 
 /// Answers a connection over the per-worker cap with a 503 and closes it.
-pub async fn reject_overloaded(stream: TcpStream, worker: Rc<Worker>) {
+pub(crate) async fn reject_overloaded(stream: TcpStream, worker: Rc<Worker>) {
     let (mut reader, mut writer) = ClientStream::Plain(stream).split();
     let mut wbuf = Vec::new();
     let mut spill = Vec::new();

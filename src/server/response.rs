@@ -21,14 +21,14 @@ use crate::worker::Worker;
 
 /// The request id for `x-request-id`: the client's if it is 1–128 characters of
 /// `[A-Za-z0-9._:-]`, else a new one from the worker.
-pub fn choose_request_id(client: Option<&[u8]>, worker: &Worker) -> RequestId {
+pub(crate) fn choose_request_id(client: Option<&[u8]>, worker: &Worker) -> RequestId {
     client
         .and_then(RequestId::parse)
         .unwrap_or_else(|| RequestId::generated(&worker.request_id()))
 }
 
 /// The `Access-Control-Allow-Origin` value for this request, if CORS allows its origin.
-pub fn cors_origin(cors: &Cors, origin: Option<&[u8]>) -> Option<Vec<u8>> {
+pub(crate) fn cors_origin(cors: &Cors, origin: Option<&[u8]>) -> Option<Vec<u8>> {
     match (cors, origin) {
         (Cors::Off, _) | (_, None) => None,
         (Cors::Any, Some(_)) => Some(b"*".to_vec()),
@@ -423,12 +423,12 @@ impl ClientWatch<'_> {
 
 /// How long an upstream exchange may run before the client is watched for disconnects. Quick
 /// exchanges never pay for the extra read; slow generations (the ones worth abandoning) do.
-pub const WATCH_AFTER: Duration = Duration::from_millis(20);
+pub(crate) const WATCH_AFTER: Duration = Duration::from_millis(20);
 
 /// Runs upstream work while keeping an eye on the client: once work outlasts [`WATCH_AFTER`]
 /// (or at once, for streams), a cancel-safe read on the client connection races it, and the
 /// work is abandoned (dropped, which closes its upstream connection) when the client leaves.
-pub struct ClientGuard<'a, 'c> {
+pub(crate) struct ClientGuard<'a, 'c> {
     input: Option<&'a mut ClientInput<'c>>,
     watch: Option<ClientWatch<'a>>,
 }
@@ -446,7 +446,7 @@ impl std::fmt::Debug for ClientGuard<'_, '_> {
 
 impl<'a, 'c> ClientGuard<'a, 'c> {
     /// A guard over `input`, not watching yet.
-    pub fn new(input: &'a mut ClientInput<'c>) -> Self {
+    pub(crate) fn new(input: &'a mut ClientInput<'c>) -> Self {
         ClientGuard {
             input: Some(input),
             watch: None,
@@ -454,7 +454,7 @@ impl<'a, 'c> ClientGuard<'a, 'c> {
     }
 
     /// Starts watching now.
-    pub fn arm(&mut self) {
+    pub(crate) fn arm(&mut self) {
         if self.watch.is_none()
             && let Some(input) = self.input.take()
         {
@@ -468,7 +468,10 @@ impl<'a, 'c> ClientGuard<'a, 'c> {
     /// async fn keeps a by-value argument in its state *and* the pinned copy made from it, and
     /// this future lives inside every connection's task for the whole exchange (a streaming
     /// connection's memory is mostly these state machines).
-    pub async fn run<F: Future>(&mut self, mut work: std::pin::Pin<&mut F>) -> Option<F::Output> {
+    pub(crate) async fn run<F: Future>(
+        &mut self,
+        mut work: std::pin::Pin<&mut F>,
+    ) -> Option<F::Output> {
         if self.watch.is_none() {
             // Most work is ready at once (a body already buffered) or soon: poll it before
             // arming a timer at all.
@@ -502,7 +505,7 @@ impl<'a, 'c> ClientGuard<'a, 'c> {
     }
 
     /// Stops watching, keeping any pipelined bytes the watch read.
-    pub async fn finish(self) {
+    pub(crate) async fn finish(self) {
         if let Some(w) = self.watch {
             w.finish().await;
         }

@@ -18,11 +18,11 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, S
 use monoio::net::TcpStream;
 
 /// TLS over a client's TCP connection.
-pub type TlsStream = monoio_rustls::ServerTlsStream<TcpStream>;
+pub(crate) type TlsStream = monoio_rustls::ServerTlsStream<TcpStream>;
 
 /// A client connection as accepted.
 #[derive(Debug)]
-pub enum ClientStream {
+pub(crate) enum ClientStream {
     /// Plain HTTP.
     Plain(TcpStream),
     /// HTTPS.
@@ -31,7 +31,7 @@ pub enum ClientStream {
 
 impl ClientStream {
     /// The read and write halves.
-    pub fn split(self) -> (ClientReader, ClientWriter) {
+    pub(crate) fn split(self) -> (ClientReader, ClientWriter) {
         match self {
             ClientStream::Plain(s) => {
                 let (r, w) = s.into_split();
@@ -123,7 +123,7 @@ impl AsyncWriteRent for ClientWriter {
 /// its private key (PKCS#8, PKCS#1 or SEC1). TLS 1.2 and 1.3, ALPN `http/1.1`. Blocking file
 /// reads: the control thread calls this at start and on every reload.
 #[allow(clippy::disallowed_methods)] // control-side: certificate files are read off the data plane
-pub fn server_config(
+pub(crate) fn server_config(
     cert: &std::path::Path,
     key: &std::path::Path,
 ) -> Result<Arc<rustls::ServerConfig>, String> {

@@ -14,7 +14,7 @@ use super::Conn;
 
 /// Why reading a body stopped short.
 #[derive(Debug)]
-pub enum BodyError {
+pub(crate) enum BodyError {
     /// Larger than the caller's bound.
     TooLarge,
     /// Silence past the idle or total deadline.
@@ -25,7 +25,7 @@ pub enum BodyError {
 
 /// Where a fully read body is.
 #[derive(Debug)]
-pub enum BodyAt {
+pub(crate) enum BodyAt {
     /// In the connection buffer at this range.
     Conn(std::ops::Range<usize>),
     /// Decoded into the caller's vector.
@@ -33,7 +33,7 @@ pub enum BodyAt {
 }
 
 /// Reads more bytes within the idle and total deadlines.
-pub async fn read_timed(
+pub(crate) async fn read_timed(
     conn: &mut Conn,
     idle: Duration,
     deadline: Instant,
@@ -48,7 +48,7 @@ pub async fn read_timed(
 
 /// Reads a whole body per `head`'s framing. The flag says whether the framing ended exactly at
 /// the end of the bytes read (only then may the connection be reused).
-pub async fn read_body_at(
+pub(crate) async fn read_body_at(
     conn: &mut Conn,
     head: &ResponseHead,
     out: &mut Vec<u8>,
@@ -113,7 +113,7 @@ pub async fn read_body_at(
 
 /// Reads a body into `out` (bounded); `Ok(true)` when the connection may be reused (if the
 /// head allows it).
-pub async fn read_body(
+pub(crate) async fn read_body(
     conn: &mut Conn,
     head: &ResponseHead,
     out: &mut Vec<u8>,

@@ -10,9 +10,9 @@
 //! timeout); a pooled connection is a whole tunnel, reused like a direct one.
 //! Not here: HTTP semantics (`proxy`), DNS (`control`).
 
-pub mod body;
-pub mod tls;
-pub mod tunnel;
+pub(crate) mod body;
+pub(crate) mod tls;
+pub(crate) mod tunnel;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -29,7 +29,7 @@ use crate::channel::Endpoint;
 
 /// A connected upstream stream, plain or TLS.
 #[derive(Debug)]
-pub enum Stream {
+pub(crate) enum Stream {
     /// Plain TCP.
     Plain(TcpStream),
     /// TLS over TCP.

@@ -11,11 +11,11 @@ use monoio::net::TcpStream;
 use crate::channel::tls::TlsTarget;
 
 /// A TLS client stream over TCP.
-pub type TlsStream = monoio_rustls::ClientTlsStream<TcpStream>;
+pub(crate) type TlsStream = monoio_rustls::ClientTlsStream<TcpStream>;
 
 /// Runs the TLS handshake for `target` over a connected socket. Cancel-safe: dropping the
 /// future drops the socket.
-pub async fn handshake(target: &TlsTarget, tcp: TcpStream) -> std::io::Result<TlsStream> {
+pub(crate) async fn handshake(target: &TlsTarget, tcp: TcpStream) -> std::io::Result<TlsStream> {
     let connector = monoio_rustls::TlsConnector::from(target.tls.config.clone());
     connector
         .connect(target.server_name.clone(), tcp)

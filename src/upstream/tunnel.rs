@@ -23,7 +23,7 @@ const MAX_CONNECT_HEAD: usize = 8 * 1024;
 
 /// Why a tunnel could not be set up. The messages name the proxy and never its credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TunnelError {
+pub(crate) enum TunnelError {
     /// The socket failed or closed mid-handshake: another proxy address may do better.
     Broken(String),
     /// The proxy answered, and the answer was no (or was not the protocol configured): trying
@@ -41,7 +41,7 @@ impl fmt::Display for TunnelError {
 
 /// Runs `t`'s handshake on `tcp`, freshly connected to the proxy. On success the socket
 /// carries bytes to and from the upstream and nothing of the handshake is left unread.
-pub async fn establish(t: &Tunnel, tcp: &mut TcpStream) -> Result<(), TunnelError> {
+pub(crate) async fn establish(t: &Tunnel, tcp: &mut TcpStream) -> Result<(), TunnelError> {
     let run = Run(t);
     match t.kind {
         ProxyKind::Http => run.http_connect(tcp).await,
