@@ -26,7 +26,7 @@ use crate::secret::{digest, same};
 
 /// One client key as the data plane sees it.
 #[derive(Debug)]
-pub struct Client {
+pub(crate) struct Client {
     /// The name records, logs and metrics carry.
     pub name: Arc<str>,
     digest: [u8; 32],
@@ -42,7 +42,7 @@ pub struct Client {
 
 /// Every client key of one snapshot.
 #[derive(Debug, Default)]
-pub struct Clients {
+pub(crate) struct Clients {
     keys: Vec<Client>,
     by_digest: HashMap<[u8; 32], u32>,
     /// True when requests must carry a key (at least one is configured).
@@ -51,7 +51,7 @@ pub struct Clients {
 
 /// What a request's credentials amount to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// No keys are configured: the gateway is open (loopback or `allow_unauthenticated`).
     Open,
     /// A valid key: its index in [`Clients`].
@@ -67,7 +67,7 @@ pub enum Verdict {
 impl Clients {
     /// The keys of `cfg`, with each allowance resolved against `catalog`. Expressions that
     /// match nothing today (a model not discovered yet) simply allow nothing until they do.
-    pub fn build(keys: &[ClientKeyConfig], catalog: &Catalog) -> Clients {
+    pub(crate) fn build(keys: &[ClientKeyConfig], catalog: &Catalog) -> Clients {
         let mut out = Clients {
             keys: Vec::with_capacity(keys.len()),
             by_digest: HashMap::with_capacity(keys.len()),
@@ -98,22 +98,17 @@ impl Clients {
     }
 
     /// The key with index `i`.
-    pub fn get(&self, i: u32) -> Option<&Client> {
+    pub(crate) fn get(&self, i: u32) -> Option<&Client> {
         self.keys.get(i as usize)
     }
 
     /// Number of keys.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.keys.len()
     }
 
-    /// True when no key is configured.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
     /// Judges the key a request presented (`None`: none) at `now_ms`.
-    pub fn check(&self, presented: Option<&[u8]>, now_ms: u64) -> Verdict {
+    pub(crate) fn check(&self, presented: Option<&[u8]>, now_ms: u64) -> Verdict {
         if !self.required {
             return Verdict::Open;
         }

@@ -95,7 +95,10 @@ impl Drop for Gateway {
 
 /// Number of workers for `configured` (0 = one per CPU in the affinity mask), and the cores to
 /// pin them to.
-pub fn worker_cores(configured: usize, pin: bool) -> (usize, Vec<Option<core_affinity::CoreId>>) {
+pub(crate) fn worker_cores(
+    configured: usize,
+    pin: bool,
+) -> (usize, Vec<Option<core_affinity::CoreId>>) {
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let n = if configured > 0 {
         configured
@@ -129,7 +132,7 @@ pub fn default_loader(cfg: &Config) -> Option<Loader> {
 }
 
 /// A config error as one line per problem.
-pub fn problems(e: &crate::config::ConfigError) -> Vec<String> {
+pub(crate) fn problems(e: &crate::config::ConfigError) -> Vec<String> {
     e.to_string()
         .lines()
         .skip(1)

@@ -143,7 +143,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 /// Shortens untrusted text quoted back in messages, on a char boundary.
-pub fn truncate(s: &str, max: usize) -> &str {
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

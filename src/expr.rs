@@ -22,7 +22,7 @@
 use arrayvec::ArrayVec;
 
 /// Most positive, negative or filter terms in one query.
-pub const MAX_TERMS: usize = 16;
+pub(crate) const MAX_TERMS: usize = 16;
 
 /// Model capabilities, as a small bit set.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -108,7 +108,7 @@ pub enum Cmp {
 
 impl Cmp {
     /// Whether `value` satisfies `self target`.
-    pub fn holds(self, value: u64, target: u64) -> bool {
+    pub(crate) fn holds(self, value: u64, target: u64) -> bool {
         match self {
             Cmp::Gt => value > target,
             Cmp::Ge => value >= target,

@@ -47,12 +47,12 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Appends an unsigned integer.
-pub fn write_u64(out: &mut Vec<u8>, n: u64) {
+pub(crate) fn write_u64(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// Appends `"key":` (the key is escaped).
-pub fn write_key(out: &mut Vec<u8>, key: &str) {
+pub(crate) fn write_key(out: &mut Vec<u8>, key: &str) {
     write_str(out, key);
     out.push(b':');
 }
@@ -60,7 +60,7 @@ pub fn write_key(out: &mut Vec<u8>, key: &str) {
 /// Writes nested objects and arrays with commas placed automatically (the admin API's
 /// documents). Numbers that are not finite are written as `null`.
 #[derive(Debug, Default)]
-pub struct Writer {
+pub(crate) struct Writer {
     /// The document so far.
     pub out: Vec<u8>,
     /// Per open container: no element written yet.
@@ -71,7 +71,7 @@ pub struct Writer {
 
 impl Writer {
     /// An empty document.
-    pub fn new() -> Writer {
+    pub(crate) fn new() -> Writer {
         Writer::default()
     }
 
@@ -88,7 +88,7 @@ impl Writer {
     }
 
     /// `"k":` inside an object.
-    pub fn key(&mut self, k: &str) -> &mut Writer {
+    pub(crate) fn key(&mut self, k: &str) -> &mut Writer {
         self.value();
         write_key(&mut self.out, k);
         self.after_key = true;
@@ -96,7 +96,7 @@ impl Writer {
     }
 
     /// Opens an object.
-    pub fn obj(&mut self) -> &mut Writer {
+    pub(crate) fn obj(&mut self) -> &mut Writer {
         self.value();
         self.out.push(b'{');
         self.fresh.push(true);
@@ -104,62 +104,28 @@ impl Writer {
     }
 
     /// Closes an object.
-    pub fn end_obj(&mut self) -> &mut Writer {
+    pub(crate) fn end_obj(&mut self) -> &mut Writer {
         self.fresh.pop();
         self.out.push(b'}');
         self
     }
 
-    /// Opens an array.
-    pub fn arr(&mut self) -> &mut Writer {
-        self.value();
-        self.out.push(b'[');
-        self.fresh.push(true);
-        self
-    }
-
-    /// Closes an array.
-    pub fn end_arr(&mut self) -> &mut Writer {
-        self.fresh.pop();
-        self.out.push(b']');
-        self
-    }
-
     /// A string.
-    pub fn str(&mut self, v: &str) -> &mut Writer {
+    pub(crate) fn str(&mut self, v: &str) -> &mut Writer {
         self.value();
         write_str(&mut self.out, v);
         self
     }
 
     /// An unsigned integer.
-    pub fn uint(&mut self, v: u64) -> &mut Writer {
+    pub(crate) fn uint(&mut self, v: u64) -> &mut Writer {
         self.value();
         write_u64(&mut self.out, v);
         self
     }
 
-    /// A signed integer.
-    pub fn int(&mut self, v: i64) -> &mut Writer {
-        self.value();
-        self.out
-            .extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
-        self
-    }
-
-    /// A number with up to three decimals (`null` when not finite).
-    pub fn num(&mut self, v: f64) -> &mut Writer {
-        if !v.is_finite() {
-            return self.null();
-        }
-        self.value();
-        let r = (v * 1000.0).round() / 1000.0;
-        self.out.extend_from_slice(format!("{r}").as_bytes());
-        self
-    }
-
     /// A number at full precision (shortest round-trip form; `null` when not finite): money.
-    pub fn num_exact(&mut self, v: f64) -> &mut Writer {
+    pub(crate) fn num_exact(&mut self, v: f64) -> &mut Writer {
         if !v.is_finite() {
             return self.null();
         }
@@ -168,16 +134,8 @@ impl Writer {
         self
     }
 
-    /// A boolean.
-    pub fn bool(&mut self, v: bool) -> &mut Writer {
-        self.value();
-        self.out
-            .extend_from_slice(if v { b"true" } else { b"false" });
-        self
-    }
-
     /// `null`.
-    pub fn null(&mut self) -> &mut Writer {
+    pub(crate) fn null(&mut self) -> &mut Writer {
         self.value();
         self.out.extend_from_slice(b"null");
         self
@@ -189,19 +147,11 @@ mod tests {
     #[test]
     fn writer_places_commas() {
         let mut w = Writer::new();
-        w.obj()
-            .key("a")
-            .uint(1)
-            .key("b")
-            .arr()
-            .str("x")
-            .num(1.5)
-            .null()
-            .end_arr();
-        w.key("c").obj().end_obj().key("d").num(f64::NAN).end_obj();
+        w.obj().key("a").uint(1).key("b").str("x");
+        w.key("c").obj().end_obj().key("d").null().end_obj();
         assert_eq!(
             String::from_utf8(w.out).unwrap(),
-            r#"{"a":1,"b":["x",1.5,null],"c":{},"d":null}"#
+            r#"{"a":1,"b":"x","c":{},"d":null}"#
         );
     }
 

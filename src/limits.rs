@@ -136,7 +136,7 @@ impl Bucket {
 
 /// Which limit refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Which {
+pub(crate) enum Which {
     /// `rps` or `rpm`.
     Requests,
     /// `tpm`.
@@ -145,7 +145,7 @@ pub enum Which {
 
 /// A refusal: what to tell the client.
 #[derive(Debug, Clone, Copy)]
-pub struct Denied {
+pub(crate) struct Denied {
     /// The limit that refused.
     pub which: Which,
     /// When a retry can succeed.
@@ -196,7 +196,7 @@ impl KeyBuckets {
 /// this instance's share of each key's fleet-wide rate, written by the control thread
 /// (`[cluster]`; 1 when alone).
 #[derive(Debug)]
-pub struct ShareBoard {
+pub(crate) struct ShareBoard {
     /// `[worker][key]`: smoothed requests per second (an `f32`'s bits).
     demand: Box<[Box<[AtomicU32]>]>,
     /// `[key]`: this instance's share of the fleet's rate (an `f32`'s bits).
@@ -205,7 +205,7 @@ pub struct ShareBoard {
 
 impl ShareBoard {
     /// A board for `workers` workers.
-    pub fn new(workers: usize) -> ShareBoard {
+    pub(crate) fn new(workers: usize) -> ShareBoard {
         ShareBoard {
             demand: (0..workers.max(1))
                 .map(|_| (0..TRACKED_KEYS).map(|_| AtomicU32::new(0)).collect())
@@ -216,23 +216,25 @@ impl ShareBoard {
         }
     }
 
+    #[cfg(feature = "cluster")]
     /// This instance's smoothed demand on slot `slot`, in requests per second.
-    pub fn demand(&self, slot: usize) -> f32 {
+    pub(crate) fn demand(&self, slot: usize) -> f32 {
         if slot >= TRACKED_KEYS {
             return 0.0;
         }
         (0..self.demand.len()).map(|w| self.get(w, slot)).sum()
     }
 
+    #[cfg(any(test, feature = "cluster"))]
     /// Sets this instance's share of slot `slot`'s fleet-wide rate (clamped to 0..=1).
-    pub fn set_fleet(&self, slot: usize, share: f32) {
+    pub(crate) fn set_fleet(&self, slot: usize, share: f32) {
         if let Some(f) = self.fleet.get(slot) {
             f.store(share.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
         }
     }
 
     /// This instance's share of slot `slot`'s fleet-wide rate.
-    pub fn fleet(&self, slot: usize) -> f32 {
+    pub(crate) fn fleet(&self, slot: usize) -> f32 {
         self.fleet
             .get(slot)
             .map_or(1.0, |f| f32::from_bits(f.load(Ordering::Relaxed)))
@@ -247,7 +249,7 @@ impl ShareBoard {
     }
 
     /// Worker `worker`'s share of key `key`, from everyone's published demand.
-    pub fn share(&self, worker: usize, key: usize) -> f64 {
+    pub(crate) fn share(&self, worker: usize, key: usize) -> f64 {
         let n = self.demand.len();
         if key >= TRACKED_KEYS {
             return 1.0 / n as f64;
@@ -263,7 +265,7 @@ impl ShareBoard {
 /// One worker's limiter: buckets per limited key and per limited channel of the current
 /// snapshot.
 #[derive(Debug)]
-pub struct Limiter {
+pub(crate) struct Limiter {
     worker: usize,
     board: Arc<ShareBoard>,
     clients: Option<Arc<Clients>>,
@@ -361,7 +363,7 @@ fn admit_in(kb: &mut KeyBuckets, tokens: u32, now: Instant) -> Result<(), Denied
 
 impl Limiter {
     /// Worker `worker`'s limiter, publishing on `board`.
-    pub fn new(worker: usize, board: Arc<ShareBoard>) -> Limiter {
+    pub(crate) fn new(worker: usize, board: Arc<ShareBoard>) -> Limiter {
         Limiter {
             worker,
             board,
@@ -374,7 +376,11 @@ impl Limiter {
     }
 
     /// Follows a new channel set: a channel that kept its id and limits keeps its buckets.
-    pub fn sync_channels(&mut self, channels: &Arc<[crate::channel::Channel]>, now: Instant) {
+    pub(crate) fn sync_channels(
+        &mut self,
+        channels: &Arc<[crate::channel::Channel]>,
+        now: Instant,
+    ) {
         if self
             .channel_set
             .as_ref()
@@ -403,7 +409,12 @@ impl Limiter {
     }
 
     /// Takes a request from channel `c`'s limits, or says when it has room again.
-    pub fn admit_channel(&mut self, c: u32, tokens: u32, now: Instant) -> Result<(), Denied> {
+    pub(crate) fn admit_channel(
+        &mut self,
+        c: u32,
+        tokens: u32,
+        now: Instant,
+    ) -> Result<(), Denied> {
         match self.channels.get_mut(c as usize) {
             Some(Some(kb)) => admit_in(kb, tokens, now),
             _ => Ok(()),
@@ -411,7 +422,7 @@ impl Limiter {
     }
 
     /// Charges channel `c` the difference between a request's real tokens and its estimate.
-    pub fn settle_channel(&mut self, c: u32, estimated: u32, actual: u64, now: Instant) {
+    pub(crate) fn settle_channel(&mut self, c: u32, estimated: u32, actual: u64, now: Instant) {
         if let Some(Some(kb)) = self.channels.get_mut(c as usize)
             && let Some(b) = &mut kb.tokens
         {
@@ -421,7 +432,7 @@ impl Limiter {
 
     /// Follows a new set of keys (a reload): limits of keys that kept their name keep their
     /// buckets; new ones start full.
-    pub fn sync(&mut self, clients: &Arc<Clients>, now: Instant) {
+    pub(crate) fn sync(&mut self, clients: &Arc<Clients>, now: Instant) {
         if self
             .clients
             .as_ref()
@@ -456,7 +467,7 @@ impl Limiter {
 
     /// Admits a request of key `key` with `tokens` estimated prompt tokens, or says why not.
     /// Nothing is taken from any bucket when one refuses.
-    pub fn admit(&mut self, key: u32, tokens: u32, now: Instant) -> Result<(), Denied> {
+    pub(crate) fn admit(&mut self, key: u32, tokens: u32, now: Instant) -> Result<(), Denied> {
         match self.keys.get_mut(key as usize) {
             Some(Some(kb)) => admit_in(kb, tokens, now),
             _ => Ok(()),
@@ -467,7 +478,7 @@ impl Limiter {
     /// then refused it (a model outside the key's allowance, nothing usable, a bad body): a
     /// request that reached no upstream costs the client none of its per-minute allowance.
     /// `rps` keeps it: that limit is flood protection, and a flood of refusals is a flood.
-    pub fn refund(&mut self, key: u32, tokens: u32, now: Instant) {
+    pub(crate) fn refund(&mut self, key: u32, tokens: u32, now: Instant) {
         if let Some(Some(kb)) = self.keys.get_mut(key as usize) {
             if let Some(b) = &mut kb.per_minute {
                 b.refund(1.0, now);
@@ -479,7 +490,7 @@ impl Limiter {
     }
 
     /// Charges the difference between a request's real token count and its estimate.
-    pub fn settle(&mut self, key: u32, estimated: u32, actual: u64, now: Instant) {
+    pub(crate) fn settle(&mut self, key: u32, estimated: u32, actual: u64, now: Instant) {
         if let Some(Some(kb)) = self.keys.get_mut(key as usize)
             && let Some(b) = &mut kb.tokens
         {
@@ -488,7 +499,7 @@ impl Limiter {
     }
 
     /// Once per tick: publishes this worker's smoothed demand per key and takes its new share.
-    pub fn tick(&mut self, now: Instant) {
+    pub(crate) fn tick(&mut self, now: Instant) {
         let dt = self
             .last_tick
             .map_or(0.05, |t| now.saturating_duration_since(t).as_secs_f32())

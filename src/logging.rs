@@ -7,10 +7,10 @@
 use crate::config::{LogConfig, LogFormat};
 
 /// Keeps the background writer alive; dropping it flushes pending lines.
-pub type Guard = tracing_appender::non_blocking::WorkerGuard;
+pub(crate) type Guard = tracing_appender::non_blocking::WorkerGuard;
 
 /// Lines the background writer queues before dropping (lossy) new ones.
-pub const LINES: usize = 16_384;
+pub(crate) const LINES: usize = 16_384;
 
 /// Installs the global subscriber. Returns `None` if one was already installed.
 pub fn init(cfg: &LogConfig) -> Option<Guard> {

@@ -15,7 +15,7 @@ pub fn ready() {
 }
 
 /// A reload started; systemd wants the monotonic time with it.
-pub fn reloading() {
+pub(crate) fn reloading() {
     let usec = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .map(|t| t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1_000)
         .unwrap_or(0);
@@ -25,7 +25,7 @@ pub fn reloading() {
 }
 
 /// Draining for shutdown.
-pub fn stopping() {
+pub(crate) fn stopping() {
     send("STOPPING=1\nSTATUS=draining in-flight requests");
 }
 

@@ -397,7 +397,7 @@ pub const PRESETS: &[Preset] = &[
 ];
 
 /// Whether a provider kind serves OpenAI's Responses API (`/responses`).
-pub fn speaks_responses(kind: &str) -> bool {
+pub(crate) fn speaks_responses(kind: &str) -> bool {
     matches!(kind, "openai" | "openrouter" | "xai")
 }
 
@@ -407,7 +407,7 @@ pub fn preset(kind: &str) -> Option<&'static Preset> {
 }
 
 /// All kind spellings, for error messages.
-pub fn kinds() -> impl Iterator<Item = &'static str> {
+pub(crate) fn kinds() -> impl Iterator<Item = &'static str> {
     PRESETS.iter().map(|p| p.kind)
 }
 

@@ -22,7 +22,7 @@ use crate::tokens::Usage;
 
 /// Prices per 1M tokens, in one currency (USD unless a caller says otherwise).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Price {
+pub(crate) struct Price {
     /// Prompt tokens neither read from nor written to a prompt cache.
     pub input: f64,
     /// Completion tokens (reasoning included).
@@ -35,7 +35,7 @@ pub struct Price {
 
 impl Price {
     /// Nothing per token (local endpoints, free channels and `:free` ids).
-    pub const FREE: Price = Price {
+    pub(crate) const FREE: Price = Price {
         input: 0.0,
         output: 0.0,
         cached: None,
@@ -43,17 +43,17 @@ impl Price {
     };
 
     /// The price of a cache-read token.
-    pub fn cached_or_input(&self) -> f64 {
+    pub(crate) fn cached_or_input(&self) -> f64 {
         self.cached.unwrap_or(self.input)
     }
 
     /// The price of a cache-write token.
-    pub fn cache_write_or_input(&self) -> f64 {
+    pub(crate) fn cache_write_or_input(&self) -> f64 {
         self.cache_write.unwrap_or(self.input)
     }
 
     /// Every price times `factor` (a currency conversion).
-    pub fn scaled(self, factor: f64) -> Price {
+    pub(crate) fn scaled(self, factor: f64) -> Price {
         Price {
             input: self.input * factor,
             output: self.output * factor,
@@ -63,7 +63,8 @@ impl Price {
     }
 
     /// True when no token costs anything.
-    pub fn is_free(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_free(&self) -> bool {
         self.input == 0.0
             && self.output == 0.0
             && self.cached_or_input() == 0.0

@@ -57,7 +57,7 @@ pub fn hex(d: &[u8; 32]) -> String {
 }
 
 /// Parses 64 hex digits (either case).
-pub fn parse_hex(s: &str) -> Option<[u8; 32]> {
+pub(crate) fn parse_hex(s: &str) -> Option<[u8; 32]> {
     let b = s.as_bytes();
     if b.len() != 64 {
         return None;
@@ -72,13 +72,13 @@ pub fn parse_hex(s: &str) -> Option<[u8; 32]> {
 
 /// Equality whose time does not depend on where the inputs differ (their lengths are not
 /// secret: a length mismatch answers at once).
-pub fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
 }
 
 /// The first 8 hex digits of a secret's SHA-256 (`none` for an empty one): enough to tell two
 /// keys apart in admin output, never enough to recover one.
-pub fn fingerprint(secret: &str) -> String {
+pub(crate) fn fingerprint(secret: &str) -> String {
     if secret.is_empty() {
         return "none".into();
     }

@@ -23,7 +23,7 @@ pub struct Snapshot {
     /// Strictly increasing publication number (1 for the first).
     pub epoch: u64,
     /// Where the channels came from.
-    pub mode: Mode,
+    pub(crate) mode: Mode,
     /// Downstream server settings (limits, timeouts, CORS).
     pub server: ServerConfig,
     /// Routing and failover settings.
@@ -31,7 +31,7 @@ pub struct Snapshot {
     /// User-defined strategies.
     pub strategies: Arc<[StrategyConfig]>,
     /// Channels, in config order.
-    pub channels: Arc<[Channel]>,
+    pub(crate) channels: Arc<[Channel]>,
     /// Entries, tags, groups and model listings.
     pub catalog: Arc<Catalog>,
     /// Health and live averages, indexed like the catalog.
@@ -40,16 +40,16 @@ pub struct Snapshot {
     /// the configured currency).
     pub cost_rate: f64,
     /// Daily quotas spent (set by the control thread from its usage ledger).
-    pub quota: Arc<Quota>,
+    pub(crate) quota: Arc<Quota>,
     /// Client keys, with their allowances resolved against this catalog.
-    pub clients: Arc<crate::auth::Clients>,
+    pub(crate) clients: Arc<crate::auth::Clients>,
     /// TLS of the client listener (`[server.tls]`): accepted connections do a handshake.
     pub inbound_tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Which daily quotas are spent for the current UTC day.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Quota {
+pub(crate) struct Quota {
     /// By channel index: the channel's request, token or budget limit is reached.
     pub channels: Box<[bool]>,
     /// The global `[pricing] daily_budget` is spent: why, for the 429.
@@ -63,12 +63,12 @@ pub struct Quota {
 
 impl Quota {
     /// True when channel `i` is out for the day.
-    pub fn channel_spent(&self, i: usize) -> bool {
+    pub(crate) fn channel_spent(&self, i: usize) -> bool {
         self.channels.get(i).copied().unwrap_or(false)
     }
 
     /// Why client key `i` may spend nothing more today, if it may not.
-    pub fn client_spent(&self, i: u32) -> Option<&str> {
+    pub(crate) fn client_spent(&self, i: u32) -> Option<&str> {
         self.clients.get(i as usize).and_then(|w| w.as_deref())
     }
 }
@@ -180,7 +180,7 @@ impl Snapshot {
     }
 
     /// The same snapshot with new quota state, as epoch `epoch`.
-    pub fn with_quota(&self, epoch: u64, quota: Arc<Quota>) -> Snapshot {
+    pub(crate) fn with_quota(&self, epoch: u64, quota: Arc<Quota>) -> Snapshot {
         Snapshot {
             epoch,
             quota,
@@ -189,7 +189,7 @@ impl Snapshot {
     }
 
     /// The same snapshot with new live state, as epoch `epoch`.
-    pub fn with_live(&self, epoch: u64, live: Arc<Live>) -> Snapshot {
+    pub(crate) fn with_live(&self, epoch: u64, live: Arc<Live>) -> Snapshot {
         Snapshot {
             epoch,
             live,
@@ -198,7 +198,7 @@ impl Snapshot {
     }
 
     /// The same config with new endpoints (after DNS), keeping catalog and live state.
-    pub fn with_channels(&self, epoch: u64, fresh: &Snapshot) -> Snapshot {
+    pub(crate) fn with_channels(&self, epoch: u64, fresh: &Snapshot) -> Snapshot {
         Snapshot {
             epoch,
             channels: fresh.channels.clone(),

@@ -76,7 +76,7 @@ const fn w(
 }
 
 /// The built-in strategies.
-pub const BUILTIN: &[(&str, Weights)] = &[
+pub(crate) const BUILTIN: &[(&str, Weights)] = &[
     ("balanced", w(0.30, 0.20, 0.20, 0.20, 0.05, 0.05, 0.0, 0.0)),
     ("cost_first", w(0.60, 0.10, 0.10, 0.20, 0.0, 0.0, 0.0, 0.0)),
     ("free_first", w(0.20, 0.10, 0.05, 0.15, 0.0, 0.0, 0.50, 0.0)),
@@ -92,7 +92,7 @@ pub const BUILTIN: &[(&str, Weights)] = &[
 ];
 
 /// A built-in strategy by name.
-pub fn builtin(name: &str) -> Option<Weights> {
+pub(crate) fn builtin(name: &str) -> Option<Weights> {
     BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, w)| *w)
 }
 
@@ -157,10 +157,10 @@ pub struct SubScores {
 }
 
 /// The reference request cost for the cost score: a request costing this much scores 0.5.
-pub const COST_REFERENCE_USD: f64 = 0.001;
+pub(crate) const COST_REFERENCE_USD: f64 = 0.001;
 
 /// Cost score from an estimated cost in USD (`None`: price unknown).
-pub fn cost_score(usd: Option<f64>) -> f32 {
+pub(crate) fn cost_score(usd: Option<f64>) -> f32 {
     match usd {
         None => 0.5,
         Some(c) if c <= 0.0 => 1.0,
@@ -169,7 +169,7 @@ pub fn cost_score(usd: Option<f64>) -> f32 {
 }
 
 /// Speed score from a live latency or TTFT in milliseconds (`None`: no data yet).
-pub fn speed_score(ms: Option<f32>) -> f32 {
+pub(crate) fn speed_score(ms: Option<f32>) -> f32 {
     match ms {
         None => 0.5,
         Some(ms) => 1.0 / (1.0 + ms.max(0.0) / 1000.0),
@@ -177,7 +177,7 @@ pub fn speed_score(ms: Option<f32>) -> f32 {
 }
 
 /// Context score from a context length in tokens (0: unknown).
-pub fn context_score(tokens: u32) -> f32 {
+pub(crate) fn context_score(tokens: u32) -> f32 {
     if tokens == 0 {
         return 0.5;
     }
@@ -186,7 +186,7 @@ pub fn context_score(tokens: u32) -> f32 {
 }
 
 /// Parameter score from millions of parameters (0: unknown).
-pub fn parameter_score(millions: u32) -> f32 {
+pub(crate) fn parameter_score(millions: u32) -> f32 {
     if millions == 0 {
         return 0.5;
     }

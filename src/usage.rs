@@ -29,7 +29,7 @@ pub(crate) type Report = crate::live::Report<Record>;
 
 /// Which channel and model a record is about.
 #[derive(Debug, Clone)]
-pub enum Names {
+pub(crate) enum Names {
     /// No attempt was made.
     None,
     /// Indices into the snapshot's shared lists (cheap to send: two reference counts).
@@ -43,7 +43,8 @@ pub enum Names {
         /// Entry index of the model that answered (`None`: the attempt failed before one did).
         entry: Option<u32>,
     },
-    /// Plain names (tests, tools).
+    /// Plain names (tests).
+    #[cfg(test)]
     Owned {
         /// Channel id.
         channel: Box<str>,
@@ -56,7 +57,7 @@ pub enum Names {
 
 /// One request's usage record.
 #[derive(Debug, Clone)]
-pub struct Record {
+pub(crate) struct Record {
     /// Unix time of the answer, in milliseconds.
     pub unix_ms: u64,
     /// The request id (`x-request-id`).
@@ -96,29 +97,31 @@ pub struct Record {
 
 impl Record {
     /// Channel id (empty when no attempt was made).
-    pub fn channel(&self) -> &str {
+    pub(crate) fn channel(&self) -> &str {
         match &self.names {
             Names::None => "",
             Names::Snapshot {
                 channels, channel, ..
             } => channels.get(*channel as usize).map_or("", |c| &c.id),
+            #[cfg(test)]
             Names::Owned { channel, .. } => channel,
         }
     }
 
     /// Provider id.
-    pub fn provider(&self) -> &str {
+    pub(crate) fn provider(&self) -> &str {
         match &self.names {
             Names::None => "",
             Names::Snapshot {
                 channels, channel, ..
             } => channels.get(*channel as usize).map_or("", |c| &c.provider),
+            #[cfg(test)]
             Names::Owned { provider, .. } => provider,
         }
     }
 
     /// The upstream model that answered (empty when none did).
-    pub fn model(&self) -> &str {
+    pub(crate) fn model(&self) -> &str {
         match &self.names {
             Names::None | Names::Snapshot { entry: None, .. } => "",
             Names::Snapshot {
@@ -126,24 +129,25 @@ impl Record {
                 entry: Some(e),
                 ..
             } => catalog.entries.get(*e as usize).map_or("", |e| &e.model),
+            #[cfg(test)]
             Names::Owned { model, .. } => model,
         }
     }
 
     /// Prompt tokens, measured or estimated.
-    pub fn prompt_tokens(&self) -> u64 {
+    pub(crate) fn prompt_tokens(&self) -> u64 {
         self.usage
             .map_or(u64::from(self.estimated_prompt), |u| u.prompt)
     }
 
     /// Prompt plus completion tokens (completion 0 when unknown).
-    pub fn total_tokens(&self) -> u64 {
+    pub(crate) fn total_tokens(&self) -> u64 {
         self.prompt_tokens()
             .saturating_add(self.usage.map_or(0, |u| u.completion))
     }
 
     /// Appends the record as one JSON line (no intermediate allocations).
-    pub fn write_line(&self, out: &mut Vec<u8>) {
+    pub(crate) fn write_line(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"ts\":\"");
         write_rfc3339_ms(out, self.unix_ms);
         out.extend_from_slice(b"\",\"unix_ms\":");

@@ -41,7 +41,7 @@ pub struct Discovered {
 }
 
 /// Discovered models per channel id.
-pub type DiscoveryMap = HashMap<String, Arc<[Discovered]>>;
+pub(crate) type DiscoveryMap = HashMap<String, Arc<[Discovered]>>;
 
 /// Reads a model-list response body.
 pub fn parse(body: &[u8]) -> Result<Vec<Discovered>, String> {
@@ -147,7 +147,7 @@ const CACHE_HEADER: &str = "# smart-ai-router discovery cache v1: id, context, m
 /// tab-separated fields (read back by [`from_cache`]). Not JSON on purpose: a warm restart
 /// reads thousands of entries before serving, and this reads ~10× faster. Ids never contain a
 /// tab or a newline (control characters are refused at parse time).
-pub fn to_cache(models: &[Discovered]) -> Vec<u8> {
+pub(crate) fn to_cache(models: &[Discovered]) -> Vec<u8> {
     use std::fmt::Write as _;
     let mut t = String::with_capacity(CACHE_HEADER.len() + 1 + models.len() * 64);
     t.push_str(CACHE_HEADER);
@@ -182,7 +182,7 @@ pub fn to_cache(models: &[Discovered]) -> Vec<u8> {
 
 /// Reads a cache file written by [`to_cache`]; malformed lines are skipped, a wrong header is
 /// an error.
-pub fn from_cache(bytes: &[u8]) -> Result<Vec<Discovered>, String> {
+pub(crate) fn from_cache(bytes: &[u8]) -> Result<Vec<Discovered>, String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
     let mut lines = text.lines();
     if lines.next() != Some(CACHE_HEADER) {

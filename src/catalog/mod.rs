@@ -15,9 +15,9 @@
 //! Not here: ranking (`routing`), live health (`live`).
 
 pub mod discovered;
-pub mod select;
-pub mod specs;
-pub mod tags;
+pub(crate) mod select;
+pub(crate) mod specs;
+pub(crate) mod tags;
 
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -26,12 +26,12 @@ use crate::channel::{Channel, Mode};
 use crate::config::{Config, GroupConfig, ModelInfo, Price, PricingConfig};
 use crate::expr::Caps;
 use crate::json;
-pub use discovered::{Discovered, DiscoveryMap};
+pub(crate) use discovered::{Discovered, DiscoveryMap};
 use tags::{Bitset, Interner, TagId};
 
 /// An entry's prices in USD per 1M tokens (input, output, cache read, cache write); the cost of
 /// an answer is [`crate::pricing::cost`].
-pub type EntryPrice = crate::pricing::Price;
+pub(crate) type EntryPrice = crate::pricing::Price;
 
 /// One (channel, model) pair.
 #[derive(Debug, Clone)]
@@ -47,7 +47,7 @@ pub struct Entry {
     /// Parameters in millions (0: unknown).
     pub params_m: u32,
     /// Price, when known.
-    pub price: Option<EntryPrice>,
+    pub(crate) price: Option<EntryPrice>,
     /// Quality prior in [0, 1].
     pub quality: f32,
     /// Zero price, `:free` id or a channel tagged `free`.
@@ -64,7 +64,7 @@ pub struct Entry {
 
 /// An `auto:` group, ready to evaluate.
 #[derive(Debug, Clone)]
-pub struct Group {
+pub(crate) struct Group {
     /// `auto:NAME`.
     pub name: Box<str>,
     /// The model expression it stands for.
@@ -93,7 +93,7 @@ pub struct Catalog {
 
 impl Catalog {
     /// Indexes `channels` (already built from `cfg`, same order).
-    pub fn build(
+    pub(crate) fn build(
         cfg: &Config,
         channels: &[Channel],
         mode: Mode,
@@ -296,7 +296,7 @@ impl Catalog {
 
     /// Entries serving `name`: channels that serve that exact model id, else channels with an
     /// alias of that name (DESIGN.md §5: an exact id wins over an alias).
-    pub fn lookup(&self, name: &str) -> Option<&[u32]> {
+    pub(crate) fn lookup(&self, name: &str) -> Option<&[u32]> {
         self.by_id
             .get(name)
             .or_else(|| self.by_alias.get(name))
@@ -304,32 +304,27 @@ impl Catalog {
     }
 
     /// The tag id of `tag` (case-insensitive).
-    pub fn tag(&self, tag: &str) -> Option<TagId> {
+    pub(crate) fn tag(&self, tag: &str) -> Option<TagId> {
         self.tags.get(tag)
     }
 
     /// Entries carrying tag `id`.
-    pub fn posting(&self, id: TagId) -> &Bitset {
+    pub(crate) fn posting(&self, id: TagId) -> &Bitset {
         &self.postings[id as usize]
     }
 
     /// Every entry.
-    pub fn all(&self) -> &[u64] {
+    pub(crate) fn all(&self) -> &[u64] {
         self.all.as_ref().map_or(&[], |b| b.words())
     }
 
-    /// A tag's text.
-    pub fn tag_name(&self, id: TagId) -> &str {
-        self.tags.name(id)
-    }
-
     /// Every tag's text.
-    pub fn tag_names(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn tag_names(&self) -> impl Iterator<Item = &str> {
         self.tags.names()
     }
 
     /// An `auto:` group (case-insensitive).
-    pub fn group(&self, name: &str) -> Option<&Group> {
+    pub(crate) fn group(&self, name: &str) -> Option<&Group> {
         if name.len() > 128 {
             return None;
         }
@@ -341,28 +336,28 @@ impl Catalog {
     }
 
     /// Configured group names.
-    pub fn group_names(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn group_names(&self) -> impl Iterator<Item = &str> {
         self.groups.values().map(|g| &*g.name)
     }
 
     /// The `/v1/models` body.
-    pub fn models_json(&self) -> &[u8] {
+    pub(crate) fn models_json(&self) -> &[u8] {
         &self.models_json
     }
 
     /// The `/v1/models/{id}` body.
-    pub fn model_json(&self, id: &str) -> Option<&[u8]> {
+    pub(crate) fn model_json(&self, id: &str) -> Option<&[u8]> {
         self.model_json.get(id).map(|b| &**b)
     }
 
     /// Client-facing model ids of enabled channels.
-    pub fn names(&self) -> &[Box<str>] {
+    pub(crate) fn names(&self) -> &[Box<str>] {
         &self.names
     }
 
     /// Whether a client key whose allowance is `allowed` (a bitset over the entries; `None`:
     /// every entry) may use the model id or alias `name`.
-    pub fn name_allowed(&self, name: &str, allowed: Option<&[u64]>) -> bool {
+    pub(crate) fn name_allowed(&self, name: &str, allowed: Option<&[u64]>) -> bool {
         let Some(allowed) = allowed else {
             return true;
         };
@@ -376,7 +371,7 @@ impl Catalog {
     }
 
     /// The `/v1/models` body for a key limited to `allowed`: only the models it may use.
-    pub fn models_json_for(&self, allowed: &[u64]) -> Vec<u8> {
+    pub(crate) fn models_json_for(&self, allowed: &[u64]) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 + self.names.len() * 80);
         out.extend_from_slice(b"{\"object\":\"list\",\"data\":[");
         let mut first = true;

@@ -16,7 +16,7 @@ use crate::expr::{self, Dim, Expr, Query};
 /// How a client key's `models` allowance becomes the set routing intersects with. An
 /// expression that does not parse or matches nothing adds nothing (config validation reports
 /// the former; the latter may match once discovery finds the model).
-pub fn allowance(cat: &Catalog, expr: &str, words: &mut [u64]) {
+pub(crate) fn allowance(cat: &Catalog, expr: &str, words: &mut [u64]) {
     let Ok(parsed) = expr::parse(expr) else {
         return;
     };

@@ -16,7 +16,7 @@
 //! snapshot build.
 
 /// Parameters in millions from the id, 0 when unknown.
-pub fn params_millions(id: &str) -> u32 {
+pub(crate) fn params_millions(id: &str) -> u32 {
     let lower = id.to_ascii_lowercase();
     for seg in lower.split(['/', ':', '@', '-', '_', ',', ' ']) {
         if let Some(m) = size_segment(seg) {
@@ -74,7 +74,7 @@ fn size_segment(seg: &str) -> Option<u32> {
 }
 
 /// Context length in tokens from the id, 0 when unknown.
-pub fn context_tokens(id: &str) -> u32 {
+pub(crate) fn context_tokens(id: &str) -> u32 {
     let lower = id.to_ascii_lowercase();
     for seg in lower.split(['/', ':', '@', '-', '_', ',', ' ']) {
         if let Some(k) = seg.strip_suffix('k')
@@ -127,7 +127,7 @@ pub fn context_tokens(id: &str) -> u32 {
 }
 
 /// True for embedding / rerank models.
-pub fn is_embedding(id: &str) -> bool {
+pub(crate) fn is_embedding(id: &str) -> bool {
     let lower = id.to_ascii_lowercase();
     ["embed", "bge-", "/e5-", "rerank"]
         .iter()
@@ -136,7 +136,7 @@ pub fn is_embedding(id: &str) -> bool {
 }
 
 /// True when the id suggests image input.
-pub fn has_vision(id: &str) -> bool {
+pub(crate) fn has_vision(id: &str) -> bool {
     let lower = id.to_ascii_lowercase();
     const PATTERNS: &[&str] = &[
         "vision",
@@ -168,7 +168,7 @@ pub fn has_vision(id: &str) -> bool {
 }
 
 /// True when the id suggests tool calling (and JSON mode) works.
-pub fn has_tools(id: &str) -> bool {
+pub(crate) fn has_tools(id: &str) -> bool {
     let lower = id.to_ascii_lowercase();
     const LACKING: &[&str] = &[
         "o1-mini",
@@ -185,7 +185,7 @@ pub fn has_tools(id: &str) -> bool {
 }
 
 /// Quality prior by family: first match wins (more specific patterns first).
-pub const QUALITY: &[(&str, f32)] = &[
+pub(crate) const QUALITY: &[(&str, f32)] = &[
     ("gpt-4o-mini", 0.78),
     ("gpt-4.1-nano", 0.72),
     ("gpt-4.1-mini", 0.82),
@@ -240,7 +240,7 @@ pub const QUALITY: &[(&str, f32)] = &[
 ];
 
 /// Quality prior for an id.
-pub fn quality(id: &str) -> f32 {
+pub(crate) fn quality(id: &str) -> f32 {
     let lower = id.to_ascii_lowercase();
     QUALITY
         .iter()

@@ -14,10 +14,10 @@
 use std::collections::HashMap;
 
 /// A tag's interned id.
-pub type TagId = u32;
+pub(crate) type TagId = u32;
 
 /// Adds the tags of a model id to `out` (lower-cased, de-duplicated by the caller).
-pub fn from_model_id(id: &str, out: &mut Vec<String>) {
+pub(crate) fn from_model_id(id: &str, out: &mut Vec<String>) {
     let lower = id.to_ascii_lowercase();
     for part in lower.split(['/', ':', '@', '-', '_', ',']) {
         if part.len() > 1 {
@@ -57,7 +57,7 @@ fn strip_date(seg: &str) -> Option<&str> {
 }
 
 /// The size class tag for a parameter count in millions (0: none).
-pub fn size_class(params_m: u32) -> Option<&'static str> {
+pub(crate) fn size_class(params_m: u32) -> Option<&'static str> {
     match params_m {
         0 => None,
         1..15_000 => Some("small"),
@@ -68,7 +68,7 @@ pub fn size_class(params_m: u32) -> Option<&'static str> {
 
 /// Interned tag names.
 #[derive(Debug, Default)]
-pub struct Interner {
+pub(crate) struct Interner {
     ids: HashMap<Box<str>, TagId>,
     names: Vec<Box<str>>,
 }
@@ -78,7 +78,7 @@ const MAX_LOOKUP: usize = 128;
 
 impl Interner {
     /// The id of `tag` (already lower-case), interning it if new.
-    pub fn intern(&mut self, tag: &str) -> TagId {
+    pub(crate) fn intern(&mut self, tag: &str) -> TagId {
         if let Some(&id) = self.ids.get(tag) {
             return id;
         }
@@ -89,7 +89,7 @@ impl Interner {
     }
 
     /// The id of `tag`, folding ASCII case without allocating.
-    pub fn get(&self, tag: &str) -> Option<TagId> {
+    pub(crate) fn get(&self, tag: &str) -> Option<TagId> {
         if tag.len() > MAX_LOOKUP {
             return None;
         }
@@ -101,56 +101,47 @@ impl Interner {
         self.ids.get(folded).copied()
     }
 
-    /// A tag's text.
-    pub fn name(&self, id: TagId) -> &str {
-        &self.names[id as usize]
-    }
-
     /// Number of tags.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.names.len()
     }
 
-    /// True when no tag is interned.
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
-    }
-
     /// All tag names.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
         self.names.iter().map(|n| &**n)
     }
 }
 
 /// A fixed-size bitset over catalog entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bitset(Box<[u64]>);
+pub(crate) struct Bitset(Box<[u64]>);
 
 impl Bitset {
     /// An empty set for `n` entries.
-    pub fn new(n: usize) -> Bitset {
+    pub(crate) fn new(n: usize) -> Bitset {
         Bitset(vec![0; n.div_ceil(64)].into_boxed_slice())
     }
     /// Adds entry `i`.
-    pub fn insert(&mut self, i: usize) {
+    pub(crate) fn insert(&mut self, i: usize) {
         self.0[i / 64] |= 1 << (i % 64);
     }
     /// True when entry `i` is in the set.
-    pub fn contains(&self, i: usize) -> bool {
+    #[cfg(test)]
+    pub(crate) fn contains(&self, i: usize) -> bool {
         self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
     /// Number of entries in the set.
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.0.iter().map(|w| w.count_ones() as usize).sum()
     }
     /// The words.
-    pub fn words(&self) -> &[u64] {
+    pub(crate) fn words(&self) -> &[u64] {
         &self.0
     }
 }
 
 /// Calls `f` for every set bit of `words`, in ascending order.
-pub fn for_each_bit(words: &[u64], mut f: impl FnMut(usize)) {
+pub(crate) fn for_each_bit(words: &[u64], mut f: impl FnMut(usize)) {
     for (wi, &w) in words.iter().enumerate() {
         let mut w = w;
         while w != 0 {

@@ -8,8 +8,8 @@
 //! (DNS answers and TLS configs come in from the control thread). Not here: connecting
 //! (`upstream`), choosing a channel (`routing`).
 
-pub mod tls;
-pub mod tunnel;
+pub(crate) mod tls;
+pub(crate) mod tunnel;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -24,7 +24,7 @@ use tunnel::Tunnel;
 
 /// How the gateway got its channels (shown in `/health` and `/v1/models`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// From a config file or string.
     Config,
     /// From provider environment variables.
@@ -35,7 +35,7 @@ pub enum Mode {
 
 impl Mode {
     /// Lower-case name.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Mode::Config => "config",
             Mode::Environment => "environment",
@@ -46,7 +46,7 @@ impl Mode {
 
 /// Upstream timeouts of one channel.
 #[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
+pub(crate) struct Timeouts {
     /// Per address connect (and TLS handshake).
     pub connect: Duration,
     /// Request written → first response byte.
@@ -60,7 +60,7 @@ pub struct Timeouts {
 /// Where a channel's requests go: scheme, authority, every resolved address, and the outbound
 /// proxy in between, if any.
 #[derive(Debug)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     /// Pool key: scheme, authority, TLS trust identity, and the proxy (scheme, address and a
     /// fingerprint of its credentials). Connections are shared by every channel with the same
     /// key.
@@ -83,7 +83,7 @@ pub struct Endpoint {
 }
 
 /// A routable channel.
-pub struct Channel {
+pub(crate) struct Channel {
     /// Config id.
     pub id: Box<str>,
     /// Provider id.
@@ -155,7 +155,7 @@ impl fmt::Debug for Channel {
 
 /// A chat path with the upstream model id in it (Gemini, Azure deployments).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PathTemplate {
+pub(crate) struct PathTemplate {
     /// `POST <base path><path up to {model}>`.
     pub before: Box<[u8]>,
     /// The rest of the path and ` HTTP/1.1\r\n`.
@@ -188,7 +188,7 @@ impl PathTemplate {
 
     /// Writes the request line for `model` (percent-encoding anything outside the path-safe set,
     /// so no model id can break the request line).
-    pub fn write_line(&self, out: &mut Vec<u8>, model: &str, stream: bool) {
+    pub(crate) fn write_line(&self, out: &mut Vec<u8>, model: &str, stream: bool) {
         out.extend_from_slice(&self.before);
         for &b in model.as_bytes() {
             if b.is_ascii_alphanumeric() || b"-._~:@!$&'()*+,;=".contains(&b) {
@@ -224,12 +224,12 @@ pub struct TlsConfigs {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Overrides {
     /// Per channel id.
-    pub channels: BTreeMap<String, ChannelOverride>,
+    pub(crate) channels: BTreeMap<String, ChannelOverride>,
 }
 
 /// One channel's overrides.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ChannelOverride {
+pub(crate) struct ChannelOverride {
     /// Enabled or disabled regardless of the config.
     pub enabled: Option<bool>,
     /// Priority regardless of the config.
@@ -300,11 +300,6 @@ fn literal_addresses(host: &str, port: u16) -> Option<Vec<SocketAddr>> {
         .map(|ip| vec![SocketAddr::new(ip, port)])
 }
 
-/// Exposes whether a config's hosts are all literal (no resolver round needed).
-pub fn all_literal(cfg: &Config) -> bool {
-    hosts_to_resolve(cfg).is_empty()
-}
-
 /// Host names (with ports) this config needs resolved: every non-literal upstream host, or
 /// for a provider with an outbound proxy the proxy's host instead (the proxy resolves the
 /// upstream's name).
@@ -334,7 +329,7 @@ pub fn hosts_to_resolve(cfg: &Config) -> Vec<(String, u16)> {
 }
 
 /// How the config got its channels.
-pub fn mode_of(cfg: &Config) -> Mode {
+pub(crate) fn mode_of(cfg: &Config) -> Mode {
     match cfg.source {
         Source::Environment(_) => Mode::Environment,
         Source::Demo => Mode::Demo,
@@ -345,7 +340,7 @@ pub fn mode_of(cfg: &Config) -> Mode {
 /// The channels of `cfg` for `workers` workers, with the addresses resolved so far, the TLS
 /// settings per provider and the admin overrides. Channels whose host is not resolved yet get
 /// no addresses (routing skips them until a later snapshot has them).
-pub fn build(
+pub(crate) fn build(
     cfg: &Config,
     resolved: &Resolved,
     tls: &TlsConfigs,

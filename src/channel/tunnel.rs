@@ -13,7 +13,7 @@ use std::fmt;
 use crate::config::{ProxyKind, ProxyUrl};
 
 /// How to open a tunnel to one upstream `host:port` through one proxy.
-pub struct Tunnel {
+pub(crate) struct Tunnel {
     pub(crate) kind: ProxyKind,
     /// The proxy's `host:port` (messages).
     pub(crate) proxy: Box<str>,
@@ -41,7 +41,7 @@ impl fmt::Debug for Tunnel {
 impl Tunnel {
     /// Renders the handshake for reaching `host:port` (host as in a base URL: lower-cased,
     /// IPv6 without brackets) through `proxy`.
-    pub fn new(proxy: &ProxyUrl, host: &str, port: u16) -> Tunnel {
+    pub(crate) fn new(proxy: &ProxyUrl, host: &str, port: u16) -> Tunnel {
         let target = if host.contains(':') {
             format!("[{host}]:{port}")
         } else {
@@ -83,18 +83,13 @@ impl Tunnel {
 
     /// What sets this tunnel's connections apart in a pool key (no secret: a fingerprint of
     /// the credentials, like API key fingerprints).
-    pub fn key(&self) -> &str {
+    pub(crate) fn key(&self) -> &str {
         &self.key
     }
 
     /// The proxy's `host:port`.
-    pub fn proxy(&self) -> &str {
+    pub(crate) fn proxy(&self) -> &str {
         &self.proxy
-    }
-
-    /// The upstream's `host:port` as the proxy is asked for it.
-    pub fn target(&self) -> &str {
-        &self.target
     }
 }
 

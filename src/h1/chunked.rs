@@ -4,7 +4,7 @@
 //! are skipped, bounded by [`MAX_LINE`]; a size that overflows or a missing CRLF is an error.
 
 /// Longest chunk-size line (with extensions) or trailer line accepted.
-pub const MAX_LINE: usize = 4096;
+pub(crate) const MAX_LINE: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -196,7 +196,7 @@ pub fn write_chunk(out: &mut Vec<u8>, data: &[u8]) {
 }
 
 /// Appends the size line of a chunk of `len` bytes.
-pub fn write_chunk_header(out: &mut Vec<u8>, len: usize) {
+pub(crate) fn write_chunk_header(out: &mut Vec<u8>, len: usize) {
     let mut hex = [0u8; 16];
     let mut n = len;
     let mut i = hex.len();

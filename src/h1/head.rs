@@ -8,7 +8,7 @@ use std::mem::MaybeUninit;
 use std::ops::Range;
 
 /// Hard cap on request headers, whatever the config says.
-pub const MAX_HEADERS: usize = 256;
+pub(crate) const MAX_HEADERS: usize = 256;
 
 /// How a message body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,7 +241,7 @@ impl RequestHead {
     }
 
     /// The first value of header `name` (case-insensitive).
-    pub fn header<'b>(&self, buf: &'b [u8], name: &[u8]) -> Option<&'b [u8]> {
+    pub(crate) fn header<'b>(&self, buf: &'b [u8], name: &[u8]) -> Option<&'b [u8]> {
         self.headers
             .iter()
             .find(|h| buf[h.name.clone()].eq_ignore_ascii_case(name))
@@ -374,7 +374,7 @@ impl ResponseHead {
     }
 
     /// The first value of header `name` (case-insensitive).
-    pub fn header<'b>(&self, buf: &'b [u8], name: &[u8]) -> Option<&'b [u8]> {
+    pub(crate) fn header<'b>(&self, buf: &'b [u8], name: &[u8]) -> Option<&'b [u8]> {
         self.headers
             .iter()
             .find(|h| buf[h.name.clone()].eq_ignore_ascii_case(name))

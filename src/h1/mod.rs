@@ -19,13 +19,14 @@ use crate::clock::{civil_from_days, days_from_civil};
 pub mod chunked;
 pub mod forwarding;
 pub mod head;
-pub mod read;
+pub(crate) mod read;
 pub mod sse;
 
-pub use read::{READ_RESERVE, ReadError, read_body, read_into, read_request_head};
+pub use read::read_into;
+pub(crate) use read::{READ_RESERVE, ReadError, read_body, read_request_head};
 
 /// The reason phrase for a status code (RFC 9110), or `""` for unknown codes.
-pub fn reason(status: u16) -> &'static str {
+pub(crate) fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         200 => "OK",
@@ -61,7 +62,7 @@ pub fn reason(status: u16) -> &'static str {
 }
 
 /// Appends `HTTP/1.1 <status> <reason>\r\n`.
-pub fn write_status_line(out: &mut Vec<u8>, status: u16) {
+pub(crate) fn write_status_line(out: &mut Vec<u8>, status: u16) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
     out.push(b' ');
@@ -70,7 +71,7 @@ pub fn write_status_line(out: &mut Vec<u8>, status: u16) {
 }
 
 /// Appends `name: value\r\n`.
-pub fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+pub(crate) fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
@@ -79,7 +80,12 @@ pub fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 
 /// Appends a whole response with a known-length body: the status line, `content-length`,
 /// `headers` in order (names as given), the blank line, then `body`.
-pub fn write_response(out: &mut Vec<u8>, status: u16, headers: &[(&[u8], &[u8])], body: &[u8]) {
+pub(crate) fn write_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    headers: &[(&[u8], &[u8])],
+    body: &[u8],
+) {
     out.reserve(
         body.len()
             + 64
@@ -103,7 +109,7 @@ pub fn write_response(out: &mut Vec<u8>, status: u16, headers: &[(&[u8], &[u8])]
 
 /// True for headers that describe one hop only and must never be forwarded (RFC 9110 §7.6.1),
 /// plus `proxy-*` credentials.
-pub fn is_hop_by_hop(name: &[u8]) -> bool {
+pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
     const HOP: &[&[u8]] = &[
         b"connection",
         b"keep-alive",
@@ -119,14 +125,14 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
 }
 
 /// True when a comma-separated header value contains `token` (case-insensitive).
-pub fn has_token(value: &[u8], token: &[u8]) -> bool {
+pub(crate) fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
         .split(|&b| b == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// Formats an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) for `Date` headers.
-pub fn http_date(unix_secs: u64) -> [u8; 29] {
+pub(crate) fn http_date(unix_secs: u64) -> [u8; 29] {
     const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
     const MONTHS: [&[u8; 3]; 12] = [
         b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
@@ -151,7 +157,7 @@ pub fn http_date(unix_secs: u64) -> [u8; 29] {
 
 /// The request id echoed in `x-request-id`: the client's when it is sane, else generated.
 #[derive(Clone, Copy)]
-pub struct RequestId {
+pub(crate) struct RequestId {
     buf: [u8; 128],
     len: u8,
 }
@@ -164,7 +170,7 @@ impl std::fmt::Debug for RequestId {
 
 impl RequestId {
     /// A generated id: `req_` and 24 hex digits.
-    pub fn generated(hex: &[u8; 24]) -> RequestId {
+    pub(crate) fn generated(hex: &[u8; 24]) -> RequestId {
         let mut id = RequestId {
             buf: [0; 128],
             len: 28,
@@ -175,7 +181,7 @@ impl RequestId {
     }
 
     /// `v` as an id if it is 1–128 characters of `[A-Za-z0-9._:-]`.
-    pub fn parse(v: &[u8]) -> Option<RequestId> {
+    pub(crate) fn parse(v: &[u8]) -> Option<RequestId> {
         let ok = !v.is_empty()
             && v.len() <= 128
             && v.iter()
@@ -192,18 +198,18 @@ impl RequestId {
     }
 
     /// The id bytes.
-    pub fn as_bytes(&self) -> &[u8] {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len as usize]
     }
 
     /// The id as text (always ASCII).
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         std::str::from_utf8(self.as_bytes()).unwrap_or("")
     }
 }
 
 /// Parses a `Retry-After` value: delay seconds, or an IMF-fixdate compared with `now_unix`.
-pub fn parse_retry_after(value: &[u8], now_unix: u64) -> Option<std::time::Duration> {
+pub(crate) fn parse_retry_after(value: &[u8], now_unix: u64) -> Option<std::time::Duration> {
     let v = std::str::from_utf8(value).ok()?.trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(std::time::Duration::from_secs(secs));
@@ -233,7 +239,7 @@ pub fn parse_retry_after(value: &[u8], now_unix: u64) -> Option<std::time::Durat
 /// escape stays as written). On the request path, yet through the `percent-encoding` crate: it
 /// decodes the same way and allocates once, where the hand-written loop it replaced allocated
 /// twice.
-pub fn percent_decode(raw: &[u8]) -> String {
+pub(crate) fn percent_decode(raw: &[u8]) -> String {
     percent_encoding::percent_decode(raw)
         .decode_utf8_lossy()
         .into_owned()

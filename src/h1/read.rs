@@ -17,7 +17,7 @@ use monoio::io::AsyncReadRent;
 use super::head::{HeadError, RequestHead};
 
 /// Spare capacity, bytes, [`read_into`] makes sure a buffer has before each read.
-pub const READ_RESERVE: usize = 4096;
+pub(crate) const READ_RESERVE: usize = 4096;
 
 /// Reads more bytes onto the end of `buf` (growing it by at least [`READ_RESERVE`] when less
 /// than that is spare); `Ok(0)` when the peer closed. Cancel-safe as far as `reader.read` is.
@@ -38,7 +38,7 @@ pub async fn read_into<R: AsyncReadRent>(
 
 /// Why no request (or no whole body) was read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     /// The peer closed the connection, or a read failed, before the request was whole.
     Closed,
     /// The head is not one to serve (malformed, too large, ambiguous framing).
@@ -48,7 +48,7 @@ pub enum ReadError {
 /// Reads until `buf` starts with a whole request head, and parses it (at most `max_headers`
 /// headers and `max_bytes` bytes). Bytes past the head (the body's start, pipelined requests)
 /// stay in `buf` after `head.len`.
-pub async fn read_request_head<R: AsyncReadRent>(
+pub(crate) async fn read_request_head<R: AsyncReadRent>(
     reader: &mut R,
     buf: &mut Vec<u8>,
     max_headers: usize,
@@ -69,7 +69,7 @@ pub async fn read_request_head<R: AsyncReadRent>(
 
 /// Reads until `buf` holds at least `end` bytes: a `Content-Length` body ends at
 /// `head.len + length`. `end` must be bounded by the caller's body limit.
-pub async fn read_body<R: AsyncReadRent>(
+pub(crate) async fn read_body<R: AsyncReadRent>(
     reader: &mut R,
     buf: &mut Vec<u8>,
     end: usize,

@@ -23,7 +23,7 @@ use crate::config::CooldownPolicy;
 
 /// Why a channel or entry is (or was last) out of rotation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Why {
+pub(crate) enum Why {
     /// Healthy.
     #[default]
     Healthy,
@@ -41,7 +41,7 @@ pub enum Why {
 
 impl Why {
     /// Short text for messages and the dry run.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Why::Healthy => "healthy",
             Why::Failing => "failing",
@@ -55,7 +55,7 @@ impl Why {
 
 /// What an attempt's outcome means for health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The upstream answered (2xx), or the stream completed.
     Success,
     /// Connect error, reset, timeout, 5xx, 529, stream cut.
@@ -72,7 +72,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// The health outcome of an upstream status, if it has one (4xx like 400/422 do not).
-    pub fn of_status(status: u16, retry_after: Option<Duration>) -> Option<Outcome> {
+    pub(crate) fn of_status(status: u16, retry_after: Option<Duration>) -> Option<Outcome> {
         match status {
             200..=399 => Some(Outcome::Success),
             401 | 403 => Some(Outcome::Auth),
@@ -85,7 +85,7 @@ impl Outcome {
     }
 
     /// True when the outcome concerns one model of the channel rather than the channel.
-    pub fn is_per_model(self) -> bool {
+    pub(crate) fn is_per_model(self) -> bool {
         matches!(self, Outcome::ModelMissing)
     }
 }
@@ -176,7 +176,7 @@ pub(crate) fn verdict(e: Event) -> Verdict {
 
 /// A cooldown state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Health {
+pub(crate) struct Health {
     /// Out of rotation until then.
     pub until: Option<Instant>,
     /// Consecutive failures (0 = healthy).
@@ -189,7 +189,7 @@ pub struct Health {
 
 /// How a health state looks at `now`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     /// In rotation.
     Ok,
     /// Cooling down until then.
@@ -200,7 +200,7 @@ pub enum State {
 
 impl Health {
     /// The state at `now`.
-    pub fn state(&self, now: Instant) -> State {
+    pub(crate) fn state(&self, now: Instant) -> State {
         match self.until {
             Some(t) if t > now => State::Cooling(t),
             _ if self.failures > 0 => State::HalfOpen,
@@ -216,7 +216,7 @@ impl Health {
     /// * a success heals only if its attempt began after the last recorded failure — a
     ///   request that was already in flight proves nothing about recovery;
     /// * a failure older than the latest update still counts, but only extends the cooldown.
-    pub fn apply(
+    pub(crate) fn apply(
         &mut self,
         outcome: Outcome,
         started: Instant,

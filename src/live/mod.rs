@@ -24,7 +24,7 @@ pub(crate) const SUCCESS_ALPHA: f32 = 0.1;
 #[derive(Debug, Clone, Copy)]
 pub struct EntryLive {
     /// Model-level health (404s).
-    pub health: Health,
+    pub(crate) health: Health,
     /// EWMA of whole-exchange latency in ms (NaN: no sample yet).
     pub latency_ms: f32,
     /// EWMA of time to first byte in ms (NaN: no sample yet).
@@ -53,14 +53,14 @@ pub struct Live {
     /// Catalog generation these indices belong to.
     pub generation: u64,
     /// Channel health, indexed like `Snapshot::channels`.
-    pub channels: Box<[Health]>,
+    pub(crate) channels: Box<[Health]>,
     /// Entry facts, indexed like `Catalog::entries`.
     pub entries: Box<[EntryLive]>,
 }
 
 impl Live {
     /// Fresh state for a catalog.
-    pub fn new(generation: u64, channels: usize, entries: usize) -> Live {
+    pub(crate) fn new(generation: u64, channels: usize, entries: usize) -> Live {
         Live {
             generation,
             channels: vec![Health::default(); channels].into(),
@@ -72,7 +72,7 @@ impl Live {
 /// One attempt's outcome, from a worker, with the payload `U` the worker sends along (the
 /// request's usage record: `usage::Report`; live state never looks at it).
 #[derive(Debug, Clone)]
-pub struct Report<U> {
+pub(crate) struct Report<U> {
     /// Catalog generation of the indices.
     pub generation: u64,
     /// Channel index.

@@ -10,7 +10,7 @@ use super::{Buckets, Histogram, LATENCY_BUCKETS, LocalHistogram};
 /// One worker's gauges as of its last tick: written once per tick by that worker (relaxed
 /// stores), read by the control thread for `/metrics`.
 #[derive(Debug, Default)]
-pub struct Gauges {
+pub(crate) struct Gauges {
     /// Open client connections.
     pub(crate) connections: AtomicU64,
     /// Requests being handled.

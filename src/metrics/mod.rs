@@ -45,7 +45,7 @@ fn bucket(secs: f64) -> usize {
 /// A worker-local histogram of durations (plain cells: only its worker touches it). The worker
 /// copies it to its [`Gauges`] on the tick (`Gauges::store_gaps`).
 #[derive(Debug, Default)]
-pub struct LocalHistogram {
+pub(crate) struct LocalHistogram {
     counts: [Cell<u64>; LATENCY_BUCKETS.len() + 1],
     sum_us: Cell<u64>,
 }

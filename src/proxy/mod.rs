@@ -45,7 +45,7 @@ use failure::Failure;
 use plan::{Plan, Planned, Slot};
 use session::{Attempted, Info, Session, ms, names};
 
-pub use plan::{options_with_headers, strategy_of};
+pub(crate) use plan::{options_with_headers, strategy_of};
 
 /// Largest upstream response head accepted.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -56,7 +56,7 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// The OpenAI endpoint a request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
+pub(crate) enum Endpoint {
     /// `/chat/completions`: every family, translated as needed.
     Chat,
     /// `/embeddings`: OpenAI-family channels, passed through.
@@ -109,7 +109,7 @@ impl Endpoint {
 /// What to proxy: the request's OpenAI form, what was read from it, and the endpoint and
 /// family its answer goes back in.
 #[derive(Debug, Clone, Copy)]
-pub struct Call<'a> {
+pub(crate) struct Call<'a> {
     /// The OpenAI form of the body (the client's own bytes, or what ingress translated them
     /// to).
     pub body: &'a [u8],
@@ -122,7 +122,7 @@ pub struct Call<'a> {
 }
 
 /// Proxies one request and answers it through `ex`.
-pub async fn forward(
+pub(crate) async fn forward(
     worker: &Rc<Worker>,
     snap: &SnapshotRef,
     req: &Request<'_>,

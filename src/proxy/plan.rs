@@ -99,7 +99,7 @@ pub(super) fn plan(
 }
 
 /// Router options from the body, overridden by `x-router-*` request headers.
-pub fn options_with_headers(
+pub(crate) fn options_with_headers(
     req: &Request<'_>,
     body: &crate::strategy::Options,
 ) -> Result<crate::strategy::Options, Error> {
@@ -160,7 +160,7 @@ pub fn options_with_headers(
 }
 
 /// The strategy named by the `x-router-strategy` header, else the body's `strategy`.
-pub fn strategy_of<'a>(req: &'a Request<'_>, features: &'a Features) -> Option<&'a str> {
+pub(crate) fn strategy_of<'a>(req: &'a Request<'_>, features: &'a Features) -> Option<&'a str> {
     req.header(b"x-router-strategy")
         .and_then(|v| std::str::from_utf8(v).ok())
         .map(str::trim)

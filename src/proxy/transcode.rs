@@ -106,7 +106,7 @@ impl Transcode {
     /// as the gateway estimated it, the completion from the text relayed (a quarter of its
     /// bytes, the rule the prompt estimate uses). Budgets, quotas and token limits then act on
     /// the estimate instead of on nothing.
-    pub fn usage_or_estimate(&self, prompt_estimate: u32) -> (Usage, bool) {
+    pub(crate) fn usage_or_estimate(&self, prompt_estimate: u32) -> (Usage, bool) {
         match self.usage {
             Some(u) => (u, false),
             None => (
@@ -121,7 +121,7 @@ impl Transcode {
     }
 
     /// True once the upstream's stream said it is complete.
-    pub fn ended(&self) -> bool {
+    pub(crate) fn ended(&self) -> bool {
         self.ended || matches!(&self.decoder, Decoder::Gemini(d) if d.finished())
     }
 
@@ -338,7 +338,7 @@ impl Transcode {
 
 impl Transcode {
     /// An upstream error body, in the client's family (empty `out`: send the original).
-    pub fn error(&self, status: u16, body: &[u8], out: &mut Vec<u8>) {
+    pub(crate) fn error(&self, status: u16, body: &[u8], out: &mut Vec<u8>) {
         error_body(self.upstream, self.client, status, body, out);
     }
 }

@@ -32,7 +32,7 @@ use crate::snapshot::Snapshot;
 use crate::strategy::{self as score, Options, SubScores, Weights};
 
 /// Output tokens assumed when a request sets no `max_tokens` (for cost estimates).
-pub const DEFAULT_OUTPUT_TOKENS: u32 = 256;
+pub(crate) const DEFAULT_OUTPUT_TOKENS: u32 = 256;
 
 /// What routing needs to know about one request.
 #[derive(Debug, Clone, Copy)]
@@ -57,7 +57,7 @@ pub struct Ask<'a> {
 
 /// Why a matched entry is not a candidate.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Reason {
+pub(crate) enum Reason {
     /// The channel is disabled.
     Disabled,
     /// Its host name has no address yet.
@@ -100,7 +100,7 @@ pub enum Reason {
 
 impl Reason {
     /// Short text for messages and the dry run.
-    pub fn describe(&self, now: Instant) -> String {
+    pub(crate) fn describe(&self, now: Instant) -> String {
         match self {
             Reason::Disabled => "disabled".into(),
             Reason::QuotaSpent => "daily quota spent (resets 00:00 UTC)".into(),
@@ -143,7 +143,7 @@ pub struct Scored {
 
 /// A matched entry that was filtered out.
 #[derive(Debug, Clone, Copy)]
-pub struct Rejected {
+pub(crate) struct Rejected {
     /// Entry index.
     pub entry: u32,
     /// Why.
@@ -158,7 +158,7 @@ pub struct Ranking<'b> {
     /// Candidates in the order to try them.
     pub candidates: BVec<'b, Scored>,
     /// Matched entries that were filtered out.
-    pub rejected: BVec<'b, Rejected>,
+    pub(crate) rejected: BVec<'b, Rejected>,
     /// Entries the expression matched (candidates before truncation plus rejected).
     pub matched: usize,
 }
@@ -180,7 +180,7 @@ pub struct Local {
 
 impl Local {
     /// Resets the view when the catalog changed shape.
-    pub fn sync(&mut self, snap: &Snapshot) {
+    pub(crate) fn sync(&mut self, snap: &Snapshot) {
         let g = snap.catalog.generation;
         let (nc, ne) = (snap.channels.len(), snap.catalog.entries.len());
         if self.generation != g || self.channels.len() != nc || self.entries.len() != ne {
@@ -205,7 +205,7 @@ impl Local {
     }
 
     /// Applies an outcome at once (the control thread will merge the same report).
-    pub fn record(
+    pub(crate) fn record(
         &mut self,
         snap: &Snapshot,
         entry: u32,
@@ -238,7 +238,7 @@ impl Local {
     }
 
     /// An attempt on `channel` of catalog `generation` starts.
-    pub fn begin(&mut self, generation: u64, channel: u32, half_open: bool, now: Instant) {
+    pub(crate) fn begin(&mut self, generation: u64, channel: u32, half_open: bool, now: Instant) {
         if generation != self.generation {
             return;
         }
@@ -255,7 +255,7 @@ impl Local {
     }
 
     /// An attempt on `channel` of catalog `generation` ended.
-    pub fn end(&mut self, generation: u64, channel: u32, half_open: bool) {
+    pub(crate) fn end(&mut self, generation: u64, channel: u32, half_open: bool) {
         if generation != self.generation {
             return;
         }
@@ -285,7 +285,12 @@ fn newer(a: Option<&Health>, b: Option<&Health>) -> Health {
 
 impl Ranking<'_> {
     /// The 503 for a ranking whose every match was filtered out (`None` when some survived).
-    pub fn unusable(&self, snap: &Snapshot, model: &str, now: Instant) -> Option<RouteError> {
+    pub(crate) fn unusable(
+        &self,
+        snap: &Snapshot,
+        model: &str,
+        now: Instant,
+    ) -> Option<RouteError> {
         if !self.candidates.is_empty() {
             return None;
         }
@@ -329,7 +334,7 @@ pub enum RouteError {
 
 impl RouteError {
     /// The client-facing error.
-    pub fn into_error(self) -> Error {
+    pub(crate) fn into_error(self) -> Error {
         match self {
             RouteError::Invalid(m) => {
                 Error::new(400, Kind::InvalidRequest, "invalid_model_expression", m)

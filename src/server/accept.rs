@@ -174,7 +174,7 @@ async fn serve_guarded<H: Handler + 'static>(
             }
         }
     };
-    let result = CatchUnwind(Box::pin(super::serve(&worker, stream, peer, &*handler))).await;
+    let result = CatchUnwind(Box::pin(super::serve(&worker, stream, &*handler))).await;
     stats.connections.set(stats.connections.get() - 1);
     if result.is_err() {
         tracing::error!(worker = worker.id, %peer, "connection task panicked; connection closed");

@@ -13,7 +13,6 @@ pub(crate) mod accept;
 pub(crate) mod response;
 pub(crate) mod stream;
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,15 +30,13 @@ pub(crate) use stream::{ClientReader, ClientStream, ClientWriter};
 
 /// A request as `api` sees it: the head (offsets into `buf`) and the whole body.
 #[derive(Debug, Clone, Copy)]
-pub struct Request<'a> {
+pub(crate) struct Request<'a> {
     /// Parsed head.
     pub head: &'a RequestHead,
     /// The connection buffer the head's ranges point into.
     pub buf: &'a [u8],
     /// The body (de-chunked).
     pub body: &'a [u8],
-    /// Client address.
-    pub peer: SocketAddr,
     /// When the whole request (head and body) had been received.
     pub received: Instant,
     /// The client key that authenticated it (in the snapshot the request is served with), set
@@ -49,15 +46,15 @@ pub struct Request<'a> {
 
 impl<'a> Request<'a> {
     /// A header value by name.
-    pub fn header(&self, name: &[u8]) -> Option<&[u8]> {
+    pub(crate) fn header(&self, name: &[u8]) -> Option<&[u8]> {
         self.head.header(self.buf, name)
     }
     /// The path (no query).
-    pub fn path(&self) -> &[u8] {
+    pub(crate) fn path(&self) -> &[u8] {
         self.head.path(self.buf)
     }
     /// The catalog entries the request's key may reach (`None`: every one).
-    pub fn allowed(&self) -> Option<&'a [u64]> {
+    pub(crate) fn allowed(&self) -> Option<&'a [u64]> {
         self.client.and_then(|c| c.allowed.as_deref())
     }
 }
@@ -130,12 +127,7 @@ enum Next {
 }
 
 /// Serves one client connection until it closes, errs, times out or the worker drains.
-pub(crate) async fn serve<H: Handler>(
-    worker: &Rc<Worker>,
-    stream: ClientStream,
-    peer: SocketAddr,
-    handler: &H,
-) {
+pub(crate) async fn serve<H: Handler>(worker: &Rc<Worker>, stream: ClientStream, handler: &H) {
     let (mut reader, mut writer) = stream.split();
     let mut b = Buffers {
         rbuf: Vec::with_capacity(READ_RESERVE),
@@ -144,7 +136,7 @@ pub(crate) async fn serve<H: Handler>(
         spill: Vec::new(),
     };
     loop {
-        match serve_one(worker, &mut reader, &mut writer, &mut b, peer, handler).await {
+        match serve_one(worker, &mut reader, &mut writer, &mut b, handler).await {
             Next::KeepAlive if !worker.draining.get() => continue,
             Next::KeepAlive | Next::Close => return,
             Next::Linger => {
@@ -160,7 +152,6 @@ async fn serve_one<H: Handler>(
     reader: &mut ClientReader,
     writer: &mut ClientWriter,
     b: &mut Buffers,
-    peer: SocketAddr,
     handler: &H,
 ) -> Next {
     let snap = worker.snapshot();
@@ -378,7 +369,6 @@ async fn serve_one<H: Handler>(
             head: &head,
             buf: &b.rbuf,
             body,
-            peer,
             received: Instant::now(),
             client,
         };

@@ -40,7 +40,7 @@ pub(crate) fn cors_origin(cors: &Cors, origin: Option<&[u8]>) -> Option<Vec<u8>>
 }
 
 /// The write side of one exchange.
-pub struct Responder<'c> {
+pub(crate) struct Responder<'c> {
     writer: &'c mut ClientWriter,
     buf: &'c mut Vec<u8>,
     /// Client's HTTP minor version.
@@ -74,7 +74,7 @@ impl std::fmt::Debug for Responder<'_> {
 impl<'c> Responder<'c> {
     /// A responder writing through `writer`, building heads in `buf`.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    pub(crate) fn new(
         writer: &'c mut ClientWriter,
         buf: &'c mut Vec<u8>,
         minor_version: u8,
@@ -106,7 +106,7 @@ impl<'c> Responder<'c> {
     /// Starts a response head: status line and the headers every response carries. Append
     /// more with [`Responder::header`], then finish with [`Responder::body`] or
     /// [`Responder::start_stream`].
-    pub fn begin(&mut self, status: u16) {
+    pub(crate) fn begin(&mut self, status: u16) {
         self.buf.clear();
         self.status = status;
         h1::write_status_line(self.buf, status);
@@ -126,7 +126,7 @@ impl<'c> Responder<'c> {
     }
 
     /// Appends a header. Values with CR or LF are dropped (they could inject headers).
-    pub fn header(&mut self, name: &[u8], value: &[u8]) {
+    pub(crate) fn header(&mut self, name: &[u8], value: &[u8]) {
         if value.iter().any(|&b| b == b'\r' || b == b'\n') {
             return;
         }
@@ -142,7 +142,7 @@ impl<'c> Responder<'c> {
     }
 
     /// Finishes the head with `Content-Length` and writes it with `body`.
-    pub async fn body(&mut self, content_type: &[u8], body: &[u8]) {
+    pub(crate) async fn body(&mut self, content_type: &[u8], body: &[u8]) {
         if !content_type.is_empty() {
             h1::write_header(self.buf, b"content-type", content_type);
         }
@@ -166,7 +166,7 @@ impl<'c> Responder<'c> {
     /// Like [`Responder::body`] for a body already in an owned buffer (`buf[range]`): a large
     /// one goes out straight from that buffer after the head, never copied behind it, so a
     /// 64 MiB answer is held once, not twice. Returns the buffer.
-    pub async fn body_owned(
+    pub(crate) async fn body_owned(
         &mut self,
         content_type: &[u8],
         buf: Vec<u8>,
@@ -210,7 +210,7 @@ impl<'c> Responder<'c> {
 
     /// Finishes the head for a stream of unknown length and writes it. HTTP/1.1 clients get
     /// chunked encoding; HTTP/1.0 clients get a close-delimited body.
-    pub async fn start_stream(&mut self, content_type: &[u8]) {
+    pub(crate) async fn start_stream(&mut self, content_type: &[u8]) {
         h1::write_header(self.buf, b"content-type", content_type);
         h1::write_header(self.buf, b"cache-control", b"no-cache");
         if self.minor_version == 0 {
@@ -226,7 +226,7 @@ impl<'c> Responder<'c> {
     }
 
     /// Writes one piece of a started stream (whole SSE events).
-    pub async fn stream_data(&mut self, data: &[u8]) {
+    pub(crate) async fn stream_data(&mut self, data: &[u8]) {
         if data.is_empty() || self.failed {
             return;
         }
@@ -240,7 +240,7 @@ impl<'c> Responder<'c> {
     }
 
     /// Ends a started stream (the last chunk; HTTP/1.0: nothing, the close ends it).
-    pub async fn end_stream(&mut self) {
+    pub(crate) async fn end_stream(&mut self) {
         if self.chunked && !self.failed {
             self.buf.clear();
             self.buf.extend_from_slice(chunked::LAST_CHUNK);
@@ -249,12 +249,12 @@ impl<'c> Responder<'c> {
     }
 
     /// Sends an OpenAI-shaped error (if nothing was sent yet).
-    pub async fn send_error(&mut self, e: &Error) {
+    pub(crate) async fn send_error(&mut self, e: &Error) {
         self.send_error_with(e, &[]).await
     }
 
     /// Sends an error (in the endpoint's family) with extra headers, if nothing was sent yet.
-    pub async fn send_error_with(&mut self, e: &Error, headers: &[(&[u8], &[u8])]) {
+    pub(crate) async fn send_error_with(&mut self, e: &Error, headers: &[(&[u8], &[u8])]) {
         if self.status != 0 {
             return;
         }
@@ -271,7 +271,7 @@ impl<'c> Responder<'c> {
     }
 
     /// Sends a JSON document with status 200.
-    pub async fn send_json(&mut self, status: u16, body: &[u8]) {
+    pub(crate) async fn send_json(&mut self, status: u16, body: &[u8]) {
         self.begin(status);
         self.body(b"application/json", body).await;
     }
@@ -298,7 +298,7 @@ impl<'c> Responder<'c> {
 }
 
 /// The read side of one exchange, for noticing a client that disconnects mid-response.
-pub struct ClientInput<'c> {
+pub(crate) struct ClientInput<'c> {
     reader: &'c mut ClientReader,
     spill: &'c mut Vec<u8>,
     /// True once the client closed its side or the connection failed.
@@ -317,7 +317,7 @@ type ReadFuture<'a> = Pin<Box<dyn Future<Output = monoio::BufResult<usize, Vec<u
 
 /// A pending read on the client connection: completes when the client sends more bytes
 /// (pipelining), closes, or errs.
-pub struct ClientWatch<'a> {
+pub(crate) struct ClientWatch<'a> {
     canceller: Canceller,
     read: Option<ReadFuture<'a>>,
     spill: &'a mut Vec<u8>,
@@ -334,7 +334,7 @@ impl std::fmt::Debug for ClientWatch<'_> {
 
 impl<'c> ClientInput<'c> {
     /// Wraps the read half; bytes read while watching land in `spill`.
-    pub fn new(reader: &'c mut ClientReader, spill: &'c mut Vec<u8>) -> Self {
+    pub(crate) fn new(reader: &'c mut ClientReader, spill: &'c mut Vec<u8>) -> Self {
         ClientInput {
             reader,
             spill,
@@ -343,7 +343,7 @@ impl<'c> ClientInput<'c> {
     }
 
     /// Starts watching the client (a cancel-safe read).
-    pub fn watch(&mut self) -> ClientWatch<'_> {
+    pub(crate) fn watch(&mut self) -> ClientWatch<'_> {
         let canceller = Canceller::new();
         let handle = canceller.handle();
         // Small: it only has to notice a close or the start of a pipelined request (whatever
@@ -368,7 +368,7 @@ const ECANCELED: i32 = 125;
 
 /// What a finished watch saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientEvent {
+pub(crate) enum ClientEvent {
     /// The client closed or reset the connection.
     Gone,
     /// The client sent more bytes (kept for the next request).
@@ -377,7 +377,7 @@ pub enum ClientEvent {
 
 impl ClientWatch<'_> {
     /// Waits for the client to do something. Must not be called again after it returned.
-    pub async fn event(&mut self) -> ClientEvent {
+    pub(crate) async fn event(&mut self) -> ClientEvent {
         let Some(read) = self.read.as_mut() else {
             return std::future::pending().await;
         };
@@ -387,7 +387,7 @@ impl ClientWatch<'_> {
     }
 
     /// True while the read is pending.
-    pub fn is_active(&self) -> bool {
+    pub(crate) fn is_active(&self) -> bool {
         self.read.is_some()
     }
 
@@ -405,7 +405,7 @@ impl ClientWatch<'_> {
     }
 
     /// Stops watching: cancels the read and keeps any bytes it had already received.
-    pub async fn finish(mut self) {
+    pub(crate) async fn finish(mut self) {
         if let Some(read) = self.read.take() {
             let canceller = std::mem::take(&mut self.canceller);
             let _ = canceller.cancel();
@@ -514,7 +514,7 @@ impl<'a, 'c> ClientGuard<'a, 'c> {
 
 /// One request's response side and client-watch side.
 #[derive(Debug)]
-pub struct Exchange<'c> {
+pub(crate) struct Exchange<'c> {
     /// Writing the response.
     pub out: Responder<'c>,
     /// Watching the client.

@@ -47,7 +47,7 @@ impl ClientStream {
 
 /// The read half of a client connection.
 #[derive(Debug)]
-pub enum ClientReader {
+pub(crate) enum ClientReader {
     /// Plain TCP.
     Plain(OwnedReadHalf<TcpStream>),
     /// TLS.
@@ -56,7 +56,7 @@ pub enum ClientReader {
 
 impl ClientReader {
     /// The half a cancel-safe watch can read from (plain connections only).
-    pub fn watchable(&mut self) -> Option<&mut OwnedReadHalf<TcpStream>> {
+    pub(crate) fn watchable(&mut self) -> Option<&mut OwnedReadHalf<TcpStream>> {
         match self {
             ClientReader::Plain(r) => Some(r),
             ClientReader::Tls(_) => None,
@@ -82,7 +82,7 @@ impl AsyncReadRent for ClientReader {
 
 /// The write half of a client connection.
 #[derive(Debug)]
-pub enum ClientWriter {
+pub(crate) enum ClientWriter {
     /// Plain TCP.
     Plain(OwnedWriteHalf<TcpStream>),
     /// TLS.

@@ -84,7 +84,7 @@ impl AsyncWriteRent for Stream {
 
 /// One upstream connection with its read buffer.
 #[derive(Debug)]
-pub struct Conn {
+pub(crate) struct Conn {
     stream: Stream,
     /// The TCP socket under `stream` (valid as long as `stream` lives).
     fd: RawFd,
@@ -93,8 +93,6 @@ pub struct Conn {
     /// True when it came from the pool (a failure before any response byte may then be the
     /// server having closed it while idle, and is retried once on a fresh connection).
     pub reused: bool,
-    /// The address it is connected to (the proxy's, through a proxy).
-    pub addr: SocketAddr,
 }
 
 /// Initial read buffer per upstream connection.
@@ -118,13 +116,13 @@ impl Conn {
     }
 
     /// Writes all of `data`; hands the buffer back for reuse.
-    pub async fn write_all(&mut self, data: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+    pub(crate) async fn write_all(&mut self, data: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
         let (r, data) = self.stream.write_all(data).await;
         (r.map(|_| ()), data)
     }
 
     /// Reads more bytes onto the end of `buf`. `Ok(0)` is end of stream.
-    pub async fn read_more(&mut self) -> io::Result<usize> {
+    pub(crate) async fn read_more(&mut self) -> io::Result<usize> {
         if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
             self.buf.reserve(READ_CHUNK);
         }
@@ -139,7 +137,7 @@ impl Conn {
 
 /// Why a connection could not be made.
 #[derive(Debug)]
-pub enum ConnectError {
+pub(crate) enum ConnectError {
     /// The endpoint has no resolved address yet.
     NoAddress,
     /// Every address refused or failed; the last error.
@@ -175,7 +173,7 @@ struct Idle {
 
 /// A worker's upstream connection pool.
 #[derive(Default)]
-pub struct Pool {
+pub(crate) struct Pool {
     idle: RefCell<HashMap<Box<str>, Vec<Idle>>>,
     next_addr: Cell<usize>,
     opened: Cell<u64>,
@@ -192,23 +190,13 @@ impl std::fmt::Debug for Pool {
 
 impl Pool {
     /// An empty pool.
-    pub fn new() -> Pool {
+    pub(crate) fn new() -> Pool {
         Pool::default()
-    }
-
-    /// Connections opened so far by this worker.
-    pub fn opened(&self) -> u64 {
-        self.opened.get()
-    }
-
-    /// Idle connections currently held.
-    pub fn idle_count(&self) -> usize {
-        self.idle.borrow().values().map(Vec::len).sum()
     }
 
     /// The most recently used idle connection for `ep` that has not expired and is still
     /// clean (see [`Conn::is_stale`]); stale ones are closed on the way.
-    pub fn take_idle(&self, ep: &Endpoint, now: Instant) -> Option<Conn> {
+    pub(crate) fn take_idle(&self, ep: &Endpoint, now: Instant) -> Option<Conn> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&*ep.key)?;
         while let Some(i) = list.pop() {
@@ -222,7 +210,7 @@ impl Pool {
     }
 
     /// Returns a connection whose exchange completed cleanly.
-    pub fn put(&self, ep: &Endpoint, mut conn: Conn, now: Instant) {
+    pub(crate) fn put(&self, ep: &Endpoint, mut conn: Conn, now: Instant) {
         if ep.pool_max_idle == 0 {
             return;
         }
@@ -245,7 +233,7 @@ impl Pool {
     }
 
     /// Drops expired idle connections (called on the worker tick).
-    pub fn sweep(&self, now: Instant) {
+    pub(crate) fn sweep(&self, now: Instant) {
         let mut idle = self.idle.borrow_mut();
         idle.retain(|_, list| {
             list.retain(|i| i.expires > now);
@@ -254,7 +242,7 @@ impl Pool {
     }
 
     /// Drops every idle connection (shutdown).
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.idle.borrow_mut().clear();
     }
 
@@ -262,7 +250,11 @@ impl Pool {
     /// offset so load spreads over all of them), each within `timeout` including the proxy
     /// tunnel and TLS. A TLS failure or a proxy's refusal ends the attempt at once: another
     /// address would answer the same.
-    pub async fn connect(&self, ep: &Endpoint, timeout: Duration) -> Result<Conn, ConnectError> {
+    pub(crate) async fn connect(
+        &self,
+        ep: &Endpoint,
+        timeout: Duration,
+    ) -> Result<Conn, ConnectError> {
         if ep.addrs.is_empty() {
             return Err(ConnectError::NoAddress);
         }
@@ -322,6 +314,5 @@ async fn open(ep: &Endpoint, addr: SocketAddr) -> Result<Conn, ConnectError> {
         fd,
         buf: Vec::with_capacity(READ_CHUNK),
         reused: false,
-        addr,
     })
 }

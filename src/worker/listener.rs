@@ -12,10 +12,10 @@ use std::net::{SocketAddr, TcpListener};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Listen backlog per socket.
-pub const BACKLOG: i32 = 4096;
+pub(crate) const BACKLOG: i32 = 4096;
 
 /// Binds `n` reuseport listeners on `addr` (port 0: one ephemeral port shared by all).
-pub fn bind(addr: SocketAddr, n: usize) -> Result<Vec<TcpListener>, String> {
+pub(crate) fn bind(addr: SocketAddr, n: usize) -> Result<Vec<TcpListener>, String> {
     if addr.port() != 0 {
         probe_free(addr)?;
     }

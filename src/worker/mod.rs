@@ -7,7 +7,7 @@
 //! the [`Board`] atomics written once per tick. No locks, no blocking calls, no DNS, no files.
 //! Not here: request semantics (`server`, `api`, `proxy`).
 
-pub mod listener;
+pub(crate) mod listener;
 pub mod runtime;
 
 use std::cell::{Cell, RefCell};
@@ -29,11 +29,11 @@ use runtime::Chosen;
 /// per request is a plain increment on this core, where cloning the `Arc` would bounce one
 /// shared cache line between all cores.
 #[allow(clippy::redundant_allocation)]
-pub type SnapshotRef = Rc<Arc<Snapshot>>;
+pub(crate) type SnapshotRef = Rc<Arc<Snapshot>>;
 
 /// Commands from the control thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     /// Stop accepting, finish in-flight requests within the drain timeout, exit.
     Shutdown,
 }
@@ -43,18 +43,18 @@ pub enum Command {
 pub struct Board {
     epochs: Box<[AtomicU64]>,
     /// Per-worker gauges, by worker id.
-    pub gauges: Box<[Gauges]>,
+    pub(crate) gauges: Box<[Gauges]>,
     stopped: Box<[AtomicBool]>,
     resolved: AtomicBool,
     /// The driver every worker runs.
     pub driver: Chosen,
     /// Per-worker demand of rate-limited client keys (the limiters' share split).
-    pub shares: Arc<crate::limits::ShareBoard>,
+    pub(crate) shares: Arc<crate::limits::ShareBoard>,
 }
 
 impl Board {
     /// A board for `n` workers.
-    pub fn new(n: usize, driver: Chosen) -> Board {
+    pub(crate) fn new(n: usize, driver: Chosen) -> Board {
         Board {
             epochs: (0..n).map(|_| AtomicU64::new(0)).collect(),
             gauges: (0..n).map(|_| Gauges::default()).collect(),
@@ -65,19 +65,19 @@ impl Board {
         }
     }
     /// True once every worker has stopped (after flushing its last reports).
-    pub fn all_stopped(&self) -> bool {
+    pub(crate) fn all_stopped(&self) -> bool {
         self.stopped.iter().all(|s| s.load(Ordering::Acquire))
     }
     fn set_stopped(&self, worker: usize) {
         self.stopped[worker].store(true, Ordering::Release);
     }
     /// Marks the first round of upstream name resolution as finished.
-    pub fn set_resolved(&self) {
+    pub(crate) fn set_resolved(&self) {
         self.resolved.store(true, Ordering::Relaxed);
     }
     /// True once every worker holds a snapshot and upstream names had their first resolution
     /// round: before that, `/health` says `starting`.
-    pub fn ready(&self) -> bool {
+    pub(crate) fn ready(&self) -> bool {
         self.resolved.load(Ordering::Relaxed) && self.min_epoch() > 0
     }
     /// Number of workers.
@@ -88,14 +88,14 @@ impl Board {
         self.epochs[worker].store(epoch, Ordering::Relaxed);
     }
     /// Every worker's current snapshot epoch, by worker id.
-    pub fn epochs(&self) -> Vec<u64> {
+    pub(crate) fn epochs(&self) -> Vec<u64> {
         self.epochs
             .iter()
             .map(|e| e.load(Ordering::Relaxed))
             .collect()
     }
     /// The lowest epoch any worker holds (0 while one is still starting).
-    pub fn min_epoch(&self) -> u64 {
+    pub(crate) fn min_epoch(&self) -> u64 {
         self.epochs
             .iter()
             .map(|e| e.load(Ordering::Relaxed))
@@ -106,7 +106,7 @@ impl Board {
 
 /// Everything a worker thread needs at start.
 #[derive(Debug)]
-pub struct Setup {
+pub(crate) struct Setup {
     /// Worker index.
     pub id: usize,
     /// Its listener (bound by bootstrap).
@@ -127,7 +127,7 @@ pub struct Setup {
 
 /// Per-worker counters (plain cells: only this thread touches them).
 #[derive(Debug, Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     /// Open client connections.
     pub connections: Cell<usize>,
     /// Requests being handled.
@@ -146,14 +146,14 @@ pub struct Stats {
 
 /// A share of a worker's `buffered` bytes, released when dropped (however the request ends).
 #[derive(Debug)]
-pub struct Held<'w> {
+pub(crate) struct Held<'w> {
     on: &'w Cell<usize>,
     n: usize,
 }
 
 impl Held<'_> {
     /// Raises the share to `n` bytes (never lowers it: the buffers keep their capacity).
-    pub fn grow_to(&mut self, n: usize) {
+    pub(crate) fn grow_to(&mut self, n: usize) {
         if n > self.n {
             self.on.set(self.on.get() + (n - self.n));
             self.n = n;
@@ -169,7 +169,7 @@ impl Drop for Held<'_> {
 
 /// The per-core state shared by this worker's tasks.
 #[derive(Debug)]
-pub struct Worker {
+pub(crate) struct Worker {
     /// Worker index.
     pub id: usize,
     snapshot: RefCell<SnapshotRef>,
@@ -203,7 +203,7 @@ pub struct Worker {
 
 impl Worker {
     /// A worker holding `snapshot`.
-    pub fn new(
+    pub(crate) fn new(
         id: usize,
         snapshot: Arc<Snapshot>,
         board: Arc<Board>,
@@ -239,7 +239,7 @@ impl Worker {
     }
 
     /// The current snapshot (a non-atomic `Rc` clone).
-    pub fn snapshot(&self) -> SnapshotRef {
+    pub(crate) fn snapshot(&self) -> SnapshotRef {
         self.snapshot.borrow().clone()
     }
 
@@ -247,7 +247,7 @@ impl Worker {
     /// request is dispatched: a quota the control thread found spent stops the next request,
     /// not the ones of the rest of the tick (the overshoot bound of DESIGN's quotas). One
     /// `try_recv` per request, and only when a limit is configured.
-    pub fn refresh_if_limited(&self) {
+    pub(crate) fn refresh_if_limited(&self) {
         if !self.snapshot.borrow().quota.limited {
             return;
         }
@@ -261,7 +261,7 @@ impl Worker {
     }
 
     /// Installs a newer snapshot.
-    pub fn install(&self, s: Arc<Snapshot>) {
+    pub(crate) fn install(&self, s: Arc<Snapshot>) {
         self.board.set(self.id, s.epoch);
         {
             let mut limits = self.limits.borrow_mut();
@@ -272,7 +272,7 @@ impl Worker {
     }
 
     /// A fresh request id: 24 hex digits, unique per process run and worker.
-    pub fn request_id(&self) -> [u8; 24] {
+    pub(crate) fn request_id(&self) -> [u8; 24] {
         let n = self.seq.get().wrapping_add(1);
         self.seq.set(n);
         let v = mix(self.salt ^ n);
@@ -288,7 +288,7 @@ impl Worker {
     }
 
     /// Holds `n` more bytes of bodies for as long as the returned share lives.
-    pub fn hold(&self, n: usize) -> Held<'_> {
+    pub(crate) fn hold(&self, n: usize) -> Held<'_> {
         let mut h = Held {
             on: &self.stats.buffered,
             n: 0,
@@ -300,19 +300,19 @@ impl Worker {
     /// Whether a new request needing `n` body bytes fits under `limit`: it does when the bytes
     /// already held plus `n` stay within it, and always when nothing is held (one request
     /// larger than the limit is still served, alone).
-    pub fn has_room(&self, n: usize, limit: usize) -> bool {
+    pub(crate) fn has_room(&self, n: usize, limit: usize) -> bool {
         let held = self.stats.buffered.get();
         held == 0 || held.saturating_add(n) <= limit
     }
 
     /// The cached `Date` header value (refreshed on the tick).
-    pub fn date(&self) -> [u8; 29] {
+    pub(crate) fn date(&self) -> [u8; 29] {
         self.date.get()
     }
 
     /// Records an attempt's outcome: applied to this worker's routing view at once, and sent
     /// to the control thread, which merges it and republishes to every worker.
-    pub fn report(
+    pub(crate) fn report(
         &self,
         snap: &Snapshot,
         entry: u32,
@@ -377,13 +377,13 @@ impl Worker {
     }
 
     /// Unix seconds as of the last tick (for stamps that need no sub-tick precision).
-    pub fn unix_secs(&self) -> u64 {
+    pub(crate) fn unix_secs(&self) -> u64 {
         self.date_secs.get()
     }
 
     /// Queues a request's usage record for the control thread (sent with the next batch).
     /// `at` is any instant the caller already has (usage reports carry no timing).
-    pub fn record_usage(&self, record: crate::usage::Record, at: Instant) {
+    pub(crate) fn record_usage(&self, record: crate::usage::Record, at: Instant) {
         let queued = {
             let mut pending = self.pending.borrow_mut();
             pending.push(Report {
@@ -410,7 +410,7 @@ impl Worker {
 
     /// Sends the queued reports to the control thread as one batch. The channel is
     /// unbounded: sending never blocks and never drops (DESIGN.md §2.8).
-    pub fn flush_reports(&self) {
+    pub(crate) fn flush_reports(&self) {
         let mut pending = self.pending.borrow_mut();
         if pending.is_empty() {
             return;

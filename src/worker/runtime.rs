@@ -51,7 +51,7 @@ impl fmt::Display for Chosen {
 
 /// Ring size per worker: enough submissions in flight for thousands of connections per loop
 /// iteration without overflowing, small enough to keep locked memory modest.
-pub const RING_ENTRIES: u32 = 1024;
+pub(crate) const RING_ENTRIES: u32 = 1024;
 
 /// Chooses the driver for `choice`, honouring `MONOIO_FORCE_LEGACY_DRIVER`.
 pub fn choose(choice: DriverChoice) -> Result<Chosen, String> {
@@ -120,7 +120,10 @@ fn explain(e: &std::io::Error) -> String {
 }
 
 /// Builds a runtime for `chosen` on the current thread and runs `fut` to completion.
-pub fn block_on<F: std::future::Future>(chosen: &Chosen, fut: F) -> std::io::Result<F::Output> {
+pub(crate) fn block_on<F: std::future::Future>(
+    chosen: &Chosen,
+    fut: F,
+) -> std::io::Result<F::Output> {
     block_on_with(chosen, RING_ENTRIES, fut)
 }
 
