@@ -133,7 +133,7 @@ pub enum Dim {
 pub struct SizeFilter {
     /// Parameters or context.
     pub dim: Dim,
-    /// Comparison.
+    /// How the size compares with `value`.
     pub cmp: Cmp,
     /// Millions of parameters, or tokens.
     pub value: u64,

@@ -11,24 +11,29 @@
 //!    monoio io_uring loop · own SO_REUSEPORT listener · Rc<Snapshot> · upstream pool
 //! ```
 //!
-//! One request never leaves the worker that accepted it: `server` reads the head and body within
-//! limits, `api` dispatches and extracts what routing needs from a simd-json parse of a copy of
-//! the body, `routing` orders the candidate channels, `proxy` tries them in order through
-//! `upstream` pools and relays the answer (SSE event by event), and `server` writes it back.
+//! One request never leaves the worker that accepted it: `server` reads the head, asks the
+//! handler (`api`) to judge it — route, key, allowance — before reading the body within limits,
+//! `api` reads what routing needs from a simd-json parse of a copy of the body
+//! (`providers::openai::ingress`), `proxy` runs the request's session — admit, plan (`routing`
+//! orders the candidate channels), attempt through `upstream` pools, relay (SSE event by event,
+//! translated by `providers` when families differ), finish (the usage record) — and `server`
+//! writes the answer.
 //!
 //! # Invariants
 //! * The data plane (`worker`, `server`, `api`, `proxy`, `upstream`, `providers`, `routing`,
 //!   `catalog`, `h1`) never blocks and never locks: `clippy.toml` bans mutexes, blocking DNS,
 //!   `thread::sleep`, blocking channel receives and file reads, and this crate denies the lint.
-//!   Only `control`, `cluster::helper` (the Redis client's thread), `bootstrap`, `mock` and
-//!   `main` opt out, each with a reason.
+//!   Only code off the data plane opts out, each with its reason on the attribute: `control`
+//!   (and its `store` and `dns` helpers), `cluster::helper` (the Redis client's thread),
+//!   `bootstrap`, `notify`, `cmd::keys`, the config and certificate readers, and `main`.
 //! * A [`snapshot::Snapshot`] is immutable and published whole, stamped with an epoch.
 //! * Request bodies pass through byte for byte except targeted edits (the `model` value, router
 //!   fields, and on OpenAI-family streams the `stream_options` the gateway writes itself).
 //! * Every error a client sees is OpenAI-shaped with the right status ([`error::Error`]).
 //! * Secrets never reach logs, files or admin output ([`secret::Secret`] redacts itself).
 //! * A request is judged on its head — framing and size, route, key, and a Gemini path's model
-//!   allowance — before any body byte is read or `100 Continue` sent (`api::judge_head`).
+//!   allowance — before any body byte is read or `100 Continue` sent (`api::Gateway`'s
+//!   `judge`, through the `server::Handler` trait).
 //! * Usage is never optional: every answer is accounted, with its own usage or the gateway's
 //!   estimate (`usage_estimated`), so budgets, quotas and `tpm` always act.
 //! * Memory is bounded per worker: the bytes of bodies held count against
@@ -39,13 +44,39 @@
 //!
 //! # Layers
 //! Every top-level module has a rank in `tests/layers.rs` and names only modules of lower rank
-//! (the test fails on an edge that runs up; `scripts/layers.sh` prints the graph). Placements
-//! the code argues for:
+//! (the test fails on an edge that runs up; `scripts/layers.sh` prints the graph):
+//!
+//! | layer | modules (low to high) |
+//! |---|---|
+//! | leaf | `json`, `clock`, `secret`, `tokens`, `expr`; `h1`, `error`, `strategy`; `metrics` |
+//! | model | `presets`, `pricing`, `config`, `channel`, `catalog`, `live`, `auth`, `snapshot` |
+//! | core | `routing`, `providers`, `limits`, `usage`, `ledger` |
+//! | data plane | `upstream`, `worker`, `server`, `proxy`, `api` |
+//! | control | `notify`, `logging`, `mock`, `cluster`, `control` |
+//! | entry | `bootstrap`, `cmd` (`cli`, `import`, `keys`, `route`) |
+//!
+//! Placements the code argues for:
 //! * `metrics` is a leaf, not control: workers record into its histogram and store its gauges
 //!   block, so it sits below them; the families that read control state stay in `control`.
 //! * `ledger` (the day's quota and budget counters) is pure core, not control: it does no I/O,
 //!   and both `cluster` (whose `Fleet` judges a counter fleet-wide) and `control` (which feeds
 //!   it usage records) build on it, so neither has to import the other's internals.
+//! * `presets` (what a provider `kind` means) and `channel` (a channel as the data plane uses
+//!   it, TLS and proxy-tunnel settings as plain data) are model modules of their own: `config`
+//!   and `catalog` need them, and `upstream` only runs the handshakes they describe.
+//! * `live` (health and latency state, and the one `health::verdict` of what an attempt's
+//!   outcome does) is model, not data plane: snapshots carry it and routing reads it.
+//! * `server` is generic over a `Handler` (the API): it owns connections and framing, `api`
+//!   owns meaning, and the worker thread's accept loop lives in `server::accept`.
+//! * `mock` sits in the control layer: it runs its own threads on the worker runtime.
+//!
+//! # Public surface
+//! Items are `pub(crate)` unless something outside the crate names them: the integration
+//! tests (`tests/`), the benches, the fuzz targets (`fuzz/`, which replay through
+//! `tests/fuzz_corpus.rs`), `perf/loadgen.rs`, or the binary (`main.rs`). Modules no such
+//! caller needs are crate-private as a whole (`api`, `auth`, `clock`, `ledger`, `limits`,
+//! `live`, `metrics`, `pricing`, `server`, `tokens`, `upstream`, `usage`); the compiler's
+//! `unreachable_pub` lint keeps the rest honest.
 
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 

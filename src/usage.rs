@@ -91,7 +91,7 @@ pub(crate) struct Record {
     pub status: u16,
     /// Upstream attempts made.
     pub attempts: u8,
-    /// Streamed.
+    /// The answer was streamed (SSE).
     pub stream: bool,
 }
 
@@ -308,7 +308,7 @@ impl GroupBy {
 /// Totals of a group.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Totals {
-    /// Requests.
+    /// Requests counted.
     pub requests: u64,
     /// Requests answered with a non-2xx status.
     pub errors: u64,
@@ -394,7 +394,7 @@ impl Totals {
 pub(crate) struct Summary {
     /// Per group key.
     pub groups: BTreeMap<String, Totals>,
-    /// Everything.
+    /// The totals over every group.
     pub total: Totals,
     /// Lines that did not parse (a torn last line after a crash, say).
     pub skipped: u64,

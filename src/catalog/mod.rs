@@ -40,7 +40,7 @@ pub struct Entry {
     pub channel: u32,
     /// The model id the upstream expects.
     pub model: Box<str>,
-    /// Capabilities.
+    /// What the model can take and do (vision, tools, JSON mode, embeddings).
     pub caps: Caps,
     /// Context length in tokens (0: unknown).
     pub context: u32,

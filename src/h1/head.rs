@@ -35,13 +35,13 @@ pub struct Header {
 /// Request methods the gateway distinguishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
-    /// GET
+    /// `GET`: the gateway's own documents (`/health`, `/v1/models`).
     Get,
-    /// HEAD
+    /// `HEAD`: a `GET` answered without its body.
     Head,
-    /// POST
+    /// `POST`: every proxied API call.
     Post,
-    /// OPTIONS
+    /// `OPTIONS`: CORS preflights.
     Options,
     /// Anything else (answered with 405 or 404).
     Other,
@@ -50,9 +50,9 @@ pub enum Method {
 /// A parsed request head.
 #[derive(Debug, Clone)]
 pub struct RequestHead {
-    /// Method.
+    /// The method, when it is one the gateway serves (see `method_text` for any other).
     pub method: Method,
-    /// Method text.
+    /// Where the method's text is in the buffer (any method, for messages).
     pub method_text: Range<usize>,
     /// Request target (path and query).
     pub target: Range<usize>,

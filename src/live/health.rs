@@ -24,7 +24,7 @@ use crate::config::CooldownPolicy;
 /// Why a channel or entry is (or was last) out of rotation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) enum Why {
-    /// Healthy.
+    /// In rotation: no failure since the last success.
     #[default]
     Healthy,
     /// Connect errors, timeouts, 5xx or cut streams.
@@ -181,7 +181,7 @@ pub(crate) struct Health {
     pub until: Option<Instant>,
     /// Consecutive failures (0 = healthy).
     pub failures: u16,
-    /// Why.
+    /// Why it is (or was last) out of rotation.
     pub why: Why,
     /// When this state was last changed (the later of two views wins).
     pub updated: Option<Instant>,

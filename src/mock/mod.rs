@@ -153,7 +153,7 @@ pub enum MockEvent {
 /// A recorded request.
 #[derive(Debug, Clone)]
 pub struct Recorded {
-    /// Method.
+    /// The request method (`GET`, `POST` …).
     pub method: String,
     /// Request target.
     pub target: String,

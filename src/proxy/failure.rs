@@ -54,7 +54,7 @@ pub(super) enum Cause {
 pub(super) struct UpstreamError {
     /// What broke.
     pub(super) cause: Cause,
-    /// Where.
+    /// The stage of the exchange it broke in.
     pub(super) stage: Stage,
     /// On a pooled connection reused from an earlier exchange.
     pub(super) reused: bool,

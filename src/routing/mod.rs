@@ -87,7 +87,7 @@ pub(crate) enum Reason {
     Cooling {
         /// Until then.
         until: Instant,
-        /// Why.
+        /// What took it out of rotation.
         why: Why,
     },
     /// A half-open trial is already in flight on this worker.
@@ -146,7 +146,7 @@ pub struct Scored {
 pub(crate) struct Rejected {
     /// Entry index.
     pub entry: u32,
-    /// Why.
+    /// Why the entry is not a candidate.
     pub reason: Reason,
 }
 

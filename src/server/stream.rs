@@ -25,7 +25,7 @@ pub(crate) type TlsStream = monoio_rustls::ServerTlsStream<TcpStream>;
 pub(crate) enum ClientStream {
     /// Plain HTTP.
     Plain(TcpStream),
-    /// HTTPS.
+    /// An HTTPS connection (`[server.tls]`), boxed: its state is large.
     Tls(Box<TlsStream>),
 }
 
@@ -50,7 +50,7 @@ impl ClientStream {
 pub(crate) enum ClientReader {
     /// Plain TCP.
     Plain(OwnedReadHalf<TcpStream>),
-    /// TLS.
+    /// The read half of an HTTPS connection.
     Tls(OwnedReadHalf<TlsStream>),
 }
 
@@ -85,7 +85,7 @@ impl AsyncReadRent for ClientReader {
 pub(crate) enum ClientWriter {
     /// Plain TCP.
     Plain(OwnedWriteHalf<TcpStream>),
-    /// TLS.
+    /// The write half of an HTTPS connection.
     Tls(OwnedWriteHalf<TlsStream>),
 }
 

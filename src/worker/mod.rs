@@ -115,7 +115,7 @@ pub(crate) struct Setup {
     pub snapshot: Arc<Snapshot>,
     /// Later snapshots (latest wins).
     pub snapshots: Receiver<Arc<Snapshot>>,
-    /// Commands.
+    /// Commands from the control thread (shutdown).
     pub commands: Receiver<Command>,
     /// Shared health board.
     pub board: Arc<Board>,
@@ -177,7 +177,7 @@ pub(crate) struct Worker {
     pub pool: Pool,
     /// simd-json buffers reused across requests.
     pub json: RefCell<JsonScratch>,
-    /// Counters.
+    /// This worker's connection, request and stream counters.
     pub stats: Stats,
     /// Set when shutting down: connections close after their current request.
     pub draining: Cell<bool>,

@@ -715,7 +715,7 @@ impl StreamEncoder {
 
     /// Stream end; emits a last event carrying usageMetadata if it was not sent yet (with any
     /// tool calls still collected before it, and `finishReason` STOP when none arrived).
-    /// Idempotent.
+    /// Ends the client's stream; calling it again writes nothing more.
     pub(crate) fn finish(&mut self, out: &mut Vec<u8>) {
         if self.done {
             return;
