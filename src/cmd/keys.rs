@@ -10,24 +10,8 @@
 use std::io::Write;
 use std::path::Path;
 
-use serde::Deserialize;
-
+use crate::config::raw::{AuthKey as Entry, KeysFile as File};
 use crate::config::read_keys_file;
-
-/// One entry as the file holds it (strings kept as written).
-#[derive(Debug, Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct Entry {
-    name: String,
-    sha256: String,
-    expires: Option<String>,
-    #[serde(default)]
-    models: Vec<String>,
-    rps: Option<f64>,
-    rpm: Option<i64>,
-    tpm: Option<i64>,
-    daily_budget: Option<f64>,
-}
 
 /// Limits for a new key (`keys add --rps/--rpm/--tpm`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -40,13 +24,6 @@ pub struct NewLimits {
     pub tpm: Option<i64>,
     /// Spend per UTC day, `[pricing]` currency.
     pub daily_budget: Option<f64>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct File {
-    #[serde(default)]
-    keys: Vec<Entry>,
 }
 
 const HEADER: &str = "\

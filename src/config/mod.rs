@@ -18,7 +18,7 @@ pub mod defaults;
 mod env;
 mod model;
 mod proxy_url;
-mod raw;
+pub(crate) mod raw;
 #[cfg(feature = "cluster")]
 mod redis_url;
 #[cfg(test)]

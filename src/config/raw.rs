@@ -76,24 +76,24 @@ pub(super) struct Auth {
 
 #[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
-pub(super) struct AuthKey {
-    pub name: String,
-    pub sha256: String,
-    pub expires: Option<String>,
+pub(crate) struct AuthKey {
+    pub(crate) name: String,
+    pub(crate) sha256: String,
+    pub(crate) expires: Option<String>,
     #[serde(default)]
-    pub models: Vec<String>,
-    pub rps: Option<f64>,
-    pub rpm: Option<i64>,
-    pub tpm: Option<i64>,
-    pub daily_budget: Option<f64>,
+    pub(crate) models: Vec<String>,
+    pub(crate) rps: Option<f64>,
+    pub(crate) rpm: Option<i64>,
+    pub(crate) tpm: Option<i64>,
+    pub(crate) daily_budget: Option<f64>,
 }
 
 /// A keys file (`[auth] keys_file`): `[[keys]]` entries shaped like `[[auth.keys]]`.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub(super) struct KeysFile {
+pub(crate) struct KeysFile {
     #[serde(default)]
-    pub keys: Vec<AuthKey>,
+    pub(crate) keys: Vec<AuthKey>,
 }
 
 #[derive(Debug, Deserialize, Default)]
