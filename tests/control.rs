@@ -322,7 +322,7 @@ fn reloads_under_load_fail_no_request() {
             "{}{}\n[[channels]]\nid = \"b2\"\nprovider = \"b\"\napi_key = \"k\"\nmodels = [\"m\"]\npriority = {}\naliases = {{ \"alias-{n}\" = \"m\" }}\n\n[state]\ndir = \"{}\"\n",
             channel("a", a.addr(), "k", &["m"]),
             channel("b", b.addr(), "k", &["m"]),
-            if n % 2 == 0 { 5 } else { -5 },
+            if n.is_multiple_of(2) { 5 } else { -5 },
             dir.join("state").display()
         )
     };

@@ -301,14 +301,14 @@ impl Importer {
         if let Some(env) = key_env {
             match text(env).filter(|n| is_env_name(n)) {
                 Some(name) => {
-                    if let Some(lit) = &literal {
-                        if env_reference(lit).is_none() {
-                            self.remember_secret(lit);
-                            self.note(
-                                &format!("{path}.api_key"),
-                                format!("channel \"{id}\": literal key not carried over; api_key_env ({name}) is used instead"),
-                            );
-                        }
+                    if let Some(lit) = &literal
+                        && env_reference(lit).is_none()
+                    {
+                        self.remember_secret(lit);
+                        self.note(
+                            &format!("{path}.api_key"),
+                            format!("channel \"{id}\": literal key not carried over; api_key_env ({name}) is used instead"),
+                        );
                     }
                     return (Some(format!("${{{name}}}")), true);
                 }

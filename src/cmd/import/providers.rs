@@ -370,10 +370,10 @@ fn adapter_name(adapter: &str) -> String {
 /// The base URL a provider gets when the YAML gave none (the original's implicit provider
 /// pointed at OpenAI).
 fn default_base(pick: &Pick) -> &'static str {
-    if let Some(n) = pick.native {
-        if let Some((_, b)) = COMPAT_BASES.iter().find(|(label, _)| *label == n) {
-            return b;
-        }
+    if let Some(n) = pick.native
+        && let Some((_, b)) = COMPAT_BASES.iter().find(|(label, _)| *label == n)
+    {
+        return b;
     }
     presets::preset(pick.kind)
         .map(|p| p.base_url)
