@@ -234,3 +234,27 @@ fn worker_gauges_follow_a_live_stream() {
         .is_some()
     );
 }
+
+#[test]
+fn failed_upstream_attempts_are_counted_by_how_they_failed() {
+    let m = mock(MockConfig::default());
+    let gw = gateway(DRIVER, &one_channel(m.addr(), &["m"]));
+    let mut c = Client::connect(gw.local_addr());
+    let r = c.post(
+        "/v1/chat/completions",
+        &[("x-mock-status", "503")],
+        &chat_body("m", false),
+    );
+    assert_eq!(r.status, 502, "{}", r.text());
+    let labels = [
+        ("channel", "up-1"),
+        ("provider", "up"),
+        ("kind", "status_5xx"),
+    ];
+    eventually(Duration::from_secs(5), "the 503 attempt counted", || {
+        let (s, _) = scrape(&gw);
+        (find(&s, "smart_router_upstream_errors_total", &labels).is_some()
+            && counter(&s, "smart_router_upstream_errors_total", &labels) == 1.0)
+            .then_some(())
+    });
+}

@@ -40,6 +40,8 @@ pub(crate) struct Metrics {
     records: u64,
     /// By client key name (configured names only: bounded by the config), then status.
     clients: BTreeMap<String, ClientTraffic>,
+    /// Failed upstream attempts by (channel, provider, kind): kinds are a fixed set of labels.
+    upstream_errors: BTreeMap<(String, String, &'static str), u64>,
 }
 
 /// Per client key traffic.
@@ -52,6 +54,12 @@ struct ClientTraffic {
 }
 
 impl Metrics {
+    /// Counts one failed upstream attempt on `channel` (`kind`: its label).
+    pub(crate) fn upstream_error(&mut self, channel: &str, provider: &str, kind: &'static str) {
+        let key = (channel.to_string(), provider.to_string(), kind);
+        *self.upstream_errors.entry(key).or_default() += 1;
+    }
+
     /// Counts one usage record.
     pub(crate) fn add(&mut self, r: &Record) {
         self.records += 1;
@@ -156,6 +164,18 @@ impl Metrics {
             "Upstream attempts beyond the first (failovers).",
         );
         text.sample(name, &[], self.fallbacks);
+        let name = "smart_router_upstream_errors_total";
+        text.family(
+            name,
+            Kind::Counter,
+            "Failed upstream attempts by how they failed: `<stage>_<cause>` (connect_failed, \
+             head_timeout, body_closed …), status_4xx, status_5xx, stream_cut.",
+        );
+        for ((channel, provider, kind), n) in &self.upstream_errors {
+            let labels: [(&str, &dyn std::fmt::Display); 3] =
+                [("channel", channel), ("provider", provider), ("kind", kind)];
+            text.sample(name, &labels, *n);
+        }
         type Pick = fn(&Traffic) -> u64;
         let tokens: [(&str, &str, Pick); 3] = [
             (

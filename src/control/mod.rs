@@ -534,6 +534,12 @@ impl Ctl {
                     }
                     continue;
                 }
+                if let Some(kind) = r.failure
+                    && r.generation == st.current.catalog.generation
+                    && let Some(ch) = st.current.channels.get(r.channel as usize)
+                {
+                    st.metrics.upstream_error(&ch.id, &ch.provider, kind);
+                }
                 st.merger.apply(&r);
             }
         }

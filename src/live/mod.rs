@@ -91,6 +91,8 @@ pub(crate) struct Report<U> {
     pub latency_ms: Option<f32>,
     /// Time to the response head.
     pub ttft_ms: Option<f32>,
+    /// How the attempt failed, as a metric label (`head_timeout`, `status_5xx` …), if it did.
+    pub failure: Option<&'static str>,
     /// The request's usage record (on usage-only reports: generation 0, no outcome). Taken
     /// by the control thread before the generation check, so a rebuild never loses one.
     pub usage: Option<Box<U>>,
@@ -343,6 +345,7 @@ mod tests {
             outcome,
             latency_ms: latency,
             ttft_ms: None,
+            failure: None,
             usage: None,
         }
     }

@@ -40,7 +40,7 @@ use crate::providers::openai::ingress::Features;
 use crate::server::response::ClientGuard;
 use crate::server::{Exchange, Request};
 use crate::snapshot::Snapshot;
-use crate::worker::{SnapshotRef, Worker};
+use crate::worker::{Observed, SnapshotRef, Worker};
 use failure::Failure;
 use plan::{Plan, Planned, Slot};
 use session::{Attempted, Info, Session, ms, names};
@@ -308,9 +308,17 @@ async fn attempt(
     let started = Instant::now();
     let generation = snap.catalog.generation;
     let _slot = Slot::take(worker, generation, entry.channel, p.half_open, started);
-    let report = |event: Event, latency: Option<f32>, ttft: Option<f32>| {
+    let report = |event: Event, latency_ms, ttft_ms, failure: Option<&'static str>| {
         let v = verdict(event);
-        worker.report(snap, p.entry, v.outcome, started, latency, ttft);
+        let seen = Observed {
+            entry: p.entry,
+            outcome: v.outcome,
+            started,
+            latency_ms,
+            ttft_ms,
+            failure,
+        };
+        worker.report(snap, seen);
         v.whole_channel
     };
     let answered = |s: &mut Session<'_, '_>, attempt: Attempted| {
@@ -334,7 +342,7 @@ async fn attempt(
     let to_head = started.elapsed();
     let (failure, whole_channel) = match result {
         Err(e) => {
-            let whole = report(Event::Broken, None, None);
+            let whole = report(Event::Broken, None, None, Some(e.label()));
             (Failure::Upstream(e), whole)
         }
         Ok((conn, head)) if failure::fails_over(head.status) => {
@@ -361,16 +369,14 @@ async fn attempt(
                 kept.headers
                     .retain(|(n, _)| !n.eq_ignore_ascii_case(b"content-type"));
             }
-            let whole = report(
-                Event::Status {
-                    status: head.status,
-                    retry_after,
-                    names_model: failure::mentions(&kept.body, &entry.model),
-                },
-                None,
-                None,
-            );
-            (Failure::Status(kept), whole)
+            let event = Event::Status {
+                status: head.status,
+                retry_after,
+                names_model: failure::mentions(&kept.body, &entry.model),
+            };
+            let failed = Failure::Status(kept);
+            let whole = report(event, None, None, Some(failed.label()));
+            (failed, whole)
         }
         Ok((conn, head)) => {
             let quota_reset = attempt::quota_exhausted(&head, &conn.buf);
@@ -426,27 +432,24 @@ async fn attempt(
             }
             match relayed {
                 relay::Outcome::Complete => {
-                    report(
-                        Event::Answered {
-                            status,
-                            quota_reset,
-                        },
-                        latency,
-                        ttft,
-                    );
+                    let event = Event::Answered {
+                        status,
+                        quota_reset,
+                    };
+                    report(event, latency, ttft, None);
                     return Step::Done;
                 }
                 relay::Outcome::Broken => {
-                    report(Event::Broken, latency, None);
+                    report(Event::Broken, latency, None, Some("stream_cut"));
                     return Step::Done;
                 }
                 relay::Outcome::ClientGone => {
-                    report(Event::ClientGone, None, ttft);
+                    report(Event::ClientGone, None, ttft, None);
                     return Step::Done;
                 }
                 relay::Outcome::FailedUnsent(e) => {
                     // Nothing reached the client yet: the next candidate may still answer.
-                    let whole = report(Event::Broken, None, None);
+                    let whole = report(Event::Broken, None, None, Some(e.label()));
                     (Failure::Upstream(e), whole)
                 }
             }

@@ -312,15 +312,15 @@ impl Worker {
 
     /// Records an attempt's outcome: applied to this worker's routing view at once, and sent
     /// to the control thread, which merges it and republishes to every worker.
-    pub(crate) fn report(
-        &self,
-        snap: &Snapshot,
-        entry: u32,
-        outcome: Option<crate::live::health::Outcome>,
-        started: Instant,
-        latency_ms: Option<f32>,
-        ttft_ms: Option<f32>,
-    ) {
+    pub(crate) fn report(&self, snap: &Snapshot, seen: Observed) {
+        let Observed {
+            entry,
+            outcome,
+            started,
+            latency_ms,
+            ttft_ms,
+            failure,
+        } = seen;
         // Cooldowns run from when the outcome is known, not from when the attempt began: a
         // timeout longer than the backoff would otherwise leave no cooldown at all.
         let at = Instant::now();
@@ -343,6 +343,7 @@ impl Worker {
             outcome,
             latency_ms,
             ttft_ms,
+            failure,
             usage: None,
         };
         let urgent = !matches!(outcome, None | Some(crate::live::health::Outcome::Success));
@@ -396,6 +397,7 @@ impl Worker {
                 outcome: None,
                 latency_ms: None,
                 ttft_ms: None,
+                failure: None,
                 usage: Some(Box::new(record)),
             });
             pending.len()
@@ -437,6 +439,23 @@ fn mix(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)
+}
+
+/// What an attempt showed about its (channel, model) entry, for [`Worker::report`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Observed {
+    /// The catalog entry tried.
+    pub(crate) entry: u32,
+    /// Its health outcome, if it has one.
+    pub(crate) outcome: Option<crate::live::health::Outcome>,
+    /// When the attempt started.
+    pub(crate) started: Instant,
+    /// The whole exchange, when it completed.
+    pub(crate) latency_ms: Option<f32>,
+    /// Time to the response head.
+    pub(crate) ttft_ms: Option<f32>,
+    /// The label of how it failed (`head_timeout`, `status_5xx` …), if it did.
+    pub(crate) failure: Option<&'static str>,
 }
 
 /// Reports queued before a batch goes to the control thread without waiting for the tick.
