@@ -8,6 +8,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use lexopt::Arg;
+
 use crate::config::units;
 
 /// What to do.
@@ -195,17 +197,26 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
         daily_budget: None,
     };
     let mut command: Option<&'static str> = None;
-    let mut it = args.into_iter();
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
+    // lexopt splits the words (`--flag value`, `--flag=value`, `-w4`); the meaning, and every
+    // error text, stay here.
+    let mut p = lexopt::Parser::from_args(args);
+    loop {
+        let flag = match p.next() {
+            Ok(None) => break,
+            Ok(Some(Arg::Short(c))) => format!("-{c}"),
+            Ok(Some(Arg::Long(l))) => format!("--{l}"),
+            Ok(Some(Arg::Value(v))) => v.to_string_lossy().into_owned(),
+            // A value given to a flag that takes none (`--json=x`).
+            Err(e) => {
+                return Err(format!(
+                    "unknown argument ({e}); run `smart-ai-router --help` for usage"
+                ));
+            }
         };
         let mut value = |name: &str| -> Result<String, String> {
-            inline
-                .clone()
-                .or_else(|| it.next())
-                .ok_or_else(|| format!("{name} needs a value; see --help"))
+            p.value()
+                .map(|v| v.to_string_lossy().into_owned())
+                .map_err(|_| format!("{name} needs a value; see --help"))
         };
         match flag.as_str() {
             "-c" | "--config" => cli.config = Some(PathBuf::from(value("--config")?)),
