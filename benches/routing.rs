@@ -42,6 +42,7 @@ fn bench(c: &mut Criterion) {
             strategy: None,
             options: &options,
             allowed: None,
+            endpoint: smart_ai_router::presets::Endpoint::Chat,
         };
         arena.reset();
         let n = rank(&snap, &mut local, &ask, Instant::now(), &arena, false)

@@ -51,6 +51,8 @@ pub struct Error {
     pub code: &'static str,
     /// Human-readable message naming what was wrong and how to fix it.
     pub message: Cow<'static, str>,
+    /// The request field at fault, if one is (`param`).
+    pub param: Option<&'static str>,
 }
 
 impl Error {
@@ -66,7 +68,14 @@ impl Error {
             kind,
             code,
             message: message.into(),
+            param: None,
         }
+    }
+
+    /// The same error naming the request field at fault.
+    pub fn with_param(mut self, param: &'static str) -> Self {
+        self.param = Some(param);
+        self
     }
 
     /// 400 with `invalid_request_error`.
@@ -128,7 +137,12 @@ impl Error {
         json::write_str(out, &self.message);
         out.extend_from_slice(b",\"type\":");
         json::write_str(out, self.kind.as_str());
-        out.extend_from_slice(b",\"param\":null,\"code\":");
+        out.extend_from_slice(b",\"param\":");
+        match self.param {
+            Some(p) => json::write_str(out, p),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"code\":");
         json::write_str(out, self.code);
         out.extend_from_slice(b"}}");
     }

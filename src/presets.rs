@@ -18,6 +18,86 @@ pub enum Family {
     Gemini,
 }
 
+/// The OpenAI API a request calls: routing, health (an endpoint a channel lacks is its own
+/// scope) and the proxy all key on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `/chat/completions`: every family, translated as needed.
+    Chat,
+    /// `/embeddings`: OpenAI-family channels, passed through.
+    Embeddings,
+    /// `/completions` (legacy text completions): OpenAI-family channels, passed through.
+    Completions,
+    /// `/responses`: channels whose provider speaks the Responses API, passed through.
+    Responses,
+}
+
+impl Endpoint {
+    /// How many there are (per-channel endpoint state is an array indexed by [`Endpoint::index`]).
+    pub(crate) const COUNT: usize = 4;
+    /// Every endpoint, in index order.
+    pub(crate) const ALL: [Endpoint; Endpoint::COUNT] = [
+        Endpoint::Chat,
+        Endpoint::Embeddings,
+        Endpoint::Completions,
+        Endpoint::Responses,
+    ];
+
+    /// Its index in per-channel endpoint state.
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The path under a channel's base URL.
+    pub(crate) fn path(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "/chat/completions",
+            Endpoint::Embeddings => "/embeddings",
+            Endpoint::Completions => "/completions",
+            Endpoint::Responses => "/responses",
+        }
+    }
+
+    /// The short name admin views, the cluster sync and the dry run use.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "chat",
+            Endpoint::Embeddings => "embeddings",
+            Endpoint::Completions => "completions",
+            Endpoint::Responses => "responses",
+        }
+    }
+
+    /// Parses [`Endpoint::as_str`].
+    pub(crate) fn parse(s: &str) -> Option<Endpoint> {
+        Endpoint::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+
+    /// The name usage records give it (with the client's family for chat).
+    pub(crate) fn record_name(self, client: Family) -> &'static str {
+        match (self, client) {
+            (Endpoint::Chat, Family::OpenAi) => "chat",
+            (Endpoint::Chat, Family::Anthropic) => "messages",
+            (Endpoint::Chat, Family::Gemini) => "gemini",
+            (e, _) => e.as_str(),
+        }
+    }
+
+    /// Whether a provider of `kind` speaking `family` (with a custom chat path template or
+    /// not) can serve it at all; a channel that can may still lack it (see `live::health`).
+    pub(crate) fn served(self, family: Family, custom_path: bool, kind: &str) -> bool {
+        match self {
+            Endpoint::Chat => true,
+            Endpoint::Embeddings | Endpoint::Completions => {
+                family == Family::OpenAi && !custom_path
+            }
+            Endpoint::Responses => {
+                family == Family::OpenAi && !custom_path && speaks_responses(kind)
+            }
+        }
+    }
+}
+
 /// How a provider expects the API key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthStyle {

@@ -158,7 +158,8 @@ impl Snapshot {
                 && old.channels[j].key_fingerprint == c.key_fingerprint
                 && let Some(h) = old.live.channels.get(j)
             {
-                live.channels[i] = *h;
+                // A strike names an entry of the old catalog: it starts over.
+                live.channels[i] = crate::live::ChannelLive { strike: None, ..*h };
             }
         }
         let old_entry: std::collections::HashMap<(&str, &str), usize> = old

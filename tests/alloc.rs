@@ -44,6 +44,7 @@ fn ranking_never_touches_the_heap() {
             strategy: None,
             options: &options,
             allowed: None,
+            endpoint: smart_ai_router::presets::Endpoint::Chat,
         };
         // Warm-up: the worker view is sized once per catalog, the arena grows once.
         arena.reset();

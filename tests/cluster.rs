@@ -259,12 +259,15 @@ fn a_cooldown_decided_on_one_instance_reaches_the_others_workers_within_a_second
     });
     eprintln!("cooldown propagation A → B: {took:?}");
     assert!(took < Duration::from_secs(1), "took {took:?}");
-    // … and B's workers route by it: the gateway's own 503, the upstream never asked.
+    // … and B's workers route by it: the gateway's own 429 with the time left, the upstream
+    // never asked.
     settled(&b);
     drain(&m);
     let r = chat(&mut cb, &[]);
-    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.status, 429, "{}", r.text());
     assert!(r.text().contains("up-1"), "{}", r.text());
+    let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((25..=30).contains(&wait), "Retry-After {wait}");
     assert!(
         requests(&drain(&m)).is_empty(),
         "B sent to a channel the fleet cooled down"

@@ -273,17 +273,19 @@ fn a_rejected_key_goes_out_at_start_and_comes_back_after_a_reload_fixes_it() {
 fn a_cooled_down_channel_is_healed_by_a_probe_without_user_traffic() {
     let m = mock_models(&["m"]);
     let toml = format!(
-        "{}\n[routing]\ncooldown_base = \"300ms\"\nmax_attempts = 1\n\n[health]\nenabled = true\ninterval = \"100ms\"\ntimeout = \"2s\"\n",
-        channel("up", m.addr(), "sk-x", &["m"])
+        "{}\n[routing]\ncooldown_base = \"300ms\"\nmax_attempts = 1\nsame_channel_retries = 0\n\n[health]\nenabled = true\ninterval = \"100ms\"\ntimeout = \"2s\"\n",
+        channel("up", m.addr(), "sk-x", &["m", "m2"])
     );
     let gw = gateway(DRIVER, &toml);
-    // One upstream 503 puts the channel in cooldown.
-    let r = Client::connect(gw.local_addr()).post(
-        "/v1/chat/completions",
-        &[("x-mock-status", "503")],
-        &chat_body("m", false),
-    );
-    assert_ne!(r.status, 200, "{}", r.text());
+    // Upstream 503s on two of its models put the channel in cooldown.
+    for model in ["m", "m2"] {
+        let r = Client::connect(gw.local_addr()).post(
+            "/v1/chat/completions",
+            &[("x-mock-status", "503")],
+            &chat_body(model, false),
+        );
+        assert_ne!(r.status, 200, "{}", r.text());
+    }
     let ch = eventually(Duration::from_secs(2), "cooldown visible", || {
         let ch = admin_channel(&gw, "up", None);
         (ch["state"].as_str() == Some("cooling")).then_some(ch)
@@ -519,7 +521,7 @@ fn overrides_steer_routing_and_survive_reload_and_restart() {
 fn cooldowns_are_listed_with_reason_and_expiry_and_can_be_cleared() {
     let m = mock_models(&["m"]);
     let toml = format!(
-        "{}\n[routing]\ncooldown_base = \"60s\"\nmax_attempts = 1\n",
+        "{}\n[routing]\ncooldown_base = \"60s\"\nmax_attempts = 1\npanic_routing = false\n",
         channel("up", m.addr(), "sk-x", &["m"])
     );
     let gw = gateway(DRIVER, &toml);
@@ -535,6 +537,9 @@ fn cooldowns_are_listed_with_reason_and_expiry_and_can_be_cleared() {
     });
     let c = &list["data"][0];
     assert_eq!(c["channel"].as_str(), Some("up"));
+    // a 500 is the model's, not the channel's
+    assert_eq!(c["scope"].as_str(), Some("model"));
+    assert_eq!(c["model"].as_str(), Some("m"));
     assert_eq!(c["health"]["reason"].as_str(), Some("failing"));
     let left = c["health"]["remaining_s"].as_f64().unwrap();
     assert!(left > 30.0 && left <= 60.0, "{left}");

@@ -242,7 +242,7 @@ fn failed_upstream_attempts_are_counted_by_how_they_failed() {
     let mut c = Client::connect(gw.local_addr());
     let r = c.post(
         "/v1/chat/completions",
-        &[("x-mock-status", "503")],
+        &[("x-mock-status", "500")],
         &chat_body("m", false),
     );
     assert_eq!(r.status, 502, "{}", r.text());
@@ -251,7 +251,7 @@ fn failed_upstream_attempts_are_counted_by_how_they_failed() {
         ("provider", "up"),
         ("kind", "status_5xx"),
     ];
-    eventually(Duration::from_secs(5), "the 503 attempt counted", || {
+    eventually(Duration::from_secs(5), "the 500 attempt counted", || {
         let (s, _) = scrape(&gw);
         (find(&s, "smart_router_upstream_errors_total", &labels).is_some()
             && counter(&s, "smart_router_upstream_errors_total", &labels) == 1.0)

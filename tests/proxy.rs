@@ -22,7 +22,7 @@ both_drivers!(
     failover_on_500_tries_the_next_channel,
     failover_on_connect_refused_tries_the_next_channel,
     all_attempts_failing_gives_502_naming_each,
-    last_429_is_returned_as_is_with_retry_after,
+    a_last_429_is_the_gateways_own_with_retry_after,
     client_errors_are_returned_without_failover,
     upstream_cut_mid_stream_ends_with_an_error_event_and_no_done,
     client_disconnect_mid_stream_closes_the_upstream_connection,
@@ -394,7 +394,7 @@ fn all_attempts_failing_gives_502_naming_each(driver: &str) {
     assert_eq!(r.header("x-router-attempts"), Some("2"));
 }
 
-fn last_429_is_returned_as_is_with_retry_after(driver: &str) {
+fn a_last_429_is_the_gateways_own_with_retry_after(driver: &str) {
     let a = mock(MockConfig {
         status: Some(500),
         ..Default::default()
@@ -409,7 +409,17 @@ fn last_429_is_returned_as_is_with_retry_after(driver: &str) {
         Client::connect(gw.local_addr()).post("/v1/chat/completions", &[], &chat_body("m", false));
     assert_eq!(r.status, 429, "{}", r.text());
     assert_eq!(r.header("retry-after"), Some("7"));
-    assert!(r.text().contains("injected status 429"));
+    // The gateway's own OpenAI-shaped body: the provider's names the operator's account.
+    let body = r.json();
+    assert_eq!(body["error"]["code"].as_str(), Some("rate_limit_exceeded"));
+    assert_eq!(body["error"]["type"].as_str(), Some("rate_limit_error"));
+    assert!(!r.text().contains("injected status 429"), "{}", r.text());
+    // and it says what happened
+    assert_eq!(r.header("x-router-attempts"), Some("2"));
+    assert_eq!(r.header("x-router-channel"), Some("b"));
+    assert_eq!(r.header("x-router-requested-model"), Some("m"));
+    assert!(r.header("x-router-overhead-ms").is_some());
+    assert!(r.header("x-request-id").is_some());
 }
 
 fn client_errors_are_returned_without_failover(driver: &str) {

@@ -440,6 +440,18 @@ fn dry_run(
     f: &chat::Features,
 ) -> Result<Vec<u8>, Error> {
     let options = crate::proxy::options_with_headers(req, &f.options)?;
+    let endpoint = match req.header(b"x-router-endpoint") {
+        None => Endpoint::Chat,
+        Some(v) => std::str::from_utf8(v)
+            .ok()
+            .and_then(|v| Endpoint::parse(v.trim()))
+            .ok_or_else(|| {
+                Error::bad_request(
+                    "invalid_router_header",
+                    "x-router-endpoint must be chat, embeddings, completions or responses.",
+                )
+            })?,
+    };
     let now = std::time::Instant::now();
     let mut local = worker.routing.borrow_mut();
     let mut arena = worker.arena.borrow_mut();
@@ -453,6 +465,7 @@ fn dry_run(
         strategy: crate::proxy::strategy_of(req, f),
         options: &options,
         allowed: req.allowed(),
+        endpoint,
     };
     let ranking = crate::routing::rank(snap, &mut local, &ask, now, &arena, true)
         .map_err(crate::routing::RouteError::into_error)?;

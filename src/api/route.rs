@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use crate::json;
-use crate::routing::{Ranking, Scored};
+use crate::routing::{Attempt, Ranking, Scored};
 use crate::snapshot::Snapshot;
 
 /// The dry-run document (DESIGN.md §4a).
@@ -22,6 +22,8 @@ pub(crate) fn render(
     json::write_str(&mut b, requested);
     b.extend_from_slice(b",\"strategy\":");
     json::write_str(&mut b, ranking.strategy);
+    b.extend_from_slice(b",\"panic\":");
+    b.extend_from_slice(if ranking.panic { b"true" } else { b"false" });
     b.extend_from_slice(b",\"candidates\":[");
     for (i, c) in ranking.candidates.iter().enumerate() {
         if i > 0 {
@@ -83,7 +85,20 @@ fn candidate(b: &mut Vec<u8>, snap: &Snapshot, c: &Scored) {
         num(b, v);
     }
     b.extend_from_slice(b"},\"half_open\":");
-    b.extend_from_slice(if c.half_open { b"true" } else { b"false" });
+    b.extend_from_slice(if c.attempt == Attempt::Trial {
+        b"true"
+    } else {
+        b"false"
+    });
+    b.extend_from_slice(b",\"attempt\":");
+    json::write_str(
+        b,
+        match c.attempt {
+            Attempt::Normal => "normal",
+            Attempt::Trial => "trial",
+            Attempt::Panic => "panic",
+        },
+    );
     b.push(b'}');
 }
 

@@ -1,7 +1,8 @@
 //! The health exchange of a round: which cooldowns and recoveries of this instance go out
 //! (changed since last exchanged, or all of them on a new connection), and which of the fleet's
-//! are adopted (newer by the later-`updated`-wins rule), indexed by channel id and model so a
-//! catalog rebuild keeps them.
+//! are adopted (newer by the later-`updated`-wins rule), at every scope — channel, (channel,
+//! endpoint), (channel, model) — indexed by channel id and model so a catalog rebuild keeps
+//! them.
 //!
 //! Invariants: only changes decided here go out (adopted ones were the fleet's already); the
 //! fleet's changes wait while a rebuild has the merger ahead of the published catalog, and at
@@ -14,14 +15,24 @@ use std::sync::Arc;
 use super::{Fleet, Sent, schema};
 use crate::live::Merger;
 use crate::live::health::Health;
+use crate::presets::Endpoint;
 use crate::snapshot::Snapshot;
-use schema::Clock;
+use schema::{Clock, Target};
+
+/// Which exchanged state a health value is, by index into the live state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Slot {
+    Channel(usize),
+    Endpoint(usize, Endpoint),
+    Entry(usize),
+}
 
 /// This instance's health view as last exchanged with the fleet, indexed like the live state.
 #[derive(Debug, Default)]
 pub(super) struct Synced {
     pub(super) snap: Option<Arc<Snapshot>>,
     pub(super) channels: Vec<Health>,
+    pub(super) endpoints: Vec<[Health; Endpoint::COUNT]>,
     pub(super) entries: Vec<Health>,
     pub(super) channel_ix: HashMap<Box<str>, usize>,
     pub(super) entry_ix: HashMap<(Box<str>, Box<str>), usize>,
@@ -47,23 +58,33 @@ impl Fleet {
         let differs =
             |a: &Health, b: &Health| (a.until, a.failures, a.why) != (b.until, b.failures, b.why);
         let unhealthy = |h: &Health| h.failures > 0 || h.until.is_some();
-        for (i, h) in live.channels.iter().enumerate() {
+        for (i, c) in live.channels.iter().enumerate() {
+            let id = &*current.channels[i].id;
+            let h = &c.health;
             if differs(h, &self.synced.channels[i]) || (all && unhealthy(h)) {
-                let f = schema::health_field(&current.channels[i].id, None);
+                let f = schema::health_field(Target::Channel(id));
                 out.push((f, schema::encode_health(h, clock, me), !unhealthy(h)));
-                sent.health.push((true, i, *h));
+                sent.health.push((Slot::Channel(i), *h));
+            }
+            for e in Endpoint::ALL {
+                let h = c.endpoint(e);
+                if differs(h, &self.synced.endpoints[i][e.index()]) || (all && unhealthy(h)) {
+                    let f = schema::health_field(Target::Endpoint(id, e));
+                    out.push((f, schema::encode_health(h, clock, me), !unhealthy(h)));
+                    sent.health.push((Slot::Endpoint(i, e), *h));
+                }
             }
         }
         for (i, e) in live.entries.iter().enumerate() {
             let h = &e.health;
             if differs(h, &self.synced.entries[i]) || (all && unhealthy(h)) {
                 let entry = &current.catalog.entries[i];
-                let f = schema::health_field(
+                let f = schema::health_field(Target::Model(
                     &current.channels[entry.channel as usize].id,
-                    Some(&entry.model),
-                );
+                    &entry.model,
+                ));
                 out.push((f, schema::encode_health(h, clock, me), !unhealthy(h)));
-                sent.health.push((false, i, *h));
+                sent.health.push((Slot::Entry(i), *h));
             }
         }
         out
@@ -102,6 +123,7 @@ impl Fleet {
             })
             .collect();
         let mut channels = vec![Health::default(); live.channels.len()];
+        let mut endpoints = vec![[Health::default(); Endpoint::COUNT]; live.channels.len()];
         let mut entries = vec![Health::default(); live.entries.len()];
         for (id, &j) in &old.channel_ix {
             if let Some(&i) = channel_ix.get(id)
@@ -109,6 +131,7 @@ impl Fleet {
                 && i < channels.len()
             {
                 channels[i] = *h;
+                endpoints[i] = old.endpoints[j];
             }
         }
         for (key, &j) in &old.entry_ix {
@@ -122,6 +145,7 @@ impl Fleet {
         self.synced = Synced {
             snap: Some(current.clone()),
             channels,
+            endpoints,
             entries,
             channel_ix,
             entry_ix,
@@ -130,20 +154,22 @@ impl Fleet {
 
     /// Records the health states a successful round carried as exchanged (unless the catalog
     /// changed since: the next round compares against the re-indexed view).
-    pub(super) fn record_exchanged(&mut self, sent: &[(bool, usize, Health)], merger: &Merger) {
+    pub(super) fn record_exchanged(&mut self, sent: &[(Slot, Health)], merger: &Merger) {
         let same_generation = self
             .synced
             .snap
             .as_ref()
             .is_some_and(|s| s.catalog.generation == merger.generation());
         if same_generation {
-            for (channel, i, h) in sent {
-                let list = if *channel {
-                    &mut self.synced.channels
-                } else {
-                    &mut self.synced.entries
+            for (slot, h) in sent {
+                let s = match *slot {
+                    Slot::Channel(i) => self.synced.channels.get_mut(i),
+                    Slot::Endpoint(i, e) => {
+                        self.synced.endpoints.get_mut(i).map(|x| &mut x[e.index()])
+                    }
+                    Slot::Entry(i) => self.synced.entries.get_mut(i),
                 };
-                if let Some(s) = list.get_mut(*i) {
+                if let Some(s) = s {
                     *s = *h;
                 }
             }
@@ -196,7 +222,7 @@ impl Fleet {
                 continue;
             }
             match schema::parse_health_field(f) {
-                Some((c, None)) => {
+                Some(Target::Channel(c)) => {
                     if let Some(&i) = self.synced.channel_ix.get(c)
                         && merger.adopt_channel(i, h)
                     {
@@ -209,7 +235,14 @@ impl Fleet {
                         );
                     }
                 }
-                Some((c, Some(m))) => {
+                Some(Target::Endpoint(c, e)) => {
+                    if let Some(&i) = self.synced.channel_ix.get(c)
+                        && merger.adopt_endpoint(i, e, h)
+                    {
+                        self.synced.endpoints[i][e.index()] = h;
+                    }
+                }
+                Some(Target::Model(c, m)) => {
                     if let Some(&i) = self.synced.entry_ix.get(&(c.into(), m.into()))
                         && merger.adopt_entry(i, h)
                     {

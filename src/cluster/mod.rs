@@ -67,7 +67,7 @@ struct Sent {
     quota: Vec<(String, f64)>,
     usage: Vec<Named>,
     usage_day: u64,
-    health: Vec<(bool, usize, Health)>,
+    health: Vec<(health::Slot, Health)>,
     asks: Vec<(String, f64, f64)>,
     demand: Vec<(usize, String, f64)>,
     restore: bool,

@@ -23,6 +23,7 @@
 use std::time::{Duration, Instant};
 
 use crate::live::health::{Health, Why};
+use crate::presets::Endpoint;
 
 /// Longest silence after which an instance no longer counts as live.
 pub(crate) const LIVE_FOR_MS: u64 = 60_000;
@@ -166,22 +167,39 @@ impl Keys {
     }
 }
 
-/// The health field of a channel or of one of its models.
-pub(crate) fn health_field(channel: &str, model: Option<&str>) -> String {
-    match model {
-        None => format!("c|{channel}"),
-        Some(m) => format!("m|{channel}|{m}"),
+/// What a health field is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target<'a> {
+    /// A channel (`c|<channel>`).
+    Channel(&'a str),
+    /// One model of a channel (`m|<channel>|<model>`).
+    Model(&'a str, &'a str),
+    /// One endpoint of a channel (`e|<channel>|<endpoint>`; instances that predate it skip
+    /// the field, so a rolling upgrade is safe).
+    Endpoint(&'a str, Endpoint),
+}
+
+/// The health field of a target (channel ids cannot hold `|`; model names can).
+pub(crate) fn health_field(t: Target<'_>) -> String {
+    match t {
+        Target::Channel(c) => format!("c|{c}"),
+        Target::Model(c, m) => format!("m|{c}|{m}"),
+        Target::Endpoint(c, e) => format!("e|{c}|{}", e.as_str()),
     }
 }
 
-/// A health field back to (channel, model).
-pub(crate) fn parse_health_field(f: &str) -> Option<(&str, Option<&str>)> {
-    if let Some(c) = f.strip_prefix("c|") {
-        return Some((c, None));
+/// A health field back to its target (`None`: a kind this version does not know).
+pub(crate) fn parse_health_field(f: &str) -> Option<Target<'_>> {
+    let (kind, rest) = f.split_once('|')?;
+    match kind {
+        "c" => Some(Target::Channel(rest)),
+        "m" => rest.split_once('|').map(|(c, m)| Target::Model(c, m)),
+        "e" => {
+            let (c, e) = rest.split_once('|')?;
+            Endpoint::parse(e).map(|e| Target::Endpoint(c, e))
+        }
+        _ => None,
     }
-    let rest = f.strip_prefix("m|")?;
-    let (c, m) = rest.split_once('|')?;
-    Some((c, Some(m)))
 }
 
 /// Converts between this process's `Instant`s and Unix milliseconds (the fleet's shared clock:
@@ -233,6 +251,7 @@ fn why_code(w: Why) -> u8 {
         Why::Auth => 3,
         Why::NoCredit => 4,
         Why::ModelMissing => 5,
+        Why::Unsupported => 6,
     }
 }
 
@@ -244,6 +263,7 @@ fn why_of(c: u8) -> Option<Why> {
         3 => Why::Auth,
         4 => Why::NoCredit,
         5 => Why::ModelMissing,
+        6 => Why::Unsupported,
         _ => return None,
     })
 }
@@ -318,19 +338,32 @@ mod tests {
                 .0,
             Health::default()
         );
-        for bad in ["", "1|2|3", "1|2|9|4|x", "a|2|1|4|x", "1|99999999|1|4|x"] {
+        for bad in [
+            "",
+            "1|2|3",
+            "1|2|9|4|x",
+            "1|2|7|4|x",
+            "a|2|1|4|x",
+            "1|99999999|1|4|x",
+        ] {
             assert!(decode_health(bad, &clock).is_none(), "{bad}");
         }
     }
 
     #[test]
     fn fields_split_where_names_cannot_hold_the_separator() {
-        assert_eq!(health_field("ch-1", None), "c|ch-1");
+        assert_eq!(health_field(Target::Channel("ch-1")), "c|ch-1");
+        let f = health_field(Target::Model("ch-1", "a|b/c"));
+        assert_eq!(parse_health_field(&f), Some(Target::Model("ch-1", "a|b/c")));
+        let f = health_field(Target::Endpoint("ch-1", Endpoint::Responses));
+        assert_eq!(f, "e|ch-1|responses");
         assert_eq!(
-            parse_health_field(&health_field("ch-1", Some("a|b/c"))),
-            Some(("ch-1", Some("a|b/c")))
+            parse_health_field(&f),
+            Some(Target::Endpoint("ch-1", Endpoint::Responses))
         );
+        // kinds (or endpoints) a newer instance may write are skipped, not misread
         assert_eq!(parse_health_field("x|y"), None);
+        assert_eq!(parse_health_field("e|ch-1|images"), None);
         assert_eq!(
             parse_usage_field(&usage_field("key", "team|a", "cost")),
             Some(("key", "team|a", "cost"))

@@ -41,6 +41,7 @@ pub fn starting_snapshot(
 pub fn render(snap: &Snapshot, q: &Query<'_>) -> Result<String, String> {
     let options = crate::strategy::Options::default();
     let ask = routing::Ask {
+        endpoint: crate::presets::Endpoint::Chat,
         model: q.expr,
         needs: q.needs,
         prompt_tokens: 1000,

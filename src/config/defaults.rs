@@ -68,6 +68,19 @@ pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(600);
 pub const AUTH_COOLDOWN: Duration = Duration::from_secs(3600);
 /// A (channel, model) answering 404 for the model stays out this long (1 h).
 pub const MODEL_MISSING_COOLDOWN: Duration = Duration::from_secs(3600);
+/// Panic routing: when every candidate is out only for a transient reason, try them anyway.
+pub const PANIC_ROUTING: bool = true;
+/// Panic attempts in flight per channel per worker (4).
+pub const PANIC_MAX_IN_FLIGHT: usize = 4;
+/// How long a request over the panic in-flight cap waits for a slot (2 s).
+pub const PANIC_WAIT: Duration = Duration::from_secs(2);
+/// Retries on the same channel when it is the last candidate left (1).
+pub const SAME_CHANNEL_RETRIES: usize = 1;
+/// Backoff before a same-channel retry (50 ms, full jitter).
+pub const RETRY_BACKOFF: Duration = Duration::from_millis(50);
+/// How far (as a fraction) a prompt estimate may exceed the largest context before the
+/// gateway answers 400 itself rather than letting the largest-context upstream decide (10 %).
+pub const CONTEXT_MARGIN: f32 = 0.1;
 /// Base currency of prices, scores and budgets.
 pub const CURRENCY: &str = "USD";
 /// Model discovery runs at start and this often (6 h), with up to 10 % jitter.

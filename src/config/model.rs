@@ -396,6 +396,27 @@ pub struct RoutingConfig {
     pub tie_epsilon: f32,
     /// How long channels stay out after each kind of failure.
     pub cooldown: CooldownPolicy,
+    /// When every candidate is out only for a transient reason (DESIGN §6).
+    pub panic: PanicPolicy,
+    /// Retries on the last candidate left after a connect refusal, a reset before the request
+    /// was sent, or a 502/503 (never after a timeout or a 504).
+    pub same_channel_retries: usize,
+    /// The backoff before such a retry (full jitter: uniform in [0, backoff]).
+    pub retry_backoff: Duration,
+    /// How far a prompt estimate may exceed the largest context before the gateway answers
+    /// 400 `context_length_exceeded` itself (a fraction: 0.1 = 10 %).
+    pub context_margin: f32,
+}
+
+/// `[routing] panic_*`: Envoy's healthy-panic threshold for one channel list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PanicPolicy {
+    /// On (`panic_routing`).
+    pub enabled: bool,
+    /// Panic attempts in flight per channel per worker.
+    pub max_in_flight: u32,
+    /// How long a request over that cap waits for a slot.
+    pub wait: Duration,
 }
 
 /// `[strategies.NAME]`: a user-defined weight vector.

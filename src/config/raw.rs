@@ -256,6 +256,12 @@ pub(super) struct Routing {
     pub retry_after_max: Option<DurationValue>,
     pub auth_cooldown: Option<DurationValue>,
     pub model_missing_cooldown: Option<DurationValue>,
+    pub panic_routing: Option<bool>,
+    pub panic_max_in_flight: Option<i64>,
+    pub panic_wait: Option<DurationValue>,
+    pub same_channel_retries: Option<i64>,
+    pub retry_backoff: Option<DurationValue>,
+    pub context_margin: Option<f64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

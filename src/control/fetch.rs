@@ -116,7 +116,7 @@ fn groups(st: &State, kind: Kind, only: Option<&[String]>, now: Instant) -> Vec<
         let wanted = match kind {
             Kind::Discovery => ch.discover,
             Kind::Probe => {
-                let h = live.channels.get(i).copied().unwrap_or_default();
+                let h = live.channels.get(i).map(|c| c.health).unwrap_or_default();
                 match (h.state(now), h.why) {
                     (_, Why::RateLimited | Why::NoCredit) => false,
                     (_, Why::Auth) => true,

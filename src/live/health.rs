@@ -1,16 +1,19 @@
-//! Channel and (channel, model) health: what an upstream outcome does to a cooldown
-//! (DESIGN.md §6), as a pure state machine over an injected `now`.
+//! What an upstream outcome does to health — its **scope** and its cooldown — as one pure
+//! function ([`verdict`]), and the cooldown state machine ([`Health`]) over an injected `now`.
 //!
 //! | outcome | scope | cooldown |
 //! |---|---|---|
-//! | connect error, reset, timeout, 5xx, 529, stream cut | channel | `base · 2^(n−1)`, capped at `max`, n = consecutive failures |
-//! | 429 | channel | `Retry-After` (capped at `retry_after_max`), else the backoff |
+//! | connect, TLS or proxy error; reset before the request was sent | channel | `base · 2^(n−1)`, capped at `max`, n = consecutive failures |
 //! | 401, 403 | channel | `auth` (long), until a reload changes the key or a probe passes |
 //! | 402 | channel | until the next UTC midnight (the daily window) |
+//! | 429 (or an answer saying the quota is spent) | channel | `Retry-After` (capped at `retry_after_max`), else the backoff |
+//! | 5xx, 529, timeout, reset mid-exchange, bad 2xx body, stream cut | (channel, model) | the backoff; a 2nd model of the channel failing within the 1st's window escalates to the channel |
 //! | 404 naming the model | (channel, model) | `model_missing` |
-//! | success | both | healed: failures reset, no cooldown |
+//! | 404 not naming the model, 405, 501 | (channel, endpoint) | `model_missing` (then one trial re-checks) |
+//! | an encoding the gateway cannot read; the client leaving; 400/422 | none | — |
+//! | success | channel, model and endpoint | healed: failures reset, no cooldown |
 //!
-//! When a cooldown ends the channel is *half-open*: one trial request per worker may go
+//! When a cooldown ends the scope is *half-open*: one trial request per worker may go
 //! through; its success heals, its failure backs off again (with a longer backoff).
 //!
 //! Invariants: no clock reads, no I/O; the same outcome applied to the same state at the same
@@ -21,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::CooldownPolicy;
 
-/// Why a channel or entry is (or was last) out of rotation.
+/// Why a channel, entry or (channel, endpoint) is (or was last) out of rotation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) enum Why {
     /// In rotation: no failure since the last success.
@@ -37,6 +40,8 @@ pub(crate) enum Why {
     NoCredit,
     /// 404 for the model.
     ModelMissing,
+    /// The provider does not serve the endpoint (404/405/501 on its path).
+    Unsupported,
 }
 
 impl Why {
@@ -49,7 +54,14 @@ impl Why {
             Why::Auth => "API key rejected",
             Why::NoCredit => "out of credit",
             Why::ModelMissing => "model not found upstream",
+            Why::Unsupported => "endpoint not served by the provider",
         }
+    }
+
+    /// A reason that passes by itself (backoff after transient failures): the only kind panic
+    /// routing may override.
+    pub(crate) fn is_transient(self) -> bool {
+        self == Why::Failing
     }
 }
 
@@ -68,34 +80,49 @@ pub(crate) enum Outcome {
     NoCredit,
     /// 404 for the model.
     ModelMissing,
+    /// 404/405/501 for the endpoint's path.
+    Unsupported,
 }
 
 impl Outcome {
-    /// The health outcome of an upstream status, if it has one (4xx like 400/422 do not).
-    pub(crate) fn of_status(status: u16, retry_after: Option<Duration>) -> Option<Outcome> {
+    /// The outcome of an upstream status that moved the request on, or of a status relayed to
+    /// the client (4xx like 400/422 have none).
+    fn of_status(status: u16, retry_after: Option<Duration>) -> Option<Outcome> {
         match status {
             200..=399 => Some(Outcome::Success),
             401 | 403 => Some(Outcome::Auth),
             402 => Some(Outcome::NoCredit),
-            404 => Some(Outcome::ModelMissing),
             429 => Some(Outcome::RateLimited(retry_after)),
             s if s >= 500 => Some(Outcome::Transient),
             _ => None,
         }
     }
+}
 
-    /// True when the outcome concerns one model of the channel rather than the channel.
-    pub(crate) fn is_per_model(self) -> bool {
-        matches!(self, Outcome::ModelMissing)
-    }
+/// What an outcome is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// The whole channel (its key, its host).
+    Channel,
+    /// One model of the channel (one catalog entry).
+    Model,
+    /// One endpoint of the channel (the request's).
+    Endpoint,
 }
 
 /// What happened to an attempt, as health sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Event {
-    /// No usable response: a connect error, a reset, a timeout, a malformed head or body, or a
-    /// stream that broke off.
+    /// The channel could not be reached: connect, TLS or proxy errors, or a reset before the
+    /// request was sent.
+    Unreachable,
+    /// No usable response after connecting: a timeout, a reset mid-exchange, a malformed head
+    /// or body, a 2xx body that does not parse, or a stream that broke off.
     Broken,
+    /// An answer in a form the gateway cannot read (an unsupported `Content-Encoding`): says
+    /// nothing about the provider's health, but the channel will answer the same way again.
+    #[allow(dead_code)] // constructed once the relay refuses unknown encodings (next step)
+    Unreadable,
     /// An upstream status that moved the request on; `names_model` when its body names the
     /// model asked for (a 404 about the model, not the path).
     Status {
@@ -118,59 +145,65 @@ pub(crate) enum Event {
     ClientGone,
 }
 
-/// What an [`Event`] does: the outcome applied to health (its scope is
-/// [`Outcome::is_per_model`]), and whether the request skips the channel's other models.
+/// What an [`Event`] does: the outcome applied to health and its scope, and whether the
+/// request skips the channel's other models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Verdict {
-    /// The health outcome, if any.
+    /// The health outcome, if any (a success heals every scope it touched).
     pub outcome: Option<Outcome>,
-    /// The channel failed as a whole: the request skips its other models.
+    /// What the outcome is about.
+    pub scope: Scope,
+    /// The channel cannot serve this request with any model: the request skips its others.
     pub whole_channel: bool,
 }
 
 /// The one decision of what an attempt's event means for health (DESIGN §6; the table above).
 pub(crate) fn verdict(e: Event) -> Verdict {
+    let v = |outcome, scope, whole_channel| Verdict {
+        outcome,
+        scope,
+        whole_channel,
+    };
     match e {
-        Event::Broken => Verdict {
-            outcome: Some(Outcome::Transient),
-            whole_channel: true,
-        },
-        // Only a 404 that names the model takes that model out; any other 404 (a wrong
-        // chat_path, say) is the channel failing — yet the request still tries the channel's
-        // other models (a 404 never skips them).
+        Event::Unreachable => v(Some(Outcome::Transient), Scope::Channel, true),
+        // Timeouts and broken exchanges are the model's until a second model shows the
+        // channel is the problem (escalation, in `live`); the request may try its other models.
+        Event::Broken => v(Some(Outcome::Transient), Scope::Model, false),
+        Event::Unreadable => v(None, Scope::Channel, true),
         Event::Status {
             status: 404,
-            names_model: false,
+            names_model: true,
             ..
-        } => Verdict {
-            outcome: Some(Outcome::Transient),
-            whole_channel: false,
-        },
+        } => v(Some(Outcome::ModelMissing), Scope::Model, false),
+        // A 404 that does not name the model is about the path: the provider lacks the
+        // endpoint, which says nothing about its chat (or any other endpoint).
+        Event::Status {
+            status: 404 | 405 | 501,
+            ..
+        } => v(Some(Outcome::Unsupported), Scope::Endpoint, true),
         Event::Status {
             status,
             retry_after,
             ..
-        } => Verdict {
-            outcome: Outcome::of_status(status, retry_after),
-            whole_channel: status != 404,
+        } => match Outcome::of_status(status, retry_after) {
+            Some(o @ Outcome::Transient) => v(Some(o), Scope::Model, false),
+            o => v(o, Scope::Channel, true),
         },
         // An answer that says the provider's quota is spent takes the channel out until the
         // reset it names, as a 429 with Retry-After would.
         Event::Answered {
             quota_reset: Some(reset),
             ..
-        } => Verdict {
-            outcome: Some(Outcome::RateLimited(Some(reset))),
-            whole_channel: false,
+        } => v(
+            Some(Outcome::RateLimited(Some(reset))),
+            Scope::Channel,
+            false,
+        ),
+        Event::Answered { status, .. } => match Outcome::of_status(status, None) {
+            Some(o @ Outcome::Transient) => v(Some(o), Scope::Model, false),
+            o => v(o, Scope::Channel, false),
         },
-        Event::Answered { status, .. } => Verdict {
-            outcome: Outcome::of_status(status, None),
-            whole_channel: false,
-        },
-        Event::ClientGone => Verdict {
-            outcome: None,
-            whole_channel: false,
-        },
+        Event::ClientGone => v(None, Scope::Channel, false),
     }
 }
 
@@ -241,13 +274,14 @@ impl Health {
             Outcome::Auth => Why::Auth,
             Outcome::NoCredit => Why::NoCredit,
             Outcome::ModelMissing => Why::ModelMissing,
+            Outcome::Unsupported => Why::Unsupported,
         };
         self.failures = self.failures.saturating_add(1);
         let wait = match outcome {
             Outcome::RateLimited(Some(d)) => d.min(policy.retry_after_max),
             Outcome::Auth => policy.auth,
             Outcome::NoCredit => until_midnight.max(Duration::from_secs(60)),
-            Outcome::ModelMissing => policy.model_missing,
+            Outcome::ModelMissing | Outcome::Unsupported => policy.model_missing,
             _ => backoff(policy, self.failures),
         };
         let until = at + wait;
@@ -369,37 +403,82 @@ mod tests {
         let mut h = Health::default();
         h.apply(Outcome::NoCredit, t0, t0, &p, Duration::from_secs(5000));
         assert_eq!(h.until, Some(t0 + Duration::from_secs(5000)));
-        assert!(Outcome::of_status(404, None).unwrap().is_per_model());
+        let mut h = Health::default();
+        h.apply(Outcome::Unsupported, t0, t0, &p, Duration::ZERO);
+        assert_eq!(
+            h.until,
+            Some(t0 + Duration::from_secs(600)),
+            "re-checked after model_missing"
+        );
+        assert_eq!(h.why, Why::Unsupported);
         assert_eq!(Outcome::of_status(400, None), None);
         assert_eq!(Outcome::of_status(529, None), Some(Outcome::Transient));
     }
 
+    fn status(status: u16, names_model: bool) -> Verdict {
+        verdict(Event::Status {
+            status,
+            retry_after: None,
+            names_model,
+        })
+    }
+
     #[test]
-    fn verdicts_follow_the_design_table() {
-        let status = |status, names_model| {
-            verdict(Event::Status {
-                status,
-                retry_after: None,
-                names_model,
-            })
+    fn each_outcome_has_its_true_scope() {
+        let v = |outcome, scope, whole_channel| Verdict {
+            outcome: Some(outcome),
+            scope,
+            whole_channel,
         };
+        // the model: a 404 naming it, 5xx and 529, timeouts and broken exchanges
         assert_eq!(
             status(404, true),
-            Verdict {
-                outcome: Some(Outcome::ModelMissing),
-                whole_channel: false
-            }
+            v(Outcome::ModelMissing, Scope::Model, false)
         );
         assert_eq!(
-            status(404, false),
-            Verdict {
-                outcome: Some(Outcome::Transient),
-                whole_channel: false
-            }
+            status(500, false),
+            v(Outcome::Transient, Scope::Model, false)
         );
-        assert_eq!(status(503, true).outcome, Some(Outcome::Transient));
-        assert!(status(503, true).whole_channel);
-        assert_eq!(status(401, false).outcome, Some(Outcome::Auth));
+        assert_eq!(
+            status(503, true),
+            v(Outcome::Transient, Scope::Model, false)
+        );
+        assert_eq!(
+            status(529, false),
+            v(Outcome::Transient, Scope::Model, false)
+        );
+        assert_eq!(
+            verdict(Event::Broken),
+            v(Outcome::Transient, Scope::Model, false)
+        );
+        // the endpoint: a path the provider does not serve
+        for s in [404, 405, 501] {
+            assert_eq!(
+                status(s, false),
+                v(Outcome::Unsupported, Scope::Endpoint, true),
+                "{s}"
+            );
+        }
+        // the channel: unreachable, the key, the credit, the rate limit
+        assert_eq!(
+            verdict(Event::Unreachable),
+            v(Outcome::Transient, Scope::Channel, true)
+        );
+        assert_eq!(status(401, false), v(Outcome::Auth, Scope::Channel, true));
+        assert_eq!(status(403, false), v(Outcome::Auth, Scope::Channel, true));
+        assert_eq!(
+            status(402, false),
+            v(Outcome::NoCredit, Scope::Channel, true)
+        );
+        let ra = Some(Duration::from_secs(3));
+        assert_eq!(
+            verdict(Event::Status {
+                status: 429,
+                retry_after: ra,
+                names_model: false
+            }),
+            v(Outcome::RateLimited(ra), Scope::Channel, true)
+        );
         let reset = Duration::from_secs(6);
         assert_eq!(
             verdict(Event::Answered {
@@ -411,6 +490,15 @@ mod tests {
         );
         assert_eq!(
             verdict(Event::Answered {
+                status: 200,
+                quota_reset: None
+            })
+            .outcome,
+            Some(Outcome::Success)
+        );
+        // nothing: a client error relayed, the client leaving, an unreadable encoding
+        assert_eq!(
+            verdict(Event::Answered {
                 status: 400,
                 quota_reset: None
             })
@@ -418,6 +506,11 @@ mod tests {
             None
         );
         assert_eq!(verdict(Event::ClientGone).outcome, None);
-        assert!(verdict(Event::Broken).whole_channel);
+        let unreadable = verdict(Event::Unreadable);
+        assert_eq!(unreadable.outcome, None);
+        assert!(
+            unreadable.whole_channel,
+            "the channel would answer the same way again"
+        );
     }
 }

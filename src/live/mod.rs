@@ -1,19 +1,21 @@
-//! Live state: per-channel and per-(channel, model) health, and per-entry latency, time to
-//! first token and success rate as EWMAs. Workers report outcomes; the control thread merges
-//! them here and publishes the result inside the next snapshot.
+//! Live state: health at its three scopes — channel, (channel, model), (channel, endpoint) —
+//! and per-entry latency, time to first token and success rate as EWMAs. Workers report
+//! outcomes; the control thread merges them here and publishes the result inside the next
+//! snapshot.
 //!
 //! Invariants: a published [`Live`] is immutable and indexed like the catalog of the same
 //! `generation`; reports for another generation are ignored. Health merges apply the same pure
-//! transition ([`Health::apply`]) a worker applied locally, at the report's own timestamp, so
+//! transition ([`apply_outcome`]) a worker applied locally, at the report's own timestamp, so
 //! both views agree. Counts are never dropped: reports travel on an unbounded channel.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::CooldownPolicy;
+use crate::presets::Endpoint;
 pub(crate) mod health;
 
-use health::{Health, Outcome};
+use health::{Health, Outcome, Scope};
 
 /// Smoothing of latency and TTFT averages (weight of the newest sample).
 pub(crate) const LATENCY_ALPHA: f32 = 0.2;
@@ -47,13 +49,82 @@ impl Default for EntryLive {
     }
 }
 
+/// The last model of a channel that failed transiently, while its backoff window runs: a
+/// second model failing inside it shows the channel, not the model, is the problem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Strike {
+    /// The entry that failed.
+    pub entry: u32,
+    /// When.
+    pub at: Instant,
+    /// The end of its cooldown window.
+    pub until: Instant,
+}
+
+/// Live facts about one channel: its own health, its endpoints' and its last strike.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ChannelLive {
+    /// Channel-level health (its key, its host, a second failing model).
+    pub health: Health,
+    /// (channel, endpoint) health, indexed by [`Endpoint::index`]: endpoints the provider
+    /// does not serve.
+    pub endpoints: [Health; Endpoint::COUNT],
+    /// The running strike, if any (see [`Strike`]).
+    pub strike: Option<Strike>,
+}
+
+impl ChannelLive {
+    /// The endpoint's health.
+    pub(crate) fn endpoint(&self, e: Endpoint) -> &Health {
+        &self.endpoints[e.index()]
+    }
+
+    /// The strike still counting at `at`: inside its window, and after the channel's last
+    /// change (a success, a channel cooldown or an admin clear ends it).
+    fn strike_at(&self, at: Instant) -> Option<Strike> {
+        self.strike
+            .filter(|s| s.until > at && self.health.updated.is_none_or(|u| s.at > u))
+    }
+
+    /// Overlays two views field by field: the later update of each scope wins.
+    pub(crate) fn newer(a: &ChannelLive, b: &ChannelLive) -> ChannelLive {
+        let pick = |x: &Health, y: &Health| if x.updated > y.updated { *x } else { *y };
+        let mut out = ChannelLive {
+            health: pick(&a.health, &b.health),
+            endpoints: [Health::default(); Endpoint::COUNT],
+            strike: match (a.strike, b.strike) {
+                (Some(x), Some(y)) => Some(if x.at > y.at { x } else { y }),
+                (x, y) => x.or(y),
+            },
+        };
+        for (i, h) in out.endpoints.iter_mut().enumerate() {
+            *h = pick(&a.endpoints[i], &b.endpoints[i]);
+        }
+        out
+    }
+
+    /// Heals every scope as of `now` (an admin clear): the newer `updated` wins over every
+    /// other view.
+    fn healed(now: Instant) -> ChannelLive {
+        let h = Health {
+            updated: Some(now),
+            ..Health::default()
+        };
+        ChannelLive {
+            health: h,
+            endpoints: [h; Endpoint::COUNT],
+            strike: None,
+        }
+    }
+}
+
 /// The published live state.
 #[derive(Debug, Clone, Default)]
 pub struct Live {
     /// Catalog generation these indices belong to.
     pub generation: u64,
-    /// Channel health, indexed like `Snapshot::channels`.
-    pub(crate) channels: Box<[Health]>,
+    /// Channel facts, indexed like `Snapshot::channels`.
+    pub(crate) channels: Box<[ChannelLive]>,
     /// Entry facts, indexed like `Catalog::entries`.
     pub entries: Box<[EntryLive]>,
 }
@@ -63,7 +134,7 @@ impl Live {
     pub(crate) fn new(generation: u64, channels: usize, entries: usize) -> Live {
         Live {
             generation,
-            channels: vec![Health::default(); channels].into(),
+            channels: vec![ChannelLive::default(); channels].into(),
             entries: vec![EntryLive::default(); entries].into(),
         }
     }
@@ -86,7 +157,7 @@ pub(crate) struct Report<U> {
     /// Time from `at` to the next UTC midnight, as the observer read it (402 cooldowns).
     pub until_midnight: Duration,
     /// Health meaning, if any.
-    pub outcome: Option<Outcome>,
+    pub outcome: Option<Judged>,
     /// Whole-exchange latency.
     pub latency_ms: Option<f32>,
     /// Time to the response head.
@@ -98,24 +169,61 @@ pub(crate) struct Report<U> {
     pub usage: Option<Box<U>>,
 }
 
-/// Applies one outcome to a channel and entry health pair (the transition both workers and the
-/// control thread use).
+/// An outcome with its scope and the request's endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Judged {
+    /// What happened.
+    pub outcome: Outcome,
+    /// What it is about (a success heals the channel, the model and the endpoint).
+    pub scope: Scope,
+    /// The endpoint the request called.
+    pub endpoint: Endpoint,
+}
+
+/// Applies one judged outcome to a channel and one of its entries (the transition both
+/// workers and the control thread use). A transient failure of a model escalates to the
+/// channel when another model of the channel failed within its window.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn apply_outcome(
-    channel: &mut Health,
+    channel: &mut ChannelLive,
+    entry_index: u32,
     entry: &mut Health,
-    outcome: Outcome,
+    j: Judged,
     started: Instant,
     at: Instant,
     policy: &CooldownPolicy,
     until_midnight: Duration,
 ) {
-    match outcome {
-        Outcome::Success => {
-            channel.apply(outcome, started, at, policy, until_midnight);
-            entry.apply(outcome, started, at, policy, until_midnight);
+    let o = j.outcome;
+    match (o, j.scope) {
+        (Outcome::Success, _) => {
+            channel.health.apply(o, started, at, policy, until_midnight);
+            channel.endpoints[j.endpoint.index()].apply(o, started, at, policy, until_midnight);
+            entry.apply(o, started, at, policy, until_midnight);
         }
-        o if o.is_per_model() => entry.apply(o, started, at, policy, until_midnight),
-        o => channel.apply(o, started, at, policy, until_midnight),
+        (_, Scope::Channel) => channel.health.apply(o, started, at, policy, until_midnight),
+        (_, Scope::Endpoint) => {
+            channel.endpoints[j.endpoint.index()].apply(o, started, at, policy, until_midnight)
+        }
+        (_, Scope::Model) => {
+            entry.apply(o, started, at, policy, until_midnight);
+            if o != Outcome::Transient {
+                return;
+            }
+            match channel.strike_at(at) {
+                Some(s) if s.entry != entry_index => {
+                    channel.health.apply(o, started, at, policy, until_midnight);
+                    channel.strike = None;
+                }
+                _ => {
+                    channel.strike = Some(Strike {
+                        entry: entry_index,
+                        at,
+                        until: entry.until.unwrap_or(at),
+                    })
+                }
+            }
+        }
     }
 }
 
@@ -159,12 +267,13 @@ impl Merger {
         ) else {
             return;
         };
-        if let Some(o) = r.outcome {
+        if let Some(j) = r.outcome {
             let before = (*ch, en.health);
             apply_outcome(
                 ch,
+                r.entry,
                 &mut en.health,
-                o,
+                j,
                 r.started,
                 r.at,
                 &self.policy,
@@ -172,24 +281,30 @@ impl Merger {
             );
             let after = (*ch, en.health);
             // A success on an already healthy pair only refreshes `updated`: not worth a
-            // publication of its own.
-            let transition = (
-                before.0.until,
-                before.0.failures,
-                before.1.until,
-                before.1.failures,
-            ) != (
-                after.0.until,
-                after.0.failures,
-                after.1.until,
-                after.1.failures,
-            );
-            self.health_changed |= transition;
-            // For the fleet, only what moves a cooldown matters (another failure of a channel
+            // publication of its own (nor is a new strike: it only matters to the next report).
+            let moved = |c: &ChannelLive, e: &Health| {
+                let mut key = [(None, 0); Endpoint::COUNT + 2];
+                key[0] = (c.health.until, c.health.failures);
+                key[1] = (e.until, e.failures);
+                for (k, h) in key[2..].iter_mut().zip(c.endpoints.iter()) {
+                    *k = (h.until, h.failures);
+                }
+                key
+            };
+            self.health_changed |= moved(&before.0, &before.1) != moved(&after.0, &after.1);
+            // For the fleet, only what moves a cooldown matters (another failure of a scope
             // already out only counts up).
-            self.changed_here |= (before.0.until, before.0.why, before.1.until, before.1.why)
-                != (after.0.until, after.0.why, after.1.until, after.1.why);
-            let ok = matches!(o, Outcome::Success);
+            let cooldowns = |c: &ChannelLive, e: &Health| {
+                let mut key = [(None, health::Why::Healthy); Endpoint::COUNT + 2];
+                key[0] = (c.health.until, c.health.why);
+                key[1] = (e.until, e.why);
+                for (k, h) in key[2..].iter_mut().zip(c.endpoints.iter()) {
+                    *k = (h.until, h.why);
+                }
+                key
+            };
+            self.changed_here |= cooldowns(&before.0, &before.1) != cooldowns(&after.0, &after.1);
+            let ok = matches!(j.outcome, Outcome::Success);
             en.success = en.success * (1.0 - SUCCESS_ALPHA) + if ok { SUCCESS_ALPHA } else { 0.0 };
             self.stats_changed = true;
         }
@@ -218,7 +333,7 @@ impl Merger {
         at: Instant,
     ) {
         use health::Why;
-        let Some(ch) = self.live.channels.get_mut(channel) else {
+        let Some(ch) = self.live.channels.get_mut(channel).map(|c| &mut c.health) else {
             return;
         };
         let cooling = ch.until.is_some_and(|u| u > at);
@@ -241,23 +356,25 @@ impl Merger {
         }
     }
 
-    /// Clears the cooldowns of one channel and its entries (`Some(i)`) or of everything, as of
-    /// `now`: the newer `updated` wins over every worker's local view.
+    /// Clears the cooldowns of one channel — every scope: its own, its endpoints', its
+    /// models', and its strike — (`Some(i)`) or of everything, as of `now`: the newer
+    /// `updated` wins over every worker's local view.
     pub(crate) fn clear(&mut self, channel: Option<usize>, now: Instant) -> usize {
         let healed = Health {
             updated: Some(now),
             ..Health::default()
         };
+        let bad = |h: &Health| usize::from(h.failures > 0 || h.until.is_some());
         let mut cleared = 0;
-        for (i, h) in self.live.channels.iter_mut().enumerate() {
-            if channel.is_none_or(|c| c == i) {
-                cleared += usize::from(h.failures > 0 || h.until.is_some());
-                *h = healed;
+        for (i, c) in self.live.channels.iter_mut().enumerate() {
+            if channel.is_none_or(|x| x == i) {
+                cleared += bad(&c.health) + c.endpoints.iter().map(bad).sum::<usize>();
+                *c = ChannelLive::healed(now);
             }
         }
         for (e, owner) in self.live.entries.iter_mut().zip(self.owners.iter()) {
             if channel.is_none_or(|c| c == *owner as usize) {
-                cleared += usize::from(e.health.failures > 0 || e.health.until.is_some());
+                cleared += bad(&e.health);
                 e.health = healed;
             }
         }
@@ -271,8 +388,22 @@ impl Merger {
     /// it is newer than the merged one; true when it was.
     pub(crate) fn adopt_channel(&mut self, channel: usize, h: Health) -> bool {
         match self.live.channels.get_mut(channel) {
-            Some(c) if h.updated > c.updated => {
-                *c = h;
+            Some(c) if h.updated > c.health.updated => {
+                c.health = h;
+                self.health_changed = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    #[cfg(feature = "cluster")]
+    /// Adopts a (channel, endpoint) health state decided elsewhere when it is newer; true
+    /// when it was.
+    pub(crate) fn adopt_endpoint(&mut self, channel: usize, endpoint: Endpoint, h: Health) -> bool {
+        match self.live.channels.get_mut(channel) {
+            Some(c) if h.updated > c.endpoint(endpoint).updated => {
+                c.endpoints[endpoint.index()] = h;
                 self.health_changed = true;
                 true
             }
@@ -335,6 +466,15 @@ mod tests {
     }
 
     fn report(outcome: Option<Outcome>, latency: Option<f32>) -> Report<()> {
+        let scope = match outcome {
+            Some(Outcome::ModelMissing | Outcome::Transient) => Scope::Model,
+            _ => Scope::Channel,
+        };
+        let outcome = outcome.map(|outcome| Judged {
+            outcome,
+            scope,
+            endpoint: Endpoint::Chat,
+        });
         Report {
             generation: 1,
             channel: 0,
@@ -356,24 +496,26 @@ mod tests {
         let t0 = Instant::now();
         let mut m = Merger::new(Live::new(1, 2, 0), Box::new([]), policy());
         // channel 0 out of credit, channel 1 out on 401
-        m.live.channels[0].apply(
+        m.live.channels[0].health.apply(
             Outcome::NoCredit,
             t0,
             t0,
             &policy(),
             Duration::from_secs(600),
         );
-        m.live.channels[1].apply(Outcome::Auth, t0, t0, &policy(), Duration::ZERO);
+        m.live.channels[1]
+            .health
+            .apply(Outcome::Auth, t0, t0, &policy(), Duration::ZERO);
         let later = t0 + Duration::from_millis(10);
         m.apply_channel(0, Outcome::Success, later, later);
-        assert_eq!(m.view().channels[0].why, Why::NoCredit);
-        assert!(m.view().channels[0].until.is_some_and(|u| u > later));
+        assert_eq!(m.view().channels[0].health.why, Why::NoCredit);
+        assert!(m.view().channels[0].health.until.is_some_and(|u| u > later));
         // a probe timeout keeps the 401 reason, so the channel keeps being probed for a fix
         m.apply_channel(1, Outcome::Transient, later, later);
-        assert_eq!(m.view().channels[1].why, Why::Auth);
+        assert_eq!(m.view().channels[1].health.why, Why::Auth);
         // and a successful probe (the key works again) heals it
         m.apply_channel(1, Outcome::Success, later, later);
-        assert_eq!(m.view().channels[1].failures, 0);
+        assert_eq!(m.view().channels[1].health.failures, 0);
         assert!(m.health_changed);
     }
 
@@ -383,22 +525,55 @@ mod tests {
         m.apply(&report(Some(Outcome::Transient), None));
         assert!(m.health_changed);
         let live = m.publish();
-        assert_eq!(live.channels[0].failures, 1);
+        assert_eq!(live.entries[1].health.failures, 1, "a 5xx is the model's");
+        assert_eq!(live.channels[0].health.failures, 0);
         assert!(live.entries[1].success < 1.0);
         m.apply(&report(Some(Outcome::Success), Some(100.0)));
         m.apply(&report(None, Some(200.0)));
         let live = m.publish();
-        assert_eq!(live.channels[0].failures, 0);
+        assert_eq!(live.entries[1].health.failures, 0, "healed");
         assert!((live.entries[1].latency_ms - 120.0).abs() < 1e-3);
         // model-level outcomes stay on the entry
         m.apply(&report(Some(Outcome::ModelMissing), None));
         let live = m.publish();
-        assert_eq!(live.channels[0].failures, 0);
+        assert_eq!(live.channels[0].health.failures, 0);
         assert_eq!(live.entries[1].health.failures, 1);
         // reports for another catalog generation are ignored
         let mut stale = report(Some(Outcome::Transient), None);
         stale.generation = 7;
         m.apply(&stale);
         assert!(!m.health_changed);
+    }
+
+    #[test]
+    fn a_clear_heals_every_scope_and_ends_the_strike() {
+        let mut m = Merger::new(Live::new(1, 1, 2), vec![0, 0].into(), policy());
+        let mut r = report(Some(Outcome::Transient), None);
+        r.entry = 0;
+        m.apply(&r);
+        assert!(m.view().channels[0].strike.is_some());
+        let mut lacks = report(None, None);
+        lacks.outcome = Some(Judged {
+            outcome: Outcome::Unsupported,
+            scope: Scope::Endpoint,
+            endpoint: Endpoint::Responses,
+        });
+        m.apply(&lacks);
+        assert_eq!(
+            m.view().channels[0].endpoint(Endpoint::Responses).failures,
+            1
+        );
+        assert_eq!(
+            m.view().channels[0].health.failures,
+            0,
+            "chat is unaffected"
+        );
+        assert_eq!(m.clear(None, Instant::now()), 2);
+        let c = m.view().channels[0];
+        assert_eq!(c.endpoint(Endpoint::Responses).failures, 0);
+        assert_eq!(c.strike, None);
+        // so a second model failing now is a first strike, not an escalation
+        m.apply(&report(Some(Outcome::Transient), None));
+        assert_eq!(m.view().channels[0].health.failures, 0);
     }
 }

@@ -5,9 +5,10 @@
 //! Invariants: an admitted request has taken its tokens from the key's buckets; nothing is
 //! taken when a bucket refuses; refusals carry `Retry-After` and OpenAI's `x-ratelimit-*`.
 
+use super::session::Extra;
 use crate::error::{Error, Kind};
 use crate::providers::openai::ingress::Features;
-use crate::server::{Request, Responder};
+use crate::server::Request;
 use crate::snapshot::Snapshot;
 use crate::worker::Worker;
 
@@ -56,17 +57,27 @@ pub(super) fn refund(worker: &Worker, req: &Request<'_>, features: &Features) {
     }
 }
 
-/// The 429 for a client key over one of its limits, with `Retry-After` and the
+/// The 429 for a client key (or a channel) over one of its limits, with `Retry-After` and the
 /// `x-ratelimit-*` headers OpenAI clients read.
-pub(super) async fn rate_limited(
-    out: &mut Responder<'_>,
-    what_for: &str,
-    d: &crate::limits::Denied,
-) {
+pub(super) fn rate_limited(what_for: &str, d: &crate::limits::Denied) -> (Error, Extra) {
     use crate::limits::Which;
-    let (what, kind) = match d.which {
-        Which::Requests => ("requests", "requests"),
-        Which::Tokens => ("tokens", "tokens"),
+    let (what, names): (_, [&'static [u8]; 3]) = match d.which {
+        Which::Requests => (
+            "requests",
+            [
+                b"x-ratelimit-limit-requests",
+                b"x-ratelimit-remaining-requests",
+                b"x-ratelimit-reset-requests",
+            ],
+        ),
+        Which::Tokens => (
+            "tokens",
+            [
+                b"x-ratelimit-limit-tokens",
+                b"x-ratelimit-remaining-tokens",
+                b"x-ratelimit-reset-tokens",
+            ],
+        ),
     };
     let e = Error::new(
         429,
@@ -80,46 +91,25 @@ pub(super) async fn rate_limited(
             d.retry_after.as_secs_f64()
         ),
     );
-    let secs = d.retry_after.as_secs() + u64::from(d.retry_after.subsec_nanos() > 0);
-    let mut retry = itoa::Buffer::new();
-    let mut limit = itoa::Buffer::new();
-    let reset = format!("{:.3}s", d.retry_after.as_secs_f64());
-    let names: [&[u8]; 3] = match kind {
-        "requests" => [
-            b"x-ratelimit-limit-requests",
-            b"x-ratelimit-remaining-requests",
-            b"x-ratelimit-reset-requests",
-        ],
-        _ => [
-            b"x-ratelimit-limit-tokens",
-            b"x-ratelimit-remaining-tokens",
-            b"x-ratelimit-reset-tokens",
-        ],
-    };
-    out.send_error_with(
-        &e,
-        &[
-            (b"retry-after", retry.format(secs.max(1)).as_bytes()),
-            (names[0], limit.format(d.limit).as_bytes()),
-            (names[1], b"0"),
-            (names[2], reset.as_bytes()),
-        ],
-    )
-    .await;
+    let extra = Extra::default()
+        .retry_after(Some(d.retry_after))
+        .with(names[0], d.limit)
+        .with(names[1], 0)
+        .with(
+            names[2],
+            format_args!("{:.3}s", d.retry_after.as_secs_f64()),
+        );
+    (e, extra)
 }
 
-/// Answers a refused request.
-pub(super) async fn refuse(out: &mut Responder<'_>, refused: Refused<'_>) {
+/// The answer to a refused request.
+pub(super) fn refusal(refused: Refused<'_>) -> (Error, Extra) {
     match refused {
         Refused::Budget(why) => {
             let e = Error::new(429, Kind::RateLimit, "budget_exhausted", why.to_string());
-            let secs = crate::clock::until_utc_midnight(crate::clock::unix_secs()).as_secs();
-            let mut b = itoa::Buffer::new();
-            out.send_error_with(&e, &[(b"retry-after", b.format(secs).as_bytes())])
-                .await;
+            let wait = crate::clock::until_utc_midnight(crate::clock::unix_secs());
+            (e, Extra::default().retry_after(Some(wait)))
         }
-        Refused::RateLimited(key, d) => {
-            rate_limited(out, &format!("key `{key}`"), &d).await;
-        }
+        Refused::RateLimited(key, d) => rate_limited(&format!("key `{key}`"), &d),
     }
 }

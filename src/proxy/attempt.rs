@@ -345,6 +345,7 @@ pub(super) async fn read_kept(
         status,
         headers,
         body,
+        retry_after: None,
     }
 }
 

@@ -8,8 +8,11 @@
 //! credential (connect errors name the proxy by address only); the label is one of a fixed set.
 //! Not here: the decision itself (`live::health`), relaying (`relay`).
 
+use std::time::Duration;
+
+use super::session::Extra;
 use crate::error::{Error, Kind};
-use crate::server::Responder;
+use crate::live::health::Event;
 use crate::snapshot::Snapshot;
 use crate::upstream::ConnectError;
 
@@ -119,6 +122,15 @@ impl UpstreamError {
     pub(super) fn timed_out(&self) -> bool {
         self.cause == Cause::Timeout
     }
+
+    /// What it means for health: the channel could not be reached (connecting, or sending
+    /// before any answer), or the exchange broke after that.
+    pub(super) fn event(&self) -> Event {
+        match self.stage {
+            Stage::Connect | Stage::Send => Event::Unreachable,
+            Stage::Head | Stage::Body | Stage::Stream => Event::Broken,
+        }
+    }
 }
 
 /// A failed attempt's response kept in case it was the last (returned as-is for 404/429).
@@ -127,6 +139,8 @@ pub(super) struct Kept {
     pub(super) status: u16,
     pub(super) headers: Vec<(Vec<u8>, Vec<u8>)>,
     pub(super) body: Vec<u8>,
+    /// Its `Retry-After`, if any.
+    pub(super) retry_after: Option<Duration>,
 }
 
 /// How one attempt failed.
@@ -145,6 +159,20 @@ impl Failure {
             Failure::Upstream(e) => e.label(),
             Failure::Status(k) if k.status >= 500 => "status_5xx",
             Failure::Status(_) => "status_4xx",
+        }
+    }
+
+    /// Whether the same channel may be tried again at once (when it is the last one left): the
+    /// connection was refused or reset before the request went out, or the answer was a 502 or
+    /// 503 — never a timeout or a 504, after which the provider may still be working (and
+    /// billing) on the first request.
+    pub(super) fn worth_retrying_here(&self) -> bool {
+        match self {
+            Failure::Upstream(e) => matches!(
+                (e.stage, e.cause),
+                (Stage::Connect, Cause::Connect) | (Stage::Send, Cause::Closed)
+            ),
+            Failure::Status(k) => matches!(k.status, 502 | 503),
         }
     }
 
@@ -167,37 +195,55 @@ pub(super) fn mentions(body: &[u8], model: &str) -> bool {
     !model.is_empty() && memchr::memmem::find(body, model.as_bytes()).is_some()
 }
 
-/// Every attempt failed: the last upstream 404 or 429 as-is, else 502 (504 after a timeout).
-pub(super) async fn give_up(
-    snap: &Snapshot,
-    model: &str,
-    failures: Vec<(usize, Failure)>,
-    out: &mut Responder<'_>,
-) {
+/// What the client gets when every attempt failed.
+#[derive(Debug)]
+pub(super) enum GiveUp {
+    /// The last attempt's 404, as the upstream said it (in the client's family): an unknown
+    /// model is the client's business.
+    Relay(Kept),
+    /// The gateway's own answer.
+    Answer(Error, Extra),
+}
+
+/// Every attempt failed: the last upstream 404 as-is; a 429 when the last was rate limited
+/// (the gateway's own body: the provider's names the operator's account); else 502 (504 after
+/// a timeout).
+pub(super) fn give_up(snap: &Snapshot, model: &str, failures: Vec<(usize, Failure)>) -> GiveUp {
     let summary: Vec<String> = failures
         .iter()
         .map(|(c, f)| format!("{}: {}", snap.channels[*c].id, f.describe()))
         .collect();
     tracing::warn!(model, attempts = failures.len(), failures = %summary.join("; "), "all attempts failed");
+    // The soonest any rate-limited attempt said it has room again.
+    let soonest_room = failures
+        .iter()
+        .filter_map(|(_, f)| match f {
+            Failure::Status(k) if k.status == 429 => {
+                Some(k.retry_after.unwrap_or(snap.routing.cooldown.base))
+            }
+            _ => None,
+        })
+        .min();
     let Some((_, last)) = failures.into_iter().last() else {
         let e = Error::new(502, Kind::Server, "upstream_error", "No attempt was made.");
-        return out.send_error(&e).await;
+        return GiveUp::Answer(e, Extra::default());
     };
+    let model = crate::error::truncate(model, 200);
     match last {
-        // A rate limit or an unknown model is the client's business: relayed as it came.
-        Failure::Status(k) if matches!(k.status, 404 | 429) => {
-            out.begin(k.status);
-            for (n, v) in &k.headers {
-                if !n.eq_ignore_ascii_case(b"content-type") {
-                    out.header(n, v);
-                }
-            }
-            let ct = k
-                .headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(b"content-type"))
-                .map_or(&b"application/json"[..], |(_, v)| v.as_slice());
-            out.body(ct, &k.body).await
+        Failure::Status(k) if k.status == 404 => GiveUp::Relay(k),
+        Failure::Status(k) if k.status == 429 => {
+            let wait = soonest_room.unwrap_or(snap.routing.cooldown.base);
+            let e = Error::new(
+                429,
+                Kind::RateLimit,
+                "rate_limit_exceeded",
+                format!(
+                    "Every channel tried for `{model}` is rate limited by its provider ({}). Retry after {:.1} s.",
+                    summary.join("; "),
+                    wait.as_secs_f64()
+                ),
+            );
+            GiveUp::Answer(e, Extra::default().retry_after(Some(wait)))
         }
         last => {
             // 401/402/403 describe the *gateway's* key, not the client's: relaying them would
@@ -222,12 +268,11 @@ pub(super) async fn give_up(
                 Kind::Server,
                 code,
                 format!(
-                    "Every upstream attempt for `{}` failed ({}).{hint}",
-                    crate::error::truncate(model, 200),
+                    "Every upstream attempt for `{model}` failed ({}).{hint}",
                     summary.join("; ")
                 ),
             );
-            out.send_error(&e).await
+            GiveUp::Answer(e, Extra::default())
         }
     }
 }

@@ -34,6 +34,7 @@ use arrayvec::ArrayVec;
 
 use crate::channel::Channel;
 use crate::error::{Error, Kind};
+use crate::live::Judged;
 use crate::live::health::{Event, verdict};
 use crate::providers::Family;
 use crate::providers::openai::ingress::Features;
@@ -42,8 +43,8 @@ use crate::server::{Exchange, Request};
 use crate::snapshot::Snapshot;
 use crate::worker::{Observed, SnapshotRef, Worker};
 use failure::Failure;
-use plan::{Plan, Planned, Slot};
-use session::{Attempted, Info, Session, ms, names};
+use plan::{Plan, Planless, Planned, Slot};
+use session::{Attempted, Extra, Info, Session, Trail, ms, names};
 
 pub(crate) use plan::{options_with_headers, strategy_of};
 
@@ -54,57 +55,7 @@ const MAX_RESPONSE_BODY: usize = 64 * 1024 * 1024;
 /// Largest error body kept from a failed attempt (returned if it was the last one).
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
-/// The OpenAI endpoint a request is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Endpoint {
-    /// `/chat/completions`: every family, translated as needed.
-    Chat,
-    /// `/embeddings`: OpenAI-family channels, passed through.
-    Embeddings,
-    /// `/completions` (legacy text completions): OpenAI-family channels, passed through.
-    Completions,
-    /// `/responses`: channels whose provider speaks the Responses API, passed through.
-    Responses,
-}
-
-impl Endpoint {
-    /// The path under the channel's base URL.
-    fn path(self) -> &'static str {
-        match self {
-            Endpoint::Chat => "/chat/completions",
-            Endpoint::Embeddings => "/embeddings",
-            Endpoint::Completions => "/completions",
-            Endpoint::Responses => "/responses",
-        }
-    }
-
-    /// The name usage records give it (with the client's family for chat).
-    fn name(self, client: Family) -> &'static str {
-        match (self, client) {
-            (Endpoint::Chat, Family::OpenAi) => "chat",
-            (Endpoint::Chat, Family::Anthropic) => "messages",
-            (Endpoint::Chat, Family::Gemini) => "gemini",
-            (Endpoint::Embeddings, _) => "embeddings",
-            (Endpoint::Completions, _) => "completions",
-            (Endpoint::Responses, _) => "responses",
-        }
-    }
-
-    /// Whether `ch` can serve this endpoint.
-    fn served_by(self, ch: &Channel) -> bool {
-        match self {
-            Endpoint::Chat => true,
-            Endpoint::Embeddings | Endpoint::Completions => {
-                ch.family == Family::OpenAi && ch.path.is_none()
-            }
-            Endpoint::Responses => {
-                ch.family == Family::OpenAi
-                    && ch.path.is_none()
-                    && crate::presets::speaks_responses(&ch.kind)
-            }
-        }
-    }
-}
+pub(crate) use crate::presets::Endpoint;
 
 /// What to proxy: the request's OpenAI form, what was read from it, and the endpoint and
 /// family its answer goes back in.
@@ -121,6 +72,9 @@ pub(crate) struct Call<'a> {
     pub endpoint: Endpoint,
 }
 
+/// How often a request waiting for a panic slot plans again.
+const PANIC_POLL: Duration = Duration::from_millis(10);
+
 /// Proxies one request and answers it through `ex`.
 pub(crate) async fn forward(
     worker: &Rc<Worker>,
@@ -133,43 +87,94 @@ pub(crate) async fn forward(
     let mut s = Session::new(worker, req, &call, out);
     // Admit.
     if let Some(refused) = admission::admission(worker, snap, req, call.features) {
-        return admission::refuse(s.out, refused).await;
+        let (e, extra) = admission::refusal(refused);
+        return s.refuse(&e, &extra, &Trail::NONE).await;
     }
-    // Plan.
-    let now = Instant::now();
-    s.at = now;
-    let plan = match plan::plan(worker, snap, req, call.features, now) {
-        Ok(p) => p,
-        Err(e) => {
-            admission::refund(worker, req, call.features);
-            return s.out.send_error(&e).await;
+    // Plan; when panic routing has candidates but no free slot, wait for one (or for the
+    // first success to heal them) up to `panic_wait`.
+    let mut now = Instant::now();
+    let give_up_waiting = now + snap.routing.panic.wait;
+    let plan = loop {
+        let may_wait = now < give_up_waiting;
+        match plan::plan(
+            worker,
+            snap,
+            req,
+            call.features,
+            call.endpoint,
+            now,
+            may_wait,
+        ) {
+            Ok(p) => break p,
+            Err(Planless::PanicFull) => {
+                monoio::time::sleep(PANIC_POLL).await;
+                now = Instant::now();
+            }
+            Err(Planless::Refused(e, retry_after)) => {
+                admission::refund(worker, req, call.features);
+                let extra = Extra::default().retry_after(retry_after);
+                return s.refuse(&e, &extra, &Trail::NONE).await;
+            }
         }
     };
+    s.at = now;
     // Attempt and relay, candidate after candidate.
     let mut guard = ClientGuard::new(input);
-    let mut attempts = Attempts::new(&call, worker);
-    for p in plan.attempts.iter() {
-        if attempts.made >= snap.routing.max_attempts {
+    let mut attempts = Attempts::new(&call, worker, plan.panic);
+    let max = snap.routing.max_attempts;
+    for (k, p) in plan.attempts.iter().enumerate() {
+        if attempts.made >= max {
             break;
         }
-        match attempt(&mut s, &mut attempts, &mut guard, snap, &plan, p, now).await {
-            Step::Skipped => {}
-            Step::Done => return guard.finish().await,
-            Step::Failed(channel, failure) => {
-                tracing::debug!(
-                    channel = %snap.channels[channel as usize].id,
-                    kind = failure.label(),
-                    failure = %failure.describe(),
-                    "attempt failed"
-                );
-                attempts.failures.push((channel as usize, failure));
+        let first = Instant::now();
+        let mut retries = 0;
+        loop {
+            let retry = retries > 0;
+            match attempt(
+                &mut s,
+                &mut attempts,
+                &mut guard,
+                snap,
+                &plan,
+                p,
+                now,
+                retry,
+            )
+            .await
+            {
+                Step::Skipped => {}
+                Step::Done => return guard.finish().await,
+                Step::Failed(channel, failure) => {
+                    tracing::debug!(
+                        channel = %snap.channels[channel as usize].id,
+                        kind = failure.label(),
+                        failure = %failure.describe(),
+                        retry,
+                        "attempt failed"
+                    );
+                    let again = retries < snap.routing.same_channel_retries
+                        && failure.worth_retrying_here()
+                        && attempts.last_left(snap, &plan.attempts[k + 1..], max)
+                        && retry_in_time(snap, channel, first);
+                    attempts.failures.push((channel as usize, failure));
+                    if again {
+                        retries += 1;
+                        let pause = jittered(snap.routing.retry_backoff, worker);
+                        if !pause.is_zero() {
+                            monoio::time::sleep(pause).await;
+                        }
+                        continue;
+                    }
+                }
             }
+            break;
         }
     }
     guard.finish().await;
     // Every candidate failed or was skipped.
-    s.names = match attempts.failures.last() {
-        Some((c, _)) => names(snap, *c as u32, None),
+    let last = attempts.failures.last().map(|(c, _)| *c as u32);
+    s.names = match last {
+        Some(c) => names(snap, c, None),
         None => crate::usage::Names::None,
     };
     s.attempt = Attempted::new(None, None, None, attempts.made);
@@ -177,11 +182,18 @@ pub(crate) async fn forward(
     if made == 0 {
         admission::refund(worker, req, call.features);
     }
+    let trail = Trail {
+        attempts: made,
+        last_channel: last.map(|c| &*snap.channels[c as usize].id),
+        upstream: attempts.upstream,
+        panic: plan.panic,
+    };
     if let (0, Some((d, c))) = (made, attempts.channel_limited) {
         // Every candidate is at its provider's rate limit on this worker: the client may
         // retry when the first has room.
         let what = format!("channel {}", snap.channels[c as usize].id);
-        admission::rate_limited(s.out, &what, &d).await;
+        let (e, extra) = admission::rate_limited(&what, &d);
+        s.refuse(&e, &extra, &trail).await;
     } else if made == 0 && call.endpoint != Endpoint::Chat {
         // Every candidate was skipped: none of their providers serves this endpoint.
         let e = Error::new(
@@ -199,10 +211,30 @@ pub(crate) async fn forward(
                 }
             ),
         );
-        s.out.send_error(&e).await;
+        s.refuse(&e, &Extra::default(), &trail).await;
     } else {
-        failure::give_up(snap, &call.features.model, attempts.failures, s.out).await;
+        match failure::give_up(snap, &call.features.model, attempts.failures) {
+            failure::GiveUp::Relay(kept) => s.relay_kept(&kept, &trail).await,
+            failure::GiveUp::Answer(e, extra) => s.refuse(&e, &extra, &trail).await,
+        }
     }
+}
+
+/// Whether a same-channel retry still fits the channel's `total_timeout`, counted from the
+/// first try.
+fn retry_in_time(snap: &Snapshot, channel: u32, first: Instant) -> bool {
+    let total = snap.channels[channel as usize].timeouts.total;
+    first.elapsed() + snap.routing.retry_backoff < total
+}
+
+/// Full jitter: a uniform pause in [0, `backoff`] (retries of many requests spread out
+/// instead of hitting a recovering upstream together).
+fn jittered(backoff: Duration, worker: &Worker) -> Duration {
+    let nanos = backoff.as_nanos() as u64;
+    if nanos == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_nanos(worker.random() % (nanos + 1))
 }
 
 /// What the attempts of one request share.
@@ -219,14 +251,16 @@ struct Attempts<'c> {
     failed_channels: ArrayVec<u32, 20>,
     /// Time spent waiting on upstreams so far (the rest is gateway overhead).
     upstream: Duration,
-    /// Attempts made.
+    /// Attempts made (same-channel retries are not attempts).
     made: usize,
     /// The soonest a channel skipped for its own rate limit has room again.
     channel_limited: Option<(crate::limits::Denied, u32)>,
+    /// The plan's candidates are panic attempts.
+    panic: bool,
 }
 
 impl<'c> Attempts<'c> {
-    fn new(call: &'c Call<'c>, worker: &Worker) -> Self {
+    fn new(call: &'c Call<'c>, worker: &Worker, panic: bool) -> Self {
         Attempts {
             call,
             outgoing: Vec::with_capacity(call.body.len() + 1024),
@@ -237,7 +271,23 @@ impl<'c> Attempts<'c> {
             upstream: Duration::ZERO,
             made: 0,
             channel_limited: None,
+            panic,
         }
+    }
+
+    /// True when no candidate after this one would be tried: the attempts are used up, or
+    /// every later one would be skipped (its channel failed as a whole, or lacks the endpoint).
+    fn last_left(&self, snap: &Snapshot, later: &[Planned], max: usize) -> bool {
+        self.made >= max
+            || later.iter().all(|p| {
+                let e = &snap.catalog.entries[p.entry as usize];
+                let ch = &snap.channels[e.channel as usize];
+                self.failed_channels.contains(&e.channel)
+                    || !self
+                        .call
+                        .endpoint
+                        .served(ch.family, ch.path.is_some(), &ch.kind)
+            })
     }
 }
 
@@ -252,7 +302,9 @@ enum Step {
     Failed(u32, Failure),
 }
 
-/// One candidate: attempt, then relay; every way out reports the health event once.
+/// One candidate (or, `retry`, the same candidate again): attempt, then relay; every way out
+/// reports the health event once.
+#[allow(clippy::too_many_arguments)]
 async fn attempt(
     s: &mut Session<'_, '_>,
     a: &mut Attempts<'_>,
@@ -261,11 +313,15 @@ async fn attempt(
     plan: &Plan,
     p: &Planned,
     now: Instant,
+    retry: bool,
 ) -> Step {
     let (worker, call) = (s.worker(), a.call);
     let entry = &snap.catalog.entries[p.entry as usize];
     let ch: &Channel = &snap.channels[entry.channel as usize];
-    if a.failed_channels.contains(&entry.channel) || !call.endpoint.served_by(ch) {
+    if !retry
+        && (a.failed_channels.contains(&entry.channel)
+            || !call.endpoint.served(ch.family, ch.path.is_some(), &ch.kind))
+    {
         return Step::Skipped;
     }
     if ch.rate.any() {
@@ -283,7 +339,9 @@ async fn attempt(
             return Step::Skipped;
         }
     }
-    a.made += 1;
+    if !retry {
+        a.made += 1;
+    }
     let injected = match attempt::build_request(
         &mut a.outgoing,
         ch,
@@ -298,21 +356,31 @@ async fn attempt(
             if a.made == 1 {
                 admission::refund(worker, s.req(), call.features);
             }
-            s.out.send_error(&e).await;
             s.names = names(snap, entry.channel, None);
             s.attempt = Attempted::new(None, None, None, a.made - 1);
             s.at = now;
+            let trail = Trail {
+                attempts: a.made - 1,
+                last_channel: Some(&ch.id),
+                upstream: a.upstream,
+                panic: a.panic,
+            };
+            s.refuse(&e, &Extra::default(), &trail).await;
             return Step::Done;
         }
     };
     let started = Instant::now();
     let generation = snap.catalog.generation;
-    let _slot = Slot::take(worker, generation, entry.channel, p.half_open, started);
+    let _slot = Slot::take(worker, generation, entry.channel, p.attempt, started);
     let report = |event: Event, latency_ms, ttft_ms, failure: Option<&'static str>| {
         let v = verdict(event);
         let seen = Observed {
             entry: p.entry,
-            outcome: v.outcome,
+            outcome: v.outcome.map(|outcome| Judged {
+                outcome,
+                scope: v.scope,
+                endpoint: call.endpoint,
+            }),
             started,
             latency_ms,
             ttft_ms,
@@ -342,7 +410,7 @@ async fn attempt(
     let to_head = started.elapsed();
     let (failure, whole_channel) = match result {
         Err(e) => {
-            let whole = report(Event::Broken, None, None, Some(e.label()));
+            let whole = report(e.event(), None, None, Some(e.label()));
             (Failure::Upstream(e), whole)
         }
         Ok((conn, head)) if failure::fails_over(head.status) => {
@@ -356,6 +424,7 @@ async fn attempt(
                 answered(s, Attempted::new(None, None, None, a.made));
                 return Step::Done;
             };
+            kept.retry_after = retry_after;
             let mut reshaped = Vec::new();
             transcode::error_body(
                 ch.family,
@@ -396,6 +465,7 @@ async fn attempt(
                 score: p.score,
                 received: s.req().received,
                 upstream: a.upstream + to_head,
+                panic: a.panic,
             };
             let status = head.status;
             // A usage chunk the client did not ask for is the gateway's: counted, not shown.
@@ -449,7 +519,7 @@ async fn attempt(
                 }
                 relay::Outcome::FailedUnsent(e) => {
                     // Nothing reached the client yet: the next candidate may still answer.
-                    let whole = report(Event::Broken, None, None, Some(e.label()));
+                    let whole = report(e.event(), None, None, Some(e.label()));
                     (Failure::Upstream(e), whole)
                 }
             }

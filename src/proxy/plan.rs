@@ -1,18 +1,19 @@
 //! The plan of a request: its router options (body fields overridden by `x-router-*`
-//! headers), the ranked candidates copied out of the routing arena, and the per-worker slot an
-//! attempt holds on its channel.
+//! headers), the ranked candidates copied out of the routing arena (or why there are none, with
+//! the `Retry-After` to give), and the per-worker slot an attempt holds on its channel.
 //!
 //! Invariants: ranking runs synchronously in the worker's arena (no allocation but the plan's
 //! fixed-capacity copy); a channel's slot (in-flight count, half-open trial) is released
 //! however its attempt ends.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arrayvec::{ArrayString, ArrayVec};
 
 use crate::error::Error;
+use crate::presets::Endpoint;
 use crate::providers::openai::ingress::Features;
-use crate::routing;
+use crate::routing::{self, Attempt};
 use crate::server::Request;
 use crate::snapshot::Snapshot;
 use crate::worker::Worker;
@@ -21,7 +22,7 @@ use crate::worker::Worker;
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Planned {
     pub(super) entry: u32,
-    pub(super) half_open: bool,
+    pub(super) attempt: Attempt,
     pub(super) score: f32,
 }
 
@@ -30,9 +31,35 @@ pub(super) struct Planned {
 pub(super) struct Plan {
     pub(super) attempts: ArrayVec<Planned, 20>,
     pub(super) strategy: ArrayString<64>,
+    /// The attempts are panic attempts (`x-router-panic: 1`).
+    pub(super) panic: bool,
+}
+
+/// Why a request has no plan.
+#[derive(Debug)]
+pub(super) enum Planless {
+    /// The answer to give, with its `Retry-After` if the gateway knows when to retry.
+    Refused(Error, Option<Duration>),
+    /// Panic routing would try candidates whose channels are all at `panic_max_in_flight`:
+    /// plan again when a slot frees (or the first success heals them).
+    PanicFull,
+}
+
+impl From<Error> for Planless {
+    fn from(e: Error) -> Self {
+        Planless::Refused(e, None)
+    }
+}
+
+impl From<routing::RouteError> for Planless {
+    fn from(e: routing::RouteError) -> Self {
+        let after = e.retry_after();
+        Planless::Refused(e.into_error(), after)
+    }
 }
 
 /// Ranks the candidates (synchronously, in the worker's arena) and copies out the attempts.
+#[allow(clippy::too_many_arguments)]
 fn rank(
     worker: &Worker,
     snap: &Snapshot,
@@ -40,8 +67,10 @@ fn rank(
     options: &crate::strategy::Options,
     strategy: Option<&str>,
     allowed: Option<&[u64]>,
+    endpoint: Endpoint,
     now: Instant,
-) -> Result<Plan, Error> {
+    may_wait: bool,
+) -> Result<Plan, Planless> {
     let mut local = worker.routing.borrow_mut();
     let mut arena = worker.arena.borrow_mut();
     arena.reset();
@@ -54,11 +83,15 @@ fn rank(
         strategy,
         options,
         allowed,
+        endpoint,
     };
-    let ranking = routing::rank(snap, &mut local, &ask, now, &arena, false)
-        .map_err(routing::RouteError::into_error)?;
-    if let Some(e) = ranking.unusable(snap, &features.model, now) {
-        return Err(e.into_error());
+    let ranking = routing::rank(snap, &mut local, &ask, now, &arena, false)?;
+    if ranking.panic_full && may_wait {
+        return Err(Planless::PanicFull);
+    }
+    let midnight = now + crate::clock::until_utc_midnight(worker.unix_secs());
+    if let Some(e) = ranking.unusable(snap, &features.model, now, midnight) {
+        return Err(e.into());
     }
     let mut attempts = ArrayVec::new();
     // Spares beyond max_attempts: the loop skips the other models of a channel that failed
@@ -66,7 +99,7 @@ fn rank(
     for c in ranking.candidates.iter().take(20) {
         attempts.push(Planned {
             entry: c.entry,
-            half_open: c.half_open,
+            attempt: c.attempt,
             score: c.score,
         });
     }
@@ -75,17 +108,22 @@ fn rank(
     Ok(Plan {
         attempts,
         strategy: name,
+        panic: ranking.panic,
     })
 }
 
-/// The plan for `req`: its options, then its ranking at `now`.
+/// The plan for `req`: its options, then its ranking at `now`. With `may_wait`, a ranking
+/// whose panic candidates have no free slot is [`Planless::PanicFull`] (plan again soon);
+/// without, it is the 503 it would be.
 pub(super) fn plan(
     worker: &Worker,
     snap: &Snapshot,
     req: &Request<'_>,
     features: &Features,
+    endpoint: Endpoint,
     now: Instant,
-) -> Result<Plan, Error> {
+    may_wait: bool,
+) -> Result<Plan, Planless> {
     let options = options_with_headers(req, &features.options)?;
     rank(
         worker,
@@ -94,7 +132,9 @@ pub(super) fn plan(
         &options,
         strategy_of(req, features),
         req.allowed(),
+        endpoint,
         now,
+        may_wait,
     )
 }
 
@@ -168,13 +208,13 @@ pub(crate) fn strategy_of<'a>(req: &'a Request<'_>, features: &'a Features) -> O
         .or(features.strategy.as_deref())
 }
 
-/// Releases a channel's per-worker slot (in-flight count, half-open trial) when an attempt
-/// ends, however it ends.
+/// Releases a channel's per-worker slot (in-flight count, half-open trial, panic attempt)
+/// when an attempt ends, however it ends.
 pub(super) struct Slot<'w> {
     worker: &'w Worker,
     generation: u64,
     channel: u32,
-    half_open: bool,
+    attempt: Attempt,
 }
 
 impl<'w> Slot<'w> {
@@ -183,18 +223,18 @@ impl<'w> Slot<'w> {
         worker: &'w Worker,
         generation: u64,
         channel: u32,
-        half_open: bool,
+        attempt: Attempt,
         started: Instant,
     ) -> Slot<'w> {
         worker
             .routing
             .borrow_mut()
-            .begin(generation, channel, half_open, started);
+            .begin(generation, channel, attempt, started);
         Slot {
             worker,
             generation,
             channel,
-            half_open,
+            attempt,
         }
     }
 }
@@ -204,6 +244,6 @@ impl Drop for Slot<'_> {
         self.worker
             .routing
             .borrow_mut()
-            .end(self.generation, self.channel, self.half_open);
+            .end(self.generation, self.channel, self.attempt);
     }
 }

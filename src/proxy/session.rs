@@ -9,10 +9,12 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use arrayvec::ArrayString;
+use arrayvec::{ArrayString, ArrayVec};
 
 use super::Call;
+use super::failure::Kept;
 use crate::channel::Channel;
+use crate::error::Error;
 use crate::server::{Request, Responder};
 use crate::snapshot::Snapshot;
 use crate::tokens::Usage;
@@ -61,6 +63,116 @@ impl<'a, 'o> Session<'a, 'o> {
     /// The request.
     pub(super) fn req(&self) -> &'a Request<'a> {
         self.req
+    }
+}
+
+impl Session<'_, '_> {
+    /// Answers with a gateway-made error: the error body (in the client's family), the
+    /// `x-router-*` facts of what happened before it (`trail`), and `extra` (Retry-After,
+    /// rate-limit headers).
+    pub(super) async fn refuse(&mut self, e: &Error, extra: &Extra, trail: &Trail<'_>) {
+        let mut attempts = itoa::Buffer::new();
+        let mut overhead = ArrayString::<24>::new();
+        let spent = self.req.received.elapsed().saturating_sub(trail.upstream);
+        let _ = write!(overhead, "{:.3}", spent.as_secs_f64() * 1000.0);
+        let mut headers: ArrayVec<(&[u8], &[u8]), 12> = ArrayVec::new();
+        headers.push((
+            b"x-router-requested-model",
+            self.call.features.model.as_bytes(),
+        ));
+        headers.push((
+            b"x-router-attempts",
+            attempts.format(trail.attempts).as_bytes(),
+        ));
+        headers.push((b"x-router-overhead-ms", overhead.as_bytes()));
+        if let Some(c) = trail.last_channel {
+            headers.push((b"x-router-channel", c.as_bytes()));
+        }
+        if trail.panic {
+            headers.push((b"x-router-panic", b"1"));
+        }
+        for (n, v) in extra.0.iter() {
+            let _ = headers.try_push((n, v.as_bytes()));
+        }
+        self.out.send_error_with(e, &headers).await;
+    }
+
+    /// Relays an upstream's failed answer as it came (the last attempt's 404, already in the
+    /// client's family), with the `x-router-*` facts.
+    pub(super) async fn relay_kept(&mut self, k: &Kept, trail: &Trail<'_>) {
+        let out = &mut *self.out;
+        out.begin(k.status);
+        for (n, v) in &k.headers {
+            if !n.eq_ignore_ascii_case(b"content-type") {
+                out.header(n, v);
+            }
+        }
+        out.header(
+            b"x-router-requested-model",
+            self.call.features.model.as_bytes(),
+        );
+        out.header(
+            b"x-router-attempts",
+            itoa::Buffer::new().format(trail.attempts).as_bytes(),
+        );
+        if let Some(c) = trail.last_channel {
+            out.header(b"x-router-channel", c.as_bytes());
+        }
+        if trail.panic {
+            out.header(b"x-router-panic", b"1");
+        }
+        let ct = k
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(b"content-type"))
+            .map_or(&b"application/json"[..], |(_, v)| v.as_slice());
+        out.body(ct, &k.body).await
+    }
+}
+
+/// What happened before a gateway-made answer, for its `x-router-*` headers.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Trail<'a> {
+    /// Attempts made.
+    pub(super) attempts: usize,
+    /// The last channel tried.
+    pub(super) last_channel: Option<&'a str>,
+    /// Time spent waiting on upstreams (the rest of the elapsed time is overhead).
+    pub(super) upstream: Duration,
+    /// The attempts were panic attempts.
+    pub(super) panic: bool,
+}
+
+impl Trail<'_> {
+    /// Nothing was tried.
+    pub(super) const NONE: Trail<'static> = Trail {
+        attempts: 0,
+        last_channel: None,
+        upstream: Duration::ZERO,
+        panic: false,
+    };
+}
+
+/// Headers a gateway-made answer adds (a few, with short values).
+#[derive(Debug, Default)]
+pub(super) struct Extra(ArrayVec<(&'static [u8], ArrayString<24>), 4>);
+
+impl Extra {
+    /// Adds a header (dropped if there is no room or the value is too long).
+    pub(super) fn with(mut self, name: &'static [u8], value: impl std::fmt::Display) -> Self {
+        let mut v = ArrayString::new();
+        if write!(v, "{value}").is_ok() {
+            let _ = self.0.try_push((name, v));
+        }
+        self
+    }
+
+    /// Adds `Retry-After` (whole seconds, rounded up), if the wait is known.
+    pub(super) fn retry_after(self, wait: Option<Duration>) -> Self {
+        match wait {
+            Some(d) => self.with(b"retry-after", crate::routing::retry_after_secs(d)),
+            None => self,
+        }
     }
 }
 
@@ -147,7 +259,7 @@ fn record(s: &mut Session<'_, '_>) {
         crate::usage::Record {
             unix_ms: crate::clock::now_ms(),
             request_id: s.out.request_id,
-            endpoint: s.call.endpoint.name(s.call.client),
+            endpoint: s.call.endpoint.record_name(s.call.client),
             names,
             requested: features.model.clone(),
             usage: attempt.usage,
@@ -199,6 +311,8 @@ pub(crate) struct Info<'a> {
     pub(crate) received: Instant,
     /// Time spent waiting on upstreams before this response's head arrived.
     pub(crate) upstream: Duration,
+    /// A panic attempt (`x-router-panic: 1`).
+    pub(crate) panic: bool,
 }
 
 impl Info<'_> {
@@ -227,6 +341,9 @@ impl Info<'_> {
             b"x-router-attempts",
             itoa::Buffer::new().format(self.attempts).as_bytes(),
         );
+        if self.panic {
+            out.header(b"x-router-panic", b"1");
+        }
         let overhead = self
             .received
             .elapsed()

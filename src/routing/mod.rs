@@ -1,35 +1,55 @@
 //! Ranks the catalog entries that may serve one request: resolve the model expression to
-//! entries, drop those a filter rules out (recording why), score the rest with the request's
-//! strategy, order them (priority tier first, then score; near-ties spread by smooth weighted
-//! round-robin on channel `weight`), and hand `proxy` the order to try them in.
+//! entries, drop those a filter rules out (recording why, see `filter`), score the rest with
+//! the request's strategy, order them (priority tier first, then score; near-ties spread by
+//! smooth weighted round-robin on channel `weight`), and hand `proxy` the order to try them in.
 //!
-//! Filters, in order: channel disabled · address not resolved · provider excluded · embedding
-//! model · missing capability (vision if the request has images, tools if it has tools, JSON
-//! mode if asked, plus `required_capabilities`) · context smaller than the estimated prompt
-//! tokens plus `max_tokens` · price above `max_cost_per_1k` (the larger of input and output
-//! price per 1K tokens; unknown prices fail a cap) · channel or model cooling down · half-open
-//! trial already in flight on this worker · `min_request_interval` · `max_concurrent` (its
-//! share per worker).
+//! Filters: channel disabled · provider excluded · embedding model · missing capability
+//! (vision if the request has images, tools if it has tools, JSON mode if asked, plus
+//! `required_capabilities`) · price above `max_cost_per_1k` (the larger of input and output
+//! price per 1K tokens; unknown prices fail a cap) · context smaller than the estimated prompt
+//! tokens plus `max_tokens` · address not resolved · daily quota spent · endpoint not served ·
+//! channel or model cooling down · `min_request_interval` · `max_concurrent` (its share per
+//! worker) · half-open trial already in flight on this worker.
+//!
+//! When nothing passes:
+//! * **panic routing** — if some candidates are out only for a transient reason (a backoff
+//!   after 5xx/timeouts/connect errors, or a trial in flight), they are tried anyway, soonest
+//!   recovery first, at most `panic_max_in_flight` per channel per worker (Envoy's healthy
+//!   panic threshold: a lone channel that hiccuped once must not turn one error into fifty);
+//! * **context** — if context is the only reason left, the largest-context candidate is tried
+//!   when the estimate is within `context_margin` of it, else the request is a 400
+//!   `context_length_exceeded` (what OpenAI answers and context-window fallbacks look for);
+//! * otherwise `refusal` says why (429 when only rate limits are left, else 503).
 //!
 //! Invariants: pure and synchronous: the caller passes `now`, the worker's [`Local`] view and
 //! a `bumpalo` arena reset per request; ranking never touches the heap (proved by a
 //! counting-allocator test) and never does I/O or logging.
 
+mod filter;
+mod local;
+mod refusal;
+
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bumpalo::Bump;
 use bumpalo::collections::Vec as BVec;
 
 use crate::catalog::Entry;
-use crate::catalog::select::{match_query, reachable_tags, size_ok};
-use crate::error::{Error, Kind};
+use crate::catalog::select::{match_query, size_ok};
 use crate::expr::Caps;
 use crate::expr::{self, Expr};
-use crate::live::health::{Health, Outcome, State, Why};
-use crate::live::{Live, apply_outcome};
+use crate::presets::Endpoint;
 use crate::snapshot::Snapshot;
 use crate::strategy::{self as score, Options, SubScores, Weights};
+use filter::{Needs, Tier};
+
+pub(crate) use filter::{Reason, Rejected};
+pub use local::Attempt;
+pub use local::Local;
+pub use refusal::RouteError;
+pub(crate) use refusal::retry_after_secs;
+use refusal::{not_found_name, short};
 
 /// Output tokens assumed when a request sets no `max_tokens` (for cost estimates).
 pub(crate) const DEFAULT_OUTPUT_TOKENS: u32 = 256;
@@ -53,77 +73,8 @@ pub struct Ask<'a> {
     pub options: &'a Options,
     /// The entries the client's key may reach (`None`: every one); see [`allowance`].
     pub allowed: Option<&'a [u64]>,
-}
-
-/// Why a matched entry is not a candidate.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Reason {
-    /// The channel is disabled.
-    Disabled,
-    /// Its host name has no address yet.
-    Unresolved,
-    /// Its provider is excluded by the request.
-    Excluded,
-    /// The channel's daily request, token or budget limit is reached.
-    QuotaSpent,
-    /// An embedding model (never serves chat).
-    Embedding,
-    /// Not an embedding model (an embeddings request).
-    NotEmbedding,
-    /// It lacks these capabilities.
-    Lacks(Caps),
-    /// Its context is smaller than the request needs.
-    Context {
-        /// Tokens the request needs.
-        need: u32,
-        /// Tokens the model has.
-        have: u32,
-    },
-    /// Above the price cap.
-    PriceCap,
-    /// A price cap is set and the price is unknown.
-    PriceUnknown,
-    /// Cooling down.
-    Cooling {
-        /// Until then.
-        until: Instant,
-        /// What took it out of rotation.
-        why: Why,
-    },
-    /// A half-open trial is already in flight on this worker.
-    TrialInFlight,
-    /// Used less than `min_request_interval` ago.
-    MinInterval,
-    /// At its `max_concurrent` share.
-    Busy,
-}
-
-impl Reason {
-    /// Short text for messages and the dry run.
-    pub(crate) fn describe(&self, now: Instant) -> String {
-        match self {
-            Reason::Disabled => "disabled".into(),
-            Reason::QuotaSpent => "daily quota spent (resets 00:00 UTC)".into(),
-            Reason::Unresolved => "upstream address not resolved yet".into(),
-            Reason::Excluded => "provider excluded".into(),
-            Reason::Embedding => "embedding model".into(),
-            Reason::NotEmbedding => "not an embedding model".into(),
-            Reason::Lacks(c) => format!("lacks {}", c.first_name()),
-            Reason::Context { need, have } => {
-                format!("context {have} tokens < {need} needed")
-            }
-            Reason::PriceCap => "above max_cost_per_1k".into(),
-            Reason::PriceUnknown => "price unknown (max_cost_per_1k set)".into(),
-            Reason::Cooling { until, why } => format!(
-                "cooling down for {:.1}s ({})",
-                until.saturating_duration_since(now).as_secs_f64(),
-                why.as_str()
-            ),
-            Reason::TrialInFlight => "half-open trial in flight".into(),
-            Reason::MinInterval => "min_request_interval".into(),
-            Reason::Busy => "max_concurrent reached".into(),
-        }
-    }
+    /// The endpoint called (a channel may lack it).
+    pub endpoint: Endpoint,
 }
 
 /// A ranked candidate.
@@ -137,19 +88,9 @@ pub struct Scored {
     pub score: f32,
     /// The sub-scores.
     pub scores: SubScores,
-    /// This attempt is the channel's half-open trial.
-    pub half_open: bool,
+    /// What kind of attempt it is: in rotation, a half-open trial, or a panic attempt.
+    pub attempt: Attempt,
 }
-
-/// A matched entry that was filtered out.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Rejected {
-    /// Entry index.
-    pub entry: u32,
-    /// Why the entry is not a candidate.
-    pub reason: Reason,
-}
-
 /// The outcome of ranking one request.
 #[derive(Debug)]
 pub struct Ranking<'b> {
@@ -161,191 +102,12 @@ pub struct Ranking<'b> {
     pub(crate) rejected: BVec<'b, Rejected>,
     /// Entries the expression matched (candidates before truncation plus rejected).
     pub matched: usize,
+    /// The candidates are panic attempts (every one was out for a transient reason).
+    pub panic: bool,
+    /// Panic routing would try some, but each of their channels is at
+    /// `panic_max_in_flight` on this worker: the caller may wait for a slot.
+    pub panic_full: bool,
 }
-
-/// The worker's own view, overlaid on the published live state: its latest outcomes (applied
-/// at once, before the control thread republishes), half-open trials, last use and in-flight
-/// counts per channel, and the weighted round-robin state.
-#[derive(Debug, Default)]
-pub struct Local {
-    generation: u64,
-    channels: Vec<Health>,
-    entries: Vec<Health>,
-    trials: Vec<bool>,
-    last_used: Vec<Option<Instant>>,
-    in_flight: Vec<u32>,
-    /// Smooth weighted round-robin "current weight" per channel.
-    swrr: Vec<f32>,
-}
-
-impl Local {
-    /// Resets the view when the catalog changed shape.
-    pub(crate) fn sync(&mut self, snap: &Snapshot) {
-        let g = snap.catalog.generation;
-        let (nc, ne) = (snap.channels.len(), snap.catalog.entries.len());
-        if self.generation != g || self.channels.len() != nc || self.entries.len() != ne {
-            *self = Local {
-                generation: g,
-                channels: vec![Health::default(); nc],
-                entries: vec![Health::default(); ne],
-                trials: vec![false; nc],
-                last_used: vec![None; nc],
-                in_flight: vec![0; nc],
-                swrr: vec![0.0; nc],
-            };
-        }
-    }
-
-    fn channel_health(&self, live: &Live, c: usize) -> Health {
-        newer(self.channels.get(c), live.channels.get(c))
-    }
-
-    fn entry_health(&self, live: &Live, e: usize) -> Health {
-        newer(self.entries.get(e), live.entries.get(e).map(|x| &x.health))
-    }
-
-    /// Applies an outcome at once (the control thread will merge the same report).
-    pub(crate) fn record(
-        &mut self,
-        snap: &Snapshot,
-        entry: u32,
-        outcome: Outcome,
-        started: Instant,
-        at: Instant,
-        until_midnight: Duration,
-    ) {
-        // An attempt that began on an older catalog says nothing about this one's indices.
-        if snap.catalog.generation != self.generation {
-            return;
-        }
-        let e = entry as usize;
-        let Some(c) = snap.catalog.entries.get(e).map(|x| x.channel as usize) else {
-            return;
-        };
-        let mut ch = self.channel_health(&snap.live, c);
-        let mut en = self.entry_health(&snap.live, e);
-        apply_outcome(
-            &mut ch,
-            &mut en,
-            outcome,
-            started,
-            at,
-            &snap.routing.cooldown,
-            until_midnight,
-        );
-        self.channels[c] = ch;
-        self.entries[e] = en;
-    }
-
-    /// An attempt on `channel` of catalog `generation` starts.
-    pub(crate) fn begin(&mut self, generation: u64, channel: u32, half_open: bool, now: Instant) {
-        if generation != self.generation {
-            return;
-        }
-        let c = channel as usize;
-        if let Some(n) = self.in_flight.get_mut(c) {
-            *n += 1;
-        }
-        if let Some(t) = self.last_used.get_mut(c) {
-            *t = Some(now);
-        }
-        if half_open && let Some(t) = self.trials.get_mut(c) {
-            *t = true;
-        }
-    }
-
-    /// An attempt on `channel` of catalog `generation` ended.
-    pub(crate) fn end(&mut self, generation: u64, channel: u32, half_open: bool) {
-        if generation != self.generation {
-            return;
-        }
-        let c = channel as usize;
-        if let Some(n) = self.in_flight.get_mut(c) {
-            *n = n.saturating_sub(1);
-        }
-        if half_open && let Some(t) = self.trials.get_mut(c) {
-            *t = false;
-        }
-    }
-}
-
-fn newer(a: Option<&Health>, b: Option<&Health>) -> Health {
-    match (a, b) {
-        (Some(a), Some(b)) => {
-            if a.updated > b.updated {
-                *a
-            } else {
-                *b
-            }
-        }
-        (Some(x), None) | (None, Some(x)) => *x,
-        (None, None) => Health::default(),
-    }
-}
-
-impl Ranking<'_> {
-    /// The 503 for a ranking whose every match was filtered out (`None` when some survived).
-    pub(crate) fn unusable(
-        &self,
-        snap: &Snapshot,
-        model: &str,
-        now: Instant,
-    ) -> Option<RouteError> {
-        if !self.candidates.is_empty() {
-            return None;
-        }
-        // Every match is the wrong kind of model (chat vs embeddings): the client's mistake.
-        let wrong_kind = |want: Reason| {
-            !self.rejected.is_empty() && self.rejected.iter().all(|r| r.reason == want)
-        };
-        if wrong_kind(Reason::NotEmbedding) {
-            return Some(RouteError::NotFound(format!(
-                "`{}` is not an embedding model; /v1/embeddings needs one (e.g. text-embedding-3-small).",
-                short(model)
-            )));
-        }
-        if wrong_kind(Reason::Embedding) {
-            return Some(RouteError::NotFound(format!(
-                "`{}` is an embedding model; send it to /v1/embeddings.",
-                short(model)
-            )));
-        }
-        Some(RouteError::Unusable(unusable(
-            snap,
-            model,
-            &self.rejected,
-            now,
-        )))
-    }
-}
-
-/// Why ranking produced no candidate list.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RouteError {
-    /// The expression does not parse, or names an unknown strategy (400).
-    Invalid(String),
-    /// Nothing matches the expression (404).
-    NotFound(String),
-    /// Entries matched but every one was filtered out (503).
-    Unusable(String),
-    /// Entries matched, but the client's key may use none of them (403).
-    Forbidden(String),
-}
-
-impl RouteError {
-    /// The client-facing error.
-    pub(crate) fn into_error(self) -> Error {
-        match self {
-            RouteError::Invalid(m) => {
-                Error::new(400, Kind::InvalidRequest, "invalid_model_expression", m)
-            }
-            RouteError::NotFound(m) => Error::new(404, Kind::InvalidRequest, "model_not_found", m),
-            RouteError::Unusable(m) => Error::new(503, Kind::Server, "no_usable_channel", m),
-            RouteError::Forbidden(m) => Error::new(403, Kind::Permission, "model_not_allowed", m),
-        }
-    }
-}
-
 /// Ranks the candidates for `ask`. `dry_run` leaves the round-robin state untouched. When
 /// entries matched but every one was filtered out, the ranking has no candidates and lists the
 /// rejections (see [`Ranking::unusable`]).
@@ -490,13 +252,21 @@ pub fn rank<'b>(
         }
     }
 
-    let tokens_needed = ask
-        .prompt_tokens
-        .saturating_add(ask.max_tokens.unwrap_or(0));
+    let needs = Needs {
+        caps: required,
+        tokens: ask
+            .prompt_tokens
+            .saturating_add(ask.max_tokens.unwrap_or(0)),
+        max_cost,
+    };
     let mut candidates = BVec::with_capacity_in(16, arena);
     let mut rejected = BVec::new_in(arena);
-    let live = &*snap.live;
-    let verdicts = arena.alloc_slice_fill_copy(snap.channels.len(), None::<Result<bool, Reason>>);
+    let standings = arena.alloc_slice_fill_copy(snap.channels.len(), None);
+    let mut standing = |c: usize, local: &Local| {
+        *standings[c].get_or_insert_with(|| {
+            filter::channel_standing(snap, local, c, ask.endpoint, &excluded, now)
+        })
+    };
     crate::catalog::tags::for_each_bit(words, |i| {
         let e = &cat.entries[i];
         if let Some(q) = filters
@@ -505,28 +275,13 @@ pub fn rank<'b>(
             size_misses += 1;
             return;
         }
-        let c = e.channel as usize;
-        let channel =
-            *verdicts[c].get_or_insert_with(|| channel_verdict(snap, local, c, &excluded, now));
-        let reason = channel.and_then(|channel_half_open| {
-            entry_verdict(snap, local, e, i, required, tokens_needed, max_cost, now)
-                .map(|entry_half_open| channel_half_open || entry_half_open)
-        });
-        match reason {
+        let ch = standing(e.channel as usize, local);
+        match filter::judge(snap, local, &ch, e, i, &needs, now) {
             Err(r) => rejected.push(Rejected {
                 entry: i as u32,
                 reason: r,
             }),
-            Ok(half_open) => {
-                let s = sub_scores(e, live.entries.get(i), ask);
-                candidates.push(Scored {
-                    entry: i as u32,
-                    priority: snap.channels[e.channel as usize].priority,
-                    score: weights.total(&s),
-                    scores: s,
-                    half_open,
-                });
-            }
+            Ok(half_open) => candidates.push(scored(snap, e, i, ask, &weights, trial(half_open))),
         }
     });
 
@@ -571,17 +326,78 @@ pub fn rank<'b>(
         return Err(RouteError::NotFound(msg));
     }
 
+    let mut panic = false;
+    let mut panic_full = false;
+    if candidates.is_empty() {
+        let left = |r: &&Rejected| r.reason.tier() != Tier::Permanent;
+        if rejected.iter().filter(left).count() == 0 {
+            // Context is the only reason left (if it is one at all): the largest-context
+            // candidate decides, unless the prompt is clearly too large for it.
+            let largest = rejected
+                .iter()
+                .filter_map(|r| match r.reason {
+                    Reason::Context { have, .. } => Some((have, r.entry)),
+                    _ => None,
+                })
+                .max_by_key(|&(have, entry)| (have, std::cmp::Reverse(entry)));
+            if let Some((have, entry)) = largest {
+                let limit = f64::from(have) * (1.0 + f64::from(snap.routing.context_margin));
+                if f64::from(needs.tokens) > limit {
+                    return Err(RouteError::ContextExceeded {
+                        have,
+                        prompt: ask.prompt_tokens,
+                        completion: ask.max_tokens.unwrap_or(0),
+                        param: match ask.endpoint {
+                            Endpoint::Chat => "messages",
+                            Endpoint::Completions => "prompt",
+                            Endpoint::Embeddings | Endpoint::Responses => "input",
+                        },
+                    });
+                }
+                let i = entry as usize;
+                let e = &cat.entries[i];
+                let ch = standing(e.channel as usize, local);
+                let k = rejected.iter().position(|r| r.entry == entry).unwrap_or(0);
+                match filter::entry_after_permanent(snap, local, &ch, e, i, now) {
+                    Ok(half_open) => {
+                        rejected.remove(k);
+                        candidates.push(scored(snap, e, i, ask, &weights, trial(half_open)));
+                    }
+                    Err(r) => rejected[k].reason = r,
+                }
+            }
+        }
+    }
+    if candidates.is_empty() && snap.routing.panic.enabled {
+        // Soonest recovery first (a trial in flight is about to answer: now).
+        let mut order = BVec::new_in(arena);
+        for r in rejected
+            .iter()
+            .filter(|r| r.reason.tier() == Tier::Transient)
+        {
+            let i = r.entry as usize;
+            let e = &cat.entries[i];
+            let c = e.channel as usize;
+            if local.panics.get(c).copied().unwrap_or(0) >= snap.routing.panic.max_in_flight {
+                panic_full = true;
+                continue;
+            }
+            let s = scored(snap, e, i, ask, &weights, Attempt::Panic);
+            order.push((r.reason.ends(now).unwrap_or(now), s));
+        }
+        order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(by_rank(&a.1, &b.1)));
+        candidates.extend(order.iter().take(20).map(|(_, s)| *s));
+        panic = !candidates.is_empty();
+        panic_full &= !panic;
+    }
+
     // Order: priority tier first (higher first), then score; entry index keeps it
     // deterministic. A request only needs its first `max_attempts` candidates, so outside a dry
     // run the order is built by selection (O(n)) rather than a full sort.
-    let by_rank = |a: &Scored, b: &Scored| {
-        b.priority
-            .cmp(&a.priority)
-            .then(b.score.total_cmp(&a.score))
-            .then(a.entry.cmp(&b.entry))
-    };
     let matched = candidates.len() + rejected.len();
-    if dry_run || candidates.len() <= 1 {
+    if panic {
+        // Already in the order of recovery.
+    } else if dry_run || candidates.len() <= 1 {
         candidates.sort_unstable_by(by_rank);
     } else {
         // Near-ties of the best are spread by smooth weighted round-robin on channel weight.
@@ -640,7 +456,45 @@ pub fn rank<'b>(
         candidates,
         rejected,
         matched,
+        panic,
+        panic_full,
     })
+}
+
+/// The ranking order: priority tier first (higher first), then score; the entry index keeps
+/// it deterministic.
+fn by_rank(a: &Scored, b: &Scored) -> std::cmp::Ordering {
+    b.priority
+        .cmp(&a.priority)
+        .then(b.score.total_cmp(&a.score))
+        .then(a.entry.cmp(&b.entry))
+}
+
+fn trial(half_open: bool) -> Attempt {
+    if half_open {
+        Attempt::Trial
+    } else {
+        Attempt::Normal
+    }
+}
+
+/// Entry `i` as a candidate, scored.
+fn scored(
+    snap: &Snapshot,
+    e: &Entry,
+    i: usize,
+    ask: &Ask<'_>,
+    weights: &Weights,
+    attempt: Attempt,
+) -> Scored {
+    let s = sub_scores(e, snap.live.entries.get(i), ask);
+    Scored {
+        entry: i as u32,
+        priority: snap.channels[e.channel as usize].priority,
+        score: weights.total(&s),
+        scores: s,
+        attempt,
+    }
 }
 
 fn weights_for(snap: &Snapshot, name: &str) -> Option<Weights> {
@@ -651,108 +505,6 @@ fn weights_for(snap: &Snapshot, name: &str) -> Option<Weights> {
             .map(|s| s.weights)
     })
 }
-
-/// The channel-level verdict for a candidate: everything that depends only on the channel
-/// (computed once per channel per request, however many of its models matched).
-fn channel_verdict(
-    snap: &Snapshot,
-    local: &Local,
-    c: usize,
-    excluded: &impl Fn(&str) -> bool,
-    now: Instant,
-) -> Result<bool, Reason> {
-    let ch = &snap.channels[c];
-    if !ch.enabled {
-        return Err(Reason::Disabled);
-    }
-    if ch.endpoint.addrs.is_empty() {
-        return Err(Reason::Unresolved);
-    }
-    if excluded(&ch.provider) {
-        return Err(Reason::Excluded);
-    }
-    if snap.quota.channel_spent(c) {
-        return Err(Reason::QuotaSpent);
-    }
-    let h = local.channel_health(&snap.live, c);
-    let half_open = match h.state(now) {
-        State::Cooling(until) => return Err(Reason::Cooling { until, why: h.why }),
-        State::HalfOpen => true,
-        State::Ok => false,
-    };
-    if half_open && local.trials.get(c).copied().unwrap_or(false) {
-        return Err(Reason::TrialInFlight);
-    }
-    if !ch.min_request_interval.is_zero()
-        && let Some(Some(last)) = local.last_used.get(c)
-        && now.saturating_duration_since(*last) < ch.min_request_interval
-    {
-        return Err(Reason::MinInterval);
-    }
-    if let Some(share) = ch.max_concurrent_per_worker
-        && local.in_flight.get(c).copied().unwrap_or(0) >= share
-    {
-        return Err(Reason::Busy);
-    }
-    Ok(half_open)
-}
-
-/// The entry-level checks, after its channel passed.
-#[allow(clippy::too_many_arguments)]
-fn entry_verdict(
-    snap: &Snapshot,
-    local: &Local,
-    e: &Entry,
-    i: usize,
-    required: Caps,
-    tokens_needed: u32,
-    max_cost: Option<f64>,
-    now: Instant,
-) -> Result<bool, Reason> {
-    // Embedding requests ask for EMBEDDING; chat requests never can (Caps::parse refuses it).
-    match (
-        e.caps.contains(Caps::EMBEDDING),
-        required.contains(Caps::EMBEDDING),
-    ) {
-        (true, false) => return Err(Reason::Embedding),
-        (false, true) => return Err(Reason::NotEmbedding),
-        _ => {}
-    }
-    let missing = required.missing_from(e.caps);
-    if !missing.is_empty() {
-        return Err(Reason::Lacks(missing));
-    }
-    if e.context != 0 && e.context < tokens_needed {
-        return Err(Reason::Context {
-            need: tokens_needed,
-            have: e.context,
-        });
-    }
-    if let Some(cap) = max_cost {
-        match e.price {
-            None => return Err(Reason::PriceUnknown),
-            Some(p) if p.input.max(p.output) / 1000.0 > cap => return Err(Reason::PriceCap),
-            Some(_) => {}
-        }
-    }
-    let h = local.entry_health(&snap.live, i);
-    match h.state(now) {
-        State::Cooling(until) => Err(Reason::Cooling { until, why: h.why }),
-        // One trial at a time per channel, whether the channel or this model is half-open.
-        State::HalfOpen
-            if local
-                .trials
-                .get(e.channel as usize)
-                .copied()
-                .unwrap_or(false) =>
-        {
-            Err(Reason::TrialInFlight)
-        }
-        State::HalfOpen => Ok(true),
-        State::Ok => Ok(false),
-    }
-}
-
 fn sub_scores(e: &Entry, live: Option<&crate::live::EntryLive>, ask: &Ask<'_>) -> SubScores {
     let cost = e.price.map(|p| {
         (f64::from(ask.prompt_tokens) * p.input
@@ -777,77 +529,16 @@ fn sub_scores(e: &Entry, live: Option<&crate::live::EntryLive>, ask: &Ask<'_>) -
         local: if e.local { 1.0 } else { 0.0 },
     }
 }
-
-fn short(s: &str) -> &str {
-    crate::error::truncate(s, 200)
-}
-
-/// The 404 text for a model name nothing serves, with suggestions among the names the
-/// client's key may use (`allowed`; never a model outside its allowance).
-fn not_found_name(snap: &Snapshot, name: &str, allowed: Option<&[u64]>) -> String {
-    let cat = &snap.catalog;
-    let mut msg = format!(
-        "The model `{}` does not exist or no channel serves it.",
-        short(name)
-    );
-    let names: Vec<&str> = cat
-        .names()
-        .iter()
-        .map(|n| &**n)
-        .filter(|n| cat.name_allowed(n, allowed))
-        .collect();
-    let tags = reachable_tags(cat, allowed);
-    if let Some(close) = crate::config::closest(name, &names) {
-        let _ = write!(msg, " Did you mean `{close}`?");
-    } else if let Some(close) = crate::config::closest(&name.to_ascii_lowercase(), &tags) {
-        let _ = write!(msg, " Closest tag: `{close}` (try `tag:{close}`).");
-    }
-    if names.is_empty() {
-        msg.push_str(" No channel serves any model: check the config's channels.");
-    } else {
-        let list: Vec<&str> = names.iter().take(10).copied().collect();
-        let _ = write!(msg, " Available: {}", list.join(", "));
-        if names.len() > 10 {
-            let _ = write!(
-                msg,
-                " … ({} in all; GET /v1/models lists them)",
-                names.len()
-            );
-        }
-        msg.push('.');
-    }
-    msg
-}
-
-fn unusable(snap: &Snapshot, model: &str, rejected: &[Rejected], now: Instant) -> String {
-    let mut msg = format!(
-        "No channel can serve `{}` right now: {} candidate{}: ",
-        short(model),
-        rejected.len(),
-        if rejected.len() == 1 { "" } else { "s" }
-    );
-    for (k, r) in rejected.iter().take(12).enumerate() {
-        let e = &snap.catalog.entries[r.entry as usize];
-        let ch = &snap.channels[e.channel as usize];
-        if k > 0 {
-            msg.push_str("; ");
-        }
-        let _ = write!(msg, "{}/{} {}", ch.id, e.model, r.reason.describe(now));
-    }
-    if rejected.len() > 12 {
-        let _ = write!(msg, "; … {} more", rejected.len() - 12);
-    }
-    msg.push('.');
-    msg
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::channel::Resolved;
     use crate::config::Config;
+    use crate::live::Judged;
+    use crate::live::health::{Outcome, Scope, Why};
     use crate::snapshot::Snapshot;
     use std::sync::Arc;
+    use std::time::Duration;
 
     const CFG: &str = r#"
 [routing]
@@ -921,6 +612,7 @@ models = ["gpt-4o"]
             strategy,
             options,
             allowed: None,
+            endpoint: Endpoint::Chat,
         };
         let r = rank(s, local, &ask, Instant::now(), &arena, false)?;
         let name = |e: u32| {
@@ -1213,21 +905,23 @@ aliases = { "gpt-4o" = "gpt-4o-2024-08-06", "only-alias" = "gpt-4o-2024-08-06" }
             strategy: None,
             options: &opts,
             allowed: None,
+            endpoint: Endpoint::Chat,
         };
+        // (within 10 % of the only model's window: it is tried, and the upstream decides)
         let rk = rank(&s, &mut l, &ask, Instant::now(), &arena, false).unwrap();
-        assert!(matches!(
-            rk.rejected[0].reason,
-            Reason::Context {
-                need: 130_000,
-                have: 128_000
-            }
-        ));
-        let err = rk
-            .unusable(&s, "qwen/qwen3-235b-a22b", Instant::now())
-            .unwrap();
+        assert_eq!(rk.candidates.len(), 1);
+        // with a smaller model beside it, that one is filtered with the reason
+        let ask = Ask {
+            model: "tag:qwen",
+            ..ask
+        };
+        let rk = rank(&s, &mut l, &ask, Instant::now(), &arena, true).unwrap();
         assert!(
-            matches!(&err, RouteError::Unusable(m) if m.contains("context 128000 tokens < 130000 needed")),
-            "{err:?}"
+            rk.rejected
+                .iter()
+                .any(|r| matches!(r.reason, Reason::Context { need: 130_000, .. })),
+            "{:?}",
+            rk.rejected
         );
     }
 
@@ -1367,17 +1061,43 @@ aliases = { "gpt-4o" = "gpt-4o-2024-08-06", "only-alias" = "gpt-4o-2024-08-06" }
         );
     }
 
+    fn judged(outcome: Outcome, scope: Scope) -> Judged {
+        Judged {
+            outcome,
+            scope,
+            endpoint: Endpoint::Chat,
+        }
+    }
+
+    fn ask<'a>(model: &'a str, opts: &'a Options) -> Ask<'a> {
+        Ask {
+            model,
+            needs: Caps::NONE,
+            prompt_tokens: 10,
+            max_tokens: None,
+            stream: false,
+            strategy: None,
+            options: opts,
+            allowed: None,
+            endpoint: Endpoint::Chat,
+        }
+    }
+
     #[test]
     fn cooldowns_half_open_trials_intervals_and_concurrency() {
-        let s = snap(&CFG.replace(
-            "id = \"cheap\"\n",
-            "id = \"cheap\"\nmin_request_interval = \"10s\"\nmax_concurrent = 1\n",
-        ));
+        let s = snap(
+            &CFG.replace(
+                "id = \"cheap\"\n",
+                "id = \"cheap\"\nmin_request_interval = \"10s\"\nmax_concurrent = 1\n",
+            )
+            .replace("[routing]\n", "[routing]\npanic_routing = false\n"),
+        );
         let mut l = Local::default();
         let now = Instant::now();
         let entry = s.catalog.lookup("fast").unwrap()[0];
         l.sync(&s);
-        l.record(&s, entry, Outcome::Transient, now, now, Duration::ZERO);
+        let failed = judged(Outcome::Transient, Scope::Model);
+        l.record(&s, entry, failed, now, now, Duration::ZERO);
         let x = rank_with(
             &s,
             &mut l,
@@ -1399,25 +1119,19 @@ aliases = { "gpt-4o" = "gpt-4o-2024-08-06", "only-alias" = "gpt-4o-2024-08-06" }
         let later = now + Duration::from_secs(5);
         let arena = Bump::new();
         let opts = Options::default();
-        let ask = Ask {
-            model: "fast",
-            needs: Caps::NONE,
-            prompt_tokens: 10,
-            max_tokens: None,
-            stream: false,
-            strategy: None,
-            options: &opts,
-            allowed: None,
-        };
+        let ask = ask("fast", &opts);
         let rk = rank(&s, &mut l, &ask, later, &arena, false).unwrap();
-        assert!(rk.candidates[0].half_open);
-        l.begin(1, 0, true, later);
+        assert_eq!(rk.candidates[0].attempt, Attempt::Trial);
+        l.begin(1, 0, Attempt::Trial, later);
         let rk = rank(&s, &mut l, &ask, later, &arena, false).unwrap();
         assert!(rk.candidates.is_empty());
-        assert_eq!(rk.rejected[0].reason, Reason::TrialInFlight);
-        l.end(1, 0, true);
+        // (the trial just used the channel: its min_request_interval, a lasting reason, is
+        // what is reported rather than the trial in flight)
+        assert!(matches!(rk.rejected[0].reason, Reason::MinInterval { .. }));
+        l.end(1, 0, Attempt::Trial);
         // a success heals; the channel was just used, so min_request_interval applies
-        l.record(&s, entry, Outcome::Success, later, later, Duration::ZERO);
+        let ok = judged(Outcome::Success, Scope::Model);
+        l.record(&s, entry, ok, later, later, Duration::ZERO);
         let rk = rank(
             &s,
             &mut l,
@@ -1427,7 +1141,7 @@ aliases = { "gpt-4o" = "gpt-4o-2024-08-06", "only-alias" = "gpt-4o-2024-08-06" }
             false,
         )
         .unwrap();
-        assert_eq!(rk.rejected[0].reason, Reason::MinInterval);
+        assert!(matches!(rk.rejected[0].reason, Reason::MinInterval { .. }));
         let rk = rank(
             &s,
             &mut l,
@@ -1437,8 +1151,8 @@ aliases = { "gpt-4o" = "gpt-4o-2024-08-06", "only-alias" = "gpt-4o-2024-08-06" }
             false,
         )
         .unwrap();
-        assert!(!rk.candidates.is_empty() && !rk.candidates[0].half_open);
-        l.begin(1, 0, false, later + Duration::from_secs(11));
+        assert!(!rk.candidates.is_empty() && rk.candidates[0].attempt == Attempt::Normal);
+        l.begin(1, 0, Attempt::Normal, later + Duration::from_secs(11));
         let rk = rank(
             &s,
             &mut l,
@@ -1458,7 +1172,8 @@ aliases = { "gpt-4o" = "gpt-4o-2024-08-06", "only-alias" = "gpt-4o-2024-08-06" }
         l.sync(&s);
         let qwen = s.catalog.lookup("qwen/qwen3-30b-a3b:free").unwrap()[0];
         let t = Instant::now();
-        l.record(&s, qwen, Outcome::ModelMissing, t, t, Duration::ZERO);
+        let missing = judged(Outcome::ModelMissing, Scope::Model);
+        l.record(&s, qwen, missing, t, t, Duration::ZERO);
         let x = rank_with(
             &s,
             &mut l,
@@ -1484,6 +1199,312 @@ aliases = { "gpt-4o" = "gpt-4o-2024-08-06", "only-alias" = "gpt-4o-2024-08-06" }
             ["cheap"],
             "the channel's other models still serve"
         );
+    }
+
+    #[test]
+    fn one_models_failure_leaves_the_channels_other_models_and_two_bench_the_channel() {
+        let s = snap(CFG);
+        let mut l = Local::default();
+        l.sync(&s);
+        let t = Instant::now();
+        let mini = s.catalog.lookup("fast").unwrap()[0];
+        let qwen = s.catalog.lookup("qwen/qwen3-30b-a3b:free").unwrap()[0];
+        let failed = judged(Outcome::Transient, Scope::Model);
+        l.record(&s, mini, failed, t, t, Duration::ZERO);
+        let x = rank_with(
+            &s,
+            &mut l,
+            "qwen/qwen3-30b-a3b:free",
+            Caps::NONE,
+            &Options::default(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            x.channels,
+            ["cheap"],
+            "a 5xx of gpt-4o-mini says nothing about qwen"
+        );
+        // a second model failing within the first's window: the channel is the problem
+        let t2 = t + Duration::from_millis(100);
+        l.record(&s, qwen, failed, t2, t2, Duration::ZERO);
+        let x = rank_with(
+            &s,
+            &mut l,
+            "text-embedding-3-small",
+            Caps::EMBEDDING,
+            &Options::default(),
+            None,
+        );
+        let rejected = x.unwrap().rejected;
+        assert!(
+            matches!(
+                rejected[0].1,
+                Reason::Cooling {
+                    why: Why::Failing,
+                    ..
+                }
+            ),
+            "the whole channel is out: {rejected:?}"
+        );
+        // the same model failing twice stays the model's
+        let mut l = Local::default();
+        l.sync(&s);
+        l.record(&s, mini, failed, t, t, Duration::ZERO);
+        l.record(&s, mini, failed, t2, t2, Duration::ZERO);
+        let x = rank_with(
+            &s,
+            &mut l,
+            "qwen/qwen3-30b-a3b:free",
+            Caps::NONE,
+            &Options::default(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(x.channels, ["cheap"]);
+        // and a success in between ends the strike
+        let mut l = Local::default();
+        l.sync(&s);
+        l.record(&s, mini, failed, t, t, Duration::ZERO);
+        let ok = judged(Outcome::Success, Scope::Model);
+        let t1 = t + Duration::from_millis(50);
+        l.record(&s, qwen, ok, t1, t1, Duration::ZERO);
+        let emb = s.catalog.lookup("text-embedding-3-small").unwrap()[0];
+        l.record(&s, emb, failed, t2, t2, Duration::ZERO);
+        let x = rank_with(
+            &s,
+            &mut l,
+            "qwen/qwen3-30b-a3b:free",
+            Caps::NONE,
+            &Options::default(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(x.channels, ["cheap"], "the channel served in between");
+    }
+
+    #[test]
+    fn an_endpoint_the_provider_lacks_leaves_its_chat_alone() {
+        let s = snap(CFG);
+        let mut l = Local::default();
+        l.sync(&s);
+        let t = Instant::now();
+        let mini = s.catalog.lookup("fast").unwrap()[0];
+        let lacks = Judged {
+            outcome: Outcome::Unsupported,
+            scope: Scope::Endpoint,
+            endpoint: Endpoint::Responses,
+        };
+        l.record(&s, mini, lacks, t, t, Duration::ZERO);
+        let arena = Bump::new();
+        let opts = Options::default();
+        let chat = ask("gpt-4o-mini", &opts);
+        let rk = rank(&s, &mut l, &chat, t, &arena, true).unwrap();
+        assert_eq!(rk.candidates.len(), 2, "chat is unaffected");
+        let responses = Ask {
+            endpoint: Endpoint::Responses,
+            ..chat
+        };
+        let rk = rank(&s, &mut l, &responses, t, &arena, true).unwrap();
+        assert_eq!(rk.candidates.len(), 1);
+        assert!(matches!(
+            rk.rejected[0].reason,
+            Reason::Unsupported {
+                endpoint: Endpoint::Responses,
+                ..
+            }
+        ));
+        // re-checked (one trial) after model_missing_cooldown
+        let later = t + Duration::from_secs(3601);
+        let rk = rank(&s, &mut l, &responses, later, &arena, true).unwrap();
+        let cheap = rk.candidates.iter().find(|c| c.entry == mini).unwrap();
+        assert_eq!(cheap.attempt, Attempt::Trial);
+    }
+
+    #[test]
+    fn panic_routing_tries_transient_failures_soonest_first_and_caps_them() {
+        let text = r#"
+[routing]
+panic_max_in_flight = 2
+[providers.a]
+base_url = "http://127.0.0.1:1/v1"
+[providers.b]
+base_url = "http://127.0.0.1:2/v1"
+[[channels]]
+id = "a"
+provider = "a"
+models = ["m"]
+[[channels]]
+id = "b"
+provider = "b"
+models = ["m"]
+"#;
+        let s = snap(text);
+        let mut l = Local::default();
+        l.sync(&s);
+        let t = Instant::now();
+        let (a, b) = (
+            s.catalog.lookup("m").unwrap()[0],
+            s.catalog.lookup("m").unwrap()[1],
+        );
+        let failed = judged(Outcome::Transient, Scope::Model);
+        // b fails once (1 s backoff), a twice (2 s): b recovers first
+        l.record(&s, a, failed, t, t, Duration::ZERO);
+        l.record(&s, a, failed, t, t, Duration::ZERO);
+        l.record(&s, b, failed, t, t, Duration::ZERO);
+        let arena = Bump::new();
+        let opts = Options::default();
+        let m = ask("m", &opts);
+        let rk = rank(&s, &mut l, &m, t, &arena, false).unwrap();
+        assert!(rk.panic);
+        let order: Vec<u32> = rk.candidates.iter().map(|c| c.entry).collect();
+        assert_eq!(order, [b, a], "soonest recovery first");
+        assert!(rk.candidates.iter().all(|c| c.attempt == Attempt::Panic));
+        // the cap: two panic attempts in flight on each channel, then nothing to try yet
+        for c in [0, 1] {
+            l.begin(1, c, Attempt::Panic, t);
+            l.begin(1, c, Attempt::Panic, t);
+        }
+        let rk = rank(&s, &mut l, &m, t, &arena, false).unwrap();
+        assert!(rk.candidates.is_empty() && rk.panic_full && !rk.panic);
+        l.end(1, 1, Attempt::Panic);
+        let rk = rank(&s, &mut l, &m, t, &arena, false).unwrap();
+        assert_eq!(rk.candidates.len(), 1, "a slot freed on b");
+        // never over a rate limit, a key rejection or a missing model
+        let mut l = Local::default();
+        l.sync(&s);
+        let limited = judged(
+            Outcome::RateLimited(Some(Duration::from_secs(30))),
+            Scope::Channel,
+        );
+        l.record(&s, a, limited, t, t, Duration::ZERO);
+        l.record(
+            &s,
+            b,
+            judged(Outcome::Auth, Scope::Channel),
+            t,
+            t,
+            Duration::ZERO,
+        );
+        let rk = rank(&s, &mut l, &m, t, &arena, false).unwrap();
+        assert!(rk.candidates.is_empty() && !rk.panic_full);
+        // switched off
+        let off = snap(&text.replace("[routing]\n", "[routing]\npanic_routing = false\n"));
+        let mut l = Local::default();
+        l.sync(&off);
+        l.record(&off, a, failed, t, t, Duration::ZERO);
+        l.record(&off, b, failed, t, t, Duration::ZERO);
+        let rk = rank(&off, &mut l, &m, t, &arena, false).unwrap();
+        assert!(rk.candidates.is_empty());
+    }
+
+    #[test]
+    fn only_rate_limits_left_is_a_429_with_the_soonest_retry_after() {
+        let text = r#"
+[providers.a]
+base_url = "http://127.0.0.1:1/v1"
+[providers.b]
+base_url = "http://127.0.0.1:2/v1"
+[[channels]]
+id = "a"
+provider = "a"
+models = ["m"]
+[[channels]]
+id = "b"
+provider = "b"
+models = ["m", "vision-only"]
+model_info = { "m" = { vision = false } }
+"#;
+        let s = snap(text);
+        let mut l = Local::default();
+        l.sync(&s);
+        let t = Instant::now();
+        let a = s.catalog.lookup("m").unwrap()[0];
+        let b = s.catalog.lookup("m").unwrap()[1];
+        let limited = |secs| {
+            judged(
+                Outcome::RateLimited(Some(Duration::from_millis(secs))),
+                Scope::Channel,
+            )
+        };
+        l.record(&s, a, limited(12_300), t, t, Duration::ZERO);
+        l.record(&s, b, limited(30_000), t, t, Duration::ZERO);
+        let arena = Bump::new();
+        let opts = Options::default();
+        let rk = rank(&s, &mut l, &ask("m", &opts), t, &arena, false).unwrap();
+        let e = rk
+            .unusable(&s, "m", t, t + Duration::from_secs(3600))
+            .unwrap();
+        assert_eq!(e.retry_after(), Some(Duration::from_millis(12_300)));
+        assert_eq!(retry_after_secs(e.retry_after().unwrap()), 13, "rounded up");
+        assert_eq!(e.into_error().status, 429);
+        // one candidate out for a key rejection: not only rate limits, so 503 (with the
+        // soonest known recovery)
+        l.record(
+            &s,
+            a,
+            judged(Outcome::Auth, Scope::Channel),
+            t,
+            t,
+            Duration::ZERO,
+        );
+        let rk = rank(&s, &mut l, &ask("m", &opts), t, &arena, false).unwrap();
+        let e = rk
+            .unusable(&s, "m", t, t + Duration::from_secs(3600))
+            .unwrap();
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(30)));
+        assert_eq!(e.into_error().status, 503);
+    }
+
+    #[test]
+    fn a_prompt_beyond_every_context_is_a_400_unless_within_the_margin() {
+        let text = r#"
+[providers.a]
+base_url = "http://127.0.0.1:1/v1"
+[[channels]]
+id = "a"
+provider = "a"
+models = ["small", "large"]
+model_info = { "small" = { context = 1000 }, "large" = { context = 8000 } }
+"#;
+        let s = snap(text);
+        let mut l = Local::default();
+        let arena = Bump::new();
+        let opts = Options::default();
+        let t = Instant::now();
+        let mut big = ask("tag:a", &opts);
+        big.prompt_tokens = 9000;
+        big.max_tokens = Some(500);
+        let err = rank(&s, &mut l, &big, t, &arena, false).unwrap_err();
+        assert_eq!(
+            err,
+            RouteError::ContextExceeded {
+                have: 8000,
+                prompt: 9000,
+                completion: 500,
+                param: "messages"
+            }
+        );
+        let e = err.into_error();
+        assert_eq!(
+            (e.status, e.code, e.param),
+            (400, "context_length_exceeded", Some("messages"))
+        );
+        // the estimate within 10 % of the largest: that model is tried, the upstream decides
+        big.prompt_tokens = 8300;
+        let rk = rank(&s, &mut l, &big, t, &arena, false).unwrap();
+        let large = s.catalog.lookup("large").unwrap()[0];
+        assert_eq!(
+            rk.candidates.iter().map(|c| c.entry).collect::<Vec<_>>(),
+            [large]
+        );
+        // the param follows the endpoint
+        big.prompt_tokens = 20_000;
+        big.endpoint = Endpoint::Completions;
+        match rank(&s, &mut l, &big, t, &arena, false).unwrap_err() {
+            RouteError::ContextExceeded { param, .. } => assert_eq!(param, "prompt"),
+            e => panic!("{e:?}"),
+        }
     }
 
     #[test]

@@ -120,7 +120,7 @@ impl<'c> Responder<'c> {
             h1::write_header(
                 self.buf,
                 b"access-control-expose-headers",
-                b"x-request-id, x-router-channel, x-router-provider, x-router-model, x-router-requested-model, x-router-attempts, retry-after",
+                b"x-request-id, x-router-channel, x-router-provider, x-router-model, x-router-requested-model, x-router-attempts, x-router-overhead-ms, x-router-panic, retry-after",
             );
         }
     }

@@ -271,6 +271,13 @@ impl Worker {
         *self.snapshot.borrow_mut() = Rc::new(s);
     }
 
+    /// A pseudo-random number (retry jitter; not for secrets).
+    pub(crate) fn random(&self) -> u64 {
+        let n = self.seq.get().wrapping_add(1);
+        self.seq.set(n);
+        mix(self.salt.rotate_left(17) ^ n)
+    }
+
     /// A fresh request id: 24 hex digits, unique per process run and worker.
     pub(crate) fn request_id(&self) -> [u8; 24] {
         let n = self.seq.get().wrapping_add(1);
@@ -346,7 +353,7 @@ impl Worker {
             failure,
             usage: None,
         };
-        let urgent = !matches!(outcome, None | Some(crate::live::health::Outcome::Success));
+        let urgent = outcome.is_some_and(|j| j.outcome != crate::live::health::Outcome::Success);
         self.pending.borrow_mut().push(report);
         // A failure changes health: other workers must learn it within a tick, so it goes
         // now (with everything queued before it, keeping order); the rest waits for the tick.
@@ -446,8 +453,8 @@ fn mix(mut x: u64) -> u64 {
 pub(crate) struct Observed {
     /// The catalog entry tried.
     pub(crate) entry: u32,
-    /// Its health outcome, if it has one.
-    pub(crate) outcome: Option<crate::live::health::Outcome>,
+    /// Its health outcome and scope, if it has one.
+    pub(crate) outcome: Option<crate::live::Judged>,
     /// When the attempt started.
     pub(crate) started: Instant,
     /// The whole exchange, when it completed.

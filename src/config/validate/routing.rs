@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{Checker, raw};
 use crate::config::{
-    CooldownPolicy, GroupConfig, RoutingConfig, StrategyConfig, closest, defaults,
+    CooldownPolicy, GroupConfig, PanicPolicy, RoutingConfig, StrategyConfig, closest, defaults,
 };
 
 /// `[strategies.NAME]`: user-defined weights (a built-in's name cannot be reused).
@@ -138,6 +138,46 @@ pub(super) fn routing(
         default_strategy,
         tie_epsilon,
         cooldown,
+        panic: PanicPolicy {
+            enabled: r.panic_routing.unwrap_or(defaults::PANIC_ROUTING),
+            max_in_flight: c.int(
+                "routing.panic_max_in_flight",
+                r.panic_max_in_flight,
+                defaults::PANIC_MAX_IN_FLIGHT,
+                1,
+                1000,
+            ) as u32,
+            wait: c.duration(
+                "routing.panic_wait",
+                r.panic_wait,
+                defaults::PANIC_WAIT,
+                Duration::ZERO,
+            ),
+        },
+        same_channel_retries: c.int(
+            "routing.same_channel_retries",
+            r.same_channel_retries,
+            defaults::SAME_CHANNEL_RETRIES,
+            0,
+            5,
+        ),
+        retry_backoff: c.duration(
+            "routing.retry_backoff",
+            r.retry_backoff,
+            defaults::RETRY_BACKOFF,
+            Duration::ZERO,
+        ),
+        context_margin: match r.context_margin {
+            None => defaults::CONTEXT_MARGIN,
+            Some(m) if (0.0..=10.0).contains(&m) => m as f32,
+            Some(m) => {
+                c.err(
+                    "routing.context_margin",
+                    format!("must be a fraction between 0 and 10 (0.1 = 10 %), got {m}"),
+                );
+                defaults::CONTEXT_MARGIN
+            }
+        },
     }
 }
 

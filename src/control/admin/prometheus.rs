@@ -52,7 +52,7 @@ pub(super) fn render(ctl: &Ctl) -> String {
     );
     let mut cooling = Vec::new();
     for (i, ch) in st.current.channels.iter().enumerate() {
-        let health = live.channels.get(i).copied().unwrap_or_default();
+        let health = live.channels.get(i).map(|c| c.health).unwrap_or_default();
         let state = health.state(now);
         let taking = ch.enabled
             && !matches!(state, HealthState::Cooling(_))

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::super::{Ctl, Fetch, State};
 use crate::live::health::{Health, State as HealthState};
+use crate::presets::Endpoint;
 
 /// Rounded to 3 decimals (milliseconds of a second, microseconds of a millisecond): what the
 /// admin documents show of times and rates. `NaN` stays `NaN` and is written `null`.
@@ -121,6 +122,13 @@ struct ModelCooldown<'a> {
     health: HealthView,
 }
 
+/// An endpoint of a channel out of rotation.
+#[derive(Debug, Serialize)]
+struct EndpointCooldown {
+    endpoint: &'static str,
+    health: HealthView,
+}
+
 /// A channel's traffic averages over its entries (`null` without samples).
 #[derive(Debug, Serialize)]
 struct StatsView {
@@ -145,6 +153,9 @@ pub(super) struct ChannelView<'a> {
     config: ConfigView,
     overrides: Option<OverridesView>,
     health: HealthView,
+    /// Endpoints the provider was found not to serve (re-checked after
+    /// `model_missing_cooldown`).
+    endpoint_cooldowns: Vec<EndpointCooldown>,
     model_cooldowns: Vec<ModelCooldown<'a>>,
     models: u64,
     discovered_models: u64,
@@ -173,7 +184,8 @@ fn channel_at(st: &State, i: usize, now: Instant, wall: SystemTime) -> ChannelVi
     let live = st.merger.view();
     let ch = &snap.channels[i];
     let cfg = st.cfg.channels.iter().find(|c| *c.id == *ch.id);
-    let health = live.channels.get(i).copied().unwrap_or_default();
+    let chl = live.channels.get(i).copied().unwrap_or_default();
+    let health = chl.health;
     let state = if !ch.enabled {
         "disabled"
     } else {
@@ -235,6 +247,14 @@ fn channel_at(st: &State, i: usize, now: Instant, wall: SystemTime) -> ChannelVi
             priority: o.priority,
         }),
         health: HealthView::of(&health, now, wall),
+        endpoint_cooldowns: Endpoint::ALL
+            .into_iter()
+            .filter(|e| chl.endpoint(*e).state(now) != HealthState::Ok)
+            .map(|e| EndpointCooldown {
+                endpoint: e.as_str(),
+                health: HealthView::of(chl.endpoint(e), now, wall),
+            })
+            .collect(),
         model_cooldowns,
         models,
         discovered_models: st.discovered.get(&*ch.id).map_or(0, |d| d.len() as u64),
@@ -249,32 +269,51 @@ fn channel_at(st: &State, i: usize, now: Instant, wall: SystemTime) -> ChannelVi
     }
 }
 
-/// A cooldown in effect or half-open: a channel's (`model` null) or a (channel, model)'s.
+/// A cooldown in effect or half-open: a channel's (`model` and `endpoint` null), a (channel,
+/// endpoint)'s or a (channel, model)'s.
 #[derive(Debug, Serialize)]
 pub(super) struct CooldownView<'a> {
     channel: &'a str,
+    scope: &'static str,
+    endpoint: Option<&'static str>,
     model: Option<&'a str>,
     health: HealthView,
 }
 
-/// Every cooldown in effect or half-open, channel-level and model-level.
+/// Every cooldown in effect or half-open, at every scope.
 pub(super) fn cooldowns(st: &State) -> List<CooldownView<'_>> {
     let (now, wall) = (Instant::now(), SystemTime::now());
     let snap = &st.current;
     let live = st.merger.view();
     let mut data = Vec::new();
-    for (i, (ch, h)) in snap.channels.iter().zip(live.channels.iter()).enumerate() {
-        if h.state(now) != HealthState::Ok {
+    for (i, (ch, c)) in snap.channels.iter().zip(live.channels.iter()).enumerate() {
+        if c.health.state(now) != HealthState::Ok {
             data.push(CooldownView {
                 channel: &ch.id,
+                scope: "channel",
+                endpoint: None,
                 model: None,
-                health: HealthView::of(h, now, wall),
+                health: HealthView::of(&c.health, now, wall),
             });
+        }
+        for e in Endpoint::ALL {
+            let h = c.endpoint(e);
+            if h.state(now) != HealthState::Ok {
+                data.push(CooldownView {
+                    channel: &ch.id,
+                    scope: "endpoint",
+                    endpoint: Some(e.as_str()),
+                    model: None,
+                    health: HealthView::of(h, now, wall),
+                });
+            }
         }
         for (e, el) in snap.catalog.entries.iter().zip(live.entries.iter()) {
             if e.channel as usize == i && el.health.state(now) != HealthState::Ok {
                 data.push(CooldownView {
                     channel: &ch.id,
+                    scope: "model",
+                    endpoint: None,
                     model: Some(&e.model),
                     health: HealthView::of(&el.health, now, wall),
                 });
