@@ -190,9 +190,20 @@ pub(super) fn fails_over(status: u16) -> bool {
     matches!(status, 401 | 402 | 403 | 404 | 429) || status >= 500
 }
 
-/// True when an upstream error body names `model` (so a 404 is about that model).
+/// True when an upstream error body names `model` (so a 404 is about that model, not the
+/// path): the id as a whole word — not inside a longer id (`gpt-4o` in `gpt-4o-mini`) nor
+/// inside a word (`m` in `message`). `/` and `:` bound it (`models/gemini-2.0-flash`).
 pub(super) fn mentions(body: &[u8], model: &str) -> bool {
-    !model.is_empty() && memchr::memmem::find(body, model.as_bytes()).is_some()
+    let id = model.as_bytes();
+    if id.is_empty() {
+        return false;
+    }
+    let part_of_id = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+    memchr::memmem::find_iter(body, id).any(|at| {
+        let before = at.checked_sub(1).map(|i| body[i]);
+        let after = body.get(at + id.len()).copied();
+        !before.is_some_and(part_of_id) && !after.is_some_and(part_of_id)
+    })
 }
 
 /// What the client gets when every attempt failed.
@@ -280,6 +291,23 @@ pub(super) fn give_up(snap: &Snapshot, model: &str, failures: Vec<(usize, Failur
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_names_the_model_only_as_a_whole_id() {
+        assert!(mentions(b"The model `gpt-4o` does not exist", "gpt-4o"));
+        assert!(mentions(b"{\"message\":\"model: claude-x\"}", "claude-x"));
+        assert!(mentions(
+            b"models/gemini-2.0-flash is not found",
+            "gemini-2.0-flash"
+        ));
+        assert!(mentions(b"gpt-4o", "gpt-4o"));
+        assert!(!mentions(
+            b"The model `gpt-4o-mini` does not exist",
+            "gpt-4o"
+        ));
+        assert!(!mentions(b"{\"message\":\"Invalid URL\"}", "m"));
+        assert!(!mentions(b"anything", ""));
+    }
 
     #[test]
     fn labels_name_the_stage_and_the_cause() {

@@ -55,6 +55,11 @@ impl Ranking<'_> {
                 .iter()
                 .filter(|r| r.reason.tier() != Tier::Permanent)
         };
+        // Every channel left lacks the endpoint: no retry soon will help.
+        if left().next().is_some() && left().all(|r| matches!(r.reason, Reason::Unsupported { .. }))
+        {
+            return Some(RouteError::EndpointNotServed(message));
+        }
         let soonest = left()
             .filter_map(|r| r.reason.ends(midnight))
             .min()
@@ -111,6 +116,8 @@ pub enum RouteError {
     },
     /// Entries matched, but the client's key may use none of them (403).
     Forbidden(String),
+    /// Every channel left was found not to serve the endpoint (404).
+    EndpointNotServed(String),
 }
 
 impl RouteError {
@@ -143,6 +150,9 @@ impl RouteError {
             )
             .with_param(param),
             RouteError::Forbidden(m) => Error::new(403, Kind::Permission, "model_not_allowed", m),
+            RouteError::EndpointNotServed(m) => {
+                Error::new(404, Kind::InvalidRequest, "endpoint_not_served", m)
+            }
         }
     }
 
