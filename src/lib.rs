@@ -38,6 +38,12 @@
 //!   estimate (`usage_estimated`), so budgets, quotas and `tpm` always act.
 //! * Memory is bounded per worker: the bytes of bodies held count against
 //!   `server.max_buffered`; over it new requests get 503 `overloaded`.
+//! * Every upstream outcome is judged at its true scope — channel, (channel, model) or
+//!   (channel, endpoint) — by one pure function, `live::health::verdict` (README "Routing"
+//!   has the table): one model's 5xx or one missing endpoint never benches a channel. When
+//!   nothing is left the answer says why: 429 with `Retry-After` when only rate limits stand in
+//!   the way, 400 `context_length_exceeded` when only context does, panic routing when only
+//!   transient backoffs do, else 503 with `Retry-After` when the recovery time is known.
 //! * Client headers reach upstreams only from an allow-list plus the provider's
 //!   `forward_headers` ([`h1::forwarding`]); the operator's account facts
 //!   (`x-ratelimit-*`, organisation) never reach clients.
