@@ -697,3 +697,176 @@ fn model_lists_accept_each_providers_key_header() {
     c.send(b"GET /v1/models HTTP/1.1\r\nHost: m\r\n\r\n");
     assert_eq!(c.read_response().status, 401);
 }
+
+/// One chat request in one wire format: (format name, path, headers, body).
+type Call = (
+    &'static str,
+    String,
+    Vec<(&'static str, &'static str)>,
+    String,
+);
+
+/// The three chat wires, each as a request to model `model`.
+fn each_format(model: &str, stream: bool) -> Vec<Call> {
+    let gemini_path = if stream {
+        format!("/v1beta/models/{model}:streamGenerateContent?alt=sse")
+    } else {
+        format!("/v1beta/models/{model}:generateContent")
+    };
+    vec![
+        (
+            "openai",
+            "/v1/chat/completions".to_string(),
+            vec![],
+            chat_body(model, stream),
+        ),
+        (
+            "anthropic",
+            "/v1/messages".to_string(),
+            vec![VERSION],
+            anthropic_body(model, stream, ""),
+        ),
+        ("gemini", gemini_path, vec![], gemini_body("")),
+    ]
+}
+
+fn with<'a>(base: &[(&'a str, &'a str)], more: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    base.iter().chain(more).copied().collect()
+}
+
+#[test]
+fn hostile_statuses_come_in_every_format() {
+    let m = mock(MockConfig {
+        model_status: vec![("sick".into(), 503)],
+        ..Default::default()
+    });
+    for (name, path, headers, body) in each_format("m", false) {
+        // 429 with a chosen Retry-After: a header, or Gemini's RetryInfo in the body.
+        let h = with(
+            &headers,
+            &[("x-mock-status", "429"), ("x-mock-retry-after", "17")],
+        );
+        let r = Client::connect(m.addr()).post(&path, &h, &body);
+        assert_eq!(r.status, 429, "{name}");
+        if name == "gemini" {
+            assert_eq!(r.json()["error"]["details"][0]["retryDelay"], "17s");
+        } else {
+            assert_eq!(r.header("retry-after"), Some("17"), "{name}");
+        }
+        // N failures then success, counted per key.
+        let key = format!("fail-{name}");
+        let h = with(
+            &headers,
+            &[("x-mock-fail-times", "2"), ("x-mock-fail-key", &key)],
+        );
+        let statuses: Vec<u16> = (0..3)
+            .map(|_| Client::connect(m.addr()).post(&path, &h, &body).status)
+            .collect();
+        assert_eq!(statuses, [503, 503, 200], "{name}");
+        // One model's 5xx (config) and another's by header; other models answer.
+        let (_, sick_path, _, sick_body) = each_format("sick", false)
+            .into_iter()
+            .find(|f| f.0 == name)
+            .unwrap();
+        let r = Client::connect(m.addr()).post(&sick_path, &headers, &sick_body);
+        assert_eq!(r.status, 503, "{name}: {}", r.text());
+        let r = Client::connect(m.addr()).post(&path, &headers, &body);
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+        let h = with(&headers, &[("x-mock-status-model", "m=500")]);
+        let r = Client::connect(m.addr()).post(&path, &h, &body);
+        assert_eq!(r.status, 500, "{name}: {}", r.text());
+        // A path this provider lacks: 404, and the body names the path, not the model.
+        let h = with(
+            &headers,
+            &[(
+                "x-mock-missing-paths",
+                "/messages,/chat/completions,:generateContent",
+            )],
+        );
+        let r = Client::connect(m.addr()).post(&path, &h, &body);
+        assert_eq!(r.status, 404, "{name}");
+        assert!(
+            !r.text().contains("\"m\"") && !r.text().contains("`m`"),
+            "{name}: {}",
+            r.text()
+        );
+    }
+    let r = Client::connect(m.addr()).post(
+        "/v1/responses",
+        &[("x-mock-missing-paths", "/responses")],
+        r#"{"model":"m","input":"hi"}"#,
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.json()["error"]["message"],
+        "Invalid URL (POST /v1/responses)"
+    );
+}
+
+#[test]
+fn hostile_bodies_come_in_every_format() {
+    let m = mock(MockConfig::default());
+    for (name, path, headers, body) in each_format("m", true) {
+        // No terminator: the chunked framing ends cleanly, the format's end is missing.
+        let h = with(&headers, &[("x-mock-fault", "no-done")]);
+        let r = Client::connect(m.addr()).post(&path, &h, &body);
+        assert_eq!(r.status, 200, "{name}");
+        let text = r.text();
+        assert!(text.contains("Hello"), "{name}: {text}");
+        for end in ["[DONE]", "message_stop", "finishReason"] {
+            assert!(!text.contains(end), "{name}: {end} in {text}");
+        }
+        // The same stream gzip-encoded decodes to the usual events.
+        let h = with(&headers, &[("x-mock-encoding", "gzip")]);
+        let r = Client::connect(m.addr()).post(&path, &h, &body);
+        assert_eq!(r.header("content-encoding"), Some("gzip"), "{name}");
+        let plain = gunzip(&r.body);
+        let ended = ["[DONE]", "message_stop", "finishReason"]
+            .iter()
+            .any(|e| find(&plain, e.as_bytes()).is_some());
+        assert!(ended, "{name}: {}", String::from_utf8_lossy(&plain));
+    }
+    for (name, path, headers, body) in each_format("m", false) {
+        // Half a document, exactly framed.
+        let h = with(&headers, &[("x-mock-fault", "truncated-json")]);
+        let r = Client::connect(m.addr()).post(&path, &h, &body);
+        assert_eq!(r.status, 200, "{name}");
+        assert_eq!(
+            r.header("content-length"),
+            Some(r.body.len().to_string().as_str())
+        );
+        let mut b = r.body.clone();
+        assert!(
+            simd_json::to_owned_value(&mut b).is_err(),
+            "{name}: {}",
+            r.text()
+        );
+        // Whole answers in each encoding.
+        for enc in ["gzip", "deflate", "br"] {
+            let h = with(&headers, &[("x-mock-encoding", enc)]);
+            let r = Client::connect(m.addr()).post(&path, &h, &body);
+            assert_eq!(r.status, 200, "{name} {enc}");
+            assert_eq!(r.header("content-encoding"), Some(enc));
+            let plain = match enc {
+                "gzip" => gunzip(&r.body),
+                "deflate" => {
+                    let mut out = Vec::new();
+                    flate2::read::ZlibDecoder::new(&r.body[..])
+                        .read_to_end(&mut out)
+                        .unwrap();
+                    out
+                }
+                _ => r.body.clone(),
+            };
+            parse(&plain);
+        }
+    }
+}
+
+fn gunzip(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(b)
+        .read_to_end(&mut out)
+        .unwrap_or_else(|e| panic!("gzip ({e}): {:?}", &b[..b.len().min(40)]));
+    out
+}

@@ -29,6 +29,62 @@ pub(super) struct Knobs {
     pub(super) ratelimit_reset: Option<String>,
     /// `x-mock-usage`: how the OpenAI format reports usage.
     pub(super) usage: UsageStyle,
+    /// `x-mock-fail-times: N` (or `MockConfig::fail_times`): the first N requests of the
+    /// `x-mock-fail-key` counter answer `status` (default 503), later ones answer normally.
+    pub(super) fail_times: u64,
+    /// `x-mock-fail-key`: which counter `fail_times` counts on (empty: the mock's shared one).
+    pub(super) fail_key: String,
+    /// `x-mock-status-model: name=503,other=500` over `MockConfig::model_status`: requests for
+    /// these models answer that status.
+    pub(super) model_status: Vec<(String, u16)>,
+    /// `x-mock-encoding`: the `Content-Encoding` every answer is sent with.
+    pub(super) encoding: Option<Encoding>,
+}
+
+/// `x-mock-encoding`: a `Content-Encoding` sent whatever the request's `Accept-Encoding`
+/// says (the gateway asks for `identity`; some providers ignore it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Encoding {
+    /// `gzip`: RFC 1952, one member, flushed after every stream event.
+    Gzip,
+    /// `deflate`: the zlib format (RFC 1950), as HTTP's `deflate` means.
+    Deflate,
+    /// `br`: the bytes as they are, only labelled Brotli (a coding the gateway must refuse,
+    /// so what the bytes are does not matter).
+    Br,
+}
+
+impl Encoding {
+    pub(super) fn parse(v: &str) -> Option<Encoding> {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "gzip" => Some(Encoding::Gzip),
+            "deflate" => Some(Encoding::Deflate),
+            "br" => Some(Encoding::Br),
+            _ => None,
+        }
+    }
+
+    /// The header value.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Encoding::Gzip => "gzip",
+            Encoding::Deflate => "deflate",
+            Encoding::Br => "br",
+        }
+    }
+}
+
+/// `x-mock-status-model`: `name=status` pairs, comma-separated; pairs that do not parse are
+/// ignored (the status is the text after the last `=`, so a name may hold `=`).
+pub(super) fn parse_model_status(v: &str) -> Vec<(String, u16)> {
+    v.split(',')
+        .filter_map(|pair| {
+            let (name, status) = pair.trim().rsplit_once('=')?;
+            let status = status.trim().parse::<u16>().ok()?;
+            let name = name.trim();
+            (!name.is_empty() && (100..=599).contains(&status)).then(|| (name.to_string(), status))
+        })
+        .collect()
 }
 
 /// `x-mock-usage`: how (whether) OpenAI-format answers carry usage.
@@ -52,6 +108,12 @@ pub(super) enum BodyFault {
     Truncate,
     /// `huge:N`: a valid answer padded to N bytes (capped at 256 MiB).
     Huge(usize),
+    /// `no-done`: a stream whose HTTP framing ends cleanly but without the format's own
+    /// terminator (no `data: [DONE]`, no `message_stop`, no final `finishReason`).
+    NoDone,
+    /// `truncated-json`: a non-streamed 200 whose framing is exact (`Content-Length` is what
+    /// is sent) but whose JSON is the first half of the answer.
+    TruncatedJson,
 }
 
 impl BodyFault {
@@ -59,6 +121,8 @@ impl BodyFault {
         match v {
             "garbage" => Some(BodyFault::Garbage),
             "truncate" => Some(BodyFault::Truncate),
+            "no-done" => Some(BodyFault::NoDone),
+            "truncated-json" => Some(BodyFault::TruncatedJson),
             _ => v
                 .strip_prefix("huge:")
                 .and_then(|n| n.parse::<usize>().ok())
@@ -105,7 +169,25 @@ impl Knobs {
                 Some("spaced") => UsageStyle::Spaced,
                 _ => UsageStyle::Normal,
             },
+            fail_times: req
+                .header_num("x-mock-fail-times")
+                .unwrap_or(cfg.fail_times),
+            fail_key: req.header("x-mock-fail-key").unwrap_or("").to_string(),
+            model_status: req
+                .header("x-mock-status-model")
+                .map(parse_model_status)
+                .unwrap_or_else(|| cfg.model_status.clone()),
+            encoding: req.header("x-mock-encoding").and_then(Encoding::parse),
         }
+    }
+
+    /// The status injected for requests naming `model` (with or without Gemini's `models/`).
+    pub(super) fn status_for(&self, model: &str) -> Option<u16> {
+        let bare = model.strip_prefix("models/").unwrap_or(model);
+        self.model_status
+            .iter()
+            .find(|(m, _)| m.strip_prefix("models/").unwrap_or(m) == bare)
+            .map(|(_, s)| *s)
     }
 }
 

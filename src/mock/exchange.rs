@@ -1,15 +1,18 @@
 //! One chat exchange of the mock, in any of its formats: parse, apply the knobs (status,
-//! latency, faults), and answer whole or as a paced stream that can be held at a gate or cut.
+//! per-model status, N failures then success, latency, faults, content encoding), and answer
+//! whole or as a paced stream that can be held at a gate, cut, or left without its terminator.
 //!
 //! Invariants: every fault is deliberate and configured; each format's errors come in its own
-//! shape; a held stream notices its peer leaving.
+//! shape; a held stream notices its peer leaving; an encoded answer is valid in its coding
+//! (only its content is broken, when a fault says so).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
-use super::ask::{Ask, BodyFault, Knobs, UsageStyle, serves};
+use super::ask::{Ask, BodyFault, Encoding, Knobs, UsageStyle, serves};
+use super::coding::{self, Compressor};
 use super::openai::{completion_json, parse_ask, stream_events};
 use super::{MockEvent, Req, Shared, Wire, anthropic, gemini, write_simple};
 use crate::h1::chunked;
@@ -24,25 +27,22 @@ pub(super) async fn chat<S: AsyncReadRent + AsyncWriteRent>(
     let cfg = &shared.cfg;
     let keep = req.keep_alive;
     let k = Knobs::read(req, cfg);
+    let enc = k.encoding;
     if !k.latency.is_zero() && !wait_unless_peer_closes(s, buf, k.latency, None).await {
         shared.note(MockEvent::PeerClosedWhileHeld);
         return false;
     }
-    if let Some(st) = k.status.filter(|s| *s != 200) {
+    // `fail-times` turns the status knob into "the first N of this counter, then success".
+    let status = if k.fail_times > 0 {
+        shared
+            .fails(&k.fail_key, k.fail_times)
+            .then(|| k.status.unwrap_or(503))
+    } else {
+        k.status
+    };
+    if let Some(st) = status.filter(|s| *s != 200) {
         let msg = format!("mock upstream injected status {st}");
-        let retry = k.retry_after.filter(|_| st == 429);
-        let mut extra = Vec::new();
-        let body = match wire {
-            // Gemini says when to retry inside the body (a RetryInfo detail), not in a header.
-            Wire::Gemini(_) => gemini::error_json(st, &msg, retry),
-            _ => {
-                if let Some(r) = retry {
-                    extra.push(("retry-after", r.to_string()));
-                }
-                wire.error(st, &msg)
-            }
-        };
-        return write_simple(s, st, &extra, &body, keep).await;
+        return error(s, wire, st, &msg, &k, keep).await;
     }
     let parsed = match wire {
         Wire::OpenAi => parse_ask(&req.body),
@@ -55,15 +55,32 @@ pub(super) async fn chat<S: AsyncReadRent + AsyncWriteRent>(
             include_usage: a.include_usage && k.usage != UsageStyle::None,
             ..a.with_cache(k.cached, k.cache_write)
         },
-        Err(m) => return write_simple(s, 400, &[], &wire.error(400, &m), keep).await,
+        Err(m) => return reply(s, 400, Vec::new(), &wire.error(400, &m), keep, enc).await,
     };
-    if !serves(cfg, &ask.model) {
-        let msg = match wire {
-            Wire::OpenAi => format!("The model `{}` does not exist", ask.model),
-            Wire::Anthropic => format!("model: {}", ask.model),
-            Wire::Gemini(_) => format!("models/{} is not found", ask.model),
+    let not_found = || match wire {
+        Wire::OpenAi => format!("The model `{}` does not exist", ask.model),
+        Wire::Anthropic => format!("model: {}", ask.model),
+        Wire::Gemini(_) => format!("models/{} is not found", ask.model),
+    };
+    if let Some(st) = k.status_for(&ask.model) {
+        // A 404 for one model names it, as providers do; other statuses do not.
+        let msg = if st == 404 {
+            not_found()
+        } else {
+            format!("mock upstream injected status {st} for this model")
         };
-        return write_simple(s, 404, &[], &wire.error(404, &msg), keep).await;
+        return error(s, wire, st, &msg, &k, keep).await;
+    }
+    if !serves(cfg, &ask.model) {
+        return reply(
+            s,
+            404,
+            Vec::new(),
+            &wire.error(404, &not_found()),
+            keep,
+            enc,
+        )
+        .await;
     }
     let id = shared.seq.fetch_add(1, Ordering::Relaxed);
     match k.fault {
@@ -76,7 +93,7 @@ pub(super) async fn chat<S: AsyncReadRent + AsyncWriteRent>(
             return stream(s, SSE, &events, events.len(), &k, shared, buf).await;
         }
         Some(BodyFault::Garbage) => {
-            return write_simple(s, 200, &[], b"{\"id\": not json <html>", keep).await;
+            return reply(s, 200, Vec::new(), b"{\"id\": not json <html>", keep, enc).await;
         }
         Some(BodyFault::Truncate) => {
             let body = completion_json(&ask, id, cfg.chunks);
@@ -104,16 +121,20 @@ pub(super) async fn chat<S: AsyncReadRent + AsyncWriteRent>(
                 body.truncate(pos);
                 body.extend_from_slice(&tail);
             }
-            return write_simple(s, 200, &[], &body, keep).await;
+            return reply(s, 200, Vec::new(), &body, keep, enc).await;
         }
         _ => {}
     }
     if !ask.stream {
-        let body = match wire {
+        let mut body = match wire {
             Wire::OpenAi => completion_json(&ask, id, cfg.chunks),
             Wire::Anthropic => anthropic::message_json(&ask, id, cfg.chunks),
             Wire::Gemini(_) => gemini::response_json(&ask, id, cfg.chunks),
         };
+        if k.fault == Some(BodyFault::TruncatedJson) {
+            // Exact framing (Content-Length is what is sent), half a document.
+            body.truncate(body.len() / 2);
+        }
         let extra: Vec<(&str, String)> = match &k.ratelimit_reset {
             Some(reset) => vec![
                 ("x-ratelimit-remaining-requests", "0".into()),
@@ -121,16 +142,20 @@ pub(super) async fn chat<S: AsyncReadRent + AsyncWriteRent>(
             ],
             None => Vec::new(),
         };
-        return write_simple(s, 200, &extra, &body, keep).await;
+        return reply(s, 200, extra, &body, keep, enc).await;
     }
-    let (content_type, events): (&[u8], _) = match wire {
+    let finished = k.fault != Some(BodyFault::NoDone);
+    let (content_type, mut events): (&[u8], _) = match wire {
         Wire::OpenAi => (SSE, stream_events(&ask, id, k.chunks)),
         Wire::Anthropic => (SSE, anthropic::stream_events(&ask, id, k.chunks)),
-        Wire::Gemini(call) if call.sse => (SSE, gemini::stream_events(&ask, id, k.chunks, true)),
+        Wire::Gemini(call) if call.sse => (
+            SSE,
+            gemini::stream_events(&ask, id, k.chunks, true, finished),
+        ),
         // Without `alt=sse` Gemini streams one JSON array, element by element.
         Wire::Gemini(_) => (
             b"application/json; charset=UTF-8",
-            gemini::stream_events(&ask, id, k.chunks, false),
+            gemini::stream_events(&ask, id, k.chunks, false, finished),
         ),
     };
     // A provider sends its usage chunk and `[DONE]` right after the finish chunk; pacing them
@@ -140,7 +165,55 @@ pub(super) async fn chat<S: AsyncReadRent + AsyncWriteRent>(
         Wire::OpenAi => events.len() - 1 - usize::from(ask.include_usage),
         _ => events.len(),
     };
+    if !finished && matches!(wire, Wire::OpenAi | Wire::Anthropic) {
+        // The last event is the terminator: `data: [DONE]`, `message_stop`.
+        events.pop();
+    }
+    let paced = paced.min(events.len());
     stream(s, content_type, &events, paced, &k, shared, buf).await
+}
+
+/// An injected error status in `wire`'s shape, with `Retry-After` when asked (on a 429 or a
+/// 503; Gemini says it in the body instead).
+async fn error<S: AsyncWriteRent>(
+    s: &mut S,
+    wire: &Wire,
+    st: u16,
+    msg: &str,
+    k: &Knobs,
+    keep: bool,
+) -> bool {
+    let retry = k.retry_after.filter(|_| st == 429 || st == 503);
+    let mut extra = Vec::new();
+    let body = match wire {
+        Wire::Gemini(_) => gemini::error_json(st, msg, retry),
+        _ => {
+            if let Some(r) = retry {
+                extra.push(("retry-after", r.to_string()));
+            }
+            wire.error(st, msg)
+        }
+    };
+    reply(s, st, extra, &body, keep, k.encoding).await
+}
+
+/// A whole answer, compressed when `x-mock-encoding` asks.
+pub(super) async fn reply<S: AsyncWriteRent>(
+    s: &mut S,
+    status: u16,
+    mut extra: Vec<(&str, String)>,
+    body: &[u8],
+    keep: bool,
+    enc: Option<Encoding>,
+) -> bool {
+    match enc {
+        None => write_simple(s, status, &extra, body, keep).await,
+        Some(e) => {
+            extra.push(("content-encoding", e.name().to_string()));
+            let encoded = coding::encode(e, body);
+            write_simple(s, status, &extra, &encoded, keep).await
+        }
+    }
 }
 
 pub(super) const SSE: &[u8] = b"text/event-stream; charset=utf-8";
@@ -162,6 +235,10 @@ pub(super) async fn stream<S: AsyncReadRent + AsyncWriteRent>(
     crate::h1::write_header(&mut head, b"content-type", content_type);
     crate::h1::write_header(&mut head, b"cache-control", b"no-cache");
     crate::h1::write_header(&mut head, b"x-request-id", b"mock-upstream-id");
+    if let Some(e) = k.encoding {
+        crate::h1::write_header(&mut head, b"content-encoding", e.name().as_bytes());
+    }
+    let mut compressor = k.encoding.map(Compressor::new);
     if chunked_framing {
         crate::h1::write_header(&mut head, b"transfer-encoding", b"chunked");
     } else {
@@ -183,13 +260,15 @@ pub(super) async fn stream<S: AsyncReadRent + AsyncWriteRent>(
         } else if i > 0 && i < paced && !k.interval.is_zero() {
             monoio::time::sleep(k.interval).await;
         }
-        let mut out = Vec::with_capacity(ev.len() + 16);
-        if chunked_framing {
-            chunked::write_chunk(&mut out, ev);
-        } else {
-            out.extend_from_slice(ev);
-        }
-        if s.write_all(out).await.0.is_err() {
+        let encoded;
+        let ev: &[u8] = match compressor.as_mut() {
+            Some(c) => {
+                encoded = c.piece(ev);
+                &encoded
+            }
+            None => ev,
+        };
+        if !write_piece(s, ev, chunked_framing).await {
             shared.note(MockEvent::StreamAborted);
             return false;
         }
@@ -198,11 +277,33 @@ pub(super) async fn stream<S: AsyncReadRent + AsyncWriteRent>(
         shared.note(MockEvent::PeerClosedWhileHeld);
         return false;
     }
+    if let Some(c) = compressor {
+        let tail = c.finish();
+        if !tail.is_empty() && !write_piece(s, &tail, chunked_framing).await {
+            shared.note(MockEvent::StreamAborted);
+            return false;
+        }
+    }
     if chunked_framing {
         s.write_all(chunked::LAST_CHUNK).await.0.is_ok()
     } else {
         false
     }
+}
+
+/// Writes one piece of a streamed body (a chunk, or raw bytes when close-delimited).
+async fn write_piece<S: AsyncWriteRent>(s: &mut S, piece: &[u8], chunked_framing: bool) -> bool {
+    if piece.is_empty() {
+        // An empty chunk would be the last-chunk marker.
+        return true;
+    }
+    let mut out = Vec::with_capacity(piece.len() + 16);
+    if chunked_framing {
+        chunked::write_chunk(&mut out, piece);
+    } else {
+        out.extend_from_slice(piece);
+    }
+    s.write_all(out).await.0.is_ok()
 }
 
 /// Waits for the gate; `false` when the peer closed the connection meanwhile.

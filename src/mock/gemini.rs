@@ -263,14 +263,21 @@ pub(super) fn response_json(ask: &Ask, id: u64, n: usize) -> Vec<u8> {
 }
 
 /// A streamed answer's events: SSE (`sse`) or the pieces of one JSON array (the last event is
-/// then the closing `]`).
-pub(super) fn stream_events(ask: &Ask, id: u64, n: usize, sse: bool) -> Vec<Vec<u8>> {
+/// then the closing `]`). Unless `finished`, no event carries `finishReason` (nor the usage
+/// that comes with it): a stream the upstream never completed.
+pub(super) fn stream_events(
+    ask: &Ask,
+    id: u64,
+    n: usize,
+    sse: bool,
+    finished: bool,
+) -> Vec<Vec<u8>> {
     let responses: Vec<OwnedValue> = match &ask.tool {
         Some(tool) => vec![response(
             ask,
             id,
             function_call(tool),
-            Some(("STOP", TOOL_TOKENS)),
+            Some(("STOP", TOOL_TOKENS)).filter(|_| finished),
         )],
         None => {
             let (pieces, capped) = ask.text_pieces(n);
@@ -280,7 +287,7 @@ pub(super) fn stream_events(ask: &Ask, id: u64, n: usize, sse: bool) -> Vec<Vec<
                 .into_iter()
                 .enumerate()
                 .map(|(i, w)| {
-                    let end = (i == last).then_some((finish(capped), output));
+                    let end = (finished && i == last).then_some((finish(capped), output));
                     response(ask, id, json!([{ "text": w }]), end)
                 })
                 .collect()
@@ -498,7 +505,10 @@ mod tests {
         let v = json_of(&response_json(&a, 1, 10));
         assert_eq!(v["candidates"][0]["finishReason"], "MAX_TOKENS");
         assert_eq!(v["usageMetadata"]["candidatesTokenCount"], 2);
-        assert_eq!(sse_responses(&stream_events(&a, 1, 10, true)).len(), 2);
+        assert_eq!(
+            sse_responses(&stream_events(&a, 1, 10, true, true)).len(),
+            2
+        );
     }
 
     #[test]
@@ -511,7 +521,7 @@ mod tests {
         let fc = &c["content"]["parts"][0]["functionCall"];
         assert_eq!(fc["name"], "get_weather");
         assert_eq!(fc["args"]["location"], "Paris");
-        let s = sse_responses(&stream_events(&a, 1, 8, true));
+        let s = sse_responses(&stream_events(&a, 1, 8, true, true));
         assert_eq!(s.len(), 1);
         assert_eq!(
             s[0]["candidates"][0]["content"]["parts"][0]["functionCall"]["name"],
@@ -523,7 +533,7 @@ mod tests {
     #[test]
     fn the_sse_stream_ends_with_finish_and_usage() {
         let a = parse(BASIC.as_bytes(), &call("g", true)).unwrap();
-        let s = sse_responses(&stream_events(&a, 3, 3, true));
+        let s = sse_responses(&stream_events(&a, 3, 3, true, true));
         assert_eq!(s.len(), 3);
         let mut text = String::new();
         for (i, r) in s.iter().enumerate() {
@@ -542,7 +552,7 @@ mod tests {
     #[test]
     fn without_alt_sse_the_stream_is_one_json_array() {
         let a = parse(BASIC.as_bytes(), &call("g", true)).unwrap();
-        let events = stream_events(&a, 3, 3, false);
+        let events = stream_events(&a, 3, 3, false, true);
         assert_eq!(events.len(), 4);
         let whole = json_of(&events.concat());
         let items = whole.as_array().unwrap();

@@ -2,38 +2,60 @@
 //! or paced SSE, with a usage chunk when `stream_options.include_usage`), Anthropic Messages
 //! (`POST …/messages`, see `anthropic.rs`) and Google Gemini (`POST …/models/{model}:generateContent`
 //! and `:streamGenerateContent`, see `gemini.rs`); tool calls in each; `GET …/models`; latency;
-//! and injected faults (status codes, 429 with `Retry-After`, connection reset, mid-stream cut, a
-//! gate that holds a stream until released). Used by demo mode, the tests, the benches and `perf/`.
+//! and injected faults — a hostile upstream on demand. Used by demo mode, the tests, the
+//! benches and `perf/`.
 //!
 //! Behaviour comes from [`MockConfig`], and per request from `x-mock-*` headers (which pass
-//! through the gateway): `x-mock-status`, `x-mock-latency-ms`, `x-mock-chunks`,
-//! `x-mock-interval-ms`, `x-mock-cut-after` (events), `x-mock-retry-after`, `x-mock-hold-after`
-//! (events, until [`MockHandle::open_gate`]), `x-mock-fault` (`garbage`: a body or events that
-//! are not JSON; `truncate`: a close mid-body; `huge:N`: an N-byte answer),
-//! `x-mock-ratelimit-reset` (answer with `x-ratelimit-remaining-requests: 0` and that reset),
-//! `x-mock-usage` (OpenAI format: `none` = no usage anywhere, whatever `include_usage` says, as
-//! some compatible providers do; `spaced` = the usage-only chunk written with spaces,
-//! `"choices": [ ]`), and for usage
-//! capture `x-mock-cached-tokens`
-//! (prompt tokens read from a cache: OpenAI `prompt_tokens_details.cached_tokens`, Anthropic
-//! `cache_read_input_tokens`, Gemini `cachedContentTokenCount`) and `x-mock-cache-write-tokens`
-//! (Anthropic `cache_creation_input_tokens`). Every knob applies to all three formats; event
-//! indices for `cut-after` / `hold-after` count the format's own events (Anthropic's
-//! `message_start` is event 0).
+//! through the gateway):
+//! * `x-mock-status` (an error status; with `x-mock-retry-after`, 429s and 503s carry
+//!   `Retry-After`, Gemini's a `RetryInfo` detail in the body), `x-mock-retry-after`;
+//! * `x-mock-status-model: name=503[,other=500]` (also `MockConfig::model_status`): requests
+//!   for those models answer that status, other models answer normally;
+//! * `x-mock-fail-times: N` with `x-mock-fail-key: K` (also `MockConfig::fail_times`): the
+//!   first N requests on counter K answer `x-mock-status` (default 503), later ones succeed;
+//!   counters are per mock instance and shared by its threads, so parallel tests use distinct
+//!   keys;
+//! * `x-mock-missing-paths: /responses,/completions` (also `MockConfig::missing_paths`): POSTs
+//!   to paths ending so answer 404 with a "no route" body that never names the model;
+//! * `x-mock-latency-ms`, `x-mock-chunks`, `x-mock-interval-ms`, `x-mock-cut-after` (events:
+//!   close without the end of the framing), `x-mock-hold-after` (events, until
+//!   [`MockHandle::open_gate`]);
+//! * `x-mock-fault`: `garbage` (a body or events that are not JSON), `truncate` (a close
+//!   mid-body), `huge:N` (an N-byte answer), `no-done` (a stream whose framing ends cleanly
+//!   without the format's terminator: no `data: [DONE]`, no `message_stop`, no `finishReason`),
+//!   `truncated-json` (a non-streamed 200 with exact framing and half a JSON document);
+//! * `x-mock-encoding: gzip | deflate | br`: every answer (whole, streamed, errors) sent with
+//!   that `Content-Encoding` whatever `Accept-Encoding` says (`deflate` is zlib, as HTTP means
+//!   it; `br` only labels the bytes, which the gateway must refuse anyway);
+//! * `x-mock-ratelimit-reset` (answer with `x-ratelimit-remaining-requests: 0` and that reset),
+//!   `x-mock-usage` (OpenAI format: `none` = no usage anywhere, whatever `include_usage` says,
+//!   as some compatible providers do; `spaced` = the usage-only chunk written with spaces,
+//!   `"choices": [ ]`), and for usage capture `x-mock-cached-tokens` (prompt tokens read from a
+//!   cache: OpenAI `prompt_tokens_details.cached_tokens`, Anthropic `cache_read_input_tokens`,
+//!   Gemini `cachedContentTokenCount`) and `x-mock-cache-write-tokens` (Anthropic
+//!   `cache_creation_input_tokens`).
+//!
+//! Every knob applies to all three formats; event indices for `cut-after` / `hold-after` count
+//! the format's own events (Anthropic's `message_start` is event 0). Connection-level faults
+//! (`MockConfig::fault`, `close_delimited`, `drop_after_response`, `late_408`, `late_200`,
+//! [`MockHandle::set_down`]) are configured per mock.
 //!
 //! Invariants: the mock never panics on input; every fault is deliberate and configured; each
 //! format's errors come in that format's own shape. Prompt tokens are estimated the same way for
 //! every format (body bytes / 4, at least 1, at least the cached + cache-write tokens asked for).
-//! Not the data plane: it runs on its own threads, and records requests for tests over an
-//! unbounded channel only when asked to. Not a validator of everything a provider checks: only
-//! the basics each API rejects (missing fields, wrong roles, bad auth).
+//! Not the data plane: it runs on its own threads (its one lock, the `fail-times` counters, is
+//! held for a map update), and records requests for tests over an unbounded channel only when
+//! asked to. Not a validator of everything a provider checks: only the basics each API rejects
+//! (missing fields, wrong roles, bad auth).
 
 mod anthropic;
 mod ask;
+mod coding;
 mod exchange;
 mod gemini;
 mod openai;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -111,6 +133,17 @@ pub struct MockConfig {
     /// When set, every request must carry this key (`Authorization: Bearer`, `x-api-key` or
     /// `api-key`), else it gets a 401 like a provider's.
     pub require_key: Option<String>,
+    /// Path suffixes (`"/responses"`, `"/completions"`, `"/embeddings"`, even
+    /// `"/chat/completions"`) this provider lacks: a POST to one answers 404 with a "no route"
+    /// body that names the path, never the model (OpenAI's `Invalid URL (POST /v1/responses)`).
+    pub missing_paths: Vec<String>,
+    /// Per-model statuses: a chat request for the model answers that status (in the format's
+    /// error shape; a 404 names the model, as a provider's does); other models answer normally.
+    pub model_status: Vec<(String, u16)>,
+    /// The first `fail_times` chat requests (per `x-mock-fail-key`; without one, on one shared
+    /// counter) answer `status` (503 when unset) — with `retry_after` on a 429 or 503 —, every
+    /// later one answers normally. 0: off, and `status` answers every request as usual.
+    pub fail_times: u64,
 }
 
 impl Default for MockConfig {
@@ -133,6 +166,9 @@ impl Default for MockConfig {
             workers: 1,
             list_format: ListFormat::Data,
             require_key: None,
+            missing_paths: Vec::new(),
+            model_status: Vec::new(),
+            fail_times: 0,
         }
     }
 }
@@ -243,9 +279,26 @@ struct Shared {
     gate: Arc<AtomicBool>,
     requests: Arc<AtomicU64>,
     seq: AtomicU64,
+    /// `fail-times` counters by `x-mock-fail-key`, shared by the mock's threads. The mock is
+    /// not the data plane: a lock held for one map update cannot stall a gateway worker.
+    #[allow(clippy::disallowed_types)]
+    failed: std::sync::Mutex<HashMap<String, u64>>,
 }
 
 impl Shared {
+    /// Counts one request on counter `key`; true while it is among the first `times`.
+    fn fails(&self, key: &str, times: u64) -> bool {
+        // A poisoned lock (a panic elsewhere in the mock) still holds valid counts.
+        let mut counts = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        if !counts.contains_key(key) && counts.len() >= MAX_FAIL_KEYS {
+            // Bounded: a test that invents keys without end cannot grow the mock forever.
+            counts.clear();
+        }
+        let seen = counts.entry(key.to_string()).or_insert(0);
+        *seen = seen.saturating_add(1);
+        *seen <= times
+    }
+
     /// Records an event, only when `record` is set: the channel is unbounded, and the CLI mock
     /// and demo mode never drain it (a long benchmark would grow it by one per connection).
     fn note(&self, event: MockEvent) {
@@ -254,6 +307,9 @@ impl Shared {
         }
     }
 }
+
+/// The most `x-mock-fail-key` counters kept at once.
+const MAX_FAIL_KEYS: usize = 4096;
 
 /// Starts the mock on its own threads and returns once it listens.
 pub fn start(cfg: MockConfig) -> std::io::Result<MockHandle> {
@@ -277,6 +333,7 @@ pub fn start(cfg: MockConfig) -> std::io::Result<MockHandle> {
         gate: gate.clone(),
         requests: requests.clone(),
         seq: AtomicU64::new(1),
+        failed: Default::default(),
     });
     let driver =
         runtime::choose(crate::config::DriverChoice::Auto).map_err(std::io::Error::other)?;
@@ -428,7 +485,15 @@ async fn serve<S: AsyncReadRent + AsyncWriteRent>(mut s: S, shared: &Shared) {
         } else {
             None
         };
-        let ok = if let Some(wire) = wire {
+        let ok = if req.method == "POST"
+            && let Some((status, body)) = no_route(&req, &shared.cfg)
+        {
+            if wire.is_some() {
+                shared.requests.fetch_add(1, Ordering::SeqCst);
+            }
+            let enc = req.header("x-mock-encoding").and_then(ask::Encoding::parse);
+            exchange::reply(&mut s, status, Vec::new(), &body, keep, enc).await
+        } else if let Some(wire) = wire {
             shared.requests.fetch_add(1, Ordering::SeqCst);
             if let Some((status, body)) = wire.refuse(&req, shared.cfg.require_key.as_deref()) {
                 write_simple(&mut s, status, &[], &body, keep).await
@@ -523,6 +588,40 @@ fn models_json(models: &[String], format: ListFormat) -> Vec<u8> {
         b"]}"
     });
     b
+}
+
+/// The 404 a provider gives a path it does not serve, when the request's path ends with one of
+/// `cfg.missing_paths` or of `x-mock-missing-paths` (comma-separated suffixes). In the shape of
+/// the family the request speaks (by its path, else by its auth headers); never naming the
+/// model, which is what tells a missing endpoint from a missing model.
+fn no_route(req: &Req, cfg: &MockConfig) -> Option<(u16, Vec<u8>)> {
+    let path = path_of(&req.target);
+    let listed = |suffix: &str| {
+        let suffix = suffix.trim();
+        !suffix.is_empty() && path.ends_with(suffix)
+    };
+    let missing = cfg.missing_paths.iter().any(|p| listed(p))
+        || req
+            .header("x-mock-missing-paths")
+            .is_some_and(|v| v.split(',').any(listed));
+    if !missing {
+        return None;
+    }
+    let body = match Wire::of(&req.target) {
+        Some(Wire::Anthropic) => anthropic::error_json(404, "Not Found"),
+        Some(Wire::Gemini(_)) => gemini::error_json(404, "Method not found.", None),
+        _ if req.header("anthropic-version").is_some() => anthropic::error_json(404, "Not Found"),
+        _ if gemini::key_of(req).is_some() => gemini::error_json(404, "Method not found.", None),
+        _ => {
+            let mut b = b"{\"error\":{\"message\":".to_vec();
+            json::write_str(&mut b, &format!("Invalid URL (POST {path})"));
+            b.extend_from_slice(
+                b",\"type\":\"invalid_request_error\",\"param\":null,\"code\":null}}",
+            );
+            b
+        }
+    };
+    Some((404, body))
 }
 
 fn error_json(status: u16, msg: &str) -> Vec<u8> {
@@ -700,6 +799,150 @@ mod tests {
             .unwrap();
         let v = json_of(usage_chunk.trim_end().as_bytes());
         assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 4);
+    }
+
+    fn req(target: &str, headers: &[(&str, &str)]) -> Req {
+        Req {
+            method: "POST".into(),
+            target: target.into(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: Vec::new(),
+            keep_alive: true,
+        }
+    }
+
+    fn shared(cfg: MockConfig) -> Shared {
+        let (tx, _) = crossbeam_channel::unbounded();
+        Shared {
+            cfg,
+            down: Default::default(),
+            events: tx,
+            gate: Default::default(),
+            requests: Default::default(),
+            seq: AtomicU64::new(1),
+            failed: Default::default(),
+        }
+    }
+
+    #[test]
+    fn missing_paths_answer_a_no_route_404_that_never_names_the_model() {
+        let cfg = MockConfig {
+            missing_paths: vec!["/responses".into()],
+            ..MockConfig::default()
+        };
+        let (status, body) = no_route(&req("/v1/responses", &[]), &cfg).unwrap();
+        assert_eq!(status, 404);
+        let v = json_of(&body);
+        assert_eq!(v["error"]["message"], "Invalid URL (POST /v1/responses)");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert!(v["error"]["code"].is_null() && v["error"]["param"].is_null());
+        assert!(no_route(&req("/v1/chat/completions", &[]), &cfg).is_none());
+        // The header form, several suffixes, each family's own shape.
+        let h = [(
+            "x-mock-missing-paths",
+            "/completions, /messages,/models/g:generateContent",
+        )];
+        let cfg = MockConfig::default();
+        let (_, body) = no_route(&req("/v1/chat/completions", &h), &cfg).unwrap();
+        assert_eq!(
+            json_of(&body)["error"]["message"],
+            "Invalid URL (POST /v1/chat/completions)"
+        );
+        let (_, body) = no_route(&req("/v1/messages", &h), &cfg).unwrap();
+        let v = json_of(&body);
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "not_found_error");
+        let (_, body) = no_route(&req("/v1beta/models/g:generateContent?key=k", &h), &cfg).unwrap();
+        let v = json_of(&body);
+        assert_eq!(v["error"]["status"], "NOT_FOUND");
+        assert!(
+            !String::from_utf8_lossy(&body).contains("\"g"),
+            "no model in {v:?}"
+        );
+        assert!(no_route(&req("/v1/embeddings", &h), &cfg).is_none());
+        // A non-chat path speaks the family its auth headers say.
+        let h = [
+            ("x-mock-missing-paths", "/embeddings"),
+            ("anthropic-version", "2023-06-01"),
+        ];
+        let (_, body) = no_route(&req("/v1/embeddings", &h), &cfg).unwrap();
+        assert_eq!(json_of(&body)["error"]["type"], "not_found_error");
+    }
+
+    #[test]
+    fn fail_times_counts_per_key_then_lets_requests_through() {
+        let s = shared(MockConfig::default());
+        assert!(s.fails("a", 2));
+        assert!(s.fails("b", 1), "keys count apart");
+        assert!(s.fails("a", 2));
+        assert!(!s.fails("a", 2), "the third request on `a` succeeds");
+        assert!(!s.fails("b", 1));
+        assert!(!s.fails("a", 2));
+        assert!(s.fails("", 1) && !s.fails("", 1));
+    }
+
+    #[test]
+    fn hostile_knobs_are_read_from_headers_over_the_config() {
+        let cfg = MockConfig {
+            model_status: vec![("bad-model".into(), 503)],
+            fail_times: 3,
+            ..MockConfig::default()
+        };
+        let k = Knobs::read(&req("/v1/chat/completions", &[]), &cfg);
+        assert_eq!(k.fail_times, 3);
+        assert_eq!(k.status_for("bad-model"), Some(503));
+        assert_eq!(k.status_for("models/bad-model"), Some(503));
+        assert_eq!(k.status_for("good-model"), None);
+        assert_eq!(k.encoding, None);
+        let h = [
+            ("x-mock-status-model", "x=500, y=a=429,broken,z=99"),
+            ("x-mock-fail-times", "2"),
+            ("x-mock-fail-key", "t1"),
+            ("x-mock-encoding", "gzip"),
+            ("x-mock-fault", "no-done"),
+        ];
+        let k = Knobs::read(&req("/v1/chat/completions", &h), &cfg);
+        assert_eq!(
+            k.model_status,
+            vec![("x".to_string(), 500), ("y=a".into(), 429)]
+        );
+        assert_eq!(
+            k.status_for("bad-model"),
+            None,
+            "the header replaces the list"
+        );
+        assert_eq!((k.fail_times, k.fail_key.as_str()), (2, "t1"));
+        assert_eq!(k.encoding, Some(Encoding::Gzip));
+        assert_eq!(k.fault, Some(BodyFault::NoDone));
+        assert_eq!(
+            BodyFault::parse("truncated-json"),
+            Some(BodyFault::TruncatedJson)
+        );
+        assert_eq!(BodyFault::parse("no-such-fault"), None);
+    }
+
+    #[test]
+    fn an_unfinished_gemini_stream_has_no_finish_reason() {
+        let call = gemini::Call {
+            model: "g".into(),
+            stream: true,
+            sse: true,
+        };
+        let a = gemini::parse(br#"{"contents":[{"parts":[{"text":"hi"}]}]}"#, &call).unwrap();
+        for sse in [true, false] {
+            let done = gemini::stream_events(&a, 1, 3, sse, true).concat();
+            let cut = gemini::stream_events(&a, 1, 3, sse, false).concat();
+            assert!(find(&done, b"finishReason").is_some());
+            assert!(find(&cut, b"finishReason").is_none(), "sse {sse}");
+            assert!(find(&cut, b"usageMetadata").is_none(), "sse {sse}");
+        }
+    }
+
+    fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+        memchr::memmem::find(hay, needle)
     }
 
     #[test]
