@@ -47,6 +47,10 @@ pub(super) enum Cause {
     Timeout,
     /// An answer larger than the gateway relays.
     TooLarge,
+    /// An answer in a `Content-Encoding` the gateway does not decode (anything but `gzip`,
+    /// `deflate` and `identity`): the upstream ignored `Accept-Encoding: identity`, which says
+    /// nothing about its health.
+    Encoding,
 }
 
 /// A failed attempt that produced no usable response.
@@ -97,6 +101,8 @@ impl UpstreamError {
         use Stage as S;
         match (self.stage, self.cause) {
             (_, C::NoAddress) => "connect_no_address",
+            (S::Stream, C::Encoding) => "stream_encoding",
+            (_, C::Encoding) => "body_encoding",
             (S::Connect, C::Timeout) => "connect_timeout",
             (S::Connect, C::Tls) => "connect_tls",
             (S::Connect, C::Proxy) => "connect_proxy",
@@ -243,6 +249,9 @@ mod tests {
         assert_eq!(e(Cause::Tls, Stage::Connect).label(), "connect_tls");
         assert_eq!(e(Cause::TooLarge, Stage::Body).label(), "body_too_large");
         assert_eq!(e(Cause::Closed, Stage::Stream).label(), "stream_closed");
+        assert_eq!(e(Cause::Encoding, Stage::Body).label(), "body_encoding");
+        assert_eq!(e(Cause::Encoding, Stage::Stream).label(), "stream_encoding");
+        assert_eq!(e(Cause::Malformed, Stage::Body).label(), "body_malformed");
         let stale = UpstreamError {
             reused: true,
             ..e(Cause::Closed, Stage::Head)

@@ -4,7 +4,8 @@
 //!
 //! Invariants: every request that reached `proxy::forward` leaves exactly one usage record; a
 //! request whose client left before anything was sent is recorded with status 499 (as nginx
-//! logs it); token limits settle the real usage against the estimate charged on admission.
+//! logs it), a stream the upstream cut (or left without its terminator) with 502 whatever its
+//! head said; token limits settle the real usage against the estimate charged on admission.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -79,6 +80,9 @@ pub(super) struct Attempted {
     pub(super) ttft: Option<f32>,
     pub(super) attempts: usize,
     pub(super) overhead: Option<f32>,
+    /// The status the record gives, when not the one the client's head carried: a stream
+    /// the upstream cut after its 200 went out is an error (502), as its error event says.
+    pub(super) status: Option<u16>,
 }
 
 impl Attempted {
@@ -95,6 +99,7 @@ impl Attempted {
             ttft,
             attempts,
             overhead: None,
+            status: None,
         }
     }
 
@@ -105,6 +110,7 @@ impl Attempted {
         ttft: None,
         attempts: 0,
         overhead: None,
+        status: None,
     };
 }
 
@@ -159,7 +165,11 @@ fn record(s: &mut Session<'_, '_>) {
             overhead_ms: attempt.overhead,
             trace_id: req.header(b"traceparent").and_then(crate::usage::trace_id),
             client: req.client.map(|c| c.name.clone()),
-            status: if s.out.status == 0 { 499 } else { s.out.status },
+            status: match (attempt.status, s.out.status) {
+                (Some(st), _) => st,
+                (None, 0) => 499,
+                (None, st) => st,
+            },
             attempts: attempt.attempts.min(255) as u8,
             stream: features.stream,
         },
@@ -199,6 +209,8 @@ pub(crate) struct Info<'a> {
     pub(crate) received: Instant,
     /// Time spent waiting on upstreams before this response's head arrived.
     pub(crate) upstream: Duration,
+    /// `server.max_validated_body`: 2xx answers up to this size are parsed before relaying.
+    pub(crate) max_validated: usize,
 }
 
 impl Info<'_> {
