@@ -83,6 +83,7 @@ fn example_config_parses_and_holds_the_defaults() {
     assert_eq!(s.max_headers, defaults::MAX_HEADERS);
     assert_eq!(s.max_body as u64, defaults::MAX_BODY);
     assert_eq!(s.max_buffered as u64, defaults::MAX_BUFFERED);
+    assert_eq!(s.max_validated_body as u64, defaults::MAX_VALIDATED_BODY);
     assert_eq!(s.max_connections, defaults::MAX_CONNECTIONS);
     assert_eq!(s.header_timeout, defaults::HEADER_TIMEOUT);
     assert_eq!(s.body_timeout, defaults::BODY_TIMEOUT);

@@ -162,11 +162,14 @@ fn matrix(rig: &Rig) {
     assert!(took < Duration::from_millis(2_500), "{took:?}");
     healthy_neighbour(rig);
 
-    // 7. Not JSON from an OpenAI-family upstream: relayed byte for byte (the gateway does not
-    //    rewrite OpenAI bodies), with the upstream's status; streamed garbage likewise.
+    // 7. A 2xx that is not JSON from an OpenAI-family upstream: validated before the client
+    //    sees a byte, so it is a failed attempt — here the only candidate, so a 502, never a
+    //    200 with garbage. Streamed events pass as they come (garbage included, then its
+    //    [DONE]): only their terminator is checked.
     let (r, _) = post(rig, "m", false, &[("x-mock-fault", "garbage")]);
-    assert_eq!(r.status, 200);
-    assert_eq!(r.text(), "{\"id\": not json <html>");
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().contains("not valid JSON"), "{}", r.text());
+    healthy_neighbour(rig);
     let (r, _) = post(rig, "m", true, &[("x-mock-fault", "garbage")]);
     let data = sse_data(&r.body);
     assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{data:?}");

@@ -571,7 +571,8 @@ pub fn openai_stream(data: &[u8]) {
 
 /// Drives a [`Transcode`] the way `proxy::relay` does: whole events only, in read-sized
 /// batches; a translation error cuts the stream with an error event; a clean end flushes
-/// what is left and finishes. Selector: `% 3` client family (OpenAI, Anthropic, Gemini), bit 2
+/// what is left and finishes when the upstream said it was complete (`ended`), else it is a
+/// cut too. Selector: `% 3` client family (OpenAI, Anthropic, Gemini), bit 2
 /// the gateway asked for usage (strip the usage chunk), bit 3 the stream is cut at the end
 /// instead of ending cleanly. The client must get a well-formed stream of its family.
 fn stream(upstream: Family, data: &[u8]) {
@@ -624,7 +625,13 @@ fn stream(upstream: Family, data: &[u8]) {
             pending.extend_from_slice(b"\n\n");
             let _ = tc.events(&pending, &mut out);
         }
-        tc.finish(&mut out);
+        if tc.ended() {
+            tc.finish(&mut out);
+        } else {
+            // The framing ended without the upstream's terminator: a cut, never a `[DONE]`.
+            let err = Error::new(502, Kind::Server, "upstream_stream_cut", "no terminator");
+            tc.stream_error(&err, &mut out);
+        }
     }
     assert!(tc.closed(), "the client's stream was left open");
     // Closed means closed: nothing more comes out.

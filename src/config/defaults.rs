@@ -19,6 +19,10 @@ pub const MAX_BODY: u64 = 32 * 1024 * 1024;
 /// Request and response body bytes a worker may hold (256 MiB) before it answers new requests
 /// 503 `overloaded`: eight requests at the 32 MiB body limit, or four 64 MiB answers.
 pub const MAX_BUFFERED: u64 = 256 * 1024 * 1024;
+/// Largest 2xx JSON answer validated before the client sees a byte (8 MiB): answers are a few
+/// KiB, so a truncated or garbled one fails over to the next channel; larger ones (long
+/// embeddings batches) stream through unvalidated rather than wait to be parsed whole.
+pub const MAX_VALIDATED_BODY: u64 = 8 * 1024 * 1024;
 /// Most open downstream connections per worker; more get a 503 and are closed.
 pub const MAX_CONNECTIONS: usize = 8192;
 /// Time to receive a whole request head once its first byte arrived (10 s): slowloris guard.

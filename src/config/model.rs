@@ -76,6 +76,9 @@ pub struct ServerConfig {
     pub max_body: usize,
     /// Request and response body bytes a worker may hold; over it, new requests get 503.
     pub max_buffered: usize,
+    /// Largest non-streamed 2xx answer parsed as JSON before the client sees a byte (an
+    /// invalid one fails over); larger ones are relayed unvalidated.
+    pub max_validated_body: usize,
     /// Most open client connections per worker.
     pub max_connections: usize,
     /// Deadline for a whole request head.

@@ -146,6 +146,7 @@ pub(super) struct Server {
     pub max_headers: Option<i64>,
     pub max_body: Option<SizeValue>,
     pub max_buffered: Option<SizeValue>,
+    pub max_validated_body: Option<SizeValue>,
     pub max_connections: Option<i64>,
     pub header_timeout: Option<DurationValue>,
     pub body_timeout: Option<DurationValue>,

@@ -10,8 +10,8 @@
 //! operator decides, not the client. Credentials, framing and the gateway's own headers are
 //! never forwarded, listed or not (config validation refuses listing them).
 //!
-//! Responses: the upstream's headers pass except framing, hop-by-hop, identity (`server`,
-//! `date`), cookies, CORS, and facts about the operator's provider account (organisation,
+//! Responses: the upstream's headers pass except framing and content coding (the gateway
+//! decodes), hop-by-hop, identity (`server`, `date`), cookies, CORS, and facts about the operator's provider account (organisation,
 //! project, auth challenges, `x-ratelimit-*`: the account's limits are not the client's).
 //!
 //! Pure functions over header names; no allocation.
@@ -78,6 +78,9 @@ pub fn forward_response(name: &[u8]) -> bool {
     const DROP: &[&[u8]] = &[
         b"content-length",
         b"content-type",
+        // The gateway decodes every answer it relays (or refuses it): what the client gets is
+        // never encoded, whatever the upstream sent.
+        b"content-encoding",
         b"date",
         b"server",
         b"x-request-id",

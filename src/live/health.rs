@@ -121,7 +121,6 @@ pub(crate) enum Event {
     Broken,
     /// An answer in a form the gateway cannot read (an unsupported `Content-Encoding`): says
     /// nothing about the provider's health, but the channel will answer the same way again.
-    #[allow(dead_code)] // constructed once the relay refuses unknown encodings (next step)
     Unreadable,
     /// An upstream status that moved the request on; `names_model` when its body names the
     /// model asked for (a 404 about the model, not the path).

@@ -19,6 +19,7 @@ use crate::providers::openai::ingress::Edit;
 use crate::providers::{Family, anthropic, gemini};
 use crate::server::Request;
 use crate::upstream::Conn;
+use crate::upstream::coding::{Coding, decode_whole};
 use crate::worker::Worker;
 
 /// Builds the upstream request into `out`: the channel's head, forwarded client headers, and
@@ -338,6 +339,13 @@ pub(super) async fn read_kept(
     let exact =
         crate::upstream::body::read_body(&mut conn, head, &mut body, MAX_ERROR_BODY, deadline)
             .await;
+    // An encoded error body is decoded (bounded like a plain one); one that cannot be is
+    // dropped rather than relayed as bytes the client was never told how to read.
+    match Coding::of(head, &conn.buf).map(|c| decode_whole(c, &body, MAX_ERROR_BODY)) {
+        Ok(Ok(None)) => {}
+        Ok(Ok(Some(plain))) => body = plain,
+        Ok(Err(_)) | Err(_) => body.clear(),
+    }
     if matches!(exact, Ok(true)) && head.keep_alive {
         worker.pool.put(&ch.endpoint, conn, Instant::now());
     }

@@ -50,6 +50,10 @@ pub(super) enum Cause {
     Timeout,
     /// An answer larger than the gateway relays.
     TooLarge,
+    /// An answer in a `Content-Encoding` the gateway does not decode (anything but `gzip`,
+    /// `deflate` and `identity`): the upstream ignored `Accept-Encoding: identity`, which says
+    /// nothing about its health.
+    Encoding,
 }
 
 /// A failed attempt that produced no usable response.
@@ -100,6 +104,8 @@ impl UpstreamError {
         use Stage as S;
         match (self.stage, self.cause) {
             (_, C::NoAddress) => "connect_no_address",
+            (S::Stream, C::Encoding) => "stream_encoding",
+            (_, C::Encoding) => "body_encoding",
             (S::Connect, C::Timeout) => "connect_timeout",
             (S::Connect, C::Tls) => "connect_tls",
             (S::Connect, C::Proxy) => "connect_proxy",
@@ -125,10 +131,13 @@ impl UpstreamError {
 
     /// What it means for health: the channel could not be reached (connecting, or sending
     /// before any answer), or the exchange broke after that.
+    /// An answer in an encoding the gateway cannot read says nothing about health (no
+    /// cooldown), though the channel would answer the same way again.
     pub(super) fn event(&self) -> Event {
-        match self.stage {
-            Stage::Connect | Stage::Send => Event::Unreachable,
-            Stage::Head | Stage::Body | Stage::Stream => Event::Broken,
+        match (self.cause, self.stage) {
+            (Cause::Encoding, _) => Event::Unreadable,
+            (_, Stage::Connect | Stage::Send) => Event::Unreachable,
+            (_, Stage::Head | Stage::Body | Stage::Stream) => Event::Broken,
         }
     }
 }
@@ -293,6 +302,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn each_failure_reaches_health_as_its_event() {
+        let e = |cause, stage| UpstreamError::new(cause, stage, "x").event();
+        assert_eq!(e(Cause::Connect, Stage::Connect), Event::Unreachable);
+        assert_eq!(e(Cause::Tls, Stage::Connect), Event::Unreachable);
+        assert_eq!(e(Cause::Closed, Stage::Send), Event::Unreachable);
+        assert_eq!(e(Cause::Timeout, Stage::Head), Event::Broken);
+        assert_eq!(e(Cause::Malformed, Stage::Body), Event::Broken);
+        assert_eq!(e(Cause::Encoding, Stage::Body), Event::Unreadable);
+        assert_eq!(e(Cause::Encoding, Stage::Stream), Event::Unreadable);
+    }
+
+    #[test]
     fn a_body_names_the_model_only_as_a_whole_id() {
         assert!(mentions(b"The model `gpt-4o` does not exist", "gpt-4o"));
         assert!(mentions(b"{\"message\":\"model: claude-x\"}", "claude-x"));
@@ -316,6 +337,9 @@ mod tests {
         assert_eq!(e(Cause::Tls, Stage::Connect).label(), "connect_tls");
         assert_eq!(e(Cause::TooLarge, Stage::Body).label(), "body_too_large");
         assert_eq!(e(Cause::Closed, Stage::Stream).label(), "stream_closed");
+        assert_eq!(e(Cause::Encoding, Stage::Body).label(), "body_encoding");
+        assert_eq!(e(Cause::Encoding, Stage::Stream).label(), "stream_encoding");
+        assert_eq!(e(Cause::Malformed, Stage::Body).label(), "body_malformed");
         let stale = UpstreamError {
             reused: true,
             ..e(Cause::Closed, Stage::Head)

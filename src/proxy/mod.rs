@@ -466,6 +466,7 @@ async fn attempt(
                 received: s.req().received,
                 upstream: a.upstream + to_head,
                 panic: a.panic,
+                max_validated: snap.server.max_validated_body,
             };
             let status = head.status;
             // A usage chunk the client did not ask for is the gateway's: counted, not shown.
@@ -510,6 +511,8 @@ async fn attempt(
                     return Step::Done;
                 }
                 relay::Outcome::Broken => {
+                    // The client got a 200 head, then an error event: the record says error.
+                    s.attempt.status = Some(502);
                     report(Event::Broken, latency, None, Some("stream_cut"));
                     return Step::Done;
                 }

@@ -1,13 +1,20 @@
 //! Relaying an upstream answer to the client: whole bodies with `Content-Length`, and SSE
 //! streams event by event, flushed as they arrive, with the client watched for disconnects.
+//! Answers in `gzip` or `deflate` are decoded on the way (`upstream::coding`); any other
+//! `Content-Encoding` fails the attempt before a byte reaches the client.
 //!
 //! Invariants: only complete SSE events are forwarded (an error event after a cut is never
 //! glued to half an event); the upstream's events pass unchanged — the gateway adds no
 //! `[DONE]` and never a second one; once `[DONE]` went out the client's stream ends, whatever
-//! the upstream does next; a stream cut by the upstream (EOF or silence before the framing
-//! completes, or a close-delimited stream without `[DONE]`) ends with an error event. A
-//! connection whose response was not framed exactly (trailing bytes, early close) is never
-//! pooled, but a complete answer is still relayed.
+//! the upstream does next. The client's terminator (`[DONE]`, or its family's) goes out only
+//! after the upstream family's own (`[DONE]`, `message_stop`, a `finishReason`): a stream cut
+//! by the upstream (EOF or silence before the framing completes) or whose framing ends without
+//! that terminator ends with an `upstream_stream_cut` error event instead, and is `Broken`. A
+//! non-streamed 2xx answer from an OpenAI-family upstream up to `server.max_validated_body` is
+//! parsed before anything is written (other families' answers are parsed to be translated):
+//! invalid JSON fails the attempt, so the next candidate may answer. Decoded bytes count
+//! against the same caps as plain ones. A connection whose response was not framed exactly
+//! (trailing bytes, early close) is never pooled, but a complete answer is still relayed.
 
 use std::time::{Duration, Instant};
 
@@ -15,10 +22,12 @@ use crate::error::{Error, Kind};
 use crate::h1::chunked::Decoder;
 use crate::h1::head::{Body, ResponseHead};
 use crate::h1::sse;
+use crate::providers::Family;
 use crate::server::Responder;
 use crate::server::response::ClientGuard;
 use crate::upstream::Conn;
 use crate::upstream::body::{BodyAt, BodyError, read_body_at, read_timed};
+use crate::upstream::coding::{self, Coding, InflateError, Inflater};
 use crate::worker::Worker;
 
 use super::MAX_RESPONSE_BODY;
@@ -92,8 +101,24 @@ pub(super) async fn respond(
     tc: &mut Transcode,
 ) -> Outcome {
     let ch = info.channel;
-    if head.event_stream && (200..300).contains(&head.status) {
-        return relay_sse(worker, conn, head, info, out, guard, tc).await;
+    let sse = head.event_stream && (200..300).contains(&head.status);
+    let coding = match Coding::of(&head, &conn.buf) {
+        Ok(c) => c,
+        Err(named) => {
+            // Nothing was read or sent: the connection is dropped, and another candidate
+            // (or a later request) may get an answer the gateway can read.
+            return Outcome::FailedUnsent(UpstreamError::new(
+                Cause::Encoding,
+                if sse { Stage::Stream } else { Stage::Body },
+                format!(
+                    "the upstream answered in Content-Encoding `{named}`, which the gateway \
+                     does not decode (it asks for identity; gzip and deflate are decoded)"
+                ),
+            ));
+        }
+    };
+    if sse {
+        return relay_sse(worker, conn, head, coding, info, out, guard, tc).await;
     }
     let deadline = info.started + ch.timeouts.total;
     let body_started = Instant::now();
@@ -116,7 +141,22 @@ pub(super) async fn respond(
         return Outcome::ClientGone;
     };
     match result {
-        Ok((at, exact)) => {
+        Ok((mut at, exact)) => {
+            if coding != Coding::Identity {
+                let encoded = match &at {
+                    BodyAt::Conn(r) => &conn.buf[r.clone()],
+                    BodyAt::Out => &decoded[..],
+                };
+                let plain = match coding::decode_whole(coding, encoded, MAX_RESPONSE_BODY) {
+                    Ok(plain) => plain.unwrap_or_default(),
+                    Err(e) => {
+                        return Outcome::FailedUnsent(inflate_failure(e, coding, Stage::Body));
+                    }
+                };
+                held.grow_to(encoded.len() + plain.len());
+                decoded = plain;
+                at = BodyAt::Out;
+            }
             let range = match &at {
                 BodyAt::Conn(r) => r.clone(),
                 BodyAt::Out => 0..decoded.len(),
@@ -125,6 +165,16 @@ pub(super) async fn respond(
                 BodyAt::Conn(_) => &conn.buf[range.clone()],
                 BodyAt::Out => &decoded[..],
             };
+            if let Err(m) = validate(worker, &head, body, info.max_validated, tc) {
+                return Outcome::FailedUnsent(UpstreamError::new(
+                    Cause::Malformed,
+                    Stage::Body,
+                    format!(
+                        "the upstream's {} answer is not valid JSON: {m}",
+                        head.status
+                    ),
+                ));
+            }
             let mut translated = Vec::new();
             if (200..300).contains(&head.status) {
                 if let Err(m) = tc.body(body, info.model, info.id, info.created, &mut translated) {
@@ -191,6 +241,48 @@ pub(super) async fn respond(
             Stage::Body,
             format!("response body broke off: {m}"),
         )),
+    }
+}
+
+/// A 2xx answer that passes to the client as the upstream wrote it (an OpenAI-family one:
+/// other families are parsed to be translated) is parsed first when it is at most `max`
+/// bytes, so a truncated or garbled document fails over instead of reaching the client as a
+/// 200. Larger answers are relayed unvalidated (README, failure matrix).
+fn validate(
+    worker: &Worker,
+    head: &ResponseHead,
+    body: &[u8],
+    max: usize,
+    tc: &Transcode,
+) -> Result<(), String> {
+    if !(200..300).contains(&head.status)
+        || head.status == 204
+        || tc.upstream() != Family::OpenAi
+        || body.len() > max
+    {
+        return Ok(());
+    }
+    match worker.json.try_borrow_mut() {
+        Ok(mut scratch) => crate::providers::openai::ingress::validate(body, &mut scratch),
+        // Never expected (nothing else holds the scratch across an await); a fresh one is
+        // slower but as strict.
+        Err(_) => crate::providers::openai::ingress::validate(body, &mut Default::default()),
+    }
+}
+
+/// The attempt failure for a body that could not be decoded.
+fn inflate_failure(e: InflateError, coding: Coding, stage: Stage) -> UpstreamError {
+    match e {
+        InflateError::TooLarge => UpstreamError::new(
+            Cause::TooLarge,
+            stage,
+            format!("the {} answer decodes to more than 64 MiB", coding.name()),
+        ),
+        InflateError::Corrupt(m) => UpstreamError::new(
+            Cause::Malformed,
+            stage,
+            format!("the {} answer could not be decoded: {m}", coding.name()),
+        ),
     }
 }
 
@@ -261,8 +353,85 @@ enum End {
     Clean,
     /// `[DONE]` went out; the framing may still be open.
     Done,
-    Cut(String, bool),
+    /// The stream broke off; why, and what broke (`Timeout`, `Closed`, `Malformed`,
+    /// `TooLarge`), for the failure when nothing reached the client yet.
+    Cut(String, Cause),
     ClientGone,
+}
+
+/// Upstream bytes on their way to `pending`: through the framing, then the content coding.
+struct Intake {
+    framing: Framing,
+    /// The decoder of a `gzip`/`deflate` answer.
+    inflater: Option<Inflater>,
+    coding: Coding,
+    /// De-framed bytes still encoded (only with an inflater; reused).
+    encoded: Vec<u8>,
+}
+
+impl Intake {
+    /// Takes raw upstream bytes; appends decoded payload to `pending`. `Ok(true)` once the
+    /// framing is complete (and the encoded stream with it).
+    fn take(
+        &mut self,
+        raw: &[u8],
+        pending: &mut Vec<u8>,
+        reusable: &mut bool,
+    ) -> Result<bool, (String, Cause)> {
+        // A framing error is the connection's: counted as a close, as it always was.
+        let Some(inf) = self.inflater.as_mut() else {
+            return self
+                .framing
+                .absorb(raw, pending, reusable)
+                .map_err(|m| (m, Cause::Closed));
+        };
+        self.encoded.clear();
+        let complete = self
+            .framing
+            .absorb(raw, &mut self.encoded, reusable)
+            .map_err(|m| (m, Cause::Closed))?;
+        let decoded = inf
+            .push(&self.encoded, pending, MAX_RESPONSE_BODY)
+            .and_then(|()| if complete { inf.finish() } else { Ok(()) });
+        decoded.map_err(|e| {
+            let f = inflate_failure(e, self.coding, Stage::Stream);
+            (f.detail, f.cause)
+        })?;
+        Ok(complete)
+    }
+
+    /// The stream's body ended with the connection (close-delimited): the encoded stream must
+    /// be complete too.
+    fn closed(&self) -> Result<(), (String, Cause)> {
+        match &self.inflater {
+            Some(inf) => inf.finish().map_err(|e| {
+                let f = inflate_failure(e, self.coding, Stage::Stream);
+                (f.detail, f.cause)
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The upstream's body ended: its last bytes, if they lack the blank line that ends an SSE
+/// event, still are the upstream's last event; give them one so they are relayed (and read
+/// for a terminator) like any other.
+fn seal_tail(pending: &mut Vec<u8>) {
+    while matches!(pending.last(), Some(b'\n' | b'\r')) {
+        pending.pop();
+    }
+    if !pending.is_empty() {
+        pending.extend_from_slice(b"\n\n");
+    }
+}
+
+/// What ends a stream of the upstream's family.
+fn terminator(family: Family) -> &'static str {
+    match family {
+        Family::OpenAi => "`data: [DONE]`",
+        Family::Anthropic => "`message_stop`",
+        Family::Gemini => "a `finishReason`",
+    }
 }
 
 /// Sends the client's stream head (once the first event is in hand).
@@ -287,10 +456,12 @@ async fn start_stream(
     overhead
 }
 
+#[allow(clippy::too_many_arguments)] // the one relay call, with what `respond` holds
 async fn relay_sse(
     worker: &Worker,
     mut conn: Conn,
     head: ResponseHead,
+    coding: Coding,
     info: &Info<'_>,
     out: &mut Responder<'_>,
     guard: &mut ClientGuard<'_, '_>,
@@ -309,28 +480,39 @@ async fn relay_sse(
     let waiting_since = Instant::now();
     let head_bytes = conn.buf[..head.len].to_vec();
     let mut sent = false;
+    // The upstream's own terminator went by (`[DONE]` on the passthrough path; the translator
+    // knows for the others, see `tc.ended()`).
+    let mut terminated = false;
 
-    let mut framing = match head.body {
-        Body::Length(n) => Framing::Length(n),
-        Body::Chunked => Framing::Chunked(Decoder::new()),
-        Body::Close => Framing::Close,
-        Body::None => Framing::Length(0),
+    let mut intake = Intake {
+        framing: match head.body {
+            Body::Length(n) => Framing::Length(n),
+            Body::Chunked => Framing::Chunked(Decoder::new()),
+            Body::Close => Framing::Close,
+            Body::None => Framing::Length(0),
+        },
+        inflater: Inflater::new(coding),
+        coding,
+        encoded: Vec::new(),
     };
     // Grows when an event is bigger; most are a few hundred bytes, and a stream holds this
     // for its whole life.
     let mut pending: Vec<u8> = Vec::with_capacity(2 * 1024);
     let mut reusable = head.keep_alive;
-    let mut complete = matches!(framing, Framing::Length(0));
+    let mut complete = matches!(intake.framing, Framing::Length(0));
     let first = conn.buf.split_off(head.len);
     conn.buf.clear();
     let mut scan_from = 0;
-    let mut end = match framing.absorb(&first, &mut pending, &mut reusable) {
+    let mut end = match intake.take(&first, &mut pending, &mut reusable) {
         Ok(c) => {
             complete |= c;
             None
         }
-        Err(m) => Some(End::Cut(m, false)),
+        Err((m, cause)) => Some(End::Cut(m, cause)),
     };
+    if complete {
+        seal_tail(&mut pending);
+    }
 
     while end.is_none() {
         // Forward every complete event now.
@@ -350,6 +532,7 @@ async fn relay_sse(
                     }
                 }
             };
+            terminated |= done;
             if !sent {
                 tc.overhead = Some(
                     start_stream(
@@ -383,7 +566,7 @@ async fn relay_sse(
                 break;
             }
             if let Some(why) = bad.take() {
-                end = Some(End::Cut(why, false));
+                end = Some(End::Cut(why, Cause::Malformed));
                 break;
             }
             if done {
@@ -397,7 +580,10 @@ async fn relay_sse(
             break;
         }
         if pending.len() > MAX_RESPONSE_BODY {
-            end = Some(End::Cut("an SSE event larger than 64 MiB".into(), false));
+            end = Some(End::Cut(
+                "an SSE event larger than 64 MiB".into(),
+                Cause::TooLarge,
+            ));
             break;
         }
         let wait = ch
@@ -414,44 +600,51 @@ async fn relay_sse(
             None => end = Some(End::ClientGone),
             Some(Err(_)) => {
                 end = Some(if Instant::now() >= deadline {
-                    End::Cut("the upstream exceeded its total timeout".into(), true)
+                    End::Cut(
+                        "the upstream exceeded its total timeout".into(),
+                        Cause::Timeout,
+                    )
                 } else {
                     End::Cut(
                         format!("the upstream sent nothing for {:?}", ch.timeouts.idle),
-                        true,
+                        Cause::Timeout,
                     )
                 })
             }
-            Some(Ok(Err(e))) => end = Some(End::Cut(format!("read failed: {e}"), false)),
+            Some(Ok(Err(e))) => end = Some(End::Cut(format!("read failed: {e}"), Cause::Closed)),
             Some(Ok(Ok(0))) => {
                 reusable = false;
-                // A close-delimited stream ends with the close; whether that is clean depends
-                // on whether its last complete event was [DONE] (checked below).
-                end = Some(if matches!(framing, Framing::Close) {
-                    let done = if passthrough {
-                        sse::complete_end(&pending, 0).is_some_and(|e| sse::has_done(&pending[..e]))
-                    } else {
-                        tc.ended()
-                    };
-                    if done {
-                        End::Clean
-                    } else {
-                        End::Cut("the upstream closed the stream before [DONE]".into(), false)
+                if matches!(intake.framing, Framing::Close) {
+                    // A close-delimited stream ends with the close: whether that is clean
+                    // depends on its last events (a terminator, judged after the loop).
+                    match intake.closed() {
+                        Ok(()) => {
+                            complete = true;
+                            seal_tail(&mut pending);
+                            scan_from = 0;
+                        }
+                        Err((m, cause)) => end = Some(End::Cut(m, cause)),
                     }
                 } else {
-                    End::Cut(
+                    end = Some(End::Cut(
                         "the upstream closed the connection mid-stream".into(),
-                        false,
-                    )
-                });
+                        Cause::Closed,
+                    ));
+                }
             }
             Some(Ok(Ok(_))) => {
                 let raw = std::mem::take(&mut conn.buf);
-                match framing.absorb(&raw, &mut pending, &mut reusable) {
-                    Ok(c) => complete = c,
-                    Err(m) => {
+                match intake.take(&raw, &mut pending, &mut reusable) {
+                    Ok(c) => {
+                        complete = c;
+                        if c {
+                            seal_tail(&mut pending);
+                            scan_from = 0;
+                        }
+                    }
+                    Err((m, cause)) => {
                         reusable = false;
-                        end = Some(End::Cut(m, false));
+                        end = Some(End::Cut(m, cause));
                     }
                 }
                 conn.buf = raw;
@@ -459,25 +652,28 @@ async fn relay_sse(
             }
         }
     }
-    let end = end.unwrap_or(End::Clean);
+    let mut end = end.unwrap_or(End::Clean);
+    // The framing ended, but the upstream never said its answer was complete: a cut, not a
+    // clean end (the client must not take a truncated answer for a whole one).
+    let terminated = terminated || (!passthrough && tc.ended());
+    if matches!(end, End::Clean) && !terminated {
+        let why = format!(
+            "the upstream's stream ended without {}",
+            terminator(tc.upstream())
+        );
+        end = End::Cut(why, Cause::Closed);
+    }
     if !sent {
         match end {
             End::ClientGone => return Outcome::ClientGone,
-            End::Cut(why, true) => {
+            End::Cut(why, cause) => {
                 tracing::debug!(channel = %ch.id, reason = %why, "stream failed before its first event");
-                return Outcome::FailedUnsent(UpstreamError::new(
-                    Cause::Timeout,
-                    Stage::Stream,
-                    "response body timed out",
-                ));
-            }
-            End::Cut(why, false) => {
-                tracing::debug!(channel = %ch.id, reason = %why, "stream failed before its first event");
-                return Outcome::FailedUnsent(UpstreamError::new(
-                    Cause::Closed,
-                    Stage::Stream,
-                    why,
-                ));
+                let detail = if cause == Cause::Timeout {
+                    "response body timed out".to_string()
+                } else {
+                    why
+                };
+                return Outcome::FailedUnsent(UpstreamError::new(cause, Stage::Stream, detail));
             }
             End::Clean | End::Done => {
                 tc.overhead = Some(
@@ -502,7 +698,8 @@ async fn relay_sse(
         }
         End::Clean => {
             if passthrough {
-                // Trailing bytes without a final blank line are still the upstream's data.
+                // Bytes after `[DONE]` in its batch went out with it; whatever is left is
+                // whitespace, still the upstream's.
                 out.stream_data(&pending).await;
             } else {
                 translated.clear();
@@ -529,12 +726,15 @@ async fn relay_sse(
                 match read_timed(&mut conn, FRAMING_GRACE, grace).await {
                     Ok(n) if n > 0 => {
                         let raw = std::mem::take(&mut conn.buf);
-                        match framing.absorb(&raw, &mut rest, &mut reusable) {
+                        match intake.take(&raw, &mut rest, &mut reusable) {
                             Ok(c) => complete = c,
                             Err(_) => reusable = false,
                         }
                         conn.buf = raw;
                         conn.buf.clear();
+                        if rest.len() > MAX_RESPONSE_BODY {
+                            reusable = false;
+                        }
                     }
                     _ => reusable = false,
                 }
@@ -563,7 +763,14 @@ async fn relay_sse(
                 out.end_stream().await;
                 return Outcome::Complete;
             }
-            tracing::warn!(channel = %ch.id, reason = %why, "upstream stream cut");
+            // A request id and the channel, never a key: what an operator needs to find it.
+            tracing::warn!(
+                channel = %ch.id,
+                model = %info.model,
+                request_id = %info.id,
+                reason = %why,
+                "upstream stream cut"
+            );
             let err = Error::new(
                 502,
                 Kind::Server,

@@ -4,7 +4,8 @@
 //!
 //! Invariants: every request that reached `proxy::forward` leaves exactly one usage record; a
 //! request whose client left before anything was sent is recorded with status 499 (as nginx
-//! logs it); token limits settle the real usage against the estimate charged on admission.
+//! logs it), a stream the upstream cut (or left without its terminator) with 502 whatever its
+//! head said; token limits settle the real usage against the estimate charged on admission.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -191,6 +192,9 @@ pub(super) struct Attempted {
     pub(super) ttft: Option<f32>,
     pub(super) attempts: usize,
     pub(super) overhead: Option<f32>,
+    /// The status the record gives, when not the one the client's head carried: a stream
+    /// the upstream cut after its 200 went out is an error (502), as its error event says.
+    pub(super) status: Option<u16>,
 }
 
 impl Attempted {
@@ -207,6 +211,7 @@ impl Attempted {
             ttft,
             attempts,
             overhead: None,
+            status: None,
         }
     }
 
@@ -217,6 +222,7 @@ impl Attempted {
         ttft: None,
         attempts: 0,
         overhead: None,
+        status: None,
     };
 }
 
@@ -271,7 +277,11 @@ fn record(s: &mut Session<'_, '_>) {
             overhead_ms: attempt.overhead,
             trace_id: req.header(b"traceparent").and_then(crate::usage::trace_id),
             client: req.client.map(|c| c.name.clone()),
-            status: if s.out.status == 0 { 499 } else { s.out.status },
+            status: match (attempt.status, s.out.status) {
+                (Some(st), _) => st,
+                (None, 0) => 499,
+                (None, st) => st,
+            },
             attempts: attempt.attempts.min(255) as u8,
             stream: features.stream,
         },
@@ -313,6 +323,8 @@ pub(crate) struct Info<'a> {
     pub(crate) upstream: Duration,
     /// A panic attempt (`x-router-panic: 1`).
     pub(crate) panic: bool,
+    /// `server.max_validated_body`: 2xx answers up to this size are parsed before relaying.
+    pub(crate) max_validated: usize,
 }
 
 impl Info<'_> {

@@ -6,7 +6,8 @@
 //! Invariants: an OpenAI upstream answering an OpenAI client whose usage chunk is not stripped
 //! is relayed byte for byte (the zero-copy path: [`Transcode::passthrough`]); only whole SSE
 //! events are fed in; the client's stream is closed once (`[DONE]`, or the client family's
-//! terminal events), however the upstream ends.
+//! terminal events, or an error event), however the upstream ends; the client's terminator
+//! follows the upstream's own (`ended`), never an upstream that just stopped.
 //! Not here: reading or writing sockets (`relay`), translation rules (`providers`).
 
 use crate::error::{Error, Kind};
@@ -120,8 +121,15 @@ impl Transcode {
         }
     }
 
-    /// True once the upstream's stream said it is complete.
-    pub(crate) fn ended(&self) -> bool {
+    /// The upstream's family.
+    pub(crate) fn upstream(&self) -> Family {
+        self.upstream
+    }
+
+    /// True once the upstream's stream said it is complete, in its family's own way: `[DONE]`
+    /// (OpenAI), `message_stop` (Anthropic), a candidate with a `finishReason` (Gemini, whose
+    /// streams have no terminal event). Only then may the client's terminator follow.
+    pub fn ended(&self) -> bool {
         self.ended || matches!(&self.decoder, Decoder::Gemini(d) if d.finished())
     }
 
@@ -230,8 +238,10 @@ impl Transcode {
         }
     }
 
-    /// The upstream's framing ended cleanly without a terminal event (Gemini streams end so);
-    /// flushes the decoder and closes the client's stream.
+    /// The upstream's framing ended cleanly after the upstream said it was complete
+    /// ([`Transcode::ended`]; Gemini streams end with the framing after their `finishReason`):
+    /// flushes the decoder and closes the client's stream. A stream that ended without saying
+    /// so is a cut (`relay` sends [`Transcode::stream_error`] instead).
     pub fn finish(&mut self, out: &mut Vec<u8>) {
         if self.closed {
             return;

@@ -11,6 +11,7 @@
 //! Not here: HTTP semantics (`proxy`), DNS (`control`).
 
 pub(crate) mod body;
+pub(crate) mod coding;
 pub(crate) mod tls;
 pub(crate) mod tunnel;
 

@@ -90,6 +90,14 @@ pub(super) fn server(c: &mut Checker, s: raw::Server) -> ServerConfig {
             1 << 20,
             1 << 40,
         ) as usize,
+        // 0 turns validation off; above the 64 MiB relay cap it would mean nothing.
+        max_validated_body: c.size(
+            "server.max_validated_body",
+            s.max_validated_body,
+            defaults::MAX_VALIDATED_BODY,
+            0,
+            64 << 20,
+        ) as usize,
         max_connections: c.int(
             "server.max_connections",
             s.max_connections,

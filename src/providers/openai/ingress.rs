@@ -111,6 +111,30 @@ pub const ROUTER_FIELDS: &[&str] = &[
 /// Largest body kept in the scratch buffer between requests (larger ones are freed after use).
 const KEEP_SCRATCH: usize = 1 << 20;
 
+/// Checks that `body` is one well-formed JSON document (an upstream's whole 2xx answer, before
+/// the client sees a byte of it), parsing into the worker's reused scratch: nothing is built
+/// or kept. `Err` says what is wrong.
+pub(crate) fn validate(body: &[u8], scratch: &mut JsonScratch) -> Result<(), String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err("the body is empty".into());
+    }
+    let len = body.len();
+    scratch.input.clear();
+    scratch.input.reserve(len + simd_json::INPUT_PADDING);
+    scratch.input.extend_from_slice(body);
+    scratch.input.resize(len + simd_json::INPUT_PADDING, 0);
+    let mut tape = std::mem::replace(&mut scratch.tape, simd_json::Tape::null()).reset();
+    let parsed =
+        simd_json::fill_tape_padded(&mut scratch.input, len, &mut scratch.buffers, &mut tape)
+            .map_err(|e| e.to_string());
+    scratch.tape = tape.reset();
+    if scratch.input.capacity() > KEEP_SCRATCH {
+        // A large answer's working set is not kept for good (as for large requests).
+        *scratch = JsonScratch::default();
+    }
+    parsed
+}
+
 /// Reads the features of a chat-completions body, or the 400 that explains what is wrong.
 pub fn extract(body: &[u8], scratch: &mut JsonScratch) -> Result<Features, Error> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -424,6 +448,27 @@ mod tests {
                 Edit::Remove(_) | Edit::StreamOptions(_) => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn validate_accepts_whole_documents_only() {
+        let mut scratch = JsonScratch::default();
+        let mut ok = |b: &str| validate(b.as_bytes(), &mut scratch).is_ok();
+        assert!(ok(r#"{"id":"x","choices":[{"message":{"content":"hi"}}]}"#));
+        assert!(ok(" [1, 2.5, \"\\u00e9\", null] \n"));
+        for bad in [
+            "",
+            "  \n",
+            r#"{"id":"x","choices":[{"mess"#,
+            r#"{"id": not json <html>"#,
+            "{} {}",
+            "{}x",
+            "<html>502</html>",
+        ] {
+            assert!(!ok(bad), "{bad:?}");
+        }
+        // Invalid UTF-8 inside a string is not JSON either.
+        assert!(validate(b"{\"a\":\"\xff\"}", &mut JsonScratch::default()).is_err());
     }
 
     #[test]
