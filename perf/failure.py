@@ -10,7 +10,11 @@ Usage: failure.py BINARY [ROUNDS] [OUT_MD]
 2. A 404 "no route" on `POST /v1/responses` (`x-mock-missing-paths`), then a chat request on
    the same channel: the chat status.
 3. An upstream 429 with `Retry-After: 2`, then a plain request every 20 ms: the time from the
-   429 to the first request the upstream answers again, against the 2 s it asked for.
+   429 to the first request the upstream answers again, against the 2 s it asked for. One
+   worker here: with several, a worker that has not yet received the cooldown (it travels
+   within a tick, 50 ms) may send a request whose success heals it — right for a provider
+   that really recovered, but the mock recovers at once, which would measure the tick, not the
+   cooldown.
 
 Each round gets a fresh gateway. Everything runs on loopback; every process started here is
 stopped on exit.
@@ -33,8 +37,9 @@ CHAT = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]
 
 
 class Stack:
-    def __init__(self, binary):
+    def __init__(self, binary, workers=2):
         self.binary = binary
+        self.workers = workers
         self.dir = tempfile.mkdtemp(prefix="sar-failure-")
         self.mock_port = free_port()
         self.port = free_port()
@@ -51,7 +56,7 @@ class Stack:
         cfg = f"""
 [server]
 listen = "127.0.0.1:{self.port}"
-workers = 2
+workers = {self.workers}
 pin_workers = false
 
 [discovery]
@@ -152,12 +157,12 @@ def main():
     out = sys.argv[3] if len(sys.argv) > 3 else None
     results = {"concurrent_after_5xx": [], "responses_404_then_chat": [], "retry_after": []}
     for _ in range(rounds):
-        for name, scenario in [
-            ("concurrent_after_5xx", concurrent_after_5xx),
-            ("responses_404_then_chat", responses_404_then_chat),
-            ("retry_after", retry_after_honoured),
+        for name, scenario, workers in [
+            ("concurrent_after_5xx", concurrent_after_5xx, 2),
+            ("responses_404_then_chat", responses_404_then_chat, 2),
+            ("retry_after", retry_after_honoured, 1),
         ]:
-            stack = Stack(binary)
+            stack = Stack(binary, workers)
             try:
                 stack.start()
                 results[name].append(scenario(stack))
