@@ -282,6 +282,44 @@ fn a_cooldown_decided_on_one_instance_reaches_the_others_workers_within_a_second
 }
 
 #[test]
+fn an_endpoint_a_provider_lacks_is_known_to_the_whole_fleet() {
+    let redis = Redis::start();
+    let m = mock(MockConfig {
+        missing_paths: vec!["/responses".into()],
+        ..Default::default()
+    });
+    let (a, b) = pair(&m, &redis, "");
+    let auth = format!("Bearer {KEY}");
+    let r = Client::connect(a.local_addr()).post(
+        "/v1/responses",
+        &[("authorization", auth.as_str())],
+        r#"{"model":"m","input":"hi"}"#,
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+    // B learns the (channel, endpoint) scope — and only it: its chat still goes through.
+    eventually(Duration::from_secs(5), "B lists the endpoint cooldown", || {
+        let l = admin(&b, "GET", "/admin/cooldowns", None, "").json();
+        l["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| {
+                c["scope"].as_str() == Some("endpoint")
+                    && c["endpoint"].as_str() == Some("responses")
+            })
+            .then_some(())
+    });
+    let mut cb = Client::connect(b.local_addr());
+    assert_eq!(chat(&mut cb, &[]).status, 200);
+    // Clearing on B clears it on A.
+    admin(&b, "DELETE", "/admin/cooldowns", None, "");
+    eventually(Duration::from_secs(5), "A cleared too", || {
+        let l = admin(&a, "GET", "/admin/cooldowns", None, "").json();
+        l["data"].as_array().unwrap().is_empty().then_some(())
+    });
+}
+
+#[test]
 fn a_keys_rpm_holds_across_two_instances() {
     let redis = Redis::start();
     let m = mock(MockConfig::default());
