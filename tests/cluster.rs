@@ -297,18 +297,22 @@ fn an_endpoint_a_provider_lacks_is_known_to_the_whole_fleet() {
     );
     assert_eq!(r.status, 404, "{}", r.text());
     // B learns the (channel, endpoint) scope — and only it: its chat still goes through.
-    eventually(Duration::from_secs(5), "B lists the endpoint cooldown", || {
-        let l = admin(&b, "GET", "/admin/cooldowns", None, "").json();
-        l["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| {
-                c["scope"].as_str() == Some("endpoint")
-                    && c["endpoint"].as_str() == Some("responses")
-            })
-            .then_some(())
-    });
+    eventually(
+        Duration::from_secs(5),
+        "B lists the endpoint cooldown",
+        || {
+            let l = admin(&b, "GET", "/admin/cooldowns", None, "").json();
+            l["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| {
+                    c["scope"].as_str() == Some("endpoint")
+                        && c["endpoint"].as_str() == Some("responses")
+                })
+                .then_some(())
+        },
+    );
     let mut cb = Client::connect(b.local_addr());
     assert_eq!(chat(&mut cb, &[]).status, 200);
     // Clearing on B clears it on A.

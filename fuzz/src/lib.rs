@@ -823,7 +823,8 @@ fn response(upstream: Family, data: &[u8]) {
     let mut tc = Transcode::new(upstream, client, false, "m", "id", 1);
     tc.strip_think = sel & 8 != 0;
     let mut out = Vec::new();
-    let unchanged = upstream == Family::OpenAi && client == Family::OpenAi && !tc.strip_think;
+    // Same family: relayed as sent (OpenAI's unless think blocks are stripped), read for usage.
+    let unchanged = upstream == client && (upstream != Family::OpenAi || !tc.strip_think);
     match tc.body(body, "m", "id", 1, &mut out) {
         Ok(()) if unchanged => assert!(out.is_empty()),
         Ok(()) => {

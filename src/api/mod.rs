@@ -399,6 +399,7 @@ async fn openai(
                 features: &f,
                 client: Family::OpenAi,
                 endpoint,
+                native: None,
             };
             crate::proxy::forward(worker, snap, req, call, ex).await
         }
@@ -426,6 +427,8 @@ async fn translated(
                 features: &f,
                 client: family,
                 endpoint: Endpoint::Chat,
+                // A channel of the client's own family gets the client's own bytes.
+                native: Some(req.body),
             };
             crate::proxy::forward(worker, snap, req, call, ex).await
         }

@@ -84,6 +84,8 @@ pub fn forward_response(name: &[u8]) -> bool {
         b"date",
         b"server",
         b"x-request-id",
+        // The gateway's id (on Anthropic ingress) replaces the provider's.
+        b"request-id",
         b"set-cookie",
         b"alt-svc",
         b"www-authenticate",

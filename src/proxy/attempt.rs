@@ -46,7 +46,12 @@ pub(super) fn build_request(
         && matches!(endpoint, Endpoint::Chat | Endpoint::Completions)
         && f.stream
         && ch.stream_usage;
-    if ch.family != Family::OpenAi {
+    if let Some(native) = call.native_for(ch) {
+        // Same family: the client's own bytes, with the documented edits only (`model`, router
+        // fields); everything the gateway does not know — `cache_control`, `thinking` and its
+        // signatures, `top_k`, `metadata`, citations — reaches the upstream untouched.
+        edit_native(native, model, &mut translated);
+    } else if ch.family != Family::OpenAi {
         if parsed.is_none() {
             let mut copy = body.to_vec();
             *parsed = Some(simd_json::to_owned_value(&mut copy).map_err(|e| {
@@ -178,6 +183,22 @@ pub(super) fn build_request(
     }
     out.extend_from_slice(&body[at..]);
     Ok(inject && brace.is_some())
+}
+
+/// `native` with its top-level `model` value replaced by `model` (as a JSON string) and its
+/// router fields removed, appended to `out`.
+fn edit_native(native: &[u8], model: &str, out: &mut Vec<u8>) {
+    out.reserve(native.len() + model.len());
+    let mut at = 0;
+    for e in crate::providers::openai::ingress::native_edits(native) {
+        let r = e.range();
+        out.extend_from_slice(&native[at..r.start]);
+        if let Edit::Model(_) = e {
+            json::write_str(out, model);
+        }
+        at = r.end;
+    }
+    out.extend_from_slice(&native[at..]);
 }
 
 /// The `"stream_options":{"include_usage":true,…},` member the gateway writes at the start of a

@@ -70,6 +70,17 @@ pub(crate) struct Call<'a> {
     pub client: Family,
     /// The endpoint.
     pub endpoint: Endpoint,
+    /// The client's own body when its family is not OpenAI's (`body` is then a translation):
+    /// what a channel of the client's family gets, with only the documented edits.
+    pub native: Option<&'a [u8]>,
+}
+
+impl Call<'_> {
+    /// The client's own bytes go to `ch` (same family: no translation either way).
+    fn native_for(&self, ch: &Channel) -> Option<&[u8]> {
+        self.native
+            .filter(|_| ch.family == self.client && ch.family != Family::OpenAi)
+    }
 }
 
 /// How often a request waiting for a panic slot plans again.

@@ -480,8 +480,8 @@ async fn relay_sse(
     let waiting_since = Instant::now();
     let head_bytes = conn.buf[..head.len].to_vec();
     let mut sent = false;
-    // The upstream's own terminator went by (`[DONE]` on the passthrough path; the translator
-    // knows for the others, see `tc.ended()`).
+    // The upstream's own terminator went by (`tc.observe` on the passthrough path, the
+    // translator on the others; `tc.ended()` also knows Gemini's finishReason).
     let mut terminated = false;
 
     let mut intake = Intake {
@@ -518,8 +518,7 @@ async fn relay_sse(
         // Forward every complete event now.
         if let Some(e) = sse::complete_end(&pending, scan_from) {
             let done = if passthrough {
-                tc.observe(&pending[..e]);
-                sse::has_done(&pending[..e])
+                tc.observe(&pending[..e])
             } else {
                 translated.clear();
                 match tc.events(&pending[..e], &mut translated) {
@@ -655,7 +654,7 @@ async fn relay_sse(
     let mut end = end.unwrap_or(End::Clean);
     // The framing ended, but the upstream never said its answer was complete: a cut, not a
     // clean end (the client must not take a truncated answer for a whole one).
-    let terminated = terminated || (!passthrough && tc.ended());
+    let terminated = terminated || tc.ended();
     if matches!(end, End::Clean) && !terminated {
         let why = format!(
             "the upstream's stream ended without {}",
@@ -749,7 +748,7 @@ async fn relay_sse(
             let mut finished = tc.closed();
             if let Some(e) = sse::complete_end(&pending, 0) {
                 if passthrough {
-                    finished |= sse::has_done(&pending[..e]);
+                    finished |= tc.observe(&pending[..e]);
                     out.stream_data(&pending[..e]).await;
                 } else {
                     translated.clear();

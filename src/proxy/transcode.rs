@@ -93,9 +93,10 @@ impl Transcode {
         }
     }
 
-    /// True when upstream bytes reach the client unchanged.
+    /// True when upstream bytes reach the client unchanged: the client speaks the upstream's
+    /// family (and, for OpenAI, sees the usage chunk it asked for).
     pub fn passthrough(&self) -> bool {
-        self.upstream == Family::OpenAi && self.client == Family::OpenAi && !self.strip_usage
+        self.upstream == self.client && !self.strip_usage
     }
 
     /// Usage seen so far.
@@ -133,19 +134,54 @@ impl Transcode {
         self.ended || matches!(&self.decoder, Decoder::Gemini(d) if d.finished())
     }
 
-    /// Watches passthrough events for the usage chunk and the completion text (the bytes go
-    /// out unchanged).
-    pub fn observe(&mut self, events: &[u8]) {
+    /// Watches passthrough events for the usage, the completion text and the upstream's own
+    /// terminator (the bytes go out unchanged). Returns `true` once the upstream sent its
+    /// terminal event (`[DONE]`, `message_stop`; a Gemini stream has none and ends with its
+    /// framing, see [`Transcode::ended`]). OpenAI events are only scanned; other families' are
+    /// decoded (into a scratch buffer nobody sends) for their native usage — cache reads and
+    /// writes included — and their end.
+    pub fn observe(&mut self, events: &[u8]) -> bool {
         let mut at = 0;
-        while sse::next_event(events, &mut at, &mut self.data).is_some() {
-            self.text_bytes += tokens::completion_text_bytes(&self.data);
-            // `"usage"` (not `"usage":{`): some upstreams put a space after the colon.
-            if memchr::memmem::find(&self.data, b"\"usage\"").is_some()
-                && let Some(u) = openai_usage(&self.data)
-            {
-                self.usage = Some(u);
+        while let Some(name) = sse::next_event(events, &mut at, &mut self.data) {
+            match &mut self.decoder {
+                Decoder::OpenAi => {
+                    if self.data == b"[DONE]" {
+                        self.ended = true;
+                        continue;
+                    }
+                    self.text_bytes += tokens::completion_text_bytes(&self.data);
+                    // `"usage"` (not `"usage":{`): some upstreams put a space after the colon.
+                    if memchr::memmem::find(&self.data, b"\"usage\"").is_some()
+                        && let Some(u) = openai_usage(&self.data)
+                    {
+                        self.usage = Some(u);
+                    }
+                }
+                Decoder::Anthropic(d) => {
+                    if self.data.is_empty() {
+                        continue;
+                    }
+                    self.mid.clear();
+                    // An event the decoder cannot read is still relayed as the upstream sent
+                    // it: the client speaks this family and judges it itself.
+                    if let Ok(done) = d.event(name, &self.data, &mut self.mid) {
+                        self.ended |= done;
+                    }
+                    self.text_bytes += tokens::completion_text_bytes(&self.mid);
+                    self.usage = d.usage().or(self.usage);
+                }
+                Decoder::Gemini(d) => {
+                    if self.data.is_empty() {
+                        continue;
+                    }
+                    self.mid.clear();
+                    let _ = d.event(&self.data, &mut self.mid);
+                    self.text_bytes += tokens::completion_text_bytes(&self.mid);
+                    self.usage = d.usage().or(self.usage);
+                }
             }
         }
+        self.ended
     }
 
     /// True once the client's stream was closed (terminator or error event sent).
@@ -198,6 +234,15 @@ impl Transcode {
         };
         let r = r.and_then(|done| self.chunks(&mid, out).map(|()| done));
         self.mid = mid;
+        // The native counts win over the canonical chunk's (which cannot say cache writes).
+        let native = match &self.decoder {
+            Decoder::Anthropic(d) => d.usage(),
+            Decoder::Gemini(d) => d.usage(),
+            Decoder::OpenAi => None,
+        };
+        if native.is_some() {
+            self.usage = native;
+        }
         r
     }
 
@@ -300,6 +345,15 @@ impl Transcode {
             if self.usage.is_none() {
                 self.text_bytes = tokens::completion_text_bytes(body);
             }
+            return Ok(());
+        }
+        if self.upstream == self.client && self.upstream != Family::OpenAi {
+            // Same family: relayed as it came; decoded only for its native usage.
+            let mut scratch = Vec::new();
+            self.usage = Some(match self.upstream {
+                Family::Anthropic => anthropic::decode_response(body, created, &mut scratch)?,
+                _ => gemini::decode_response(body, model, id, created, &mut scratch)?,
+            });
             return Ok(());
         }
         let mut canonical = Vec::new();

@@ -160,17 +160,32 @@ async fn serve_one<H: Handler>(
     // 1. The head: idle wait (silent close) until a first byte, then the header deadline.
     let mut head_deadline = (!b.rbuf.is_empty()).then(|| Instant::now() + limits.header_timeout);
     let head = loop {
-        if !b.rbuf.is_empty() {
-            match RequestHead::parse(&b.rbuf, limits.max_headers, limits.max_header_bytes) {
-                Ok(Some(h)) => break h,
-                Ok(None) => {}
-                Err(e) => {
-                    let err = head_error(&e);
-                    let mut ex = early_exchange(worker, writer, reader, b, 1);
-                    ex.out.send_error(&err).await;
-                    return Next::Linger;
+        match h2_preface(&b.rbuf) {
+            Some(true) => {
+                // An HTTP/2 client with prior knowledge: tell it, in its own protocol, to
+                // use HTTP/1.1 (curl then says so, instead of "empty reply").
+                tracing::info!(
+                    worker = worker.id,
+                    "HTTP/2 connection preface refused with GOAWAY HTTP_1_1_REQUIRED"
+                );
+                let frames = h2_goaway().to_vec();
+                let _ = monoio::time::timeout(limits.idle_timeout, writer.write_all(frames)).await;
+                return Next::Close;
+            }
+            Some(false) => {} // a prefix of it: read on
+            None if !b.rbuf.is_empty() => {
+                match RequestHead::parse(&b.rbuf, limits.max_headers, limits.max_header_bytes) {
+                    Ok(Some(h)) => break h,
+                    Ok(None) => {}
+                    Err(e) => {
+                        let err = head_error(&e);
+                        let mut ex = early_exchange(worker, writer, reader, b, 1);
+                        ex.out.send_error(&err).await;
+                        return Next::Linger;
+                    }
                 }
             }
+            None => {}
         }
         let timeout = match head_deadline {
             None => limits.idle_timeout,
@@ -488,6 +503,29 @@ fn early_exchange<'c>(
         ),
         input: ClientInput::new(reader, &mut b.spill),
     }
+}
+
+/// The HTTP/2 client connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether `buf` starts with the HTTP/2 preface: `Some(true)` when enough of it arrived to be
+/// sure (its request line), `Some(false)` for a shorter prefix of it, `None` otherwise.
+fn h2_preface(buf: &[u8]) -> Option<bool> {
+    const SURE: usize = 16; // `PRI * HTTP/2.0\r\n`: no HTTP/1 request line looks like it
+    let n = buf.len().min(H2_PREFACE.len());
+    (n > 0 && buf[..n] == H2_PREFACE[..n]).then_some(n >= SURE)
+}
+
+/// An empty SETTINGS frame (the server's preface) and a GOAWAY with `HTTP_1_1_REQUIRED`.
+fn h2_goaway() -> [u8; 26] {
+    let mut f = [0u8; 26];
+    // SETTINGS: length 0, type 0x4, flags 0, stream 0.
+    f[3] = 0x4;
+    // GOAWAY: length 8, type 0x7, flags 0, stream 0; last stream id 0; error code 0xd.
+    f[9..12].copy_from_slice(&[0, 0, 8]);
+    f[12] = 0x7;
+    f[25] = 0xd;
+    f
 }
 
 fn head_error(e: &HeadError) -> Error {

@@ -112,6 +112,10 @@ impl<'c> Responder<'c> {
         h1::write_status_line(self.buf, status);
         h1::write_header(self.buf, b"date", &self.date);
         h1::write_header(self.buf, b"x-request-id", self.request_id.as_bytes());
+        if self.errors_as == crate::providers::Family::Anthropic {
+            // Anthropic's SDKs read the id from `request-id` (their `_request_id`).
+            h1::write_header(self.buf, b"request-id", self.request_id.as_bytes());
+        }
         if let Some(origin) = &self.cors {
             h1::write_header(self.buf, b"access-control-allow-origin", origin);
             if origin.as_slice() != b"*" {

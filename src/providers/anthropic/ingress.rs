@@ -128,6 +128,13 @@ pub fn ingress_request(body: &[u8]) -> Result<Vec<u8>, Error> {
     }
 
     let mut out = json!({"model": model, "messages": msgs, "max_tokens": max_tokens});
+    // Router fields mean the same in every ingress body: carried over for routing to read
+    // (and remove before any upstream sees them).
+    for key in crate::providers::openai::ingress::ROUTER_FIELDS {
+        if let Some(v) = req.get(*key) {
+            set(&mut out, key, v.clone());
+        }
+    }
     for key in ["temperature", "top_p"] {
         if let Some(x) = present(req.get(key)) {
             if !x.is_number() {

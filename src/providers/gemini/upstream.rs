@@ -800,9 +800,8 @@ impl StreamDecoder {
 
     /// Usage from the last `usageMetadata` seen.
     ///
-    /// Only the tests read it: the proxy takes every answer's usage from the canonical
-    /// chunks (`openai::openai_usage`).
-    #[cfg(test)]
+    /// The proxy takes a stream's usage from here, the native counts (cache reads and writes
+    /// included), rather than from the canonical chunks, which have no cache-write field.
     pub(crate) fn usage(&self) -> Option<Usage> {
         self.counts.map(|c| c.usage)
     }

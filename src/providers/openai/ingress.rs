@@ -168,37 +168,11 @@ pub fn extract(body: &[u8], scratch: &mut JsonScratch) -> Result<Features, Error
         *scratch = JsonScratch::default();
     }
     let mut f = result?;
-    let members = top_level_members(body);
-    let is_router = |m: &Member| {
-        ROUTER_FIELDS
-            .iter()
-            .any(|k| key_matches(&body[m.key.clone()], k.as_bytes()))
-    };
-    let is_stream_options = |m: &Member| key_matches(&body[m.key.clone()], b"stream_options");
-    let removable = |m: &Member| is_router(m) || is_stream_options(m);
-    let last_kept = (0..members.len()).rev().find(|&i| !removable(&members[i]));
-    for (i, m) in members.iter().enumerate() {
-        if key_matches(&body[m.key.clone()], b"model") {
-            f.edits.push(Edit::Model(m.value.clone()));
-        } else if removable(m) {
-            // Kept members must stay joined by single commas: before the last kept member a
-            // removed one takes its trailing comma; after it, its leading one.
-            let range = match last_kept {
-                Some(k) if i < k => m.start..members[i + 1].start,
-                Some(_) => members[i - 1].value.end..m.value.end,
-                None => m.start..m.value.end,
-            };
-            if is_stream_options(m) {
-                // The last copy is the one a JSON parser keeps.
-                f.usage_asked = stream_options_usage(&body[m.value.clone()]);
-                f.stream_options =
-                    (body.get(m.value.start) == Some(&b'{')).then(|| m.value.clone());
-                f.edits.push(Edit::StreamOptions(range));
-            } else {
-                f.edits.push(Edit::Remove(range));
-            }
-        }
-    }
+    f.edits = member_edits(body, true, &mut |value| {
+        // The last copy is the one a JSON parser keeps.
+        f.usage_asked = stream_options_usage(&body[value.clone()]);
+        f.stream_options = (body.get(value.start) == Some(&b'{')).then(|| value.clone());
+    });
     if !f.edits.iter().any(|e| matches!(e, Edit::Model(_))) {
         // simd-json saw the key but the scanner did not: refuse rather than forward unedited.
         return Err(Error::bad_request(
@@ -209,6 +183,53 @@ pub fn extract(body: &[u8], scratch: &mut JsonScratch) -> Result<Features, Error
     // Members come in order and removals never reach into a kept member: already sorted and
     // disjoint.
     Ok(f)
+}
+
+/// The edits that turn a client's body in its own family (an Anthropic or Gemini request sent
+/// on to a channel of the same family) into the upstream's: the top-level `model` value
+/// replaced, router fields removed. Everything else stays byte for byte.
+pub(crate) fn native_edits(body: &[u8]) -> Vec<Edit> {
+    member_edits(body, false, &mut |_| {})
+}
+
+/// The top-level members of `body` to edit: `model` (replaced), router fields (removed) and,
+/// with `stream_options`, the client's `stream_options` (its value range goes to `seen`).
+fn member_edits(
+    body: &[u8],
+    stream_options: bool,
+    seen: &mut dyn FnMut(&Range<usize>),
+) -> Vec<Edit> {
+    let members = top_level_members(body);
+    let is_router = |m: &Member| {
+        ROUTER_FIELDS
+            .iter()
+            .any(|k| key_matches(&body[m.key.clone()], k.as_bytes()))
+    };
+    let is_stream_options =
+        |m: &Member| stream_options && key_matches(&body[m.key.clone()], b"stream_options");
+    let removable = |m: &Member| is_router(m) || is_stream_options(m);
+    let last_kept = (0..members.len()).rev().find(|&i| !removable(&members[i]));
+    let mut edits = Vec::new();
+    for (i, m) in members.iter().enumerate() {
+        if key_matches(&body[m.key.clone()], b"model") {
+            edits.push(Edit::Model(m.value.clone()));
+        } else if removable(m) {
+            // Kept members must stay joined by single commas: before the last kept member a
+            // removed one takes its trailing comma; after it, its leading one.
+            let range = match last_kept {
+                Some(k) if i < k => m.start..members[i + 1].start,
+                Some(_) => members[i - 1].value.end..m.value.end,
+                None => m.start..m.value.end,
+            };
+            if is_stream_options(m) {
+                seen(&m.value);
+                edits.push(Edit::StreamOptions(range));
+            } else {
+                edits.push(Edit::Remove(range));
+            }
+        }
+    }
+    edits
 }
 
 fn read_features(tape: &simd_json::Tape<'_>) -> Result<Features, Error> {
