@@ -55,9 +55,23 @@ fn a_provider_lacking_an_endpoint_loses_only_that_endpoint(driver: &str) {
         ..Default::default()
     });
     let gw = gateway(driver, &config(m.addr(), &["m"], ""));
+    let paths = |m: &smart_ai_router::mock::MockHandle| -> Vec<String> {
+        requests(&drain(m))
+            .iter()
+            .map(|r| r.path().to_string())
+            .collect()
+    };
     let responses = r#"{"model":"m","input":"hello"}"#;
+    // The OpenAI channel is asked natively first; its 404 cools only (channel, /responses), and
+    // the same request is served translated to its chat completions.
     let r = post(&gw, "/v1/responses", &[], responses);
-    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["object"].as_str(), Some("response"));
+    assert_eq!(
+        paths(&m),
+        ["/v1/responses", "/v1/chat/completions"],
+        "native first, then translated"
+    );
     // Chat on the same channel is unaffected.
     let r = chat(&gw, "m", &[]);
     assert_eq!(r.status, 200, "{}", r.text());
@@ -71,8 +85,22 @@ fn a_provider_lacking_an_endpoint_loses_only_that_endpoint(driver: &str) {
     assert_eq!(c["channel"].as_str(), Some("up-1"));
     assert_eq!(cooldowns(&gw).len(), 1, "nothing else is cooling");
     settled(&gw);
-    let before = m.requests();
+    drain(&m);
     let r = post(&gw, "/v1/responses", &[], responses);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        paths(&m),
+        ["/v1/chat/completions"],
+        "the provider's /responses was not asked again"
+    );
+    // A request only the native API can serve has nowhere to go.
+    let before = m.requests();
+    let r = post(
+        &gw,
+        "/v1/responses",
+        &[],
+        r#"{"model":"m","input":"hello","previous_response_id":"resp_1"}"#,
+    );
     assert_eq!(r.status, 404, "{}", r.text());
     assert_eq!(r.error_code(), "endpoint_not_served");
     assert_eq!(m.requests(), before, "the provider was not asked again");

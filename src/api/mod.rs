@@ -35,6 +35,8 @@ pub(crate) enum Route {
     Embeddings,
     Completions,
     Responses,
+    /// `/v1/responses/{id}` (retrieve, delete, cancel, input items): the gateway stores none.
+    StoredResponse,
     /// Anthropic Messages ingress.
     Messages,
     CountTokens,
@@ -52,7 +54,7 @@ impl Route {
             Route::Root | Route::Health | Route::Models | Route::Model => {
                 matches!(m, Method::Get | Method::Head)
             }
-            Route::Unsupported => true,
+            Route::Unsupported | Route::StoredResponse => true,
             _ => m == Method::Post,
         }
     }
@@ -109,6 +111,7 @@ fn route(path: &[u8]) -> Option<Route> {
         b"/embeddings" => Some(Route::Embeddings),
         b"/completions" => Some(Route::Completions),
         b"/responses" => Some(Route::Responses),
+        _ if p.starts_with(b"/responses/") => Some(Route::StoredResponse),
         b"/messages" => Some(Route::Messages),
         b"/messages/count_tokens" => Some(Route::CountTokens),
         b"/route" => Some(Route::DryRun),
@@ -311,7 +314,16 @@ async fn handle(
         Route::ChatCompletions => openai(worker, snap, req, ex, Endpoint::Chat).await,
         Route::Embeddings => openai(worker, snap, req, ex, Endpoint::Embeddings).await,
         Route::Completions => openai(worker, snap, req, ex, Endpoint::Completions).await,
-        Route::Responses => openai(worker, snap, req, ex, Endpoint::Responses).await,
+        Route::Responses => responses(worker, snap, req, ex).await,
+        Route::StoredResponse => {
+            let e = Error::new(
+                404,
+                crate::error::Kind::InvalidRequest,
+                "response_not_found",
+                "This gateway keeps no responses: it routes each request to whichever channel is best at the time, so a stored response cannot be retrieved, cancelled or deleted through it. Send the whole conversation as `input` (see README: Responses API).",
+            );
+            ex.out.send_error(&e).await
+        }
         Route::Messages => match anthropic::ingress_request(req.body) {
             Ok(body) => translated(worker, snap, req, &body, Family::Anthropic, ex).await,
             Err(e) => ex.out.send_error(&e).await,
@@ -400,6 +412,43 @@ async fn openai(
                 client: Family::OpenAi,
                 endpoint,
                 native: None,
+                responses: None,
+            };
+            crate::proxy::forward(worker, snap, req, call, ex).await
+        }
+        Err(e) => ex.out.send_error(&e).await,
+    }
+}
+
+/// `POST /v1/responses`: passed through to providers serving the Responses API natively,
+/// translated to chat completions for every other channel. A request the translation cannot
+/// express (a built-in tool, a stored item) still reaches native channels as it is.
+async fn responses(
+    worker: &Rc<Worker>,
+    snap: &SnapshotRef,
+    req: &Request<'_>,
+    ex: &mut Exchange<'_>,
+) {
+    let ingress = match crate::providers::openai::responses::ingress_request(req.body) {
+        Ok(i) => i,
+        Err(e) if e.code.starts_with("unsupported_") => {
+            return openai(worker, snap, req, ex, Endpoint::Responses).await;
+        }
+        Err(e) => return ex.out.send_error(&e).await,
+    };
+    let features = {
+        let mut scratch = worker.json.borrow_mut();
+        chat::extract(&ingress.chat, &mut scratch)
+    };
+    match features {
+        Ok(f) => {
+            let call = crate::proxy::Call {
+                body: &ingress.chat,
+                features: &f,
+                client: Family::OpenAi,
+                endpoint: Endpoint::Responses,
+                native: Some(req.body),
+                responses: Some(&ingress),
             };
             crate::proxy::forward(worker, snap, req, call, ex).await
         }
@@ -429,6 +478,7 @@ async fn translated(
                 endpoint: Endpoint::Chat,
                 // A channel of the client's own family gets the client's own bytes.
                 native: Some(req.body),
+                responses: None,
             };
             crate::proxy::forward(worker, snap, req, call, ex).await
         }

@@ -94,6 +94,8 @@ pub(crate) struct Channel {
     pub family: Family,
     /// `stream_options.include_usage` may be added to streamed requests.
     pub stream_usage: bool,
+    /// The provider serves the Responses API itself: `/responses` is passed through.
+    pub responses: bool,
     /// Set when the chat path names the model (`{model}`): the request line is built per
     /// request and `request_head` starts at `Host:`.
     pub path: Option<PathTemplate>,
@@ -409,6 +411,7 @@ pub(crate) fn build(
             kind: p.kind.as_str().into(),
             family: p.family,
             stream_usage: p.stream_usage,
+            responses: p.responses && path.is_none(),
             credentials_at: if path.is_some() {
                 0
             } else {

@@ -417,6 +417,7 @@ fn provider_from_preset(
         kind: preset.kind.to_string(),
         family: preset.family,
         stream_usage: preset.stream_usage,
+        responses: presets::speaks_responses(preset.kind),
         forward_headers: Vec::new(),
         base_url,
         chat_path: preset.chat_path.to_string(),

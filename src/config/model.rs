@@ -122,6 +122,9 @@ pub struct ProviderConfig {
     /// Whether streamed requests may carry `stream_options.include_usage` (added when the
     /// client did not ask, so every stream's usage is known; the usage chunk is then stripped).
     pub stream_usage: bool,
+    /// Whether the provider serves the Responses API itself (`/responses` is then passed
+    /// through; otherwise it is translated to chat completions).
+    pub responses: bool,
     /// Client request headers forwarded beyond the allow-list (lower-case names, or prefixes
     /// ending in `*`); see `proxy::headers`.
     pub forward_headers: Vec<String>,

@@ -182,6 +182,7 @@ pub(super) struct Provider {
     pub pool_idle_timeout: Option<DurationValue>,
     pub models_path: Option<String>,
     pub stream_usage: Option<bool>,
+    pub responses: Option<bool>,
     pub forward_headers: Option<Vec<String>>,
     pub proxy: Option<String>,
 }

@@ -46,6 +46,11 @@ pub(super) async fn chat<S: AsyncReadRent + AsyncWriteRent>(
     }
     let parsed = match wire {
         Wire::OpenAi => parse_ask(&req.body),
+        // The Responses API through its translation to chat: what the gateway itself does for
+        // providers without it, so the mock answers what a native provider would.
+        Wire::Responses => crate::providers::openai::responses::ingress_request(&req.body)
+            .map_err(|e| e.message.to_string())
+            .and_then(|i| parse_ask(&i.chat)),
         Wire::Anthropic => anthropic::parse(&req.body),
         Wire::Gemini(call) => gemini::parse(&req.body, call),
     };
@@ -58,7 +63,7 @@ pub(super) async fn chat<S: AsyncReadRent + AsyncWriteRent>(
         Err(m) => return reply(s, 400, Vec::new(), &wire.error(400, &m), keep, enc).await,
     };
     let not_found = || match wire {
-        Wire::OpenAi => format!("The model `{}` does not exist", ask.model),
+        Wire::OpenAi | Wire::Responses => format!("The model `{}` does not exist", ask.model),
         Wire::Anthropic => format!("model: {}", ask.model),
         Wire::Gemini(_) => format!("models/{} is not found", ask.model),
     };
@@ -128,6 +133,7 @@ pub(super) async fn chat<S: AsyncReadRent + AsyncWriteRent>(
     if !ask.stream {
         let mut body = match wire {
             Wire::OpenAi => completion_json(&ask, id, cfg.chunks),
+            Wire::Responses => responses_json(&req.body, &ask, id, cfg.chunks),
             Wire::Anthropic => anthropic::message_json(&ask, id, cfg.chunks),
             Wire::Gemini(_) => gemini::response_json(&ask, id, cfg.chunks),
         };
@@ -147,6 +153,7 @@ pub(super) async fn chat<S: AsyncReadRent + AsyncWriteRent>(
     let finished = k.fault != Some(BodyFault::NoDone);
     let (content_type, mut events): (&[u8], _) = match wire {
         Wire::OpenAi => (SSE, stream_events(&ask, id, k.chunks)),
+        Wire::Responses => (SSE, responses_events(&req.body, &ask, id, k.chunks)),
         Wire::Anthropic => (SSE, anthropic::stream_events(&ask, id, k.chunks)),
         Wire::Gemini(call) if call.sse => (
             SSE,
@@ -165,8 +172,9 @@ pub(super) async fn chat<S: AsyncReadRent + AsyncWriteRent>(
         Wire::OpenAi => events.len() - 1 - usize::from(ask.include_usage),
         _ => events.len(),
     };
-    if !finished && matches!(wire, Wire::OpenAi | Wire::Anthropic) {
-        // The last event is the terminator: `data: [DONE]`, `message_stop`.
+    if !finished && matches!(wire, Wire::OpenAi | Wire::Anthropic | Wire::Responses) {
+        // The last event is the terminator: `data: [DONE]`, `message_stop`,
+        // `response.completed`.
         events.pop();
     }
     let paced = paced.min(events.len());
@@ -329,4 +337,41 @@ pub(super) async fn wait_unless_peer_closes<S: AsyncReadRent>(
             Ok(Ok(_)) | Err(_) => {}
         }
     }
+}
+
+/// A native Responses API answer: the chat answer, as the Responses API says it.
+fn responses_json(request: &[u8], ask: &Ask, id: u64, chunks: usize) -> Vec<u8> {
+    let chat = completion_json(ask, id, chunks);
+    let mut out = Vec::new();
+    if let Ok(i) = crate::providers::openai::responses::ingress_request(request) {
+        let _ = crate::providers::openai::responses::egress_response(&chat, &i.echo, 1, &mut out);
+    }
+    out
+}
+
+/// A native Responses API stream: the chat events, as the Responses API says them (one event
+/// group per chat event, so pacing and cuts apply alike); no `[DONE]`.
+fn responses_events(request: &[u8], ask: &Ask, id: u64, chunks: usize) -> Vec<Vec<u8>> {
+    use crate::providers::openai::responses::{StreamEncoder, ingress_request};
+    let Ok(i) = ingress_request(request) else {
+        return Vec::new();
+    };
+    let mut enc = StreamEncoder::new(i.echo, 1);
+    let mut events = Vec::new();
+    for e in stream_events(ask, id, chunks) {
+        let data = e
+            .strip_prefix(b"data: ")
+            .map(|d| d.trim_ascii_end())
+            .unwrap_or(&e);
+        let mut out = Vec::new();
+        if data == b"[DONE]" {
+            enc.finish(&mut out);
+        } else {
+            let _ = enc.chunk(data, &mut out);
+        }
+        if !out.is_empty() {
+            events.push(out);
+        }
+    }
+    events
 }

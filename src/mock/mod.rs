@@ -671,6 +671,8 @@ enum Wire {
     Anthropic,
     /// `POST …/models/{model}:generateContent` or `:streamGenerateContent`.
     Gemini(gemini::Call),
+    /// `POST …/responses` (the OpenAI Responses API, for providers that serve it).
+    Responses,
 }
 
 impl Wire {
@@ -681,6 +683,8 @@ impl Wire {
             Some(Wire::OpenAi)
         } else if path.ends_with("/messages") {
             Some(Wire::Anthropic)
+        } else if path.ends_with("/responses") {
+            Some(Wire::Responses)
         } else {
             gemini::Call::of(target).map(Wire::Gemini)
         }
@@ -690,7 +694,7 @@ impl Wire {
     /// required headers), or `None` to go on.
     fn refuse(&self, req: &Req, want_key: Option<&str>) -> Option<(u16, Vec<u8>)> {
         match self {
-            Wire::OpenAi => want_key
+            Wire::OpenAi | Wire::Responses => want_key
                 .filter(|k| !req.carries_key(k))
                 .map(|_| (401, error_json(401, "Incorrect API key provided"))),
             Wire::Anthropic => anthropic::refuse(
@@ -705,7 +709,7 @@ impl Wire {
     /// An error body in this format's shape.
     fn error(&self, status: u16, msg: &str) -> Vec<u8> {
         match self {
-            Wire::OpenAi => error_json(status, msg),
+            Wire::OpenAi | Wire::Responses => error_json(status, msg),
             Wire::Anthropic => anthropic::error_json(status, msg),
             Wire::Gemini(_) => gemini::error_json(status, msg, None),
         }

@@ -23,10 +23,13 @@ use crate::upstream::coding::{Coding, decode_whole};
 use crate::worker::Worker;
 
 /// Builds the upstream request into `out`: the channel's head, forwarded client headers, and
-/// the body in the channel's family. OpenAI-family bodies are the client's bytes with targeted
-/// edits (model, router fields, and `stream_options` when the gateway wants the usage); other
-/// families get a translation of the parsed request. Returns whether `stream_options` was
-/// added; a request the channel's family cannot express is the client's 400.
+/// the body in the channel's family. `native` (the client's own body, when the channel speaks
+/// the client's API) goes with targeted edits only (model, router fields); OpenAI-family
+/// bodies are the canonical bytes with targeted edits (model, router fields, and
+/// `stream_options` when the gateway wants the usage); other families get a translation of the
+/// parsed request. Returns whether `stream_options` was added; a request the channel's family
+/// cannot express is the client's 400.
+#[allow(clippy::too_many_arguments)] // the one call, with what `attempt` holds
 pub(super) fn build_request(
     out: &mut Vec<u8>,
     ch: &Channel,
@@ -35,8 +38,10 @@ pub(super) fn build_request(
     parsed: &mut Option<simd_json::OwnedValue>,
     model: &str,
     request_id: &[u8],
+    native: Option<&[u8]>,
 ) -> Result<bool, Error> {
-    let (body, f, endpoint) = (call.body, call.features, call.endpoint);
+    let (body, f) = (call.body, call.features);
+    let endpoint = call.wire_endpoint(native.is_some());
     out.clear();
     let mut translated = Vec::new();
     // Usage is never optional: every stream that can carry it asks for it, whatever the
@@ -46,7 +51,7 @@ pub(super) fn build_request(
         && matches!(endpoint, Endpoint::Chat | Endpoint::Completions)
         && f.stream
         && ch.stream_usage;
-    if let Some(native) = call.native_for(ch) {
+    if let Some(native) = native {
         // Same family: the client's own bytes, with the documented edits only (`model`, router
         // fields); everything the gateway does not know — `cache_control`, `thinking` and its
         // signatures, `top_k`, `metadata`, citations — reaches the upstream untouched.
@@ -107,8 +112,10 @@ pub(super) fn build_request(
         }
         crate::h1::write_header(out, name, &req.buf[h.value.clone()]);
     }
-    if ch.family != Family::OpenAi {
-        let brace = object_start(&translated).filter(|_| !ch.extra_body.is_empty());
+    if native.is_some() || ch.family != Family::OpenAi {
+        // A channel's extra members are chat parameters: other endpoints reject unknown fields.
+        let brace = object_start(&translated)
+            .filter(|_| !ch.extra_body.is_empty() && endpoint == Endpoint::Chat);
         let extra = if brace.is_some() {
             ch.extra_body.len()
         } else {

@@ -35,7 +35,7 @@ use arrayvec::ArrayVec;
 use crate::channel::Channel;
 use crate::error::{Error, Kind};
 use crate::live::Judged;
-use crate::live::health::{Event, verdict};
+use crate::live::health::{Event, Scope, verdict};
 use crate::providers::Family;
 use crate::providers::openai::ingress::Features;
 use crate::server::response::ClientGuard;
@@ -70,16 +70,63 @@ pub(crate) struct Call<'a> {
     pub client: Family,
     /// The endpoint.
     pub endpoint: Endpoint,
-    /// The client's own body when its family is not OpenAI's (`body` is then a translation):
-    /// what a channel of the client's family gets, with only the documented edits.
+    /// The client's own body when it is not the chat-completions form (`body` is then a
+    /// translation): what a channel speaking the client's own API gets, with only the
+    /// documented edits.
     pub native: Option<&'a [u8]>,
+    /// A Responses API request: its translation (for channels without the API).
+    pub responses: Option<&'a crate::providers::openai::responses::Ingress>,
 }
 
 impl Call<'_> {
-    /// The client's own bytes go to `ch` (same family: no translation either way).
-    fn native_for(&self, ch: &Channel) -> Option<&[u8]> {
-        self.native
-            .filter(|_| ch.family == self.client && ch.family != Family::OpenAi)
+    /// The client's own bytes go to `ch`: it speaks the client's API (same family; or, for
+    /// the Responses API, a provider serving it natively whose endpoint is not known to be
+    /// missing, `responses_ok`). No translation either way.
+    fn native_for(&self, ch: &Channel, responses_ok: bool) -> Option<&[u8]> {
+        match self.endpoint {
+            Endpoint::Responses => self.native.filter(|_| ch.responses && responses_ok),
+            _ => self
+                .native
+                .filter(|_| ch.family == self.client && ch.family != Family::OpenAi),
+        }
+    }
+
+    /// The endpoint called on the provider: a Responses request translated for a channel
+    /// without the API goes to its chat completions.
+    fn wire_endpoint(&self, native: bool) -> Endpoint {
+        match self.endpoint {
+            Endpoint::Responses if !native && self.responses.is_some() => Endpoint::Chat,
+            e => e,
+        }
+    }
+
+    /// The Responses field that needs server-side state, if the request has one: only a
+    /// native channel can take it.
+    fn needs_native(&self) -> Option<&'static str> {
+        self.responses.and_then(|r| r.needs_native)
+    }
+
+    /// The endpoint routing judges channels by: a translatable Responses request can go to any
+    /// channel's chat (a provider found without `/responses` still serves it translated).
+    fn routing_endpoint(&self) -> Endpoint {
+        match self.endpoint {
+            Endpoint::Responses if self.responses.is_some() && self.needs_native().is_none() => {
+                Endpoint::Chat
+            }
+            e => e,
+        }
+    }
+
+    /// Whether `ch` can take this request at all.
+    fn served_by(&self, ch: &Channel) -> bool {
+        match self.endpoint {
+            Endpoint::Responses if self.needs_native().is_some() || self.responses.is_none() => {
+                ch.responses
+            }
+            // Translated to chat: every channel.
+            Endpoint::Responses => true,
+            e => e.served(ch.family, ch.path.is_some(), &ch.kind),
+        }
     }
 }
 
@@ -112,7 +159,7 @@ pub(crate) async fn forward(
             snap,
             req,
             call.features,
-            call.endpoint,
+            call.routing_endpoint(),
             now,
             may_wait,
         ) {
@@ -139,8 +186,9 @@ pub(crate) async fn forward(
         }
         let first = Instant::now();
         let mut retries = 0;
+        attempts.translating = false;
         loop {
-            let retry = retries > 0;
+            let retry = retries > 0 || attempts.translating;
             match attempt(
                 &mut s,
                 &mut attempts,
@@ -163,11 +211,19 @@ pub(crate) async fn forward(
                         retry,
                         "attempt failed"
                     );
-                    let again = retries < snap.routing.same_channel_retries
-                        && failure.worth_retrying_here()
-                        && attempts.last_left(snap, &plan.attempts[k + 1..], max)
-                        && retry_in_time(snap, channel, first);
+                    let translate = std::mem::take(&mut attempts.translate_here);
+                    let again = translate
+                        || (retries < snap.routing.same_channel_retries
+                            && failure.worth_retrying_here()
+                            && attempts.last_left(snap, &plan.attempts[k + 1..], max)
+                            && retry_in_time(snap, channel, first));
                     attempts.failures.push((channel as usize, failure));
+                    if translate {
+                        // Not a retry of the same thing: no pause, no retry budget spent.
+                        attempts.failures.pop();
+                        attempts.translating = true;
+                        continue;
+                    }
                     if again {
                         retries += 1;
                         let pause = jittered(snap.routing.retry_backoff, worker);
@@ -207,21 +263,33 @@ pub(crate) async fn forward(
         s.refuse(&e, &extra, &trail).await;
     } else if made == 0 && call.endpoint != Endpoint::Chat {
         // Every candidate was skipped: none of their providers serves this endpoint.
-        let e = Error::new(
-            404,
-            Kind::InvalidRequest,
-            "endpoint_not_served",
-            format!(
-                "No channel serving `{}` offers {}: it needs an OpenAI-compatible provider{}.",
-                crate::error::truncate(&call.features.model, 200),
-                call.endpoint.path(),
-                if call.endpoint == Endpoint::Responses {
-                    " that speaks the Responses API (openai, openrouter, xai)"
-                } else {
-                    ""
-                }
+        let model = crate::error::truncate(&call.features.model, 200);
+        let e = match call.needs_native() {
+            // Stateless translation cannot continue a stored conversation.
+            Some(field) => Error::new(
+                400,
+                Kind::InvalidRequest,
+                "unsupported_parameter",
+                format!(
+                    "`{field}` needs server-side state, which only a provider serving the Responses API natively keeps (`responses = true`: openai, openrouter, xai); no channel serving `{model}` is one. Send the whole conversation as `input` instead."
+                ),
+            )
+            .with_param(field),
+            None => Error::new(
+                404,
+                Kind::InvalidRequest,
+                "endpoint_not_served",
+                format!(
+                    "No channel serving `{model}` offers {}: it needs an OpenAI-compatible provider{}.",
+                    call.endpoint.path(),
+                    if call.endpoint == Endpoint::Responses {
+                        " that speaks the Responses API (openai, openrouter, xai)"
+                    } else {
+                        ""
+                    }
+                ),
             ),
-        );
+        };
         s.refuse(&e, &Extra::default(), &trail).await;
     } else {
         match failure::give_up(snap, &call.features.model, attempts.failures) {
@@ -268,6 +336,11 @@ struct Attempts<'c> {
     channel_limited: Option<(crate::limits::Denied, u32)>,
     /// The plan's candidates are panic attempts.
     panic: bool,
+    /// The last attempt met a native Responses endpoint the provider lacks, for a request
+    /// its chat completions can serve: try the same channel again, translated.
+    translate_here: bool,
+    /// This (same-channel) attempt is that translation.
+    translating: bool,
 }
 
 impl<'c> Attempts<'c> {
@@ -283,6 +356,8 @@ impl<'c> Attempts<'c> {
             made: 0,
             channel_limited: None,
             panic,
+            translate_here: false,
+            translating: false,
         }
     }
 
@@ -293,11 +368,7 @@ impl<'c> Attempts<'c> {
             || later.iter().all(|p| {
                 let e = &snap.catalog.entries[p.entry as usize];
                 let ch = &snap.channels[e.channel as usize];
-                self.failed_channels.contains(&e.channel)
-                    || !self
-                        .call
-                        .endpoint
-                        .served(ch.family, ch.path.is_some(), &ch.kind)
+                self.failed_channels.contains(&e.channel) || !self.call.served_by(ch)
             })
     }
 }
@@ -329,10 +400,7 @@ async fn attempt(
     let (worker, call) = (s.worker(), a.call);
     let entry = &snap.catalog.entries[p.entry as usize];
     let ch: &Channel = &snap.channels[entry.channel as usize];
-    if !retry
-        && (a.failed_channels.contains(&entry.channel)
-            || !call.endpoint.served(ch.family, ch.path.is_some(), &ch.kind))
-    {
+    if !retry && (a.failed_channels.contains(&entry.channel) || !call.served_by(ch)) {
         return Step::Skipped;
     }
     if ch.rate.any() {
@@ -353,6 +421,18 @@ async fn attempt(
     if !retry {
         a.made += 1;
     }
+    // A provider with the Responses API natively gets the client's request as is, unless it
+    // was found not to serve it after all: then the translation.
+    let responses_ok = call.endpoint != Endpoint::Responses
+        || (!a.translating
+            && worker.routing.borrow().endpoint_open(
+                snap,
+                entry.channel,
+                Endpoint::Responses,
+                now,
+            ));
+    let native = call.native_for(ch, responses_ok);
+    let wire = call.wire_endpoint(native.is_some());
     let injected = match attempt::build_request(
         &mut a.outgoing,
         ch,
@@ -361,6 +441,7 @@ async fn attempt(
         &mut a.parsed,
         &entry.model,
         s.out.request_id.as_bytes(),
+        native,
     ) {
         Ok(i) => i,
         Err(e) => {
@@ -390,7 +471,7 @@ async fn attempt(
             outcome: v.outcome.map(|outcome| Judged {
                 outcome,
                 scope: v.scope,
-                endpoint: call.endpoint,
+                endpoint: wire,
             }),
             started,
             latency_ms,
@@ -454,6 +535,12 @@ async fn attempt(
                 retry_after,
                 names_model: failure::mentions(&kept.body, &entry.model),
             };
+            // A provider found without the Responses API it was thought to have: the same
+            // channel serves the request translated, at once.
+            a.translate_here = native.is_some()
+                && call.endpoint == Endpoint::Responses
+                && call.routing_endpoint() == Endpoint::Chat
+                && verdict(event).scope == Scope::Endpoint;
             let failed = Failure::Status(kept);
             let whole = report(event, None, None, Some(failed.label()));
             (failed, whole)
@@ -494,6 +581,11 @@ async fn attempt(
                 a.created,
             );
             tc.strip_think = call.features.strip_think || ch.strip_think;
+            tc = match (call.responses, native.is_some()) {
+                (Some(r), false) => tc.answering_responses(&r.echo),
+                (_, true) if call.endpoint == Endpoint::Responses => tc.native_responses(),
+                _ => tc,
+            };
             let relayed = relay::respond(worker, conn, head, &info, s.out, guard, &mut tc).await;
             let latency = Some(ms(started.elapsed()));
             let ttft = Some(ms(to_head));

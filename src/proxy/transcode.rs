@@ -13,6 +13,7 @@
 use crate::error::{Error, Kind};
 use crate::h1::sse;
 use crate::providers::openai::openai_usage;
+use crate::providers::openai::responses;
 use crate::providers::{Family, TranslateError, anthropic, gemini};
 use crate::tokens::{self, Usage};
 
@@ -30,6 +31,8 @@ enum Encoder {
     OpenAi,
     Anthropic(anthropic::StreamEncoder),
     Gemini(gemini::StreamEncoder),
+    /// An OpenAI Responses API client on a channel without it (translated from chat).
+    Responses(Box<responses::StreamEncoder>),
 }
 
 /// One answer's translation.
@@ -50,8 +53,14 @@ pub struct Transcode {
     pub strip_think: bool,
     /// The gateway's own time before the client's head went out (`x-router-overhead-ms`).
     pub overhead: Option<std::time::Duration>,
-    /// The upstream signalled its end (`[DONE]`, `message_stop`).
+    /// The upstream signalled its end (`[DONE]`, `message_stop`, a Responses terminal event).
     ended: bool,
+    /// The upstream is a native Responses API stream (it ends with `response.completed` and
+    /// friends, not `[DONE]`).
+    native_responses: bool,
+    /// What a translated Responses answer echoes.
+    echo: Option<responses::Echo>,
+    created: u64,
     closed: bool,
     data: Vec<u8>,
     mid: Vec<u8>,
@@ -88,15 +97,38 @@ impl Transcode {
             overhead: None,
             ended: false,
             closed: false,
+            native_responses: false,
+            echo: None,
+            created,
             data: Vec::new(),
             mid: Vec::new(),
         }
     }
 
+    /// Answers an OpenAI Responses API client: the canonical answer becomes a `response`
+    /// object or its event sequence.
+    pub fn answering_responses(mut self, echo: &responses::Echo) -> Transcode {
+        self.encoder = Encoder::Responses(Box::new(responses::StreamEncoder::new(
+            echo.clone(),
+            self.created,
+        )));
+        self.echo = Some(echo.clone());
+        self
+    }
+
+    /// The upstream serves the Responses API natively (passthrough; its streams end with a
+    /// terminal event, not `[DONE]`).
+    pub fn native_responses(mut self) -> Transcode {
+        self.native_responses = true;
+        self
+    }
+
     /// True when upstream bytes reach the client unchanged: the client speaks the upstream's
     /// family (and, for OpenAI, sees the usage chunk it asked for).
     pub fn passthrough(&self) -> bool {
-        self.upstream == self.client && !self.strip_usage
+        self.upstream == self.client
+            && !self.strip_usage
+            && !matches!(self.encoder, Encoder::Responses(_))
     }
 
     /// Usage seen so far.
@@ -145,9 +177,13 @@ impl Transcode {
         while let Some(name) = sse::next_event(events, &mut at, &mut self.data) {
             match &mut self.decoder {
                 Decoder::OpenAi => {
-                    if self.data == b"[DONE]" {
+                    if self.data == b"[DONE]"
+                        || (self.native_responses && responses::is_terminal_event(name, &self.data))
+                    {
                         self.ended = true;
-                        continue;
+                        if self.data == b"[DONE]" {
+                            continue;
+                        }
                     }
                     self.text_bytes += tokens::completion_text_bytes(&self.data);
                     // `"usage"` (not `"usage":{`): some upstreams put a space after the colon.
@@ -280,6 +316,7 @@ impl Transcode {
             }
             Encoder::Anthropic(e) => e.chunk(data, out),
             Encoder::Gemini(e) => e.chunk(data, out),
+            Encoder::Responses(e) => e.chunk(data, out),
         }
     }
 
@@ -311,6 +348,7 @@ impl Transcode {
             Encoder::OpenAi => out.extend_from_slice(b"data: [DONE]\n\n"),
             Encoder::Anthropic(e) => e.finish(out),
             Encoder::Gemini(e) => e.finish(out),
+            Encoder::Responses(e) => e.finish(out),
         }
     }
 
@@ -327,6 +365,7 @@ impl Transcode {
             }
             Encoder::Anthropic(e) => e.error(err, out),
             Encoder::Gemini(_) => sse::write_data(out, &gemini::error_body(err)),
+            Encoder::Responses(e) => e.error(err, out),
         }
     }
 
@@ -340,14 +379,20 @@ impl Transcode {
         created: u64,
         out: &mut Vec<u8>,
     ) -> Result<(), String> {
-        if self.upstream == Family::OpenAi && self.client == Family::OpenAi && !self.strip_think {
+        let translated_responses = matches!(self.encoder, Encoder::Responses(_));
+        if self.upstream == Family::OpenAi
+            && self.client == Family::OpenAi
+            && !self.strip_think
+            && !translated_responses
+        {
             self.usage = openai_usage(body);
             if self.usage.is_none() {
                 self.text_bytes = tokens::completion_text_bytes(body);
             }
             return Ok(());
         }
-        if self.upstream == self.client && self.upstream != Family::OpenAi {
+        if self.upstream == self.client && self.upstream != Family::OpenAi && !translated_responses
+        {
             // Same family: relayed as it came; decoded only for its native usage.
             let mut scratch = Vec::new();
             self.usage = Some(match self.upstream {
@@ -387,6 +432,10 @@ impl Transcode {
         } else {
             canonical
         };
+        if let Some(echo) = &self.echo {
+            responses::egress_response(canonical, echo, created, out)?;
+            return Ok(());
+        }
         match self.client {
             Family::OpenAi => out.extend_from_slice(canonical),
             Family::Anthropic => {

@@ -59,6 +59,22 @@ impl Local {
         newer(self.entries.get(e), live.entries.get(e).map(|x| &x.health))
     }
 
+    /// Whether `endpoint` of channel `c` may be tried at `now` (not cooling after the provider
+    /// was found not to serve it).
+    pub(crate) fn endpoint_open(
+        &self,
+        snap: &Snapshot,
+        c: u32,
+        endpoint: crate::presets::Endpoint,
+        now: Instant,
+    ) -> bool {
+        let live = self.channel_live(&snap.live, c as usize);
+        !matches!(
+            live.endpoint(endpoint).state(now),
+            crate::live::health::State::Cooling(_)
+        )
+    }
+
     /// Applies an outcome at once (the control thread will merge the same report).
     pub(crate) fn record(
         &mut self,

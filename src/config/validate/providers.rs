@@ -42,6 +42,17 @@ pub(super) fn provider(c: &mut Checker, id: String, p: raw::Provider) -> Provide
         None => BaseUrl::parse(preset.base_url).ok(),
     };
     let chat_path = p.chat_path.unwrap_or_else(|| preset.chat_path.to_string());
+    let responses = match p.responses {
+        Some(true) if preset.family != presets::Family::OpenAi => {
+            c.err(
+                at("responses"),
+                "only OpenAI-family providers can serve the Responses API natively; leave it out (requests are translated)",
+            );
+            false
+        }
+        Some(r) => r,
+        None => presets::speaks_responses(&kind),
+    };
     if !chat_path.starts_with('/') || chat_path.bytes().any(|b| b <= b' ' || b == 0x7f) {
         c.err(
             at("chat_path"),
@@ -133,6 +144,7 @@ pub(super) fn provider(c: &mut Checker, id: String, p: raw::Provider) -> Provide
         kind,
         family: preset.family,
         stream_usage: p.stream_usage.unwrap_or(preset.stream_usage),
+        responses,
         forward_headers,
         base_url,
         chat_path,

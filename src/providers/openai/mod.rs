@@ -7,6 +7,7 @@
 //! * `scan`: where the top-level members of a JSON body sit in its bytes.
 
 pub mod ingress;
+pub mod responses;
 pub(crate) mod scan;
 pub(crate) mod upstream;
 pub(crate) mod wire;
