@@ -213,6 +213,9 @@ pub(super) struct Ask {
     pub(super) cache_write: u64,
     /// `x-mock-usage` (OpenAI format only).
     pub(super) usage: UsageStyle,
+    /// The request asked for structured output: the answer is this JSON text (a value its
+    /// schema accepts) instead of the greeting.
+    pub(super) json: Option<String>,
 }
 
 impl Ask {
@@ -261,6 +264,13 @@ pub(super) fn serves(cfg: &MockConfig, model: &str) -> bool {
 }
 
 pub(super) fn words(ask: &Ask, n: usize) -> Vec<String> {
+    if let Some(json) = &ask.json {
+        // In up to n pieces, split on character boundaries, so streams reassemble it.
+        let chars: Vec<char> = json.chars().collect();
+        let n = n.clamp(1, chars.len().max(1));
+        let size = chars.len().div_ceil(n).max(1);
+        return chars.chunks(size).map(|c| c.iter().collect()).collect();
+    }
     let base = format!(
         "Hello from the smart-ai-router mock upstream ({}). You said: {}",
         ask.model, ask.last_user

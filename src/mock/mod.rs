@@ -54,6 +54,7 @@ mod coding;
 mod exchange;
 mod gemini;
 mod openai;
+mod schema;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -51,12 +51,24 @@ pub(super) fn parse_ask(body: &[u8]) -> Result<Ask, String> {
         .chars()
         .take(200)
         .collect();
+    let json =
+        v.get("response_format")
+            .and_then(|f| match f.get("type").and_then(|t| t.as_str()) {
+                Some("json_schema") => Some(
+                    f.get("json_schema")
+                        .and_then(|j| j.get("schema"))
+                        .map_or_else(|| "{}".to_string(), super::schema::instance),
+                ),
+                Some("json_object") => Some("{\"answer\":\"mock\"}".to_string()),
+                _ => None,
+            });
     Ok(Ask {
         model,
         stream,
         include_usage,
         tool,
         last_user,
+        json,
         prompt_tokens: Ask::estimate_prompt(body),
         ..Ask::default()
     })
