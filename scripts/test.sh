@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of smart-ai-router on a fresh machine: formatting, lints, the Rust unit and
 # integration tests (each socket test runs on both the io_uring and the legacy epoll driver),
-# the end-to-end tests with the official OpenAI and Anthropic Python SDKs (installed into
-# target/sdk-venv), the supply-chain check (cargo-deny, offline), the Debian package built from
+# the end-to-end tests with the official OpenAI, Anthropic and Agents Python SDKs (installed
+# into target/sdk-venv) and the Vercel AI SDK (Node.js, installed into target/sdk-node), the supply-chain check (cargo-deny, offline), the Debian package built from
 # the release binary and checked, with the Containerfile linted (scripts/package.sh: cargo-deb,
 # lintian, help2man and hadolint are installed there when missing), and a short fuzzing run of
 # every cargo-fuzz target (cargo-fuzz and cargo-deny are installed on first use). The cluster
@@ -38,7 +38,7 @@ fi
 step "cargo test (unit + integration, both drivers)"
 cargo test
 
-step "OpenAI and Anthropic Python SDKs end to end"
+step "OpenAI, Anthropic, Agents (Python) and Vercel AI (Node) SDKs end to end"
 # `cargo test` built target/debug/smart-ai-router for the integration tests.
 bash tests/sdk/run.sh target/debug/smart-ai-router
 
