@@ -110,6 +110,7 @@ replay_tests!(
     gemini_response,
     openai_response,
     header_policy,
+    responses_translate,
 );
 
 #[test]

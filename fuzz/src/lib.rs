@@ -22,6 +22,7 @@ use smart_ai_router::h1::chunked::{self, Decoder};
 use smart_ai_router::h1::head::{Body, Method, RequestHead, ResponseHead};
 use smart_ai_router::h1::sse;
 use smart_ai_router::providers::openai::ingress::{self as chat, Edit, JsonScratch, ROUTER_FIELDS};
+use smart_ai_router::providers::openai::responses;
 use smart_ai_router::providers::{Family, anthropic, gemini};
 use smart_ai_router::proxy::transcode::{self, Transcode};
 
@@ -43,6 +44,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("gemini_response", gemini_response),
     ("openai_response", openai_response),
     ("header_policy", header_policy),
+    ("responses_translate", responses_translate),
 ];
 
 /// Split points for "the same answer whatever the read sizes" checks: a deterministic run of
@@ -941,4 +943,102 @@ pub fn header_policy(data: &[u8]) {
             assert!(!never_forwarded(h.as_bytes()), "validation accepted {h}");
         }
     }
+}
+
+// ---- the Responses API on channels without it (providers::openai::responses) ----
+
+/// The Responses translation, by the selector: 0 — a client's Responses request becomes a
+/// chat request the chat reader accepts, with the same model, and only the stateful fields
+/// need a native channel; 1 — a canonical chat answer becomes a `response` object whose usage
+/// adds up; 2 — canonical chunks (the payload's lines) become a well-formed event sequence,
+/// ending in `response.failed` when a chunk is refused.
+pub fn responses_translate(data: &[u8]) {
+    let Some((&sel, body)) = data.split_first() else {
+        return;
+    };
+    match sel % 3 {
+        0 => {
+            if let Ok(i) = responses::ingress_request(body) {
+                let v = parse_json(body).expect("an accepted request is JSON");
+                let model = v.get("model").and_then(|m| m.as_str()).expect("model");
+                ingress_is_a_chat_request(&i.chat, Some(model));
+                if let Some(field) = i.needs_native {
+                    assert!(
+                        matches!(field, "previous_response_id" | "background"),
+                        "{field}"
+                    );
+                }
+            }
+        }
+        1 => {
+            let mut out = Vec::new();
+            if let Ok(u) = responses::egress_response(body, &responses_echo(), 1, &mut out) {
+                let v = parse_json(&out)
+                    .unwrap_or_else(|| panic!("response is not JSON: {}", lossy(&out)));
+                assert_eq!(v.get("object").and_then(|o| o.as_str()), Some("response"));
+                let status = v.get("status").and_then(|s| s.as_str()).unwrap_or("");
+                assert!(matches!(status, "completed" | "incomplete"), "{status}");
+                let usage = v.get("usage").expect("usage");
+                let tokens = |k: &str| usage.get(k).and_then(|n| n.as_u64()).unwrap_or(0);
+                assert_eq!(tokens("input_tokens"), u.prompt);
+                assert_eq!(
+                    tokens("total_tokens"),
+                    tokens("input_tokens") + tokens("output_tokens")
+                );
+            }
+        }
+        _ => {
+            let mut enc = responses::StreamEncoder::new(responses_echo(), 1);
+            let mut out = Vec::new();
+            let mut refused = false;
+            for line in body.split(|b| *b == b'\n') {
+                if enc.chunk(line, &mut out).is_err() {
+                    let err = Error::new(502, Kind::Server, "upstream_stream_cut", "refused");
+                    enc.error(&err, &mut out);
+                    refused = true;
+                    break;
+                }
+            }
+            enc.finish(&mut out);
+            responses_events_well_formed(&out, refused);
+        }
+    }
+}
+
+/// The echo of a minimal request, for the answer-side modes.
+fn responses_echo() -> responses::Echo {
+    responses::ingress_request(br#"{"model":"m","input":"x"}"#)
+        .expect("a minimal request translates")
+        .echo
+}
+
+/// `response.created` and `response.in_progress` first, sequence numbers from 0 rising by
+/// one, every event's data a JSON object of its own type, exactly one terminal event, last.
+fn responses_events_well_formed(out: &[u8], refused: bool) {
+    let text = std::str::from_utf8(out).expect("events are UTF-8");
+    let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+    let mut kinds = Vec::with_capacity(events.len());
+    for (seq, e) in events.iter().enumerate() {
+        let (head, data) = e.split_once("\ndata: ").expect("event and data lines");
+        let kind = head.strip_prefix("event: ").expect("an event line");
+        let v = parse_json(data.as_bytes()).unwrap_or_else(|| panic!("data is not JSON: {data}"));
+        assert_eq!(v.get("type").and_then(|t| t.as_str()), Some(kind));
+        assert_eq!(
+            v.get("sequence_number").and_then(|n| n.as_u64()),
+            Some(seq as u64)
+        );
+        kinds.push(kind);
+    }
+    assert!(kinds.len() >= 3, "{kinds:?}");
+    assert_eq!(&kinds[..2], ["response.created", "response.in_progress"]);
+    let terminal = |k: &str| {
+        matches!(
+            k,
+            "response.completed" | "response.incomplete" | "response.failed"
+        )
+    };
+    assert_eq!(kinds.iter().filter(|k| terminal(k)).count(), 1, "{kinds:?}");
+    let last = kinds[kinds.len() - 1];
+    assert!(terminal(last), "{kinds:?}");
+    assert_eq!(last == "response.failed", refused, "{kinds:?}");
 }

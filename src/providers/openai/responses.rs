@@ -469,7 +469,7 @@ fn response(
 }
 
 /// Rewrites a canonical `chat.completion` body as a Responses `response` object.
-pub(crate) fn egress_response(
+pub fn egress_response(
     chat: &[u8],
     echo: &Echo,
     created: u64,
@@ -607,7 +607,7 @@ enum Item {
 
 /// Turns canonical chunk events into the Responses event sequence.
 #[derive(Debug)]
-pub(crate) struct StreamEncoder {
+pub struct StreamEncoder {
     echo: Echo,
     created: u64,
     seq: u64,
@@ -628,7 +628,7 @@ pub(crate) struct StreamEncoder {
 
 impl StreamEncoder {
     /// An encoder for one response, echoing `echo`.
-    pub(crate) fn new(echo: Echo, created: u64) -> Self {
+    pub fn new(echo: Echo, created: u64) -> Self {
         StreamEncoder {
             echo,
             created,
@@ -686,7 +686,7 @@ impl StreamEncoder {
     }
 
     /// One canonical chunk (the JSON after `data: `; never `[DONE]`).
-    pub(crate) fn chunk(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), TranslateError> {
+    pub fn chunk(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), TranslateError> {
         if self.done {
             return Ok(());
         }
@@ -912,7 +912,7 @@ impl StreamEncoder {
 
     /// The upstream finished: closes the open item, then `response.completed` (or
     /// `response.incomplete`). Idempotent.
-    pub(crate) fn finish(&mut self, out: &mut Vec<u8>) {
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
         if self.done {
             return;
         }
@@ -932,7 +932,7 @@ impl StreamEncoder {
     }
 
     /// A failure mid-stream: `response.failed` with the error (nothing may follow it).
-    pub(crate) fn error(&mut self, err: &Error, out: &mut Vec<u8>) {
+    pub fn error(&mut self, err: &Error, out: &mut Vec<u8>) {
         if self.done {
             return;
         }
