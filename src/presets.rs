@@ -481,6 +481,13 @@ pub(crate) fn speaks_responses(kind: &str) -> bool {
     matches!(kind, "openai" | "openrouter" | "xai")
 }
 
+/// Whether an OpenAI-family provider takes Anthropic's `cache_control` on chat content parts
+/// (OpenRouter passes it to the models that cache). Others reject unknown part members, so a
+/// translated request loses them there.
+pub(crate) fn takes_cache_control(kind: &str) -> bool {
+    kind == "openrouter"
+}
+
 /// Looks up a preset by its `kind` spelling.
 pub fn preset(kind: &str) -> Option<&'static Preset> {
     PRESETS.iter().find(|p| p.kind == kind)

@@ -24,6 +24,7 @@ both_drivers!(
     a_gemini_client_on_a_gemini_channel_sends_its_own_bytes,
     router_fields_in_an_anthropic_body_route_and_never_reach_the_upstream,
     an_http2_client_is_told_to_use_http11,
+    cache_breakpoints_cross_families_where_the_target_caches,
 );
 
 fn config(addr: SocketAddr) -> String {
@@ -259,4 +260,145 @@ fn an_http2_client_is_told_to_use_http11(driver: &str) {
     assert_eq!(&got[..9], &[0, 0, 0, 4, 0, 0, 0, 0, 0]);
     assert_eq!(&got[9..18], &[0, 0, 8, 7, 0, 0, 0, 0, 0]);
     assert_eq!(&got[18..], &[0, 0, 0, 0, 0, 0, 0, 0xd]);
+}
+
+/// Across families, a prompt-cache breakpoint (`cache_control`) survives where the target
+/// caches: an Anthropic client's reach an OpenRouter channel on the chat content parts, an
+/// OpenAI client's content parts reach an Anthropic channel as block breakpoints (the system
+/// prompt in block form); a provider that would refuse the member gets the request without it.
+fn cache_breakpoints_cross_families_where_the_target_caches(driver: &str) {
+    let m = mock(MockConfig {
+        record: true,
+        ..Default::default()
+    });
+    let addr = m.addr();
+    let gw = gateway(
+        driver,
+        &format!(
+            r#"
+[providers.or]
+kind = "openrouter"
+base_url = "http://{addr}/v1"
+
+[providers.oa]
+kind = "openai"
+base_url = "http://{addr}/v1"
+
+[providers.an]
+kind = "anthropic"
+base_url = "http://{addr}/v1"
+
+[providers.ge]
+kind = "gemini"
+base_url = "http://{addr}/v1beta"
+
+[[channels]]
+id = "ge-1"
+provider = "ge"
+api_key = "k"
+models = ["gemini-x"]
+
+[[channels]]
+id = "or-1"
+provider = "or"
+api_key = "k"
+models = ["or-model"]
+
+[[channels]]
+id = "oa-1"
+provider = "oa"
+api_key = "k"
+models = ["oa-model"]
+
+[[channels]]
+id = "an-1"
+provider = "an"
+api_key = "k"
+models = ["claude-x"]
+"#
+        ),
+    );
+    let messages = |model: &str| {
+        format!(
+            r#"{{"model":"{model}","max_tokens":64,
+"system":[{{"type":"text","text":"Long instructions.","cache_control":{{"type":"ephemeral"}}}},{{"type":"text","text":"More."}}],
+"messages":[{{"role":"user","content":[{{"type":"text","text":"a long document","cache_control":{{"type":"ephemeral"}}}},{{"type":"text","text":"question"}}]}}]}}"#
+        )
+    };
+    let parts_with_breakpoints = |v: &simd_json::OwnedValue| -> usize {
+        v["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m.get("content").and_then(|c| c.as_array()))
+            .flatten()
+            .filter(|p| p.get("cache_control").is_some())
+            .count()
+    };
+
+    // Anthropic client → OpenRouter: the breakpoints ride on the chat content parts.
+    drain(&m);
+    let r = Client::connect(gw.local_addr()).post(
+        "/v1/messages",
+        &[("anthropic-version", "2023-06-01")],
+        &messages("or-model"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut sent = upstream_body(&m, "/chat/completions");
+    let v = simd_json::to_owned_value(&mut sent).unwrap();
+    assert_eq!(parts_with_breakpoints(&v), 2, "{v}");
+    assert_eq!(
+        v["messages"][0]["content"][0]["cache_control"]["type"].as_str(),
+        Some("ephemeral"),
+        "the system breakpoint: {v}"
+    );
+
+    // Anthropic client → a provider without them: the same request, without the member.
+    let r = Client::connect(gw.local_addr()).post(
+        "/v1/messages",
+        &[("anthropic-version", "2023-06-01")],
+        &messages("oa-model"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = upstream_body(&m, "/chat/completions");
+    assert!(
+        memchr_find(&sent, b"cache_control").is_none(),
+        "{}",
+        String::from_utf8_lossy(&sent)
+    );
+    let mut sent = sent;
+    let v = simd_json::to_owned_value(&mut sent).unwrap();
+    assert_eq!(
+        v["messages"][1]["content"][0]["text"].as_str(),
+        Some("a long document")
+    );
+
+    // OpenAI client (content parts with breakpoints, OpenRouter style) → Anthropic blocks.
+    let chat = r#"{"model":"claude-x","messages":[
+{"role":"system","content":[{"type":"text","text":"Long instructions.","cache_control":{"type":"ephemeral"}}]},
+{"role":"user","content":[{"type":"text","text":"a long document","cache_control":{"type":"ephemeral","ttl":"1h"}},{"type":"text","text":"question"}]}]}"#;
+    let r = Client::connect(gw.local_addr()).post("/v1/chat/completions", &[], chat);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut sent = upstream_body(&m, "/messages");
+    let v = simd_json::to_owned_value(&mut sent).unwrap();
+    assert_eq!(
+        v["system"][0]["text"].as_str(),
+        Some("Long instructions."),
+        "{v}"
+    );
+    assert_eq!(
+        v["system"][0]["cache_control"]["type"].as_str(),
+        Some("ephemeral")
+    );
+    let blocks = v["messages"][0]["content"].as_array().unwrap();
+    assert_eq!(
+        blocks[0]["cache_control"]["ttl"].as_str(),
+        Some("1h"),
+        "{v}"
+    );
+    assert!(blocks[1].get("cache_control").is_none());
+}
+
+fn memchr_find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }

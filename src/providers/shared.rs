@@ -121,12 +121,22 @@ pub(crate) fn collapse_text(parts: Vec<Json>) -> Json {
         && let Some(text) = parts
             .first()
             .filter(|p| p.get("type").and_then(|t| t.as_str()) == Some("text"))
+            .filter(|p| p.get("cache_control").is_none())
             .and_then(|p| p.get("text"))
             .and_then(|t| t.as_str())
     {
         return text.into();
     }
     parts.into()
+}
+
+/// `part` with the `cache_control` of `from` (an Anthropic block or a canonical content part),
+/// if it has one: a prompt-cache breakpoint survives translation where the target caches.
+pub(crate) fn with_cache_control(mut part: Json, from: &Json) -> Json {
+    if let Some(c) = from.get("cache_control") {
+        set(&mut part, "cache_control", c.clone());
+    }
+    part
 }
 
 /// `data:<mime>[;params];base64,<data>` -> (mime, data); parameters before `;base64` (e.g.

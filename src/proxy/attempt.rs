@@ -9,13 +9,15 @@
 
 use std::time::{Duration, Instant};
 
+use simd_json::prelude::*;
+
 use super::failure::{Cause, Kept, Stage, UpstreamError};
 use super::{Call, Endpoint, MAX_ERROR_BODY, MAX_RESPONSE_HEAD, relay};
 use crate::channel::Channel;
 use crate::error::Error;
 use crate::h1::head::ResponseHead;
 use crate::json;
-use crate::providers::openai::ingress::Edit;
+use crate::providers::openai::ingress::{Edit, Features, JsonScratch, extract};
 use crate::providers::{Family, anthropic, gemini};
 use crate::server::Request;
 use crate::upstream::Conn;
@@ -40,8 +42,20 @@ pub(super) fn build_request(
     request_id: &[u8],
     native: Option<&[u8]>,
 ) -> Result<bool, Error> {
-    let (body, f) = (call.body, call.features);
+    let (mut body, mut f) = (call.body, call.features);
     let endpoint = call.wire_endpoint(native.is_some());
+    // An Anthropic client's cache breakpoints travel on the canonical content parts; an
+    // OpenAI-family provider that does not take them would refuse the unknown member.
+    let uncached;
+    if native.is_none()
+        && ch.family == Family::OpenAi
+        && call.client == Family::Anthropic
+        && !crate::presets::takes_cache_control(&ch.kind)
+        && memchr::memmem::find(body, b"\"cache_control\"").is_some()
+    {
+        uncached = without_cache_control(body)?;
+        (body, f) = (&uncached.0, &uncached.1);
+    }
     out.clear();
     let mut translated = Vec::new();
     // Usage is never optional: every stream that can carry it asks for it, whatever the
@@ -190,6 +204,32 @@ pub(super) fn build_request(
     }
     out.extend_from_slice(&body[at..]);
     Ok(inject && brace.is_some())
+}
+
+/// A canonical chat body without `cache_control` on any message's content parts, and its
+/// features (the edits' ranges are into the new body).
+fn without_cache_control(body: &[u8]) -> Result<(Vec<u8>, Features), Error> {
+    let mut copy = body.to_vec();
+    let mut v = simd_json::to_owned_value(&mut copy).map_err(|e| {
+        Error::bad_request(
+            "invalid_json",
+            format!("The request body is not valid JSON ({e})."),
+        )
+    })?;
+    if let Some(messages) = v.get_mut("messages").and_then(|m| m.as_array_mut()) {
+        for m in messages {
+            if let Some(parts) = m.get_mut("content").and_then(|c| c.as_array_mut()) {
+                for p in parts {
+                    if let Some(o) = p.as_object_mut() {
+                        o.remove("cache_control");
+                    }
+                }
+            }
+        }
+    }
+    let out = v.encode().into_bytes();
+    let f = extract(&out, &mut JsonScratch::default())?;
+    Ok((out, f))
 }
 
 /// `native` with its top-level `model` value replaced by `model` (as a JSON string) and its

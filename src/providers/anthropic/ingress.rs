@@ -20,7 +20,7 @@ use crate::providers::TranslateError;
 use crate::providers::openai::wire::{Finish, read_usage, tool_call};
 use crate::providers::shared::{
     bad, collapse_text, first_choice, object_of_str, parse, parse_client, present, set, str_field,
-    stream_flag, tool_list,
+    stream_flag, tool_list, with_cache_control,
 };
 use crate::tokens::{Usage, estimate};
 
@@ -90,11 +90,10 @@ pub fn ingress_request(body: &[u8]) -> Result<Vec<u8>, Error> {
     };
 
     let mut msgs: Vec<OwnedValue> = Vec::with_capacity(messages.len() + 1);
-    if let Some(system) = present(req.get("system")) {
-        let text = ingress_system(system)?;
-        if !text.is_empty() {
-            msgs.push(json!({"role": "system", "content": text}));
-        }
+    if let Some(system) = present(req.get("system"))
+        && let Some(content) = ingress_system(system)?
+    {
+        msgs.push(json!({"role": "system", "content": content}));
     }
     for (i, m) in messages.iter().enumerate() {
         let invalid = || {
@@ -214,10 +213,12 @@ pub fn ingress_request(body: &[u8]) -> Result<Vec<u8>, Error> {
     Ok(out.encode().into_bytes())
 }
 
-/// The top-level `system`: a string or text blocks, joined.
-fn ingress_system(system: &OwnedValue) -> Result<String, Error> {
+/// The top-level `system` as a system message's content: a string or text blocks, joined —
+/// or, when a block marks a prompt-cache breakpoint (`cache_control`), text parts that keep
+/// it. None when it holds no text.
+fn ingress_system(system: &OwnedValue) -> Result<Option<OwnedValue>, Error> {
     if let Some(s) = system.as_str() {
-        return Ok(s.to_string());
+        return Ok((!s.is_empty()).then(|| s.into()));
     }
     let invalid = || {
         bad(
@@ -230,10 +231,21 @@ fn ingress_system(system: &OwnedValue) -> Result<String, Error> {
     for b in blocks {
         let text = b.get("text").and_then(|t| t.as_str()).ok_or_else(invalid)?;
         if !text.is_empty() {
-            texts.push(text);
+            texts.push((text, b));
         }
     }
-    Ok(texts.join(SYSTEM_JOIN))
+    if texts.is_empty() {
+        return Ok(None);
+    }
+    if texts.iter().any(|(_, b)| b.get("cache_control").is_some()) {
+        let parts: Vec<OwnedValue> = texts
+            .iter()
+            .map(|(t, b)| with_cache_control(json!({"type": "text", "text": *t}), b))
+            .collect();
+        return Ok(Some(parts.into()));
+    }
+    let joined: Vec<&str> = texts.iter().map(|(t, _)| *t).collect();
+    Ok(Some(joined.join(SYSTEM_JOIN).into()))
 }
 
 /// The blocks of a user turn: its tool results become `tool` messages first (OpenAI puts them
@@ -245,8 +257,11 @@ fn ingress_user(blocks: &[OwnedValue], i: usize, msgs: &mut Vec<OwnedValue>) -> 
     let mut parts = Vec::with_capacity(blocks.len());
     for (j, b) in blocks.iter().enumerate() {
         match b.get("type").and_then(|t| t.as_str()) {
-            Some("text") => parts.push(json!({"type": "text", "text": block_text(b, i, j)?})),
-            Some("image") => parts.push(image_part(b, i, j)?),
+            Some("text") => parts.push(with_cache_control(
+                json!({"type": "text", "text": block_text(b, i, j)?}),
+                b,
+            )),
+            Some("image") => parts.push(with_cache_control(image_part(b, i, j)?, b)),
             Some("tool_result") => {
                 let (msg, images) = tool_message(b, i, j)?;
                 msgs.push(msg);

@@ -52,7 +52,7 @@ pub fn encode_request(chat: &OwnedValue, model: &str, out: &mut Vec<u8>) -> Resu
         }
     };
 
-    let mut system: Vec<String> = Vec::new();
+    let mut system: Vec<OwnedValue> = Vec::new();
     let mut turns: Vec<Turn> = Vec::new();
     for (i, msg) in messages.iter().enumerate() {
         let role = msg.get("role").and_then(|r| r.as_str()).ok_or_else(|| {
@@ -67,10 +67,7 @@ pub fn encode_request(chat: &OwnedValue, model: &str, out: &mut Vec<u8>) -> Resu
             // Anthropic has one top-level system prompt; instructions given mid-conversation
             // still belong there rather than being dropped.
             "system" | "developer" => {
-                let text = system_text(msg.get("content"), i)?;
-                if !text.is_empty() {
-                    system.push(text);
-                }
+                system.extend(system_blocks(msg.get("content"), i)?);
             }
             "user" => {
                 let blocks = content_blocks(msg.get("content"), i)?;
@@ -124,8 +121,15 @@ pub fn encode_request(chat: &OwnedValue, model: &str, out: &mut Vec<u8>) -> Resu
         "messages": messages,
         "max_tokens": max_tokens,
     });
-    if !system.is_empty() {
-        set(&mut body, "system", system.join(SYSTEM_JOIN).into());
+    if system.iter().any(|b| b.get("cache_control").is_some()) {
+        // A cache breakpoint needs the block form: one text block per system text.
+        set(&mut body, "system", system.into());
+    } else if !system.is_empty() {
+        let texts: Vec<&str> = system
+            .iter()
+            .filter_map(|b| b.get("text").and_then(|t| t.as_str()))
+            .collect();
+        set(&mut body, "system", texts.join(SYSTEM_JOIN).into());
     }
     if let Some(t) = present(req.get("temperature")) {
         let t = number(t, "temperature")?;
@@ -171,13 +175,14 @@ pub fn encode_request(chat: &OwnedValue, model: &str, out: &mut Vec<u8>) -> Resu
     Ok(())
 }
 
-/// The text of a system/developer message: a string or text parts, joined.
-fn system_text(content: Option<&OwnedValue>, i: usize) -> Result<String, Error> {
+/// A system/developer message as Anthropic text blocks (a string or text parts; empty texts
+/// left out), each part's `cache_control` kept.
+fn system_blocks(content: Option<&OwnedValue>, i: usize) -> Result<Vec<OwnedValue>, Error> {
     let Some(content) = present(content) else {
-        return Ok(String::new());
+        return Ok(Vec::new());
     };
     if let Some(s) = content.as_str() {
-        return Ok(s.to_string());
+        return Ok(text_block(s).into_iter().collect());
     }
     let parts = content.as_array().ok_or_else(|| {
         bad(
@@ -185,10 +190,12 @@ fn system_text(content: Option<&OwnedValue>, i: usize) -> Result<String, Error> 
             format!("messages[{i}].content must be a string or an array of text parts."),
         )
     })?;
-    let mut texts = Vec::with_capacity(parts.len());
+    let mut blocks = Vec::with_capacity(parts.len());
     for (j, part) in parts.iter().enumerate() {
         match part.get("text").and_then(|t| t.as_str()) {
-            Some(t) if !t.is_empty() => texts.push(t),
+            Some(t) if !t.is_empty() => blocks.extend(
+                text_block(t).map(|b| crate::providers::shared::with_cache_control(b, part)),
+            ),
             Some(_) => {}
             None => {
                 return Err(bad(
@@ -198,7 +205,7 @@ fn system_text(content: Option<&OwnedValue>, i: usize) -> Result<String, Error> 
             }
         }
     }
-    Ok(texts.join(SYSTEM_JOIN))
+    Ok(blocks)
 }
 
 /// User (and tool-result) content as Anthropic blocks: text and images.
@@ -225,7 +232,9 @@ fn content_blocks(content: Option<&OwnedValue>, i: usize) -> Result<Vec<OwnedVal
                         format!("messages[{i}].content[{j}].text must be a string."),
                     )
                 })?;
-                blocks.extend(text_block(text));
+                blocks.extend(
+                    text_block(text).map(|b| crate::providers::shared::with_cache_control(b, part)),
+                );
             }
             Some("image_url") => {
                 let image = part.get("image_url");
@@ -238,7 +247,10 @@ fn content_blocks(content: Option<&OwnedValue>, i: usize) -> Result<Vec<OwnedVal
                             format!("messages[{i}].content[{j}].image_url.url must be a string."),
                         )
                     })?;
-                blocks.push(image_block(url, i, j)?);
+                blocks.push(crate::providers::shared::with_cache_control(
+                    image_block(url, i, j)?,
+                    part,
+                ));
             }
             other => {
                 return Err(bad(

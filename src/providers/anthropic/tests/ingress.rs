@@ -50,7 +50,11 @@ fn ingress_full_request() {
         "model": "claude-sonnet-4-5",
         "max_tokens": 2048,
         "messages": [
-            {"role": "system", "content": "You are a helpful assistant.\n\nBe brief."},
+            // A cache breakpoint keeps the system prompt in parts (OpenRouter and Anthropic
+            // upstreams honour it; other providers get it without the member).
+            {"role": "system", "content": [
+                {"type": "text", "text": "You are a helpful assistant.", "cache_control": {"type": "ephemeral"}},
+                {"type": "text", "text": "Be brief."}]},
             {"role": "user", "content": [
                 {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
                 {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
