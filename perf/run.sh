@@ -4,6 +4,8 @@
 #
 #   bash perf/run.sh                      # ~4 minutes of measuring after the build
 #   ROUNDS=3 DURATION=3 bash perf/run.sh  # quicker, noisier
+#   PINNING=unpinned bash perf/run.sh     # nothing under taskset (how most hosts run it)
+#   PINNING=both bash perf/run.sh         # the pinned run, then the unpinned one
 #
 # Every figure that matters is a ratio against a reference measured in the same run on the same
 # box (DESIGN §8): absolute req/s on a shared 2-vCPU VM mean little from one day to the next.
@@ -30,6 +32,17 @@ UPSTREAM_POOL=${UPSTREAM_POOL:-64}
 # measures the proxy without it (daily counters are kept either way).
 USAGE_LOG=${USAGE_LOG:-true}
 PERF_TIMEOUT=${PERF_TIMEOUT:-900}  # hard ceiling for the whole script, build included
+# `pinned` (default): wrk on one CPU, every server on the other, by taskset. `unpinned`: no
+# taskset on anything — the scheduler places wrk, nginx and the gateway as it would on a host;
+# the gateway's own `pin_workers` is PIN_WORKERS (default true, as shipped). `both`: one run of
+# each, two results files.
+PINNING=${PINNING:-pinned}
+PIN_WORKERS=${PIN_WORKERS:-true}
+if [[ $PINNING == both ]]; then
+    PINNING=pinned bash "$0" "$@" || exit $?
+    exec env PINNING=unpinned bash "$0" "$@"
+fi
+[[ $PINNING == pinned || $PINNING == unpinned ]] || { echo "PINNING must be pinned, unpinned or both" >&2; exit 1; }
 
 # Overall guard. --foreground keeps Ctrl-C working from a terminal; on expiry only this script
 # gets TERM, and its EXIT trap stops everything it started (each wrk has its own timeout too).
@@ -66,7 +79,12 @@ mv "$PERF_DIR/.build.log" "$WORK/build.log"
 # each get the same single core, shared with the upstream exactly as the other is. With a
 # single CPU nothing is pinned (and the results say so).
 pin_layout
-if ((CLIENT_CPU != SERVER_CPU)); then
+if [[ $PINNING == unpinned ]]; then
+    PIN_CLIENT=()
+    PIN_SERVER=()
+    PIN_UPSTREAM=()
+    LAYOUT="unpinned: no taskset on wrk, nginx or the gateway; gateway pin_workers = $PIN_WORKERS (cold starts still place the gateway on CPU $SERVER_CPU)"
+elif ((CLIENT_CPU != SERVER_CPU)); then
     PIN_CLIENT=(taskset -c "$CLIENT_CPU")
     PIN_SERVER=(taskset -c "$SERVER_CPU")
     if [[ $UPSTREAM_CPU == client ]]; then
@@ -136,7 +154,8 @@ wait_200 "$PX_PID" POST "$URL_NGINX"
 # thread inside that one-CPU mask.
 rm -rf "$WORK/state-1" "$WORK/state-2"
 render "$PERF_DIR/gateway.toml.tmpl" "$WORK/gateway-1.toml" LISTEN="127.0.0.1:$P_GW" WORKERS=1 \
-    UPSTREAM_PORT="$P_UP" POOL="$UPSTREAM_POOL" STATE="$WORK/state-1" USAGE_LOG="$USAGE_LOG"
+    UPSTREAM_PORT="$P_UP" POOL="$UPSTREAM_POOL" STATE="$WORK/state-1" USAGE_LOG="$USAGE_LOG" \
+    PIN_WORKERS="$PIN_WORKERS"
 "$BIN" check --config "$WORK/gateway-1.toml" >"$WORK/gateway-check.txt" || die "gateway config (see $WORK/gateway-check.txt)"
 "${PIN_SERVER[@]}" "$BIN" --config "$WORK/gateway-1.toml" --workers 1 >"$WORK/gateway-1.log" 2>&1 &
 GW_PID=$!
@@ -229,7 +248,8 @@ GW_RSS_LOADED=$(rss_kib "$GW_PID" VmRSS)
 GW_HWM_LOADED=$(rss_kib "$GW_PID" VmHWM)
 
 render "$PERF_DIR/gateway.toml.tmpl" "$WORK/gateway-2.toml" LISTEN="127.0.0.1:$P_GW2" WORKERS=2 \
-    UPSTREAM_PORT="$P_UP" POOL="$UPSTREAM_POOL" STATE="$WORK/state-2" USAGE_LOG="$USAGE_LOG"
+    UPSTREAM_PORT="$P_UP" POOL="$UPSTREAM_POOL" STATE="$WORK/state-2" USAGE_LOG="$USAGE_LOG" \
+    PIN_WORKERS="$PIN_WORKERS"
 "$BIN" --config "$WORK/gateway-2.toml" --workers 2 >"$WORK/gateway-2.log" 2>&1 &
 GW2_PID=$!
 PIDS+=("$GW2_PID")
@@ -284,7 +304,7 @@ timeout -k 5 120 python3 "$PERF_DIR/control.py" "$BIN" "$WORK/gateway-warm.toml"
     printf 'rss_idle_2w_kib\t%s\n' "$GW_RSS_IDLE2"
 } >"$DATA/meta.tsv"
 
-OUT=$RESULTS_DIR/$(date '+%Y-%m-%d')-$(hostname).md
+OUT=$RESULTS_DIR/$(date '+%Y-%m-%d')-$(hostname)$([[ $PINNING == unpinned ]] && echo "-unpinned-pw-$PIN_WORKERS").md
 rc=0
 python3 "$PERF_DIR/report.py" "$DATA" "$OUT" || rc=$?
 log "results: $OUT"
