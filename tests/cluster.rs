@@ -295,7 +295,8 @@ fn an_endpoint_a_provider_lacks_is_known_to_the_whole_fleet() {
         &[("authorization", auth.as_str())],
         r#"{"model":"m","input":"hi"}"#,
     );
-    assert_eq!(r.status, 404, "{}", r.text());
+    // Served translated to chat after the provider's 404 on /responses.
+    assert_eq!(r.status, 200, "{}", r.text());
     // B learns the (channel, endpoint) scope — and only it: its chat still goes through.
     eventually(
         Duration::from_secs(5),
@@ -315,6 +316,19 @@ fn an_endpoint_a_provider_lacks_is_known_to_the_whole_fleet() {
     );
     let mut cb = Client::connect(b.local_addr());
     assert_eq!(chat(&mut cb, &[]).status, 200);
+    // B no longer asks the provider's /responses: it translates at once.
+    drain(&m);
+    let r = Client::connect(b.local_addr()).post(
+        "/v1/responses",
+        &[("authorization", auth.as_str())],
+        r#"{"model":"m","input":"hi"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let paths: Vec<String> = requests(&drain(&m))
+        .iter()
+        .map(|r| r.path().to_string())
+        .collect();
+    assert_eq!(paths, ["/v1/chat/completions"]);
     // Clearing on B clears it on A.
     admin(&b, "DELETE", "/admin/cooldowns", None, "");
     eventually(Duration::from_secs(5), "A cleared too", || {
