@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# End-to-end tests of the gateway with the official OpenAI and Anthropic Python SDKs.
+# End-to-end tests of the gateway with the official OpenAI, Anthropic and Google GenAI Python SDKs.
 # Usage: tests/sdk/run.sh [BINARY] [unittest args...]   (default BINARY: target/debug/smart-ai-router)
-# Both suites always run (each starts its own mock and gateway); the exit status is non-zero
-# when either fails. unittest args (e.g. -k NAME) are passed to both.
+# Every suite always runs (each starts its own mock and gateway); the exit status is non-zero
+# when any fails. unittest args (e.g. -k NAME) are passed to each.
 set -euo pipefail
 
 BINARY=""
@@ -40,10 +40,13 @@ install() { # MODULE PIN
 install openai 'openai>=1.50,<3'
 # Recent enough that messages.count_tokens is out of beta (client.messages, not client.beta).
 install anthropic 'anthropic>=0.50,<1'
+# google-genai with its default api_version (v1) is what the Gemini ingress on /v1 is for.
+install google.genai 'google-genai>=1.40,<4'
 
 failed=()
 "$VENV/bin/python" tests/sdk/test_openai_sdk.py "$BINARY" "$@" || failed+=(openai)
 "$VENV/bin/python" tests/sdk/test_anthropic_sdk.py "$BINARY" "$@" || failed+=(anthropic)
+"$VENV/bin/python" tests/sdk/test_genai_sdk.py "$BINARY" "$@" || failed+=(genai)
 if [[ ${#failed[@]} -gt 0 ]]; then
     echo "SDK end-to-end tests failed: ${failed[*]}" >&2
     exit 1
