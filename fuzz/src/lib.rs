@@ -486,9 +486,11 @@ pub fn model_expr(data: &[u8]) {
 // ---- client request translation (Anthropic / Gemini ingress, upstream encoders) ----
 
 /// The request translators. Selector `% 4`: 0 Anthropic ingress, 1 Anthropic `count_tokens`,
-/// 2 Gemini ingress (bit 2: streaming), 3 the OpenAI → Anthropic and → Gemini encoders. Whatever
-/// ingress accepts is a chat request the gateway's own extraction accepts, and every translated
-/// body is JSON.
+/// 2 Gemini ingress, 3 the OpenAI → Anthropic and → Gemini encoders. In mode 2, `(sel >> 3) % 3`
+/// picks `:generateContent` (bit 2: streaming), `:countTokens` or `:embedContent` (bit 2:
+/// `:batchEmbedContents`). Whatever ingress accepts is a chat request the gateway's own
+/// extraction accepts (an embeddings request for embeddings), and every translated body is
+/// JSON.
 pub fn request_translate(data: &[u8]) {
     let Some((&sel, body)) = data.split_first() else {
         return;
@@ -505,11 +507,32 @@ pub fn request_translate(data: &[u8]) {
                 assert!(v.get("input_tokens").and_then(|n| n.as_u64()).is_some());
             }
         }
-        2 => {
-            if let Ok(chat_body) = gemini::ingress_request(body, "m", sel & 4 != 0) {
-                ingress_is_a_chat_request(&chat_body, Some("m"));
+        2 => match (sel >> 3) % 3 {
+            0 => {
+                if let Ok(chat_body) = gemini::ingress_request(body, "m", sel & 4 != 0) {
+                    ingress_is_a_chat_request(&chat_body, Some("m"));
+                }
             }
-        }
+            1 => {
+                if let Ok(chat_body) = gemini::count_tokens_request(body, "m") {
+                    ingress_is_a_chat_request(&chat_body, Some("m"));
+                }
+            }
+            _ => {
+                let batch = sel & 4 != 0;
+                if let Ok(req) = gemini::embed_request(body, "m", batch) {
+                    let v = parse_json(&req).unwrap_or_else(|| {
+                        panic!("embed_request produced invalid JSON: {}", lossy(&req))
+                    });
+                    assert_eq!(v.get("model").and_then(|m| m.as_str()), Some("m"));
+                    let input = v.get("input").expect("an embeddings request has an input");
+                    assert_eq!(input.as_array().is_some(), batch, "{}", lossy(&req));
+                    let f = chat::extract(&req, &mut JsonScratch::default())
+                        .unwrap_or_else(|e| panic!("embeddings request refused by extract: {e:?}"));
+                    assert_eq!(&*f.model, "m");
+                }
+            }
+        },
         _ => {
             if let Some(v) = parse_json(body) {
                 encode_upstream(&v);

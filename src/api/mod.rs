@@ -1,12 +1,13 @@
 //! The HTTP surface (DESIGN.md §4a): dispatch by path and method, the gateway's own endpoints
 //! (`/`, `/health`, `/v1/models`, CORS preflight), and the entry into proxying for
-//! `/v1/chat/completions`.
+//! `/v1/chat/completions` and the other ingress dialects (`gemini` has the Gemini paths).
 //!
 //! Invariants: every answer goes through the exchange's `Responder` (so `Date`, `x-request-id`,
 //! CORS and `Connection` are always right); unknown paths are 404 and known paths with the wrong
-//! method 405, both OpenAI-shaped. Paths are also accepted without the `/v1` prefix.
-//! Not here: upstream I/O (`proxy`), head/body reading (`server`).
+//! method 405, OpenAI-shaped (Gemini-shaped on Gemini paths). Paths are also accepted without
+//! the `/v1` prefix. Not here: upstream I/O (`proxy`), head/body reading (`server`).
 
+pub(crate) mod gemini;
 pub(crate) mod route;
 
 use std::rc::Rc;
@@ -15,7 +16,7 @@ use crate::error::Error;
 use crate::h1::head::Method;
 use crate::json;
 use crate::providers::openai::ingress as chat;
-use crate::providers::{Family, anthropic, gemini};
+use crate::providers::{Family, anthropic};
 use crate::proxy::Endpoint;
 use crate::server::{Admitted, Exchange, Refusal, Request};
 use crate::snapshot::Snapshot;
@@ -40,8 +41,8 @@ pub(crate) enum Route {
     /// Anthropic Messages ingress.
     Messages,
     CountTokens,
-    /// Gemini ingress: `/v1beta/models/{model}:generateContent` or `:streamGenerateContent`.
-    Gemini,
+    /// Gemini ingress: `/v1beta/…` and `/v1/models/{model}:{action}` (see [`gemini`]).
+    Gemini(gemini::Action),
     /// An OpenAI endpoint this gateway does not serve (yet): a documented 404.
     Unsupported,
     DryRun,
@@ -54,7 +55,10 @@ impl Route {
             Route::Root | Route::Health | Route::Models | Route::Model => {
                 matches!(m, Method::Get | Method::Head)
             }
-            Route::Unsupported | Route::StoredResponse => true,
+            Route::Gemini(a) if a.is_get() => matches!(m, Method::Get | Method::Head),
+            Route::Unsupported | Route::StoredResponse | Route::Gemini(gemini::Action::Unknown) => {
+                true
+            }
             _ => m == Method::Post,
         }
     }
@@ -62,7 +66,7 @@ impl Route {
     pub(crate) fn family(self) -> Family {
         match self {
             Route::Messages | Route::CountTokens => Family::Anthropic,
-            Route::Gemini => Family::Gemini,
+            Route::Gemini(_) => Family::Gemini,
             _ => Family::OpenAi,
         }
     }
@@ -70,6 +74,7 @@ impl Route {
     fn allow_header(self) -> &'static str {
         match self {
             Route::Root | Route::Health | Route::Models | Route::Model => "GET, HEAD, OPTIONS",
+            Route::Gemini(a) if a.is_get() => "GET, HEAD, OPTIONS",
             _ => "POST, OPTIONS",
         }
     }
@@ -115,12 +120,6 @@ fn route(path: &[u8]) -> Option<Route> {
         b"/messages" => Some(Route::Messages),
         b"/messages/count_tokens" => Some(Route::CountTokens),
         b"/route" => Some(Route::DryRun),
-        _ if path.starts_with(b"/v1beta/models/")
-            && (path.ends_with(b":generateContent")
-                || path.ends_with(b":streamGenerateContent")) =>
-        {
-            Some(Route::Gemini)
-        }
         _ if UNSUPPORTED
             .iter()
             .any(|u| p == *u || (p.starts_with(u) && p.get(u.len()) == Some(&b'/'))) =>
@@ -157,7 +156,15 @@ fn judge_head<'s>(
         });
     }
     let method = || String::from_utf8_lossy(&buf[head.method_text.clone()]).into_owned();
-    let Some(r) = route(path) else {
+    let gemini_client = gemini::speaks_gemini(head, buf);
+    let r = match gemini::action(head.method, path, gemini_client) {
+        Some(gemini::Action::Unknown) => {
+            return refuse(gemini::unknown(&method(), path), Family::Gemini, (b"", b""));
+        }
+        Some(a) => Some(Route::Gemini(a)),
+        None => route(path),
+    };
+    let Some(r) = r else {
         let e = Error::unknown_route(&method(), &String::from_utf8_lossy(path));
         return refuse(e, Family::OpenAi, (b"", b""));
     };
@@ -178,10 +185,11 @@ fn judge_head<'s>(
         Ok(c) => c,
         Err(e) => return refuse(e, family, (b"www-authenticate", b"Bearer")),
     };
-    if r == Route::Gemini
+    if let Route::Gemini(a) = r
+        && a.names_model()
         && let Some(allowed) = client.and_then(|c| c.allowed.as_deref())
     {
-        let (model, _) = gemini_call(path);
+        let model = gemini::model_of(path, a);
         if let Some(e) = outside_allowance(snap, &model, allowed) {
             return refuse(e, family, (b"", b""));
         }
@@ -207,19 +215,6 @@ fn outside_allowance(snap: &Snapshot, model: &str, allowed: &[u64]) -> Option<Er
         ))
         .into_error()
     })
-}
-
-/// The model and streaming flag of a Gemini path (`/v1beta/models/{model}:generateContent`).
-fn gemini_call(path: &[u8]) -> (String, bool) {
-    let rest = path.strip_prefix(b"/v1beta/models/").unwrap_or(path);
-    let (model, stream) = match rest.strip_suffix(b":streamGenerateContent") {
-        Some(m) => (m, true),
-        None => (
-            rest.strip_suffix(b":generateContent").unwrap_or(rest),
-            false,
-        ),
-    };
-    (crate::h1::percent_decode(model), stream)
 }
 
 /// The gateway's API as the server's [`crate::server::Handler`]: [`judge_head`] on the head,
@@ -332,13 +327,36 @@ async fn handle(
             Ok(body) => ex.out.send_json(200, &body).await,
             Err(e) => ex.out.send_error(&e).await,
         },
-        Route::Gemini => {
-            let (model, stream) = gemini_call(path);
-            match gemini::ingress_request(req.body, &model, stream) {
-                Ok(body) => translated(worker, snap, req, &body, Family::Gemini, ex).await,
-                Err(e) => ex.out.send_error(&e).await,
+        Route::Gemini(a) => match a {
+            gemini::Action::Models => gemini::models(snap, req, ex).await,
+            gemini::Action::Model => gemini::model(snap, req, ex).await,
+            gemini::Action::CountTokens => gemini::count_tokens(worker, req, ex).await,
+            gemini::Action::Embed | gemini::Action::BatchEmbed => {
+                let model = gemini::model_of(path, a);
+                let batch = a == gemini::Action::BatchEmbed;
+                match crate::providers::gemini::embed_request(req.body, &model, batch) {
+                    Ok(body) => {
+                        let client = (Family::Gemini, batch);
+                        openai_form(worker, snap, req, ex, &body, Endpoint::Embeddings, client)
+                            .await
+                    }
+                    Err(e) => ex.out.send_error(&e).await,
+                }
             }
-        }
+            // Unknown is refused on the head; answered the same here all the same.
+            gemini::Action::Unknown => {
+                let m = String::from_utf8_lossy(&req.buf[req.head.method_text.clone()]);
+                ex.out.send_error(&gemini::unknown(&m, path)).await
+            }
+            gemini::Action::Generate | gemini::Action::Stream => {
+                let model = gemini::model_of(path, a);
+                let stream = a == gemini::Action::Stream;
+                match crate::providers::gemini::ingress_request(req.body, &model, stream) {
+                    Ok(body) => translated(worker, snap, req, &body, Family::Gemini, ex).await,
+                    Err(e) => ex.out.send_error(&e).await,
+                }
+            }
+        },
         Route::Unsupported => {
             let e = Error::new(
                 404,
@@ -365,14 +383,18 @@ fn authenticate<'s>(
     r: Route,
 ) -> Result<Option<&'s crate::auth::Client>, Error> {
     use crate::auth::Verdict;
+    let gemini = matches!(r, Route::Gemini(_));
     let presented = crate::auth::presented(|n| head.header(buf, n)).or_else(|| {
-        (r == Route::Gemini)
+        gemini
             .then(|| crate::auth::query_key(&buf[head.target.clone()]))
             .flatten()
     });
     let why = match snap.clients.check(presented, crate::clock::now_ms()) {
         Verdict::Open => return Ok(None),
         Verdict::Key(i) => return Ok(snap.clients.get(i)),
+        Verdict::Missing if gemini => {
+            "No API key was sent; send one as `x-goog-api-key: KEY` (or `?key=KEY`, or `Authorization: Bearer KEY`)."
+        }
         Verdict::Missing => {
             "No API key was sent; send one as `Authorization: Bearer KEY` (or `x-api-key: KEY`)."
         }
@@ -387,7 +409,6 @@ fn authenticate<'s>(
     ))
 }
 
-/// Ranks without sending anything (no round-robin or trial state changes).
 /// An OpenAI-format request: routed with the client's own bytes.
 async fn openai(
     worker: &Rc<Worker>,
@@ -396,9 +417,25 @@ async fn openai(
     ex: &mut Exchange<'_>,
     endpoint: Endpoint,
 ) {
+    let client = (Family::OpenAi, false);
+    openai_form(worker, snap, req, ex, req.body, endpoint, client).await
+}
+
+/// A request in OpenAI's form for `endpoint` — the client's own bytes, or a translation
+/// (a Gemini embeddings request) — answered in `client.0`'s family; `client.1`: the Gemini
+/// embeddings request was a batch.
+async fn openai_form(
+    worker: &Rc<Worker>,
+    snap: &SnapshotRef,
+    req: &Request<'_>,
+    ex: &mut Exchange<'_>,
+    body: &[u8],
+    endpoint: Endpoint,
+    client: (Family, bool),
+) {
     let features = {
         let mut scratch = worker.json.borrow_mut();
-        chat::extract(req.body, &mut scratch)
+        chat::extract(body, &mut scratch)
     };
     match features {
         Ok(mut f) => {
@@ -407,12 +444,13 @@ async fn openai(
                 f.stream = false;
             }
             let call = crate::proxy::Call {
-                body: req.body,
+                body,
                 features: &f,
-                client: Family::OpenAi,
+                client: client.0,
                 endpoint,
                 native: None,
                 responses: None,
+                embedding_batch: client.1,
             };
             crate::proxy::forward(worker, snap, req, call, ex).await
         }
@@ -449,6 +487,7 @@ async fn responses(
                 endpoint: Endpoint::Responses,
                 native: Some(req.body),
                 responses: Some(&ingress),
+                embedding_batch: false,
             };
             crate::proxy::forward(worker, snap, req, call, ex).await
         }
@@ -479,6 +518,7 @@ async fn translated(
                 // A channel of the client's own family gets the client's own bytes.
                 native: Some(req.body),
                 responses: None,
+                embedding_batch: false,
             };
             crate::proxy::forward(worker, snap, req, call, ex).await
         }
@@ -486,6 +526,7 @@ async fn translated(
     }
 }
 
+/// Ranks without sending anything (no round-robin or trial state changes).
 fn dry_run(
     worker: &Worker,
     snap: &crate::snapshot::Snapshot,

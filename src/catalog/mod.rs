@@ -44,6 +44,8 @@ pub struct Entry {
     pub caps: Caps,
     /// Context length in tokens (0: unknown).
     pub context: u32,
+    /// Longest answer in tokens, when discovery reported it (0: unknown).
+    pub max_output: u32,
     /// Parameters in millions (0: unknown).
     pub params_m: u32,
     /// Price, when known.
@@ -516,6 +518,7 @@ fn entry(
             .and_then(|i| i.context)
             .or(disc.and_then(|d| d.context))
             .unwrap_or(id.context),
+        max_output: disc.and_then(|d| d.max_output).unwrap_or(0),
         params_m: info.and_then(|i| i.params_m).unwrap_or(id.params_m),
         // A `:free` id or a channel tagged `free` costs nothing, whatever the channel's price.
         price: if free { Some(EntryPrice::FREE) } else { price },

@@ -1,7 +1,8 @@
 //! A real-socket upstream simulator speaking three wire formats: OpenAI chat completions (JSON
 //! or paced SSE, with a usage chunk when `stream_options.include_usage`), Anthropic Messages
 //! (`POST …/messages`, see `anthropic.rs`) and Google Gemini (`POST …/models/{model}:generateContent`
-//! and `:streamGenerateContent`, see `gemini.rs`); tool calls in each; `GET …/models`; latency;
+//! and `:streamGenerateContent`, see `gemini.rs`); tool calls in each; OpenAI embeddings
+//! (`POST …/embeddings`, honouring `x-mock-status`); `GET …/models`; latency;
 //! and injected faults — a hostile upstream on demand. Used by demo mode, the tests, the
 //! benches and `perf/`.
 //!
@@ -511,6 +512,16 @@ async fn serve<S: AsyncReadRent + AsyncWriteRent>(mut s: S, shared: &Shared) {
             }
             let body = error_json(401, "Incorrect API key provided");
             write_simple(&mut s, 401, &[], &body, keep).await
+        } else if req.method == "POST" && path.ends_with("/embeddings") {
+            shared.requests.fetch_add(1, Ordering::SeqCst);
+            let (status, body) = match req.header_num("x-mock-status").filter(|s| *s >= 400) {
+                Some(status) => (
+                    status as u16,
+                    error_json(status as u16, "mock embeddings error"),
+                ),
+                None => openai::embeddings_json(&req.body),
+            };
+            write_simple(&mut s, status, &[], &body, keep).await
         } else if req.method == "GET" && (path.ends_with("/models") || path.ends_with("/api/tags"))
         {
             let body = models_json(&shared.cfg.models, shared.cfg.list_format);

@@ -197,3 +197,67 @@ pub(super) fn stream_events(ask: &Ask, id: u64, n: usize) -> Vec<Vec<u8>> {
     ev.push(b"data: [DONE]\n\n".to_vec());
     ev
 }
+
+/// `POST …/embeddings`: one vector per input (a string or a list of strings), `dimensions`
+/// long (default 8), each value derived from the input's bytes so equal inputs embed equally;
+/// usage counts a token per 4 bytes. A body without `input` is a 400.
+pub(super) fn embeddings_json(body: &[u8]) -> (u16, Vec<u8>) {
+    let mut copy = body.to_vec();
+    let Ok(v) = simd_json::to_owned_value(&mut copy) else {
+        return (400, super::error_json(400, "invalid JSON"));
+    };
+    let inputs: Vec<&str> = match v.get("input") {
+        Some(i) if i.as_str().is_some() => i.as_str().into_iter().collect(),
+        Some(i) => i
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str())
+            .collect(),
+        None => Vec::new(),
+    };
+    if inputs.is_empty() {
+        return (
+            400,
+            super::error_json(400, "'input' is a required property"),
+        );
+    }
+    let dims = v
+        .get("dimensions")
+        .and_then(|d| d.as_u64())
+        .unwrap_or(8)
+        .clamp(1, 4096);
+    let model = v.get("model").and_then(|m| m.as_str()).unwrap_or("");
+    let mut b = Vec::with_capacity(64 + inputs.len() * (dims as usize) * 8);
+    b.extend_from_slice(b"{\"object\":\"list\",\"data\":[");
+    let mut tokens = 0u64;
+    for (i, text) in inputs.iter().enumerate() {
+        if i > 0 {
+            b.push(b',');
+        }
+        tokens += (text.len() as u64).div_ceil(4).max(1);
+        b.extend_from_slice(b"{\"object\":\"embedding\",\"index\":");
+        json::write_u64(&mut b, i as u64);
+        b.extend_from_slice(b",\"embedding\":[");
+        let seed = text
+            .bytes()
+            .fold(7u64, |h, c| h.wrapping_mul(31) ^ u64::from(c));
+        for d in 0..dims {
+            if d > 0 {
+                b.push(b',');
+            }
+            // A value in (-1, 1) with a few decimals, from the seed and the position.
+            let n = (seed.wrapping_add(d.wrapping_mul(2654435761)) % 2001) as i64 - 1000;
+            b.extend_from_slice(format!("{:.3}", n as f64 / 1000.5).as_bytes());
+        }
+        b.extend_from_slice(b"]}");
+    }
+    b.extend_from_slice(b"],\"model\":");
+    json::write_str(&mut b, model);
+    b.extend_from_slice(b",\"usage\":{\"prompt_tokens\":");
+    json::write_u64(&mut b, tokens);
+    b.extend_from_slice(b",\"total_tokens\":");
+    json::write_u64(&mut b, tokens);
+    b.extend_from_slice(b"}}");
+    (200, b)
+}

@@ -76,6 +76,9 @@ pub(crate) struct Call<'a> {
     pub native: Option<&'a [u8]>,
     /// A Responses API request: its translation (for channels without the API).
     pub responses: Option<&'a crate::providers::openai::responses::Ingress>,
+    /// A Gemini embeddings request was a batch (`:batchEmbedContents`): its answer is
+    /// `{"embeddings":[…]}`, not `{"embedding":…}`.
+    pub embedding_batch: bool,
 }
 
 impl Call<'_> {
@@ -586,6 +589,9 @@ async fn attempt(
                 (_, true) if call.endpoint == Endpoint::Responses => tc.native_responses(),
                 _ => tc,
             };
+            if call.endpoint == Endpoint::Embeddings && call.client == Family::Gemini {
+                tc = tc.answering_gemini_embeddings(call.embedding_batch);
+            }
             let relayed = relay::respond(worker, conn, head, &info, s.out, guard, &mut tc).await;
             let latency = Some(ms(started.elapsed()));
             let ttft = Some(ms(to_head));

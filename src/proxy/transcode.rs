@@ -60,6 +60,9 @@ pub struct Transcode {
     native_responses: bool,
     /// What a translated Responses answer echoes.
     echo: Option<responses::Echo>,
+    /// A Gemini embeddings client: `Some(batch)` turns an OpenAI embeddings answer into
+    /// Gemini's (`batch`: `{"embeddings":[…]}`, else `{"embedding":…}`).
+    gemini_embeddings: Option<bool>,
     created: u64,
     closed: bool,
     data: Vec<u8>,
@@ -99,6 +102,7 @@ impl Transcode {
             closed: false,
             native_responses: false,
             echo: None,
+            gemini_embeddings: None,
             created,
             data: Vec::new(),
             mid: Vec::new(),
@@ -113,6 +117,13 @@ impl Transcode {
             self.created,
         )));
         self.echo = Some(echo.clone());
+        self
+    }
+
+    /// Answers a Gemini `:embedContent` (`batch == false`) or `:batchEmbedContents` client from
+    /// an OpenAI embeddings answer.
+    pub fn answering_gemini_embeddings(mut self, batch: bool) -> Transcode {
+        self.gemini_embeddings = Some(batch);
         self
     }
 
@@ -380,6 +391,11 @@ impl Transcode {
         out: &mut Vec<u8>,
     ) -> Result<(), String> {
         let translated_responses = matches!(self.encoder, Encoder::Responses(_));
+        if let Some(batch) = self.gemini_embeddings {
+            self.usage = openai_usage(body);
+            gemini::egress_embeddings(body, batch, out)?;
+            return Ok(());
+        }
         if self.upstream == Family::OpenAi
             && self.client == Family::OpenAi
             && !self.strip_think

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# End-to-end tests of the gateway with the official OpenAI and Anthropic Python SDKs, the
-# OpenAI Agents SDK and the Vercel AI SDK (Node.js, from tests/sdk/node/package-lock.json).
+# End-to-end tests of the gateway with the official OpenAI, Anthropic and Google GenAI Python
+# SDKs, the OpenAI Agents SDK and the Vercel AI SDK (Node.js, from tests/sdk/node/package-lock.json).
 # Usage: tests/sdk/run.sh [BINARY] [unittest args...]   (default BINARY: target/debug/smart-ai-router)
 # Every suite always runs (each starts its own mock and gateway); the exit status is non-zero
-# when either fails. unittest args (e.g. -k NAME) are passed to both.
+# when any fails. unittest args (e.g. -k NAME) are passed to each.
 set -euo pipefail
 
 BINARY=""
@@ -41,6 +41,8 @@ install() { # MODULE PIN
 install openai 'openai>=1.50,<3'
 # Recent enough that messages.count_tokens is out of beta (client.messages, not client.beta).
 install anthropic 'anthropic>=0.50,<1'
+# google-genai with its default api_version (v1) is what the Gemini ingress on /v1 is for.
+install google.genai 'google-genai>=1.40,<4'
 install agents 'openai-agents>=0.3,<1'
 
 # The Vercel AI SDK, with the machine's Node.js, into target/sdk-node (reinstalled when the
@@ -62,6 +64,7 @@ export NODE_MODULES="$PWD/$NODE_DIR/node_modules"
 failed=()
 "$VENV/bin/python" tests/sdk/test_openai_sdk.py "$BINARY" "$@" || failed+=(openai)
 "$VENV/bin/python" tests/sdk/test_anthropic_sdk.py "$BINARY" "$@" || failed+=(anthropic)
+"$VENV/bin/python" tests/sdk/test_genai_sdk.py "$BINARY" "$@" || failed+=(genai)
 "$VENV/bin/python" tests/sdk/test_responses_sdk.py "$BINARY" "$@" || failed+=(responses)
 if [[ ${#failed[@]} -gt 0 ]]; then
     echo "SDK end-to-end tests failed: ${failed[*]}" >&2

@@ -97,6 +97,19 @@ fn tool_content(response: Option<&Json>) -> String {
     r.encode()
 }
 
+/// The canonical (OpenAI chat) form of a `:countTokens` body, for the gateway's own estimate:
+/// its `generateContentRequest` when it has one, else the body itself (`contents`, and
+/// `systemInstruction`/`tools` when given), translated as [`ingress_request`] does.
+pub fn count_tokens_request(body: &[u8], model: &str) -> Result<Vec<u8>, Error> {
+    let v = parse_client(body, EMPTY_BODY, ".")?;
+    match member(&v, "generateContentRequest", "generate_content_request") {
+        Some(inner) if inner.as_object().is_some() => {
+            ingress_request(inner.encode().as_bytes(), model, false)
+        }
+        _ => ingress_request(body, model, false),
+    }
+}
+
 /// Translates a GenerateContentRequest for `model` into an OpenAI chat-completions body with
 /// `"model": model` and `stream` set; streaming also gets `stream_options.include_usage`.
 ///

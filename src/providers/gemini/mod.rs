@@ -6,6 +6,8 @@
 //!   `decode_response`, `StreamDecoder`, `decode_error`.
 //! * `ingress`: a Gemini-format client calling the gateway: [`ingress_request`],
 //!   `egress_response`, `StreamEncoder`.
+//! * `embed`: a Gemini-format client's `:embedContent`/`:batchEmbedContents` as an OpenAI
+//!   embeddings request ([`embed_request`]) and the answer back (`egress_embeddings`).
 //! * `wire`: what both share: member spellings, usage metadata, finish reasons, status
 //!   names and `error_body`, schemas, function calls.
 //!
@@ -17,15 +19,18 @@
 //! endpoint uses), so multi-turn tool use with thinking models survives a round trip through
 //! OpenAI-shaped clients. Not here: URLs, auth headers, picking the upstream, pricing.
 
+pub(crate) mod embed;
 pub(crate) mod ingress;
 pub(crate) mod upstream;
 pub(crate) mod wire;
 
-pub use ingress::ingress_request;
+pub(crate) use embed::egress_embeddings;
+pub use embed::embed_request;
 pub(crate) use ingress::{StreamEncoder, egress_response};
+pub use ingress::{count_tokens_request, ingress_request};
 pub use upstream::encode_request;
 pub(crate) use upstream::{StreamDecoder, decode_error, decode_response};
-pub(crate) use wire::error_body;
+pub(crate) use wire::{error_body, model_json};
 
 #[cfg(test)]
 mod tests;

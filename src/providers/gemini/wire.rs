@@ -1,7 +1,7 @@
 //! Gemini wire facts both directions share: proto-JSON member spellings, the usage metadata,
 //! finish reasons against the canonical [`Finish`], the gRPC status names Google pairs with
 //! HTTP statuses, JSON Schema <-> Gemini `Schema`, function calls and their thought
-//! signatures, and the error body.
+//! signatures, the error body, and a `Model` as `GET /v1beta/models` lists it.
 //!
 //! Invariants: Gemini's proto-JSON accepts both lowerCamel and snake_case member names, so every
 //! member read from a Gemini body accepts both spellings ([`member`]); what is written uses
@@ -365,4 +365,29 @@ pub(crate) fn function_call_part(
         part.insert("thoughtSignature".into(), sig.into());
     }
     Json::from(part)
+}
+
+/// One Gemini `Model` for `GET /v1beta/models` (appended to `out`): `name` as
+/// `models/{name}`, the methods an embedding model or a generative one serves, and the token
+/// limits when known (0: left out).
+pub(crate) fn model_json(out: &mut Vec<u8>, name: &str, input: u32, output: u32, embedding: bool) {
+    use crate::json as jw;
+    out.extend_from_slice(b"{\"name\":");
+    jw::write_str(out, &format!("models/{name}"));
+    out.extend_from_slice(b",\"baseModelId\":");
+    jw::write_str(out, name);
+    out.extend_from_slice(b",\"version\":\"gateway\",\"displayName\":");
+    jw::write_str(out, name);
+    for (key, n) in [("inputTokenLimit", input), ("outputTokenLimit", output)] {
+        if n > 0 {
+            out.push(b',');
+            jw::write_key(out, key);
+            jw::write_u64(out, u64::from(n));
+        }
+    }
+    out.extend_from_slice(if embedding {
+        b",\"supportedGenerationMethods\":[\"embedContent\",\"batchEmbedContents\"]}"
+    } else {
+        b",\"supportedGenerationMethods\":[\"generateContent\",\"streamGenerateContent\",\"countTokens\"]}"
+    });
 }

@@ -1,6 +1,7 @@
 //! The Gemini family's tests: helpers shared by both directions, the round trip, and
 //! robustness; each direction's own tests sit in `upstream` and `ingress`.
 
+use super::embed::*;
 use super::ingress::*;
 use super::upstream::*;
 use super::wire::*;
@@ -42,6 +43,7 @@ fn events(out: &[u8], end: &str) -> Vec<Json> {
         .collect()
 }
 
+mod embed;
 mod ingress;
 mod upstream;
 
@@ -80,11 +82,13 @@ fn round_trip_openai_to_gemini_and_back() {
 /// Truncations and corruptions of valid bodies must come back as errors, never panics.
 #[test]
 fn no_input_panics() {
-    let samples: [&[u8]; 4] = [
+    let samples: [&[u8]; 6] = [
             br#"{"contents":[{"role":"model","parts":[{"functionCall":{"name":"f","args":{"a":[1,{"b":null}]}},"thoughtSignature":"s"}]},{"role":"user","parts":[{"functionResponse":{"name":"f","response":{"x":1}}},{"inlineData":{"mimeType":"image/png","data":"AA=="}}]}],"tools":[{"functionDeclarations":[{"name":"f","parameters":{"type":"OBJECT","properties":{"a":{"type":"ARRAY","items":{"type":"STRING"}}}}}]}],"toolConfig":{"functionCallingConfig":{"mode":"ANY","allowedFunctionNames":["f","g"]}}}"#,
             br#"{"candidates":[{"content":{"parts":[{"text":"a","thought":true},{"functionCall":{"name":"f","args":{}}}]},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":1,"candidatesTokenCount":2},"promptFeedback":{"blockReason":"SAFETY"}}"#,
             br#"{"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"x","tool_calls":[{"index":0,"id":"i","function":{"name":"f","arguments":"{}"}}]},"message":{"content":"y","tool_calls":[{"id":"i","function":{"name":"f","arguments":"{}"}}]},"finish_reason":"stop"}],"usage":{"prompt_tokens":1}}"#,
             br#"{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:;base64,"}},{"type":"text","text":"\u00e9"}]},{"role":"assistant","tool_calls":[{"id":"i","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"i","content":"{\"a\":1}"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":["object","null"],"properties":{"a":{"const":1}}}}}],"tool_choice":{"type":"function"},"stop":[1]}"#,
+            br#"{"requests":[{"model":"models/m","content":{"parts":[{"text":"a"},{"text":"b"}]},"outputDimensionality":8},{"content":{"parts":[{"text":"c"}]},"outputDimensionality":8}],"generateContentRequest":{"contents":[{"parts":[{"text":"x"}]}]}}"#,
+            br#"{"object":"list","data":[{"object":"embedding","index":1,"embedding":[0.5,-1e-3]},{"index":0,"embedding":[1,2]}],"usage":{"prompt_tokens":3,"total_tokens":3}}"#,
         ];
     let mut variants: Vec<Vec<u8>> = Vec::new();
     for s in samples {
@@ -104,6 +108,11 @@ fn no_input_panics() {
     for v in &variants {
         let mut out = Vec::new();
         let _ = ingress_request(v, "m", true);
+        let _ = count_tokens_request(v, "m");
+        let _ = embed_request(v, "m", true);
+        let _ = embed_request(v, "m", false);
+        let _ = egress_embeddings(v, true, &mut out);
+        let _ = egress_embeddings(v, false, &mut out);
         let _ = decode_response(v, "m", "i", 0, &mut out);
         let _ = egress_response(v, &mut out);
         decode_error(500, v, &mut out);
