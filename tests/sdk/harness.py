@@ -32,15 +32,16 @@ def tail(path, n=60):
 
 def family_config(gw_port, mock_port, state_dir, families):
     """One provider and one channel per entry of `families` (name -> (kind, base path on the
-    mock, model, channel id, extra provider TOML)), all on the mock; no discovery or probes, so
-    each channel serves exactly its configured model."""
+    mock, model, channel id[, extra provider TOML])), all on the mock; no discovery or probes,
+    so each channel serves exactly its configured model."""
     parts = [
         f'[server]\nlisten = "127.0.0.1:{gw_port}"\nworkers = 2\n',
         "[discovery]\nenabled = false\n",
         "[health]\nenabled = false\n",
         f'[state]\ndir = "{state_dir}"\n',
     ]
-    for name, (kind, path, model, channel, extra) in families.items():
+    for name, (kind, path, model, channel, *rest) in families.items():
+        extra = rest[0] if rest else ""
         parts.append(
             f'[providers.{name}]\nkind = "{kind}"\n'
             f'base_url = "http://127.0.0.1:{mock_port}{path}"\n'

@@ -14,11 +14,7 @@ the tails of the gateway's and the mock's stderr are printed.
 import atexit
 import json
 import os
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 import unittest
 import urllib.error
@@ -26,8 +22,8 @@ import urllib.request
 
 import anthropic
 
-DEFAULT_BINARY = "target/debug/smart-ai-router"
-STARTUP_TIMEOUT = 30.0
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import DEFAULT_BINARY, Stack, family_config  # noqa: E402
 
 # Upstream family -> (provider kind, base path on the mock, model, channel id). Each model is
 # served by exactly one channel, so a model picks the family. Made-up model ids: the SDK warns
@@ -49,155 +45,8 @@ WEATHER_TOOL = {
 }
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tail(path, n=60):
-    try:
-        with open(path, "r", errors="replace") as f:
-            lines = f.readlines()
-    except OSError as e:
-        return f"<cannot read {path}: {e}>"
-    return "".join(lines[-n:])
-
-
 def gateway_config(gw_port, mock_port, state_dir):
-    """One provider and one channel per family, all on the mock; no discovery or probes, so
-    each channel serves exactly its configured model."""
-    parts = [
-        f'[server]\nlisten = "127.0.0.1:{gw_port}"\nworkers = 2\n',
-        "[discovery]\nenabled = false\n",
-        "[health]\nenabled = false\n",
-        f'[state]\ndir = "{state_dir}"\n',
-    ]
-    for name, (kind, path, model, channel) in FAMILIES.items():
-        parts.append(
-            f'[providers.{name}]\nkind = "{kind}"\n'
-            f'base_url = "http://127.0.0.1:{mock_port}{path}"\n'
-            # the mock's x-mock-* knobs are client headers beyond the allow-list
-            'forward_headers = ["x-mock-*"]\n'
-        )
-        parts.append(
-            f'[[channels]]\nid = "{channel}"\nprovider = "{name}"\n'
-            f'api_key = "key-{name}"\nmodels = ["{model}"]\n'
-        )
-    return "\n".join(parts)
-
-
-class Stack:
-    """The mock upstream and the gateway, as subprocesses."""
-
-    def __init__(self, binary):
-        self.binary = os.path.abspath(binary)
-        self.tmp = tempfile.mkdtemp(prefix="sar-anthropic-sdk-")
-        self.procs = {}  # name -> (Popen, stdout path, stderr path)
-        self.mock_port = None
-        self.gw_port = None
-
-    def _spawn(self, name, argv):
-        out = os.path.join(self.tmp, f"{name}.stdout")
-        err = os.path.join(self.tmp, f"{name}.stderr")
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": self.tmp}
-        with open(out, "wb") as fo, open(err, "wb") as fe:
-            p = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=fo, stderr=fe, env=env, cwd=self.tmp
-            )
-        self.procs[name] = (p, out, err)
-
-    def _fail_start(self, name, why):
-        _, out, err = self.procs[name]
-        msg = (
-            f"{name} did not start: {why}\n"
-            f"--- {name} stdout ---\n{tail(out)}\n--- {name} stderr ---\n{tail(err)}"
-        )
-        self.stop()
-        raise RuntimeError(msg)
-
-    def _wait_port(self, name, port, ready):
-        p = self.procs[name][0]
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            if p.poll() is not None:
-                self._fail_start(name, f"exited with code {p.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    pass
-            except OSError:
-                time.sleep(0.05)
-                continue
-            if ready():
-                return
-            time.sleep(0.05)
-        self._fail_start(name, f"port {port} not ready after {STARTUP_TIMEOUT}s")
-
-    def start(self):
-        if not os.path.isfile(self.binary):
-            raise RuntimeError(f"binary not found: {self.binary}")
-        self.mock_port = free_port()
-        models = ",".join(m for _, _, m, _ in FAMILIES.values())
-        self._spawn(
-            "mock",
-            [
-                self.binary,
-                "mock-upstream",
-                "--listen",
-                f"127.0.0.1:{self.mock_port}",
-                "--models",
-                models,
-                "--chunks",
-                "5",
-            ],
-        )
-        mock_out = self.procs["mock"][1]
-
-        def mock_announced():
-            with open(mock_out, "r", errors="replace") as f:
-                return f"listening on http://127.0.0.1:{self.mock_port}" in f.read()
-
-        self._wait_port("mock", self.mock_port, mock_announced)
-
-        self.gw_port = free_port()
-        cfg = os.path.join(self.tmp, "gateway.toml")
-        state = os.path.join(self.tmp, "state")
-        with open(cfg, "w") as f:
-            f.write(gateway_config(self.gw_port, self.mock_port, state))
-        self._spawn("gateway", [self.binary, "--config", cfg])
-
-        def healthy():
-            url = f"http://127.0.0.1:{self.gw_port}/health"
-            try:
-                with urllib.request.urlopen(url, timeout=2) as r:
-                    return r.status == 200
-            except (urllib.error.URLError, OSError):
-                return False
-
-        self._wait_port("gateway", self.gw_port, healthy)
-
-    def stop(self):
-        for p, _, _ in self.procs.values():
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(timeout=5)
-
-    def cleanup(self):
-        self.stop()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def report(self):
-        parts = []
-        for name in ("gateway", "mock"):
-            if name in self.procs:
-                p, _, err = self.procs[name]
-                state = "running" if p.poll() is None else f"exited {p.returncode}"
-                parts.append(f"--- {name} stderr tail ({state}) ---\n{tail(err)}")
-        return "\n".join(parts)
+    return family_config(gw_port, mock_port, state_dir, FAMILIES)
 
 
 STACK = None
@@ -499,7 +348,8 @@ def main():
     binary = DEFAULT_BINARY
     if args and not args[0].startswith("-"):
         binary = args.pop(0)
-    STACK = Stack(binary)
+    models = [m for _, _, m, _ in FAMILIES.values()]
+    STACK = Stack(binary, models, gateway_config, prefix="sar-anthropic-sdk-")
     atexit.register(STACK.cleanup)
     print(f"anthropic SDK {anthropic.__version__}, binary {STACK.binary}", file=sys.stderr)
     t0 = time.monotonic()

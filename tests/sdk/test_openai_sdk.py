@@ -11,11 +11,7 @@ On failure, the tails of the gateway's and the mock's stderr are printed.
 import atexit
 import json
 import os
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 import unittest
 import urllib.error
@@ -23,8 +19,8 @@ import urllib.request
 
 import openai
 
-DEFAULT_BINARY = "target/debug/smart-ai-router"
-STARTUP_TIMEOUT = 30.0
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import DEFAULT_BINARY, Stack  # noqa: E402
 MODELS = ["gpt-4o-mini", "gpt-4o"]
 
 WEATHER_TOOL = {
@@ -41,110 +37,18 @@ WEATHER_TOOL = {
 }
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tail(path, n=60):
-    try:
-        with open(path, "r", errors="replace") as f:
-            lines = f.readlines()
-    except OSError as e:
-        return f"<cannot read {path}: {e}>"
-    return "".join(lines[-n:])
-
-
-class Stack:
-    """The mock upstream and the gateway, as subprocesses."""
-
-    def __init__(self, binary):
-        self.binary = os.path.abspath(binary)
-        self.tmp = tempfile.mkdtemp(prefix="sar-sdk-")
-        self.procs = {}  # name -> (Popen, stdout path, stderr path)
-        self.mock_port = None
-        self.gw_port = None
-
-    # -- process helpers -------------------------------------------------------------------
-
-    def _spawn(self, name, argv):
-        out = os.path.join(self.tmp, f"{name}.stdout")
-        err = os.path.join(self.tmp, f"{name}.stderr")
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/")}
-        with open(out, "wb") as fo, open(err, "wb") as fe:
-            p = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=fo, stderr=fe, env=env, cwd=self.tmp
-            )
-        self.procs[name] = (p, out, err)
-        return p
-
-    def _fail_start(self, name, why):
-        p, out, err = self.procs[name]
-        msg = (
-            f"{name} did not start: {why}\n"
-            f"--- {name} stdout ---\n{tail(out)}\n--- {name} stderr ---\n{tail(err)}"
-        )
-        self.stop()
-        raise RuntimeError(msg)
-
-    def _wait_port(self, name, port, extra_check=None):
-        p = self.procs[name][0]
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            if p.poll() is not None:
-                self._fail_start(name, f"exited with code {p.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    pass
-            except OSError:
-                time.sleep(0.05)
-                continue
-            if extra_check is None or extra_check():
-                return
-            time.sleep(0.05)
-        self._fail_start(name, f"port {port} not ready after {STARTUP_TIMEOUT}s")
-
-    # -- lifecycle -------------------------------------------------------------------------
-
-    def start(self):
-        if not os.path.isfile(self.binary):
-            raise RuntimeError(f"binary not found: {self.binary}")
-        # Mock upstream.
-        self.mock_port = free_port()
-        self._spawn(
-            "mock",
-            [
-                self.binary,
-                "mock-upstream",
-                "--listen",
-                f"127.0.0.1:{self.mock_port}",
-                "--models",
-                ",".join(MODELS),
-                "--chunks",
-                "5",
-            ],
-        )
-        mock_out = self.procs["mock"][1]
-
-        def mock_announced():
-            with open(mock_out, "r", errors="replace") as f:
-                return f"mock upstream listening on http://127.0.0.1:{self.mock_port}/v1" in f.read()
-
-        self._wait_port("mock", self.mock_port, mock_announced)
-
-        # Gateway.
-        self.gw_port = free_port()
-        cfg = os.path.join(self.tmp, "gateway.toml")
-        with open(cfg, "w") as f:
-            f.write(
-                f"""[server]
-listen = "127.0.0.1:{self.gw_port}"
+def gateway_config(gw_port, mock_port, state_dir):
+    """One OpenAI provider on the mock serving MODELS (discovery on: the mock lists them)."""
+    return f"""[server]
+listen = "127.0.0.1:{gw_port}"
 workers = 2
+
+[state]
+dir = "{state_dir}"
 
 [providers.up]
 kind = "openai"
-base_url = "http://127.0.0.1:{self.mock_port}/v1"
+base_url = "http://127.0.0.1:{mock_port}/v1"
 
 [[channels]]
 id = "up-1"
@@ -152,40 +56,6 @@ provider = "up"
 api_key = "sk-test"
 models = ["gpt-4o-mini", "gpt-4o"]
 """
-            )
-        self._spawn("gateway", [self.binary, "--config", cfg])
-
-        def healthy():
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.gw_port}/health", timeout=2) as r:
-                    return r.status == 200
-            except (urllib.error.URLError, OSError):
-                return False
-
-        self._wait_port("gateway", self.gw_port, healthy)
-
-    def stop(self):
-        for name, (p, _, _) in list(self.procs.items()):
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(timeout=5)
-
-    def cleanup(self):
-        self.stop()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def report(self):
-        parts = []
-        for name in ("gateway", "mock"):
-            if name in self.procs:
-                p, _, err = self.procs[name]
-                state = "running" if p.poll() is None else f"exited {p.returncode}"
-                parts.append(f"--- {name} stderr tail ({state}) ---\n{tail(err)}")
-        return "\n".join(parts)
 
 
 STACK = None
@@ -404,7 +274,7 @@ def main():
     binary = DEFAULT_BINARY
     if args and not args[0].startswith("-"):
         binary = args.pop(0)
-    STACK = Stack(binary)
+    STACK = Stack(binary, MODELS, gateway_config, prefix="sar-sdk-")
     atexit.register(STACK.cleanup)
     print(f"openai SDK {openai.__version__}, binary {STACK.binary}", file=sys.stderr)
     t0 = time.monotonic()
