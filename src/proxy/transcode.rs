@@ -60,6 +60,8 @@ pub struct Transcode {
     native_responses: bool,
     /// What a translated Responses answer echoes.
     echo: Option<responses::Echo>,
+    /// The Anthropic tool that carries a `response_format` answer (returned as text).
+    json_tool: Option<String>,
     created: u64,
     closed: bool,
     data: Vec<u8>,
@@ -99,6 +101,7 @@ impl Transcode {
             closed: false,
             native_responses: false,
             echo: None,
+            json_tool: None,
             created,
             data: Vec::new(),
             mid: Vec::new(),
@@ -113,6 +116,16 @@ impl Transcode {
             self.created,
         )));
         self.echo = Some(echo.clone());
+        self
+    }
+
+    /// The request asked an Anthropic upstream for a structured answer through the tool
+    /// `name` (`anthropic::json_tool`): its input is the answer's text.
+    pub fn answering_json(mut self, name: Option<String>) -> Transcode {
+        if let Decoder::Anthropic(d) = std::mem::replace(&mut self.decoder, Decoder::OpenAi) {
+            self.decoder = Decoder::Anthropic(d.answering_json(name.clone()));
+        }
+        self.json_tool = name;
         self
     }
 
@@ -396,7 +409,7 @@ impl Transcode {
             // Same family: relayed as it came; decoded only for its native usage.
             let mut scratch = Vec::new();
             self.usage = Some(match self.upstream {
-                Family::Anthropic => anthropic::decode_response(body, created, &mut scratch)?,
+                Family::Anthropic => anthropic::decode_response(body, created, None, &mut scratch)?,
                 _ => gemini::decode_response(body, model, id, created, &mut scratch)?,
             });
             return Ok(());
@@ -408,7 +421,12 @@ impl Transcode {
                 body
             }
             Family::Anthropic => {
-                self.usage = Some(anthropic::decode_response(body, created, &mut canonical)?);
+                self.usage = Some(anthropic::decode_response(
+                    body,
+                    created,
+                    self.json_tool.as_deref(),
+                    &mut canonical,
+                )?);
                 &canonical
             }
             Family::Gemini => {

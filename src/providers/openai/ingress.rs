@@ -16,6 +16,7 @@ use simd_json::prelude::*;
 
 use crate::error::{Error, Kind};
 use crate::expr::Caps;
+use crate::presets::Fields;
 use crate::strategy::Options;
 use crate::tokens::estimate;
 
@@ -96,6 +97,9 @@ pub struct Features {
     pub stream_options: Option<Range<usize>>,
     /// Router-only `strip_think`: remove `<think>…</think>` blocks from a whole answer.
     pub strip_think: bool,
+    /// Fields only some families can honour (`logprobs`, `n` > 1, …): routing keeps the
+    /// request to channels that have them ([`crate::presets::Family::lacks`]).
+    pub fields: Fields,
 }
 
 /// Router-only body fields: accepted, applied, and removed before forwarding.
@@ -334,6 +338,7 @@ fn read_features(tape: &simd_json::Tape<'_>) -> Result<Features, Error> {
     {
         needs = needs.union(Caps::JSON);
     }
+    let fields = family_fields(&obj);
     let max_tokens = ["max_completion_tokens", "max_tokens"]
         .iter()
         .find_map(|k| obj.get(k).and_then(|v| v.as_u64()))
@@ -402,7 +407,38 @@ fn read_features(tape: &simd_json::Tape<'_>) -> Result<Features, Error> {
         usage_asked: None,
         stream_options: None,
         strip_think,
+        fields,
     })
+}
+
+/// The fields of a chat body that only some families can honour (README "Field fidelity").
+fn family_fields(obj: &simd_json::tape::Object<'_, '_>) -> Fields {
+    let present = |k: &str| obj.get(k).filter(|v| !v.is_null());
+    let mut fields = Fields::NONE;
+    if present("logprobs").and_then(|v| v.as_bool()) == Some(true)
+        || present("top_logprobs").is_some()
+    {
+        fields = fields.union(Fields::LOGPROBS);
+    }
+    if present("n").and_then(|v| v.as_u64()).is_some_and(|n| n > 1) {
+        fields = fields.union(Fields::N);
+    }
+    if present("logit_bias")
+        .and_then(|v| v.as_object())
+        .is_some_and(|o| !o.is_empty())
+    {
+        fields = fields.union(Fields::LOGIT_BIAS);
+    }
+    let audio_out = present("modalities")
+        .and_then(|v| v.as_array())
+        .is_some_and(|a| a.iter().any(|m| m.into_string() == Some("audio")));
+    if audio_out || present("audio").is_some() {
+        fields = fields.union(Fields::AUDIO);
+    }
+    if present("web_search_options").is_some() {
+        fields = fields.union(Fields::WEB_SEARCH);
+    }
+    fields
 }
 
 /// `include_usage` of a `stream_options` value: `None` for `null`, `Some(true)` only for an
