@@ -670,4 +670,29 @@ mod tests {
             let _ = top_level_members(s.as_bytes());
         }
     }
+
+    #[test]
+    fn fields_only_some_families_express_are_read() {
+        let f = |extra: &str| {
+            ex(&format!(r#"{{"model":"m","messages":[]{extra}}}"#))
+                .unwrap()
+                .fields
+        };
+        assert_eq!(f(""), Fields::NONE);
+        assert_eq!(
+            f(r#","logprobs":false,"n":1,"logit_bias":{}"#),
+            Fields::NONE
+        );
+        assert_eq!(f(r#","logprobs":null,"audio":null"#), Fields::NONE);
+        assert_eq!(f(r#","logprobs":true"#), Fields::LOGPROBS);
+        assert_eq!(f(r#","top_logprobs":2"#), Fields::LOGPROBS);
+        assert_eq!(f(r#","n":3"#), Fields::N);
+        assert_eq!(f(r#","logit_bias":{"50256":-100}"#), Fields::LOGIT_BIAS);
+        assert_eq!(f(r#","modalities":["text","audio"]"#), Fields::AUDIO);
+        assert_eq!(f(r#","modalities":["text"]"#), Fields::NONE);
+        assert_eq!(f(r#","web_search_options":{}"#), Fields::WEB_SEARCH);
+        let both = f(r#","n":2,"logprobs":true"#);
+        assert_eq!(both.first_param(), "logprobs");
+        assert_eq!(both.params(), "logprobs, n");
+    }
 }
