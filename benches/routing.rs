@@ -43,6 +43,7 @@ fn bench(c: &mut Criterion) {
             options: &options,
             allowed: None,
             endpoint: smart_ai_router::presets::Endpoint::Chat,
+            fields: smart_ai_router::presets::Fields::NONE,
         };
         arena.reset();
         let n = rank(&snap, &mut local, &ask, Instant::now(), &arena, false)

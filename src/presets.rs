@@ -18,6 +18,96 @@ pub enum Family {
     Gemini,
 }
 
+impl Family {
+    /// Its name in messages and the README's field table: `openai`, `anthropic`, `gemini`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::OpenAi => "openai",
+            Family::Anthropic => "anthropic",
+            Family::Gemini => "gemini",
+        }
+    }
+
+    /// The request fields of `asked` this family's translation cannot express (README "Field
+    /// fidelity"). A channel of the family is no candidate for such a request unless its
+    /// provider says `on_unsupported = "drop"`. `stream`: Gemini answers several candidates
+    /// only whole (its stream translation follows the first).
+    pub fn lacks(self, asked: Fields, stream: bool) -> Fields {
+        let have = match self {
+            Family::OpenAi => Fields::ALL,
+            Family::Anthropic => Fields::NONE,
+            Family::Gemini if stream => Fields::NONE,
+            Family::Gemini => Fields::N,
+        };
+        Fields(asked.0 & !have.0)
+    }
+}
+
+/// OpenAI chat fields that only some families can honour, as a small bit set: a request that
+/// asks for one is routed to channels whose family has it (or whose provider drops what it
+/// lacks), never silently answered without it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Fields(u8);
+
+impl Fields {
+    /// Nothing family-specific.
+    pub const NONE: Fields = Fields(0);
+    /// `logprobs: true` or `top_logprobs`.
+    pub const LOGPROBS: Fields = Fields(1);
+    /// `n` above 1.
+    pub const N: Fields = Fields(2);
+    /// A non-empty `logit_bias`.
+    pub const LOGIT_BIAS: Fields = Fields(4);
+    /// Audio output: `modalities` with `"audio"`, or `audio`.
+    pub const AUDIO: Fields = Fields(8);
+    /// `web_search_options` (OpenAI's search models).
+    pub const WEB_SEARCH: Fields = Fields(16);
+    /// Every one.
+    pub const ALL: Fields = Fields(31);
+
+    /// Each field with the request parameter it stands for.
+    const PARAMS: [(Fields, &'static str); 5] = [
+        (Fields::LOGPROBS, "logprobs"),
+        (Fields::N, "n"),
+        (Fields::LOGIT_BIAS, "logit_bias"),
+        (Fields::AUDIO, "modalities"),
+        (Fields::WEB_SEARCH, "web_search_options"),
+    ];
+
+    /// Both sets.
+    pub fn union(self, other: Fields) -> Fields {
+        Fields(self.0 | other.0)
+    }
+
+    /// True when empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// True when every field of `other` is in `self`.
+    pub fn contains(self, other: Fields) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// The request parameter of the first field (`param` of the 400), `""` when empty.
+    pub fn first_param(self) -> &'static str {
+        Fields::PARAMS
+            .iter()
+            .find(|(f, _)| self.contains(*f) && !f.is_empty())
+            .map_or("", |(_, p)| p)
+    }
+
+    /// The parameters, comma-separated, for messages.
+    pub fn params(self) -> String {
+        let names: Vec<&str> = Fields::PARAMS
+            .iter()
+            .filter(|(f, _)| self.contains(*f))
+            .map(|(_, p)| *p)
+            .collect();
+        names.join(", ")
+    }
+}
+
 /// The OpenAI API a request calls: routing, health (an endpoint a channel lacks is its own
 /// scope) and the proxy all key on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -45,6 +45,7 @@ fn ranking_never_touches_the_heap() {
             options: &options,
             allowed: None,
             endpoint: smart_ai_router::presets::Endpoint::Chat,
+            fields: smart_ai_router::presets::Fields::NONE,
         };
         // Warm-up: the worker view is sized once per catalog, the arena grows once.
         arena.reset();

@@ -560,6 +560,7 @@ fn dry_run(
         options: &options,
         allowed: req.allowed(),
         endpoint,
+        fields: f.fields,
     };
     let ranking = crate::routing::rank(snap, &mut local, &ask, now, &arena, true)
         .map_err(crate::routing::RouteError::into_error)?;

@@ -96,6 +96,9 @@ pub(crate) struct Channel {
     pub stream_usage: bool,
     /// The provider serves the Responses API itself: `/responses` is passed through.
     pub responses: bool,
+    /// The provider's `on_unsupported = "drop"`: requests asking for fields its family lacks
+    /// still route here, without them.
+    pub drop_unsupported: bool,
     /// Set when the chat path names the model (`{model}`): the request line is built per
     /// request and `request_head` starts at `Host:`.
     pub path: Option<PathTemplate>,
@@ -412,6 +415,7 @@ pub(crate) fn build(
             family: p.family,
             stream_usage: p.stream_usage,
             responses: p.responses && path.is_none(),
+            drop_unsupported: p.drop_unsupported,
             credentials_at: if path.is_some() {
                 0
             } else {

@@ -50,6 +50,7 @@ pub fn render(snap: &Snapshot, q: &Query<'_>) -> Result<String, String> {
         strategy: q.strategy,
         options: &options,
         allowed: None,
+        fields: crate::presets::Fields::NONE,
     };
     let arena = bumpalo::Bump::new();
     let now = std::time::Instant::now();

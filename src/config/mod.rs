@@ -418,6 +418,7 @@ fn provider_from_preset(
         family: preset.family,
         stream_usage: preset.stream_usage,
         responses: presets::speaks_responses(preset.kind),
+        drop_unsupported: false,
         forward_headers: Vec::new(),
         base_url,
         chat_path: preset.chat_path.to_string(),

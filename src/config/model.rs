@@ -125,6 +125,10 @@ pub struct ProviderConfig {
     /// Whether the provider serves the Responses API itself (`/responses` is then passed
     /// through; otherwise it is translated to chat completions).
     pub responses: bool,
+    /// `on_unsupported = "drop"`: a request field this provider's family cannot express
+    /// (`logprobs`, `n` > 1, …; README "Field fidelity") is dropped for its channels, which
+    /// stay candidates; `"error"` (the default) keeps such requests away from them.
+    pub drop_unsupported: bool,
     /// Client request headers forwarded beyond the allow-list (lower-case names, or prefixes
     /// ending in `*`); see `proxy::headers`.
     pub forward_headers: Vec<String>,

@@ -183,6 +183,7 @@ pub(super) struct Provider {
     pub models_path: Option<String>,
     pub stream_usage: Option<bool>,
     pub responses: Option<bool>,
+    pub on_unsupported: Option<String>,
     pub forward_headers: Option<Vec<String>>,
     pub proxy: Option<String>,
 }

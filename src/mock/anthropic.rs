@@ -130,16 +130,34 @@ pub(super) fn parse(body: &[u8]) -> Result<Ask, String> {
     }
     let stream = v.get("stream").and_then(|s| s.as_bool()).unwrap_or(false);
     let answered = messages.last().is_some_and(has_tool_result);
-    let tool = if answered {
+    // The tool to call: the one `tool_choice` forces, else the first declared. A forced tool
+    // with an `input_schema` (how structured output is asked of Claude) gets an input its
+    // schema accepts; any other call gets the mock's fixed arguments.
+    let tools = v.get("tools").and_then(|t| t.as_array());
+    let forced = v
+        .get("tool_choice")
+        .filter(|c| c.get("type").and_then(|t| t.as_str()) == Some("tool"))
+        .and_then(|c| c.get("name"))
+        .and_then(|n| n.as_str())
+        .and_then(|name| {
+            tools.and_then(|t| {
+                t.iter()
+                    .find(|t| t.get("name").and_then(|n| n.as_str()) == Some(name))
+            })
+        });
+    let chosen = if answered {
         None
     } else {
-        v.get("tools")
-            .and_then(|t| t.as_array())
-            .and_then(|t| t.first())
-            .and_then(|t| t.get("name"))
-            .and_then(|n| n.as_str())
-            .map(str::to_string)
+        forced.or_else(|| tools.and_then(|t| t.first()))
     };
+    let tool = chosen
+        .and_then(|t| t.get("name"))
+        .and_then(|n| n.as_str())
+        .map(str::to_string);
+    let json = forced
+        .filter(|_| !answered)
+        .and_then(|t| t.get("input_schema"))
+        .map(super::schema::instance);
     let last_user = messages
         .as_slice()
         .iter()
@@ -155,6 +173,7 @@ pub(super) fn parse(body: &[u8]) -> Result<Ask, String> {
         stream,
         tool,
         last_user,
+        json,
         prompt_tokens: Ask::estimate_prompt(body),
         max_tokens: Some(max_tokens),
         ..Ask::default()
@@ -185,9 +204,13 @@ fn tool_use_id(id: u64) -> String {
     format!("toolu_mock_{id}")
 }
 
-/// The tool input, as the object the non-streamed answer carries.
-fn tool_input() -> OwnedValue {
-    json!({"location": "Paris"})
+/// The tool input, as the object the non-streamed answer carries: a schema instance for a
+/// forced tool with an `input_schema`, else the fixed arguments.
+fn tool_input(ask: &Ask) -> OwnedValue {
+    ask.json
+        .as_ref()
+        .and_then(|j| simd_json::to_owned_value(&mut j.clone().into_bytes()).ok())
+        .unwrap_or_else(|| json!({"location": "Paris"}))
 }
 
 /// A non-streamed answer: one `message` object with a text block (`n` words, fewer when
@@ -199,7 +222,7 @@ pub(super) fn message_json(ask: &Ask, id: u64, n: usize) -> Vec<u8> {
                 "type": "tool_use",
                 "id": tool_use_id(id),
                 "name": tool.as_str(),
-                "input": tool_input(),
+                "input": tool_input(ask),
             }]),
             "tool_use",
             TOOL_TOKENS,
@@ -240,9 +263,13 @@ pub(super) fn stream_events(ask: &Ask, id: u64, n: usize) -> Vec<Vec<u8>> {
     ev.push(event("message_start", &start));
     let (block, deltas, stop_reason, output) = match &ask.tool {
         Some(tool) => {
-            let deltas: Vec<OwnedValue> = TOOL_ARG_PARTS
-                .iter()
-                .map(|p| json!({"type": "input_json_delta", "partial_json": *p}))
+            let parts: Vec<String> = match &ask.json {
+                Some(_) => super::ask::words(ask, 3),
+                None => TOOL_ARG_PARTS.iter().map(|p| p.to_string()).collect(),
+            };
+            let deltas: Vec<OwnedValue> = parts
+                .into_iter()
+                .map(|p| json!({"type": "input_json_delta", "partial_json": p}))
                 .collect();
             let block = json!({
                 "type": "tool_use",
@@ -557,5 +584,28 @@ mod tests {
         let (_, md) = s.iter().find(|(n, _)| n == "message_delta").unwrap();
         assert_eq!(md["delta"]["stop_reason"], "tool_use");
         assert_eq!(md["usage"]["output_tokens"], TOOL_TOKENS);
+    }
+
+    #[test]
+    fn a_forced_tool_with_a_schema_gets_an_instance_of_it() {
+        let body = r#"{"model":"m","max_tokens":50,"stream":true,
+            "tools":[{"name":"get_weather","input_schema":{"type":"object"}},
+                     {"name":"person","input_schema":{"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer"}}}}],
+            "tool_choice":{"type":"tool","name":"person"},
+            "messages":[{"role":"user","content":"x"}]}"#;
+        let a = parsed(body).unwrap();
+        assert_eq!(a.tool.as_deref(), Some("person"));
+        let v = json_of(&message_json(&a, 2, 8));
+        let block = &v["content"][0];
+        assert_eq!(block["name"], "person");
+        assert_eq!(block["input"], json!({"name": "mock", "age": 1}));
+        let s = split(&stream_events(&a, 4, 8));
+        let parts: Vec<String> = s
+            .iter()
+            .filter(|(n, _)| n == "content_block_delta")
+            .map(|(_, v)| v["delta"]["partial_json"].as_str().unwrap().to_string())
+            .collect();
+        assert!(parts.len() >= 2);
+        assert_eq!(parts.concat(), r#"{"name":"mock","age":1}"#);
     }
 }

@@ -195,11 +195,30 @@ pub(super) fn parse(body: &[u8], call: &Call) -> Result<Ask, String> {
         .chars()
         .take(200)
         .collect();
+    // JSON output (`responseMimeType`): a value `responseSchema` / `responseJsonSchema`
+    // accepts, or an object when there is no schema.
+    let config = field(&v, "generationConfig", "generation_config");
+    let json = config
+        .and_then(|g| field(g, "responseMimeType", "response_mime_type"))
+        .and_then(|m| m.as_str())
+        .filter(|m| *m == "application/json")
+        .map(|_| {
+            config
+                .and_then(|g| {
+                    field(g, "responseSchema", "response_schema")
+                        .or_else(|| field(g, "responseJsonSchema", "response_json_schema"))
+                })
+                .map_or_else(
+                    || "{\"answer\":\"mock\"}".to_string(),
+                    super::schema::instance,
+                )
+        });
     Ok(Ask {
         model: call.model.clone(),
         stream: call.stream,
         tool,
         last_user,
+        json,
         prompt_tokens: Ask::estimate_prompt(body),
         max_tokens,
         ..Ask::default()
@@ -558,5 +577,37 @@ mod tests {
         let items = whole.as_array().unwrap();
         assert_eq!(items.len(), 3);
         assert_eq!(items[2]["candidates"][0]["finishReason"], "STOP");
+    }
+
+    #[test]
+    fn json_output_answers_a_schema_instance_whole_and_streamed() {
+        let body = r#"{"contents":[{"parts":[{"text":"x"}]}],"generationConfig":{
+            "responseMimeType":"application/json",
+            "responseSchema":{"type":"OBJECT","properties":{"n":{"type":"INTEGER"}}}}}"#;
+        let a = parse(body.as_bytes(), &call("g", false)).unwrap();
+        let v = json_of(&response_json(&a, 1, 8));
+        let text = v["candidates"][0]["content"]["parts"][0]["text"]
+            .as_str()
+            .unwrap();
+        assert_eq!(text, r#"{"n":1}"#);
+        let a = parse(body.as_bytes(), &call("g", true)).unwrap();
+        let text: String = sse_responses(&stream_events(&a, 1, 3, true, true))
+            .iter()
+            .map(|r| {
+                r["candidates"][0]["content"]["parts"][0]["text"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(text, r#"{"n":1}"#);
+        // responseJsonSchema, and JSON without a schema.
+        let body = r#"{"contents":[{"parts":[{"text":"x"}]}],"generationConfig":{
+            "responseMimeType":"application/json","responseJsonSchema":{"type":"object","properties":{"s":{"type":"string"}}}}}"#;
+        let a = parse(body.as_bytes(), &call("g", false)).unwrap();
+        assert_eq!(a.json.as_deref(), Some(r#"{"s":"mock"}"#));
+        let body = r#"{"contents":[{"parts":[{"text":"x"}]}],"generationConfig":{"responseMimeType":"application/json"}}"#;
+        let a = parse(body.as_bytes(), &call("g", false)).unwrap();
+        assert_eq!(a.json.as_deref(), Some(r#"{"answer":"mock"}"#));
     }
 }

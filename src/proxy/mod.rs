@@ -584,6 +584,14 @@ async fn attempt(
                 a.created,
             );
             tc.strip_think = call.features.strip_think || ch.strip_think;
+            if ch.family == Family::Anthropic && native.is_none() {
+                // The tool a structured answer comes back through (as the request was encoded).
+                let tool = a
+                    .parsed
+                    .as_ref()
+                    .and_then(|v| crate::providers::anthropic::json_tool(v).ok().flatten());
+                tc = tc.answering_json(tool.map(|t| t.name));
+            }
             tc = match (call.responses, native.is_some()) {
                 (Some(r), false) => tc.answering_responses(&r.echo),
                 (_, true) if call.endpoint == Endpoint::Responses => tc.native_responses(),

@@ -84,6 +84,7 @@ fn rank(
         options,
         allowed,
         endpoint,
+        fields: features.fields,
     };
     let ranking = routing::rank(snap, &mut local, &ask, now, &arena, false)?;
     if ranking.panic_full && may_wait {

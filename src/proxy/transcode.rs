@@ -63,6 +63,8 @@ pub struct Transcode {
     /// A Gemini embeddings client: `Some(batch)` turns an OpenAI embeddings answer into
     /// Gemini's (`batch`: `{"embeddings":[…]}`, else `{"embedding":…}`).
     gemini_embeddings: Option<bool>,
+    /// The Anthropic tool that carries a `response_format` answer (returned as text).
+    json_tool: Option<String>,
     created: u64,
     closed: bool,
     data: Vec<u8>,
@@ -103,6 +105,7 @@ impl Transcode {
             native_responses: false,
             echo: None,
             gemini_embeddings: None,
+            json_tool: None,
             created,
             data: Vec::new(),
             mid: Vec::new(),
@@ -124,6 +127,16 @@ impl Transcode {
     /// an OpenAI embeddings answer.
     pub fn answering_gemini_embeddings(mut self, batch: bool) -> Transcode {
         self.gemini_embeddings = Some(batch);
+        self
+    }
+
+    /// The request asked an Anthropic upstream for a structured answer through the tool
+    /// `name` (`anthropic::json_tool`): its input is the answer's text.
+    pub fn answering_json(mut self, name: Option<String>) -> Transcode {
+        if let Decoder::Anthropic(d) = std::mem::replace(&mut self.decoder, Decoder::OpenAi) {
+            self.decoder = Decoder::Anthropic(d.answering_json(name.clone()));
+        }
+        self.json_tool = name;
         self
     }
 
@@ -412,7 +425,7 @@ impl Transcode {
             // Same family: relayed as it came; decoded only for its native usage.
             let mut scratch = Vec::new();
             self.usage = Some(match self.upstream {
-                Family::Anthropic => anthropic::decode_response(body, created, &mut scratch)?,
+                Family::Anthropic => anthropic::decode_response(body, created, None, &mut scratch)?,
                 _ => gemini::decode_response(body, model, id, created, &mut scratch)?,
             });
             return Ok(());
@@ -424,7 +437,12 @@ impl Transcode {
                 body
             }
             Family::Anthropic => {
-                self.usage = Some(anthropic::decode_response(body, created, &mut canonical)?);
+                self.usage = Some(anthropic::decode_response(
+                    body,
+                    created,
+                    self.json_tool.as_deref(),
+                    &mut canonical,
+                )?);
                 &canonical
             }
             Family::Gemini => {

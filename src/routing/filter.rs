@@ -20,7 +20,7 @@ use super::local::Local;
 use crate::catalog::Entry;
 use crate::expr::Caps;
 use crate::live::health::{State, Why};
-use crate::presets::Endpoint;
+use crate::presets::{Endpoint, Family, Fields};
 use crate::snapshot::Snapshot;
 
 /// Why a matched entry is not a candidate.
@@ -40,6 +40,14 @@ pub(crate) enum Reason {
     NotEmbedding,
     /// It lacks these capabilities.
     Lacks(Caps),
+    /// Its family cannot express these request fields, and its provider refuses rather than
+    /// drops them (`on_unsupported = "error"`).
+    Unexpressible {
+        /// The channel's family.
+        family: Family,
+        /// The fields it lacks.
+        fields: Fields,
+    },
     /// Its context is smaller than the request needs.
     Context {
         /// Tokens the request needs.
@@ -99,6 +107,7 @@ impl Reason {
             | Reason::Embedding
             | Reason::NotEmbedding
             | Reason::Lacks(_)
+            | Reason::Unexpressible { .. }
             | Reason::Context { .. }
             | Reason::PriceCap
             | Reason::PriceUnknown => Tier::Permanent,
@@ -141,6 +150,11 @@ impl Reason {
             Reason::Embedding => "embedding model".into(),
             Reason::NotEmbedding => "not an embedding model".into(),
             Reason::Lacks(c) => format!("lacks {}", c.first_name()),
+            Reason::Unexpressible { family, fields } => format!(
+                "{} family cannot express {}",
+                family.as_str(),
+                fields.params()
+            ),
             Reason::Context { need, have } => {
                 format!("context {have} tokens < {need} needed")
             }
@@ -182,12 +196,14 @@ pub(super) struct ChannelStanding {
     half_open: bool,
 }
 
-/// Judges channel `c` for a request to `endpoint` at `now`.
+/// Judges channel `c` for a request to `endpoint` asking for `asked` (the family-specific
+/// fields, and whether it streams) at `now`.
 pub(super) fn channel_standing(
     snap: &Snapshot,
     local: &Local,
     c: usize,
     endpoint: Endpoint,
+    asked: (Fields, bool),
     excluded: &impl Fn(&str) -> bool,
     now: Instant,
 ) -> ChannelStanding {
@@ -204,6 +220,15 @@ pub(super) fn channel_standing(
     }
     if excluded(&ch.provider) {
         s.permanent = Some(Reason::Excluded);
+        return s;
+    }
+    let (fields, stream) = asked;
+    let lacks = ch.family.lacks(fields, stream);
+    if !lacks.is_empty() && !ch.drop_unsupported {
+        s.permanent = Some(Reason::Unexpressible {
+            family: ch.family,
+            fields: lacks,
+        });
         return s;
     }
     let live = local.channel_live(&snap.live, c);

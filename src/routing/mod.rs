@@ -5,7 +5,8 @@
 //!
 //! Filters: channel disabled · provider excluded · embedding model · missing capability
 //! (vision if the request has images, tools if it has tools, JSON mode if asked, plus
-//! `required_capabilities`) · price above `max_cost_per_1k` (the larger of input and output
+//! `required_capabilities`) · a family that cannot express a field the request sets
+//! (`logprobs`, `n` > 1, …; unless the provider's `on_unsupported = "drop"`) · price above `max_cost_per_1k` (the larger of input and output
 //! price per 1K tokens; unknown prices fail a cap) · context smaller than the estimated prompt
 //! tokens plus `max_tokens` · address not resolved · daily quota spent · endpoint not served ·
 //! channel or model cooling down · `min_request_interval` · `max_concurrent` (its share per
@@ -39,7 +40,7 @@ use crate::catalog::Entry;
 use crate::catalog::select::{match_query, size_ok};
 use crate::expr::Caps;
 use crate::expr::{self, Expr};
-use crate::presets::Endpoint;
+use crate::presets::{Endpoint, Fields};
 use crate::snapshot::Snapshot;
 use crate::strategy::{self as score, Options, SubScores, Weights};
 use filter::{Needs, Tier};
@@ -75,6 +76,8 @@ pub struct Ask<'a> {
     pub allowed: Option<&'a [u64]>,
     /// The endpoint called (a channel may lack it).
     pub endpoint: Endpoint,
+    /// Request fields only some families can express (`logprobs`, `n` > 1, …).
+    pub fields: Fields,
 }
 
 /// A ranked candidate.
@@ -264,7 +267,15 @@ pub fn rank<'b>(
     let standings = arena.alloc_slice_fill_copy(snap.channels.len(), None);
     let mut standing = |c: usize, local: &Local| {
         *standings[c].get_or_insert_with(|| {
-            filter::channel_standing(snap, local, c, ask.endpoint, &excluded, now)
+            filter::channel_standing(
+                snap,
+                local,
+                c,
+                ask.endpoint,
+                (ask.fields, ask.stream),
+                &excluded,
+                now,
+            )
         })
     };
     crate::catalog::tags::for_each_bit(words, |i| {
@@ -613,6 +624,7 @@ models = ["gpt-4o"]
             options,
             allowed: None,
             endpoint: Endpoint::Chat,
+            fields: Fields::NONE,
         };
         let r = rank(s, local, &ask, Instant::now(), &arena, false)?;
         let name = |e: u32| {
@@ -906,6 +918,7 @@ aliases = { "gpt-4o" = "gpt-4o-2024-08-06", "only-alias" = "gpt-4o-2024-08-06" }
             options: &opts,
             allowed: None,
             endpoint: Endpoint::Chat,
+            fields: Fields::NONE,
         };
         // (within 10 % of the only model's window: it is tried, and the upstream decides)
         let rk = rank(&s, &mut l, &ask, Instant::now(), &arena, false).unwrap();
@@ -1080,6 +1093,7 @@ aliases = { "gpt-4o" = "gpt-4o-2024-08-06", "only-alias" = "gpt-4o-2024-08-06" }
             options: opts,
             allowed: None,
             endpoint: Endpoint::Chat,
+            fields: Fields::NONE,
         }
     }
 
@@ -1303,6 +1317,7 @@ aliases = { "gpt-4o" = "gpt-4o-2024-08-06", "only-alias" = "gpt-4o-2024-08-06" }
         assert_eq!(rk.candidates.len(), 2, "chat is unaffected");
         let responses = Ask {
             endpoint: Endpoint::Responses,
+            fields: Fields::NONE,
             ..chat
         };
         let rk = rank(&s, &mut l, &responses, t, &arena, true).unwrap();
@@ -1564,5 +1579,95 @@ weight = 2.0
             firsts[..4].contains(&"b".to_string()),
             "smooth: b gets its turn every 4: {firsts:?}"
         );
+    }
+
+    #[test]
+    fn fields_a_family_lacks_route_elsewhere_or_are_a_400_naming_the_channels() {
+        let text = |drop: &str| {
+            format!(
+                r#"
+[providers.o]
+base_url = "http://127.0.0.1:1/v1"
+[providers.a]
+kind = "anthropic"
+base_url = "http://127.0.0.1:2/v1"
+{drop}
+[providers.g]
+kind = "gemini"
+base_url = "http://127.0.0.1:3/v1beta"
+[[channels]]
+id = "oa"
+provider = "o"
+models = ["m"]
+[[channels]]
+id = "an"
+provider = "a"
+models = ["m"]
+[[channels]]
+id = "ge"
+provider = "g"
+models = ["m"]
+"#
+            )
+        };
+        let s = snap(&text(""));
+        let opts = Options::default();
+        let arena = Bump::new();
+        let mut l = Local::default();
+        let t = Instant::now();
+        let logprobs = Ask {
+            fields: Fields::LOGPROBS,
+            ..ask("m", &opts)
+        };
+        let rk = rank(&s, &mut l, &logprobs, t, &arena, true).unwrap();
+        let ids: Vec<&str> = rk
+            .candidates
+            .iter()
+            .map(|c| &*s.channels[s.catalog.entries[c.entry as usize].channel as usize].id)
+            .collect();
+        assert_eq!(ids, ["oa"]);
+        assert!(rk.rejected.iter().all(|r| matches!(
+            r.reason,
+            Reason::Unexpressible {
+                fields: Fields::LOGPROBS,
+                ..
+            }
+        )));
+        // `n` > 1: Gemini has it whole, not streamed.
+        let n = Ask {
+            fields: Fields::N,
+            ..ask("m", &opts)
+        };
+        assert_eq!(
+            rank(&s, &mut l, &n, t, &arena, true)
+                .unwrap()
+                .candidates
+                .len(),
+            2
+        );
+        let n_stream = Ask { stream: true, ..n };
+        assert_eq!(
+            rank(&s, &mut l, &n_stream, t, &arena, true)
+                .unwrap()
+                .candidates
+                .len(),
+            1
+        );
+        // Only the families that lack it: a 400 naming the field, the channels and families.
+        let s2 = snap(&text("").replace(
+            "models = [\"m\"]\n[[channels]]\nid = \"an\"",
+            "models = [\"x\"]\n[[channels]]\nid = \"an\"",
+        ));
+        let rk = rank(&s2, &mut l, &logprobs, t, &arena, true).unwrap();
+        let err = rk.unusable(&s2, "m", t, t).unwrap().into_error();
+        assert_eq!(err.status, 400);
+        assert_eq!(err.code, "unsupported_parameter");
+        assert_eq!(err.param, Some("logprobs"));
+        assert!(err.message.contains("an (anthropic)"), "{}", err.message);
+        assert!(err.message.contains("ge (gemini)"), "{}", err.message);
+        // A provider that drops what it lacks keeps its channels.
+        let s3 = snap(&text("on_unsupported = \"drop\""));
+        let rk = rank(&s3, &mut l, &logprobs, t, &arena, true).unwrap();
+        assert_eq!(rk.candidates.len(), 2);
     }
 }

@@ -49,6 +49,16 @@ impl Ranking<'_> {
                 short(model)
             )));
         }
+        // Only fields some families lack stand in the way (whatever else was ruled out for
+        // good): the client asked for something no candidate can give.
+        if self
+            .rejected
+            .iter()
+            .all(|r| r.reason.tier() == Tier::Permanent)
+            && let Some(e) = unexpressible(snap, model, &self.rejected)
+        {
+            return Some(e);
+        }
         let message = unusable(snap, model, &self.rejected, now);
         let left = || {
             self.rejected
@@ -118,6 +128,14 @@ pub enum RouteError {
     Forbidden(String),
     /// Every channel left was found not to serve the endpoint (404).
     EndpointNotServed(String),
+    /// The request sets a field no candidate's family can express, and none drops it (400
+    /// `unsupported_parameter`).
+    UnsupportedParameter {
+        /// The request parameter at fault (`logprobs`, `n`, …).
+        param: &'static str,
+        /// Which channels lack it, and their families.
+        message: String,
+    },
 }
 
 impl RouteError {
@@ -152,6 +170,10 @@ impl RouteError {
             RouteError::Forbidden(m) => Error::new(403, Kind::Permission, "model_not_allowed", m),
             RouteError::EndpointNotServed(m) => {
                 Error::new(404, Kind::InvalidRequest, "endpoint_not_served", m)
+            }
+            RouteError::UnsupportedParameter { param, message } => {
+                Error::new(400, Kind::InvalidRequest, "unsupported_parameter", message)
+                    .with_param(param)
             }
         }
     }
@@ -210,6 +232,46 @@ pub(super) fn not_found_name(snap: &Snapshot, name: &str, allowed: Option<&[u64]
         msg.push('.');
     }
     msg
+}
+
+/// The 400 for fields no candidate's family can express, naming each such channel and its
+/// family (`None` when no rejection was for that).
+fn unexpressible(snap: &Snapshot, model: &str, rejected: &[Rejected]) -> Option<RouteError> {
+    let mut all = crate::presets::Fields::NONE;
+    let mut seen: Vec<u32> = Vec::new();
+    let mut names = String::new();
+    for r in rejected {
+        let Reason::Unexpressible { family, fields } = r.reason else {
+            continue;
+        };
+        all = all.union(fields);
+        let channel = snap.catalog.entries[r.entry as usize].channel;
+        if seen.contains(&channel) {
+            continue;
+        }
+        seen.push(channel);
+        if seen.len() <= 12 {
+            if !names.is_empty() {
+                names.push_str(", ");
+            }
+            let ch = &snap.channels[channel as usize];
+            let _ = write!(names, "{} ({})", ch.id, family.as_str());
+        }
+    }
+    if all.is_empty() {
+        return None;
+    }
+    if seen.len() > 12 {
+        let _ = write!(names, ", … {} more", seen.len() - 12);
+    }
+    Some(RouteError::UnsupportedParameter {
+        param: all.first_param(),
+        message: format!(
+            "`{}` cannot be honoured for `{}`: no channel left can express it, and none may drop it ({names}; only OpenAI-family channels have it, Gemini also `n` when not streamed). Remove the parameter, or set on_unsupported = \"drop\" on the provider to send the request without it.",
+            all.params(),
+            short(model),
+        ),
+    })
 }
 
 fn unusable(snap: &Snapshot, model: &str, rejected: &[Rejected], now: Instant) -> String {

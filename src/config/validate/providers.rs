@@ -53,6 +53,17 @@ pub(super) fn provider(c: &mut Checker, id: String, p: raw::Provider) -> Provide
         Some(r) => r,
         None => presets::speaks_responses(&kind),
     };
+    let drop_unsupported = match p.on_unsupported.as_deref() {
+        None | Some("error") => false,
+        Some("drop") => true,
+        Some(other) => {
+            c.err(
+                at("on_unsupported"),
+                format!("\"{other}\" is not a choice; use \"error\" (refuse requests this family cannot express) or \"drop\" (send them without the field)"),
+            );
+            false
+        }
+    };
     if !chat_path.starts_with('/') || chat_path.bytes().any(|b| b <= b' ' || b == 0x7f) {
         c.err(
             at("chat_path"),
@@ -145,6 +156,7 @@ pub(super) fn provider(c: &mut Checker, id: String, p: raw::Provider) -> Provide
         family: preset.family,
         stream_usage: p.stream_usage.unwrap_or(preset.stream_usage),
         responses,
+        drop_unsupported,
         forward_headers,
         base_url,
         chat_path,

@@ -15,6 +15,7 @@ driver = "fast"
 [providers.a]
 kind = "opena"
 base_url = "ftp://x"
+on_unsupported = "ignore"
 [[channels]]
 id = "c"
 provider = "b"
@@ -30,6 +31,7 @@ discover = false
         "server.driver",
         "providers.a.kind",
         "providers.a.base_url",
+        "providers.a.on_unsupported",
         "channels[0].provider",
         "channels[0].models",
     ] {

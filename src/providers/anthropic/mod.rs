@@ -20,7 +20,7 @@ pub(crate) mod wire;
 pub(crate) use ingress::{StreamEncoder, egress_response};
 pub use ingress::{count_tokens, ingress_request};
 pub use upstream::encode_request;
-pub(crate) use upstream::{StreamDecoder, decode_error, decode_response};
+pub(crate) use upstream::{StreamDecoder, decode_error, decode_response, json_tool};
 pub(crate) use wire::error_body;
 
 #[cfg(test)]

@@ -106,14 +106,24 @@ pub fn encode_request(chat: &OwnedValue, model: &str, out: &mut Vec<u8>) -> Resu
             )
         })?,
     };
-    if let Some(n) = present(req.get("n")).and_then(|n| n.as_u64())
-        && n > 1
-    {
-        return Err(bad(
-            "unsupported_n",
-            "Anthropic models return one choice per request; send `n` = 1 or leave it out.",
-        ));
-    }
+    // `n` > 1, `logprobs` and the other fields Anthropic lacks never get here unless the
+    // provider drops them (`on_unsupported = "drop"`): routing keeps such requests away.
+    let json_tool = json_tool(chat)?;
+    let effort = present(req.get("reasoning_effort"))
+        .map(|e| {
+            e.as_str().and_then(thinking_budget).ok_or_else(|| {
+                bad(
+                    "invalid_reasoning_effort",
+                    "`reasoning_effort` must be none, minimal, low, medium or high.",
+                )
+            })
+        })
+        .transpose()?;
+    let in_tool_loop = messages
+        .last()
+        .and_then(|m| m.get("role"))
+        .and_then(|r| r.as_str())
+        == Some("tool");
 
     let messages: Vec<OwnedValue> = turns.into_iter().map(message_of).collect();
     let mut body = json!({
@@ -148,13 +158,40 @@ pub fn encode_request(chat: &OwnedValue, model: &str, out: &mut Vec<u8>) -> Resu
         let s = stream_flag(s)?;
         set(&mut body, "stream", s.into());
     }
-    let tools = tool_list(req.get("tools"), encode_tool)?;
+    let mut tools = tool_list(req.get("tools"), encode_tool)?;
+    let client_tools = !tools.is_empty();
+    if let Some(t) = &json_tool {
+        tools.push(json!({
+            "name": t.name.as_str(),
+            "description": t.description.as_str(),
+            "input_schema": t.schema.clone(),
+        }));
+    }
+    let mut forced = false;
     // Anthropic rejects `tool_choice` without tools, so it only goes along with them.
     if !tools.is_empty() {
         let mut choice = match present(req.get("tool_choice")) {
             None => None,
             Some(c) => Some(encode_tool_choice(c)?),
         };
+        if let Some(t) = &json_tool {
+            // The answer comes as the JSON tool's input: forced when it is the only tool;
+            // beside the client's own, some tool must be called (theirs, or the answer).
+            let kind = choice
+                .as_ref()
+                .and_then(|c| c.get("type"))
+                .and_then(|k| k.as_str());
+            if !client_tools || kind == Some("none") {
+                choice = Some(json!({"type": "tool", "name": t.name.as_str()}));
+            } else if matches!(kind, None | Some("auto")) {
+                choice = Some(json!({"type": "any"}));
+            }
+        }
+        forced = choice
+            .as_ref()
+            .and_then(|c| c.get("type"))
+            .and_then(|k| k.as_str())
+            .is_some_and(|k| matches!(k, "any" | "tool"));
         if present(req.get("parallel_tool_calls")).and_then(|p| p.as_bool()) == Some(false) {
             let c = choice.get_or_insert_with(|| json!({"type": "auto"}));
             if c.get("type").and_then(|t| t.as_str()) != Some("none") {
@@ -171,8 +208,102 @@ pub fn encode_request(chat: &OwnedValue, model: &str, out: &mut Vec<u8>) -> Resu
     {
         set(&mut body, "metadata", json!({"user_id": user}));
     }
+    // Extended thinking: Anthropic refuses it with a forced tool, and in a tool loop wants the
+    // earlier turn's thinking blocks back (the canonical form has none), so it is left out then.
+    if let Some(Some(budget)) = effort
+        && !forced
+        && !in_tool_loop
+    {
+        set(
+            &mut body,
+            "thinking",
+            json!({"type": "enabled", "budget_tokens": budget}),
+        );
+        // `max_tokens` counts the thinking too and must exceed the budget: the answer keeps
+        // the room the client asked for on top of it.
+        if max_tokens <= budget {
+            set(&mut body, "max_tokens", (max_tokens + budget).into());
+        }
+        // Thinking requires the default temperature and a top_p of at least 0.95.
+        if let Some(o) = body.as_object_mut() {
+            o.remove("temperature");
+            o.remove("top_p");
+        }
+    }
     out.extend_from_slice(body.encode().as_bytes());
     Ok(())
+}
+
+/// Extended-thinking budget for an OpenAI `reasoning_effort` (README "Field fidelity"):
+/// `Some(None)` for efforts that mean no thinking, `None` for a value that is not one.
+fn thinking_budget(effort: &str) -> Option<Option<u64>> {
+    match effort {
+        "none" | "minimal" => Some(None),
+        "low" => Some(Some(1024)),
+        "medium" => Some(Some(4096)),
+        "high" => Some(Some(16384)),
+        _ => None,
+    }
+}
+
+/// Name of the tool that carries a structured answer when the request asks for none.
+const JSON_TOOL: &str = "json_response";
+
+/// The tool that carries a `response_format` answer on Anthropic (which has no JSON mode):
+/// forced, its `input_schema` the schema, its input returned as the message's text.
+#[derive(Debug)]
+pub(crate) struct JsonTool {
+    /// The schema's name when it is a valid tool name, else `json_response`.
+    pub(crate) name: String,
+    description: String,
+    schema: OwnedValue,
+}
+
+/// The JSON tool a request's `response_format` asks for: `json_schema` → its schema,
+/// `json_object` → any object; `text` or none → `None`.
+pub(crate) fn json_tool(chat: &OwnedValue) -> Result<Option<JsonTool>, Error> {
+    let Some(rf) = present(chat.get("response_format")) else {
+        return Ok(None);
+    };
+    let invalid = || {
+        bad(
+            "invalid_response_format",
+            "`response_format.type` must be text, json_object or json_schema.",
+        )
+    };
+    match rf.get("type").and_then(|t| t.as_str()) {
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(JsonTool {
+            name: JSON_TOOL.into(),
+            description: "Answer with a JSON object.".into(),
+            schema: json!({"type": "object"}),
+        })),
+        Some("json_schema") => {
+            let spec = rf.get("json_schema");
+            let name = spec
+                .and_then(|s| s.get("name"))
+                .and_then(|n| n.as_str())
+                .filter(|n| {
+                    (1..=64).contains(&n.len())
+                        && n.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                })
+                .unwrap_or(JSON_TOOL);
+            let description = spec
+                .and_then(|s| s.get("description"))
+                .and_then(|d| d.as_str())
+                .unwrap_or("Answer with JSON that matches this schema.");
+            let schema = present(spec.and_then(|s| s.get("schema")))
+                .cloned()
+                .unwrap_or_else(|| json!({"type": "object"}));
+            Ok(Some(JsonTool {
+                name: name.into(),
+                description: description.into(),
+                schema,
+            }))
+        }
+        _ => Err(invalid()),
+    }
 }
 
 /// A system/developer message as Anthropic text blocks (a string or text parts; empty texts
@@ -510,10 +641,13 @@ fn stop_list(stop: Option<&OwnedValue>) -> Result<Vec<OwnedValue>, Error> {
 }
 
 /// Decodes a non-streamed Anthropic response into an OpenAI `chat.completion` body.
-/// `created` is the unix time to stamp. Err(message) when the body is not a valid message.
+/// `created` is the unix time to stamp; `json_tool` names the tool that carries a
+/// `response_format` answer (see [`json_tool`]): its input becomes the message's text, finished
+/// by `stop`. Err(message) when the body is not a valid message.
 pub(crate) fn decode_response(
     body: &[u8],
     created: u64,
+    json_tool: Option<&str>,
     out: &mut Vec<u8>,
 ) -> Result<Usage, TranslateError> {
     let v = parse(body).map_err(|e| {
@@ -536,11 +670,21 @@ pub(crate) fn decode_response(
     let mut text = String::new();
     let mut reasoning = String::new();
     let mut calls = Vec::new();
+    let mut answer: Option<String> = None;
     for block in content {
         match block.get("type").and_then(|t| t.as_str()) {
             // Blocks concatenate with no separator, exactly as their streamed deltas would.
             Some("text") => text.push_str(str_field(block, "text")),
             Some("thinking") => reasoning.push_str(str_field(block, "thinking")),
+            Some("tool_use")
+                if json_tool.is_some_and(|n| n == str_field(block, "name")) && answer.is_none() =>
+            {
+                answer = Some(
+                    block
+                        .get("input")
+                        .map_or_else(|| "{}".to_string(), |i| i.encode()),
+                );
+            }
             Some("tool_use") => {
                 let arguments = block
                     .get("input")
@@ -558,6 +702,11 @@ pub(crate) fn decode_response(
     let mut raw = RawUsage::default();
     raw.read(v.get("usage"));
     let usage = raw.usage();
+    // A structured answer is the whole content: text around it would make it invalid JSON.
+    let answered = answer.is_some() && calls.is_empty();
+    if let Some(a) = answer {
+        text = a;
+    }
     let content = if text.is_empty() && !calls.is_empty() {
         OwnedValue::null()
     } else {
@@ -570,7 +719,11 @@ pub(crate) fn decode_response(
     if !reasoning.is_empty() {
         set(&mut message, "reasoning_content", reasoning.into());
     }
-    let finish = finish_of(v.get("stop_reason").and_then(|s| s.as_str())).as_str();
+    let mut finish = finish_of(v.get("stop_reason").and_then(|s| s.as_str()));
+    if answered && finish == Finish::ToolCalls {
+        finish = Finish::Stop;
+    }
+    let finish = finish.as_str();
     let body = completion(
         str_field(&v, "id"),
         created,
@@ -593,6 +746,10 @@ pub(crate) struct StreamDecoder {
     /// (content block index, tool call index) for every `tool_use` block so far: OpenAI numbers
     /// tool calls 0, 1, … whatever text or thinking blocks sit between them.
     tool_blocks: Vec<(u64, u64)>,
+    /// The tool that carries a `response_format` answer, and the content block that calls it:
+    /// its input arrives as content deltas.
+    json_tool: Option<String>,
+    json_block: Option<u64>,
     finish_sent: bool,
     done: bool,
 }
@@ -607,9 +764,18 @@ impl StreamDecoder {
             usage: RawUsage::default(),
             usage_seen: false,
             tool_blocks: Vec::new(),
+            json_tool: None,
+            json_block: None,
             finish_sent: false,
             done: false,
         }
+    }
+
+    /// The request asked for a structured answer through the tool `name` ([`json_tool`]): its
+    /// input is streamed as the message's content, finished by `stop`.
+    pub(crate) fn answering_json(mut self, name: Option<String>) -> Self {
+        self.json_tool = name;
+        self
     }
 
     /// Feeds one SSE event: `name` is its `event:` field (may be empty), `data` its `data:`
@@ -662,7 +828,13 @@ impl StreamDecoder {
             "content_block_start" => {
                 let index = v.get("index").and_then(|i| i.as_u64()).unwrap_or(0);
                 let block = v.get("content_block");
+                let name = block.map_or("", |b| str_field(b, "name"));
                 match block.and_then(|b| b.get("type")).and_then(|t| t.as_str()) {
+                    Some("tool_use")
+                        if self.json_block.is_none() && self.json_tool.as_deref() == Some(name) =>
+                    {
+                        self.json_block = Some(index);
+                    }
                     Some("tool_use") => {
                         let call = self.tool_blocks.len() as u64;
                         self.tool_blocks.push((index, call));
@@ -702,6 +874,11 @@ impl StreamDecoder {
                     Some("thinking_delta") if !field("thinking").is_empty() => {
                         self.push(out, json!({"reasoning_content": field("thinking")}), None);
                     }
+                    Some("input_json_delta")
+                        if !field("partial_json").is_empty() && self.json_block == Some(index) =>
+                    {
+                        self.push(out, json!({"content": field("partial_json")}), None);
+                    }
                     Some("input_json_delta") if !field("partial_json").is_empty() => {
                         // Deltas of blocks that are not function tools (server tools) have no
                         // OpenAI tool call to attach to and are skipped.
@@ -728,7 +905,14 @@ impl StreamDecoder {
                     .get("delta")
                     .and_then(|d| d.get("stop_reason"))
                     .and_then(|s| s.as_str());
-                self.push(out, json!({}), Some(finish_of(stop)));
+                let mut finish = finish_of(stop);
+                if self.json_block.is_some()
+                    && self.tool_blocks.is_empty()
+                    && finish == Finish::ToolCalls
+                {
+                    finish = Finish::Stop;
+                }
+                self.push(out, json!({}), Some(finish));
                 self.finish_sent = true;
             }
             "message_stop" => {

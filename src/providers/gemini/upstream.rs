@@ -294,6 +294,18 @@ fn copy_number(chat: &Json, from: &str, dst: &mut Object, to: &str) -> Result<()
     Ok(())
 }
 
+/// `thinkingBudget` for an OpenAI `reasoning_effort`: Google's own mapping for its
+/// OpenAI-compatible endpoint (README "Field fidelity"); `None` for a value that is not one.
+fn thinking_budget(effort: &str) -> Option<u64> {
+    match effort {
+        "none" => Some(0),
+        "minimal" | "low" => Some(1024),
+        "medium" => Some(8192),
+        "high" => Some(24576),
+        _ => None,
+    }
+}
+
 fn generation_config(chat: &Json) -> Result<Object, Error> {
     let mut g = Object::default();
     copy_number(chat, "temperature", &mut g, "temperature")?;
@@ -304,7 +316,21 @@ fn generation_config(chat: &Json) -> Result<Object, Error> {
     } else {
         copy_number(chat, "max_tokens", &mut g, "maxOutputTokens")?;
     }
-    copy_number(chat, "n", &mut g, "candidateCount")?;
+    // Several candidates are translated only whole: a stream follows the first, so a
+    // streamed `n` (which reaches here only with `on_unsupported = "drop"`) is left out.
+    let streamed = field(chat, "stream").and_then(|s| s.as_bool()) == Some(true);
+    if !streamed {
+        copy_number(chat, "n", &mut g, "candidateCount")?;
+    }
+    if let Some(effort) = field(chat, "reasoning_effort") {
+        let budget = effort.as_str().and_then(thinking_budget).ok_or_else(|| {
+            bad(
+                "invalid_reasoning_effort",
+                "`reasoning_effort` must be none, minimal, low, medium or high.",
+            )
+        })?;
+        g.insert("thinkingConfig".into(), json!({ "thinkingBudget": budget }));
+    }
     copy_number(chat, "seed", &mut g, "seed")?;
     copy_number(chat, "presence_penalty", &mut g, "presencePenalty")?;
     copy_number(chat, "frequency_penalty", &mut g, "frequencyPenalty")?;

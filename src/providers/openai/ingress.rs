@@ -16,6 +16,7 @@ use simd_json::prelude::*;
 
 use crate::error::{Error, Kind};
 use crate::expr::Caps;
+use crate::presets::Fields;
 use crate::strategy::Options;
 use crate::tokens::estimate;
 
@@ -96,6 +97,9 @@ pub struct Features {
     pub stream_options: Option<Range<usize>>,
     /// Router-only `strip_think`: remove `<think>…</think>` blocks from a whole answer.
     pub strip_think: bool,
+    /// Fields only some families can honour (`logprobs`, `n` > 1, …): routing keeps the
+    /// request to channels that have them ([`crate::presets::Family::lacks`]).
+    pub fields: Fields,
 }
 
 /// Router-only body fields: accepted, applied, and removed before forwarding.
@@ -334,6 +338,7 @@ fn read_features(tape: &simd_json::Tape<'_>) -> Result<Features, Error> {
     {
         needs = needs.union(Caps::JSON);
     }
+    let fields = family_fields(&obj);
     let max_tokens = ["max_completion_tokens", "max_tokens"]
         .iter()
         .find_map(|k| obj.get(k).and_then(|v| v.as_u64()))
@@ -402,7 +407,38 @@ fn read_features(tape: &simd_json::Tape<'_>) -> Result<Features, Error> {
         usage_asked: None,
         stream_options: None,
         strip_think,
+        fields,
     })
+}
+
+/// The fields of a chat body that only some families can honour (README "Field fidelity").
+fn family_fields(obj: &simd_json::tape::Object<'_, '_>) -> Fields {
+    let present = |k: &str| obj.get(k).filter(|v| !v.is_null());
+    let mut fields = Fields::NONE;
+    if present("logprobs").and_then(|v| v.as_bool()) == Some(true)
+        || present("top_logprobs").is_some()
+    {
+        fields = fields.union(Fields::LOGPROBS);
+    }
+    if present("n").and_then(|v| v.as_u64()).is_some_and(|n| n > 1) {
+        fields = fields.union(Fields::N);
+    }
+    if present("logit_bias")
+        .and_then(|v| v.as_object())
+        .is_some_and(|o| !o.is_empty())
+    {
+        fields = fields.union(Fields::LOGIT_BIAS);
+    }
+    let audio_out = present("modalities")
+        .and_then(|v| v.as_array())
+        .is_some_and(|a| a.iter().any(|m| m.into_string() == Some("audio")));
+    if audio_out || present("audio").is_some() {
+        fields = fields.union(Fields::AUDIO);
+    }
+    if present("web_search_options").is_some() {
+        fields = fields.union(Fields::WEB_SEARCH);
+    }
+    fields
 }
 
 /// `include_usage` of a `stream_options` value: `None` for `null`, `Some(true)` only for an
@@ -633,5 +669,30 @@ mod tests {
         ] {
             let _ = top_level_members(s.as_bytes());
         }
+    }
+
+    #[test]
+    fn fields_only_some_families_express_are_read() {
+        let f = |extra: &str| {
+            ex(&format!(r#"{{"model":"m","messages":[]{extra}}}"#))
+                .unwrap()
+                .fields
+        };
+        assert_eq!(f(""), Fields::NONE);
+        assert_eq!(
+            f(r#","logprobs":false,"n":1,"logit_bias":{}"#),
+            Fields::NONE
+        );
+        assert_eq!(f(r#","logprobs":null,"audio":null"#), Fields::NONE);
+        assert_eq!(f(r#","logprobs":true"#), Fields::LOGPROBS);
+        assert_eq!(f(r#","top_logprobs":2"#), Fields::LOGPROBS);
+        assert_eq!(f(r#","n":3"#), Fields::N);
+        assert_eq!(f(r#","logit_bias":{"50256":-100}"#), Fields::LOGIT_BIAS);
+        assert_eq!(f(r#","modalities":["text","audio"]"#), Fields::AUDIO);
+        assert_eq!(f(r#","modalities":["text"]"#), Fields::NONE);
+        assert_eq!(f(r#","web_search_options":{}"#), Fields::WEB_SEARCH);
+        let both = f(r#","n":2,"logprobs":true"#);
+        assert_eq!(both.first_param(), "logprobs");
+        assert_eq!(both.params(), "logprobs, n");
     }
 }

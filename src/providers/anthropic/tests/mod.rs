@@ -148,7 +148,7 @@ fn never_panics_on_garbage_or_truncated_input() {
             if let Ok(v) = simd_json::to_owned_value(&mut b.to_vec()) {
                 let _ = encode_request(&v, "m", &mut out);
             }
-            let _ = decode_response(b, 0, &mut out);
+            let _ = decode_response(b, 0, None, &mut out);
             let _ = StreamDecoder::new(0).event(b"", b, &mut out);
             decode_error(500, b, &mut out);
             let _ = ingress_request(b);

@@ -232,7 +232,14 @@ fn encode_rejects_client_mistakes() {
         enc_err(r#"{"messages":[],"max_completion_tokens":"9"}"#),
         "invalid_max_tokens"
     );
-    assert_eq!(enc_err(r#"{"messages":[],"n":2}"#), "unsupported_n");
+    assert_eq!(
+        enc_err(r#"{"messages":[],"reasoning_effort":"max"}"#),
+        "invalid_reasoning_effort"
+    );
+    assert_eq!(
+        enc_err(r#"{"messages":[],"response_format":{"type":"yaml"}}"#),
+        "invalid_response_format"
+    );
     assert_eq!(enc_err(r#"{"messages":[],"stop":[1]}"#), "invalid_stop");
     assert_eq!(
         enc_err(r#"{"messages":[],"temperature":"hot"}"#),
@@ -260,7 +267,7 @@ fn encode_rejects_client_mistakes() {
 
 fn dec(body: &str) -> Result<(OwnedValue, Usage), String> {
     let mut out = Vec::new();
-    let u = decode_response(body.as_bytes(), 1_700_000_000, &mut out)?;
+    let u = decode_response(body.as_bytes(), 1_700_000_000, None, &mut out)?;
     Ok((val_bytes(&out), u))
 }
 
@@ -666,7 +673,7 @@ fn decode_error_bodies() {
 #[test]
 fn decode_failures_say_what_was_wrong() {
     let fault = |body: &[u8]| {
-        decode_response(body, 1, &mut Vec::new())
+        decode_response(body, 1, None, &mut Vec::new())
             .unwrap_err()
             .fault()
     };
@@ -676,6 +683,174 @@ fn decode_failures_say_what_was_wrong() {
         fault(br#"{"type":"error","error":{"type":"api_error","message":"x"}}"#),
         Fault::Reported
     );
-    let e = decode_response(b"{}", 1, &mut Vec::new()).unwrap_err();
+    let e = decode_response(b"{}", 1, None, &mut Vec::new()).unwrap_err();
     assert_eq!(String::from(e.clone()), e.to_string());
+}
+
+// ---- field fidelity: response_format as a forced tool, reasoning_effort as thinking ----
+
+#[test]
+fn encode_json_schema_as_a_forced_tool_and_json_object_as_any_object() {
+    let got = enc(r#"{"messages":[{"role":"user","content":"Hi"}],
+        "response_format":{"type":"json_schema","json_schema":{"name":"person","strict":true,
+        "schema":{"type":"object","properties":{"name":{"type":"string"}},"required":["name"]}}}}"#)
+    .unwrap();
+    assert_eq!(
+        got["tools"],
+        json!([{"name": "person", "description": "Answer with JSON that matches this schema.",
+            "input_schema": {"type":"object","properties":{"name":{"type":"string"}},"required":["name"]}}])
+    );
+    assert_eq!(
+        got["tool_choice"],
+        json!({"type": "tool", "name": "person"})
+    );
+    // A name Anthropic would refuse as a tool name, and json_object.
+    let got = enc(r#"{"messages":[{"role":"user","content":"Hi"}],
+        "response_format":{"type":"json_schema","json_schema":{"name":"a b","schema":{"type":"object"}}}}"#)
+    .unwrap();
+    assert_eq!(
+        got["tool_choice"],
+        json!({"type": "tool", "name": "json_response"})
+    );
+    let got = enc(
+        r#"{"messages":[{"role":"user","content":"Hi"}],"response_format":{"type":"json_object"}}"#,
+    )
+    .unwrap();
+    assert_eq!(got["tools"][0]["input_schema"], json!({"type": "object"}));
+    assert_eq!(
+        got["tool_choice"],
+        json!({"type": "tool", "name": "json_response"})
+    );
+    // Beside the client's own tools: some tool must be called, theirs or the answer.
+    let got = enc(r#"{"messages":[{"role":"user","content":"Hi"}],
+        "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],
+        "response_format":{"type":"json_object"}}"#)
+    .unwrap();
+    assert_eq!(got["tools"].as_array().unwrap().len(), 2);
+    assert_eq!(got["tool_choice"], json!({"type": "any"}));
+    // text is no structured answer.
+    let got =
+        enc(r#"{"messages":[{"role":"user","content":"Hi"}],"response_format":{"type":"text"}}"#)
+            .unwrap();
+    assert!(got.get("tools").is_none());
+}
+
+#[test]
+fn encode_reasoning_effort_as_thinking_with_room_above_the_budget() {
+    let got = enc(
+        r#"{"messages":[{"role":"user","content":"Hi"}],"reasoning_effort":"medium",
+        "max_tokens":1000,"temperature":0.2,"top_p":0.5}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        got["thinking"],
+        json!({"type": "enabled", "budget_tokens": 4096})
+    );
+    assert_eq!(got["max_tokens"], json!(5096));
+    assert!(got.get("temperature").is_none() && got.get("top_p").is_none());
+    let got =
+        enc(r#"{"messages":[{"role":"user","content":"Hi"}],"reasoning_effort":"high"}"#).unwrap();
+    assert_eq!(got["thinking"]["budget_tokens"], json!(16384));
+    assert_eq!(got["max_tokens"], json!(4096 + 16384));
+    let got = enc(r#"{"messages":[{"role":"user","content":"Hi"}],"reasoning_effort":"low","max_tokens":9000}"#)
+        .unwrap();
+    assert_eq!(got["thinking"]["budget_tokens"], json!(1024));
+    assert_eq!(got["max_tokens"], json!(9000));
+    for effort in ["minimal", "none"] {
+        let got = enc(&format!(
+            r#"{{"messages":[{{"role":"user","content":"Hi"}}],"reasoning_effort":"{effort}"}}"#
+        ))
+        .unwrap();
+        assert!(got.get("thinking").is_none(), "{effort}");
+    }
+    // A forced tool (a structured answer) and a tool loop leave thinking out.
+    let got = enc(
+        r#"{"messages":[{"role":"user","content":"Hi"}],"reasoning_effort":"low",
+        "response_format":{"type":"json_object"}}"#,
+    )
+    .unwrap();
+    assert!(got.get("thinking").is_none());
+    let got = enc(r#"{"messages":[{"role":"user","content":"Hi"},
+        {"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]},
+        {"role":"tool","tool_call_id":"c1","content":"ok"}],
+        "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],
+        "reasoning_effort":"low"}"#)
+    .unwrap();
+    assert!(got.get("thinking").is_none());
+}
+
+#[test]
+fn decode_the_json_tool_input_as_the_answer_text() {
+    let body = r#"{"id":"msg_1","type":"message","role":"assistant","model":"claude",
+        "content":[{"type":"tool_use","id":"toolu_1","name":"person","input":{"name":"Ada"}}],
+        "stop_reason":"tool_use","usage":{"input_tokens":5,"output_tokens":7}}"#;
+    let mut out = Vec::new();
+    decode_response(body.as_bytes(), 1, Some("person"), &mut out).unwrap();
+    let v = val_bytes(&out);
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        json!(r#"{"name":"Ada"}"#)
+    );
+    assert!(v["choices"][0]["message"].get("tool_calls").is_none());
+    assert_eq!(v["choices"][0]["finish_reason"], json!("stop"));
+    // Without the name it is an ordinary tool call.
+    let mut out = Vec::new();
+    decode_response(body.as_bytes(), 1, None, &mut out).unwrap();
+    let v = val_bytes(&out);
+    assert_eq!(v["choices"][0]["finish_reason"], json!("tool_calls"));
+}
+
+#[test]
+fn stream_decode_the_json_tool_input_as_content_deltas() {
+    let mut d = StreamDecoder::new(1).answering_json(Some("person".into()));
+    let mut out = Vec::new();
+    for (n, data) in [
+        ("message_start", START),
+        (
+            "content_block_start",
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_1","name":"person","input":{}}}"#,
+        ),
+        (
+            "content_block_delta",
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\"name\":"}}"#,
+        ),
+        (
+            "content_block_delta",
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"\"Ada\"}"}}"#,
+        ),
+        (
+            "message_delta",
+            r#"{"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":7}}"#,
+        ),
+        ("message_stop", r#"{"type":"message_stop"}"#),
+    ] {
+        d.event(n.as_bytes(), data.as_bytes(), &mut out).unwrap();
+    }
+    let chunks: Vec<OwnedValue> = openai_events(&out)
+        .into_iter()
+        .filter(|c| c["choices"].as_array().is_some_and(|a| !a.is_empty()))
+        .collect();
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| {
+            c["choices"][0]["delta"]
+                .get("content")
+                .and_then(|t| t.as_str())
+        })
+        .collect();
+    assert_eq!(text, r#"{"name":"Ada"}"#);
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["choices"][0]["delta"].get("tool_calls").is_none())
+    );
+    let finish: Vec<&str> = chunks
+        .iter()
+        .filter_map(|c| {
+            c["choices"][0]
+                .get("finish_reason")
+                .and_then(|f| f.as_str())
+        })
+        .collect();
+    assert_eq!(finish, ["stop"]);
 }

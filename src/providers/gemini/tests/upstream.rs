@@ -23,9 +23,12 @@ fn encode_roles_system_merging_and_generation_config() {
                 {"role":"model","parts":[{"text":"Meow."}]},
                 {"role":"user","parts":[{"text":"Why?"}]}],
             "generationConfig":{"temperature":0.7,"topP":0.9,"maxOutputTokens":200,
-                "stopSequences":["END"],"candidateCount":2,"seed":42,"presencePenalty":0.5,
+                "stopSequences":["END"],"seed":42,"presencePenalty":0.5,
                 "frequencyPenalty":0.25,"responseMimeType":"application/json"}}"#);
-    assert_eq!(got, want);
+    assert_eq!(
+        got, want,
+        "a stream follows one candidate: no candidateCount"
+    );
     // max_tokens alone, stop as a list, no config members at all.
     let got =
         encode(r#"{"messages":[{"role":"user","content":"x"}],"max_tokens":5,"stop":["a","b"]}"#);
@@ -531,5 +534,42 @@ fn decode_error_bodies() {
         js(
             r#"{"error":{"message":"The Gemini upstream answered HTTP 403.","type":"permission_error","param":null,"code":"permission_denied"}}"#
         )
+    );
+}
+
+#[test]
+fn encode_n_whole_reasoning_effort_and_json_schema() {
+    let got = encode(
+        r#"{"messages":[{"role":"user","content":"x"}],"n":3,"reasoning_effort":"medium",
+            "response_format":{"type":"json_schema","json_schema":{"name":"p","schema":
+            {"type":"object","properties":{"a":{"type":"integer"}},"required":["a"],
+             "additionalProperties":false}}}}"#,
+    );
+    let g = &got["generationConfig"];
+    assert_eq!(g["candidateCount"], js("3"));
+    assert_eq!(g["thinkingConfig"], js(r#"{"thinkingBudget":8192}"#));
+    assert_eq!(g["responseMimeType"], js(r#""application/json""#));
+    assert_eq!(
+        g["responseSchema"]["properties"]["a"]["type"],
+        js(r#""integer""#)
+    );
+    for (effort, budget) in [
+        ("none", 0),
+        ("minimal", 1024),
+        ("low", 1024),
+        ("high", 24576),
+    ] {
+        let got = encode(&format!(
+            r#"{{"messages":[{{"role":"user","content":"x"}}],"reasoning_effort":"{effort}"}}"#
+        ));
+        assert_eq!(
+            got["generationConfig"]["thinkingConfig"]["thinkingBudget"],
+            js(&budget.to_string()),
+            "{effort}"
+        );
+    }
+    assert_eq!(
+        encode_err(r#"{"messages":[{"role":"user","content":"x"}],"reasoning_effort":9}"#).code,
+        "invalid_reasoning_effort"
     );
 }
