@@ -54,7 +54,7 @@
 //!
 //! | layer | modules (low to high) |
 //! |---|---|
-//! | leaf | `json`, `clock`, `secret`, `tokens`, `expr`; `h1`, `error`, `strategy`; `metrics` |
+//! | leaf | `json`, `clock`, `secret`, `tokens`, `trace`, `expr`; `h1`, `error`, `strategy`; `metrics` |
 //! | model | `presets`, `pricing`, `config`, `channel`, `catalog`, `live`, `auth`, `snapshot` |
 //! | core | `routing`, `providers`, `limits`, `usage`, `ledger` |
 //! | data plane | `upstream`, `worker`, `server`, `proxy`, `api` |
@@ -118,6 +118,7 @@ pub(crate) mod server;
 pub mod snapshot;
 pub mod strategy;
 pub(crate) mod tokens;
+pub(crate) mod trace;
 pub(crate) mod upstream;
 pub(crate) mod usage;
 pub mod worker;

@@ -145,7 +145,10 @@ mod tests {
         .unwrap()
         .expect("on");
         assert_eq!(t.path, "/v1/traces");
-        assert_eq!((t.endpoint.host.as_str(), t.endpoint.port), ("127.0.0.1", 4318));
+        assert_eq!(
+            (t.endpoint.host.as_str(), t.endpoint.port),
+            ("127.0.0.1", 4318)
+        );
         assert_eq!(t.protocol, OtlpProtocol::Protobuf);
         assert_eq!(t.service_name, "smart-ai-router");
         assert_eq!(t.sample_ratio, 1.0);
