@@ -58,7 +58,7 @@
 //! | model | `presets`, `pricing`, `config`, `channel`, `catalog`, `live`, `auth`, `snapshot` |
 //! | core | `routing`, `providers`, `limits`, `usage`, `ledger` |
 //! | data plane | `upstream`, `worker`, `server`, `proxy`, `api` |
-//! | control | `notify`, `logging`, `mock`, `cluster`, `control` |
+//! | control | `notify`, `logging`, `mock`, `cluster`, `telemetry`, `control` |
 //! | entry | `bootstrap`, `cmd` (`cli`, `import`, `keys`, `route`) |
 //!
 //! Placements the code argues for:
@@ -117,6 +117,7 @@ pub mod secret;
 pub(crate) mod server;
 pub mod snapshot;
 pub mod strategy;
+pub mod telemetry;
 pub(crate) mod tokens;
 pub(crate) mod trace;
 pub(crate) mod upstream;
