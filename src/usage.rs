@@ -6,7 +6,8 @@
 //! unbounded report channel: never dropped, DESIGN.md §2); only the control thread's store
 //! writes files. Building one costs the worker two small allocations (the record and the
 //! requested model): names are read through the snapshot's shared channel and catalog lists,
-//! and lines are formatted without intermediate strings. Costs are in the configured currency.
+//! and lines are formatted without intermediate strings; a request `[telemetry]` sampled adds
+//! one box of span data ([`Traced`]). Costs are in the configured currency.
 //! Records hold no secrets (ids only).
 //! Not here: pricing data (`pricing`), capturing usage from answers (`proxy::transcode`).
 
@@ -83,7 +84,8 @@ pub(crate) struct Record {
     pub ttft_ms: Option<f32>,
     /// The gateway's own time (`x-router-overhead-ms`), when an answer was relayed.
     pub overhead_ms: Option<f32>,
-    /// The W3C trace id of the client's `traceparent` (32 lower-case hex digits), if valid.
+    /// The W3C trace id (32 lower-case hex digits): with `[telemetry]` on the request's trace
+    /// (the client's or a new one), else the client's `traceparent`'s, if valid.
     pub trace_id: Option<[u8; 32]>,
     /// The name of the client key that made the request (never the key).
     pub client: Option<std::sync::Arc<str>>,
