@@ -389,6 +389,7 @@ mod tests {
             status: 200,
             attempts: 1,
             stream: false,
+            trace: None,
         }
     }
 

@@ -25,6 +25,7 @@
 //!   `thread::sleep`, blocking channel receives and file reads, and this crate denies the lint.
 //!   Only code off the data plane opts out, each with its reason on the attribute: `control`
 //!   (and its `store` and `dns` helpers), `cluster::helper` (the Redis client's thread),
+//!   `telemetry` (the OTLP exporter's thread),
 //!   `bootstrap`, `notify`, `cmd::keys`, the config and certificate readers, and `main`.
 //! * A [`snapshot::Snapshot`] is immutable and published whole, stamped with an epoch.
 //! * Request bodies pass through byte for byte except targeted edits (the `model` value, router
@@ -54,11 +55,11 @@
 //!
 //! | layer | modules (low to high) |
 //! |---|---|
-//! | leaf | `json`, `clock`, `secret`, `tokens`, `expr`; `h1`, `error`, `strategy`; `metrics` |
+//! | leaf | `json`, `clock`, `secret`, `tokens`, `trace`, `expr`; `h1`, `error`, `strategy`; `metrics` |
 //! | model | `presets`, `pricing`, `config`, `channel`, `catalog`, `live`, `auth`, `snapshot` |
 //! | core | `routing`, `providers`, `limits`, `usage`, `ledger` |
 //! | data plane | `upstream`, `worker`, `server`, `proxy`, `api` |
-//! | control | `notify`, `logging`, `mock`, `cluster`, `control` |
+//! | control | `notify`, `logging`, `mock`, `cluster`, `telemetry`, `control` |
 //! | entry | `bootstrap`, `cmd` (`cli`, `import`, `keys`, `route`) |
 //!
 //! Placements the code argues for:
@@ -75,6 +76,9 @@
 //! * `server` is generic over a `Handler` (the API): it owns connections and framing, `api`
 //!   owns meaning, and the worker thread's accept loop lives in `server::accept`.
 //! * `mock` sits in the control layer: it runs its own threads on the worker runtime.
+//! * `trace` (W3C trace context and the sampling decision) is a leaf: workers use it and the
+//!   usage record carries its ids; `telemetry` (spans from usage records, the exporter thread)
+//!   is control: only the control thread feeds it, so exporting never touches a worker.
 //!
 //! # Public surface
 //! Items are `pub(crate)` unless something outside the crate names them: the integration
@@ -117,7 +121,9 @@ pub mod secret;
 pub(crate) mod server;
 pub mod snapshot;
 pub mod strategy;
+pub mod telemetry;
 pub(crate) mod tokens;
+pub(crate) mod trace;
 pub(crate) mod upstream;
 pub(crate) mod usage;
 pub mod worker;

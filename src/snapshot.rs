@@ -45,6 +45,18 @@ pub struct Snapshot {
     pub(crate) clients: Arc<crate::auth::Clients>,
     /// TLS of the client listener (`[server.tls]`): accepted connections do a handshake.
     pub inbound_tls: Option<Arc<rustls::ServerConfig>>,
+    /// `[telemetry]`, as workers apply it (none: off, the client's `traceparent` goes
+    /// upstream unchanged).
+    pub(crate) traces: Option<Traces>,
+}
+
+/// What workers need of `[telemetry]`: whether to trace a request and what to keep.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Traces {
+    /// Share of requests without a client `traceparent` that are traced.
+    pub ratio: f64,
+    /// Keep the request's messages on its span.
+    pub capture_content: bool,
 }
 
 /// Which daily quotas are spent for the current UTC day.
@@ -133,6 +145,10 @@ impl Snapshot {
             quota: Arc::new(Quota::default()),
             clients: Arc::new(clients),
             inbound_tls: tls.inbound.clone(),
+            traces: cfg.telemetry.as_ref().map(|t| Traces {
+                ratio: t.sample_ratio,
+                capture_content: t.capture_content,
+            }),
         }
     }
 

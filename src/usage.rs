@@ -6,7 +6,8 @@
 //! unbounded report channel: never dropped, DESIGN.md §2); only the control thread's store
 //! writes files. Building one costs the worker two small allocations (the record and the
 //! requested model): names are read through the snapshot's shared channel and catalog lists,
-//! and lines are formatted without intermediate strings. Costs are in the configured currency.
+//! and lines are formatted without intermediate strings; a request `[telemetry]` sampled adds
+//! one box of span data ([`Traced`]). Costs are in the configured currency.
 //! Records hold no secrets (ids only).
 //! Not here: pricing data (`pricing`), capturing usage from answers (`proxy::transcode`).
 
@@ -83,7 +84,8 @@ pub(crate) struct Record {
     pub ttft_ms: Option<f32>,
     /// The gateway's own time (`x-router-overhead-ms`), when an answer was relayed.
     pub overhead_ms: Option<f32>,
-    /// The W3C trace id of the client's `traceparent` (32 lower-case hex digits), if valid.
+    /// The W3C trace id (32 lower-case hex digits): with `[telemetry]` on the request's trace
+    /// (the client's or a new one), else the client's `traceparent`'s, if valid.
     pub trace_id: Option<[u8; 32]>,
     /// The name of the client key that made the request (never the key).
     pub client: Option<std::sync::Arc<str>>,
@@ -93,6 +95,74 @@ pub(crate) struct Record {
     pub attempts: u8,
     /// The answer was streamed (SSE).
     pub stream: bool,
+    /// Span data, when `[telemetry]` sampled the request (`telemetry` exports it).
+    pub trace: Option<Box<Traced>>,
+}
+
+/// A sampled request's span data beyond its record: built on the worker only for traced
+/// requests, turned into OTLP spans by the control thread (`telemetry`).
+#[derive(Debug, Clone)]
+pub(crate) struct Traced {
+    /// Trace id, the client's span (parent) and the gateway's server span.
+    pub context: crate::trace::Context,
+    /// Unix nanoseconds: the request received, the answer's end.
+    pub start_ns: u64,
+    /// See `start_ns`.
+    pub end_ns: u64,
+    /// The GenAI operation name (`chat`, `embeddings`, `text_completion`).
+    pub operation: &'static str,
+    /// The strategy that ordered the candidates (none: nothing was planned).
+    pub strategy: Option<Box<str>>,
+    /// `max_tokens` as asked.
+    pub max_tokens: Option<u32>,
+    /// `temperature` as asked.
+    pub temperature: Option<f32>,
+    /// One per upstream attempt, in order.
+    pub attempts: Vec<AttemptSpan>,
+    /// The channel list attempts index into (the snapshot's).
+    pub channels: Option<Arc<[Channel]>>,
+    /// The catalog attempts' entries index into.
+    pub catalog: Option<Arc<Catalog>>,
+    /// The request's messages (`capture_content`), JSON as the client sent it.
+    pub content: Option<Box<str>>,
+}
+
+/// One upstream attempt of a traced request (a CLIENT span).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AttemptSpan {
+    /// The span id (the parent in the `traceparent` sent upstream).
+    pub span_id: [u8; 8],
+    /// Unix nanoseconds: request sent (about to be), outcome known.
+    pub start_ns: u64,
+    /// See `start_ns`.
+    pub end_ns: u64,
+    /// Channel index.
+    pub channel: u32,
+    /// Catalog entry index.
+    pub entry: u32,
+    /// The upstream's HTTP status (0: none came).
+    pub status: u16,
+    /// How it failed, as a metric label (`connect_failed`, `status_5xx`, `stream_cut` …).
+    pub failure: Option<&'static str>,
+}
+
+impl Traced {
+    /// An attempt's channel id and provider kind, and its entry's upstream model.
+    pub(crate) fn attempt_names(&self, a: &AttemptSpan) -> (&str, &str, &str, &str) {
+        let ch = self
+            .channels
+            .as_ref()
+            .and_then(|c| c.get(a.channel as usize));
+        let model = self
+            .catalog
+            .as_ref()
+            .and_then(|c| c.entries.get(a.entry as usize))
+            .map_or("", |e| &e.model);
+        match ch {
+            Some(c) => (&c.id, &c.provider, &c.kind, model),
+            None => ("", "", "", model),
+        }
+    }
 }
 
 impl Record {
@@ -467,6 +537,7 @@ mod tests {
             status: 200,
             attempts: 1,
             stream: true,
+            trace: None,
         }
     }
 

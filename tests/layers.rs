@@ -16,6 +16,7 @@ const LAYERS: &[(&str, &str, u32)] = &[
     ("clock", "leaf", 0),
     ("secret", "leaf", 0),
     ("tokens", "leaf", 0),
+    ("trace", "leaf", 0),
     ("expr", "leaf", 0),
     ("h1", "leaf", 1),
     ("error", "leaf", 1),
@@ -47,6 +48,7 @@ const LAYERS: &[(&str, &str, u32)] = &[
     ("logging", "control", 40),
     ("mock", "control", 41),
     ("cluster", "control", 42),
+    ("telemetry", "control", 42),
     ("control", "control", 43),
     // entry: start-up and the command line
     ("bootstrap", "entry", 50),

@@ -106,3 +106,15 @@ pub const MODELS_PATH: &str = "/models";
 pub const CLUSTER_SYNC: Duration = Duration::from_millis(100);
 /// `[cluster] prefix`.
 pub const CLUSTER_PREFIX: &str = "sar";
+
+/// `[telemetry] service_name`: the OTLP resource's `service.name`.
+pub const TELEMETRY_SERVICE_NAME: &str = "smart-ai-router";
+/// `[telemetry] sample_ratio`: every request without a client `traceparent` is traced.
+pub const TELEMETRY_SAMPLE_RATIO: f64 = 1.0;
+/// `[telemetry] export_interval`: spans are batched and posted this often (2 s; at most 5 s).
+pub const TELEMETRY_EXPORT_INTERVAL: Duration = Duration::from_secs(2);
+/// `[telemetry] timeout`: one export POST, connect to last response byte (5 s); a slower
+/// collector costs dropped batches, never a request.
+pub const TELEMETRY_TIMEOUT: Duration = Duration::from_secs(5);
+/// `[telemetry] max_queue`: spans held for the next export (8192); more are dropped and counted.
+pub const TELEMETRY_MAX_QUEUE: usize = 8192;

@@ -91,6 +91,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[cluster]`: shared state through Redis (none: this instance alone).
     pub cluster: Option<ClusterConfig>,
+    /// `[telemetry]`: OTLP trace export (none: off).
+    pub telemetry: Option<TelemetryConfig>,
     /// Where it came from (a file, the environment, demo mode).
     pub source: Source,
 }

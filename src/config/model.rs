@@ -514,3 +514,40 @@ pub struct LogConfig {
     /// One `access` line per request (written by the control thread from usage records).
     pub access: bool,
 }
+
+/// `[telemetry] protocol`: how spans are encoded on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    /// `http/protobuf` (`application/x-protobuf`).
+    Protobuf,
+    /// `http/json` (`application/json`, the OTLP JSON mapping).
+    Json,
+}
+
+/// `[telemetry]`: OpenTelemetry traces exported over OTLP/HTTP (present only with an
+/// `otlp_endpoint`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryConfig {
+    /// The collector (scheme, host, port); `path` is where spans are posted.
+    pub endpoint: BaseUrl,
+    /// `<otlp_endpoint>/v1/traces`, or the endpoint's own path when it already ends so.
+    pub path: String,
+    /// Wire encoding.
+    pub protocol: OtlpProtocol,
+    /// The resource's `service.name`.
+    pub service_name: String,
+    /// Share of requests without a client `traceparent` that are traced, in [0, 1].
+    pub sample_ratio: f64,
+    /// Headers sent with every export (collector auth): values are secrets, never logged.
+    pub headers: Vec<(String, Secret)>,
+    /// How often queued spans are posted.
+    pub export_interval: Duration,
+    /// Deadline of one export POST.
+    pub timeout: Duration,
+    /// Most spans queued for the next export.
+    pub max_queue: usize,
+    /// Put the request's messages on the server span (`gen_ai.input.messages`).
+    pub capture_content: bool,
+    /// gzip the export bodies.
+    pub gzip: bool,
+}

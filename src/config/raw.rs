@@ -54,6 +54,22 @@ pub(super) struct Root {
     #[serde(default)]
     pub auth: Auth,
     pub cluster: Option<Cluster>,
+    pub telemetry: Option<Telemetry>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Telemetry {
+    pub otlp_endpoint: Option<String>,
+    pub protocol: Option<String>,
+    pub service_name: Option<String>,
+    pub sample_ratio: Option<f64>,
+    pub headers: Option<BTreeMap<String, String>>,
+    pub export_interval: Option<DurationValue>,
+    pub timeout: Option<DurationValue>,
+    pub max_queue: Option<i64>,
+    pub capture_content: Option<bool>,
+    pub compression: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

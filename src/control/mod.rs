@@ -283,6 +283,10 @@ pub(crate) struct State {
     pub(crate) pruned_day: u64,
     /// Request metrics merged from usage records (`GET /metrics`).
     pub(crate) metrics: metrics::Metrics,
+    /// `[telemetry]`: the span queue and exporter (none: off).
+    pub(crate) telemetry: Option<crate::telemetry::Telemetry>,
+    /// Spans dropped so far (kept across reloads that restart the exporter).
+    pub(crate) spans_dropped: Arc<crate::telemetry::Drops>,
 }
 
 /// The control thread's shared context (single-threaded: `Rc` + `RefCell`).
@@ -343,7 +347,10 @@ impl Ctl {
         setup
             .store
             .prune_usage(crate::clock::now_ms(), cfg.usage.retain_days);
+        let spans_dropped = Arc::new(crate::telemetry::Drops::default());
         let state = State {
+            telemetry: start_telemetry(&cfg, &spans_dropped),
+            spans_dropped,
             merger: Merger::new(live, owners, cfg.routing.cooldown),
             hosts: crate::channel::hosts_to_resolve(&cfg),
             dns_failed: std::collections::HashSet::new(),
@@ -531,6 +538,9 @@ impl Ctl {
                     st.metrics.add(&u);
                     if st.cfg.log.access {
                         access_log(&u);
+                    }
+                    if let Some(t) = st.telemetry.as_mut() {
+                        t.add(&u);
                     }
                     continue;
                 }
@@ -732,6 +742,9 @@ async fn run(ctl: Rc<Ctl>) {
             let mut st = ctl.st.borrow_mut();
             let st = &mut *st;
             ctl.merge_reports(st);
+            if let Some(t) = st.telemetry.as_mut() {
+                t.poll(now, false);
+            }
             #[cfg(feature = "cluster")]
             ctl.sync_cluster(st, now);
             ctl.apply_quota(st, now);
@@ -786,12 +799,32 @@ async fn shutdown(ctl: &Ctl) {
         monoio::time::sleep(POLL).await;
     }
     {
-        let st = ctl.st.borrow();
+        let mut st = ctl.st.borrow_mut();
         ctl.store.save_counters(st.ledger.to_json());
+        // The last spans go to the exporter (best effort: the process may exit first).
+        if let Some(t) = st.telemetry.as_mut() {
+            t.poll(Instant::now(), true);
+        }
     }
     // Every queued state write (overrides, discovery lists) lands before the process exits.
     if let Some(done) = ctl.store.flush() {
         written(&done, Duration::from_secs(5)).await;
+    }
+}
+
+/// The exporter for `cfg`'s `[telemetry]`, if on (a thread that cannot start is logged and
+/// leaves telemetry off: requests never depend on it).
+pub(crate) fn start_telemetry(
+    cfg: &Config,
+    drops: &Arc<crate::telemetry::Drops>,
+) -> Option<crate::telemetry::Telemetry> {
+    let t = cfg.telemetry.as_ref()?;
+    match crate::telemetry::Telemetry::start(t, drops.clone()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::error!(error = %e, "telemetry: the exporter could not start; traces are off");
+            None
+        }
     }
 }
 

@@ -13,7 +13,7 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::{Ctl, LastReload, POLL, build_tls};
+use super::{Ctl, LastReload, POLL, build_tls, start_telemetry};
 use crate::catalog::DiscoveryMap;
 use crate::config::Config;
 
@@ -181,6 +181,13 @@ async fn apply(ctl: &Rc<Ctl>) -> Result<ReloadReport, Vec<String>> {
         st.discovered = discovered;
         st.hosts = hosts;
         st.tls = tls;
+        if new.telemetry != st.cfg.telemetry {
+            // The queued spans go to the old collector first; its thread ends with its sender.
+            if let Some(t) = st.telemetry.as_mut() {
+                t.poll(now, true);
+            }
+            st.telemetry = start_telemetry(&new, &st.spans_dropped);
+        }
         st.cfg = new;
         ctl.rebuild(st);
         ReloadReport {

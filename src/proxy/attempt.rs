@@ -29,8 +29,9 @@ use crate::worker::Worker;
 /// the client's API) goes with targeted edits only (model, router fields); OpenAI-family
 /// bodies are the canonical bytes with targeted edits (model, router fields, and
 /// `stream_options` when the gateway wants the usage); other families get a translation of the
-/// parsed request. Returns whether `stream_options` was added; a request the channel's family
-/// cannot express is the client's 400.
+/// parsed request. `traceparent` (telemetry on: the attempt's span as the parent) replaces the
+/// client's. Returns whether `stream_options` was added; a request the channel's family cannot
+/// express is the client's 400.
 #[allow(clippy::too_many_arguments)] // the one call, with what `attempt` holds
 pub(super) fn build_request(
     out: &mut Vec<u8>,
@@ -41,6 +42,7 @@ pub(super) fn build_request(
     model: &str,
     request_id: &[u8],
     native: Option<&[u8]>,
+    traceparent: Option<&[u8]>,
 ) -> Result<bool, Error> {
     let (mut body, mut f) = (call.body, call.features);
     let endpoint = call.wire_endpoint(native.is_some());
@@ -113,9 +115,13 @@ pub(super) fn build_request(
                 && crate::h1::has_token(&req.buf[h.value.clone()], name)
         })
     };
+    if let Some(tp) = traceparent {
+        crate::h1::write_header(out, b"traceparent", tp);
+    }
     for h in &req.head.headers {
         let name = &req.buf[h.name.clone()];
         if !crate::h1::forwarding::forward_request(name, &ch.forward_headers)
+            || (traceparent.is_some() && name.eq_ignore_ascii_case(b"traceparent"))
             || named_by_connection(name)
             || ch
                 .managed_headers

@@ -146,6 +146,9 @@ pub(crate) async fn forward(
 ) {
     let Exchange { out, input } = ex;
     let mut s = Session::new(worker, req, &call, out);
+    if let Some(traces) = snap.traces {
+        s.begin_trace(snap, traces);
+    }
     // Admit.
     if let Some(refused) = admission::admission(worker, snap, req, call.features) {
         let (e, extra) = admission::refusal(refused);
@@ -179,6 +182,9 @@ pub(crate) async fn forward(
         }
     };
     s.at = now;
+    if let Some(sp) = s.spans.as_mut() {
+        sp.strategy = Some(plan.strategy.as_str().into());
+    }
     // Attempt and relay, candidate after candidate.
     let mut guard = ClientGuard::new(input);
     let mut attempts = Attempts::new(&call, worker, plan.panic);
@@ -387,8 +393,8 @@ enum Step {
     Failed(u32, Failure),
 }
 
-/// One candidate (or, `retry`, the same candidate again): attempt, then relay; every way out
-/// reports the health event once.
+/// One candidate (or, `retry`, the same candidate again), as [`try_candidate`] runs it; a
+/// sampled request records the attempt's span once it is over.
 #[allow(clippy::too_many_arguments)]
 async fn attempt(
     s: &mut Session<'_, '_>,
@@ -399,6 +405,28 @@ async fn attempt(
     p: &Planned,
     now: Instant,
     retry: bool,
+) -> Step {
+    let seen = std::cell::Cell::new(None);
+    let step = try_candidate(s, a, guard, snap, plan, p, now, retry, &seen).await;
+    if let Some(t) = seen.get() {
+        s.tried(t);
+    }
+    step
+}
+
+/// One candidate (or, `retry`, the same candidate again): attempt, then relay; every way out
+/// reports the health event once. A sampled request's attempt is described in `seen`.
+#[allow(clippy::too_many_arguments)]
+async fn try_candidate(
+    s: &mut Session<'_, '_>,
+    a: &mut Attempts<'_>,
+    guard: &mut ClientGuard<'_, '_>,
+    snap: &Snapshot,
+    plan: &Plan,
+    p: &Planned,
+    now: Instant,
+    retry: bool,
+    seen: &std::cell::Cell<Option<session::Tried>>,
 ) -> Step {
     let (worker, call) = (s.worker(), a.call);
     let entry = &snap.catalog.entries[p.entry as usize];
@@ -436,6 +464,11 @@ async fn attempt(
             ));
     let native = call.native_for(ch, responses_ok);
     let wire = call.wire_endpoint(native.is_some());
+    // With telemetry on, the upstream's parent is this attempt's span.
+    let span_id = s
+        .trace
+        .map(|_| crate::trace::span_id(&mut || worker.random()));
+    let traceparent = s.trace.zip(span_id).map(|(t, id)| t.header(&id));
     let injected = match attempt::build_request(
         &mut a.outgoing,
         ch,
@@ -445,6 +478,7 @@ async fn attempt(
         &entry.model,
         s.out.request_id.as_bytes(),
         native,
+        traceparent.as_ref().map(|h| h.as_bytes()),
     ) {
         Ok(i) => i,
         Err(e) => {
@@ -465,9 +499,27 @@ async fn attempt(
         }
     };
     let started = Instant::now();
+    if let Some(span_id) = span_id.filter(|_| s.spans.is_some()) {
+        seen.set(Some(session::Tried {
+            span_id,
+            started,
+            ended: started,
+            channel: entry.channel,
+            entry: p.entry,
+            status: 0,
+            failure: None,
+        }));
+    }
     let generation = snap.catalog.generation;
     let _slot = Slot::take(worker, generation, entry.channel, p.attempt, started);
     let report = |event: Event, latency_ms, ttft_ms, failure: Option<&'static str>| {
+        if let Some(mut t) = seen.get() {
+            if let Event::Status { status, .. } | Event::Answered { status, .. } = event {
+                t.status = status;
+            }
+            t.failure = failure;
+            seen.set(Some(t));
+        }
         let v = verdict(event);
         let seen = Observed {
             entry: p.entry,
@@ -503,6 +555,10 @@ async fn attempt(
         return Step::Done;
     };
     let to_head = started.elapsed();
+    if let (Ok((_, head)), Some(mut t)) = (&result, seen.get()) {
+        t.status = head.status;
+        seen.set(Some(t));
+    }
     let (failure, whole_channel) = match result {
         Err(e) => {
             let whole = report(e.event(), None, None, Some(e.label()));

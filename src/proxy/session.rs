@@ -35,7 +35,40 @@ pub(super) struct Session<'a, 'o> {
     pub(super) attempt: Attempted,
     /// The instant token limits settle at.
     pub(super) at: Instant,
+    /// The request's trace, with `[telemetry]` on (sampled or not: the `traceparent` sent
+    /// upstream names it either way).
+    pub(super) trace: Option<crate::trace::Context>,
+    /// What a sampled request's spans need beyond its record (none: not sampled).
+    pub(super) spans: Option<Box<Spans>>,
 }
+
+/// A sampled request's span data gathered while it runs (`usage::Traced` once it ends).
+pub(super) struct Spans {
+    /// The attempts made so far.
+    tried: Vec<Tried>,
+    /// The strategy that ordered the candidates.
+    pub(super) strategy: Option<Box<str>>,
+    channels: std::sync::Arc<[Channel]>,
+    catalog: std::sync::Arc<crate::catalog::Catalog>,
+    /// The client's body (`capture_content`).
+    content: Option<Box<[u8]>>,
+}
+
+/// One upstream attempt of a sampled request, as it goes.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Tried {
+    pub(super) span_id: [u8; 8],
+    pub(super) started: Instant,
+    /// Set by [`Session::tried`].
+    pub(super) ended: Instant,
+    pub(super) channel: u32,
+    pub(super) entry: u32,
+    pub(super) status: u16,
+    pub(super) failure: Option<&'static str>,
+}
+
+/// The most of a client's body kept for `capture_content` (64 KiB).
+const MAX_CONTENT: usize = 64 * 1024;
 
 impl<'a, 'o> Session<'a, 'o> {
     /// A session for `req`, answered through `out`.
@@ -53,6 +86,39 @@ impl<'a, 'o> Session<'a, 'o> {
             names: crate::usage::Names::None,
             attempt: Attempted::NONE,
             at: req.received,
+            trace: None,
+            spans: None,
+        }
+    }
+
+    /// Starts the request's trace (`[telemetry]` on): the client's `traceparent` decides
+    /// whether it is sampled, else `traces.ratio`. Only a sampled request allocates.
+    pub(super) fn begin_trace(&mut self, snap: &Snapshot, traces: crate::snapshot::Traces) {
+        let worker = self.worker;
+        let ctx =
+            crate::trace::Context::begin(self.req.header(b"traceparent"), traces.ratio, || {
+                worker.random()
+            });
+        if ctx.sampled {
+            let body = self.call.native.unwrap_or(self.call.body);
+            self.spans = Some(Box::new(Spans {
+                tried: Vec::new(),
+                strategy: None,
+                channels: snap.channels.clone(),
+                catalog: snap.catalog.clone(),
+                content: traces
+                    .capture_content
+                    .then(|| body[..body.len().min(MAX_CONTENT)].into()),
+            }));
+        }
+        self.trace = Some(ctx);
+    }
+
+    /// Records an upstream attempt of a sampled request, ended now.
+    pub(super) fn tried(&mut self, mut t: Tried) {
+        if let Some(sp) = self.spans.as_mut() {
+            t.ended = Instant::now();
+            sp.tried.push(t);
         }
     }
 
@@ -242,6 +308,11 @@ fn record(s: &mut Session<'_, '_>) {
     let names = std::mem::replace(&mut s.names, crate::usage::Names::None);
     let attempt = std::mem::replace(&mut s.attempt, Attempted::NONE);
     let at = s.at;
+    let trace = s.trace;
+    let traced = s.spans.take().and_then(|sp| {
+        let ctx = trace?;
+        Some(Box::new(traced(*sp, ctx, req, s.call)))
+    });
     // A token limit pays what the answer really used (the estimate was charged on admission).
     if let Some(u) = attempt.usage {
         let used = u.prompt.saturating_add(u.completion);
@@ -275,7 +346,11 @@ fn record(s: &mut Session<'_, '_>) {
             latency_ms: ms(req.received.elapsed()),
             ttft_ms: attempt.ttft,
             overhead_ms: attempt.overhead,
-            trace_id: req.header(b"traceparent").and_then(crate::usage::trace_id),
+            trace_id: match trace {
+                // The gateway's trace (the client's, or the one it began) names the record.
+                Some(t) => hex32(&t.trace_id),
+                None => req.header(b"traceparent").and_then(crate::usage::trace_id),
+            },
             client: req.client.map(|c| c.name.clone()),
             status: match (attempt.status, s.out.status) {
                 (Some(st), _) => st,
@@ -284,9 +359,67 @@ fn record(s: &mut Session<'_, '_>) {
             },
             attempts: attempt.attempts.min(255) as u8,
             stream: features.stream,
+            trace: traced,
         },
         at,
     );
+}
+
+/// A trace id as the record's 32 lower-case hex digits.
+fn hex32(id: &[u8; 16]) -> Option<[u8; 32]> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    for (i, b) in id.iter().enumerate() {
+        out[2 * i] = HEX[usize::from(b >> 4)];
+        out[2 * i + 1] = HEX[usize::from(b & 15)];
+    }
+    Some(out)
+}
+
+/// A sampled request's span data, its instants turned into Unix nanoseconds (read once).
+fn traced(
+    sp: Spans,
+    context: crate::trace::Context,
+    req: &Request<'_>,
+    call: &Call<'_>,
+) -> crate::usage::Traced {
+    let now = Instant::now();
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let unix_ns =
+        |i: Instant| now_ns.saturating_sub(now.saturating_duration_since(i).as_nanos() as u64);
+    crate::usage::Traced {
+        context,
+        start_ns: unix_ns(req.received),
+        end_ns: now_ns,
+        operation: match call.endpoint {
+            crate::presets::Endpoint::Chat | crate::presets::Endpoint::Responses => "chat",
+            crate::presets::Endpoint::Embeddings => "embeddings",
+            crate::presets::Endpoint::Completions => "text_completion",
+        },
+        strategy: sp.strategy,
+        max_tokens: call.features.max_tokens,
+        temperature: call.features.temperature,
+        attempts: sp
+            .tried
+            .iter()
+            .map(|t| crate::usage::AttemptSpan {
+                span_id: t.span_id,
+                start_ns: unix_ns(t.started),
+                end_ns: unix_ns(t.ended),
+                channel: t.channel,
+                entry: t.entry,
+                status: t.status,
+                failure: t.failure,
+            })
+            .collect(),
+        channels: Some(sp.channels),
+        catalog: Some(sp.catalog),
+        content: sp
+            .content
+            .map(|b| String::from_utf8_lossy(&b).into_owned().into_boxed_str()),
+    }
 }
 
 pub(super) fn ms(d: Duration) -> f32 {

@@ -7,7 +7,7 @@
 //!   providers.rs  [providers.ID]                 channels.rs  [[channels]], model_info
 //!   pricing.rs    [pricing], prices              routing.rs   [routing] [strategies.*] [groups.*]
 //!   auth.rs       [auth], [[auth.keys]], keys files
-//!   cluster.rs    [cluster]
+//!   cluster.rs    [cluster]                      telemetry.rs [telemetry]
 //! ```
 //!
 //! Invariants: nothing here reads a file except [`read_keys_file`]; a table whose values are
@@ -22,6 +22,7 @@ mod pricing;
 mod providers;
 mod routing;
 mod server;
+mod telemetry;
 #[cfg(test)]
 mod tests;
 
@@ -126,7 +127,7 @@ impl Checker {
 
 /// Validates a whole file's raw tables. Tables are checked in a fixed order (server, providers,
 /// channels, pricing, strategies, routing, groups, discovery, health, usage, state, admin, auth,
-/// cluster, log), so problems come out in that order.
+/// cluster, log, telemetry), so problems come out in that order.
 pub(super) fn build(raw: raw::Root) -> Result<Config, ConfigError> {
     let mut c = Checker::default();
     let server = server::server(&mut c, raw.server);
@@ -155,6 +156,9 @@ pub(super) fn build(raw: raw::Root) -> Result<Config, ConfigError> {
         .cluster
         .map(|raw| cluster::cluster(&mut c, raw, &server));
     let log = server::log(&mut c, raw.log);
+    let telemetry = raw
+        .telemetry
+        .and_then(|raw| telemetry::telemetry(&mut c, raw));
 
     if c.problems.is_empty() {
         Ok(Config {
@@ -173,6 +177,7 @@ pub(super) fn build(raw: raw::Root) -> Result<Config, ConfigError> {
             log,
             auth,
             cluster,
+            telemetry,
             source: Source::Inline,
         })
     } else {

@@ -20,6 +20,19 @@ pub(super) fn render(ctl: &Ctl) -> String {
     let st = ctl.st.borrow();
     let mut text = Text::with_capacity(16 * 1024);
     st.metrics.render(&mut text, &st.cfg.pricing.currency);
+    let name = "smart_router_telemetry_dropped_spans_total";
+    text.family(
+        name,
+        Kind::Counter,
+        "Trace spans dropped: the collector down or slow, or the queue full ([telemetry]).",
+    );
+    text.sample(
+        name,
+        &[],
+        st.spans_dropped
+            .spans
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
     let name = "smart_router_build_info";
     text.family(
         name,

@@ -85,6 +85,8 @@ pub struct Features {
     pub prompt_tokens: u32,
     /// `max_tokens` or `max_completion_tokens`.
     pub max_tokens: Option<u32>,
+    /// `temperature`, if a number (for the request's trace span).
+    pub temperature: Option<f32>,
     /// Router-only `strategy` field.
     pub strategy: Option<Box<str>>,
     /// Router-only option fields.
@@ -343,6 +345,10 @@ fn read_features(tape: &simd_json::Tape<'_>) -> Result<Features, Error> {
         .iter()
         .find_map(|k| obj.get(k).and_then(|v| v.as_u64()))
         .map(|n| n.min(u64::from(u32::MAX)) as u32);
+    let temperature = obj
+        .get("temperature")
+        .and_then(|v| v.as_f64().or_else(|| v.as_u64().map(|n| n as f64)))
+        .map(|t| t as f32);
 
     // Router-only fields.
     let strategy = match obj.get("strategy") {
@@ -402,6 +408,7 @@ fn read_features(tape: &simd_json::Tape<'_>) -> Result<Features, Error> {
         needs,
         prompt_tokens: estimate(text, messages, images, tools as u32),
         max_tokens,
+        temperature,
         strategy,
         options,
         usage_asked: None,
