@@ -256,7 +256,7 @@ wait_up nginx "${SPID[nginx]}" 10 || die "nginx proxy"
 
 render "$PERF_DIR/gateway.toml.tmpl" "$WORK/gateway.toml" LISTEN="127.0.0.1:$P_GW" WORKERS=1 \
     UPSTREAM_PORT="$P_UP" POOL="$UPSTREAM_POOL" STATE="$WORK/gateway-state" USAGE_LOG="$USAGE_LOG" \
-    PIN_WORKERS=true
+    PIN_WORKERS=true TELEMETRY=""
 "$BIN" check --config "$WORK/gateway.toml" >"$WORK/gateway-check.txt" || die "gateway config (see $WORK/gateway-check.txt)"
 "${PIN_SERVER[@]}" "$BIN" --config "$WORK/gateway.toml" --workers 1 >"$WORK/gateway.log" 2>&1 &
 SPID[gateway]=$!

@@ -227,6 +227,7 @@ def main():
         " gateway `pool_max_idle`); below the client concurrency both proxies reopen upstream"
         " connections under load",
         f"- gateway usage log (`[usage] log`, one JSON line per request): {meta.get('usage_log', 'true')}",
+        f"- telemetry (`[telemetry]`, every request's spans exported over OTLP/HTTP to the upstream nginx): {meta.get('telemetry', 'off')}",
         "",
         "## Summary",
         "",

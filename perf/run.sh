@@ -6,6 +6,7 @@
 #   ROUNDS=3 DURATION=3 bash perf/run.sh  # quicker, noisier
 #   PINNING=unpinned bash perf/run.sh     # nothing under taskset (how most hosts run it)
 #   PINNING=both bash perf/run.sh         # the pinned run, then the unpinned one
+#   TELEMETRY=on bash perf/run.sh         # every request traced and exported over OTLP/HTTP
 #
 # Every figure that matters is a ratio against a reference measured in the same run on the same
 # box (DESIGN §8): absolute req/s on a shared 2-vCPU VM mean little from one day to the next.
@@ -38,6 +39,9 @@ PERF_TIMEOUT=${PERF_TIMEOUT:-900}  # hard ceiling for the whole script, build in
 # each, two results files.
 PINNING=${PINNING:-pinned}
 PIN_WORKERS=${PIN_WORKERS:-true}
+# TELEMETRY=on: the gateway exports an OTLP span for every request (sample_ratio 1.0, protobuf)
+# to the upstream nginx, which answers 200 and discards them; off (default) as shipped.
+TELEMETRY=${TELEMETRY:-off}
 if [[ $PINNING == both ]]; then
     PINNING=pinned bash "$0" "$@" || exit $?
     exec env PINNING=unpinned bash "$0" "$@"
@@ -150,12 +154,16 @@ PX_PID=$NGINX_PID PX_W=$NGINX_WORKER
 URL_NGINX=http://127.0.0.1:$P_PROXY/v1/chat/completions
 wait_200 "$PX_PID" POST "$URL_NGINX"
 
+TELEMETRY_TOML=""
+if [[ $TELEMETRY == on ]]; then
+    TELEMETRY_TOML=$(printf '[telemetry]\notlp_endpoint = "http://127.0.0.1:%s"\nsample_ratio = 1.0' "$P_UP")
+fi
 # 5. The gateway, one worker, pinned by taskset; its own pin_workers then pins the worker
 # thread inside that one-CPU mask.
 rm -rf "$WORK/state-1" "$WORK/state-2"
 render "$PERF_DIR/gateway.toml.tmpl" "$WORK/gateway-1.toml" LISTEN="127.0.0.1:$P_GW" WORKERS=1 \
     UPSTREAM_PORT="$P_UP" POOL="$UPSTREAM_POOL" STATE="$WORK/state-1" USAGE_LOG="$USAGE_LOG" \
-    PIN_WORKERS="$PIN_WORKERS"
+    PIN_WORKERS="$PIN_WORKERS" TELEMETRY="$TELEMETRY_TOML"
 "$BIN" check --config "$WORK/gateway-1.toml" >"$WORK/gateway-check.txt" || die "gateway config (see $WORK/gateway-check.txt)"
 "${PIN_SERVER[@]}" "$BIN" --config "$WORK/gateway-1.toml" --workers 1 >"$WORK/gateway-1.log" 2>&1 &
 GW_PID=$!
@@ -249,7 +257,7 @@ GW_HWM_LOADED=$(rss_kib "$GW_PID" VmHWM)
 
 render "$PERF_DIR/gateway.toml.tmpl" "$WORK/gateway-2.toml" LISTEN="127.0.0.1:$P_GW2" WORKERS=2 \
     UPSTREAM_PORT="$P_UP" POOL="$UPSTREAM_POOL" STATE="$WORK/state-2" USAGE_LOG="$USAGE_LOG" \
-    PIN_WORKERS="$PIN_WORKERS"
+    PIN_WORKERS="$PIN_WORKERS" TELEMETRY="$TELEMETRY_TOML"
 "$BIN" --config "$WORK/gateway-2.toml" --workers 2 >"$WORK/gateway-2.log" 2>&1 &
 GW2_PID=$!
 PIDS+=("$GW2_PID")
@@ -297,6 +305,7 @@ timeout -k 5 120 python3 "$PERF_DIR/control.py" "$BIN" "$WORK/gateway-warm.toml"
     printf 'duration\t%s\n' "$DURATION"
     printf 'upstream_pool\t%s\n' "$UPSTREAM_POOL"
     printf 'usage_log\t%s\n' "$USAGE_LOG"
+    printf 'telemetry\t%s\n' "$TELEMETRY"
     printf 'busy\t%s%% before the run, %s%% after the load phases (our servers idle)\n' "$BUSY_BEFORE" "$BUSY_AFTER"
     printf 'rss_idle_1w_kib\t%s\n' "$GW_RSS_IDLE1"
     printf 'rss_loaded_1w_kib\t%s\n' "$GW_RSS_LOADED"
@@ -304,7 +313,7 @@ timeout -k 5 120 python3 "$PERF_DIR/control.py" "$BIN" "$WORK/gateway-warm.toml"
     printf 'rss_idle_2w_kib\t%s\n' "$GW_RSS_IDLE2"
 } >"$DATA/meta.tsv"
 
-OUT=$RESULTS_DIR/$(date '+%Y-%m-%d')-$(hostname)$([[ $PINNING == unpinned ]] && echo "-unpinned-pw-$PIN_WORKERS").md
+OUT=$RESULTS_DIR/$(date '+%Y-%m-%d')-$(hostname)$([[ $PINNING == unpinned ]] && echo "-unpinned-pw-$PIN_WORKERS")$([[ $TELEMETRY == on ]] && echo "-telemetry").md
 rc=0
 python3 "$PERF_DIR/report.py" "$DATA" "$OUT" || rc=$?
 log "results: $OUT"
