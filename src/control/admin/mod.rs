@@ -274,7 +274,7 @@ async fn connection(
 ) {
     let mut buf = Vec::with_capacity(crate::h1::READ_RESERVE);
     let answer = match monoio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream, &mut buf)).await {
-        Ok(Ok(head)) => match credentials(ctl, &head.req, &sessions.borrow()) {
+        Ok(Ok(head)) => match verdict(ctl, &head.req, sessions) {
             // A browser that is not signed in is sent to the sign-in form.
             Err(e) if e.status == 401 && head.req.method == "GET" && head.req.path == "/" => {
                 Answer::redirect("/login")
@@ -296,6 +296,12 @@ async fn connection(
         Ok(Err(None)) | Err(_) => return,
     };
     respond(&mut stream, answer).await;
+}
+
+/// [`credentials`] with the sessions borrowed for the check only (signing in changes them).
+fn verdict(ctl: &Ctl, req: &Req, sessions: &RefCell<session::Sessions>) -> Result<Access, Error> {
+    let sessions = sessions.borrow();
+    credentials(ctl, req, &sessions)
 }
 
 /// Writes the answer (one `h1::write_response`) and closes, within [`IO_TIMEOUT`].
