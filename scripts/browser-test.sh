@@ -32,7 +32,7 @@ if [[ ! -x "$CHROMIUM" ]]; then
     "${sudo[@]}" apt-get update -q >/dev/null
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null
 fi
-"$CHROMIUM" --version
+"$CHROMIUM" --version 2>/dev/null || true
 
 PYTHON="${PYTHON:-python3}"
 VENV=target/browser-venv

@@ -199,7 +199,11 @@ class Browser:
             except RuntimeError as e:  # navigation in progress
                 last = str(e)
             time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+        try:
+            where = self.eval("location.href + ' | ' + document.body.innerText.slice(0, 300)")
+        except RuntimeError as e:
+            where = str(e)
+        raise AssertionError(f"timed out waiting for {what} (last: {last!r}; page: {where})")
 
     def click(self, selector):
         """A real mouse click in the middle of the element."""

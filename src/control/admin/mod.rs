@@ -193,8 +193,9 @@ struct Answer {
     extra: Vec<(&'static [u8], Vec<u8>)>,
 }
 
-/// What an HTML answer declares: scripts and styles from this listener only, no framing,
-/// no referrer.
+/// What an HTML answer declares: scripts and styles from this listener only, no framing, no
+/// referrer to other sites (`same-origin`, not `no-referrer`: with that, browsers send
+/// `Origin: null` on the sign-in form's POST, which the cross-origin check refuses).
 const HTML_HEADERS: [(&[u8], &[u8]); 4] = [
     (
         b"content-security-policy",
@@ -202,7 +203,7 @@ const HTML_HEADERS: [(&[u8], &[u8]); 4] = [
           connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     ),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),
     (b"x-content-type-options", b"nosniff"),
 ];
 

@@ -351,6 +351,14 @@ fn gateway(doc: &Value) -> String {
     h
 }
 
+/// An amount of money: 4 decimals, 6 below a cent (`–` for null).
+fn money(v: &Value) -> String {
+    match v.as_f64() {
+        Some(x) if x != 0.0 && x.abs() < 0.01 => format!("{x:.6}"),
+        _ => num(v, 4),
+    }
+}
+
 fn percent(v: &Value) -> String {
     v.as_f64()
         .map_or_else(|| "–".into(), |x| format!("{:.1}%", x * 100.0))
@@ -477,7 +485,7 @@ fn usage_tables(doc: &Value) -> String {
             .fold(0.0, f64::max);
         let _ = write!(
             h,
-            "<table class=\"usage\"><caption>{title}</caption><thead><tr><th>Name</th><th>Req</th>\
+            "<table class=\"totals\"><caption>{title}</caption><thead><tr><th>Name</th><th>Req</th>\
              <th>Err</th><th>Tokens</th><th>Cost</th><th>{metric}</th></tr></thead><tbody>"
         );
         if rows.is_empty() {
@@ -499,7 +507,7 @@ fn usage_tables(doc: &Value) -> String {
                 text(&r["key"]),
                 text(&r["requests"]),
                 text(&r["errors"]),
-                num(&r["cost"], 4)
+                money(&r["cost"])
             );
         }
         h.push_str("</tbody></table>");

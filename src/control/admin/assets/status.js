@@ -16,6 +16,9 @@
     });
   }
   function num(v, d) { return typeof v === "number" ? v.toFixed(d) : "–"; }
+  function money(v) {
+    return typeof v === "number" && v !== 0 && Math.abs(v) < 0.01 ? v.toFixed(6) : num(v, 4);
+  }
   function pct(v) { return typeof v === "number" ? (v * 100).toFixed(1) + "%" : "–"; }
   function clock(t) {
     if (typeof t !== "number") return "–";
@@ -94,13 +97,13 @@
       var rows = u[x[1]] || [];
       var metric = rows.some(function (r) { return r.cost > 0; }) ? "cost" : "requests";
       var max = rows.reduce(function (m, r) { return Math.max(m, r[metric] || 0); }, 0);
-      h += '<table class="usage"><caption>' + x[0] + "</caption><thead><tr><th>Name</th><th>Req</th><th>Err</th>" +
+      h += '<table class="totals"><caption>' + x[0] + "</caption><thead><tr><th>Name</th><th>Req</th><th>Err</th>" +
         "<th>Tokens</th><th>Cost</th><th>" + metric + "</th></tr></thead><tbody>";
       if (!rows.length) h += '<tr><td colspan="6" class="muted">no requests yet</td></tr>';
       rows.forEach(function (r) {
         var w = max > 0 ? Math.round((r[metric] || 0) / max * 100) : 0;
         h += "<tr><td>" + esc(r.key) + "</td><td>" + esc(r.requests) + "</td><td>" + esc(r.errors) + "</td><td>" +
-          ((r.prompt_tokens || 0) + (r.completion_tokens || 0)) + "</td><td>" + num(r.cost, 4) + "</td><td>" +
+          ((r.prompt_tokens || 0) + (r.completion_tokens || 0)) + "</td><td>" + money(r.cost) + "</td><td>" +
           '<svg class="bar" viewBox="0 0 100 10" preserveAspectRatio="none" role="img" aria-label="' + metric + '">' +
           '<rect width="' + w + '" height="10"></rect></svg></td></tr>';
       });
