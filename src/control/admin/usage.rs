@@ -121,6 +121,17 @@ pub(super) fn today(st: &State) -> TodayView<'_> {
         v
     }
     let t = &st.metrics.today;
+    let now = crate::clock::now_ms();
+    if t.day != now / DAY_MS {
+        // No record yet since midnight (UTC): yesterday's totals are not today's.
+        return TodayView {
+            day: crate::clock::day(now),
+            currency: &st.cfg.pricing.currency,
+            keys: Vec::new(),
+            channels: Vec::new(),
+            models: Vec::new(),
+        };
+    }
     TodayView {
         day: crate::clock::day(t.day * DAY_MS),
         currency: &st.cfg.pricing.currency,
