@@ -6,6 +6,7 @@ traffic; then, in Chromium: loads the page (sent to the sign-in form), signs in 
 sees every channel and its state, checks the session cookie is invisible to scripts, clicks
 "Disable" on one channel with real mouse events and waits for the page (refreshed by its own
 script, no reload) to show it disabled, checks no script error or CSP violation happened,
+clears a cooldown, reloads the config and enables the channel again from the page,
 checks a narrow window does not scroll sideways, and saves a screenshot to
 docs/status-page.png (or the path in $SCREENSHOT).
 
@@ -58,6 +59,10 @@ token = "{TOKEN}"
 
 [pricing]
 currency = "USD"
+
+[routing]
+# Long enough that the offline channel is still cooling when the page is looked at.
+cooldown_base = "2m"
 
 [providers.openai-main]
 kind = "openai"
@@ -290,6 +295,9 @@ def main():
         print("signed in; channels:", rows(browser))
         states = dict(rows(browser))
         assert states == {"main": "ok", "backup": "ok", "offline": "cooling"}, states
+        assert "until" in browser.eval(
+            "document.querySelector('tr[data-channel=offline] td.state').textContent"
+        ), "cooling says until when"
         assert "sar_admin_session" not in browser.eval("document.cookie"), "cookie is HttpOnly"
         assert TOKEN not in browser.eval("document.documentElement.outerHTML")
         assert TOKEN not in browser.eval("location.href")
@@ -340,6 +348,27 @@ def main():
         with open(SCREENSHOT, "wb") as f:
             f.write(base64.b64decode(shot["data"]))
         print(f"screenshot: {os.path.abspath(SCREENSHOT)}")
+
+        # The other buttons call their admin endpoints and say what they did.
+        browser.click("button[data-action=clear][data-channel=offline]")
+        browser.wait(
+            "document.getElementById('flash').textContent.indexOf('cleared') >= 0 "
+            "&& document.querySelector('tr[data-channel=offline]').dataset.state === 'ok'",
+            "offline's cooldown cleared",
+        )
+        browser.click("button[data-action=reload]")
+        browser.wait(
+            "document.getElementById('flash').textContent.indexOf('config reloaded') >= 0 "
+            "&& document.getElementById('system').textContent.indexOf('applied') >= 0",
+            "the reload answered and listed",
+        )
+        browser.click("button[data-action=enable][data-channel=backup]")
+        browser.wait(
+            "document.querySelector('tr[data-channel=backup]').dataset.state === 'ok'",
+            "backup enabled again",
+        )
+        problems = browser.problems()
+        assert not problems, f"script errors or CSP violations: {problems}"
 
         # A narrow window: no sideways scrolling.
         browser.cmd(
