@@ -357,7 +357,8 @@ fn credentials(ctl: &Ctl, req: &Req, sessions: &session::Sessions) -> Result<Acc
         .as_deref()
         .and_then(|c| sessions.find(c, token.expose().as_bytes(), std::time::Instant::now()));
     let Some(s) = found else {
-        return authorized(&st, None).map(|()| Access::Open);
+        // A token is configured: this is the 401 that says what is missing.
+        return authorized(&st, None).map(|()| Access::Bearer);
     };
     let csrf_ok = req
         .csrf
