@@ -7,7 +7,9 @@
 # lintian, help2man and hadolint are installed there when missing), and a short fuzzing run of
 # every cargo-fuzz target (cargo-fuzz and cargo-deny are installed on first use). The cluster
 # tests (tests/cluster.rs) start their own redis-server on loopback ports: it is installed here
-# from Debian's packages when missing (the packaged service is never started or used).
+# from Debian's packages when missing (the packaged service is never started or used). The
+# status page is driven in a real headless Chromium (scripts/browser-test.sh installs Debian's
+# chromium and websocket-client when missing).
 # Needs only the Rust toolchain, gcc and Python 3; everything else is installed here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +43,9 @@ cargo test
 step "OpenAI, Anthropic, Agents (Python) and Vercel AI (Node) SDKs end to end"
 # `cargo test` built target/debug/smart-ai-router for the integration tests.
 bash tests/sdk/run.sh target/debug/smart-ai-router
+
+step "status page in headless Chromium (scripts/browser-test.sh: chromium and websocket-client installed when missing)"
+bash scripts/browser-test.sh target/debug/smart-ai-router
 
 step "cargo deny: licenses, duplicate crates, sources (offline)"
 bash scripts/deny.sh

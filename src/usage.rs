@@ -404,7 +404,6 @@ pub(crate) const METRICS: [&str; 6] = [
 ];
 
 impl Totals {
-    #[cfg(feature = "cluster")]
     /// One request's totals (its prompt estimated where the answer had no usage).
     pub(crate) fn of(r: &Record) -> Totals {
         Totals {

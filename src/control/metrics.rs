@@ -7,15 +7,129 @@
 //! catalog, client key names from `[auth]`) or small fixed sets (status code, endpoint), never
 //! from client-chosen text, so cardinality is bounded by the config; counters only grow (a
 //! reload keeps them).
+//!
+//! Beside the Prometheus families it keeps what the status page and `/admin/channels` show
+//! live: [`Recent`] (per channel and gateway-wide requests, errors and p50/p99 over the last 1
+//! and 5 minutes, from `metrics::window`) and [`Today`] (the UTC day's totals per client key,
+//! channel and model since this process started; `/admin/usage` reads the files for the rest).
+//!
 //! Not here: the workers' own gauges (connections, in flight, loop lag, stream gaps: stored by
 //! each worker once per tick in its `metrics::Gauges` block and rendered from there), families
 //! of control state (channel health, epochs, budgets, cluster: the admin API's `prometheus`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::metrics::Histogram;
 use crate::metrics::text::{Kind, Text};
-use crate::usage::Record;
+use crate::metrics::window::Window;
+use crate::usage::{Record, Totals};
+
+const DAY_MS: u64 = 86_400_000;
+
+/// One channel's windows: whole-request latency (with errors: non-2xx answers, as
+/// `/admin/usage` counts them) and time to first byte.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ChannelWindows {
+    /// Every answer the channel gave, its latency and whether it was an error.
+    pub(crate) latency: Window,
+    /// Answers with a first-byte time.
+    pub(crate) ttft: Window,
+}
+
+/// The last minutes of traffic, per channel and for the gateway (see the module docs).
+#[derive(Debug, Default)]
+pub(crate) struct Recent {
+    /// By channel id (config ids: bounded by the config; a removed channel's entry stays
+    /// until a restart, it only costs memory).
+    pub(crate) channels: HashMap<String, ChannelWindows>,
+    /// Every answer, channel or not.
+    pub(crate) requests: Window,
+    /// Gateway overhead (`x-router-overhead-ms`).
+    pub(crate) overhead: Window,
+}
+
+impl Recent {
+    /// Windows that count their rates from `now_ms` (the control thread's start).
+    pub(crate) fn since(now_ms: u64) -> Recent {
+        Recent {
+            channels: HashMap::new(),
+            requests: Window::since(now_ms),
+            overhead: Window::since(now_ms),
+        }
+    }
+
+    fn add(&mut self, r: &Record, now_ms: u64) {
+        let error = !(200..300).contains(&r.status);
+        let latency = f64::from(r.latency_ms);
+        self.requests.observe(now_ms, latency, error);
+        if let Some(o) = r.overhead_ms {
+            self.overhead.observe(now_ms, f64::from(o), false);
+        }
+        let channel = r.channel();
+        if channel.is_empty() {
+            return;
+        }
+        let w = match self.channels.get_mut(channel) {
+            Some(w) => w,
+            None => self
+                .channels
+                .entry(channel.to_string())
+                .or_insert_with(|| ChannelWindows {
+                    latency: Window::since(now_ms),
+                    ttft: Window::since(now_ms),
+                }),
+        };
+        w.latency.observe(now_ms, latency, error);
+        if let Some(t) = r.ttft_ms {
+            w.ttft.observe(now_ms, f64::from(t), false);
+        }
+    }
+}
+
+/// The UTC day's totals by client key, channel and model, from the records merged since this
+/// process started (reset at 00:00 UTC).
+#[derive(Debug, Default)]
+pub(crate) struct Today {
+    /// Days since the Unix epoch.
+    pub(crate) day: u64,
+    /// By client key name (`""`: requests without a key).
+    pub(crate) keys: BTreeMap<String, Totals>,
+    /// By channel id (`""`: requests that reached no channel).
+    pub(crate) channels: BTreeMap<String, Totals>,
+    /// By upstream model.
+    pub(crate) models: BTreeMap<String, Totals>,
+}
+
+impl Today {
+    /// Starts a new day when `now_ms` is past this one.
+    pub(crate) fn roll(&mut self, now_ms: u64) {
+        let day = now_ms / DAY_MS;
+        if day != self.day {
+            *self = Today {
+                day,
+                ..Today::default()
+            };
+        }
+    }
+
+    fn add(&mut self, r: &Record, now_ms: u64) {
+        self.roll(now_ms);
+        let t = Totals::of(r);
+        let key = r.client.as_deref().unwrap_or("");
+        for (map, name) in [
+            (&mut self.keys, key),
+            (&mut self.channels, r.channel()),
+            (&mut self.models, r.model()),
+        ] {
+            match map.get_mut(name) {
+                Some(x) => x.add(&t),
+                None => {
+                    map.insert(name.to_string(), t.clone());
+                }
+            }
+        }
+    }
+}
 
 /// Per (channel, provider, model) traffic.
 #[derive(Debug, Clone, Default)]
@@ -42,6 +156,10 @@ pub(crate) struct Metrics {
     clients: BTreeMap<String, ClientTraffic>,
     /// Failed upstream attempts by (channel, provider, kind): kinds are a fixed set of labels.
     upstream_errors: BTreeMap<(String, String, &'static str), u64>,
+    /// The last minutes, for the status page and `/admin/channels`.
+    pub(crate) recent: Recent,
+    /// Today's totals, for the status page.
+    pub(crate) today: Today,
 }
 
 /// Per client key traffic.
@@ -60,8 +178,22 @@ impl Metrics {
         *self.upstream_errors.entry(key).or_default() += 1;
     }
 
-    /// Counts one usage record.
-    pub(crate) fn add(&mut self, r: &Record) {
+    /// Metrics whose windows count their rates from `now_ms` (the control thread's start).
+    pub(crate) fn since(now_ms: u64) -> Metrics {
+        Metrics {
+            recent: Recent::since(now_ms),
+            today: Today {
+                day: now_ms / DAY_MS,
+                ..Today::default()
+            },
+            ..Metrics::default()
+        }
+    }
+
+    /// Counts one usage record merged at wall time `now_ms`.
+    pub(crate) fn add(&mut self, r: &Record, now_ms: u64) {
+        self.recent.add(r, now_ms);
+        self.today.add(r, now_ms);
         self.records += 1;
         let key = (
             r.channel().to_string(),

@@ -271,6 +271,8 @@ pub(crate) struct State {
     pub(crate) reloads: (u64, u64),
     /// The latest reload.
     pub(crate) last_reload: Option<LastReload>,
+    /// The latest few reloads, oldest first (at most `RELOAD_HISTORY`).
+    pub(crate) reload_history: Vec<LastReload>,
     /// Changes the running gateway could not apply (need a restart), from the last reload.
     pub(crate) restart_required: Vec<String>,
     /// Usage records merged but not yet handed to the store, by UTC day number.
@@ -372,6 +374,7 @@ impl Ctl {
             next_probe,
             reloads: (0, 0),
             last_reload: None,
+            reload_history: Vec::new(),
             restart_required: Vec::new(),
             usage_lines: Default::default(),
             ledger: setup
@@ -381,7 +384,7 @@ impl Ctl {
                 .unwrap_or_else(|| ledger::Ledger::new(crate::clock::now_ms())),
             next_counters_save: now,
             pruned_day: crate::clock::now_ms() / 86_400_000,
-            metrics: metrics::Metrics::default(),
+            metrics: metrics::Metrics::since(crate::clock::now_ms()),
             cfg,
         };
         // The first loop turn judges the quotas (the first snapshot carries none).
@@ -523,6 +526,7 @@ impl Ctl {
     fn merge_reports(&self, st: &mut State) {
         #[cfg(feature = "cluster")]
         let mut fleet = self.cluster.borrow_mut();
+        let now_ms = crate::clock::now_ms();
         while let Ok(batch) = self.reports.try_recv() {
             for r in batch {
                 if let Some(u) = r.usage {
@@ -535,7 +539,7 @@ impl Ctl {
                         u.write_line(st.usage_lines.entry(day).or_default());
                     }
                     st.ledger.add(&u);
-                    st.metrics.add(&u);
+                    st.metrics.add(&u, now_ms);
                     if st.cfg.log.access {
                         access_log(&u);
                     }

@@ -20,6 +20,9 @@ use crate::config::Config;
 /// Re-reads the config (the file, or the environment) with any command-line overrides.
 pub type Loader = Box<dyn Fn() -> Result<Config, Vec<String>> + Send>;
 
+/// Reloads remembered for the admin API and the status page.
+pub(crate) const RELOAD_HISTORY: usize = 5;
+
 /// Longest a reload waits for new upstream host names to resolve.
 const RESOLVE_WAIT: Duration = Duration::from_secs(5);
 
@@ -85,10 +88,15 @@ async fn run(ctl: &Rc<Ctl>) -> Result<ReloadReport, Vec<String>> {
             tracing::warn!(errors = %errors.join("; "), "config reload rejected; the previous config keeps serving");
         }
     }
-    st.last_reload = Some(LastReload {
+    let last = LastReload {
         at: SystemTime::now(),
         errors: result.as_ref().err().cloned().unwrap_or_default(),
-    });
+    };
+    if st.reload_history.len() >= RELOAD_HISTORY {
+        st.reload_history.remove(0);
+    }
+    st.reload_history.push(last.clone());
+    st.last_reload = Some(last);
     result
 }
 

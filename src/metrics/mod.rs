@@ -1,7 +1,9 @@
 //! Metrics below the threads that record them: the latency buckets every exported histogram
 //! shares, the worker-local histogram a worker records into, the per-worker gauges block it
 //! stores once per tick ([`Gauges`], with the families rendered from it), the control thread's
-//! histogram, and the Prometheus text-format writer `GET /metrics` is rendered with (`text`).
+//! histogram, the Prometheus text-format writer `GET /metrics` is rendered with (`text`), and
+//! the windowed histograms (last 1 and 5 minutes) every percentile the gateway shows is read
+//! from (`window`).
 //!
 //! Invariants: recording never allocates, locks or blocks: a worker's [`LocalHistogram`] is
 //! plain cells only its thread touches, and [`Gauges`] are relaxed atomics a worker stores
@@ -16,6 +18,7 @@
 
 mod gauges;
 pub(crate) mod text;
+pub(crate) mod window;
 
 use std::cell::Cell;
 use std::time::Duration;

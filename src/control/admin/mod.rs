@@ -1,14 +1,20 @@
 //! The admin API, on its own listener (`[admin] listen`) inside the control thread's event
-//! loop: see and steer channels, cooldowns, discovery, snapshots and reloads, and `GET /metrics`.
-//! Formats are documented in the README ("Admin API"). This module owns the listener, the
-//! connection slots, reading a request (on the shared `h1` reader) and writing the answer (one
+//! loop: see and steer channels, cooldowns, discovery, snapshots and reloads, `GET /metrics`,
+//! and the operators' status page (`GET /`, [`status`]). Formats are documented in the README
+//! ("Admin API", "Status page"). This module owns the listener, the connection slots, reading
+//! a request (on the shared `h1` reader), its credentials, and writing the answer (one
 //! `h1::write_response`); [`routes`] maps requests to [`views`], [`usage`], the
-//! [`prometheus`] document and the changes.
+//! [`prometheus`] document, the changes and the [`status`] page.
 //!
 //! Invariants: with `[admin] token` set, every request must carry `Authorization: Bearer
-//! <token>` (the scheme in any case), compared in constant time (`secret::same`), and checked
-//! on the head, before any body byte is read; without one the config only allows a loopback
-//! address. No response ever contains an API key: channels show an 8-hex SHA-256 fingerprint.
+//! <token>` (the scheme in any case), compared in constant time (`secret::same`), or the
+//! cookie of a browser [`session`] opened with that token — plus, for anything but `GET`, the
+//! session's CSRF token in `x-csrf-token` (403 without it) — all checked on the head, before
+//! any body byte is read. Only the sign-in form (`/login`, `/logout`) and the page's static
+//! assets answer without credentials. Without a token the config only allows a loopback
+//! address, and then every request is admitted as before (the page too); a non-`GET` whose
+//! `Origin` names another host is refused (403) whatever the credentials, so a web page the
+//! operator visits cannot drive the API through the browser. No response ever contains an API key: channels show an 8-hex SHA-256 fingerprint.
 //! Overrides are persisted before the answer is sent. One request per connection, bounded in
 //! size (64 KiB body) and time (the head within [`HEAD_TIMEOUT`], the body within 10 s), at
 //! most [`MAX_CONNECTIONS`] at once. Idle or slow peers cannot lock operators out: when every
@@ -21,6 +27,8 @@
 mod fleet;
 mod prometheus;
 mod routes;
+mod session;
+mod status;
 mod usage;
 mod views;
 
@@ -116,6 +124,7 @@ impl Slots {
 /// Accepts admin connections until the thread stops.
 pub(crate) async fn serve(ctl: Rc<Ctl>, listener: TcpListener) {
     let slots = Rc::new(Slots::default());
+    let sessions = Rc::new(RefCell::new(session::Sessions::default()));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             monoio::time::sleep(Duration::from_millis(10)).await;
@@ -125,10 +134,10 @@ pub(crate) async fn serve(ctl: Rc<Ctl>, listener: TcpListener) {
             drop(stream);
             continue;
         };
-        let (ctl, slots) = (ctl.clone(), slots.clone());
+        let (ctl, slots, sessions) = (ctl.clone(), slots.clone(), sessions.clone());
         monoio::spawn(async move {
             monoio::select! {
-                _ = connection(&ctl, stream, &slot) => {}
+                _ = connection(&ctl, stream, &slot, &sessions) => {}
                 _ = Evicted(&slot) => {}
             }
             slots.release(&slot);
@@ -143,7 +152,35 @@ struct Req {
     /// The query string (after `?`), raw.
     query: String,
     authorization: Option<Vec<u8>>,
+    /// The `Cookie` header (a status-page session).
+    cookie: Option<Vec<u8>>,
+    /// The `x-csrf-token` header.
+    csrf: Option<Vec<u8>>,
+    /// The `Origin` and `Host` headers (cross-origin writes are refused).
+    origin: Option<Vec<u8>>,
+    host: Option<Vec<u8>>,
     body: Vec<u8>,
+}
+
+/// How a request was let in.
+#[derive(Debug, Clone)]
+enum Access {
+    /// The sign-in form and the page's assets: no credentials needed or given.
+    Public,
+    /// No `[admin] token`: the listener is on loopback (the config's rule) and admits all.
+    Open,
+    /// `Authorization: Bearer <token>`.
+    Bearer,
+    /// A status-page session cookie; its CSRF token (checked already on writes).
+    Session { csrf: String },
+}
+
+/// Paths that answer without credentials: the sign-in form, signing out, the page's assets.
+fn public(method: &str, path: &str) -> bool {
+    matches!(
+        (method, path),
+        ("GET" | "POST", "/login") | ("POST", "/logout")
+    ) || (method == "GET" && path.starts_with("/static/"))
 }
 
 /// An answer: status, body, its content type, and whether it carries a bearer challenge.
@@ -152,26 +189,59 @@ struct Answer {
     body: Vec<u8>,
     challenge: bool,
     content_type: &'static [u8],
+    /// More headers (`set-cookie`, `location`, the page's security headers).
+    extra: Vec<(&'static [u8], Vec<u8>)>,
 }
 
+/// What an HTML answer declares: scripts and styles from this listener only, no framing, no
+/// referrer to other sites (`same-origin`, not `no-referrer`: with that, browsers send
+/// `Origin: null` on the sign-in form's POST, which the cross-origin check refuses).
+const HTML_HEADERS: [(&[u8], &[u8]); 4] = [
+    (
+        b"content-security-policy",
+        b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+          connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-content-type-options", b"nosniff"),
+];
+
 impl Answer {
-    /// 200 with a JSON document ([`serialize`]).
-    fn json(body: Vec<u8>) -> Answer {
+    /// 200 with a body of `content_type`.
+    fn ok(content_type: &'static [u8], body: Vec<u8>) -> Answer {
         Answer {
             status: 200,
             body,
             challenge: false,
-            content_type: b"application/json",
+            content_type,
+            extra: Vec::new(),
         }
+    }
+    /// 200 with a JSON document ([`serialize`]).
+    fn json(body: Vec<u8>) -> Answer {
+        Answer::ok(b"application/json", body)
     }
     /// 200 with the Prometheus text document.
     fn metrics(text: String) -> Answer {
-        Answer {
-            status: 200,
-            body: text.into_bytes(),
-            challenge: false,
-            content_type: b"text/plain; version=0.0.4; charset=utf-8",
-        }
+        Answer::ok(
+            b"text/plain; version=0.0.4; charset=utf-8",
+            text.into_bytes(),
+        )
+    }
+    /// An HTML page with its security headers.
+    fn html(status: u16, page: String) -> Answer {
+        let mut a = Answer::ok(b"text/html; charset=utf-8", page.into_bytes());
+        a.status = status;
+        a.extra = HTML_HEADERS.iter().map(|(k, v)| (*k, v.to_vec())).collect();
+        a
+    }
+    /// 303 to `location` (a path on this listener).
+    fn redirect(location: &str) -> Answer {
+        let mut a = Answer::ok(b"text/plain; charset=utf-8", Vec::new());
+        a.status = 303;
+        a.extra.push((b"location", location.as_bytes().to_vec()));
+        a
     }
     /// An OpenAI-shaped error; a 401 challenges for a bearer token.
     fn error(e: Error) -> Answer {
@@ -180,6 +250,7 @@ impl Answer {
             body: e.body(),
             challenge: e.status == 401,
             content_type: b"application/json",
+            extra: Vec::new(),
         }
     }
 }
@@ -196,16 +267,27 @@ fn not_found(what: &str) -> Error {
 /// One request: the head within [`HEAD_TIMEOUT`], its credentials checked before the body is
 /// read, the body and the answer each within [`IO_TIMEOUT`]; the handling is not bounded (a
 /// reload is bounded on its own, and must not be cut short by a slow client).
-async fn connection(ctl: &Rc<Ctl>, mut stream: TcpStream, slot: &Slot) {
+async fn connection(
+    ctl: &Rc<Ctl>,
+    mut stream: TcpStream,
+    slot: &Slot,
+    sessions: &RefCell<session::Sessions>,
+) {
     let mut buf = Vec::with_capacity(crate::h1::READ_RESERVE);
     let answer = match monoio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream, &mut buf)).await {
-        Ok(Ok(head)) => match credentials(ctl, &head) {
+        Ok(Ok(head)) => match verdict(ctl, &head.req, sessions) {
+            // A browser that is not signed in is sent to the sign-in form.
+            Err(e) if e.status == 401 && head.req.method == "GET" && head.req.path == "/" => {
+                Answer::redirect("/login")
+            }
             Err(e) => Answer::error(e),
-            Ok(()) => {
-                slot.authed.set(true);
+            Ok(access) => {
+                if !matches!(access, Access::Public) {
+                    slot.authed.set(true);
+                }
                 let body = read_body(&mut stream, &mut buf, head);
                 match monoio::time::timeout(IO_TIMEOUT, body).await {
-                    Ok(Ok(req)) => routes::handle(ctl, req).await,
+                    Ok(Ok(req)) => routes::handle(ctl, req, access, sessions).await,
                     Ok(Err(Some(e))) => Answer::error(e),
                     Ok(Err(None)) | Err(_) => return,
                 }
@@ -215,6 +297,12 @@ async fn connection(ctl: &Rc<Ctl>, mut stream: TcpStream, slot: &Slot) {
         Ok(Err(None)) | Err(_) => return,
     };
     respond(&mut stream, answer).await;
+}
+
+/// [`credentials`] with the sessions borrowed for the check only (signing in changes them).
+fn verdict(ctl: &Ctl, req: &Req, sessions: &RefCell<session::Sessions>) -> Result<Access, Error> {
+    let sessions = sessions.borrow();
+    credentials(ctl, req, &sessions)
 }
 
 /// Writes the answer (one `h1::write_response`) and closes, within [`IO_TIMEOUT`].
@@ -227,6 +315,9 @@ async fn respond(stream: &mut TcpStream, answer: Answer) {
     if answer.challenge {
         headers.push((b"www-authenticate", CHALLENGE));
     }
+    for (k, v) in &answer.extra {
+        headers.push((k, v));
+    }
     headers.push((b"connection", b"close"));
     let mut out = Vec::new();
     crate::h1::write_response(&mut out, answer.status, &headers, &answer.body);
@@ -237,9 +328,70 @@ async fn respond(stream: &mut TcpStream, answer: Answer) {
     .await;
 }
 
-/// The verdict on a head's credentials (the state is borrowed only for the check).
-fn credentials(ctl: &Ctl, head: &Headed) -> Result<(), Error> {
-    authorized(&ctl.st.borrow(), head.req.authorization.as_deref())
+/// The verdict on a head's credentials (the state is borrowed only for the check): a bearer
+/// token, else a session cookie (with its CSRF token on writes), else 401; a cross-origin
+/// write is refused first (403).
+fn credentials(ctl: &Ctl, req: &Req, sessions: &session::Sessions) -> Result<Access, Error> {
+    let read_only = matches!(req.method.as_str(), "GET" | "HEAD");
+    if !read_only && !same_origin(req) {
+        return Err(Error::new(
+            403,
+            Kind::Permission,
+            "cross_origin",
+            "admin changes are only accepted from pages of this listener",
+        ));
+    }
+    if public(&req.method, &req.path) {
+        return Ok(Access::Public);
+    }
+    let st = ctl.st.borrow();
+    let Some(token) = st.cfg.admin.as_ref().and_then(|a| a.token.as_ref()) else {
+        // The config allows no token only on a loopback listener (`validate::server::admin`).
+        return authorized(&st, None).map(|()| Access::Open);
+    };
+    if req.authorization.is_some() {
+        return authorized(&st, req.authorization.as_deref()).map(|()| Access::Bearer);
+    }
+    let found = req
+        .cookie
+        .as_deref()
+        .and_then(|c| sessions.find(c, token.expose().as_bytes(), std::time::Instant::now()));
+    let Some(s) = found else {
+        // A token is configured: this is the 401 that says what is missing.
+        return authorized(&st, None).map(|()| Access::Bearer);
+    };
+    let csrf_ok = req
+        .csrf
+        .as_deref()
+        .is_some_and(|c| crate::secret::same(c.trim_ascii(), s.csrf.as_bytes()));
+    if !read_only && !csrf_ok {
+        return Err(Error::new(
+            403,
+            Kind::Permission,
+            "csrf_token_required",
+            "a request signed in by cookie must send the page's CSRF token in x-csrf-token",
+        ));
+    }
+    Ok(Access::Session {
+        csrf: s.csrf.clone(),
+    })
+}
+
+/// True unless the request names an `Origin` whose host differs from its `Host` (browsers
+/// send `Origin` on every cross-origin write).
+fn same_origin(req: &Req) -> bool {
+    let Some(origin) = req.origin.as_deref() else {
+        return true;
+    };
+    let host = origin
+        .iter()
+        .position(|b| *b == b':')
+        .filter(|&i| origin[i..].starts_with(b"://"))
+        .map(|i| &origin[i + 3..]);
+    match (host, req.host.as_deref()) {
+        (Some(o), Some(h)) => o.trim_ascii().eq_ignore_ascii_case(h.trim_ascii()),
+        _ => false,
+    }
 }
 
 /// A request whose head was read: its body is still to come.
@@ -280,6 +432,10 @@ fn request(head: &RequestHead, buf: &[u8]) -> Req {
         path: path.to_string(),
         query: query.to_string(),
         authorization: head.header(buf, b"authorization").map(<[u8]>::to_vec),
+        cookie: head.header(buf, b"cookie").map(<[u8]>::to_vec),
+        csrf: head.header(buf, b"x-csrf-token").map(<[u8]>::to_vec),
+        origin: head.header(buf, b"origin").map(<[u8]>::to_vec),
+        host: head.header(buf, b"host").map(<[u8]>::to_vec),
         body: Vec::new(),
     }
 }

@@ -9,6 +9,7 @@
 //! Not here: reading requests and credentials (`admin`), the documents' shapes (`views`,
 //! `usage`), the metric families (`prometheus`).
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -16,11 +17,24 @@ use serde::Serialize;
 use simd_json::prelude::*;
 
 use super::super::Ctl;
-use super::{Answer, Req, not_found, serialize, usage, views};
+use super::session::Sessions;
+use super::{Access, Answer, Req, not_found, serialize, usage, views};
 use crate::error::{Error, Kind};
 
-/// Answers a request whose credentials the connection accepted.
-pub(super) async fn handle(ctl: &Rc<Ctl>, req: Req) -> Answer {
+/// Answers a request whose credentials the connection accepted: the status page's paths
+/// first, then the admin API (which a request let in without credentials never reaches).
+pub(super) async fn handle(
+    ctl: &Rc<Ctl>,
+    req: Req,
+    access: Access,
+    sessions: &RefCell<Sessions>,
+) -> Answer {
+    if let Some(a) = super::status::handle(ctl, &req, &access, sessions) {
+        return a;
+    }
+    if matches!(access, Access::Public) {
+        return Answer::error(Error::unknown_route(&req.method, &req.path));
+    }
     let parts: Vec<String> = req
         .path
         .trim_end_matches('/')

@@ -6,6 +6,9 @@
 //! `since`, at most [`USAGE_MAX_DAYS`]); records merged so far reach the files before they are
 //! read; reading the files runs on a helper thread, so the control loop keeps publishing,
 //! merging and answering meanwhile; waiting on Redis is bounded (10 s).
+//! [`today`] is the status page's cheap view: the UTC day's totals per key, channel and model
+//! kept in memory by `control::metrics` (no file read).
+//!
 //! Not here: writing usage files (`control::store`), the record format (`usage`).
 
 use std::rc::Rc;
@@ -13,7 +16,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::super::Ctl;
+use super::super::{Ctl, State};
 use crate::error::Error;
 use crate::usage::{GroupBy, Summary, Totals};
 
@@ -90,6 +93,51 @@ impl<'a> UsageView<'a> {
             skipped_lines: None,
             persisted: None,
         }
+    }
+}
+
+/// Today's totals (since this process started) by key, channel and model, largest cost
+/// first: `{"day","currency","keys":[…],"channels":[…],"models":[…]}`.
+#[derive(Debug, Serialize)]
+pub(super) struct TodayView<'a> {
+    day: String,
+    currency: &'a str,
+    keys: Vec<TotalsView<'a>>,
+    channels: Vec<TotalsView<'a>>,
+    models: Vec<TotalsView<'a>>,
+}
+
+/// The status page's usage section (see [`TodayView`]).
+pub(super) fn today(st: &State) -> TodayView<'_> {
+    fn list<'a>(
+        m: &'a std::collections::BTreeMap<String, Totals>,
+        none: &'static str,
+    ) -> Vec<TotalsView<'a>> {
+        let mut v: Vec<TotalsView<'a>> = m
+            .iter()
+            .map(|(k, t)| TotalsView::of(Some(if k.is_empty() { none } else { k }), t))
+            .collect();
+        v.sort_by(|a, b| b.cost.total_cmp(&a.cost).then(b.requests.cmp(&a.requests)));
+        v
+    }
+    let t = &st.metrics.today;
+    let now = crate::clock::now_ms();
+    if t.day != now / DAY_MS {
+        // No record yet since midnight (UTC): yesterday's totals are not today's.
+        return TodayView {
+            day: crate::clock::day(now),
+            currency: &st.cfg.pricing.currency,
+            keys: Vec::new(),
+            channels: Vec::new(),
+            models: Vec::new(),
+        };
+    }
+    TodayView {
+        day: crate::clock::day(t.day * DAY_MS),
+        currency: &st.cfg.pricing.currency,
+        keys: list(&t.keys, "(no key)"),
+        channels: list(&t.channels, "(no channel)"),
+        models: list(&t.models, "(no model)"),
     }
 }
 

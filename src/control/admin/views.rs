@@ -6,6 +6,8 @@
 //! API key or a password: a channel shows its key's fingerprint, the cluster its Redis URL with
 //! the password masked. Durations and rates are rounded to 3 decimals ([`rounded`]); money is
 //! exact; a value that is not a finite number is `null`.
+//! Traffic over the last 1 and 5 minutes (`window` of a channel, `traffic` of the snapshot)
+//! is read from `metrics::window` through [`windows`]: the status page shows the same figures.
 //! Not here: routing requests and changing state (`routes`), usage totals (`usage`).
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -14,6 +16,7 @@ use serde::Serialize;
 
 use super::super::{Ctl, Fetch, State};
 use crate::live::health::{Health, State as HealthState};
+use crate::metrics::window::{Summary, Window};
 use crate::presets::Endpoint;
 
 /// Rounded to 3 decimals (milliseconds of a second, microseconds of a millisecond): what the
@@ -138,6 +141,111 @@ struct StatsView {
     success_rate: f64,
 }
 
+/// The spans every windowed figure is shown over: (name, milliseconds).
+const SPANS: [(&str, u64); 2] = [("1m", 60_000), ("5m", 300_000)];
+
+/// One span of a channel's traffic: requests, errors (non-2xx), whole-request latency and
+/// time to first byte percentiles (`null` without samples).
+#[derive(Debug, Serialize)]
+pub(super) struct WindowView {
+    requests: u64,
+    requests_per_s: f64,
+    errors: u64,
+    error_rate: f64,
+    latency_p50_ms: f64,
+    latency_p99_ms: f64,
+    ttft_p50_ms: f64,
+    ttft_p99_ms: f64,
+}
+
+/// Requests, errors and percentiles of `latency` (and `ttft`) over each of [`SPANS`], as of
+/// `now_ms`: `{"1m":{…},"5m":{…}}`.
+pub(super) fn windows(
+    latency: Option<&Window>,
+    ttft: Option<&Window>,
+    now_ms: u64,
+) -> std::collections::BTreeMap<&'static str, WindowView> {
+    let sum = |w: Option<&Window>, span| {
+        w.map(|w| w.summary(now_ms, span)).unwrap_or(Summary {
+            p50_ms: f64::NAN,
+            p99_ms: f64::NAN,
+            ..Summary::default()
+        })
+    };
+    SPANS
+        .iter()
+        .map(|&(name, span)| {
+            let (l, t) = (sum(latency, span), sum(ttft, span));
+            let view = WindowView {
+                requests: l.count,
+                requests_per_s: rounded(l.rate),
+                errors: l.errors,
+                error_rate: rounded(l.error_rate()),
+                latency_p50_ms: rounded(l.p50_ms),
+                latency_p99_ms: rounded(l.p99_ms),
+                ttft_p50_ms: rounded(t.p50_ms),
+                ttft_p99_ms: rounded(t.p99_ms),
+            };
+            (name, view)
+        })
+        .collect()
+}
+
+/// The gateway's own traffic: open connections, requests in flight and streams (summed over
+/// the workers' last ticks), and over each span requests, errors, latency and gateway
+/// overhead (`ttft_*` of a span here is the overhead: time spent in the gateway).
+#[derive(Debug, Serialize)]
+pub(super) struct TrafficView {
+    connections: u64,
+    in_flight: u64,
+    streams: u64,
+    requests_total: u64,
+    window: std::collections::BTreeMap<&'static str, TrafficSpan>,
+}
+
+/// One span of the gateway's traffic.
+#[derive(Debug, Serialize)]
+pub(super) struct TrafficSpan {
+    requests: u64,
+    requests_per_s: f64,
+    errors: u64,
+    error_rate: f64,
+    latency_p50_ms: f64,
+    latency_p99_ms: f64,
+    overhead_p50_ms: f64,
+    overhead_p99_ms: f64,
+}
+
+fn traffic(ctl: &Ctl, st: &State) -> TrafficView {
+    use std::sync::atomic::Ordering::Relaxed;
+    let g = &ctl.board.gauges;
+    let total = |f: fn(&crate::metrics::Gauges) -> u64| g.iter().map(f).sum::<u64>();
+    let now_ms = crate::clock::now_ms();
+    let r = &st.metrics.recent;
+    TrafficView {
+        connections: total(|g| g.connections.load(Relaxed)),
+        in_flight: total(|g| g.in_flight.load(Relaxed)),
+        streams: total(|g| g.streams.load(Relaxed)),
+        requests_total: total(|g| g.requests.load(Relaxed)),
+        window: windows(Some(&r.requests), Some(&r.overhead), now_ms)
+            .into_iter()
+            .map(|(k, w)| {
+                let span = TrafficSpan {
+                    requests: w.requests,
+                    requests_per_s: w.requests_per_s,
+                    errors: w.errors,
+                    error_rate: w.error_rate,
+                    latency_p50_ms: w.latency_p50_ms,
+                    latency_p99_ms: w.latency_p99_ms,
+                    overhead_p50_ms: w.ttft_p50_ms,
+                    overhead_p99_ms: w.ttft_p99_ms,
+                };
+                (k, span)
+            })
+            .collect(),
+    }
+}
+
 /// One channel: identity, state, config and overrides, health, entries and fetches.
 #[derive(Debug, Serialize)]
 pub(super) struct ChannelView<'a> {
@@ -160,6 +268,8 @@ pub(super) struct ChannelView<'a> {
     models: u64,
     discovered_models: u64,
     stats: StatsView,
+    /// Traffic over the last 1 and 5 minutes.
+    window: std::collections::BTreeMap<&'static str, WindowView>,
     discovery: Option<FetchView<'a>>,
     probe: Option<FetchView<'a>>,
 }
@@ -264,6 +374,14 @@ fn channel_at(st: &State, i: usize, now: Instant, wall: SystemTime) -> ChannelVi
             ttft_ms: rounded(mean(ttft, ttft_n)),
             success_rate: rounded(mean(succ, models)),
         },
+        window: {
+            let w = st.metrics.recent.channels.get(&*ch.id);
+            windows(
+                w.map(|w| &w.latency),
+                w.map(|w| &w.ttft),
+                crate::clock::now_ms(),
+            )
+        },
         discovery: status.and_then(|s| s.discovery.as_ref()).map(FetchView::of),
         probe: status.and_then(|s| s.probe.as_ref()).map(FetchView::of),
     }
@@ -354,6 +472,8 @@ struct ReloadsView<'a> {
     applied: u64,
     rejected: u64,
     last: Option<LastReloadView<'a>>,
+    /// The latest few, oldest first.
+    recent: Vec<LastReloadView<'a>>,
     restart_required: &'a [String],
 }
 
@@ -376,6 +496,8 @@ pub(super) struct SnapshotView<'a> {
     discovery: RoundView,
     health: RoundView,
     reloads: ReloadsView<'a>,
+    /// The gateway's traffic: connections, in flight, streams, the last 1 and 5 minutes.
+    traffic: TrafficView,
 }
 
 /// Epoch, generation, counts, build and propagation times, per-worker epochs, rounds, reloads.
@@ -430,7 +552,17 @@ pub(super) fn snapshot<'a>(ctl: &Ctl, st: &'a State) -> SnapshotView<'a> {
                 ok: r.errors.is_empty(),
                 errors: &r.errors,
             }),
+            recent: st
+                .reload_history
+                .iter()
+                .map(|r| LastReloadView {
+                    at_unix: rounded(unix(r.at)),
+                    ok: r.errors.is_empty(),
+                    errors: &r.errors,
+                })
+                .collect(),
             restart_required: &st.restart_required,
         },
+        traffic: traffic(ctl, st),
     }
 }
