@@ -313,7 +313,10 @@ timeout -k 5 120 python3 "$PERF_DIR/control.py" "$BIN" "$WORK/gateway-warm.toml"
     printf 'rss_idle_2w_kib\t%s\n' "$GW_RSS_IDLE2"
 } >"$DATA/meta.tsv"
 
-OUT=$RESULTS_DIR/$(date '+%Y-%m-%d')-$(hostname)$([[ $PINNING == unpinned ]] && echo "-unpinned-pw-$PIN_WORKERS")$([[ $TELEMETRY == on ]] && echo "-telemetry").md
+MODE=""
+[[ $PINNING == unpinned ]] && MODE+="-unpinned-pw-$PIN_WORKERS"
+[[ $TELEMETRY == on ]] && MODE+="-telemetry"
+OUT=$RESULTS_DIR/$(date '+%Y-%m-%d')-$(hostname)$MODE.md
 rc=0
 python3 "$PERF_DIR/report.py" "$DATA" "$OUT" || rc=$?
 log "results: $OUT"
