@@ -177,3 +177,25 @@ pub(crate) fn sse_data(out: &mut Vec<u8>, v: &Json, end: &[u8]) {
     out.extend_from_slice(v.encode().as_bytes());
     out.extend_from_slice(end);
 }
+
+/// Reasoning text in either spelling OpenAI-compatible servers use.
+pub(crate) fn reasoning_of(v: &Json) -> Option<&str> {
+    v.get("reasoning_content")
+        .and_then(|r| r.as_str())
+        .or_else(|| v.get("reasoning").and_then(|r| r.as_str()))
+        .filter(|r| !r.is_empty())
+}
+
+/// OpenAI message content (a string, or text parts) as one string.
+pub(crate) fn message_text(content: Option<&Json>) -> String {
+    match content {
+        Some(c) if c.as_str().is_some() => c.as_str().unwrap_or("").to_string(),
+        Some(c) => c.as_array().map_or_else(String::new, |parts| {
+            parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(|t| t.as_str()))
+                .collect()
+        }),
+        None => String::new(),
+    }
+}

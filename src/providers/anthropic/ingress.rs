@@ -19,8 +19,8 @@ use crate::json as jw;
 use crate::providers::TranslateError;
 use crate::providers::openai::wire::{Finish, read_usage, tool_call};
 use crate::providers::shared::{
-    bad, collapse_text, first_choice, object_of_str, parse, parse_client, present, set, str_field,
-    stream_flag, tool_list, with_cache_control,
+    bad, collapse_text, first_choice, message_text, object_of_str, parse, parse_client, present,
+    reasoning_of, set, str_field, stream_flag, tool_list, with_cache_control,
 };
 use crate::tokens::{Usage, estimate};
 
@@ -536,28 +536,6 @@ pub(crate) fn egress_response(openai: &[u8], out: &mut Vec<u8>) -> Result<Usage,
     );
     out.extend_from_slice(body.encode().as_bytes());
     Ok(usage)
-}
-
-/// Reasoning text in either spelling OpenAI-compatible servers use.
-fn reasoning_of(v: &OwnedValue) -> Option<&str> {
-    v.get("reasoning_content")
-        .and_then(|r| r.as_str())
-        .or_else(|| v.get("reasoning").and_then(|r| r.as_str()))
-        .filter(|r| !r.is_empty())
-}
-
-/// OpenAI message content (a string, or text parts) as one string.
-fn message_text(content: Option<&OwnedValue>) -> String {
-    match content {
-        Some(c) if c.as_str().is_some() => c.as_str().unwrap_or("").to_string(),
-        Some(c) => c.as_array().map_or_else(String::new, |parts| {
-            parts
-                .iter()
-                .filter_map(|p| p.get("text").and_then(|t| t.as_str()))
-                .collect()
-        }),
-        None => String::new(),
-    }
 }
 
 /// An Anthropic message id from an OpenAI completion id.

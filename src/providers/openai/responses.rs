@@ -19,7 +19,9 @@ use simd_json::prelude::*;
 use crate::error::Error;
 use crate::providers::TranslateError;
 use crate::providers::openai::wire::{Finish, read_usage};
-use crate::providers::shared::{bad, first_choice, parse, parse_client, present, set, str_field};
+use crate::providers::shared::{
+    bad, first_choice, message_text, parse, parse_client, present, reasoning_of, set, str_field,
+};
 use crate::tokens::Usage;
 
 /// What an empty body is told.
@@ -533,26 +535,6 @@ pub fn egress_response(
     );
     out.extend_from_slice(doc.encode().as_bytes());
     Ok(counts.usage)
-}
-
-fn reasoning_of(v: &Json) -> Option<&str> {
-    v.get("reasoning_content")
-        .and_then(|r| r.as_str())
-        .or_else(|| v.get("reasoning").and_then(|r| r.as_str()))
-        .filter(|r| !r.is_empty())
-}
-
-fn message_text(content: Option<&Json>) -> String {
-    match content {
-        Some(c) if c.as_str().is_some() => c.as_str().unwrap_or("").to_string(),
-        Some(c) => c.as_array().map_or_else(String::new, |parts| {
-            parts
-                .iter()
-                .filter_map(|p| p.get("text").and_then(|t| t.as_str()))
-                .collect()
-        }),
-        None => String::new(),
-    }
 }
 
 fn message_item(id: &str, text: &str, status: &str) -> Json {
